@@ -1,0 +1,28 @@
+"""The hello app's web process: answers every request with a greeting from its dyno."""
+
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Hello(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = f"Hello from {os.environ.get('DYNO', '?')}!\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        print(f"{self.address_string()} {format % args}", flush=True)
+
+
+if __name__ == "__main__":
+    port = int(os.environ["PORT"])
+    print(f"listening on port {port}", flush=True)
+    ThreadingHTTPServer(("127.0.0.1", port), Hello).serve_forever()

@@ -1,0 +1,3 @@
+from dynos.cli.main import main
+
+main()

@@ -1,0 +1,52 @@
+"""Server settings and where a server's files live under its home directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_home() -> Path:
+    """``$DYNOS_HOME``, else ``~/.local/share/dynos``."""
+    env = os.environ.get("DYNOS_HOME")
+    return Path(env) if env else Path.home() / ".local" / "share" / "dynos"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    home: Path
+    api_host: str = "127.0.0.1"
+    api_port: int = 5050
+    router_host: str = "0.0.0.0"
+    router_port: int = 5000
+    domain: str = "localhost"
+    stop_grace: float = 30.0  # seconds between SIGTERM and SIGKILL when a dyno stops
+    boot_timeout: float = 60.0  # seconds a web dyno has to bind its PORT
+
+
+@dataclass(frozen=True)
+class HomePaths:
+    """The layout of a server home; both the server and the CLI read it."""
+
+    home: Path
+
+    @property
+    def database(self) -> Path:
+        return self.home / "dynos.db"
+
+    @property
+    def credentials(self) -> Path:
+        return self.home / "credentials"
+
+    @property
+    def server_json(self) -> Path:
+        return self.home / "server.json"
+
+    @property
+    def slugs(self) -> Path:
+        return self.home / "slugs"
+
+    @property
+    def builds(self) -> Path:
+        return self.home / "builds"

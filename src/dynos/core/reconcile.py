@@ -1,0 +1,129 @@
+"""The reconcile planner: desired formation + running dynos -> what to start and stop.
+
+``plan_actions`` is pure: it reads snapshots and a clock value and returns actions; the
+manager carries them out. Running it again before the actions finish is safe: a dyno that is
+already stopping is left alone, and a dyno name is never started twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dynos.core.states import DynoState
+
+
+@dataclass(frozen=True)
+class DesiredProcess:
+    type: str
+    quantity: int
+    size: str
+    command: str
+
+
+@dataclass(frozen=True)
+class DesiredApp:
+    app_id: str
+    release_version: int
+    processes: tuple[DesiredProcess, ...]
+
+
+@dataclass(frozen=True)
+class RunningDyno:
+    """What the planner needs to know of a dyno the manager tracks."""
+
+    app_id: str
+    type: str
+    number: int
+    release_version: int
+    size: str
+    command: str
+    state: DynoState
+    stopping: bool = False
+    restart_requested: bool = False
+    restart_at: float | None = None  # set while crashed: when the policy allows a restart
+
+    @property
+    def name(self) -> str:
+        return f"{self.type}.{self.number}"
+
+
+@dataclass(frozen=True)
+class StartDyno:
+    app_id: str
+    type: str
+    number: int
+    release_version: int
+    size: str
+    command: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.type}.{self.number}"
+
+
+@dataclass(frozen=True)
+class StopDyno:
+    app_id: str
+    name: str
+    reason: str  # "scale" (gone from the formation) or "restart" (replaced by a new one)
+
+
+Action = StartDyno | StopDyno
+
+
+def plan_actions(
+    desired: Sequence[DesiredApp], running: Sequence[RunningDyno], now: float
+) -> list[Action]:
+    """Stops first (highest-numbered dynos first), then starts, lowest number first."""
+    wanted = {app.app_id: app for app in desired}
+    stops: list[StopDyno] = []
+    starts: list[StartDyno] = []
+    present: set[tuple[str, str]] = set()
+    for dyno in running:
+        present.add((dyno.app_id, dyno.name))
+        if dyno.stopping:
+            continue
+        app = wanted.get(dyno.app_id)
+        process = _process(app, dyno.type)
+        if app is None or process is None or dyno.number > process.quantity:
+            stops.append(StopDyno(dyno.app_id, dyno.name, "scale"))
+        elif (
+            dyno.restart_requested
+            or dyno.release_version != app.release_version
+            or dyno.size != process.size
+            or dyno.command != process.command
+        ):
+            stops.append(StopDyno(dyno.app_id, dyno.name, "restart"))
+        elif (
+            dyno.state is DynoState.CRASHED
+            and dyno.restart_at is not None
+            and dyno.restart_at <= now
+        ):
+            starts.append(_start(app, process, dyno.number))
+    for app in desired:
+        for process in app.processes:
+            for number in range(1, process.quantity + 1):
+                if (app.app_id, f"{process.type}.{number}") not in present:
+                    starts.append(_start(app, process, number))
+    stops.sort(key=lambda stop: -int(stop.name.rsplit(".", 1)[1]))
+    starts.sort(key=lambda start: (start.app_id, start.type, start.number))
+    return [*stops, *starts]
+
+
+def next_deadline(running: Sequence[RunningDyno]) -> float | None:
+    """The earliest time a crashed dyno may restart, for the manager's sleep."""
+    times = [d.restart_at for d in running if d.state is DynoState.CRASHED and d.restart_at]
+    return min(times, default=None)
+
+
+def _process(app: DesiredApp | None, type_: str) -> DesiredProcess | None:
+    if app is None:
+        return None
+    return next((p for p in app.processes if p.type == type_), None)
+
+
+def _start(app: DesiredApp, process: DesiredProcess, number: int) -> StartDyno:
+    return StartDyno(
+        app.app_id, process.type, number, app.release_version, process.size, process.command
+    )

@@ -1,0 +1,39 @@
+"""What the store holds, as plain frozen records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class App:
+    id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Release:
+    """Immutable: a slug (the code), the Procfile's process types and the config vars."""
+
+    id: str
+    app_id: str
+    version: int
+    description: str
+    slug_id: str | None
+    processes: dict[str, str]
+    config: dict[str, str]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Formation:
+    id: str
+    app_id: str
+    type: str
+    quantity: int
+    size: str  # a size's display name, e.g. "Standard-1X"
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,56 @@
+"""The SQLite schema, as an append-only list of migrations.
+
+``PRAGMA user_version`` holds how many migrations a database has had; opening a database runs
+the missing ones in one transaction each. Never edit a migration that has shipped: add one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: apps, their releases (each a snapshot of slug, Procfile and config) and the formation.
+    """
+    CREATE TABLE apps (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE TABLE releases (
+        id          TEXT PRIMARY KEY,
+        app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        version     INTEGER NOT NULL,
+        description TEXT NOT NULL,
+        slug_id     TEXT,
+        processes   TEXT NOT NULL,  -- JSON {type: command}
+        config      TEXT NOT NULL,  -- JSON {key: value}
+        created_at  TEXT NOT NULL,
+        UNIQUE (app_id, version)
+    );
+    CREATE TABLE formation (
+        id          TEXT PRIMARY KEY,
+        app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        type        TEXT NOT NULL,
+        quantity    INTEGER NOT NULL CHECK (quantity >= 0),
+        size        TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        UNIQUE (app_id, type)
+    );
+    """,
+)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring ``conn``'s schema up to date; return the schema version it now has."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"This database has schema v{version}, newer than this dynos knows "
+            f"(v{len(MIGRATIONS)}): upgrade dynos before using this home."
+        )
+    for number in range(version, len(MIGRATIONS)):
+        with conn:
+            conn.executescript(f"BEGIN; {MIGRATIONS[number]} PRAGMA user_version = {number + 1};")
+    return len(MIGRATIONS)

@@ -1,0 +1,230 @@
+"""The store: every piece of desired state, in one SQLite database (WAL).
+
+Methods are synchronous: SQLite answers these small queries in microseconds, faster than a
+thread hop would cost, and keeping them on the event loop's thread keeps the data consistent
+without locks. Multi-step changes (a release plus its formation) run in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dynos.errors import Conflict, NotFound
+from dynos.store.models import App, Formation, Release
+from dynos.store.schema import migrate
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self.schema_version = migrate(self._conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several writes: all of them land, or none."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # -- apps -----------------------------------------------------------------------------
+
+    def create_app(self, name: str) -> App:
+        now = _now()
+        app = App(str(uuid.uuid4()), name, now, now)
+        try:
+            self._conn.execute(
+                "INSERT INTO apps (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (app.id, app.name, _ts(now), _ts(now)),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"Name {name} is already taken: choose another app name.") from exc
+        return app
+
+    def list_apps(self) -> list[App]:
+        rows = self._conn.execute("SELECT * FROM apps ORDER BY name").fetchall()
+        return [self._app(row) for row in rows]
+
+    def get_app(self, name_or_id: str) -> App:
+        """The app called ``name_or_id`` (or with that id); NotFound if there is none."""
+        column = "id" if _is_uuid(name_or_id) else "name"
+        row = self._conn.execute(f"SELECT * FROM apps WHERE {column} = ?", (name_or_id,)).fetchone()
+        if row is None:
+            raise NotFound(
+                f"Couldn't find that app: {name_or_id}. Run 'dynos apps' to list your apps."
+            )
+        return self._app(row)
+
+    def rename_app(self, app_id: str, name: str) -> App:
+        try:
+            self._conn.execute(
+                "UPDATE apps SET name = ?, updated_at = ? WHERE id = ?",
+                (name, _ts(_now()), app_id),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"Name {name} is already taken: choose another app name.") from exc
+        return self.get_app(app_id)
+
+    def delete_app(self, app_id: str) -> None:
+        self._conn.execute("DELETE FROM apps WHERE id = ?", (app_id,))
+
+    @staticmethod
+    def _app(row: sqlite3.Row) -> App:
+        return App(row["id"], row["name"], _dt(row["created_at"]), _dt(row["updated_at"]))
+
+    # -- releases ---------------------------------------------------------------------------
+
+    def create_release(
+        self,
+        app_id: str,
+        description: str,
+        *,
+        slug_id: str | None,
+        processes: Mapping[str, str],
+        config: Mapping[str, str],
+    ) -> Release:
+        """Add the app's next release (v1, v2, ...); its version is one above the newest."""
+        (last,) = self._conn.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM releases WHERE app_id = ?", (app_id,)
+        ).fetchone()
+        release = Release(
+            str(uuid.uuid4()),
+            app_id,
+            last + 1,
+            description,
+            slug_id,
+            dict(processes),
+            dict(config),
+            _now(),
+        )
+        self._conn.execute(
+            "INSERT INTO releases (id, app_id, version, description, slug_id, processes, config,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                release.id,
+                app_id,
+                release.version,
+                description,
+                slug_id,
+                json.dumps(release.processes),
+                json.dumps(release.config),
+                _ts(release.created_at),
+            ),
+        )
+        return release
+
+    def list_releases(self, app_id: str) -> list[Release]:
+        rows = self._conn.execute(
+            "SELECT * FROM releases WHERE app_id = ? ORDER BY version", (app_id,)
+        ).fetchall()
+        return [self._release(row) for row in rows]
+
+    def current_release(self, app_id: str) -> Release | None:
+        row = self._conn.execute(
+            "SELECT * FROM releases WHERE app_id = ? ORDER BY version DESC LIMIT 1", (app_id,)
+        ).fetchone()
+        return None if row is None else self._release(row)
+
+    def get_release(self, app_id: str, id_or_version: str) -> Release:
+        """A release by id, or by version (``3`` or ``v3``); NotFound if there is none."""
+        text = id_or_version.removeprefix("v")
+        if text.isdigit():
+            query, arg = "version = ?", int(text)
+        else:
+            query, arg = "id = ?", id_or_version  # type: ignore[assignment]
+        row = self._conn.execute(
+            f"SELECT * FROM releases WHERE app_id = ? AND {query}", (app_id, arg)
+        ).fetchone()
+        if row is None:
+            raise NotFound(
+                f"Couldn't find release {id_or_version}. Run 'dynos releases' to list them."
+            )
+        return self._release(row)
+
+    def slug_in_use(self, slug_id: str) -> bool:
+        row = self._conn.execute("SELECT 1 FROM releases WHERE slug_id = ?", (slug_id,))
+        return row.fetchone() is not None
+
+    @staticmethod
+    def _release(row: sqlite3.Row) -> Release:
+        return Release(
+            row["id"],
+            row["app_id"],
+            row["version"],
+            row["description"],
+            row["slug_id"],
+            json.loads(row["processes"]),
+            json.loads(row["config"]),
+            _dt(row["created_at"]),
+        )
+
+    # -- formation --------------------------------------------------------------------------
+
+    def formation(self, app_id: str) -> list[Formation]:
+        """The app's formation, ``web`` first, then by type."""
+        rows = self._conn.execute(
+            "SELECT * FROM formation WHERE app_id = ? ORDER BY type != 'web', type", (app_id,)
+        ).fetchall()
+        return [self._formation(row) for row in rows]
+
+    def set_formation(self, app_id: str, type_: str, quantity: int, size: str) -> None:
+        """Create or update one process type's entry."""
+        now = _ts(_now())
+        self._conn.execute(
+            "INSERT INTO formation (id, app_id, type, quantity, size, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (app_id, type) DO UPDATE SET quantity = excluded.quantity,"
+            " size = excluded.size, updated_at = excluded.updated_at",
+            (str(uuid.uuid4()), app_id, type_, quantity, size, now, now),
+        )
+
+    def delete_formation(self, app_id: str, type_: str) -> None:
+        self._conn.execute("DELETE FROM formation WHERE app_id = ? AND type = ?", (app_id, type_))
+
+    @staticmethod
+    def _formation(row: sqlite3.Row) -> Formation:
+        return Formation(
+            row["id"],
+            row["app_id"],
+            row["type"],
+            row["quantity"],
+            row["size"],
+            _dt(row["created_at"]),
+            _dt(row["updated_at"]),
+        )

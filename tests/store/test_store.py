@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from dynos.errors import Conflict, NotFound
+from dynos.store.store import Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "dynos.db")
+
+
+def test_apps_are_found_by_name_and_by_id(store: Store) -> None:
+    app = store.create_app("foo")
+    assert store.get_app("foo") == app
+    assert store.get_app(app.id) == app
+
+
+def test_app_names_are_unique(store: Store) -> None:
+    store.create_app("foo")
+    with pytest.raises(Conflict):
+        store.create_app("foo")
+
+
+def test_unknown_app_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="nope"):
+        store.get_app("nope")
+
+
+def test_releases_are_numbered_per_app(store: Store) -> None:
+    foo, bar = store.create_app("foo"), store.create_app("bar")
+    for app in (foo, foo, bar):
+        store.create_release(app.id, "x", slug_id=None, processes={}, config={})
+    assert [r.version for r in store.list_releases(foo.id)] == [1, 2]
+    assert store.get_release(foo.id, "v2").version == 2
+    assert store.current_release(bar.id) is not None
+
+
+def test_state_survives_reopening_the_database(tmp_path: Path) -> None:
+    first = Store(tmp_path / "dynos.db")
+    app = first.create_app("foo")
+    first.create_release(app.id, "d", slug_id="s", processes={"web": "w"}, config={"K": "v"})
+    first.set_formation(app.id, "web", 3, "Standard-2X")
+    first.close()
+    second = Store(tmp_path / "dynos.db")
+    release = second.current_release(app.id)
+    assert release is not None and release.config == {"K": "v"}
+    assert [(f.type, f.quantity, f.size) for f in second.formation(app.id)] == [
+        ("web", 3, "Standard-2X")
+    ]
+    assert second.schema_version == 1
+
+
+def test_a_failed_transaction_changes_nothing(store: Store) -> None:
+    app = store.create_app("foo")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.set_formation(app.id, "web", 1, "Standard-1X")
+        raise RuntimeError("boom")
+    assert store.formation(app.id) == []
+
+
+def test_deleting_an_app_removes_its_releases_and_formation(store: Store) -> None:
+    app = store.create_app("foo")
+    store.create_release(app.id, "d", slug_id=None, processes={}, config={})
+    store.set_formation(app.id, "web", 1, "Standard-1X")
+    store.delete_app(app.id)
+    assert store.list_releases(app.id) == []
+    assert store.formation(app.id) == []
