@@ -1,0 +1,52 @@
+"""The seam between the manager and whatever runs dynos (local processes, a cluster engine).
+
+A backend starts a dyno from a :class:`DynoSpec`, stops it with a grace period, and reports
+what happens to it through :class:`DynoEvents`. It decides nothing: restarts, scaling and
+state belong to the manager.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from dynos.core.sizes import DynoSize
+
+
+@dataclass(frozen=True)
+class DynoSpec:
+    key: str  # unique per started dyno, never reused: "<app id>/<name>/<n>"
+    app_name: str
+    name: str  # "web.1"
+    command: str
+    cwd: Path
+    env: dict[str, str]
+    port: int | None  # web dynos only: the port the process must bind
+    size: DynoSize
+
+
+class DynoEvents(Protocol):
+    def dyno_output(self, key: str, line: str) -> None: ...
+
+    def dyno_up(self, key: str) -> None: ...
+
+    def dyno_exited(self, key: str, status: int) -> None:
+        """``status`` as Heroku shows it: the exit code, or 128 + signal number."""
+        ...
+
+    def dyno_boot_timeout(self, key: str) -> None: ...
+
+
+class Backend(Protocol):
+    async def start(self, spec: DynoSpec) -> None:
+        """Start the dyno; events about it arrive later. Raises PlatformError if it can't."""
+        ...
+
+    async def stop(self, key: str, grace: float) -> bool:
+        """SIGTERM, then SIGKILL after ``grace`` s; return True if it had to be killed."""
+        ...
+
+    def allocate_port(self) -> int:
+        """A free port for a web dyno to bind."""
+        ...

@@ -1,0 +1,59 @@
+"""What the manager knows of each dyno it runs: the actual half of reconciliation."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from dynos.core.reconcile import RunningDyno
+from dynos.core.states import DynoState, check_transition
+
+
+@dataclass
+class DynoRecord:
+    app_id: str
+    app_name: str
+    type: str
+    number: int
+    release_version: int
+    release_id: str
+    size: str
+    command: str
+    state: DynoState = DynoState.STARTING
+    key: str | None = None  # the backend's key of the current process, None once it exited
+    port: int | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: float = 0.0  # clock time of the current process's start
+    crashes: int = 0  # consecutive crashes, for the restart policy
+    restart_at: float | None = None
+    stopping: bool = False
+    restart_requested: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.type}.{self.number}"
+
+    def move_to(self, state: DynoState) -> DynoState:
+        """Change state (checked against the transition table); return the old state."""
+        old = self.state
+        check_transition(old, state)
+        self.state = state
+        self.updated_at = datetime.now(UTC)
+        return old
+
+    def snapshot(self) -> RunningDyno:
+        return RunningDyno(
+            app_id=self.app_id,
+            type=self.type,
+            number=self.number,
+            release_version=self.release_version,
+            size=self.size,
+            command=self.command,
+            state=self.state,
+            stopping=self.stopping,
+            restart_requested=self.restart_requested,
+            restart_at=self.restart_at,
+        )

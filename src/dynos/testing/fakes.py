@@ -1,0 +1,61 @@
+"""Fakes shipped with the package, for tests of the manager and of later backends' users.
+
+``FakeBackend`` runs nothing: it records what it was asked to start and stop and lets a test
+say when a dyno comes up or exits. ``FakeClock`` is a clock a test moves by hand.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from dynos.backends.base import DynoEvents, DynoSpec
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeBackend:
+    def __init__(self, events: DynoEvents) -> None:
+        self.events = events
+        self.running: dict[str, DynoSpec] = {}  # key -> spec
+        self.started: list[DynoSpec] = []
+        self.stopped: list[str] = []  # dyno names, in the order they were stopped
+        self._ports = itertools.count(40000)
+
+    def allocate_port(self) -> int:
+        return next(self._ports)
+
+    async def start(self, spec: DynoSpec) -> None:
+        self.running[spec.key] = spec
+        self.started.append(spec)
+        if spec.port is None:
+            self.events.dyno_up(spec.key)
+
+    async def stop(self, key: str, grace: float) -> bool:
+        spec = self.running.pop(key, None)
+        if spec is not None:
+            self.stopped.append(spec.name)
+            self.events.dyno_exited(key, 143)
+        return False
+
+    # -- what a test says happened ---------------------------------------------------------
+
+    def key_of(self, name: str) -> str:
+        return next(k for k, s in self.running.items() if s.name == name)
+
+    def bind(self, name: str) -> None:
+        """The web dyno ``name`` now accepts connections on its PORT."""
+        self.events.dyno_up(self.key_of(name))
+
+    def crash(self, name: str, status: int = 1) -> None:
+        key = self.key_of(name)
+        del self.running[key]
+        self.events.dyno_exited(key, status)

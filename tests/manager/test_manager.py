@@ -1,0 +1,173 @@
+"""The manager's decisions with a fake backend and a fake clock: no processes, no sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from dynos.backends.base import DynoEvents
+from dynos.core.restart_policy import RestartPolicy
+from dynos.logs.hub import LogHub
+from dynos.manager.manager import DynoManager, ManagerSettings
+from dynos.router.routing_table import RoutingTable
+from dynos.store.store import Store
+from dynos.testing.fakes import FakeBackend, FakeClock
+
+
+class World:
+    def __init__(self, tmp_path: Path) -> None:
+        self.store = Store(tmp_path / "db")
+        self.logs = LogHub()
+        self.routes = RoutingTable("localhost")
+        self.clock = FakeClock()
+        self.backend: FakeBackend | None = None
+
+        def factory(events: DynoEvents) -> FakeBackend:
+            self.backend = FakeBackend(events)
+            return self.backend
+
+        settings = ManagerSettings(
+            slugs_dir=tmp_path, restart_policy=RestartPolicy(base_delay=1.0, max_delay=8.0)
+        )
+        self.manager = DynoManager(
+            self.store, factory, self.logs, self.routes, settings, clock=self.clock
+        )
+        self.app = self.store.create_app("foo")
+        self.store.create_release(
+            self.app.id,
+            "Deploy",
+            slug_id="slug",
+            processes={"web": "python3 web.py", "worker": "python3 worker.py"},
+            config={"K": "v"},
+        )
+
+    @property
+    def fake(self) -> FakeBackend:
+        assert self.backend is not None
+        return self.backend
+
+    def scale(self, web: int, worker: int, size: str = "Standard-1X") -> None:
+        self.store.set_formation(self.app.id, "web", web, size)
+        self.store.set_formation(self.app.id, "worker", worker, "Standard-1X")
+
+    async def settle(self) -> None:
+        """Reconcile, then let spawned stop tasks and their exit events run."""
+        for _ in range(5):
+            await self.manager.reconcile()
+            await asyncio.sleep(0)
+
+    def states(self) -> dict[str, str]:
+        return {d.name: str(d.state) for d in self.manager.dynos(self.app.id)}
+
+
+def run(test: Callable[[World], Coroutine[Any, Any, None]], tmp_path: Path) -> None:
+    asyncio.run(test(World(tmp_path)))
+
+
+def test_web_dyno_is_routed_only_once_it_binds_its_port(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=1, worker=1)
+        await w.settle()
+        assert w.states() == {"web.1": "starting", "worker.1": "up"}
+        route = w.routes.lookup("foo.localhost")
+        assert route is not None and route.backends == ()
+        w.fake.bind("web.1")
+        assert w.states()["web.1"] == "up"
+        route = w.routes.lookup("foo.localhost")
+        assert route is not None and [b.dyno for b in route.backends] == ["web.1"]
+
+    run(scenario, tmp_path)
+
+
+def test_dyno_gets_config_port_and_dyno_name(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=1, worker=0)
+        await w.settle()
+        env = w.fake.started[0].env
+        assert env["K"] == "v" and env["DYNO"] == "web.1" and env["PORT"] == "40000"
+
+    run(scenario, tmp_path)
+
+
+def test_scale_down_stops_highest_numbered_dynos_first(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=0, worker=4)
+        await w.settle()
+        w.scale(web=0, worker=1)
+        await w.settle()
+        assert w.fake.stopped == ["worker.4", "worker.3", "worker.2"]
+        assert w.states() == {"worker.1": "up"}
+
+    run(scenario, tmp_path)
+
+
+def test_crash_restarts_at_once_then_backs_off(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=0, worker=1)
+        await w.settle()
+        w.fake.crash("worker.1", status=3)
+        assert w.states() == {"worker.1": "crashed"}
+        await w.settle()
+        assert w.states() == {"worker.1": "up"}  # first crash: restarted at once
+        w.fake.crash("worker.1", status=3)
+        await w.settle()
+        assert w.states() == {"worker.1": "crashed"}  # second quick crash: waits 1 s
+        w.clock.advance(1.0)
+        await w.settle()
+        assert w.states() == {"worker.1": "up"}
+        lines = [line.format() for line in w.logs.recent("foo", 100)]
+        assert any("dynos[worker.1]: Process exited with status 3" in x for x in lines)
+        assert any("State changed from up to crashed" in x for x in lines)
+
+    run(scenario, tmp_path)
+
+
+def test_all_web_dynos_crashed_marks_the_route_crashed(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=1, worker=0)
+        await w.settle()
+        w.fake.bind("web.1")
+        w.fake.crash("web.1")
+        route = w.routes.lookup("foo.localhost")
+        assert route is not None and route.crashed and route.backends == ()
+
+    run(scenario, tmp_path)
+
+
+def test_new_release_replaces_every_dyno(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=0, worker=2)
+        await w.settle()
+        w.store.create_release(
+            w.app.id, "v3", slug_id="slug2", processes={"worker": "python3 w2.py"}, config={}
+        )
+        await w.settle()
+        assert sorted(w.fake.stopped) == ["worker.1", "worker.2"]
+        assert [s.command for s in w.fake.running.values()] == ["python3 w2.py"] * 2
+
+    run(scenario, tmp_path)
+
+
+def test_restart_request_replaces_only_the_named_dyno(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=0, worker=2)
+        await w.settle()
+        w.manager.request_restart(w.app.id, "worker.2")
+        await w.settle()
+        assert w.fake.stopped == ["worker.2"]
+        assert w.states() == {"worker.1": "up", "worker.2": "up"}
+
+    run(scenario, tmp_path)
+
+
+def test_close_stops_every_dyno(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=0, worker=3)
+        await w.settle()
+        await w.manager.close()
+        assert sorted(w.fake.stopped) == ["worker.1", "worker.2", "worker.3"]
+        assert w.fake.running == {}
+
+    run(scenario, tmp_path)
