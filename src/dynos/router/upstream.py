@@ -1,0 +1,317 @@
+"""The dyno side of the proxy: one HTTP/1.1 connection to a dyno, and a keep-alive pool.
+
+An ``UpstreamConnection`` carries one request at a time. While it does, it reports the
+response to its ``listener`` (the client connection) as it is parsed: head, body pieces,
+completion or failure. Between requests it waits in the ``UpstreamPool``; a dyno that closes
+an idle connection takes it out of the pool.
+
+Why some things are done the way they are:
+- httptools cannot be told that a response answers a HEAD request (it would wait for the body
+  that ``Content-Length`` announces), so a HEAD response completes at its head and the parser
+  is replaced by a fresh one.
+- Completion is reported after ``feed_data`` returns, not from inside the parser callback, so
+  that the listener may hand the connection to the next request straight away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import Protocol, cast
+
+import httptools
+
+from dynos.router.http import BodyKind, Headers, response_body_kind
+from dynos.router.routing_table import Backend
+
+CONNECT_TIMEOUT = 5.0  # Heroku's H19 threshold
+# Shorter than the keep-alive timeout of common app servers (uvicorn and node: 5s), so the
+# pool rarely hands out a connection the dyno is closing.
+IDLE_TIMEOUT = 4.0
+MAX_IDLE_PER_BACKEND = 64
+
+
+class UpstreamFailure(enum.Enum):
+    CLOSED = "closed"  # the dyno closed the connection before the response was complete
+    BAD_RESPONSE = "bad-response"  # the dyno sent something that is not an HTTP/1.1 response
+
+
+class ResponseListener(Protocol):
+    """What an upstream connection tells the request it carries (the client connection)."""
+
+    def response_interim(self, status: int, reason: bytes, headers: Headers) -> None: ...
+
+    def response_head(
+        self, status: int, reason: bytes, headers: Headers, body: BodyKind
+    ) -> None: ...
+
+    def response_body(self, data: bytes) -> None: ...
+
+    def response_complete(self, conn: UpstreamConnection, reusable: bool) -> None: ...
+
+    def upstream_failed(self, conn: UpstreamConnection, failure: UpstreamFailure) -> None: ...
+
+    def upstream_write_paused(self) -> None: ...
+
+    def upstream_write_resumed(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, backend: Backend, pool: UpstreamPool) -> None:
+        self.backend = backend
+        self.listener: ResponseListener | None = None
+        self.transport: asyncio.Transport | None = None
+        self.requests = 0  # requests sent so far; > 1 means the connection was reused
+        self.received = False  # whether any byte of the current response arrived
+        self.closed = False
+        self.idle_since = 0.0
+        self._pool = pool
+        self._parser = httptools.HttpResponseParser(self)
+        self._head_request = False
+        self._reason = b""
+        self._headers: Headers = []
+        self._body = BodyKind.NONE
+        self._head_seen = False  # the final (non-1xx) head of the current response
+        self._interim = False
+        self._complete = False
+        self._keep_alive = False
+        self._broken = False  # the dyno sent what we did not ask for; never reuse
+        self._bad_response = False
+        self._reading = True
+
+    # ---- used by the client connection -------------------------------------------------
+
+    def send(self, listener: ResponseListener, data: list[bytes], *, head_request: bool) -> None:
+        """Start a request: ``data`` is its head and whatever body is already at hand."""
+        assert self.transport is not None
+        self.listener = listener
+        self.requests += 1
+        self.received = False
+        self._head_request = head_request
+        self._head_seen = self._complete = self._interim = False
+        self._body = BodyKind.NONE
+        self.transport.writelines(data)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def writelines(self, data: tuple[bytes, ...] | list[bytes]) -> None:
+        assert self.transport is not None
+        self.transport.writelines(data)
+
+    def pause_reading(self) -> None:
+        if self._reading and self.transport is not None and not self.closed:
+            self._reading = False
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self._reading and self.transport is not None and not self.closed:
+            self._reading = True
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.listener = None
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    # ---- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        listener = self.listener
+        if listener is None:
+            # Nothing asked: an idle dyno connection must stay silent.
+            self._pool.discard(self)
+            self.close()
+            return
+        self.received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._bad_response = True  # 101 to a request that did not ask to upgrade
+        except httptools.HttpParserCallbackError:
+            raise  # a bug in a callback, not the dyno's fault
+        except httptools.HttpParserError:
+            self._bad_response = True
+        if self._bad_response:
+            self.listener = None
+            listener.upstream_failed(self, UpstreamFailure.BAD_RESPONSE)
+            return
+        if self._complete and self.listener is listener:
+            self.listener = None
+            if self._head_request:
+                self._parser = httptools.HttpResponseParser(self)
+            listener.response_complete(self, self._keep_alive and not self._broken)
+
+    def eof_received(self) -> bool | None:
+        listener = self.listener
+        if listener is not None:
+            self.listener = None
+            if self._head_seen and self._body is BodyKind.UNTIL_CLOSE:
+                listener.response_complete(self, False)
+            else:
+                listener.upstream_failed(self, UpstreamFailure.CLOSED)
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        listener = self.listener
+        self.listener = None
+        if listener is not None:
+            listener.upstream_failed(self, UpstreamFailure.CLOSED)
+        else:
+            self._pool.discard(self)
+
+    def pause_writing(self) -> None:
+        if self.listener is not None:
+            self.listener.upstream_write_paused()
+
+    def resume_writing(self) -> None:
+        if self.listener is not None:
+            self.listener.upstream_write_resumed()
+
+    # ---- httptools callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._complete or self._head_seen:
+            self._broken = True  # a second response to one request
+        self._reason = b""
+        self._headers = []
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        listener = self.listener
+        if listener is None or self._broken:
+            return
+        status = self._parser.get_status_code()
+        if status == 101:
+            self._bad_response = True
+        elif status < 200:
+            self._interim = True
+            listener.response_interim(status, self._reason, self._headers)
+        else:
+            self._head_seen = True
+            self._body = response_body_kind(status, self._head_request, self._headers)
+            listener.response_head(status, self._reason, self._headers, self._body)
+            if self._head_request:
+                self._keep_alive = self._parser.should_keep_alive()
+                self._complete = True
+
+    def on_body(self, body: bytes) -> None:
+        listener = self.listener
+        if self._complete or self._broken or listener is None:
+            self._broken = True
+            return
+        listener.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+        elif not self._complete:
+            self._keep_alive = self._parser.should_keep_alive()
+            self._complete = True
+
+
+class UpstreamPool:
+    """Idle keep-alive connections to dynos, per backend, newest first.
+
+    Old idle connections are closed by one sweep timer, not a timer per connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_idle_per_backend: int = MAX_IDLE_PER_BACKEND,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.idle_timeout = idle_timeout
+        self.max_idle_per_backend = max_idle_per_backend
+        self.connect_timeout = connect_timeout
+        self._idle: dict[Backend, list[UpstreamConnection]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    async def open(self, backend: Backend) -> UpstreamConnection:
+        """A new connection to ``backend``.
+
+        Raises ``TimeoutError`` after ``connect_timeout`` and ``OSError`` when refused.
+        """
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.connect_timeout):
+            _, conn = await loop.create_connection(
+                lambda: UpstreamConnection(backend, self), backend.host, backend.port
+            )
+        return conn
+
+    def take(self, backend: Backend) -> UpstreamConnection | None:
+        """An idle connection to ``backend`` that is still fresh, or None."""
+        idle = self._idle.get(backend)
+        if not idle:
+            return None
+        deadline = asyncio.get_running_loop().time() - self.idle_timeout
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.idle_since > deadline:
+                return conn
+            conn.close()
+        return None
+
+    def put(self, conn: UpstreamConnection) -> None:
+        """Keep ``conn`` for the next request to its backend (or close it if there are enough)."""
+        if conn.closed:
+            return
+        if self._closed:
+            conn.close()  # a response finished while the router was shutting down
+            return
+        idle = self._idle.setdefault(conn.backend, [])
+        if len(idle) >= self.max_idle_per_backend:
+            conn.close()
+            return
+        conn.resume_reading()  # an idle connection must notice the dyno closing it
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        idle.append(conn)
+        if self._sweep is None:
+            self._sweep = loop.call_later(self.idle_timeout, self._close_expired)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.get(conn.backend)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def close(self) -> None:
+        """Close every idle connection and keep no more (the router is shutting down)."""
+        self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+
+    def _close_expired(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() - self.idle_timeout
+        for backend, idle in list(self._idle.items()):
+            fresh = [c for c in idle if not c.closed and c.idle_since > deadline]
+            for conn in idle:
+                if conn not in fresh:
+                    conn.close()
+            if fresh:
+                self._idle[backend] = fresh
+            else:
+                del self._idle[backend]
+        self._sweep = (
+            loop.call_later(self.idle_timeout, self._close_expired) if self._idle else None
+        )

@@ -1,0 +1,154 @@
+"""What the router adds to and removes from requests and responses (pure functions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dynos.router.forwarding import (
+    forward_request,
+    forward_response_head,
+    valid_request_id,
+)
+from dynos.router.http import BodyKind, Headers
+
+
+def forward(headers: Headers, method: bytes = b"GET") -> tuple[Headers, str]:
+    """The dyno's request headers (as pairs) and the request id, for ``headers``."""
+    fwd = forward_request(
+        method,
+        b"/path?q=1",
+        headers,
+        client_ip="198.51.100.4",
+        router_port=5000,
+        request_start_ms=1_700_000_000_123,
+        new_request_id=lambda: "new-id",
+    )
+    lines = fwd.head.decode("latin-1").split("\r\n")
+    assert lines[0] == f"{method.decode()} /path?q=1 HTTP/1.1"
+    assert lines[-2:] == ["", ""]
+    pairs = [line.split(": ", 1) for line in lines[1:-2]]
+    return [(k.encode(), v.encode()) for k, v in pairs], fwd.request_id
+
+
+def value(headers: Headers, name: bytes) -> bytes | None:
+    found = [v for k, v in headers if k.lower() == name.lower()]
+    assert len(found) <= 1, f"{name!r} sent more than once"
+    return found[0] if found else None
+
+
+def test_router_headers_are_added() -> None:
+    headers, _ = forward([(b"Host", b"foo.localhost")])
+    assert value(headers, b"X-Forwarded-For") == b"198.51.100.4"
+    assert value(headers, b"X-Forwarded-Proto") == b"http"
+    assert value(headers, b"X-Forwarded-Port") == b"5000"
+    assert value(headers, b"X-Request-Start") == b"1700000000123"
+    assert value(headers, b"Via") == b"1.1 dynos"
+    assert value(headers, b"Host") == b"foo.localhost"
+
+
+def test_client_values_of_router_set_headers_are_dropped() -> None:
+    headers, _ = forward(
+        [
+            (b"X-Forwarded-Proto", b"https"),
+            (b"X-Forwarded-Port", b"443"),
+            (b"X-Request-Start", b"1"),
+        ]
+    )
+    assert value(headers, b"X-Forwarded-Proto") == b"http"
+    assert value(headers, b"X-Forwarded-Port") == b"5000"
+    assert value(headers, b"X-Request-Start") == b"1700000000123"
+
+
+def test_every_incoming_forwarded_for_is_kept_in_order() -> None:
+    headers, _ = forward([(b"X-Forwarded-For", b"10.0.0.1"), (b"x-forwarded-for", b"10.0.0.2")])
+    assert value(headers, b"X-Forwarded-For") == b"10.0.0.1, 10.0.0.2, 198.51.100.4"
+
+
+def test_hop_by_hop_and_connection_listed_headers_are_removed() -> None:
+    headers, _ = forward(
+        [
+            (b"Connection", b"keep-alive, X-Private"),
+            (b"X-Private", b"1"),
+            (b"Keep-Alive", b"timeout=5"),
+            (b"TE", b"trailers"),
+            (b"Upgrade", b"h2c"),
+            (b"Proxy-Authorization", b"Basic eA=="),
+            (b"X-Public", b"2"),
+        ]
+    )
+    names = {k.lower() for k, _ in headers}
+    assert b"x-public" in names
+    hop = {b"connection", b"x-private", b"keep-alive", b"te", b"upgrade", b"proxy-authorization"}
+    assert names.isdisjoint(hop)
+
+
+def test_chunked_request_is_announced_chunked_once() -> None:
+    headers, _ = forward([(b"Transfer-Encoding", b"chunked")], method=b"POST")
+    assert value(headers, b"Transfer-Encoding") == b"chunked"
+
+
+def test_content_length_is_kept_and_body_kind_follows_it() -> None:
+    fwd = forward_request(
+        b"POST",
+        b"/",
+        [(b"Content-Length", b"12")],
+        client_ip="::1",
+        router_port=80,
+        request_start_ms=0,
+        new_request_id=lambda: "x",
+    )
+    assert b"\r\nContent-Length: 12\r\n" in fwd.head
+    assert fwd.body is BodyKind.LENGTH
+
+
+@pytest.mark.parametrize(
+    ("request_id", "kept"),
+    [
+        ("a" * 20, True),
+        ("a" * 200, True),
+        ("Ab0+/=-" * 5, True),
+        ("a" * 19, False),
+        ("a" * 201, False),
+        ("has space" * 3, False),
+        ("semi;colon" * 3, False),
+        ("", False),
+    ],
+)
+def test_incoming_request_id_is_kept_only_when_valid(request_id: str, kept: bool) -> None:
+    headers, chosen = forward([(b"X-Request-Id", request_id.encode())])
+    assert valid_request_id(request_id.encode()) is kept
+    assert chosen == (request_id if kept else "new-id")
+    assert value(headers, b"X-Request-Id") == chosen.encode()
+
+
+def test_response_head_drops_hop_by_hop_and_says_close_when_closing() -> None:
+    head = forward_response_head(
+        200,
+        b"OK",
+        [
+            (b"Content-Type", b"text/plain"),
+            (b"Connection", b"keep-alive, X-Hop"),
+            (b"X-Hop", b"1"),
+            (b"Transfer-Encoding", b"chunked"),
+            (b"Via", b"1.1 vegur"),
+        ],
+        chunked=True,
+        keep_alive=False,
+        http10_client=False,
+    )
+    assert head == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nVia: 1.1 vegur, 1.1 dynos\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+
+
+def test_response_head_tells_an_http10_client_it_is_kept_alive() -> None:
+    head = forward_response_head(200, b"OK", [], chunked=False, keep_alive=True, http10_client=True)
+    assert head.endswith(b"\r\nConnection: keep-alive\r\n\r\n")
+
+
+def test_interim_response_head_has_no_connection_header() -> None:
+    head = forward_response_head(
+        100, b"Continue", [], chunked=False, keep_alive=False, http10_client=False
+    )
+    assert head == b"HTTP/1.1 100 Continue\r\nVia: 1.1 dynos\r\n\r\n"
