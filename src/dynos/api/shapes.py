@@ -1,0 +1,136 @@
+"""Heroku Platform API v3 shapes of dynos' records (field names from the reference schema)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from dynos.core.sizes import SIZES, DynoSize, find_size
+from dynos.manager.records import DynoRecord
+from dynos.platform.platform import Account
+from dynos.store.models import App, Formation, Release
+
+JSON = dict[str, Any]
+
+STACK = {"id": "6f4cd4e1-6d5a-4c63-a7bd-6a1c1b4b9e01", "name": "dynos-local"}
+REGION = {"id": "0f3b8a5e-0d1c-4a5e-9a43-8c4a6b1e2d02", "name": "local"}
+
+
+def timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def account(acc: Account, created_at: datetime) -> JSON:
+    return {
+        "id": acc.id,
+        "email": acc.email,
+        "name": acc.email.split("@", 1)[0],
+        "allow_tracking": False,
+        "beta": False,
+        "created_at": timestamp(created_at),
+        "updated_at": timestamp(created_at),
+        "last_login": None,
+        "verified": True,
+        "two_factor_authentication": False,
+        "federated": False,
+        "default_organization": None,
+        "default_team": None,
+        "identity_provider": None,
+        "sms_number": None,
+        "suspended_at": None,
+        "delinquent_at": None,
+        "country_of_residence": None,
+    }
+
+
+def app(record: App, acc: Account, web_url: str, released_at: datetime | None) -> JSON:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "created_at": timestamp(record.created_at),
+        "updated_at": timestamp(record.updated_at),
+        "released_at": timestamp(released_at) if released_at else None,
+        "web_url": web_url,
+        "git_url": None,
+        "owner": {"id": acc.id, "email": acc.email},
+        "organization": None,
+        "team": None,
+        "space": None,
+        "region": REGION,
+        "stack": STACK,
+        "build_stack": STACK,
+        "buildpack_provided_description": None,
+        "maintenance": False,
+        "acm": False,
+        "archived_at": None,
+        "internal_routing": None,
+        "repo_size": None,
+        "slug_size": None,
+    }
+
+
+def release(record: Release, app_record: App, acc: Account, current: bool) -> JSON:
+    return {
+        "id": record.id,
+        "version": record.version,
+        "description": record.description,
+        "status": "succeeded",
+        "current": current,
+        "created_at": timestamp(record.created_at),
+        "updated_at": timestamp(record.created_at),
+        "app": {"id": app_record.id, "name": app_record.name},
+        "slug": {"id": record.slug_id} if record.slug_id else None,
+        "user": {"id": acc.id, "email": acc.email},
+        "addon_plan_names": [],
+        "output_stream_url": None,
+    }
+
+
+def formation(record: Formation, app_record: App, command: str) -> JSON:
+    return {
+        "id": record.id,
+        "type": record.type,
+        "quantity": record.quantity,
+        "size": record.size,
+        "command": command,
+        "app": {"id": app_record.id, "name": app_record.name},
+        "created_at": timestamp(record.created_at),
+        "updated_at": timestamp(record.updated_at),
+    }
+
+
+def dyno(record: DynoRecord) -> JSON:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "type": record.type,
+        "size": record.size,
+        "state": str(record.state),
+        "command": record.command,
+        "attach_url": None,
+        "app": {"id": record.app_id, "name": record.app_name},
+        "release": {"id": record.release_id, "version": record.release_version},
+        "created_at": timestamp(record.created_at),
+        "updated_at": timestamp(record.updated_at),
+    }
+
+
+def dyno_size(size: DynoSize) -> JSON:
+    return {
+        "id": size.id,
+        "name": size.name,
+        "compute": size.compute,
+        "memory": size.memory_mb / 1024,
+        "cost": None,
+        "dedicated": False,
+        "dyno_units": size.cpu_share,
+        "private_space_only": False,
+    }
+
+
+def dyno_sizes() -> list[JSON]:
+    return [dyno_size(size) for size in SIZES]
+
+
+def size_by_name(name: str) -> JSON:
+    return dyno_size(find_size(name))

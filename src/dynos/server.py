@@ -1,0 +1,180 @@
+"""`dynos server`: wiring only. Build the components, run them in one TaskGroup, stop in order.
+
+Shutdown order (SIGTERM or SIGINT): stop accepting API and router connections, let in-flight
+requests finish briefly, then stop every dyno (SIGTERM to its process group, SIGKILL after
+the grace period), then exit 0. No dyno process outlives the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Generator
+from pathlib import Path
+
+import uvicorn
+
+from dynos.api.routes import Api
+from dynos.backends.base import DynoEvents
+from dynos.backends.local import LocalBackend
+from dynos.config import HomePaths, ServerConfig
+from dynos.errors import PlatformError, UserError
+from dynos.logs.hub import LogHub
+from dynos.manager.manager import DynoManager, ManagerSettings
+from dynos.platform.platform import Platform, local_account
+from dynos.router.proxy import Router
+from dynos.router.routing_table import RoutingTable
+from dynos.store.store import Store
+
+log = logging.getLogger("dynos")
+
+
+def serve(config: ServerConfig) -> None:
+    """Run the platform until SIGTERM or SIGINT. Raises UserError for a port in use."""
+    logging.basicConfig(level=logging.INFO, format="dynos server: %(message)s")
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # uvloop does not build everywhere; asyncio's loop still works
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(_serve(config))
+
+
+def ensure_token(paths: HomePaths) -> str:
+    """The API token, created (mode 0600) on first start."""
+    try:
+        return paths.credentials.read_text().split()[0]
+    except (FileNotFoundError, IndexError):
+        token = secrets.token_hex(32)
+        fd = os.open(paths.credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(token + "\n")
+        return token
+
+
+def _bind(host: str, port: int, flag: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError(
+                f"Port {port} on {host} is already in use: stop what uses it, or pass "
+                f"{flag} with another port (0 picks a free one)."
+            ) from exc
+        raise UserError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from exc
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn, minus its own signal handling: the dynos server owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def _serve(config: ServerConfig) -> None:
+    paths = HomePaths(config.home)
+    paths.home.mkdir(parents=True, exist_ok=True)
+    paths.slugs.mkdir(exist_ok=True)
+    token = ensure_token(paths)
+    store = Store(paths.database)
+    logs = LogHub()
+    routes = RoutingTable(config.domain)
+
+    def local_backend(events: DynoEvents) -> LocalBackend:
+        return LocalBackend(events, boot_timeout=config.boot_timeout)
+
+    settings = ManagerSettings(slugs_dir=paths.slugs, stop_grace=config.stop_grace)
+    manager = DynoManager(store, local_backend, logs, routes, settings)
+    platform = Platform(store, manager, logs, paths.slugs, local_account())
+
+    api_sock = _bind(config.api_host, config.api_port, "--api-port")
+    api_port = api_sock.getsockname()[1]
+    router = Router(routes, logs)
+    try:
+        router_port = await router.start(config.router_host, config.router_port)
+    except OSError as exc:
+        api_sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError(
+                f"Port {config.router_port} is already in use: stop what uses it, or pass "
+                "--router-port with another port (0 picks a free one)."
+            ) from exc
+        raise PlatformError(f"Cannot start the router: {exc}") from exc
+    api_url = f"http://{_url_host(config.api_host)}:{api_port}"
+    router_url = f"http://{{app}}.{config.domain}:{router_port}/"
+    api = Api(platform, token, router_url=router_url, api_url=api_url)
+    api_server = _ApiServer(
+        uvicorn.Config(
+            api.app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+    )
+    _write_server_json(paths, api_url, config.domain, router_port)
+    log.info(
+        "API on %s, router on port %d (apps at http://<app>.%s:%d/), home %s",
+        api_url,
+        router_port,
+        config.domain,
+        router_port,
+        paths.home,
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with asyncio.TaskGroup() as group:
+            manager_task = group.create_task(manager.run())
+            group.create_task(api_server.serve(sockets=[api_sock]))
+            await stop.wait()
+            log.info("stopping: closing the API and the router, then stopping every dyno")
+            api_server.should_exit = True
+            await router.close()
+            await manager.close()
+            manager_task.cancel()
+    finally:
+        paths.server_json.unlink(missing_ok=True)
+        store.close()
+    log.info("stopped")
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _write_server_json(paths: HomePaths, api_url: str, domain: str, router_port: int) -> None:
+    info = {
+        "api_url": api_url,
+        "router_url": f"http://{domain}:{router_port}",
+        "router_port": router_port,
+        "domain": domain,
+        "pid": os.getpid(),
+    }
+    tmp = Path(f"{paths.server_json}.tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(paths.server_json)
+
+
+__all__ = ["ensure_token", "serve"]
