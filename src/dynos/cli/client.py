@@ -1,0 +1,276 @@
+"""A small client for the dynos HTTP API (docs/api.md), and how the CLI finds the server.
+
+The server is found from ``$DYNOS_API_URL`` / ``$DYNOS_API_KEY`` when set, else from the server
+home (``$DYNOS_HOME`` or ``~/.local/share/dynos``): ``server.json`` names the API URL and
+``credentials`` holds the token on its first line.
+
+Every transport failure and every error answer becomes a :class:`~dynos.errors.DynosError`
+here, at the boundary, so that commands never see an httpx exception.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from dynos.config import HomePaths, default_home
+from dynos.errors import DynosError, UserError
+
+DEFAULT_API_URL = "http://127.0.0.1:5050"
+ACCEPT = "application/vnd.heroku+json; version=3"
+
+# Builds run pip: a deploy may print nothing for minutes while a wheel compiles.
+DEPLOY_READ_TIMEOUT = 30 * 60.0
+REQUEST_TIMEOUT = 30.0
+
+
+class ServerUnreachable(DynosError):
+    """No server answers at the API URL (none configured, or the connection was refused)."""
+
+    id = "server_unreachable"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"no dynos server is running at {url}. "
+            "Start one with 'dynos server' (or set DYNOS_API_URL)."
+        )
+        self.url = url
+
+
+class ApiError(DynosError):
+    """The server answered with an error: ``{"id": ..., "message": ...}`` and a 4xx/5xx."""
+
+    def __init__(self, message: str, *, id: str, status: int) -> None:
+        super().__init__(message)
+        self.id = id
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Where the API is and how to talk to it; router fields are known only from server.json."""
+
+    api_url: str
+    token: str | None
+    domain: str | None = None
+    router_port: int | None = None
+    router_url: str | None = None
+    pid: int | None = None  # the server process, as it wrote itself into server.json
+
+
+def home_from_env(env: Mapping[str, str]) -> Path:
+    """``$DYNOS_HOME`` from ``env``, else the default server home."""
+    value = env.get("DYNOS_HOME")
+    return Path(value) if value else default_home()
+
+
+def read_server_json(path: Path) -> dict[str, Any] | None:
+    """The parsed ``server.json``, or None when there is none.
+
+    Raises UserError when the file exists but is not a JSON object.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UserError(f"Cannot read {path}: {exc.strerror}.") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON: restart 'dynos server' to rewrite it.") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a JSON object: restart 'dynos server' to rewrite it.")
+    return data
+
+
+def read_token(path: Path) -> str | None:
+    """The first line of the credentials file, or None when it is missing or empty."""
+    try:
+        first = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    token = first[0].strip() if first else ""
+    return token or None
+
+
+def locate_server(env: Mapping[str, str] | None = None, home: Path | None = None) -> ServerInfo:
+    """Find the server from the environment and the home directory.
+
+    With ``home`` given, only that home is read and ``$DYNOS_API_*`` are ignored (``dynos up``
+    talks to the server it started). Raises ServerUnreachable when no API URL is known.
+    """
+    env = os.environ if env is None else env
+    if home is not None:
+        env = {}
+    paths = HomePaths(home if home is not None else home_from_env(env))
+    info = read_server_json(paths.server_json) or {}
+    api_url = env.get("DYNOS_API_URL") or info.get("api_url")
+    if not isinstance(api_url, str) or not api_url:
+        raise ServerUnreachable(DEFAULT_API_URL)
+    token = env.get("DYNOS_API_KEY") or read_token(paths.credentials)
+    domain = info.get("domain")
+    router_port = info.get("router_port")
+    router_url = info.get("router_url")
+    pid = info.get("pid")
+    return ServerInfo(
+        api_url=api_url.rstrip("/"),
+        token=token,
+        domain=domain if isinstance(domain, str) else None,
+        router_port=router_port if isinstance(router_port, int) else None,
+        router_url=router_url if isinstance(router_url, str) else None,
+        pid=pid if isinstance(pid, int) else None,
+    )
+
+
+def error_from_response(response: httpx.Response) -> ApiError:
+    """The ApiError for an error answer whose body has been read."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return ApiError(
+            body["message"], id=str(body.get("id", "error")), status=response.status_code
+        )
+    reason = response.reason_phrase or "error"
+    return ApiError(
+        f"the dynos server answered {response.status_code} {reason}",
+        id="error",
+        status=response.status_code,
+    )
+
+
+class ApiClient:
+    """Synchronous JSON client of the dynos API. Use it as a context manager."""
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str | None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        headers = {"Accept": ACCEPT, "User-Agent": "dynos-cli"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._transport = transport
+        self._http = httpx.Client(
+            base_url=self.api_url,
+            headers=headers,
+            timeout=REQUEST_TIMEOUT,
+            transport=transport,
+        )
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """Send one request and return the decoded JSON answer (None for an empty body).
+
+        Raises ApiError for a 4xx/5xx answer and ServerUnreachable / DynosError when the
+        server cannot be reached.
+        """
+        try:
+            if body is None:
+                response = self._http.request(method, path)
+            else:
+                response = self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise DynosError(f"the dynos server sent an answer that is not JSON ({path})") from exc
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def stream_ndjson(
+        self, path: str, content: bytes, content_type: str
+    ) -> Generator[Any, None, None]:
+        """POST ``content`` and yield each JSON line of the streamed answer as it arrives.
+
+        An error status before the stream starts raises ApiError.
+        """
+        timeout = httpx.Timeout(REQUEST_TIMEOUT, read=DEPLOY_READ_TIMEOUT)
+        headers = {"Content-Type": content_type}
+        try:
+            with self._http.stream(
+                "POST", path, content=content, headers=headers, timeout=timeout
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(response)
+                for line in response.iter_lines():
+                    if not line.strip():
+                        continue
+                    try:
+                        yield json.loads(line)
+                    except ValueError as exc:
+                        raise DynosError(
+                            f"the dynos server sent a line that is not JSON: {line!r}"
+                        ) from exc
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+
+    def stream_text(self, url: str, *, read_timeout: float | None) -> Generator[str, None, None]:
+        """GET ``url`` (absolute, or relative to the API) without the token; yield its lines.
+
+        ``read_timeout`` None waits forever between lines, as ``logs --tail`` must.
+        """
+        target = httpx.URL(self.api_url).join(url)
+        timeout = httpx.Timeout(REQUEST_TIMEOUT, read=read_timeout)
+        # The URL is its own secret; the token stays off it in case it points elsewhere.
+        with httpx.Client(
+            headers={"User-Agent": "dynos-cli"}, timeout=timeout, transport=self._transport
+        ) as plain:
+            try:
+                with plain.stream("GET", target) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise error_from_response(response)
+                    yield from response.iter_lines()
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
+
+    def _transport_error(self, exc: httpx.HTTPError) -> DynosError:
+        if isinstance(exc, httpx.ConnectError):
+            return ServerUnreachable(self.api_url)
+        if isinstance(exc, httpx.TimeoutException):
+            return DynosError(
+                f"the dynos server at {self.api_url} did not answer in time; try again."
+            )
+        return DynosError(f"lost the connection to the dynos server at {self.api_url}: {exc}")

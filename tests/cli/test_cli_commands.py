@@ -1,0 +1,148 @@
+"""Commands against a fake API (httpx.MockTransport): requests sent, answers printed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner, Result
+
+from dynos.cli.main import cli
+from dynos.cli.session import CliState
+
+ENV = {"DYNOS_API_URL": "http://dynos.test", "DYNOS_API_KEY": "tok", "DYNOS_APP": "hello"}
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def run(handler: Handler, args: list[str]) -> Result:
+    state = CliState(transport=httpx.MockTransport(handler), env=ENV)
+    return CliRunner().invoke(cli, args, obj=state, env={"DYNOS_APP": "hello"})
+
+
+def test_every_request_carries_the_token_and_the_heroku_accept_header() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=[{"name": "hello"}])
+
+    assert run(handler, ["apps"]).exit_code == 0
+    assert seen[0].headers["Authorization"] == "Bearer tok"
+    assert seen[0].headers["Accept"] == "application/vnd.heroku+json; version=3"
+
+
+def test_api_error_message_is_printed_on_one_line_with_exit_1() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = {"id": "not_found", "message": "Couldn't find that app."}
+        return httpx.Response(404, json=body)
+
+    result = run(handler, ["ps"])
+    assert result.exit_code == 1
+    assert result.stderr == "dynos: Couldn't find that app.\n"
+
+
+def test_scale_patches_the_formation_and_reports_what_runs() -> None:
+    bodies: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        answer = [{"type": "web", "quantity": 3, "size": "Standard-2X", "command": "web"}]
+        return httpx.Response(200, json=answer)
+
+    result = run(handler, ["ps:scale", "web+1:2X"])
+    assert result.exit_code == 0
+    assert bodies == [{"updates": [{"type": "web", "quantity": "+1", "size": "Standard-2X"}]}]
+    assert result.stdout == "Scaling dynos... done, now running web at 3:Standard-2X\n"
+
+
+def test_config_set_reports_the_new_release_and_the_values() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            return httpx.Response(200, json={"A": "1", "LONGER": "two", "OTHER": "x"})
+        return httpx.Response(200, json=[{"version": 1}, {"version": 2}])
+
+    result = run(handler, ["config:set", "A=1", "LONGER=two"])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "Setting A, LONGER and restarting \u2b22 hello... done, v2",
+        "A:      1",
+        "LONGER: two",
+    ]
+
+
+def test_config_get_of_an_unset_key_prints_nothing() -> None:
+    result = run(lambda request: httpx.Response(200, json={"A": "1"}), ["config:get", "B"])
+    assert result.exit_code == 0
+    assert result.stdout == ""
+
+
+def test_restart_of_one_dyno_deletes_that_dyno() -> None:
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(f"{request.method} {request.url.path}")
+        return httpx.Response(202, json={})
+
+    result = run(handler, ["ps:restart", "web.1"])
+    assert paths == ["DELETE /apps/hello/dynos/web.1"]
+    assert result.stdout == "Restarting web.1 dyno on \u2b22 hello... done\n"
+
+
+def test_deploy_streams_build_output_and_prints_the_release(tmp_path: Path) -> None:
+    (tmp_path / "Procfile").write_text("web: python3 web.py\n")
+    lines = [{"output": "-----> Building"}, {"output": "-----> Done"}, {"release": {"version": 3}}]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["Content-Type"] == "application/gzip"
+        assert request.url.path == "/apps/hello/deploys"
+        body = "".join(json.dumps(line) + "\n" for line in lines)
+        return httpx.Response(200, text=body, headers={"Content-Type": "application/x-ndjson"})
+
+    result = run(handler, ["deploy", str(tmp_path)])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[1:] == ["-----> Building", "-----> Done", "Released v3"]
+
+
+def test_deploy_rejected_before_streaming_is_one_line(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = {"id": "invalid_params", "message": "Procfile line 1: expected TYPE: COMMAND."}
+        return httpx.Response(422, json=body)
+
+    result = run(handler, ["deploy", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr == "dynos: Procfile line 1: expected TYPE: COMMAND.\n"
+
+
+def test_deploy_build_failure_exits_1_after_the_output(tmp_path: Path) -> None:
+    lines = [
+        {"output": "ERROR: no such package"},
+        {"error": {"id": "build_failed", "message": "Build failed."}},
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="".join(json.dumps(line) + "\n" for line in lines))
+
+    result = run(handler, ["deploy", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "ERROR: no such package" in result.stdout
+    assert result.stderr == "dynos: Build failed.\n"
+
+
+def test_logs_open_a_session_and_print_its_lines_without_the_token() -> None:
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if request.url.path == "/apps/hello/log-sessions":
+            return httpx.Response(
+                201, json={"id": "s1", "logplex_url": "http://dynos.test/log-stream/abc"}
+            )
+        return httpx.Response(200, text="line one\nline two\n")
+
+    result = run(handler, ["logs", "-n", "2", "-p", "web"])
+    assert result.exit_code == 0
+    assert json.loads(requests[0].content) == {"lines": 2, "tail": False, "dyno": "web"}
+    assert "Authorization" not in requests[1].headers
+    assert result.stdout == "line one\nline two\n"
