@@ -43,16 +43,54 @@ def test_scale_down_stops_highest_numbered_dyno_first() -> None:
     assert all(isinstance(a, StopDyno) and a.reason == "scale" for a in actions)
 
 
-def test_new_release_replaces_dynos_of_the_old_one() -> None:
+def test_new_release_replaces_dynos_of_the_old_one_rolling() -> None:
     actual = [running("web", 1, release_version=2), running("web", 2), running("worker", 1)]
     assert plan_actions([APP], actual, now=0) == [StopDyno("a1", "web.1", "restart")]
 
 
-def test_size_change_replaces_the_dyno() -> None:
+def test_size_change_replaces_dynos_one_at_a_time() -> None:
     app = replace(APP, processes=(replace(WEB, size="Standard-2X"), WORKER))
     actual = [running("web", 1), running("web", 2), running("worker", 1)]
-    actions = plan_actions([app], actual, now=0)
-    assert {a.name for a in actions} == {"web.1", "web.2"}
+    assert plan_actions([app], actual, now=0) == [StopDyno("a1", "web.1", "restart")]
+
+
+def test_replacement_waits_while_a_sibling_is_starting_or_stopping() -> None:
+    for sibling in (
+        running("web", 1, state=DynoState.STARTING),
+        running("web", 1, stopping=True),
+    ):
+        actual = [sibling, running("web", 2, release_version=2), running("worker", 1)]
+        assert plan_actions([APP], actual, now=0) == []
+
+
+def test_replacement_waits_while_a_sibling_is_missing() -> None:
+    actual = [running("web", 2, release_version=2), running("worker", 1)]
+    actions = plan_actions([APP], actual, now=0)
+    assert actions == [StartDyno("a1", "web", 1, 3, "Standard-1X", "python3 web.py")]
+
+
+def test_crashed_dynos_are_replaced_without_waiting() -> None:
+    actual = [
+        running("web", 1, release_version=2, state=DynoState.CRASHED),
+        running("web", 2, release_version=2),
+        running("worker", 1),
+    ]
+    assert plan_actions([APP], actual, now=0) == [
+        StopDyno("a1", "web.2", "restart"),
+        StopDyno("a1", "web.1", "restart"),
+    ]
+
+
+def test_idle_dyno_sleeps_through_a_new_release() -> None:
+    app = replace(APP, processes=(replace(WEB, quantity=1),))
+    actual = [running("web", 1, release_version=2, state=DynoState.IDLE)]
+    assert plan_actions([app], actual, now=0) == []
+
+
+def test_idle_dyno_scaled_away_is_stopped() -> None:
+    app = replace(APP, processes=(replace(WEB, quantity=0),))
+    actual = [running("web", 1, state=DynoState.IDLE)]
+    assert plan_actions([app], actual, now=0) == [StopDyno("a1", "web.1", "scale")]
 
 
 def test_restart_request_replaces_the_dyno() -> None:

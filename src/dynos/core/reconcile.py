@@ -75,40 +75,57 @@ Action = StartDyno | StopDyno
 def plan_actions(
     desired: Sequence[DesiredApp], running: Sequence[RunningDyno], now: float
 ) -> list[Action]:
-    """Stops first (highest-numbered dynos first), then starts, lowest number first."""
+    """Stops first (highest-numbered dynos first), then starts, lowest number first.
+
+    Replacements (new release, new size, restart request) roll: a process type has at most one
+    dyno being replaced at a time, and none while any of its dynos is starting or stopping, so
+    the others keep serving. A crashed dyno is replaced at once: it serves nothing anyway.
+    An idle dyno is left asleep until the manager wakes it, whatever changed meanwhile.
+    """
     wanted = {app.app_id: app for app in desired}
     stops: list[StopDyno] = []
     starts: list[StartDyno] = []
-    present: set[tuple[str, str]] = set()
-    for dyno in running:
-        present.add((dyno.app_id, dyno.name))
+    present = {(d.app_id, d.name) for d in running}
+    busy = {(d.app_id, d.type) for d in running if d.stopping or d.state is DynoState.STARTING}
+    for app in desired:
+        for process in app.processes:
+            for number in range(1, process.quantity + 1):
+                if (app.app_id, f"{process.type}.{number}") not in present:
+                    starts.append(_start(app, process, number))
+                    busy.add((app.app_id, process.type))
+    for dyno in sorted(running, key=lambda d: (d.app_id, d.type, d.number)):
         if dyno.stopping:
             continue
         app = wanted.get(dyno.app_id)
         process = _process(app, dyno.type)
         if app is None or process is None or dyno.number > process.quantity:
             stops.append(StopDyno(dyno.app_id, dyno.name, "scale"))
-        elif (
-            dyno.restart_requested
-            or dyno.release_version != app.release_version
-            or dyno.size != process.size
-            or dyno.command != process.command
-        ):
-            stops.append(StopDyno(dyno.app_id, dyno.name, "restart"))
+        elif dyno.state is DynoState.IDLE:
+            continue
+        elif _outdated(dyno, app, process):
+            if dyno.state is DynoState.CRASHED:
+                stops.append(StopDyno(dyno.app_id, dyno.name, "restart"))
+            elif (dyno.app_id, dyno.type) not in busy:
+                stops.append(StopDyno(dyno.app_id, dyno.name, "restart"))
+                busy.add((dyno.app_id, dyno.type))
         elif (
             dyno.state is DynoState.CRASHED
             and dyno.restart_at is not None
             and dyno.restart_at <= now
         ):
             starts.append(_start(app, process, dyno.number))
-    for app in desired:
-        for process in app.processes:
-            for number in range(1, process.quantity + 1):
-                if (app.app_id, f"{process.type}.{number}") not in present:
-                    starts.append(_start(app, process, number))
     stops.sort(key=lambda stop: -int(stop.name.rsplit(".", 1)[1]))
     starts.sort(key=lambda start: (start.app_id, start.type, start.number))
     return [*stops, *starts]
+
+
+def _outdated(dyno: RunningDyno, app: DesiredApp, process: DesiredProcess) -> bool:
+    return (
+        dyno.restart_requested
+        or dyno.release_version != app.release_version
+        or dyno.size != process.size
+        or dyno.command != process.command
+    )
 
 
 def next_deadline(running: Sequence[RunningDyno]) -> float | None:

@@ -19,20 +19,26 @@ class DynoSize:
     cpu_share: int
     may_idle: bool  # a lone web dyno of this size idles after a quiet spell
     compute: int  # Heroku's "compute" units, shown by GET /dyno-sizes
+    max_processes: int  # Heroku's process/thread limit per dyno of this size
 
     @property
     def id(self) -> str:
         return self.name.lower()
 
+    @property
+    def memory_limit_bytes(self) -> int:
+        """The hard limit: twice the quota, where Heroku's R15 kill happens."""
+        return 2 * self.memory_mb * 1024 * 1024
+
 
 SIZES: tuple[DynoSize, ...] = (
-    DynoSize("Eco", ("eco",), 512, 1, True, 1),
-    DynoSize("Basic", ("basic",), 512, 1, False, 1),
-    DynoSize("Standard-1X", ("standard-1x", "1x"), 512, 1, True, 1),
-    DynoSize("Standard-2X", ("standard-2x", "2x"), 1024, 2, False, 2),
-    DynoSize("Performance-M", ("performance-m",), 2560, 4, False, 4),
-    DynoSize("PX", ("px",), 6144, 8, False, 8),
-    DynoSize("Performance-L", ("performance-l",), 14336, 8, False, 8),
+    DynoSize("Eco", ("eco",), 512, 1, True, 1, 256),
+    DynoSize("Basic", ("basic",), 512, 1, False, 1, 256),
+    DynoSize("Standard-1X", ("standard-1x", "1x"), 512, 1, True, 1, 256),
+    DynoSize("Standard-2X", ("standard-2x", "2x"), 1024, 2, False, 2, 512),
+    DynoSize("Performance-M", ("performance-m",), 2560, 4, False, 4, 16384),
+    DynoSize("PX", ("px",), 6144, 8, False, 8, 32768),
+    DynoSize("Performance-L", ("performance-l",), 14336, 8, False, 8, 32768),
 )
 
 DEFAULT_SIZE = SIZES[2]
