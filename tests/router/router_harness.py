@@ -8,6 +8,10 @@ answers according to the path:
 - ``/garbage``: not HTTP; ``/truncated``: 10 of the 100 bytes announced, then close;
 - ``/close-if-reused``: answer on a new connection, close without answering on a used one;
 - a request with ``Expect: 100-continue`` gets ``100 Continue`` before its body is read;
+- ``/ws``: with ``Upgrade: websocket``, ``101 Switching Protocols``, then every read is echoed
+  back as ``echo:<bytes>`` until the client closes; ``/ws-refused``: an ordinary answer;
+- a dyno made with ``drops=True`` reads each request and closes without answering (a dyno
+  dying under it);
 - ``/slow``: wait for ``dyno.release`` before answering; ``/stream``: send a first chunk,
   wait for ``dyno.release``, send the rest; ``/first-bytes/<n>``: answer with the first ``n``
   body bytes without reading the rest; ``/then-close``: answer, then close (no warning);
@@ -60,6 +64,7 @@ class Received:
 @dataclass
 class FakeDyno:
     name: str
+    drops: bool = False
     port: int = 0
     requests: list[Received] = field(default_factory=list)
     connections: int = 0
@@ -107,6 +112,16 @@ class FakeDyno:
         lower = {k.lower(): v for k, v in pairs}
         chunked = lower.get("transfer-encoding", "").lower() == "chunked"
         self.heads.put_nowait(path)
+        if path == "/ws" and lower.get("upgrade", "").lower() == "websocket":
+            self.requests.append(Received(method, path, pairs, b"", False, number))
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: fake\r\n\r\n"
+            )
+            while data := await reader.read(65536):
+                writer.write(b"echo:" + data)
+                await writer.drain()
+            return False
         if path == "/close-if-reused" and served:
             return False  # as a server that had just timed the idle connection out
         if lower.get("expect", "").lower() == "100-continue":
@@ -126,7 +141,7 @@ class FakeDyno:
         self.requests.append(got)
         self.arrived.put_nowait(got)
 
-        if path == "/drop":
+        if path == "/drop" or self.drops:
             return False
         if path == "/slow":
             await self.release.wait()
@@ -204,8 +219,8 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
 
 
 @asynccontextmanager
-async def fake_dynos(*names: str) -> AsyncIterator[list[FakeDyno]]:
-    dynos = [FakeDyno(name) for name in names]
+async def fake_dynos(*names: str, drops: bool = False) -> AsyncIterator[list[FakeDyno]]:
+    dynos = [FakeDyno(name, drops) for name in names]
     servers = []
     for dyno in dynos:
         server = await asyncio.start_server(dyno.serve, "127.0.0.1", 0)
@@ -231,18 +246,30 @@ class Running:
     port: int
 
     def router_lines(self, app: str) -> list[str]:
+        self.router.flush_logs()
         return [line.message for line in self.logs.recent(app, 50, dyno="router")]
 
 
 @asynccontextmanager
 async def running_router(table: RoutingTable, **options: Any) -> AsyncIterator[Running]:
+    """A router on a port-0 socket; its deadlines are checked every 10 ms unless ``tick``."""
     logs = LogHub()
+    options.setdefault("tick", 0.01)
     router = Router(table, logs, **options)
     port = await router.start("127.0.0.1", 0)
     try:
         yield Running(router, table, logs, port)
     finally:
         await router.close()
+
+
+async def first_arrival(dynos: list[FakeDyno]) -> FakeDyno:
+    """The dyno that receives the next whole request."""
+    waits = {asyncio.create_task(d.arrived.get()): d for d in dynos}
+    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return waits[done.pop()]
 
 
 def table_with(app: str, backends: list[Backend], *, crashed: bool = False) -> RoutingTable:

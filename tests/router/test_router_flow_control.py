@@ -14,7 +14,7 @@ from typing import Any, cast
 from dynos.logs.hub import LogHub
 from dynos.router.client import BUFFER_LIMIT, ClientConnection
 from dynos.router.proxy import Router
-from dynos.router.routing_table import Backend
+from dynos.router.routing_table import Backend, DynoSlot, RoutingTable
 from dynos.router.upstream import UpstreamConnection, UpstreamPool
 from tests.router.router_harness import APP, HOST, Run, running_router, table_with
 
@@ -68,12 +68,12 @@ class HeldPool(UpstreamPool):
         super().__init__()
         self.opened: asyncio.Future[UpstreamConnection] = asyncio.Future()
 
-    async def open(self, backend: Backend) -> UpstreamConnection:
+    async def open(self, slot: DynoSlot) -> UpstreamConnection:
         return await self.opened
 
 
 class TimingOutPool(UpstreamPool):
-    async def open(self, backend: Backend) -> UpstreamConnection:
+    async def open(self, slot: DynoSlot) -> UpstreamConnection:
         raise TimeoutError
 
 
@@ -82,9 +82,17 @@ async def connecting_done() -> None:
     await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}))
 
 
-def fake_upstream(pool: UpstreamPool) -> tuple[UpstreamConnection, FakeTransport]:
+def slot_of(table: RoutingTable) -> DynoSlot:
+    route = table.lookup(HOST)
+    assert route is not None
+    return route.slots[0]
+
+
+def fake_upstream(
+    pool: UpstreamPool, table: RoutingTable
+) -> tuple[UpstreamConnection, FakeTransport]:
     transport = FakeTransport()
-    conn = UpstreamConnection(BACKEND, pool)
+    conn = UpstreamConnection(slot_of(table), pool)
     conn.connection_made(cast(asyncio.Transport, transport))
     return conn, transport
 
@@ -99,8 +107,8 @@ def fake_client(router: Router) -> tuple[ClientConnection, FakeTransport]:
 def test_full_dyno_socket_pauses_reading_the_client_until_it_drains(run: Run) -> None:
     async def scenario() -> None:
         router = Router(table_with(APP, [BACKEND]), LogHub())
-        upstream, dyno_side = fake_upstream(router.pool)
-        router.pool.put(upstream)
+        upstream, dyno_side = fake_upstream(router.pool, router.table)
+        router.pool.put(upstream, router.now)
         client, client_side = fake_client(router)
 
         client.data_received(POST_HEAD % (HOST.encode(), 1000) + b"x" * 100)
@@ -117,8 +125,8 @@ def test_full_dyno_socket_pauses_reading_the_client_until_it_drains(run: Run) ->
 def test_full_client_socket_pauses_reading_the_dyno_until_it_drains(run: Run) -> None:
     async def scenario() -> None:
         router = Router(table_with(APP, [BACKEND]), LogHub())
-        upstream, dyno_side = fake_upstream(router.pool)
-        router.pool.put(upstream)
+        upstream, dyno_side = fake_upstream(router.pool, router.table)
+        router.pool.put(upstream, router.now)
         client, client_side = fake_client(router)
 
         client.data_received(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
@@ -143,7 +151,7 @@ def test_request_body_held_while_connecting_is_bounded(run: Run) -> None:
         client.data_received(POST_HEAD % (HOST.encode(), 2 * len(body)) + body)
         assert not client_side.reading  # the dyno connection is not up: stop taking body
 
-        upstream, dyno_side = fake_upstream(pool)
+        upstream, dyno_side = fake_upstream(pool, router.table)
         pool.opened.set_result(upstream)
         await connecting_done()
         assert dyno_side.written.endswith(body)  # what was held went to the dyno
@@ -161,7 +169,7 @@ def test_dyno_connection_made_while_the_client_is_congested_starts_paused(run: R
 
         client.data_received(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
         client.pause_writing()
-        upstream, dyno_side = fake_upstream(pool)
+        upstream, dyno_side = fake_upstream(pool, router.table)
         pool.opened.set_result(upstream)
         await connecting_done()
         assert dyno_side.written.startswith(b"GET / HTTP/1.1\r\n")

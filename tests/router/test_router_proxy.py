@@ -21,6 +21,7 @@ from tests.router.router_harness import (
     client,
     dead_backend,
     fake_dynos,
+    first_arrival,
     raw_exchange,
     running_router,
     table_with,
@@ -141,13 +142,28 @@ def test_hop_by_hop_headers_are_not_forwarded(run: Run) -> None:
 # ---- balancing --------------------------------------------------------------------------
 
 
-def test_requests_take_turns_between_two_dynos(run: Run) -> None:
+def test_requests_are_spread_over_both_dynos(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1", "web.2") as dynos:
             table = table_with(APP, [d.backend for d in dynos])
             async with running_router(table) as r, client(r.port) as http:
-                served = [(await http.get("/")).json()["dyno"] for _ in range(4)]
-        assert served == ["web.1", "web.2", "web.1", "web.2"]
+                served = [(await http.get("/")).json()["dyno"] for _ in range(40)]
+        assert set(served) == {"web.1", "web.2"}
+
+    run(scenario())
+
+
+def test_requests_avoid_the_dyno_that_has_one_in_flight(run: Run) -> None:
+    async def scenario() -> None:
+        async with fake_dynos("web.1", "web.2") as dynos:
+            table = table_with(APP, [d.backend for d in dynos])
+            async with running_router(table) as r, client(r.port) as http:
+                slow = asyncio.create_task(http.get("/slow"))  # in flight until released
+                busy = await first_arrival(dynos)
+                served = {(await http.get("/")).json()["dyno"] for _ in range(10)}
+                busy.release.set()
+                assert (await slow).status_code == 200
+        assert served == {"web.1", "web.2"} - {busy.name}
 
     run(scenario())
 
@@ -456,7 +472,7 @@ def test_every_dyno_refusing_gives_503_and_h21_line(run: Run) -> None:
         assert (response.status_code, again.status_code) == (503, 503)
         assert re.fullmatch(
             rf'at=error code=H21 desc="Backend connection refused" method=GET path="/" '
-            rf'host=foo\.localhost request_id={UUID} fwd="127\.0\.0\.1" dyno=web\.2 '
+            rf'host=foo\.localhost request_id={UUID} fwd="127\.0\.0\.1" dyno=web\.[12] '
             rf"connect=\d+ms service= status=503 bytes= protocol=http",
             lines[0],
         )

@@ -67,11 +67,14 @@ def test_quotes_a_client_sends_cannot_end_a_quoted_field_early() -> None:
 def test_error_table_keeps_herokus_codes_and_statuses() -> None:
     assert {code: (e.status, e.desc) for code, e in ROUTER_ERRORS.items()} == {
         "H10": (503, "App crashed"),
+        "H12": (503, "Request timeout"),
         "H13": (503, "Connection closed without response"),
         "H14": (503, "No web processes running"),
         "H17": (503, "Poorly formatted HTTP response"),
         "H18": (503, "Server Request Interrupted"),
         "H19": (503, "Backend connection timeout"),
+        "H20": (503, "App boot timeout"),
         "H21": (503, "Backend connection refused"),
         "H27": (499, "Client Request Interrupted"),
+        "H99": (503, "Platform error"),
     }

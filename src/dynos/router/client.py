@@ -10,17 +10,34 @@ reading from the client pauses; while the client's socket cannot take more respo
 from the dyno pauses. Nothing buffers a whole body; at most ``BUFFER_LIMIT`` bytes of request
 body wait while the dyno connection opens.
 
-When a response ends before its request body was read (an error page, a dyno answering
-early), the connection closes: the response says ``Connection: close``, and the router keeps
-reading and dropping for ``LINGER_TIMEOUT`` after its FIN, so that the client reads the
-response instead of a reset.
+Responses are written through ``out`` and ``flush``: what one read from the dyno produced
+(head, body pieces, chunk framing) leaves joined in one ``write``, one syscall (uvloop sends
+a single buffer straight away; ``writelines`` of several takes a slower path, measured).
+
+Timeouts are not timers per request: the router's tick calls ``check_deadlines`` on every
+connection (a head not finished in ``header_timeout`` -> dropped; idle past
+``keepalive_timeout`` -> closed; the active request past its app's timeout -> H12).
+
+Refused input: a malformed request -> 400, a request line over 8 KB -> 414, a header line over
+8 KB, a head over 64 KB or more than 1,000 headers -> 431; anything that could be framed two
+ways (Content-Length with Transfer-Encoding, several lengths, a coding other than ``chunked``,
+bad chunks, obs-fold, bare LF: httptools' llhttp refuses them, the router adds the transfer
+coding rule) -> 400 and the connection closed. When a response ends before its request body
+was read (an error page, a dyno answering early), the connection closes: the response says
+``Connection: close``, and the router keeps reading and dropping for ``LINGER_TIMEOUT`` after
+its FIN, so that the client reads the response instead of a reset.
+
+A WebSocket upgrade is forwarded with its ``Upgrade`` header; if the dyno answers 101 the
+connection becomes a tunnel (``start_tunnel``); if not, what the client sent after the head is
+read as the next request. Other upgrades (h2c) reach the dyno as plain requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import time
-import uuid
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -29,25 +46,41 @@ import httptools
 from dynos.router.errors import bad_request_page
 from dynos.router.exchange import HTML, Exchange
 from dynos.router.forwarding import MalformedRequest, forward_request
-from dynos.router.http import BodyKind, Headers, request_body_kind, simple_response
+from dynos.router.http import BodyKind, Headers, simple_response
 
 if TYPE_CHECKING:
     from dynos.router.proxy import Router
 
+log = logging.getLogger(__name__)
+
 BUFFER_LIMIT = 256 * 1024  # request body held while a dyno connection opens
 LINGER_TIMEOUT = 2.0
-# Request heads: Heroku's router answers 400 past 8192 bytes in one header line; the request
-# target gets the same bound, and the whole head 64 KiB. httptools gathers a header before
-# handing it over, so reads that end inside a head are counted too: one header trickled in
-# without end is cut off at HEAD_READ_LIMIT (bytes of reads, so some slack for pipelining).
-MAX_TARGET = 8192
+# Request heads: Heroku's router answers 414 past 8192 bytes of request line and 431 past 8192
+# in one header line. httptools gathers a header before handing it over, so reads that end
+# inside a head are counted too: one header trickled in without end is cut off at
+# HEAD_READ_LIMIT (bytes of reads, so some slack for pipelining).
+MAX_REQUEST_LINE = 8192
 MAX_HEADER_LINE = 8192
+MAX_HEADERS = 1000
 MAX_HEAD = 64 * 1024
 HEAD_READ_LIMIT = MAX_HEAD + 1024 * 1024
 
+_random_bits = random.Random().getrandbits  # seeded from os.urandom once
 
-def _new_request_id() -> str:
-    return str(uuid.uuid4())
+
+def new_request_id() -> str:
+    """A random (version 4) UUID, without a syscall per request as ``uuid.uuid4`` makes."""
+    n = _random_bits(128) & ~(0xF000 << 64 | 0xC000 << 48) | (0x4000 << 64 | 0x8000 << 48)
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _websocket_upgrade(headers: Headers) -> bytes:
+    """The Upgrade header's value when it asks for WebSocket, else b""."""
+    for name, value in headers:
+        if name.lower() == b"upgrade":
+            return value if value.strip().lower() == b"websocket" else b""
+    return b""
 
 
 class ClientConnection(asyncio.Protocol):
@@ -58,7 +91,8 @@ class ClientConnection(asyncio.Protocol):
         self.draining = False  # close once the requests read so far are answered
         self.client_congested = False  # the client's socket is full: dynos' reading paused
         self.closed = False
-        self._loop = asyncio.get_running_loop()
+        self.out: list[bytes] = []  # response bytes waiting for flush()
+        self._loop = router.loop
         self._parser = httptools.HttpRequestParser(self)
         self._client_ip = ""
         self._url = b""
@@ -70,12 +104,17 @@ class ClientConnection(asyncio.Protocol):
         self._queue: deque[Exchange] = deque()
         self._message_open = False  # a request has begun and not yet been read to its end
         self._reading = True
-        self._upstream_congested = False  # the dyno's socket is full: client's reading paused
-        self._malformed = False
+        self.upstream_congested = False  # the dyno's socket is full: client's reading paused
+        self._malformed = 0  # the status to refuse the connection's input with, once set
         self._lingering = False
         self._advancing = False
         self._cut_by_router = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._upgrading: Exchange | None = None  # a forwarded upgrade waiting for its answer
+        self._held: bytes | None = None  # what came after that upgrade's head
+        self._tunnel: Exchange | None = None
+        self._head_since = 0.0  # reading a head since (or waiting for the first one)
+        self._idle_since = 0.0  # idle between requests since
+        self._timer: asyncio.TimerHandle | None = None  # the linger timer only
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -84,12 +123,14 @@ class ClientConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._client_ip = str(peer[0]) if isinstance(peer, tuple) else ""
+        self._head_since = self.router.now
         self.router.connection_opened(self)
-        self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._cancel_timer()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._active is not None:
             if self._cut_by_router:
                 self._active.abandon()
@@ -98,7 +139,7 @@ class ClientConnection(asyncio.Protocol):
         for ex in (self._parsing, *self._queue):
             if ex is not None:
                 ex.abandon()
-        self._active = self._parsing = None
+        self._active = self._parsing = self._upgrading = self._tunnel = None
         self._queue.clear()
         self.router.connection_closed(self)
 
@@ -119,6 +160,20 @@ class ClientConnection(asyncio.Protocol):
             self._cut_by_router = True
             self.transport.abort()
 
+    def check_deadlines(self, now: float) -> None:
+        """The router's tick: time out a slow head, an idle connection, a slow dyno (H12)."""
+        if self.closed:
+            return
+        active = self._active
+        if active is not None:
+            if active.deadline:
+                active.check_deadline(now)
+        elif self._head_since:
+            if now - self._head_since > self.router.header_timeout:
+                self.transport.close()  # a client too slow to send its head is dropped
+        elif self._idle_since and now - self._idle_since > self.router.keepalive_timeout:
+            self.transport.close()
+
     def pause_writing(self) -> None:
         self.client_congested = True
         if self._active is not None and self._active.upstream is not None:
@@ -129,87 +184,140 @@ class ClientConnection(asyncio.Protocol):
         if self._active is not None and self._active.upstream is not None:
             self._active.upstream.resume_reading()
 
+    # ---- writing ------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write what the exchanges put in ``out``, in one call."""
+        out = self.out
+        if out:
+            if not self.closed:
+                # One buffer: uvloop writes it at once; several go through a slower path.
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
+
     # ---- reading requests ---------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel.tunnel_send(data)
+            return
         if self._lingering:
+            return
+        if self._held is not None:
+            self._held += data  # read before the pause took effect
             return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # An Upgrade request (h2c, websocket) goes to the dyno as a plain request with the
-            # Upgrade header removed; what follows its head is the next request.
             rest = data[exc.args[0] :]
-            if rest and not self._malformed:
+            if self._upgrading is not None:
+                # Tunnel bytes if the dyno says 101, else the next request: wait and see.
+                self._held = rest
+                self.sync_reading()
+            elif rest and not self._malformed:
+                # An upgrade the router does not tunnel (h2c) went to the dyno as a plain
+                # request; what follows its head is the next request.
                 self.data_received(rest)
         except httptools.HttpParserCallbackError as exc:
-            if not isinstance(exc.__context__, MalformedRequest):
-                raise  # a bug in a callback below, not a bad request
-            self._malformed = True
+            cause = exc.__context__
+            if isinstance(cause, MalformedRequest):
+                self._malformed = cause.status
+            else:
+                self._platform_error(cause)
+                return
         except httptools.HttpParserError:
-            self._malformed = True
+            self._malformed = 400
         if self._message_open and self._parsing is None:  # this read ended inside a head
             self._head_reads += len(data)
             if self._head_reads > HEAD_READ_LIMIT:
-                self._malformed = True
+                self._malformed = 431
         else:
             self._head_reads = 0
         if self._malformed:
             self._reject_malformed()
 
     def on_message_begin(self) -> None:
-        self._cancel_timer()
         self._message_open = True
+        self._head_since = self.router.now
+        self._idle_since = 0.0
         self._url = b""
         self._headers = []
         self._head_size = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        if len(self._url) > MAX_TARGET:
-            raise MalformedRequest("request target too long")
+        if len(self._url) + len(self._parser.get_method()) + 10 > MAX_REQUEST_LINE:
+            raise MalformedRequest("request line too long", 414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value) + 4
         self._head_size += size
         if size > MAX_HEADER_LINE or self._head_size > MAX_HEAD:
-            raise MalformedRequest("header too large")
-        self._headers.append((name, value))
+            raise MalformedRequest("header too large", 431)
+        headers = self._headers
+        if len(headers) >= MAX_HEADERS:
+            raise MalformedRequest("too many headers", 431)
+        headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        # (raising MalformedRequest here stops the parser; data_received refuses the input)
+        self._head_since = 0.0
         if not self._open():
             return
         parser = self._parser
         method = parser.get_method()
-        http10 = parser.get_http_version() == "1.0"
-        if parser.should_upgrade() and (
-            method == b"CONNECT" or request_body_kind(self._headers) is not BodyKind.NONE
-        ):
-            # httptools stops at the head of an upgrade; a body after it cannot be framed.
-            raise MalformedRequest("CONNECT, or an upgrade with a body")
-        # (raising here stops the parser; data_received answers 400)
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise MalformedRequest("not HTTP/1.0 or HTTP/1.1")
+        http10 = version == "1.0"
+        url = self._url
+        if not url.startswith(b"/") and not (url == b"*" and method == b"OPTIONS"):
+            raise MalformedRequest("a request target that is not a path")
+        headers = self._headers
+        upgrade = b""
+        upgrading = parser.should_upgrade()
+        if upgrading:
+            if method == b"CONNECT":
+                raise MalformedRequest("CONNECT")
+            upgrade = _websocket_upgrade(headers) if method == b"GET" else b""
         fwd = forward_request(
             method,
-            self._url,
-            self._headers,
+            url,
+            headers,
             client_ip=self._client_ip,
             router_port=self.router.port,
             request_start_ms=int(time.time() * 1000),
-            new_request_id=_new_request_id,
+            new_request_id=new_request_id,
+            upgrade=upgrade,
         )
         if not fwd.host and not http10:
             raise MalformedRequest("HTTP/1.1 request without a Host header")
+        if upgrading and fwd.body is not BodyKind.NONE:
+            # httptools stops at the head of an upgrade: a body after it cannot be framed.
+            raise MalformedRequest("an upgrade with a body")
         ex = Exchange(
             self,
             method,
-            self._url,
+            url,
             http10=http10,
             keep_alive=parser.should_keep_alive(),
             fwd=fwd,
+            started=time.monotonic(),
+            upgrade=upgrade,
         )
+        if upgrade:
+            self._upgrading = ex
         self._parsing = ex
-        self._queue.append(ex)
-        self._advance()
+        if self._active is None and not self._queue:
+            self._active = ex  # the usual case: nothing before it
+            ex.start()
+            if self._active is None:  # answered at once (an error page)
+                self._advance()
+            elif self.upstream_congested or self._held is not None:
+                self.sync_reading()
+        else:
+            self._queue.append(ex)
+            self._advance()
 
     def on_body(self, body: bytes) -> None:
         ex = self._parsing
@@ -229,6 +337,8 @@ class ClientConnection(asyncio.Protocol):
 
     def response_sent(self, ex: Exchange) -> None:
         """``ex`` has written its whole response."""
+        if ex is self._upgrading and not ex.tunnel:
+            self._upgrade_refused()
         if ex is not self._active or self._lingering:
             return
         if ex.request_complete:
@@ -241,9 +351,18 @@ class ClientConnection(asyncio.Protocol):
             self._linger()
         # else: a bodiless request whose end is being parsed; end_of_request comes next
 
+    def start_tunnel(self, ex: Exchange) -> None:
+        """The dyno accepted ``ex``'s upgrade: pass bytes through both ways from now on."""
+        self._upgrading = None
+        self._tunnel = ex
+        held, self._held = self._held, None
+        if held:
+            ex.tunnel_send(held)
+        self.sync_reading()
+
     def set_upstream_congested(self, congested: bool) -> None:
-        if congested != self._upstream_congested:
-            self._upstream_congested = congested
+        if congested != self.upstream_congested:
+            self.upstream_congested = congested
             self.sync_reading()
 
     def sync_reading(self) -> None:
@@ -252,8 +371,9 @@ class ClientConnection(asyncio.Protocol):
             return
         active = self._active
         pause = not self._lingering and (
-            self._upstream_congested
+            self.upstream_congested
             or bool(self._queue)
+            or self._held is not None
             or (active is not None and active.pending_size > BUFFER_LIMIT)
         )
         if pause == self._reading:
@@ -280,19 +400,45 @@ class ClientConnection(asyncio.Protocol):
         if self._active is None and self._open():
             if self._malformed:
                 self._reject_malformed()
-            elif self.draining and not self._message_open:
-                self.transport.close()
             elif not self._message_open:
-                self._arm_idle_timer()
+                if self.draining:
+                    self.transport.close()
+                else:
+                    self._idle_since = self.router.now
+        self.sync_reading()
+
+    def _upgrade_refused(self) -> None:
+        """The dyno answered an upgrade without switching: what followed is HTTP again."""
+        self._upgrading = None
+        if self._held is not None:
+            self._loop.call_soon(self._read_held)  # once this response is dealt with
+
+    def _read_held(self) -> None:
+        held, self._held = self._held, None
+        if held is None or self.closed:
+            return
+        if held:
+            self.data_received(held)
         self.sync_reading()
 
     def _open(self) -> bool:
         """Whether the connection still takes requests and writes answers."""
         return not (self.closed or self._lingering or self.transport.is_closing())
 
+    def _platform_error(self, cause: BaseException | None) -> None:
+        """A bug in the router's own code while reading a request: H99, never a crash."""
+        log.error("router: error while handling a request", exc_info=cause)
+        self._malformed = 0
+        ex = self._active
+        if ex is not None and not ex.response_started and not self.closed:
+            ex.keep_alive = False  # the parser's state is unknown: answer, then close
+            ex.platform_error()
+        elif not self.closed:
+            self.transport.abort()
+
     def _reject_malformed(self) -> None:
-        """Answer bytes that are not an HTTP/1.1 request with 400, after the answers before."""
-        self._malformed = True
+        """Refuse bytes that are not an acceptable request, after the answers before."""
+        status = self._malformed or 400
         broken = self._parsing
         self._parsing = None
         self._message_open = False
@@ -311,33 +457,17 @@ class ClientConnection(asyncio.Protocol):
                         self.transport.abort()
                     return
         if self._active is None and self._open():
-            page = simple_response(400, bad_request_page(), content_type=HTML, close=True)
+            page = simple_response(status, bad_request_page(status), content_type=HTML, close=True)
             self.transport.write(page)
-            self._linger()  # the client may still be sending: let it read the 400
+            self._linger()  # the client may still be sending: let it read the answer
 
     def _linger(self) -> None:
-        self._cancel_timer()
         self._lingering = True
         self._active = None
+        self._head_since = self._idle_since = 0.0
         self.sync_reading()
         if self.transport.can_write_eof():
             self.transport.write_eof()
             self._timer = self._loop.call_later(LINGER_TIMEOUT, self.transport.close)
         else:
-            self.transport.close()
-
-    # ---- the idle timer -----------------------------------------------------------------
-
-    def _arm_idle_timer(self) -> None:
-        self._cancel_timer()
-        self._timer = self._loop.call_later(self.router.keepalive_timeout, self._idle_timeout)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _idle_timeout(self) -> None:
-        self._timer = None
-        if self._active is None and not self._message_open and not self.closed:
             self.transport.close()

@@ -6,43 +6,57 @@ To the dyno: ``X-Request-Id`` (the client's if it looks like one, else a new uui
 ``X-Forwarded-Proto``/``-Port``/``X-Request-Start`` are dropped: only the router may say them.
 Hop-by-hop headers are removed both ways. Pure functions: the caller passes the clock reading
 and the id factory.
+
+Both run for every request, so they write the head in one pass over the headers, straight
+into the list of pieces that becomes it: one lower-casing and one set lookup per header in
+the common case.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from dynos.router.http import (
-    HOP_BY_HOP,
-    BodyKind,
-    Headers,
-    connection_tokens,
-    request_body_kind,
-    serialize_head,
-)
+from dynos.router.http import HOP_BY_HOP, BodyKind, Headers, connection_tokens
 
 VIA = b"1.1 dynos"
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9+/=-]{20,200}")
 _SET_BY_ROUTER = frozenset({b"x-forwarded-proto", b"x-forwarded-port", b"x-request-start"})
 # Headers the router rebuilds from the client's values (collected, then written once).
 _REBUILT = frozenset({b"x-request-id", b"x-forwarded-for", b"via"})
+# Request headers that need more than copying: one lookup tells the common ones apart.
+_REQUEST_SPECIAL = HOP_BY_HOP | _SET_BY_ROUTER | _REBUILT | {b"host", b"content-length"}
+_RESPONSE_SPECIAL = HOP_BY_HOP | {b"via"}
+# A header whose name has none of these lengths is copied without lower-casing it.
+_REQUEST_LENGTHS = frozenset(len(name) for name in _REQUEST_SPECIAL)
+_RESPONSE_LENGTHS = frozenset(len(name) for name in _RESPONSE_SPECIAL)
+_ROUTER_TAIL = (
+    b"X-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n"
+    b"X-Forwarded-Port: %d\r\nX-Request-Start: %d\r\nVia: %s\r\n"
+)
 
 
 class MalformedRequest(ValueError):
-    """The request cannot be forwarded as it is; the client gets 400."""
+    """The request cannot be forwarded as it is; the client gets ``status`` (400, 414, 431)."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
-@dataclass(frozen=True, slots=True)
 class ForwardedRequest:
     """The request head for the dyno and what the router log line needs from it."""
 
-    head: bytes
-    host: str  # the Host header, "" when absent
-    request_id: str
-    forwarded_for: str  # the X-Forwarded-For sent to the dyno (Heroku logs it as fwd)
-    body: BodyKind
+    __slots__ = ("body", "forwarded_for", "head", "host", "request_id")
+
+    def __init__(
+        self, head: bytes, host: str, request_id: str, forwarded_for: str, body: BodyKind
+    ) -> None:
+        self.head = head
+        self.host = host  # the Host header, "" when absent
+        self.request_id = request_id
+        self.forwarded_for = forwarded_for  # as sent to the dyno (Heroku logs it as fwd)
+        self.body = body
 
 
 def valid_request_id(value: bytes) -> bool:
@@ -50,8 +64,13 @@ def valid_request_id(value: bytes) -> bool:
     return _REQUEST_ID.fullmatch(value) is not None
 
 
-def _drop_connection_options(headers: Headers, options: set[bytes]) -> Headers:
-    return [(name, value) for name, value in headers if name.lower() not in options]
+def _without_options(parts: list[bytes], start: int, options: set[bytes]) -> list[bytes]:
+    """``parts`` (header lines from ``start``, four pieces each) less the ``options`` named."""
+    kept = parts[:start]
+    for i in range(start, len(parts), 4):
+        if parts[i].lower() not in options:
+            kept += parts[i : i + 4]
+    return kept
 
 
 def forward_request(
@@ -63,61 +82,87 @@ def forward_request(
     router_port: int,
     request_start_ms: int,
     new_request_id: Callable[[], str],
+    upgrade: bytes = b"",
 ) -> ForwardedRequest:
     """The request head to send to a dyno for a client's request.
 
     The body keeps its framing, except that a chunked body is re-chunked by the proxy, so the
-    head says ``Transfer-Encoding: chunked`` again. Raises ``MalformedRequest`` for a second
-    ``Host`` header (RFC 9112 §3.2: the router and the dyno must not disagree on the app).
+    head says ``Transfer-Encoding: chunked`` again. ``upgrade``: the protocol the request asks
+    to switch to, when the router tunnels it (``websocket``); the dyno then sees
+    ``Connection: Upgrade`` and ``Upgrade`` too.
+
+    Raises ``MalformedRequest`` for a second ``Host`` header (RFC 9112 §3.2: the router and
+    the dyno must not disagree on the app) and for a transfer coding other than ``chunked``
+    alone (a coding the router would drop, or that the dyno may read another way).
     """
-    kept: Headers = []
-    options: set[bytes] = set()
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    options: set[bytes] | None = None
     host = b""
     request_id = b""
-    forwarded: list[bytes] = []
-    via: list[bytes] = []
+    forwarded = b""
+    via = b""
+    body = BodyKind.NONE
     for name, value in headers:
+        if len(name) not in _REQUEST_LENGTHS:
+            parts += (name, b": ", value, b"\r\n")
+            continue
         lname = name.lower()
-        if lname in HOP_BY_HOP:
-            if lname == b"connection":
-                options |= connection_tokens(value)
-        elif lname in _REBUILT:
-            if lname == b"x-request-id":
-                request_id = value.strip()
-            elif lname == b"x-forwarded-for":
-                forwarded.append(value.strip())
-            else:
-                via.append(value.strip())
-        elif lname not in _SET_BY_ROUTER:
-            if lname == b"host":
-                if host:
-                    raise MalformedRequest("more than one Host header")
-                host = value
-            kept.append((name, value))
+        if lname not in _REQUEST_SPECIAL:
+            parts += (name, b": ", value, b"\r\n")
+        elif lname == b"host":
+            if host:
+                raise MalformedRequest("more than one Host header")
+            host = value
+            parts += (name, b": ", value, b"\r\n")
+        elif lname == b"content-length":
+            body = BodyKind.LENGTH  # (httptools refused it together with chunked)
+            parts += (name, b": ", value, b"\r\n")
+        elif lname == b"transfer-encoding":
+            if value.strip().lower() != b"chunked" or body is BodyKind.CHUNKED:
+                raise MalformedRequest("a transfer coding other than chunked")
+            body = BodyKind.CHUNKED
+        elif lname == b"connection":
+            tokens = connection_tokens(value) - HOP_BY_HOP
+            if tokens:
+                options = tokens if options is None else options | tokens
+        elif lname == b"x-request-id":
+            request_id = value.strip()
+        elif lname == b"x-forwarded-for":
+            value = value.strip()
+            forwarded = forwarded + b", " + value if forwarded else value
+        elif lname == b"via":
+            value = value.strip()
+            via = via + b", " + value if via else value
+        # other hop-by-hop headers, and those only the router may set, are dropped
     if options:
-        kept = _drop_connection_options(kept, options)
+        parts = _without_options(parts, 4, options)
 
-    body = request_body_kind(headers)
-    rid = request_id.decode("ascii") if valid_request_id(request_id) else new_request_id()
-    forwarded.append(client_ip.encode("ascii"))
-    forwarded_for = b", ".join(forwarded)
-    via.append(VIA)
-    kept += [
-        (b"X-Request-Id", rid.encode("ascii")),
-        (b"X-Forwarded-For", forwarded_for),
-        (b"X-Forwarded-Proto", b"http"),
-        (b"X-Forwarded-Port", b"%d" % router_port),
-        (b"X-Request-Start", b"%d" % request_start_ms),
-        (b"Via", b", ".join(via)),
-    ]
+    rid = request_id.decode("ascii") if request_id and valid_request_id(request_id) else ""
+    if not rid:
+        rid = new_request_id()
+    ip = client_ip.encode("ascii")
+    forwarded_for = forwarded + b", " + ip if forwarded else ip
+    parts.append(
+        _ROUTER_TAIL
+        % (
+            rid.encode("ascii"),
+            forwarded_for,
+            router_port,
+            request_start_ms,
+            via + b", " + VIA if via else VIA,
+        )
+    )
     if body is BodyKind.CHUNKED:
-        kept.append((b"Transfer-Encoding", b"chunked"))
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    if upgrade:
+        parts += (b"Connection: Upgrade\r\nUpgrade: ", upgrade, b"\r\n")
+    parts.append(b"\r\n")
     return ForwardedRequest(
-        head=serialize_head(b"%s %s HTTP/1.1" % (method, target), kept),
-        host=host.decode("latin-1"),
-        request_id=rid,
-        forwarded_for=forwarded_for.decode("latin-1"),
-        body=body,
+        b"".join(parts),
+        host.decode("latin-1"),
+        rid,
+        forwarded_for.decode("latin-1"),
+        body,
     )
 
 
@@ -129,34 +174,43 @@ def forward_response_head(
     chunked: bool,
     keep_alive: bool,
     http10_client: bool,
+    upgrade: bytes = b"",
 ) -> bytes:
     """The response head to send to the client for a dyno's response (or 1xx interim one).
 
     ``chunked``: the router frames the body as chunks. ``keep_alive``: the client connection
     stays open after this response (said explicitly to an HTTP/1.0 client, which closes by
-    default; ``Connection: close`` otherwise when it does not).
+    default; ``Connection: close`` otherwise when it does not). ``upgrade``: a 101 the router
+    tunnels, which says ``Connection: Upgrade`` and ``Upgrade`` again.
     """
-    kept: Headers = []
-    options: set[bytes] = set()
-    via: list[bytes] = []
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    options: set[bytes] | None = None
+    via = b""
     for name, value in headers:
+        if len(name) not in _RESPONSE_LENGTHS:
+            parts += (name, b": ", value, b"\r\n")
+            continue
         lname = name.lower()
-        if lname in HOP_BY_HOP:
-            if lname == b"connection":
-                options |= connection_tokens(value)
+        if lname not in _RESPONSE_SPECIAL:
+            parts += (name, b": ", value, b"\r\n")
+        elif lname == b"connection":
+            tokens = connection_tokens(value) - HOP_BY_HOP
+            if tokens:
+                options = tokens if options is None else options | tokens
         elif lname == b"via":
-            via.append(value.strip())
-        else:
-            kept.append((name, value))
+            value = value.strip()
+            via = via + b", " + value if via else value
     if options:
-        kept = _drop_connection_options(kept, options)
-    via.append(VIA)
-    kept.append((b"Via", b", ".join(via)))
+        parts = _without_options(parts, 1, options)
+    parts.append(b"Via: " + (via + b", " + VIA if via else VIA) + b"\r\n")
     if chunked:
-        kept.append((b"Transfer-Encoding", b"chunked"))
-    if status >= 200:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    if upgrade:
+        parts += (b"Connection: Upgrade\r\nUpgrade: ", upgrade, b"\r\n")
+    elif status >= 200:
         if not keep_alive:
-            kept.append((b"Connection", b"close"))
+            parts.append(b"Connection: close\r\n")
         elif http10_client:
-            kept.append((b"Connection", b"keep-alive"))
-    return serialize_head(b"HTTP/1.1 %d %s" % (status, reason), kept)
+            parts.append(b"Connection: keep-alive\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)

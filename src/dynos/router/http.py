@@ -32,7 +32,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 
 
 class BodyKind(enum.Enum):
@@ -71,6 +71,9 @@ def response_body_kind(status: int, head_request: bool, headers: Headers) -> Bod
         return BodyKind.NONE
     kind = BodyKind.UNTIL_CLOSE
     for name, value in headers:
+        size = len(name)
+        if size != 17 and size != 14:  # neither transfer-encoding nor content-length
+            continue
         lname = name.lower()
         if lname == b"transfer-encoding":
             # Only a final "chunked" delimits the body; any other coding runs until close.

@@ -1,35 +1,53 @@
 """The router: the HTTP/1.1 front door that sends each request to one of its app's web dynos.
 
-``Host: foo.localhost`` picks the app from the routing table, round robin picks the dyno,
-and the request and response stream through with Heroku's headers added
-(``dynos.router.forwarding``). Each request leaves one line in the app's log, Heroku's
-``at=info method=GET path="/" ... status=200 bytes=1234`` (``dynos.router.request_log``);
-failures are answered with an error page and an H-code line (``dynos.router.errors``).
+``Host: foo.localhost`` picks the app from the routing table, the balancer picks the dyno
+(least outstanding of two random choices), and the request and response stream through with
+Heroku's headers added (``dynos.router.forwarding``). Each request leaves one line in the
+app's log, Heroku's ``at=info method=GET path="/" ... status=200 bytes=1234``
+(``dynos.router.request_log``, batched per loop iteration); failures are answered with an
+error page and an H-code line (``dynos.router.errors``). Per-app counters, a latency histogram
+and in-flight gauges are in ``metrics_registry`` (``dynos.router.metrics``).
 
-The work per connection is in ``dynos.router.client`` (client side) and
-``dynos.router.upstream`` (dyno side, with the keep-alive pool). This module binds the socket
-and shuts the whole thing down in order.
+The work per connection is in ``dynos.router.client`` (client side), ``dynos.router.exchange``
+(one request) and ``dynos.router.upstream`` (dyno side, with the keep-alive pool). This module
+binds the socket, runs the one timer that checks every connection's deadlines (``tick``), and
+shuts the whole thing down in order.
+
+One process, one event loop: on this design a second router process would need the table,
+the in-flight counts (draining) and the log lines shared across processes; the benchmark in
+docs/performance.md says why it is not needed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
+from collections.abc import Callable
+
+from prometheus_client.registry import CollectorRegistry
 
 from dynos.logs.hub import LogHub
 from dynos.router.client import ClientConnection
+from dynos.router.metrics import RouterMetrics, metrics_registry
+from dynos.router.request_log import RequestLog
 from dynos.router.routing_table import RoutingTable
 from dynos.router.upstream import UpstreamPool
 
 KEEPALIVE_TIMEOUT = 75.0  # idle client connection (nginx's default)
+HEADER_TIMEOUT = 20.0  # a client must send a whole request head within this
 DRAIN_TIMEOUT = 10.0  # how long close() lets requests in flight finish
+WAKE_TIMEOUT = 75.0  # how long a request waits for an idle app to wake (then H20)
+TICK = 0.5  # how often deadlines are checked: the precision of every timeout above
 BACKLOG = 1024
 
 
 class Router:
     """The routing layer. ``start`` it once, ``close`` it once.
 
-    ``table`` is read once per request and never written; ``logs`` gets one line per request
-    that reached a known app (``source="dynos"``, ``dyno="router"``).
+    ``table`` is read once per request (the router writes only its per-dyno state: in-flight
+    counts, quarantine, idle connections); ``logs`` gets one line per request that reached a
+    known app (``source="dynos"``, ``dyno="router"``).
     """
 
     def __init__(
@@ -38,19 +56,39 @@ class Router:
         logs: LogHub,
         *,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        header_timeout: float = HEADER_TIMEOUT,
         drain_timeout: float = DRAIN_TIMEOUT,
+        wake_timeout: float = WAKE_TIMEOUT,
+        tick: float = TICK,
         pool: UpstreamPool | None = None,
+        random: Callable[[], float] = random.random,
     ) -> None:
         self.table = table
         self.logs = logs
         self.keepalive_timeout = keepalive_timeout
+        self.header_timeout = header_timeout
         self.drain_timeout = drain_timeout
+        self.wake_timeout = wake_timeout
+        self.tick = tick
         self.pool = pool if pool is not None else UpstreamPool()
+        self.random = random
+        self.request_log = RequestLog(logs)
+        self.metrics = RouterMetrics()
+        self.metrics_registry: CollectorRegistry = metrics_registry(self.metrics)
         self.port = 0
+        self.now = time.monotonic()  # updated every tick: for timeouts, not for durations
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
+        self._ticker: asyncio.TimerHandle | None = None
         self._connections: set[ClientConnection] = set()
         self._drained: asyncio.Future[None] | None = None
         self._closing = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (port 0: any free port); return the port listened on.
@@ -60,17 +98,19 @@ class Router:
         """
         if self._server is not None:
             raise RuntimeError("the router is already started")
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self._server = await loop.create_server(
             lambda: ClientConnection(self), host, port, backlog=BACKLOG
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
+        self._on_tick()
         return self.port
 
     async def close(self) -> None:
         """Stop accepting, close idle connections, give requests in flight ``drain_timeout``.
 
-        Connections still busy after that are cut. Idle dyno connections are closed last.
+        Connections still busy after that are cut. Idle dyno connections are closed last,
+        and the last log lines written.
         """
         server = self._server
         if server is None or self._closing:
@@ -80,15 +120,23 @@ class Router:
         for conn in list(self._connections):
             conn.drain()
         if self._connections:
-            self._drained = asyncio.get_running_loop().create_future()
+            self._drained = self.loop.create_future()
             try:
                 async with asyncio.timeout(self.drain_timeout):
                     await self._drained
             except TimeoutError:
                 for conn in list(self._connections):
                     conn.abort()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         self.pool.close()
         await server.wait_closed()
+        self.request_log.flush()
+
+    def flush_logs(self) -> None:
+        """Write the router lines collected so far (they go out after each loop iteration)."""
+        self.request_log.flush()
 
     # ---- called by ClientConnection -----------------------------------------------------
 
@@ -102,3 +150,11 @@ class Router:
         drained = self._drained
         if not self._connections and drained is not None and not drained.done():
             drained.set_result(None)
+
+    # ---- the tick -----------------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        now = self.now = time.monotonic()
+        for conn in list(self._connections):
+            conn.check_deadlines(now)
+        self._ticker = self.loop.call_later(self.tick, self._on_tick)

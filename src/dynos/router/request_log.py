@@ -4,10 +4,17 @@
 connect=0ms service=12ms status=200 bytes=1234 protocol=http``; an error line starts with
 ``at=error code=H14 desc="No web processes running"`` and leaves the fields it cannot know
 empty (``dyno= connect= service= bytes=``), as Heroku's does.
+
+Lines are batched (``RequestLog``) so that writing them stays off the path of the requests.
 """
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
+from dynos.logs.hub import LogHub
+from dynos.logs.logline import PLATFORM
 from dynos.router.errors import RouterError
 
 
@@ -48,3 +55,59 @@ def request_line(
         f"connect={_ms(connect_ms)} service={_ms(service_ms)} status={status} "
         f"bytes={size} protocol={protocol}"
     )
+
+
+# method, path, host, request_id, fwd, dyno, connect_ms, service_ms, status, bytes_sent, error
+LineFields = tuple[
+    bytes, bytes, str, str, str, str, int | None, int | None, int, int | None, RouterError | None
+]
+
+
+class RequestLog:
+    """Router lines, collected during a loop iteration and written to the log hub after it.
+
+    ``add`` only appends a tuple: formatting the line and handing it to the hub (a timestamp,
+    a ring, the subscribers) happen in ``flush``, once per loop iteration however many
+    requests ended in it, after the responses of that iteration were written.
+    """
+
+    def __init__(self, logs: LogHub) -> None:
+        self._logs = logs
+        self._pending: list[tuple[str, LineFields]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, app: str, fields: LineFields) -> None:
+        if not self._pending:
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self.flush)
+        self._pending.append((app, fields))
+
+    def flush(self) -> None:
+        """Write every collected line now (with one timestamp: they ended together)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        emit = self._logs.emit
+        at = datetime.now(UTC)
+        for app, fields in pending:
+            method, path, host, request_id, fwd, dyno, connect, service, status, size, error = (
+                fields
+            )
+            text = path.decode("latin-1")
+            if '"' in text or "\\" in text:
+                text = _quoted(text)
+            if '"' in fwd or "\\" in fwd:
+                fwd = _quoted(fwd)
+            if " " in host or '"' in host:
+                host = _bare(host)
+            head = "at=info" if error is None else f'at=error code={error.code} desc="{error.desc}"'
+            line = (
+                f'{head} method={method.decode("latin-1")} path="{text}" host={host} '
+                f'request_id={request_id} fwd="{fwd}" dyno={dyno} '
+                f"connect={'' if connect is None else f'{connect}ms'} "
+                f"service={'' if service is None else f'{service}ms'} status={status} "
+                f"bytes={'' if size is None else size} protocol=http"
+            )
+            emit(app, PLATFORM, "router", line, at)

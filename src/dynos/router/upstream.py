@@ -10,19 +10,27 @@ Why some things are done the way they are:
   that ``Content-Length`` announces), so a HEAD response completes at its head and the parser
   is replaced by a fresh one.
 - Completion is reported after ``feed_data`` returns, not from inside the parser callback, so
-  that the listener may hand the connection to the next request straight away.
+  that the listener may hand the connection to the next request straight away. A read that
+  does not complete the response ends with ``response_flush``: the listener collects what
+  one read produced and writes it to the client in one call (one syscall, not one per piece).
+- A 101 to a request that asked to upgrade switches the connection to a tunnel: what follows
+  goes to ``tunnel_data`` unparsed, and the connection is never pooled again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import logging
+import time
 from typing import Protocol, cast
 
 import httptools
 
 from dynos.router.http import BodyKind, Headers, response_body_kind
-from dynos.router.routing_table import Backend
+from dynos.router.routing_table import DynoSlot, IdleConnection
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0  # Heroku's H19 threshold
 # Shorter than the keep-alive timeout of common app servers (uvicorn and node: 5s), so the
@@ -47,7 +55,13 @@ class ResponseListener(Protocol):
 
     def response_body(self, data: bytes) -> None: ...
 
+    def response_flush(self) -> None: ...
+
     def response_complete(self, conn: UpstreamConnection, reusable: bool) -> None: ...
+
+    def response_upgraded(
+        self, conn: UpstreamConnection, reason: bytes, headers: Headers, rest: bytes
+    ) -> None: ...
 
     def upstream_failed(self, conn: UpstreamConnection, failure: UpstreamFailure) -> None: ...
 
@@ -55,19 +69,29 @@ class ResponseListener(Protocol):
 
     def upstream_write_resumed(self) -> None: ...
 
+    def tunnel_data(self, data: bytes) -> None: ...
+
+    def tunnel_closed(self) -> None: ...
+
+    def platform_error(self) -> None: ...
+
 
 class UpstreamConnection(asyncio.Protocol):
-    def __init__(self, backend: Backend, pool: UpstreamPool) -> None:
-        self.backend = backend
+    def __init__(self, slot: DynoSlot, pool: UpstreamPool) -> None:
+        self.slot = slot
+        self.backend = slot.backend  # the address connected to (a slot's may change)
         self.listener: ResponseListener | None = None
         self.transport: asyncio.Transport | None = None
         self.requests = 0  # requests sent so far; > 1 means the connection was reused
         self.received = False  # whether any byte of the current response arrived
         self.closed = False
+        self.tunnel = False  # switched protocols: bytes pass through unparsed
         self.idle_since = 0.0
         self._pool = pool
         self._parser = httptools.HttpResponseParser(self)
         self._head_request = False
+        self._upgrade_request = False
+        self._switching = False  # a 101 head was parsed
         self._reason = b""
         self._headers: Headers = []
         self._body = BodyKind.NONE
@@ -81,24 +105,36 @@ class UpstreamConnection(asyncio.Protocol):
 
     # ---- used by the client connection -------------------------------------------------
 
-    def send(self, listener: ResponseListener, data: list[bytes], *, head_request: bool) -> None:
-        """Start a request: ``data`` is its head and whatever body is already at hand."""
+    def send(
+        self,
+        listener: ResponseListener,
+        data: list[bytes],
+        *,
+        head_request: bool,
+        upgrade: bool = False,
+    ) -> None:
+        """Start a request: ``data`` is its head and whatever body is already at hand.
+
+        ``upgrade``: the request asks to switch protocols, so a 101 answer is expected.
+        """
         assert self.transport is not None
         self.listener = listener
         self.requests += 1
         self.received = False
         self._head_request = head_request
+        self._upgrade_request = upgrade
         self._head_seen = self._complete = self._interim = False
         self._body = BodyKind.NONE
-        self.transport.writelines(data)
+        self.transport.write(data[0] if len(data) == 1 else b"".join(data))
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
 
     def writelines(self, data: tuple[bytes, ...] | list[bytes]) -> None:
+        """Pieces of one write (chunk framing): joined, one buffer (see ``send``)."""
         assert self.transport is not None
-        self.transport.writelines(data)
+        self.transport.write(b"".join(data))
 
     def pause_reading(self) -> None:
         if self._reading and self.transport is not None and not self.closed:
@@ -128,30 +164,47 @@ class UpstreamConnection(asyncio.Protocol):
             self._pool.discard(self)
             self.close()
             return
+        if self.tunnel:
+            listener.tunnel_data(data)
+            return
         self.received = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as exc:
+            if self._switching and self.listener is listener:
+                self.tunnel = True
+                listener.response_upgraded(self, self._reason, self._headers, data[exc.args[0] :])
+                return
             self._bad_response = True  # 101 to a request that did not ask to upgrade
-        except httptools.HttpParserCallbackError:
-            raise  # a bug in a callback, not the dyno's fault
+        except httptools.HttpParserCallbackError as exc:
+            # A bug in the router's own code, not the dyno's fault: H99 for this request.
+            log.error("router: error while relaying a response", exc_info=exc.__context__)
+            self.listener = None
+            self.close()
+            listener.platform_error()
+            return
         except httptools.HttpParserError:
             self._bad_response = True
+        if self.listener is not listener:
+            return  # let go of while parsing
         if self._bad_response:
             self.listener = None
             listener.upstream_failed(self, UpstreamFailure.BAD_RESPONSE)
-            return
-        if self._complete and self.listener is listener:
+        elif self._complete:
             self.listener = None
             if self._head_request:
                 self._parser = httptools.HttpResponseParser(self)
             listener.response_complete(self, self._keep_alive and not self._broken)
+        else:
+            listener.response_flush()
 
     def eof_received(self) -> bool | None:
         listener = self.listener
         if listener is not None:
             self.listener = None
-            if self._head_seen and self._body is BodyKind.UNTIL_CLOSE:
+            if self.tunnel:
+                listener.tunnel_closed()
+            elif self._head_seen and self._body is BodyKind.UNTIL_CLOSE:
                 listener.response_complete(self, False)
             else:
                 listener.upstream_failed(self, UpstreamFailure.CLOSED)
@@ -162,7 +215,10 @@ class UpstreamConnection(asyncio.Protocol):
         listener = self.listener
         self.listener = None
         if listener is not None:
-            listener.upstream_failed(self, UpstreamFailure.CLOSED)
+            if self.tunnel:
+                listener.tunnel_closed()
+            else:
+                listener.upstream_failed(self, UpstreamFailure.CLOSED)
         else:
             self._pool.discard(self)
 
@@ -194,7 +250,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         status = self._parser.get_status_code()
         if status == 101:
-            self._bad_response = True
+            if self._upgrade_request:
+                self._switching = True  # the parser stops here; data_received takes over
+            else:
+                self._bad_response = True
         elif status < 200:
             self._interim = True
             listener.response_interim(status, self._reason, self._headers)
@@ -222,9 +281,11 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Idle keep-alive connections to dynos, per backend, newest first.
+    """Opens connections to dynos and keeps the idle keep-alive ones, per dyno, newest first.
 
-    Old idle connections are closed by one sweep timer, not a timer per connection.
+    The idle connections live on their ``DynoSlot`` so that the routing table can close them
+    the moment a dyno leaves its route. Old idle connections are closed by one sweep timer,
+    not a timer per connection.
     """
 
     def __init__(
@@ -237,56 +298,67 @@ class UpstreamPool:
         self.idle_timeout = idle_timeout
         self.max_idle_per_backend = max_idle_per_backend
         self.connect_timeout = connect_timeout
-        self._idle: dict[Backend, list[UpstreamConnection]] = {}
+        self._with_idle: set[DynoSlot] = set()
         self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
 
-    async def open(self, backend: Backend) -> UpstreamConnection:
-        """A new connection to ``backend``.
+    async def open(self, slot: DynoSlot) -> UpstreamConnection:
+        """A new connection to ``slot``'s dyno.
 
         Raises ``TimeoutError`` after ``connect_timeout`` and ``OSError`` when refused.
         """
         loop = asyncio.get_running_loop()
+        backend = slot.backend
         async with asyncio.timeout(self.connect_timeout):
             _, conn = await loop.create_connection(
-                lambda: UpstreamConnection(backend, self), backend.host, backend.port
+                lambda: UpstreamConnection(slot, self), backend.host, backend.port
             )
         return conn
 
-    def take(self, backend: Backend) -> UpstreamConnection | None:
-        """An idle connection to ``backend`` that is still fresh, or None."""
-        idle = self._idle.get(backend)
-        if not idle:
-            return None
-        deadline = asyncio.get_running_loop().time() - self.idle_timeout
+    def take(self, slot: DynoSlot, now: float) -> UpstreamConnection | None:
+        """An idle connection to ``slot``'s dyno that is still fresh, or None.
+
+        ``now``: ``time.monotonic()``, or the router's coarse reading of it.
+        """
+        idle = slot.idle
+        deadline = now - self.idle_timeout
         while idle:
-            conn = idle.pop()
+            conn = cast(UpstreamConnection, idle.pop())
             if not conn.closed and conn.idle_since > deadline:
                 return conn
             conn.close()
         return None
 
-    def put(self, conn: UpstreamConnection) -> None:
-        """Keep ``conn`` for the next request to its backend (or close it if there are enough)."""
+    def put(self, conn: UpstreamConnection, now: float) -> None:
+        """Keep ``conn`` for the next request to its dyno, or close it.
+
+        Closed instead when the dyno left its route (draining), moved, has enough idle
+        connections, or the router is shutting down. ``now`` as for ``take``.
+        """
         if conn.closed:
             return
-        if self._closed:
-            conn.close()  # a response finished while the router was shutting down
-            return
-        idle = self._idle.setdefault(conn.backend, [])
-        if len(idle) >= self.max_idle_per_backend:
+        slot = conn.slot
+        idle = slot.idle
+        if (
+            self._closed
+            or not slot.routable
+            or conn.backend is not slot.backend
+            or len(idle) >= self.max_idle_per_backend
+        ):
             conn.close()
             return
-        conn.resume_reading()  # an idle connection must notice the dyno closing it
-        loop = asyncio.get_running_loop()
-        conn.idle_since = loop.time()
+        if not conn._reading:
+            conn.resume_reading()  # an idle connection must notice the dyno closing it
+        conn.idle_since = now
         idle.append(conn)
+        self._with_idle.add(slot)
         if self._sweep is None:
+            loop = asyncio.get_running_loop()
             self._sweep = loop.call_later(self.idle_timeout, self._close_expired)
 
     def discard(self, conn: UpstreamConnection) -> None:
-        idle = self._idle.get(conn.backend)
-        if idle and conn in idle:
+        idle = conn.slot.idle
+        if conn in idle:
             idle.remove(conn)
 
     def close(self) -> None:
@@ -295,23 +367,23 @@ class UpstreamPool:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
-        for idle in self._idle.values():
-            for conn in idle:
-                conn.close()
-        self._idle.clear()
+        for slot in self._with_idle:
+            slot.close_idle()
+        self._with_idle.clear()
 
     def _close_expired(self) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() - self.idle_timeout
-        for backend, idle in list(self._idle.items()):
-            fresh = [c for c in idle if not c.closed and c.idle_since > deadline]
-            for conn in idle:
-                if conn not in fresh:
+        deadline = time.monotonic() - self.idle_timeout
+        for slot in list(self._with_idle):
+            fresh: list[IdleConnection] = []
+            for conn in cast(list[UpstreamConnection], slot.idle):
+                if not conn.closed and conn.idle_since > deadline:
+                    fresh.append(conn)
+                else:
                     conn.close()
-            if fresh:
-                self._idle[backend] = fresh
-            else:
-                del self._idle[backend]
+            slot.idle = fresh
+            if not fresh:
+                self._with_idle.discard(slot)
         self._sweep = (
-            loop.call_later(self.idle_timeout, self._close_expired) if self._idle else None
+            loop.call_later(self.idle_timeout, self._close_expired) if self._with_idle else None
         )

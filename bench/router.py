@@ -1,0 +1,389 @@
+"""Router benchmark: the dynos router against nginx and against the dynos directly.
+
+    python bench/router.py [--rounds 3] [--duration 5] [--connections 64] [--threads 2]
+
+What runs (all on this machine, which is what the figures are about):
+
+- a real ``dynos server`` (a subprocess, ``--api-port 0 --router-port 0``) with router logging
+  on as always, and an app deployed through its API from ``bench/router_app`` (uvicorn with
+  uvloop and httptools, a fixed 13-byte answer, no access log), scaled to two web dynos;
+- nginx in front of the same two dynos, configured as a user would: ``worker_processes auto``,
+  an upstream with ``keepalive``, HTTP/1.1 to the upstream, the default access log on (to a
+  file);
+- wrk (``-t2 -c64``, 5 s) against (a) the router, (b) nginx, (c) the dynos directly: the last
+  is two wrk processes of ``-t1 -c32`` at once, one per dyno; its req/s is their sum, its p50
+  the mean of theirs and its p99 the larger one.
+
+The targets take turns in each round (the order rotates), so a slow phase of the machine does
+not land on one of them only. Medians over the rounds are compared. Needs ``wrk`` and ``nginx``
+on PATH (Debian: ``apt-get install -y wrk nginx``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+APP_DIR = Path(__file__).resolve().parent / "router_app"
+APP = "bench"
+DOMAIN = "localhost"
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+# ---- the dynos server ------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    api_url: str
+    router_port: int
+    token: str
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.api_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=120
+        )
+
+
+@contextmanager
+def dynos_server(home: Path) -> Iterator[Server]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNOS_")}
+    command = [sys.executable, "-m", "dynos", "server", "--home", str(home)]
+    command += ["--api-port", "0", "--router-port", "0", "--router-host", "127.0.0.1"]
+    server_log = open(home.parent / "server.log", "wb")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(command, env=env, stdout=server_log, stderr=subprocess.STDOUT)
+    try:
+        info_path = home / "server.json"
+        wait_until(info_path.exists, 30, "dynos server to start", process)
+        info = json.loads(info_path.read_text())
+        token = (home / "credentials").read_text().strip()
+        yield Server(process, info["api_url"], info["router_port"], token)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        server_log.close()
+
+
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"gave up waiting for {what}: the process exited")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gave up waiting for {what}")
+        time.sleep(0.1)
+
+
+def tarball(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(directory.iterdir()):
+            if path.is_file():
+                archive.add(path, arcname=path.name)
+    return buffer.getvalue()
+
+
+def deploy_app(server: Server) -> list[int]:
+    """Create the app, deploy it, scale it to two web dynos; return the dynos' ports."""
+    with server.api() as api:
+        api.post("/apps", json={"name": APP}).raise_for_status()
+        deploy = api.post(
+            f"/apps/{APP}/deploys",
+            content=tarball(APP_DIR),
+            headers={"Content-Type": "application/gzip"},
+        )
+        deploy.raise_for_status()
+        updates = [{"type": "web", "quantity": 2}]
+        api.patch(f"/apps/{APP}/formation", json={"updates": updates}).raise_for_status()
+
+        def both_up() -> bool:
+            dynos = api.get(f"/apps/{APP}/dynos").json()
+            return len(dynos) == 2 and all(d["state"] == "up" for d in dynos)
+
+        try:
+            wait_until(both_up, 60, "two web dynos up")
+        except SystemExit:
+            session = api.post(f"/apps/{APP}/log-sessions", json={"lines": 30}).json()
+            print(httpx.get(session["logplex_url"], timeout=10).text)
+            raise
+    ports: set[int] = set()
+    router = f"http://127.0.0.1:{server.router_port}/port"
+    with httpx.Client(headers={"Host": f"{APP}.{DOMAIN}"}) as http:
+        for _ in range(100):
+            ports.add(int(http.get(router).text))
+            if len(ports) == 2:
+                break
+    if len(ports) != 2:
+        raise SystemExit(f"the router reached only the dynos on ports {sorted(ports)}")
+    return sorted(ports)
+
+
+# ---- nginx -----------------------------------------------------------------------------
+
+NGINX_CONF = """\
+worker_processes auto;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream dynos {{
+        server 127.0.0.1:{port1};
+        server 127.0.0.1:{port2};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{listen};
+        location / {{
+            proxy_pass http://dynos;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def nginx(prefix: Path, dyno_ports: list[int]) -> Iterator[int]:
+    listen = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(prefix=prefix, port1=dyno_ports[0], port2=dyno_ports[1], listen=listen)
+    )
+    process = subprocess.Popen(
+        ["nginx", "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: port_open(listen), 10, "nginx to listen", process)
+        yield listen
+    finally:
+        process.send_signal(signal.SIGQUIT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+# ---- wrk -------------------------------------------------------------------------------
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _latency(output: str, percentile: str) -> float:
+    match = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+    if match is None:
+        raise SystemExit(f"no {percentile}% latency in wrk's output:\n{output}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(output: str) -> Result:
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    if rps is None:
+        raise SystemExit(f"no Requests/sec in wrk's output:\n{output}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors += int(non2xx.group(1)) if non2xx else 0
+    return Result(float(rps.group(1)), _latency(output, "50"), _latency(output, "99"), errors)
+
+
+def wrk_command(port: int, threads: int, connections: int, duration: float) -> list[str]:
+    return [
+        *("wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency"),
+        *("-H", f"Host: {APP}.{DOMAIN}", f"http://127.0.0.1:{port}/"),
+    ]
+
+
+def run_wrk(ports: list[int], threads: int, connections: int, duration: float) -> Result:
+    """wrk against one port, or split evenly over several at once (the direct run)."""
+    share = len(ports)
+    processes = [
+        subprocess.Popen(
+            wrk_command(port, max(1, threads // share), max(1, connections // share), duration),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for port in ports
+    ]
+    results = [parse_wrk(p.communicate(timeout=duration + 60)[0]) for p in processes]
+    return Result(
+        sum(r.rps for r in results),
+        statistics.fmean(r.p50_ms for r in results),
+        max(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+    )
+
+
+# ---- the report ------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    nginx_version = subprocess.run(
+        ["nginx", "-v"], capture_output=True, text=True, check=False
+    ).stderr.strip()
+    wrk_version = subprocess.run(
+        ["wrk", "-v"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()[0]
+    import httptools
+    import uvicorn
+    import uvloop
+
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}, uvloop {uvloop.__version__}, "
+        f"httptools {httptools.__version__}, uvicorn {uvicorn.__version__}, "
+        f"{nginx_version.removeprefix('nginx version: ')}, {wrk_version.split(' [')[0]}"
+    )
+
+
+def show(name: str, result: Result) -> str:
+    errors = f"  errors {result.errors}" if result.errors else ""
+    return (
+        f"  {name:<7} {result.rps:>10,.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+        f"p99 {result.p99_ms:6.2f} ms{errors}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed: apt-get install -y wrk nginx")
+
+    print(machine())
+    with tempfile.TemporaryDirectory(prefix="dynos-bench-") as tmp:
+        os.chmod(tmp, 0o711)  # dynos run as their app's user when the server runs as root
+        prefix = Path(tmp) / "nginx"
+        prefix.mkdir()
+        with dynos_server(Path(tmp) / "home") as server:
+            dyno_ports = deploy_app(server)
+            with nginx(prefix, dyno_ports) as nginx_port:
+                targets = {
+                    "router": [server.router_port],
+                    "nginx": [nginx_port],
+                    "direct": dyno_ports,
+                }
+                for ports in targets.values():  # warm up: connections, pools, caches
+                    run_wrk(ports, args.threads, args.connections, 1)
+                results: dict[str, list[Result]] = {name: [] for name in targets}
+                names = list(targets)
+                for round_ in range(args.rounds):
+                    print(f"round {round_ + 1}")
+                    order = names[round_ % len(names) :] + names[: round_ % len(names)]
+                    for name in order:
+                        result = run_wrk(
+                            targets[name], args.threads, args.connections, args.duration
+                        )
+                        results[name].append(result)
+                        print(show(name, result), flush=True)
+
+    median = {
+        name: Result(
+            statistics.median(r.rps for r in runs),
+            statistics.median(r.p50_ms for r in runs),
+            statistics.median(r.p99_ms for r in runs),
+            sum(r.errors for r in runs),
+        )
+        for name, runs in results.items()
+    }
+    print(
+        f"median of {args.rounds} rounds (wrk -t{args.threads} -c{args.connections}, "
+        f"{args.duration:g} s)"
+    )
+    for name, result in median.items():
+        print(show(name, result))
+    router, nginx_, direct = median["router"], median["nginx"], median["direct"]
+    print(
+        f"router/nginx: throughput {router.rps / nginx_.rps:.2f}, "
+        f"p99 {router.p99_ms / nginx_.p99_ms:.2f}x"
+    )
+    print(
+        f"router/direct: throughput {router.rps / direct.rps:.2f}, "
+        f"p99 {router.p99_ms / direct.p99_ms:.2f}x"
+    )
+    # The same ratios within each round (the two ran a few seconds apart), then their median:
+    # steadier than the ratio of medians when the machine's speed drifts between rounds.
+    pairs = list(zip(results["router"], results["nginx"], strict=True))
+    per_round = [r.rps / n.rps for r, n in pairs]
+    per_round_p99 = [r.p99_ms / n.p99_ms for r, n in pairs]
+    print(
+        "router/nginx per round: throughput "
+        + " ".join(f"{x:.2f}" for x in per_round)
+        + f" (median {statistics.median(per_round):.2f}), p99 "
+        + " ".join(f"{x:.2f}" for x in per_round_p99)
+        + f" (median {statistics.median(per_round_p99):.2f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
