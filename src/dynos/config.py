@@ -8,9 +8,17 @@ from pathlib import Path
 
 
 def default_home() -> Path:
-    """``$DYNOS_HOME``, else ``~/.local/share/dynos``."""
+    """``$DYNOS_HOME``, else ``~/.local/share/dynos`` (``/var/lib/dynos`` for root).
+
+    Root's dynos run as other users, who cannot enter /root to reach their code: a system
+    daemon's place suits root better.
+    """
     env = os.environ.get("DYNOS_HOME")
-    return Path(env) if env else Path.home() / ".local" / "share" / "dynos"
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/dynos")
+    return Path.home() / ".local" / "share" / "dynos"
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,10 @@ class ServerConfig:
     domain: str = "localhost"
     stop_grace: float = 30.0  # seconds between SIGTERM and SIGKILL when a dyno stops
     boot_timeout: float = 60.0  # seconds a web dyno has to bind its PORT
+    idle_after: float = 3600.0  # seconds without a request before a lone 1X web dyno idles
+    cycle_after: float | None = None  # restart dynos older than this (daily cycling); off
+    crash_backoff: float = 1.0  # first delay between restarts of a dyno that keeps crashing
+    crash_backoff_max: float = 300.0  # the delay doubles up to this
 
 
 @dataclass(frozen=True)
@@ -50,3 +62,8 @@ class HomePaths:
     @property
     def builds(self) -> Path:
         return self.home / "builds"
+
+    @property
+    def addons(self) -> Path:
+        """Each add-on's data (and its password, in its config): closed to everyone else."""
+        return self.home / "addons"

@@ -2,7 +2,8 @@
 
 Shutdown order (SIGTERM or SIGINT): stop accepting API and router connections, let in-flight
 requests finish briefly, then stop every dyno (SIGTERM to its process group, SIGKILL after
-the grace period), then exit 0. No dyno process outlives the server.
+the grace period), then the add-ons' services (which dynos may use until they stop), then exit
+0. No dyno or add-on process outlives the server. Add-ons start before the first dyno does.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ import uvicorn
 
 from dynos.api.routes import Api
 from dynos.backends.base import DynoEvents
+from dynos.backends.cgroups import Cgroups
+from dynos.backends.isolation import close_home, isolation_available, runtime_python
 from dynos.backends.local import LocalBackend
 from dynos.config import HomePaths, ServerConfig
+from dynos.core.restart_policy import RestartPolicy
 from dynos.errors import PlatformError, UserError
 from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager, ManagerSettings
+from dynos.platform.addons import Addons
 from dynos.platform.platform import Platform, local_account
 from dynos.router.proxy import Router
 from dynos.router.routing_table import RoutingTable
@@ -89,6 +94,10 @@ class _ApiServer(uvicorn.Server):
 
 async def _serve(config: ServerConfig) -> None:
     paths = HomePaths(config.home)
+    if isolation_available():
+        # Whatever the server writes (database, credentials, uploads) is its own; slugs are
+        # opened to their app's group one by one (isolation.open_slug_to).
+        os.umask(0o077)
     paths.home.mkdir(parents=True, exist_ok=True)
     paths.slugs.mkdir(exist_ok=True)
     token = ensure_token(paths)
@@ -96,12 +105,34 @@ async def _serve(config: ServerConfig) -> None:
     logs = LogHub()
     routes = RoutingTable(config.domain)
 
-    def local_backend(events: DynoEvents) -> LocalBackend:
-        return LocalBackend(events, boot_timeout=config.boot_timeout)
+    cgroups = Cgroups.detect()
+    isolate = isolation_available()
+    if isolate:
+        close_home(paths.home)
+    python = runtime_python(isolate)
 
-    settings = ManagerSettings(slugs_dir=paths.slugs, stop_grace=config.stop_grace)
+    def local_backend(events: DynoEvents) -> LocalBackend:
+        return LocalBackend(
+            events, boot_timeout=config.boot_timeout, cgroups=cgroups, isolate=isolate
+        )
+
+    settings = ManagerSettings(
+        slugs_dir=paths.slugs,
+        stop_grace=config.stop_grace,
+        restart_policy=RestartPolicy(config.crash_backoff, config.crash_backoff_max),
+        idle_after=config.idle_after,
+        cycle_after=config.cycle_after,
+        boot_timeout=config.boot_timeout,
+        python=python,
+    )
     manager = DynoManager(store, local_backend, logs, routes, settings)
-    platform = Platform(store, manager, logs, paths.slugs, local_account())
+    platform = Platform(store, manager, logs, paths.slugs, local_account(), python)
+    addons = platform.addons = Addons(platform, paths.addons)
+    log.info("dyno sizes enforced with %s", manager.backend.limits)  # type: ignore[attr-defined]
+    if isolate:
+        log.info("isolation: each app's dynos run as the app's own unprivileged user")
+    else:
+        log.info("isolation: off (not running as root): dynos run as %s", local_account().email)
 
     api_sock = _bind(config.api_host, config.api_port, "--api-port")
     api_port = api_sock.getsockname()[1]
@@ -142,6 +173,7 @@ async def _serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await addons.start()
     try:
         async with asyncio.TaskGroup() as group:
             manager_task = group.create_task(manager.run())
@@ -153,8 +185,11 @@ async def _serve(config: ServerConfig) -> None:
             await manager.close()
             manager_task.cancel()
     finally:
+        await addons.close()
         paths.server_json.unlink(missing_ok=True)
         store.close()
+        if cgroups is not None:
+            cgroups.close()
     log.info("stopped")
 
 

@@ -1,111 +1,17 @@
-"""A real `dynos server` in a subprocess, on port-0 sockets, with a temporary home."""
+"""Fixtures of the integration tests: a real `dynos server` per test (dynos.testing.harness)."""
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import signal
-import subprocess
-import sys
-import tarfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+
+from dynos.testing.harness import RunningServer, dyno_states, start_server, tarball, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-
-@dataclass
-class RunningServer:
-    process: subprocess.Popen[bytes]
-    home: Path
-    api_url: str
-    router_port: int
-    token: str
-
-    def api(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.api_url,
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=30,
-        )
-
-    def router(self, app: str) -> httpx.Client:
-        """A client whose requests reach ``app`` through the router."""
-        return httpx.Client(
-            base_url=f"http://127.0.0.1:{self.router_port}",
-            headers={"Host": f"{app}.localhost"},
-            timeout=30,
-        )
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "DYNOS_HOME": str(self.home)}
-        env.pop("DYNOS_API_URL", None)
-        env.pop("DYNOS_API_KEY", None)
-        result = subprocess.run(
-            [sys.executable, "-m", "dynos", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"dynos {' '.join(args)} failed: {result.stderr}")
-        return result
-
-    def deploy(self, app: str, directory: Path) -> dict[str, object]:
-        with self.api() as api:
-            response = api.post(
-                f"/apps/{app}/deploys",
-                content=tarball(directory),
-                headers={"Content-Type": "application/gzip"},
-            )
-        response.raise_for_status()
-        lines = [json.loads(line) for line in response.text.splitlines()]
-        assert "release" in lines[-1], lines
-        return lines[-1]["release"]  # type: ignore[no-any-return]
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
-
-
-def tarball(directory: Path) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for path in sorted(directory.rglob("*")):
-            if "__pycache__" not in path.parts:
-                archive.add(path, arcname=str(path.relative_to(directory)), recursive=False)
-    return buffer.getvalue()
-
-
-def start_server(home: Path, *extra: str) -> RunningServer:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNOS_")}
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "dynos", "server", "--home", str(home)),
-            *("--api-port", "0", "--router-port", "0", "--router-host", "127.0.0.1"),
-            *extra,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    info_path = home / "server.json"
-    deadline = time.monotonic() + 30
-    while not info_path.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"dynos server did not start (exit {process.returncode})")
-        time.sleep(0.05)
-    info = json.loads(info_path.read_text())
-    token = (home / "credentials").read_text().strip()
-    return RunningServer(process, home, info["api_url"], info["router_port"], token)
+__all__ = ["EXAMPLES", "RunningServer", "dyno_states", "start_server", "tarball", "wait_for"]
 
 
 @pytest.fixture
@@ -114,18 +20,3 @@ def server(tmp_path: Path) -> Iterator[RunningServer]:
     yield running
     if running.process.poll() is None:
         running.stop()
-
-
-def wait_for(predicate: object, timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll ``predicate`` until it returns true; the platform is reached over real sockets."""
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def dyno_states(server: RunningServer, app: str) -> dict[str, str]:
-    with server.api() as api:
-        return {d["name"]: d["state"] for d in api.get(f"/apps/{app}/dynos").json()}

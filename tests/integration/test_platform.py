@@ -7,14 +7,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.integration.conftest import (
-    EXAMPLES,
-    RunningServer,
-    dyno_states,
-    start_server,
-    tarball,
-    wait_for,
-)
+from dynos.testing.harness import RunningServer, dyno_states, start_server, tarball, wait_for
+from tests.integration.conftest import EXAMPLES
 
 ENVECHO = Path(__file__).parent / "apps" / "envecho"
 
@@ -24,9 +18,13 @@ def create_app(server: RunningServer, name: str) -> None:
         assert api.post("/apps", json={"name": name}).status_code == 201
 
 
-def all_up(server: RunningServer, app: str, expected: set[str]) -> bool:
-    states = dyno_states(server, app)
-    return set(states) == expected and all(s == "up" for s in states.values())
+def all_up(server: RunningServer, app: str, expected: set[str], release: int = 0) -> bool:
+    """Whether exactly the ``expected`` dynos run, all up (and on ``release`` or later)."""
+    with server.api() as api:
+        dynos = api.get(f"/apps/{app}/dynos").json()
+    return {d["name"] for d in dynos} == expected and all(
+        d["state"] == "up" and d["release"]["version"] >= release for d in dynos
+    )
 
 
 def test_deploy_scale_route_and_shutdown_leave_no_dyno_behind(server: RunningServer) -> None:
@@ -64,7 +62,7 @@ def test_server_restart_restores_apps_config_and_formation(tmp_path: Path) -> No
             api.patch("/apps/keep/config-vars", json={"GREETING": "hi"}).raise_for_status()
             updates = [{"type": "web", "quantity": 2}, {"type": "worker", "quantity": 1}]
             api.patch("/apps/keep/formation", json={"updates": updates}).raise_for_status()
-        wait_for(lambda: all_up(first, "keep", {"web.1", "web.2", "worker.1"}))
+        wait_for(lambda: all_up(first, "keep", {"web.1", "web.2", "worker.1"}, release=3))
     finally:
         assert first.stop() == 0
 
@@ -88,7 +86,7 @@ def test_dyno_environment_has_config_port_and_dyno_but_nothing_of_the_server(
     server.deploy("envy", ENVECHO)
     with server.api() as api:
         api.patch("/apps/envy/config-vars", json={"SECRET_KEY": "s3"}).raise_for_status()
-    wait_for(lambda: all_up(server, "envy", {"web.1"}))
+    wait_for(lambda: all_up(server, "envy", {"web.1"}, release=3))
     with server.router("envy") as router:
         env = router.get("/").json()["env"]
     assert env["SECRET_KEY"] == "s3"

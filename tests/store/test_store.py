@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from dynos.errors import Conflict, NotFound
+from dynos.store.schema import MIGRATIONS
 from dynos.store.store import Store
 
 
@@ -49,7 +50,7 @@ def test_state_survives_reopening_the_database(tmp_path: Path) -> None:
     assert [(f.type, f.quantity, f.size) for f in second.formation(app.id)] == [
         ("web", 3, "Standard-2X")
     ]
-    assert second.schema_version == 1
+    assert second.schema_version == len(MIGRATIONS)
 
 
 def test_a_failed_transaction_changes_nothing(store: Store) -> None:
@@ -67,3 +68,12 @@ def test_deleting_an_app_removes_its_releases_and_formation(store: Store) -> Non
     store.delete_app(app.id)
     assert store.list_releases(app.id) == []
     assert store.formation(app.id) == []
+
+
+def test_app_settings_are_stored_as_json_and_removed_with_none(store: Store) -> None:
+    app = store.create_app("foo")
+    store.set_app_setting(app.id, "idle_after", 600)
+    store.set_app_setting(app.id, "health_check_path", "/health")
+    store.set_app_setting(app.id, "health_check_path", None)
+    assert store.app_settings(app.id) == {"idle_after": 600}
+    assert store.all_app_settings() == {app.id: {"idle_after": 600}}

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dynos.core.sizes import DynoSize
+
+if TYPE_CHECKING:
+    from dynos.backends.attach import Terminal
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,9 @@ class DynoSpec:
     env: dict[str, str]
     port: int | None  # web dynos only: the port the process must bind
     size: DynoSize
+    app_id: str = ""  # whose dynos share a user and may read this release, when isolated
+    health_path: str | None = None  # web: up only once GET of this path answers 2xx/3xx
+    terminal: Terminal | None = None  # an attached one-off: stdio to a client, not to the logs
 
 
 class DynoEvents(Protocol):
@@ -37,6 +43,10 @@ class DynoEvents(Protocol):
 
     def dyno_boot_timeout(self, key: str) -> None: ...
 
+    def dyno_oom_killed(self, key: str) -> None:
+        """The kernel killed the dyno for crossing its memory limit (reported before exit)."""
+        ...
+
 
 class Backend(Protocol):
     async def start(self, spec: DynoSpec) -> None:
@@ -49,4 +59,12 @@ class Backend(Protocol):
 
     def allocate_port(self) -> int:
         """A free port for a web dyno to bind."""
+        ...
+
+    def memory_used(self, key: str) -> int | None:
+        """Resident memory of the dyno's processes in bytes, None if it is not running."""
+        ...
+
+    def kill(self, key: str) -> None:
+        """SIGKILL the dyno's processes at once (the R15 kill where no cgroup does it)."""
         ...

@@ -4,22 +4,38 @@ A dyno runs ``/bin/sh -c <command>`` in a new session (so its process group is t
 stop signals every process it started), with its release directory as cwd and only the
 environment the manager built. Output is read line by line and handed to the events sink.
 A web dyno is up once a TCP connect to its PORT succeeds.
+
+Limits per size: with cgroups (root), a memory limit at twice the quota, a CPU weight and a
+pids limit per dyno; without, the manager's memory watch polls the process tree (psutil) and
+CPU shares become nice values. As root each app's dynos also run as the app's own user.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import socket
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import psutil
+
+from dynos.backends import cgroups as cg
 from dynos.backends.base import DynoEvents, DynoSpec
+from dynos.backends.isolation import DynoUser, app_user, open_slug_to
+from dynos.core.sizes import SIZES, DynoSize
 from dynos.errors import PlatformError
 
 PROBE_INTERVAL = 0.02  # seconds between connect attempts while a web dyno boots
 LINE_LIMIT = 1 << 20  # a longer output line is cut in pieces rather than lost
+HEALTH_TIMEOUT = 5.0  # seconds a health check may take to answer
+KILL_WAIT = 5.0  # seconds for SIGKILLed processes to be gone
+GROUP_POLL = 0.05  # seconds between checks that a stopping dyno's processes are gone
 DRAIN_TIMEOUT = 1.0  # seconds to read what an exited dyno left in its pipes
 
 
@@ -27,15 +43,36 @@ DRAIN_TIMEOUT = 1.0  # seconds to read what an exited dyno left in its pipes
 class _Dyno:
     spec: DynoSpec
     process: asyncio.subprocess.Process
+    cgroup: cg.DynoCgroup | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    readers: list[asyncio.Task[None]] = field(default_factory=list)  # its output, drained at exit
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: bool = False  # a stop is under way: it, not the exit, ends the process group
+    group_gone: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class LocalBackend:
-    def __init__(self, events: DynoEvents, *, boot_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        events: DynoEvents,
+        *,
+        boot_timeout: float = 60.0,
+        cgroups: cg.Cgroups | None = None,
+        isolate: bool = False,
+    ) -> None:
         self._events = events
         self._boot_timeout = boot_timeout
+        self._cgroups = cgroups
+        self._isolate = isolate
+        self._opened_slugs: set[Path] = set()
         self._dynos: dict[str, _Dyno] = {}
+
+    @property
+    def limits(self) -> str:
+        """How sizes are enforced, as `dynos server` says at start."""
+        if self._cgroups is not None:
+            return f"{self._cgroups.description} (memory, CPU weight and pids per dyno)"
+        return "process polling (psutil memory watch, CPU share as nice values)"
 
     def allocate_port(self) -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -43,7 +80,27 @@ class LocalBackend:
             port: int = sock.getsockname()[1]
             return port
 
+    def _prepare(self, spec: DynoSpec) -> tuple[cg.DynoCgroup | None, Callable[[], None]]:
+        """The dyno's cgroup and what its child process does between fork and exec."""
+        group = self._cgroups.create(spec.key, spec.size) if self._cgroups else None
+        user: DynoUser | None = None
+        if self._isolate and spec.app_id:
+            user = app_user(spec.app_id)
+            if spec.cwd not in self._opened_slugs:
+                open_slug_to(spec.cwd, user)
+                self._opened_slugs.add(spec.cwd)
+        procs = group.procs if group else ()
+        niceness = 0 if group else nice_for(spec.size)
+        return group, _child_setup(procs, niceness, user)
+
     async def start(self, spec: DynoSpec) -> None:
+        try:
+            group, setup = self._prepare(spec)
+        except OSError as exc:
+            raise PlatformError(f"Could not set up limits for {spec.name}: {exc}") from exc
+        terminal = spec.terminal  # an attached one-off dyno's stdio is its client's (attach.py)
+        pipes = (asyncio.subprocess.DEVNULL, asyncio.subprocess.PIPE, asyncio.subprocess.PIPE)
+        stdin, stdout, stderr = terminal.child_stdio() if terminal else pipes
         try:
             process = await asyncio.create_subprocess_exec(
                 "/bin/sh",
@@ -51,22 +108,30 @@ class LocalBackend:
                 spec.command,
                 cwd=spec.cwd,
                 env=spec.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
                 start_new_session=True,
                 limit=LINE_LIMIT,
+                # Joining cgroups and dropping to the app's user happen in the child, before
+                # exec, so no instruction of the dyno's command runs unlimited or as root.
+                preexec_fn=terminal.child_setup(setup) if terminal else setup,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
+            if group is not None and self._cgroups is not None:
+                self._cgroups.remove(group)
             raise PlatformError(f"Could not start {spec.name}: {exc}") from exc
-        dyno = _Dyno(spec, process)
+        dyno = _Dyno(spec, process, group)
         self._dynos[spec.key] = dyno
-        assert process.stdout is not None and process.stderr is not None
-        dyno.tasks = [
-            asyncio.create_task(self._pump(spec.key, process.stdout)),
-            asyncio.create_task(self._pump(spec.key, process.stderr)),
-            asyncio.create_task(self._watch(dyno)),
-        ]
+        if terminal is not None:
+            dyno.readers = terminal.connect(process.pid)
+        else:
+            assert process.stdout is not None and process.stderr is not None
+            dyno.readers = [
+                asyncio.create_task(self._pump(spec.key, process.stdout)),
+                asyncio.create_task(self._pump(spec.key, process.stderr)),
+            ]
+        dyno.tasks = [*dyno.readers, asyncio.create_task(self._watch(dyno))]
         if spec.port is None:
             self._events.dyno_up(spec.key)
         else:
@@ -76,14 +141,18 @@ class LocalBackend:
         dyno = self._dynos.get(key)
         if dyno is None:
             return False
-        _signal_group(dyno.process.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(dyno.exited.wait(), grace)
-        except TimeoutError:
-            _signal_group(dyno.process.pid, signal.SIGKILL)
-            await dyno.exited.wait()
-            return True
-        return False
+        # Every process of the dyno gets SIGTERM and the whole grace period to exit, as on
+        # Heroku: a shell that exits at once must not cut short the server it started.
+        dyno.stopping = True
+        pgid = dyno.process.pid
+        _signal_group(pgid, signal.SIGTERM)
+        killed = not await _wait_group_gone(pgid, grace)
+        if killed:
+            _signal_group(pgid, signal.SIGKILL)
+            await _wait_group_gone(pgid, KILL_WAIT)
+        dyno.group_gone.set()
+        await dyno.exited.wait()
+        return killed
 
     async def _pump(self, key: str, stream: asyncio.StreamReader) -> None:
         while True:
@@ -97,36 +166,50 @@ class LocalBackend:
 
     async def _watch(self, dyno: _Dyno) -> None:
         returncode = await dyno.process.wait()
-        # The dyno is its whole process group: what its main process left behind goes too.
-        _signal_group(dyno.process.pid, signal.SIGKILL)
+        if dyno.stopping:
+            await dyno.group_gone.wait()
+        else:  # the dyno is its whole process group: what its main process left goes too
+            _signal_group(dyno.process.pid, signal.SIGKILL)
         # Let the output readers drain what the process wrote before it exited; a process that
         # left the group (setsid) may hold the pipes open, so the wait is bounded.
-        readers = dyno.tasks[:2]
-        await asyncio.wait(readers, timeout=DRAIN_TIMEOUT)
-        for task in (*readers, *dyno.tasks[3:]):
-            task.cancel()
+        await asyncio.wait(dyno.readers, timeout=DRAIN_TIMEOUT)
+        for task in dyno.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
         self._dynos.pop(dyno.spec.key, None)
+        if dyno.cgroup is not None and self._cgroups is not None:
+            if self._cgroups.oom_killed(dyno.cgroup):
+                self._events.dyno_oom_killed(dyno.spec.key)
+            self._cgroups.remove(dyno.cgroup)
         dyno.exited.set()
         status = 128 - returncode if returncode < 0 else returncode
         self._events.dyno_exited(dyno.spec.key, status)
 
     async def _probe(self, dyno: _Dyno, port: int) -> None:
-        deadline = asyncio.get_running_loop().time() + self._boot_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._boot_timeout
         while dyno.process.returncode is None:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                if asyncio.get_running_loop().time() > deadline:
-                    self._events.dyno_boot_timeout(dyno.spec.key)
-                    return
-                await asyncio.sleep(PROBE_INTERVAL)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            if dyno.process.returncode is None:
-                self._events.dyno_up(dyno.spec.key)
-            return
+            if await _answers(port, dyno.spec.health_path):
+                if dyno.process.returncode is None:
+                    self._events.dyno_up(dyno.spec.key)
+                return
+            if loop.time() > deadline:
+                self._events.dyno_boot_timeout(dyno.spec.key)
+                return
+            await asyncio.sleep(PROBE_INTERVAL)
+
+    def memory_used(self, key: str) -> int | None:
+        dyno = self._dynos.get(key)
+        if dyno is None:
+            return None
+        if dyno.cgroup is not None and self._cgroups is not None:
+            return self._cgroups.memory_used(dyno.cgroup)
+        return _tree_rss(dyno.process.pid)
+
+    def kill(self, key: str) -> None:
+        dyno = self._dynos.get(key)
+        if dyno is not None:
+            _signal_group(dyno.process.pid, signal.SIGKILL)
 
     async def close(self, grace: float) -> None:
         """Stop every dyno still running (used at server shutdown)."""
@@ -136,3 +219,85 @@ class LocalBackend:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def nice_for(size: DynoSize) -> int:
+    """Without cgroups, a CPU share becomes a nice value: each step is about 1.25x weight,
+    so a 2X dyno (share 2) sits three steps above a 1X; the largest size runs at nice 0."""
+    largest = max(s.cpu_share for s in SIZES)
+    return round(math.log(largest / size.cpu_share, 1.25))
+
+
+def _child_setup(
+    procs: tuple[Path, ...], niceness: int, user: DynoUser | None
+) -> Callable[[], None]:
+    def setup() -> None:
+        cg.join(procs)
+        if niceness:
+            os.nice(niceness)
+        if user is not None:
+            os.setgroups([])
+            os.setgid(user.gid)
+            os.setuid(user.uid)
+
+    return setup
+
+
+def _tree_rss(pid: int) -> int | None:
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            total += process.memory_info().rss
+    return total
+
+
+async def _answers(port: int, health_path: str | None) -> bool:
+    """Whether the dyno accepts connections on ``port`` (and answers ``health_path`` with a
+    2xx or 3xx status, when the app set one)."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    try:
+        if health_path is None:
+            return True
+        writer.write(f"GET {health_path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+        status_line = await asyncio.wait_for(reader.readline(), HEALTH_TIMEOUT)
+        parts = status_line.split()
+        return len(parts) >= 2 and parts[1][:1] in (b"2", b"3")
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def _wait_group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no live process is left in the group; False if ``timeout`` passed first."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while _group_alive(pgid):
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(GROUP_POLL)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Something answered, maybe only zombies that init has not reaped yet: look closer.
+    for process in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == pgid:
+                return True
+    return False

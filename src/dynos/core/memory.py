@@ -30,6 +30,7 @@ def assess_memory(
 ) -> MemoryVerdict:
     """What to log and whether to kill, for a dyno using ``used_bytes`` at ``now``."""
     quota = quota_mb * 1024 * 1024
+    lines: tuple[str, ...]
     if used_bytes >= 2 * quota:
         lines = (
             usage_line(used_bytes, quota_mb),

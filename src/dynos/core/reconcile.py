@@ -42,6 +42,7 @@ class RunningDyno:
     stopping: bool = False
     restart_requested: bool = False
     restart_at: float | None = None  # set while crashed: when the policy allows a restart
+    one_off: bool = False  # run.NNNN: outside the formation, never restarted
 
     @property
     def name(self) -> str:
@@ -96,13 +97,17 @@ def plan_actions(
     for dyno in sorted(running, key=lambda d: (d.app_id, d.type, d.number)):
         if dyno.stopping:
             continue
-        app = wanted.get(dyno.app_id)
-        process = _process(app, dyno.type)
-        if app is None or process is None or dyno.number > process.quantity:
+        if dyno.one_off:  # the formation does not own it: only its app's destruction stops it
+            if dyno.app_id not in wanted:
+                stops.append(StopDyno(dyno.app_id, dyno.name, "scale"))
+            continue
+        target = wanted.get(dyno.app_id)
+        wanted_process = _process(target, dyno.type)
+        if target is None or wanted_process is None or dyno.number > wanted_process.quantity:
             stops.append(StopDyno(dyno.app_id, dyno.name, "scale"))
         elif dyno.state is DynoState.IDLE:
             continue
-        elif _outdated(dyno, app, process):
+        elif _outdated(dyno, target, wanted_process):
             if dyno.state is DynoState.CRASHED:
                 stops.append(StopDyno(dyno.app_id, dyno.name, "restart"))
             elif (dyno.app_id, dyno.type) not in busy:
@@ -113,7 +118,7 @@ def plan_actions(
             and dyno.restart_at is not None
             and dyno.restart_at <= now
         ):
-            starts.append(_start(app, process, dyno.number))
+            starts.append(_start(target, wanted_process, dyno.number))
     stops.sort(key=lambda stop: -int(stop.name.rsplit(".", 1)[1]))
     starts.sort(key=lambda start: (start.app_id, start.type, start.number))
     return [*stops, *starts]

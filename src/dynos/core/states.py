@@ -15,16 +15,22 @@ class DynoState(StrEnum):
     CRASHED = "crashed"
     IDLE = "idle"
     DOWN = "down"  # stopping, or stopped: its process is being or has been terminated
+    COMPLETE = "complete"  # a one-off dyno whose process exited: it is never started again
 
 
 TRANSITIONS: dict[DynoState, frozenset[DynoState]] = {
     # booting: a web dyno is up once it accepts connections on $PORT, a worker once started
-    DynoState.STARTING: frozenset({DynoState.UP, DynoState.CRASHED, DynoState.DOWN}),
-    DynoState.UP: frozenset({DynoState.CRASHED, DynoState.DOWN, DynoState.IDLE}),
+    DynoState.STARTING: frozenset(
+        {DynoState.UP, DynoState.CRASHED, DynoState.DOWN, DynoState.COMPLETE}
+    ),
+    DynoState.UP: frozenset(
+        {DynoState.CRASHED, DynoState.DOWN, DynoState.IDLE, DynoState.COMPLETE}
+    ),
     # a crashed dyno is started again by the restart policy, or removed by a scale down
     DynoState.CRASHED: frozenset({DynoState.STARTING, DynoState.DOWN}),
     DynoState.IDLE: frozenset({DynoState.STARTING, DynoState.DOWN}),
     DynoState.DOWN: frozenset({DynoState.STARTING}),
+    DynoState.COMPLETE: frozenset(),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import sys
@@ -19,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dynos.backends.attach import Terminal
 from dynos.backends.base import Backend, DynoEvents, DynoSpec
+from dynos.core.app_settings import DEFAULT_REQUEST_TIMEOUT
 from dynos.core.reconcile import (
     DesiredApp,
     DesiredProcess,
@@ -29,14 +32,23 @@ from dynos.core.reconcile import (
     plan_actions,
 )
 from dynos.core.restart_policy import RestartPolicy
-from dynos.core.sizes import find_size
+from dynos.core.sizes import DEFAULT_SIZE, find_size
 from dynos.core.states import DynoState
-from dynos.errors import DynosError, NotFound
+from dynos.errors import Conflict, DynosError, NotFound, Unauthorized, UserError
 from dynos.logs.hub import LogHub
 from dynos.logs.logline import PLATFORM
+from dynos.manager.one_off import (
+    ATTACH_TIMEOUT,
+    Attachment,
+    expand_command,
+    pick_run_number,
+    window_size,
+)
 from dynos.manager.records import DynoRecord
+from dynos.manager.watch import DynoWatch
 from dynos.router.routing_table import Backend as RouteBackend
 from dynos.router.routing_table import RoutingTable
+from dynos.store.models import Release
 from dynos.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,6 +61,11 @@ class ManagerSettings:
     slugs_dir: Path
     stop_grace: float = 30.0
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    idle_after: float = 3600.0  # default for apps without their own idle_after setting
+    cycle_after: float | None = None  # restart dynos older than this, one at a time
+    watch_every: float = 0.5  # seconds between memory, idling and cycling checks
+    boot_timeout: float = 60.0  # the backend enforces it; the manager's R10 line says it
+    python: str = sys.executable  # the python3 on dynos' PATH
 
 
 class DynoManager:
@@ -74,6 +91,7 @@ class DynoManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._starts = 0
+        routes.on_wake = self.wake_app
 
     # -- what the API asks --------------------------------------------------------------------
 
@@ -95,17 +113,24 @@ class DynoManager:
     def request_restart(self, app_id: str, target: str | None = None) -> list[DynoRecord]:
         """Mark the app's dynos (all, one process type, or one dyno) for a restart.
 
-        Raises NotFound when ``target`` names neither a running dyno nor a process type.
+        A one-off dyno is never restarted: naming it (or ``run``) stops it; restarting every
+        dyno leaves one-offs alone. Raises NotFound when ``target`` names neither a running
+        dyno nor a process type.
         """
         chosen = [
-            r for r in self.dynos(app_id) if target is None or target in (r.name, r.type, r.id)
+            r
+            for r in self.dynos(app_id)
+            if (target is None and not r.one_off) or target in (r.name, r.type, r.id)
         ]
         if target is not None and not chosen:
             raise NotFound(
                 f"No dyno or process type {target!r} is running. Run 'dynos ps' to see them."
             )
         for record in chosen:
-            record.restart_requested = True
+            if not record.one_off:
+                record.restart_requested = True
+            elif not record.stopping:
+                self._stop(record)
         self.wake()
         return chosen
 
@@ -116,10 +141,110 @@ class DynoManager:
             self._stopped.clear()
             await self._stopped.wait()
 
+    # -- one-off dynos (manager/one_off.py) ---------------------------------------------------
+
+    async def run_one_off(
+        self,
+        app_id: str,
+        command: str,
+        *,
+        size: str | None = None,
+        env: dict[str, str] | None = None,
+        attach: bool = False,
+        tty: bool = True,
+    ) -> DynoRecord:
+        """Run ``command`` as a one-off dyno ``run.NNNN`` of the app's current release.
+
+        Detached, its process starts now and its output goes to the logs. Attached, it waits
+        for a client to :meth:`attach` (a pty when ``tty``, else pipes). ``env`` is added to
+        the config vars. Raises UserError when the app has nothing deployed, or for an
+        unknown size; nothing is created then.
+        """
+        app = self._store.get_app(app_id)
+        release = self._store.current_release(app.id)
+        if release is None or release.slug_id is None:
+            raise UserError(
+                f"{app.name} has no release to run a command in: deploy it first "
+                f"(dynos deploy -a {app.name})."
+            )
+        if not command.strip():
+            raise UserError("No command to run: pass one, e.g. dynos run bash.")
+        dyno_size = find_size(size) if size else DEFAULT_SIZE
+        taken = [r.number for r in self.dynos(app.id) if r.one_off]
+        record = DynoRecord(
+            app_id=app.id,
+            app_name=app.name,
+            type="run",
+            number=pick_run_number(taken),
+            release_version=release.version,
+            release_id=release.id,
+            size=dyno_size.name,
+            command=expand_command(command, release.processes),
+            one_off=True,
+        )
+        self._records[(app.id, record.name)] = record
+        if attach:
+            deadline = self._clock() + ATTACH_TIMEOUT
+            record.attachment = Attachment(tty, dict(env or {}), deadline)
+        else:
+            await self._launch(record, release, env=env)
+        return record
+
+    async def attach(self, app_id: str, name: str, token: str) -> Terminal:
+        """Connect a client to the attached one-off dyno ``name``: start its process with
+        the client's terminal, which it returns.
+
+        Raises NotFound for an unknown dyno, Unauthorized for a wrong token, Conflict when a
+        client is attached already.
+        """
+        record = self.find_dyno(app_id, name)
+        attachment = record.attachment
+        if attachment is None or not hmac.compare_digest(attachment.token, token):
+            raise Unauthorized(f"Wrong attach token for {name}: use the dyno's attach_url.")
+        if attachment.terminal is not None:
+            raise Conflict(f"{name} has a client attached already.")
+        cols, rows = window_size(attachment.env)
+        attachment.terminal = Terminal(tty=attachment.tty, cols=cols, rows=rows)
+        release = self._store.get_release(app_id, record.release_id)
+        await self._launch(record, release, env=attachment.env, terminal=attachment.terminal)
+        return attachment.terminal
+
+    def hang_up(self, record: DynoRecord) -> None:
+        """The client of an attached one-off dyno went away: end the dyno."""
+        if record.stopping or record.attachment is None or record.attachment.terminal is None:
+            return
+        self.platform_log(record, "Client connection closed. Sending SIGHUP to all processes")
+        record.attachment.terminal.hang_up()
+        self._stop(record)
+
+    def _expire_attachments(self) -> None:
+        now = self._clock()
+        for record in list(self._records.values()):
+            attachment = record.attachment
+            if attachment and not attachment.terminal and attachment.deadline <= now:
+                self.platform_log(record, "Error R13 (Attach error) -> Failed to attach to process")
+                self._change_state(record, DynoState.DOWN)
+                self._forget(record)
+
     # -- the loop ----------------------------------------------------------------------------
 
+    @property
+    def settings(self) -> ManagerSettings:
+        return self._settings
+
+    def all_dynos(self) -> list[DynoRecord]:
+        return list(self._records.values())
+
     async def run(self) -> None:
-        """Reconcile until :meth:`close` is called."""
+        """Reconcile, and watch the dynos, until :meth:`close` is called."""
+        watch = DynoWatch(self, self._store, self._routes, self._clock)
+        watch_task = asyncio.create_task(watch.run(self._settings.watch_every))
+        try:
+            await self._reconcile_loop()
+        finally:
+            watch_task.cancel()
+
+    async def _reconcile_loop(self) -> None:
         while not self._closing:
             self._wakeup.clear()
             try:
@@ -134,6 +259,7 @@ class DynoManager:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
     async def reconcile(self) -> None:
+        self._expire_attachments()
         desired = self._desired()
         snapshot = [r.snapshot() for r in self._records.values()]
         for action in plan_actions(desired, snapshot, self._clock()):
@@ -174,49 +300,75 @@ class DynoManager:
                 action.command,
             )
             self._records[(app.id, action.name)] = record
-        else:  # a crashed dyno, restarted by the policy
+        else:  # a crashed dyno restarted by the policy, or an idle one woken
             record.move_to(DynoState.STARTING)
             record.restart_at = None
+            record.release_version, record.release_id = release.version, release.id
+            record.size, record.command = action.size, action.command
+            record.memory_killed = False
+        await self._launch(record, release)
+
+    async def _launch(
+        self,
+        record: DynoRecord,
+        release: Release,
+        *,
+        env: dict[str, str] | None = None,
+        terminal: Terminal | None = None,
+    ) -> None:
+        """Start ``record``'s process from ``release``; a one-off dyno adds its ``env`` to the
+        config vars, and an attached one its client's ``terminal``."""
+        assert release.slug_id is not None
         self._starts += 1
-        record.key = f"{app.id}/{record.name}/{self._starts}"
+        record.key = f"{record.app_id}/{record.name}/{self._starts}"
         record.started_at = self._clock()
         record.port = self.backend.allocate_port() if record.type == "web" else None
         self._by_key[record.key] = record
         slug = self._settings.slugs_dir / release.slug_id
+        config = {**release.config, **(env or {})}
         spec = DynoSpec(
             key=record.key,
-            app_name=app.name,
+            app_name=record.app_name,
             name=record.name,
             command=record.command,
             cwd=slug,
-            env=dyno_environment(release.config, slug, record.name, record.port),
+            env=dyno_environment(config, slug, record.name, record.port, self._settings.python),
             port=record.port,
             size=find_size(record.size),
+            app_id=record.app_id,
+            health_path=_health_path(self._store.app_settings(record.app_id), record.type),
+            terminal=terminal,
         )
-        self._platform_log(record, f"Starting process with command `{record.command}`")
+        self.platform_log(record, f"Starting process with command `{record.command}`")
         try:
             await self.backend.start(spec)
         except DynosError as exc:
-            self._platform_log(record, exc.message)
+            self.platform_log(record, exc.message)
             self.dyno_exited(record.key, 1)
 
     def _stop(self, record: DynoRecord) -> None:
         record.stopping = True
-        if record.key is None:  # crashed and not running: nothing to signal
+        if record.key is None:  # crashed or idle, not running: nothing to signal
             self._forget(record)
             return
-        self._platform_log(record, "Stopping all processes with SIGTERM")
+        self.platform_log(record, "Stopping all processes with SIGTERM")
         self._spawn(self._stop_process(record.key, record))
 
     async def _stop_process(self, key: str, record: DynoRecord) -> None:
+        if record.type == "web":
+            # Out of the rotation first (publish_routes skips stopping dynos), then let the
+            # requests it is serving finish, bounded by the grace period: then SIGTERM.
+            self.publish_routes()
+            await self._routes.wait_drained(record.app_name, record.name, self._settings.stop_grace)
         killed = await self.backend.stop(key, self._settings.stop_grace)
         if killed:
             grace = f"{self._settings.stop_grace:g}"
-            self._platform_log(
+            self.platform_log(
                 record,
                 f"Error R12 (Exit timeout) -> At least one process failed to exit within "
                 f"{grace} seconds of SIGTERM",
             )
+            self.platform_log(record, "Stopping remaining processes with SIGKILL")
 
     def _forget(self, record: DynoRecord) -> None:
         self._records.pop((record.app_id, record.name), None)
@@ -241,22 +393,36 @@ class DynoManager:
         record = self._by_key.get(key)
         if record is None or record.stopping:
             return
-        self._platform_log(
-            record, "Error R10 (Boot timeout) -> Web process failed to bind to $PORT in time"
+        self.platform_log(
+            record,
+            "Error R10 (Boot timeout) -> Web process failed to bind to $PORT within "
+            f"{self._settings.boot_timeout:g} seconds of launch",
         )
-        self._platform_log(record, "Stopping process with SIGKILL")
-        self._spawn(self._kill(key))
+        self.platform_log(record, "Stopping process with SIGKILL")
+        self.backend.kill(key)
 
-    async def _kill(self, key: str) -> None:
-        await self.backend.stop(key, 0)
+    def dyno_oom_killed(self, key: str) -> None:
+        record = self._by_key.get(key)
+        if record is not None and not record.memory_killed:
+            record.memory_killed = True
+            self.platform_log(record, "Error R15 (Memory quota vastly exceeded)")
+            self.platform_log(record, "Stopping process with SIGKILL")
 
     def dyno_exited(self, key: str, status: int) -> None:
         record = self._by_key.pop(key, None)
         if record is None:
             return
         record.key = None
-        self._platform_log(record, f"Process exited with status {status}")
-        if record.stopping:
+        self.platform_log(record, f"Process exited with status {status}")
+        if record.one_off:  # done, never restarted; an attached client gets the status last
+            self._change_state(record, DynoState.COMPLETE)
+            if record.attachment is not None and record.attachment.terminal is not None:
+                record.attachment.terminal.finish(status)
+            self._forget(record)
+        elif record.idling:
+            record.idling = record.stopping = False
+            record.state = DynoState.IDLE  # "State changed from up to down" was said on idling
+        elif record.stopping:
             self._change_state(record, DynoState.DOWN)
             self._forget(record)
         else:
@@ -272,14 +438,19 @@ class DynoManager:
 
     def _change_state(self, record: DynoRecord, state: DynoState) -> None:
         old = record.move_to(state)
-        self._platform_log(record, f"State changed from {old} to {state}")
+        self.platform_log(record, f"State changed from {old} to {state}")
 
-    def _platform_log(self, record: DynoRecord, message: str) -> None:
+    def platform_log(self, record: DynoRecord, message: str) -> None:
         self._logs.emit(record.app_name, PLATFORM, record.name, message)
 
     def publish_routes(self) -> None:
-        """Push every app's up web dynos to the router's table."""
+        """Push every app's up web dynos to the router's table.
+
+        An app whose web dynos are all starting, restarting or idle is marked ``idle``: the
+        router holds its requests (waking it if needed) instead of failing them.
+        """
         names = {app.id: app.name for app in self._store.list_apps()}
+        settings = self._store.all_app_settings()
         for app_id, name in names.items():
             web = [r for r in self.dynos(app_id) if r.type == "web"]
             backends = [
@@ -288,8 +459,54 @@ class DynoManager:
                 if r.state is DynoState.UP and not r.stopping and r.port is not None
             ]
             crashed = bool(web) and all(r.state is DynoState.CRASHED for r in web)
-            self._routes.set_app(name, backends, crashed=crashed)
+            coming = any(
+                r.state in (DynoState.STARTING, DynoState.IDLE) or r.restart_requested or r.stopping
+                for r in web
+            )
+            timeout = settings.get(app_id, {}).get("request_timeout", DEFAULT_REQUEST_TIMEOUT)
+            self._routes.set_app(
+                name,
+                backends,
+                crashed=crashed and not coming,
+                idle=not backends and coming,
+                request_timeout=float(timeout),  # type: ignore[arg-type]
+            )
         self._routes.retain(set(names.values()))
+
+    # -- idling --------------------------------------------------------------------------------
+
+    def put_to_sleep(self, record: DynoRecord) -> None:
+        """Idle a lone web dyno: out of the rotation, stopped, shown as ``idle``."""
+        self.platform_log(record, "Idling")
+        self.platform_log(record, f"State changed from {record.state} to down")
+        record.idling = True
+        self._stop(record)
+
+    def wake_app(self, app_name: str) -> None:
+        """The router got a request for an app whose web dyno sleeps: start it now."""
+        for record in self._records.values():
+            if record.app_name == app_name and record.state is DynoState.IDLE:
+                self.platform_log(record, "Unidling")
+                release = self._store.current_release(record.app_id)
+                if release is None:
+                    return
+                formation = {f.type: f for f in self._store.formation(record.app_id)}
+                entry = formation.get(record.type)
+                if entry is None or record.type not in release.processes:
+                    return
+                action = StartDyno(
+                    record.app_id,
+                    record.type,
+                    record.number,
+                    release.version,
+                    entry.size,
+                    release.processes[record.type],
+                )
+                self._spawn(self._wake(action))
+
+    async def _wake(self, action: StartDyno) -> None:
+        await self._start(action)
+        self.publish_routes()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -308,14 +525,18 @@ class DynoManager:
 
 
 def dyno_environment(
-    config: dict[str, str], slug: Path, name: str, port: int | None
+    config: dict[str, str],
+    slug: Path,
+    name: str,
+    port: int | None,
+    python: str = sys.executable,
 ) -> dict[str, str]:
     """A dyno's whole environment: the app's config vars and the platform's basics.
 
     Nothing of the server's own environment leaks in (its token, its ``DYNOS_*`` settings).
     The Python that runs dynos is on PATH, after the release's own virtualenv if it has one.
     """
-    path = [str(slug / ".venv" / "bin"), os.path.dirname(sys.executable)]
+    path = [str(slug / ".venv" / "bin"), os.path.dirname(python)]
     path += ["/usr/local/bin", "/usr/bin", "/bin"]
     env = {
         "PATH": os.pathsep.join(path),
@@ -328,3 +549,8 @@ def dyno_environment(
     if port is not None:
         env["PORT"] = str(port)
     return env
+
+
+def _health_path(settings: dict[str, object], type_: str) -> str | None:
+    path = settings.get("health_check_path")
+    return path if type_ == "web" and isinstance(path, str) else None

@@ -5,9 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from dynos.core.reconcile import RunningDyno
 from dynos.core.states import DynoState, check_transition
+
+if TYPE_CHECKING:
+    from dynos.manager.one_off import Attachment
 
 
 @dataclass
@@ -31,6 +35,11 @@ class DynoRecord:
     restart_at: float | None = None
     stopping: bool = False
     restart_requested: bool = False
+    idling: bool = False  # being stopped to sleep: its exit makes it idle, not gone
+    memory_reported_at: float | None = None  # last R14 report, to say it once a minute
+    memory_killed: bool = False  # R15 already said for the current process
+    one_off: bool = False  # run.NNNN, started by `dynos run`: never restarted
+    attachment: Attachment | None = None  # an attached one-off's client, until the dyno ends
 
     @property
     def name(self) -> str:
@@ -56,4 +65,5 @@ class DynoRecord:
             stopping=self.stopping,
             restart_requested=self.restart_requested,
             restart_at=self.restart_at,
+            one_off=self.one_off,
         )

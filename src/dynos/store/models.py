@@ -37,3 +37,19 @@ class Formation:
     size: str  # a size's display name, e.g. "Standard-1X"
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Addon:
+    """A managed add-on: a backing service the platform runs for one app."""
+
+    id: str
+    app_id: str
+    name: str  # globally unique, e.g. "redis-solid-31337"
+    service: str  # "redis"
+    plan: str  # "redis:local"
+    config_var: str  # what the app reads, e.g. "REDIS_URL"
+    port: int  # on 127.0.0.1
+    password: str
+    created_at: datetime
+    updated_at: datetime

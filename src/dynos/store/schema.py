@@ -39,6 +39,32 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (app_id, type)
     );
     """,
+    # 2: per-app platform settings (idle_after, request_timeout, health_check_path), which
+    # Heroku keeps outside config vars because they steer the platform, not the app.
+    """
+    CREATE TABLE app_settings (
+        app_id  TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        name    TEXT NOT NULL,
+        value   TEXT NOT NULL,  -- JSON
+        PRIMARY KEY (app_id, name)
+    );
+    """,
+    # 3: managed add-ons: a backing service the platform runs for an app (redis-server on a
+    # loopback port with a password), and the config var that points the app at it.
+    """
+    CREATE TABLE addons (
+        id          TEXT PRIMARY KEY,
+        app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        name        TEXT NOT NULL UNIQUE,
+        service     TEXT NOT NULL,
+        plan        TEXT NOT NULL,
+        config_var  TEXT NOT NULL,
+        port        INTEGER NOT NULL,
+        password    TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    """,
 )
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dynos.errors import Conflict, NotFound
-from dynos.store.models import App, Formation, Release
+from dynos.store.models import Addon, App, Formation, Release
 from dynos.store.schema import migrate
 
 
@@ -194,6 +194,34 @@ class Store:
             _dt(row["created_at"]),
         )
 
+    # -- app settings -------------------------------------------------------------------------
+
+    def app_settings(self, app_id: str) -> dict[str, object]:
+        rows = self._conn.execute(
+            "SELECT name, value FROM app_settings WHERE app_id = ?", (app_id,)
+        ).fetchall()
+        return {row["name"]: json.loads(row["value"]) for row in rows}
+
+    def all_app_settings(self) -> dict[str, dict[str, object]]:
+        """Every app's settings by app id, in one query (the manager reads them each tick)."""
+        settings: dict[str, dict[str, object]] = {}
+        for row in self._conn.execute("SELECT app_id, name, value FROM app_settings"):
+            settings.setdefault(row["app_id"], {})[row["name"]] = json.loads(row["value"])
+        return settings
+
+    def set_app_setting(self, app_id: str, name: str, value: object) -> None:
+        """Store ``value`` (JSON-able) under ``name``; None removes the setting."""
+        if value is None:
+            self._conn.execute(
+                "DELETE FROM app_settings WHERE app_id = ? AND name = ?", (app_id, name)
+            )
+        else:
+            self._conn.execute(
+                "INSERT INTO app_settings (app_id, name, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (app_id, name) DO UPDATE SET value = excluded.value",
+                (app_id, name, json.dumps(value)),
+            )
+
     # -- formation --------------------------------------------------------------------------
 
     def formation(self, app_id: str) -> list[Formation]:
@@ -225,6 +253,71 @@ class Store:
             row["type"],
             row["quantity"],
             row["size"],
+            _dt(row["created_at"]),
+            _dt(row["updated_at"]),
+        )
+
+    # -- add-ons ------------------------------------------------------------------------------
+
+    def create_addon(
+        self,
+        app_id: str,
+        name: str,
+        *,
+        service: str,
+        plan: str,
+        config_var: str,
+        port: int,
+        password: str,
+    ) -> Addon:
+        """Record a new add-on; Conflict when its name is taken."""
+        now = _now()
+        addon = Addon(
+            str(uuid.uuid4()), app_id, name, service, plan, config_var, port, password, now, now
+        )
+        try:
+            self._conn.execute(
+                "INSERT INTO addons (id, app_id, name, service, plan, config_var, port, password,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    *(addon.id, app_id, name, service, plan, config_var, port, password),
+                    *(_ts(now), _ts(now)),
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"An add-on called {name} exists already: choose another name.") from exc
+        return addon
+
+    def list_addons(self, app_id: str | None = None) -> list[Addon]:
+        """The add-ons of one app, or of every app, by name."""
+        if app_id is None:
+            rows = self._conn.execute("SELECT * FROM addons ORDER BY name").fetchall()
+        else:
+            rows = self._conn.execute(
+                "SELECT * FROM addons WHERE app_id = ? ORDER BY name", (app_id,)
+            ).fetchall()
+        return [self._addon(row) for row in rows]
+
+    def set_addon_port(self, addon_id: str, port: int) -> None:
+        self._conn.execute(
+            "UPDATE addons SET port = ?, updated_at = ? WHERE id = ?",
+            (port, _ts(_now()), addon_id),
+        )
+
+    def delete_addon(self, addon_id: str) -> None:
+        self._conn.execute("DELETE FROM addons WHERE id = ?", (addon_id,))
+
+    @staticmethod
+    def _addon(row: sqlite3.Row) -> Addon:
+        return Addon(
+            row["id"],
+            row["app_id"],
+            row["name"],
+            row["service"],
+            row["plan"],
+            row["config_var"],
+            row["port"],
+            row["password"],
             _dt(row["created_at"]),
             _dt(row["updated_at"]),
         )

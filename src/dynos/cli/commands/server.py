@@ -32,6 +32,10 @@ def build_config(
     domain: str,
     stop_grace: float,
     boot_timeout: float,
+    idle_after: float = _DEFAULTS.idle_after,
+    cycle_after: float | None = None,
+    crash_backoff: float = _DEFAULTS.crash_backoff,
+    crash_backoff_max: float = _DEFAULTS.crash_backoff_max,
 ) -> ServerConfig:
     """The ServerConfig for the ``server`` options; a missing home is the default home."""
     return ServerConfig(
@@ -43,6 +47,10 @@ def build_config(
         domain=domain,
         stop_grace=stop_grace,
         boot_timeout=boot_timeout,
+        idle_after=idle_after,
+        cycle_after=cycle_after or None,
+        crash_backoff=crash_backoff,
+        crash_backoff_max=crash_backoff_max,
     )
 
 
@@ -111,6 +119,39 @@ SECONDS = click.FloatRange(min=0)
     show_default=True,
     help="Seconds a web dyno has to bind its $PORT.",
 )
+@click.option(
+    "--idle-after",
+    envvar="DYNOS_IDLE_AFTER",
+    type=SECONDS,
+    default=_DEFAULTS.idle_after,
+    show_default=True,
+    help="Seconds without a request before an app's lone 1X/eco web dyno idles (0: never). "
+    "Apps may override it with 'dynos settings:set idle_after=N'.",
+)
+@click.option(
+    "--cycle-after",
+    envvar="DYNOS_CYCLE_AFTER",
+    type=SECONDS,
+    default=0,
+    help="Restart dynos that have run this many seconds, one at a time with draining "
+    "(daily cycling: 86400). Off by default.",
+)
+@click.option(
+    "--crash-backoff",
+    envvar="DYNOS_CRASH_BACKOFF",
+    type=SECONDS,
+    default=_DEFAULTS.crash_backoff,
+    show_default=True,
+    help="Seconds before the second restart of a crashing dyno; doubles on each crash.",
+)
+@click.option(
+    "--crash-backoff-max",
+    envvar="DYNOS_CRASH_BACKOFF_MAX",
+    type=SECONDS,
+    default=_DEFAULTS.crash_backoff_max,
+    show_default=True,
+    help="The longest wait between restarts of a crashing dyno.",
+)
 def server(
     home: Path | None,
     api_host: str,
@@ -120,6 +161,10 @@ def server(
     domain: str,
     stop_grace: float,
     boot_timeout: float,
+    idle_after: float,
+    cycle_after: float,
+    crash_backoff: float,
+    crash_backoff_max: float,
 ) -> None:
     """Run the dynos server (API, router and dynos) until Ctrl-C or SIGTERM."""
     config = build_config(
@@ -131,6 +176,10 @@ def server(
         domain=domain,
         stop_grace=stop_grace,
         boot_timeout=boot_timeout,
+        idle_after=idle_after,
+        cycle_after=cycle_after,
+        crash_backoff=crash_backoff,
+        crash_backoff_max=crash_backoff_max,
     )
     try:
         # Imported here, by name: the CLI must work on a machine that only talks to a server.

@@ -1,0 +1,163 @@
+"""A real `dynos server` in a subprocess, on port-0 sockets: for integration tests and benches.
+
+``start_server`` runs ``python -m dynos server`` on a home directory and returns a
+``RunningServer`` that knows its API URL, router port and token, deploys a directory, runs the
+CLI against it, and stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    home: Path
+    api_url: str
+    router_port: int
+    token: str
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.api_url,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
+
+    def router(self, app: str) -> httpx.Client:
+        """A client whose requests reach ``app`` through the router."""
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{self.router_port}",
+            headers={"Host": f"{app}.localhost"},
+            timeout=30,
+        )
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "DYNOS_HOME": str(self.home)}
+        env.pop("DYNOS_API_URL", None)
+        env.pop("DYNOS_API_KEY", None)
+        result = subprocess.run(
+            [sys.executable, "-m", "dynos", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"dynos {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def deploy(self, app: str, directory: Path) -> dict[str, object]:
+        with self.api() as api:
+            response = api.post(
+                f"/apps/{app}/deploys",
+                content=tarball(directory),
+                headers={"Content-Type": "application/gzip"},
+            )
+        response.raise_for_status()
+        lines = [json.loads(line) for line in response.text.splitlines()]
+        assert "release" in lines[-1], lines
+        return lines[-1]["release"]  # type: ignore[no-any-return]
+
+    def create_app(self, name: str) -> None:
+        with self.api() as api:
+            api.post("/apps", json={"name": name}).raise_for_status()
+
+    def scale(self, app: str, **quantities: int) -> None:
+        updates = [{"type": t, "quantity": q} for t, q in quantities.items()]
+        with self.api() as api:
+            api.patch(f"/apps/{app}/formation", json={"updates": updates}).raise_for_status()
+
+    def logs(self, app: str, lines: int = 1500) -> str:
+        return self.cli("logs", "-a", app, "-n", str(lines)).stdout
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+def tarball(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(directory.rglob("*")):
+            if "__pycache__" not in path.parts:
+                archive.add(path, arcname=str(path.relative_to(directory)), recursive=False)
+    return buffer.getvalue()
+
+
+def open_temp_ancestors(home: Path) -> None:
+    """Let other users pass through the temporary directories above ``home``.
+
+    A server running as root runs dynos as other users, who must reach their code in the
+    home; test tools make private temp dirs (pytest's /tmp/pytest-of-root is 0700). Only
+    directories under the system temp dir are touched, and only their search bit.
+    """
+    temp = Path(tempfile.gettempdir()).resolve()
+    if os.geteuid() != 0:
+        return
+    for parent in home.resolve().parents:
+        if parent == temp or temp not in parent.parents:
+            continue
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def start_server(home: Path, *extra: str) -> RunningServer:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNOS_")}
+    home.mkdir(parents=True, exist_ok=True)
+    open_temp_ancestors(home)
+    log = (home.parent / f"{home.name}-server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "dynos", "server", "--home", str(home)),
+            *("--api-port", "0", "--router-port", "0", "--router-host", "127.0.0.1"),
+            *extra,
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()  # the server has its own copy
+    info_path = home / "server.json"
+    deadline = time.monotonic() + 30
+    while not info_path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            said = Path(log.name).read_text(errors="replace")[-3000:]
+            raise AssertionError(f"dynos server did not start (exit {process.returncode}):\n{said}")
+        time.sleep(0.05)
+    info = json.loads(info_path.read_text())
+    token = (home / "credentials").read_text().strip()
+    return RunningServer(process, home, info["api_url"], info["router_port"], token)
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll ``predicate`` until it returns true; the platform is reached over real sockets."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def dyno_states(server: RunningServer, app: str) -> dict[str, str]:
+    with server.api() as api:
+        return {d["name"]: d["state"] for d in api.get(f"/apps/{app}/dynos").json()}
