@@ -43,6 +43,13 @@ class Unauthorized(UserError):
     status = 401
 
 
+class Forbidden(UserError):
+    """The caller is known, but the thing asked for is not theirs to see or change."""
+
+    id = "forbidden"
+    status = 403
+
+
 class NotFound(UserError):
     id = "not_found"
     status = 404

@@ -1,16 +1,17 @@
-"""The HTTP API: Heroku Platform API v3 routes (and dynos' deploy upload) over Starlette.
+"""The HTTP API: Heroku Platform API v3 routes (and dynos' extras) over Starlette.
 
 Handlers stay thin: read the request, call a use-case on the Platform, shape the answer with
 :mod:`dynos.api.shapes`. Every DynosError becomes Heroku's ``{"id", "message"}`` error body.
+Lists page with Heroku's ``Range`` header (:mod:`dynos.api.ranges`). The ``Accept`` header's
+variant (``version=3``, ``3.sdk``, ...) does not change any answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,18 +21,25 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from dynos.api import shapes
+from dynos.api.addons import addon_routes
+from dynos.api.app_settings import settings_routes
+from dynos.api.auth import BearerAuth
+from dynos.api.compat import compat_routes
 from dynos.api.log_sessions import MAX_LINES, LogSession, LogSessions
-from dynos.core.scale import ScaleChange, parse_quantity
-from dynos.core.sizes import find_size
-from dynos.errors import BadRequest, DynosError, NotFound, Unauthorized, UserError
+from dynos.api.one_off import one_off_routes
+from dynos.api.params import json_object, optional_str, scale_change
+from dynos.api.ranges import DEFAULT_MAX, Range, paginate, parse_range
+from dynos.errors import BadRequest, DynosError, Forbidden, NotFound, UserError
+from dynos.logs.logline import APP
 from dynos.platform.build import Slug, unpack_slug
 from dynos.platform.platform import Platform
-from dynos.store.models import App, Release
+from dynos.store.models import App, Formation, Release
 
 MAX_UPLOAD = 500 * 1024 * 1024  # Heroku's slug size limit
+JSON = dict[str, Any]
 
 
 class Api:
@@ -49,17 +57,21 @@ class Api:
         routes = [
             r("/account", self.get_account),
             r("/apps", self.list_apps),
-            r("/users/{user}/apps", self.list_apps),
+            r("/users/{user}/apps", self.list_user_apps),
             r("/apps", self.create_app, methods=["POST"]),
             r("/apps/{app}", self.get_app),
             r("/apps/{app}", self.update_app, methods=["PATCH"]),
             r("/apps/{app}", self.destroy_app, methods=["DELETE"]),
             r("/apps/{app}/releases", self.list_releases),
+            r("/apps/{app}/releases", self.create_release, methods=["POST"]),
             r("/apps/{app}/releases/{release}", self.get_release),
+            r("/apps/{app}/releases/{release}/config-vars", self.get_release_config),
             r("/apps/{app}/formation", self.list_formation),
             r("/apps/{app}/formation", self.batch_update_formation, methods=["PATCH"]),
             r("/apps/{app}/formation/{type}", self.get_formation),
             r("/apps/{app}/formation/{type}", self.update_formation, methods=["PATCH"]),
+            r("/apps/{app}/formations/{type}", self.restart_type, methods=["DELETE"]),
+            r("/apps/{app}/formations/{type}/actions/stop", self.stop_type, methods=["POST"]),
             r("/apps/{app}/dynos", self.list_dynos),
             r("/apps/{app}/dynos", self.restart_dynos, methods=["DELETE"]),
             r("/apps/{app}/dynos/{dyno}", self.get_dyno),
@@ -72,19 +84,23 @@ class Api:
             r("/apps/{app}/deploys", self.deploy, methods=["POST"]),
             r("/dyno-sizes", self.list_sizes),
             r("/dyno-sizes/{size}", self.get_size),
+            *settings_routes(self.platform),
+            *one_off_routes(self.platform, self.api_url),
+            *addon_routes(self.platform),
+            *compat_routes(self.platform),
         ]
         app = Starlette(
             routes=routes,
             exception_handlers={DynosError: _dynos_error, HTTPException: _http_error},
         )
-        return _BearerAuth(app, self.token, open_prefixes=("/log-sessions/",))
+        return BearerAuth(app, self.token, open_prefixes=("/log-sessions/",))
 
     # -- helpers -------------------------------------------------------------------------
 
     def _app(self, request: Request) -> App:
         return self.store.get_app(request.path_params["app"])
 
-    def _app_json(self, app: App) -> dict[str, Any]:
+    def _app_json(self, app: App) -> JSON:
         release = self.store.current_release(app.id)
         return shapes.app(
             app,
@@ -93,18 +109,33 @@ class Api:
             release.created_at if release else None,
         )
 
-    def _release_json(self, app: App, release: Release) -> dict[str, Any]:
+    def _release_json(self, app: App, release: Release) -> JSON:
         current = self.store.current_release(app.id)
         is_current = current is not None and current.id == release.id
         return shapes.release(release, app, self.platform.account, is_current)
 
-    def _formation_json(self, app: App) -> list[dict[str, Any]]:
+    def _formation_json(self, app: App) -> list[JSON]:
         release = self.store.current_release(app.id)
         processes = release.processes if release else {}
         return [
             shapes.formation(f, app, processes.get(f.type, ""))
             for f in self.store.formation(app.id)
         ]
+
+    def _formation_entry(self, app: App, type_or_id: str) -> Formation:
+        """The formation entry of a process type, by type name or by the entry's id."""
+        for entry in self.store.formation(app.id):
+            if type_or_id in (entry.type, entry.id):
+                return entry
+        return self.platform.formation_entry(app, type_or_id)  # raises NotFound
+
+    def _api_log(self, app: App, message: str) -> None:
+        """An ``app[api]`` log line, as Heroku writes one for each user action."""
+        self.platform.logs.emit(app.name, APP, "api", f"{message} by user {self._email}")
+
+    @property
+    def _email(self) -> str:
+        return self.platform.account.email
 
     # -- account and apps --------------------------------------------------------------------
 
@@ -114,13 +145,22 @@ class Api:
         return JSONResponse(shapes.account(self.platform.account, since))
 
     async def list_apps(self, request: Request) -> Response:
-        return JSONResponse([self._app_json(a) for a in self.store.list_apps()])
+        apps = [self._app_json(a) for a in self.store.list_apps()]
+        return list_response(request, apps, ("id", "name"))
+
+    async def list_user_apps(self, request: Request) -> Response:
+        user = request.path_params["user"]
+        account = self.platform.account
+        if user not in ("~", account.id, account.email):
+            raise Forbidden(f"You can list only your own apps: use /users/~/apps, not {user}.")
+        return await self.list_apps(request)
 
     async def create_app(self, request: Request) -> Response:
-        body = await _json_object(request, allow_empty=True)
+        body = await json_object(request, allow_empty=True)
         name = body.get("name")
         if name is not None and not isinstance(name, str):
             raise UserError("The app name must be a string.")
+        _check_region_and_stack(body)
         app = self.platform.create_app(name)
         return JSONResponse(self._app_json(app), status_code=201)
 
@@ -129,9 +169,14 @@ class Api:
 
     async def update_app(self, request: Request) -> Response:
         app = self._app(request)
-        body = await _json_object(request)
+        body = await json_object(request)
+        if body.get("maintenance"):
+            raise UserError("dynos has no maintenance mode: scale web to 0 to take an app down.")
+        _check_region_and_stack(body, stack_key="build_stack")
         name = body.get("name")
-        if isinstance(name, str) and name != app.name:
+        if name is not None and not isinstance(name, str):
+            raise UserError("The app name must be a string.")
+        if name is not None and name != app.name:
             app = self.platform.rename_app(app, name)
         return JSONResponse(self._app_json(app))
 
@@ -146,46 +191,97 @@ class Api:
     async def list_releases(self, request: Request) -> Response:
         app = self._app(request)
         releases = self.store.list_releases(app.id)
-        return JSONResponse([self._release_json(app, r) for r in releases])
+        newest = releases[-1].id if releases else None
+        account = self.platform.account
+        shaped = [shapes.release(r, app, account, r.id == newest) for r in releases]
+        return list_response(request, shaped, ("version", "id"))
 
     async def get_release(self, request: Request) -> Response:
         app = self._app(request)
         release = self.store.get_release(app.id, request.path_params["release"])
         return JSONResponse(self._release_json(app, release))
 
+    async def get_release_config(self, request: Request) -> Response:
+        app = self._app(request)
+        release = self.store.get_release(app.id, request.path_params["release"])
+        return JSONResponse(release.config)
+
+    async def create_release(self, request: Request) -> Response:
+        """Roll back: ``{"release": id_or_version}`` makes a new release of that one's
+        slug and config vars. (dynos makes releases of new code only by deploys.)"""
+        app = self._app(request)
+        body = await json_object(request)
+        target = body.get("release")
+        if isinstance(target, int) and not isinstance(target, bool):
+            target = str(target)
+        if not isinstance(target, str) or not target:
+            raise UserError(
+                'Send {"release": "<release id or version>"} to roll back to it; new code '
+                "is released by a deploy (POST /apps/{app}/deploys)."
+            )
+        release = self.platform.rollback(app, self.store.get_release(app.id, target))
+        return JSONResponse(self._release_json(app, release), status_code=201)
+
     # -- formation -------------------------------------------------------------------------
 
     async def list_formation(self, request: Request) -> Response:
-        return JSONResponse(self._formation_json(self._app(request)))
+        return list_response(request, self._formation_json(self._app(request)), ("id", "type"))
 
     async def get_formation(self, request: Request) -> Response:
         app = self._app(request)
-        self.platform.formation_entry(app, request.path_params["type"])
-        entry = [f for f in self._formation_json(app) if f["type"] == request.path_params["type"]]
-        return JSONResponse(entry[0])
+        entry = self._formation_entry(app, request.path_params["type"])
+        return JSONResponse(_by_type(self._formation_json(app), entry.type))
 
     async def batch_update_formation(self, request: Request) -> Response:
         app = self._app(request)
-        body = await _json_object(request)
+        body = await json_object(request)
         updates = body.get("updates")
         if not isinstance(updates, list) or not all(isinstance(u, dict) for u in updates):
             raise UserError('Send {"updates": [{"type": "web", "quantity": 2}, ...]}.')
-        changes = [_scale_change(u.get("type"), u) for u in updates]
+        changes = [scale_change(self._type_name(app, u.get("type")), u) for u in updates]
         changed = {f.type for f in self.platform.scale(app, changes)}
         return JSONResponse([f for f in self._formation_json(app) if f["type"] in changed])
 
     async def update_formation(self, request: Request) -> Response:
         app = self._app(request)
-        type_ = request.path_params["type"]
-        self.platform.scale(app, [_scale_change(type_, await _json_object(request))])
-        entry = [f for f in self._formation_json(app) if f["type"] == type_]
-        return JSONResponse(entry[0])
+        type_ = self._type_name(app, request.path_params["type"])
+        self.platform.scale(app, [scale_change(type_, await json_object(request))])
+        return JSONResponse(_by_type(self._formation_json(app), type_))
+
+    def _type_name(self, app: App, type_or_id: Any) -> Any:
+        """A formation update names its process type, or the formation entry's id."""
+        for entry in self.store.formation(app.id):
+            if type_or_id == entry.id:
+                return entry.type
+        return type_or_id
+
+    async def restart_type(self, request: Request) -> Response:
+        return self._restart_type(request, "Restart")
+
+    async def stop_type(self, request: Request) -> Response:
+        """Stop every dyno of a type: they start again, as on Heroku (scale to 0 instead)."""
+        return self._restart_type(request, "Stop")
+
+    def _restart_type(self, request: Request, verb: str) -> Response:
+        """Restart (or stop) every dyno of a formation type, or of ``run`` (one-off dynos,
+        which are in no formation: naming them stops them)."""
+        app = self._app(request)
+        type_or_id = request.path_params["type"]
+        running = {d.type for d in self.platform.manager.dynos(app.id)}
+        type_ = type_or_id
+        if type_or_id not in running:
+            type_ = self._formation_entry(app, type_or_id).type  # NotFound for neither
+        if type_ in running:
+            self.platform.manager.request_restart(app.id, type_)
+        self._api_log(app, f"{verb} {type_}")
+        return JSONResponse({}, status_code=202)
 
     # -- dynos --------------------------------------------------------------------------------
 
     async def list_dynos(self, request: Request) -> Response:
         app = self._app(request)
-        return JSONResponse([shapes.dyno(d) for d in self.platform.manager.dynos(app.id)])
+        dynos = [shapes.dyno(d) for d in self.platform.manager.dynos(app.id)]
+        return list_response(request, dynos, ("id", "name"), {"name": _dyno_order})
 
     async def get_dyno(self, request: Request) -> Response:
         app = self._app(request)
@@ -194,20 +290,19 @@ class Api:
 
     async def restart_dynos(self, request: Request) -> Response:
         app = self._app(request)
-        self.platform.manager.request_restart(app.id, request.path_params.get("dyno"))
-        self.platform.logs.emit(app.name, "app", "api", "Restart by user " + self._email)
+        target = request.path_params.get("dyno")
+        self.platform.manager.request_restart(app.id, target)
+        self._api_log(app, f"Restart {target}" if target else "Restart")
         return JSONResponse({}, status_code=202)
 
     async def stop_dynos(self, request: Request) -> Response:
+        """Stop a dyno (or every dyno of a type): a formation's dynos start again, as on
+        Heroku (scale to 0 to keep them down); a one-off dyno stops for good."""
         app = self._app(request)
         target = request.path_params["dyno"]
         self.platform.manager.request_restart(app.id, target)
-        self.platform.logs.emit(app.name, "app", "api", f"Stop {target} by user {self._email}")
+        self._api_log(app, f"Stop {target}")
         return JSONResponse({}, status_code=202)
-
-    @property
-    def _email(self) -> str:
-        return self.platform.account.email
 
     # -- config vars ---------------------------------------------------------------------------
 
@@ -216,13 +311,13 @@ class Api:
 
     async def update_config(self, request: Request) -> Response:
         app = self._app(request)
-        return JSONResponse(self.platform.update_config(app, await _json_object(request)))
+        return JSONResponse(self.platform.update_config(app, await json_object(request)))
 
     # -- logs ---------------------------------------------------------------------------------
 
     async def create_log_session(self, request: Request) -> Response:
         app = self._app(request)
-        body = await _json_object(request, allow_empty=True)
+        body = await json_object(request, allow_empty=True)
         lines = body.get("lines", 100)
         if isinstance(lines, bool) or not isinstance(lines, int) or lines < 0:
             raise UserError("lines must be a whole number of log lines, e.g. 100.")
@@ -231,27 +326,25 @@ class Api:
                 app=app.name,
                 lines=min(lines, MAX_LINES),
                 tail=bool(body.get("tail", False)),
-                dyno=_optional_str(body, "dyno"),
-                source=_optional_str(body, "source"),
+                dyno=optional_str(body, "dyno"),
+                source=optional_str(body, "source"),
             )
         )
-        now = shapes.timestamp(datetime.now(UTC))
-        return JSONResponse(
-            {
-                "id": session.id,
-                "logplex_url": f"{self.api_url}/log-sessions/{session.id}",
-                "created_at": now,
-                "updated_at": now,
-            },
-            status_code=201,
-        )
+        # The URL the client reached us by: right behind a proxy or on a public address.
+        url = str(request.base_url).rstrip("/") + f"/log-sessions/{session.key}"
+        shape = shapes.log_session(session.id, url, datetime.now(UTC))
+        return JSONResponse(shape, status_code=201)
 
     async def stream_log_session(self, request: Request) -> Response:
         session = self.log_sessions.get(request.path_params["session"])
         if session is None:
-            raise NotFound("This log session has expired: run 'dynos logs' again.")
+            raise NotFound("This log session has expired: run 'logs' again.")
+        events = "text/event-stream" in request.headers.get("accept", "")
+        media_type = "text/event-stream" if events else "text/plain; charset=utf-8"
         return StreamingResponse(
-            self.log_sessions.stream(session), media_type="text/plain; charset=utf-8"
+            self.log_sessions.stream(session, events=events),
+            media_type=media_type,
+            headers={"Cache-Control": "no-cache"},
         )
 
     # -- deploys ------------------------------------------------------------------------------
@@ -285,50 +378,58 @@ class Api:
     # -- sizes --------------------------------------------------------------------------------
 
     async def list_sizes(self, request: Request) -> Response:
-        return JSONResponse(shapes.dyno_sizes())
+        return list_response(request, shapes.dyno_sizes(), ("id", "name"))
 
     async def get_size(self, request: Request) -> Response:
         try:
-            return JSONResponse(shapes.size_by_name(request.path_params["size"]))
+            return JSONResponse(shapes.size_by_name_or_id(request.path_params["size"]))
         except UserError as exc:
             raise NotFound(exc.message) from exc
 
 
-def _scale_change(type_: object, update: dict[str, Any]) -> ScaleChange:
-    if not isinstance(type_, str) or not type_:
-        raise UserError('Each formation update needs a "type", e.g. {"type": "web"}.')
-    size = update.get("size")
-    if size is not None and not isinstance(size, str):
-        raise UserError(f"Invalid size {size!r} for {type_}: use a name like standard-2X.")
-    found = find_size(size) if size else None
-    if update.get("quantity") is None:
-        if found is None:
-            raise UserError(f'Nothing to change for {type_}: send "quantity" and/or "size".')
-        return ScaleChange(type_, None, 0, found)
-    op, amount = parse_quantity(type_, update["quantity"])
-    return ScaleChange(type_, op, amount, found)
+def list_response(
+    request: Request,
+    items: list[JSON],
+    fields: Sequence[str],
+    sort_keys: dict[str, Callable[[Any], Any]] | None = None,
+) -> Response:
+    """A list, paged by the request's Range header: 206 and Next-Range while more remain.
+
+    Without a Range header the whole list comes in the endpoint's own order (up to
+    DEFAULT_MAX items, then pages by the first of ``fields``).
+    """
+    headers = {"Accept-Ranges": ", ".join(fields)}
+    wanted = parse_range(request.headers.get("range"), fields)
+    if wanted is None:
+        if len(items) <= DEFAULT_MAX:
+            return JSONResponse(items, headers=headers)
+        wanted = Range(fields[0])
+    page = paginate(items, wanted, sort_keys)
+    if page.content_range is not None:
+        headers["Content-Range"] = page.content_range
+    if page.next_range is None:
+        return JSONResponse(page.items, headers=headers)
+    headers["Next-Range"] = page.next_range.header()
+    return JSONResponse(page.items, status_code=206, headers=headers)
 
 
-def _optional_str(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise UserError(f"{key} must be a string.")
-    return value
+def _dyno_order(name: str) -> tuple[str, int, str]:
+    """Dyno names sort by type, then number: web.2 before web.10."""
+    type_, _, number = name.partition(".")
+    return (type_, int(number), "") if number.isdigit() else (type_, -1, number)
 
 
-async def _json_object(request: Request, *, allow_empty: bool = False) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip() and allow_empty:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"The request body is not valid JSON: {exc}.") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a JSON object.")
-    return body
+def _by_type(formation: list[JSON], type_: str) -> JSON:
+    return next(f for f in formation if f["type"] == type_)
+
+
+def _check_region_and_stack(body: dict[str, Any], stack_key: str = "stack") -> None:
+    """dynos has one region and one stack; asking for another is an error, not ignored."""
+    region, stack = body.get("region"), body.get(stack_key)
+    if region not in (None, shapes.REGION["name"], shapes.REGION["id"]):
+        raise UserError(f"Unknown region {region!r}: dynos has one region, local.")
+    if stack not in (None, shapes.STACK["name"], shapes.STACK["id"]):
+        raise UserError(f"Unknown stack {stack!r}: dynos has one stack, {shapes.STACK['name']}.")
 
 
 def _ndjson(value: object) -> bytes:
@@ -348,29 +449,3 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         {"id": ids.get(exc.status_code, "bad_request"), "message": message},
         status_code=exc.status_code,
     )
-
-
-class _BearerAuth:
-    """Every request needs ``Authorization: Bearer <token>``; paths under ``open_prefixes``
-    carry their own credential in the URL."""
-
-    def __init__(self, app: ASGIApp, token: str, open_prefixes: tuple[str, ...]) -> None:
-        self._app = app
-        self._token = token.encode()
-        self._open = open_prefixes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self._open):
-            await self._app(scope, receive, send)
-            return
-        header = dict(scope["headers"]).get(b"authorization", b"")
-        scheme, _, credential = header.partition(b" ")
-        if scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), self._token):
-            await self._app(scope, receive, send)
-            return
-        error = Unauthorized(
-            "Invalid credentials provided: send 'Authorization: Bearer <token>' "
-            "(the token is printed by 'dynos auth:token')."
-        )
-        response = JSONResponse(error.to_json(), status_code=401)
-        await response(scope, receive, send)

@@ -1,7 +1,14 @@
-"""Heroku Platform API v3 shapes of dynos' records (field names from the reference schema)."""
+"""Heroku Platform API v3 shapes of dynos' records (field names from the reference schema).
+
+Every shape carries every property its definition in the reference schema lists (clients
+read them without checking), plus the few extras the heroku CLI reads that the published
+schema lacks (an app's ``generation`` and ``create_status``, a release's
+``eligible_for_rollback``).
+"""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +21,10 @@ JSON = dict[str, Any]
 
 STACK = {"id": "6f4cd4e1-6d5a-4c63-a7bd-6a1c1b4b9e01", "name": "dynos-local"}
 REGION = {"id": "0f3b8a5e-0d1c-4a5e-9a43-8c4a6b1e2d02", "name": "local"}
+# dynos runs apps as Heroku's Cedar generation does: Procfile process types, dynos named
+# web.1, log sessions with a backlog. The heroku CLI picks its behaviour by this name.
+GENERATION = {"id": "4a3b2c1d-5e6f-4a7b-8c9d-0e1f2a3b4c03", "name": "cedar"}
+_SIZE_IDS = uuid.UUID("5c1f0b4e-2d3a-4b6c-9e8f-7a6b5c4d3e04")  # namespace of size ids
 
 
 def timestamp(value: datetime) -> str:
@@ -44,6 +55,7 @@ def account(acc: Account, created_at: datetime) -> JSON:
 
 
 def app(record: App, acc: Account, web_url: str, released_at: datetime | None) -> JSON:
+    """An app. ``git_url`` is empty: dynos has no git server (deploys are uploads)."""
     return {
         "id": record.id,
         "name": record.name,
@@ -51,7 +63,7 @@ def app(record: App, acc: Account, web_url: str, released_at: datetime | None) -
         "updated_at": timestamp(record.updated_at),
         "released_at": timestamp(released_at) if released_at else None,
         "web_url": web_url,
-        "git_url": None,
+        "git_url": "",
         "owner": {"id": acc.id, "email": acc.email},
         "organization": None,
         "team": None,
@@ -66,6 +78,8 @@ def app(record: App, acc: Account, web_url: str, released_at: datetime | None) -
         "internal_routing": None,
         "repo_size": None,
         "slug_size": None,
+        "generation": GENERATION,
+        "create_status": "complete",
     }
 
 
@@ -83,6 +97,7 @@ def release(record: Release, app_record: App, acc: Account, current: bool) -> JS
         "user": {"id": acc.id, "email": acc.email},
         "addon_plan_names": [],
         "output_stream_url": None,
+        "eligible_for_rollback": record.slug_id is not None,
     }
 
 
@@ -115,9 +130,14 @@ def dyno(record: DynoRecord) -> JSON:
     }
 
 
+def size_id(size: DynoSize) -> str:
+    """A size's id: a UUID derived from its name, the same on every dynos."""
+    return str(uuid.uuid5(_SIZE_IDS, size.name))
+
+
 def dyno_size(size: DynoSize) -> JSON:
     return {
-        "id": size.id,
+        "id": size_id(size),
         "name": size.name,
         "compute": size.compute,
         "memory": size.memory_mb / 1024,
@@ -132,5 +152,31 @@ def dyno_sizes() -> list[JSON]:
     return [dyno_size(size) for size in SIZES]
 
 
-def size_by_name(name: str) -> JSON:
-    return dyno_size(find_size(name))
+def size_by_name_or_id(name_or_id: str) -> JSON:
+    """The size called (or with the id) ``name_or_id``; UserError when there is none."""
+    for size in SIZES:
+        if size_id(size) == name_or_id:
+            return dyno_size(size)
+    return dyno_size(find_size(name_or_id))
+
+
+def owner_collaborator(record: App, acc: Account) -> JSON:
+    """The app's owner, who is its one collaborator on a single-account platform."""
+    return {
+        "id": str(uuid.uuid5(uuid.UUID(record.id), acc.id)),
+        "app": {"id": record.id, "name": record.name},
+        "created_at": timestamp(record.created_at),
+        "updated_at": timestamp(record.updated_at),
+        "permissions": [],
+        "role": "owner",
+        "user": {"id": acc.id, "email": acc.email, "federated": False},
+    }
+
+
+def log_session(session_id: str, logplex_url: str, now: datetime) -> JSON:
+    return {
+        "id": session_id,
+        "logplex_url": logplex_url,
+        "created_at": timestamp(now),
+        "updated_at": timestamp(now),
+    }

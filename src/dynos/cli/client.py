@@ -190,15 +190,24 @@ class ApiClient:
         Raises ApiError for a 4xx/5xx answer and ServerUnreachable / DynosError when the
         server cannot be reached.
         """
+        return self._decode(self._send(method, path, body), path)
+
+    def _send(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         try:
             if body is None:
-                response = self._http.request(method, path)
+                response = self._http.request(method, path, headers=headers)
             else:
-                response = self._http.request(method, path, json=body)
+                response = self._http.request(method, path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
         if response.status_code >= 400:
             raise error_from_response(response)
+        return response
+
+    @staticmethod
+    def _decode(response: httpx.Response, path: str) -> Any:
         if not response.content:
             return None
         try:
@@ -207,7 +216,16 @@ class ApiClient:
             raise DynosError(f"the dynos server sent an answer that is not JSON ({path})") from exc
 
     def get(self, path: str) -> Any:
-        return self.request("GET", path)
+        """GET ``path``; a list the server pages (206 with ``Next-Range``) comes whole."""
+        response = self._send("GET", path)
+        answer = self._decode(response, path)
+        while isinstance(answer, list) and "next-range" in response.headers:
+            response = self._send("GET", path, headers={"Range": response.headers["next-range"]})
+            page = self._decode(response, path)
+            if not isinstance(page, list) or not page:
+                break
+            answer += page
+        return answer
 
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, body)

@@ -14,7 +14,19 @@ from typing import Any
 import click
 import httpx
 
-from dynos.cli.commands import apps, config, deploy, logs, ps, releases, server, up
+from dynos.cli.commands import (
+    addons,
+    apps,
+    config,
+    deploy,
+    logs,
+    ps,
+    releases,
+    run,
+    server,
+    settings,
+    up,
+)
 from dynos.errors import DynosError
 
 
@@ -70,7 +82,7 @@ def cli() -> None:
     """
 
 
-for _module in (apps, config, deploy, logs, ps, releases, server, up):
+for _module in (addons, apps, config, deploy, logs, ps, releases, run, server, settings, up):
     for _name, _command in _module.COMMANDS.items():
         cli.add_command(_command, name=_name)
 

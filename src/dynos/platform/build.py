@@ -63,15 +63,15 @@ def unpack_slug(tarball: Path, slugs_dir: Path) -> Slug:
     return Slug(slug_id, path, processes)
 
 
-async def build_slug(slug: Slug) -> AsyncIterator[str]:
+async def build_slug(slug: Slug, python: str = sys.executable) -> AsyncIterator[str]:
     """Install the slug's requirements.txt into ``.venv``, yielding output lines.
 
     Raises BuildFailed when pip fails; the caller removes the slug.
     """
     venv = slug.path / ".venv"
     yield "-----> Python app detected"
-    yield f"-----> Creating virtualenv with {sys.executable}"
-    async for line in _run(sys.executable, "-m", "venv", str(venv), cwd=slug.path):
+    yield f"-----> Creating virtualenv with {python}"
+    async for line in _run(python, "-m", "venv", str(venv), cwd=slug.path):
         yield line
     yield "-----> Installing requirements with pip"
     pip = (str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check")

@@ -11,10 +11,13 @@ import getpass
 import random
 import re
 import shutil
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from dynos.core.app_settings import parse_setting
 from dynos.core.scale import FormationEntry, ScaleChange, apply_changes, format_formation
 from dynos.core.sizes import DEFAULT_SIZE, find_size
 from dynos.errors import DynosError, NotFound, UserError
@@ -24,6 +27,9 @@ from dynos.manager.manager import DynoManager
 from dynos.platform.build import Slug, build_slug
 from dynos.store.models import App, Formation, Release
 from dynos.store.store import Store
+
+if TYPE_CHECKING:
+    from dynos.platform.addons import Addons
 
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
 CONFIG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -45,12 +51,15 @@ class Platform:
         logs: LogHub,
         slugs_dir: Path,
         account: Account,
+        python: str = sys.executable,
     ) -> None:
         self.store = store
         self.manager = manager
         self.logs = logs
         self.slugs_dir = slugs_dir
         self.account = account
+        self.python = python  # builds use the interpreter that dynos run
+        self.addons: Addons | None = None  # the managed add-ons, when server.py runs them
 
     def _api_log(self, app: App, message: str) -> None:
         self.logs.emit(app.name, APP, "api", f"{message} by user {self.account.email}")
@@ -86,6 +95,8 @@ class Platform:
         slugs = {r.slug_id for r in self.store.list_releases(app.id) if r.slug_id}
         self.store.delete_app(app.id)
         await self.manager.wait_app_stopped(app.id)
+        if self.addons is not None:  # after the dynos, which may use them until they stop
+            await self.addons.app_destroyed(app.id)
         for slug_id in slugs:
             shutil.rmtree(self.slugs_dir / slug_id, ignore_errors=True)
         self.logs.forget(app.name)
@@ -101,7 +112,7 @@ class Platform:
         released = False
         try:
             if slug.needs_build:
-                async for line in build_slug(slug):
+                async for line in build_slug(slug, self.python):
                     yield line
             yield f"-----> Discovering process types: {', '.join(slug.processes)}"
             release = self._release_slug(app, slug)
@@ -122,14 +133,49 @@ class Platform:
                 processes=slug.processes,
                 config=config,
             )
-            existing = {f.type: f for f in self.store.formation(app.id)}
-            for type_ in existing.keys() - slug.processes.keys():
-                self.store.delete_formation(app.id, type_)
-            first_deploy = not existing
-            for type_ in slug.processes.keys() - existing.keys():
-                quantity = 1 if first_deploy and type_ == "web" else 0
-                self.store.set_formation(app.id, type_, quantity, DEFAULT_SIZE.name)
+            self._sync_formation(app, slug.processes)
         self._api_log(app, f"Deploy {slug.id[:8]}")
+        self._api_log(app, f"Release v{release.version} created")
+        self.manager.wake()
+        return release
+
+    def _sync_formation(self, app: App, processes: Mapping[str, str]) -> None:
+        """Fit the formation to a release's process types (inside the caller's transaction).
+
+        Types the release lacks are dropped, new ones start at 0 dynos (``web`` at 1 on the
+        first deploy); the others keep their quantity and size.
+        """
+        existing = {f.type: f for f in self.store.formation(app.id)}
+        for type_ in existing.keys() - processes.keys():
+            self.store.delete_formation(app.id, type_)
+        first_deploy = not existing
+        for type_ in processes.keys() - existing.keys():
+            quantity = 1 if first_deploy and type_ == "web" else 0
+            self.store.set_formation(app.id, type_, quantity, DEFAULT_SIZE.name)
+
+    def rollback(self, app: App, target: Release) -> Release:
+        """Release ``target``'s slug and config vars again, as a new release.
+
+        The dynos restart on it (the manager sees a new release); the formation keeps its
+        quantities and sizes, fitted to the old slug's process types as a deploy would.
+        Raises UserError when ``target`` has no code (an app's "Initial release").
+        """
+        if target.slug_id is None:
+            raise UserError(
+                f"Release v{target.version} has no code to roll back to: choose a release "
+                "made by a deploy (see 'releases')."
+            )
+        description = f"Rollback to v{target.version}"
+        with self.store.transaction():
+            release = self.store.create_release(
+                app.id,
+                description,
+                slug_id=target.slug_id,
+                processes=target.processes,
+                config=target.config,
+            )
+            self._sync_formation(app, target.processes)
+        self._api_log(app, description)
         self._api_log(app, f"Release v{release.version} created")
         self.manager.wake()
         return release
@@ -155,6 +201,25 @@ class Platform:
             if entry.type == type_:
                 return entry
         raise NotFound(f"No such process type {type_!r}. Run 'dynos ps:scale' to list them.")
+
+    # -- platform settings -------------------------------------------------------------------
+
+    def settings(self, app: App) -> dict[str, object]:
+        return self.store.app_settings(app.id)
+
+    def update_settings(self, app: App, changes: Mapping[str, object]) -> dict[str, object]:
+        """Set (a value) or unset (None) app settings; all of them, or none if one is wrong."""
+        parsed = {name: parse_setting(name, value) for name, value in changes.items()}
+        with self.store.transaction():
+            for name, value in parsed.items():
+                self.store.set_app_setting(app.id, name, value)
+        described = ", ".join(
+            f"{k}={v}" if v is not None else f"{k} unset" for k, v in parsed.items()
+        )
+        self._api_log(app, f"Settings changed: {described}")
+        self.manager.wake()
+        self.manager.publish_routes()  # the router's per-app timeout follows at once
+        return self.store.app_settings(app.id)
 
     # -- config vars -------------------------------------------------------------------------
 

@@ -57,7 +57,8 @@ def format_ps(
     if not dynos:
         return [f"No dynos on {app_label(app)}"]
     groups: dict[str, list[Dyno]] = {}
-    for dyno in sorted(dynos, key=lambda d: str(d.get("name", ""))):
+    # One-off dynos first, as Heroku lists them (its run.NNNN sort before web and worker).
+    for dyno in sorted(dynos, key=lambda d: (d.get("type") != "run", str(d.get("name", "")))):
         size = dyno.get("size") or DEFAULT_SIZE.name
         if dyno.get("type") == "run":
             key = "run: one-off processes"

@@ -1,0 +1,135 @@
+"""One-off dynos over the API: Heroku's Dyno Create, and the WebSocket that attaches to one.
+
+``POST /apps/{app}/dynos`` with ``{"command": "bash", "attach": true, "size": "2X",
+"env": {"K": "v"}, "force_no_tty": false}`` answers 201 with the dyno. A detached dyno runs at
+once and logs its output. An attached one has an ``attach_url`` (``ws://.../attach?token=``,
+the token being its credential, as a log session's URL is) and starts when a client connects:
+
+- client -> server: binary frames are stdin; text frames are JSON, ``{"resize": [cols, rows]}``
+  (the terminal changed size) or ``{"eof": true}`` (stdin ended);
+- server -> client: binary frames are output, their first byte the stream (1 stdout, 2 stderr;
+  with a TTY everything is 1); then one text frame ``{"exit": status}`` and the close. A dyno
+  that cannot be attached sends ``{"error": {"id", "message"}}`` and closes instead.
+
+A client that goes away ends its dyno (SIGHUP, then SIGTERM), as Heroku's do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from dynos.api import shapes
+from dynos.api.params import json_object, optional_str
+from dynos.backends.attach import Terminal
+from dynos.errors import DynosError, UserError
+from dynos.platform.platform import Platform
+
+
+def one_off_routes(platform: Platform, api_url: str) -> list[BaseRoute]:
+    """``POST /apps/{app}/dynos`` and the attach WebSocket; ``api_url`` as clients reach it."""
+    manager = platform.manager
+    ws_base = "ws" + api_url.removeprefix("http")  # http -> ws, https -> wss
+
+    async def create(request: Request) -> Response:
+        app = platform.store.get_app(request.path_params["app"])
+        body = await json_object(request)
+        command = body.get("command")
+        if not isinstance(command, str) or not command.strip():
+            raise UserError('Send the "command" to run, e.g. {"command": "bash"}.')
+        if body.get("type") not in (None, "run"):
+            raise UserError('Only one-off dynos can be created: leave "type" out, or send "run".')
+        record = await manager.run_one_off(
+            app.id,
+            command,
+            size=optional_str(body, "size"),
+            env=_env(body.get("env")),
+            attach=body.get("attach") is True,
+            tty=body.get("force_no_tty") is not True,
+        )
+        answer = shapes.dyno(record)
+        if record.attachment is not None:
+            path = f"/apps/{quote(app.name)}/dynos/{record.name}/attach"
+            answer["attach_url"] = f"{ws_base}{path}?token={record.attachment.token}"
+        return JSONResponse(answer, status_code=201)
+
+    async def attach(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            app = platform.store.get_app(websocket.path_params["app"])
+            name = websocket.path_params["dyno"]
+            token = websocket.query_params.get("token", "")
+            terminal = await manager.attach(app.id, name, token)
+            record = manager.find_dyno(app.id, name)
+        except DynosError as exc:
+            await websocket.send_json({"error": exc.to_json()})
+            await websocket.close(code=1008)
+            return
+        await _bridge(websocket, terminal, lambda: manager.hang_up(record))
+
+    return [
+        Route("/apps/{app}/dynos", create, methods=["POST"]),
+        WebSocketRoute("/apps/{app}/dynos/{dyno}/attach", attach),
+    ]
+
+
+def _env(value: object) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str | int | float) for k, v in value.items()
+    ):
+        raise UserError('"env" must be an object of names to strings, e.g. {"DEBUG": "1"}.')
+    return {k: str(v) for k, v in value.items()}
+
+
+async def _bridge(websocket: WebSocket, terminal: Terminal, hang_up: Callable[[], None]) -> None:
+    """Carry bytes both ways until the dyno exits (then send its status) or the client goes
+    away (then ``hang_up()``)."""
+    incoming = asyncio.create_task(_client_to_dyno(websocket, terminal, hang_up))
+    try:
+        async for channel, data in terminal.output():
+            await websocket.send_bytes(bytes([channel]) + data)
+        status = await terminal.exit_status()
+        await websocket.send_json({"exit": status})
+        await websocket.close()
+    except (WebSocketDisconnect, RuntimeError):  # the client left while output was going out
+        hang_up()
+    finally:
+        incoming.cancel()
+
+
+async def _client_to_dyno(
+    websocket: WebSocket, terminal: Terminal, hang_up: Callable[[], None]
+) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            hang_up()
+            return
+        if message.get("bytes") is not None:
+            await terminal.write(message["bytes"])
+        elif message.get("text") is not None:
+            _control(terminal, message["text"])
+
+
+def _control(terminal: Terminal, text: str) -> None:
+    """A client's text frame: a new window size, or the end of its input. Others are ignored."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return
+    if not isinstance(message, dict):
+        return
+    size = message.get("resize")
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(n, int) for n in size):
+        terminal.resize(max(1, size[0]), max(1, size[1]))
+    if message.get("eof") is True:
+        terminal.close_input()

@@ -1,0 +1,286 @@
+"""Add-ons: backing services the platform runs for an app, Heroku's model for them.
+
+One kind so far, ``redis``: a managed redis-server (:mod:`dynos.platform.redis_server`).
+Creating one starts the service and waits until it answers; only then is it recorded and the
+app released with its config var (``REDIS_URL``), so that no release ever points at a
+service that did not come up. Destroying one releases the app without the var, stops the
+service and deletes its data.
+
+Add-ons run while the server runs: they start before the dynos do, stop after them, and one
+that dies is logged and started again, with the same back-off as a crashing dyno.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dynos.core.restart_policy import RestartPolicy
+from dynos.errors import Conflict, DynosError, NotFound, UserError
+from dynos.logs.logline import APP, PLATFORM
+from dynos.platform.redis_server import (
+    RedisProcess,
+    find_redis_server,
+    redis_url,
+    start_redis,
+    stop_redis,
+)
+from dynos.store.models import Addon, App
+
+if TYPE_CHECKING:
+    from dynos.platform.platform import Platform
+
+log = logging.getLogger(__name__)
+
+SERVICE = "redis"
+PLAN = "redis:local"
+CONFIG_VAR = "REDIS_URL"
+ATTACHMENT = "REDIS"  # Heroku's attachment name: the config var without _URL
+_WORDS = ("solid", "curved", "clear", "silent", "rugged", "tidy", "vivid", "deep", "round")
+
+
+def service_for(plan: str) -> str:
+    """The service a ``addons:create`` argument names: ``redis``, or Heroku's
+    ``heroku-redis`` with any plan (``heroku-redis:mini``). UserError for anything else."""
+    service = plan.strip().lower().partition(":")[0]
+    if service in ("redis", "heroku-redis"):
+        return SERVICE
+    raise UserError(f"Unknown add-on {plan!r}: dynos provides redis (dynos addons:create redis).")
+
+
+@dataclass
+class _Running:
+    """An add-on's process and the task that restarts it when it dies."""
+
+    addon: Addon
+    redis: RedisProcess | None = None
+    supervisor: asyncio.Task[None] | None = None
+    stopping: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Addons:
+    """The managed add-ons of every app. Data lives under ``data_dir/<add-on name>``."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        data_dir: Path,
+        policy: RestartPolicy | None = None,
+    ) -> None:
+        self._platform = platform
+        self._store = platform.store
+        self._data_dir = data_dir
+        self._policy = policy or RestartPolicy()
+        self._running: dict[str, _Running] = {}  # by add-on id
+
+    # -- what the API asks --------------------------------------------------------------------
+
+    def list(self, app: App | None = None) -> list[Addon]:
+        return self._store.list_addons(app.id if app else None)
+
+    def find(self, app: App, name_or_id: str) -> Addon:
+        """The app's add-on by name, id, attachment (``REDIS``) or service (``redis``) when
+        that is unambiguous; NotFound otherwise."""
+        addons = self.list(app)
+        for addon in addons:
+            if name_or_id in (addon.name, addon.id):
+                return addon
+        loose = [a for a in addons if name_or_id.lower() in (a.service, ATTACHMENT.lower())]
+        if len(loose) == 1:
+            return loose[0]
+        raise NotFound(
+            f"Couldn't find add-on {name_or_id} on {app.name}. Run 'dynos addons' to list them."
+        )
+
+    async def create(self, app: App, plan: str, name: str | None = None) -> Addon:
+        """Start a new add-on for ``app`` and release the app with its config var.
+
+        Raises UserError for an unknown kind, Conflict when the app has one already (or sets
+        the var itself), PlatformError when redis-server is missing or does not start. On
+        any error nothing is left: no record, no release, no process, no data.
+        """
+        service_for(plan)
+        program = find_redis_server()
+        release = self._store.current_release(app.id)
+        config = release.config if release else {}
+        for existing in self.list(app):
+            if existing.config_var == CONFIG_VAR:
+                raise Conflict(
+                    f"{app.name} has {existing.name} as {CONFIG_VAR} already: "
+                    f"destroy it first (dynos addons:destroy {existing.name})."
+                )
+        if CONFIG_VAR in config:
+            raise Conflict(
+                f"{CONFIG_VAR} is set on {app.name} already: unset it first "
+                f"(dynos config:unset {CONFIG_VAR} -a {app.name})."
+            )
+        name = name or self._new_name()
+        port = self._platform.manager.backend.allocate_port()  # a free loopback port
+        password = secrets.token_hex(32)
+        data = self._data_dir / name
+        try:
+            redis = await self._start(program, data, port, password, app.name, name)
+        except BaseException:
+            shutil.rmtree(data, ignore_errors=True)
+            raise
+        try:
+            with self._store.transaction():
+                addon = self._store.create_addon(
+                    app.id,
+                    name,
+                    service=SERVICE,
+                    plan=PLAN,
+                    config_var=CONFIG_VAR,
+                    port=port,
+                    password=password,
+                )
+                self._release(app, f"Attach {ATTACHMENT} (@ref:{name})", redis_url(port, password))
+        except BaseException:
+            await stop_redis(redis)
+            shutil.rmtree(data, ignore_errors=True)
+            raise
+        self._watch(_Running(addon, redis))
+        return addon
+
+    async def destroy(self, app: App, addon: Addon) -> None:
+        """Release the app without the add-on's config var, stop the service, delete its
+        data."""
+        with self._store.transaction():
+            self._store.delete_addon(addon.id)
+            self._release(app, f"Detach {ATTACHMENT} (@ref:{addon.name})", None)
+        await self._stop(addon.id)
+        shutil.rmtree(self._data_dir / addon.name, ignore_errors=True)
+
+    async def app_destroyed(self, app_id: str) -> None:
+        """The app is gone (its add-on records with it): stop its services, delete their data."""
+        for running in [r for r in self._running.values() if r.addon.app_id == app_id]:
+            await self._stop(running.addon.id)
+            shutil.rmtree(self._data_dir / running.addon.name, ignore_errors=True)
+
+    # -- server start and stop ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every recorded add-on (at server start, before any dyno); one that fails is
+        logged and retried in the background."""
+        await asyncio.gather(*(self._boot(addon) for addon in self.list()))
+
+    async def close(self) -> None:
+        """Stop every add-on (at server shutdown, after the dynos)."""
+        await asyncio.gather(*(self._stop(addon_id) for addon_id in list(self._running)))
+
+    # -- processes ------------------------------------------------------------------------------
+
+    async def _boot(self, addon: Addon) -> None:
+        running = _Running(addon)
+        try:
+            running.redis = await self._start_recorded(addon)
+        except DynosError as exc:
+            self._log(addon, PLATFORM, f"{addon.name} did not start: {exc.message}")
+        self._watch(running)
+
+    async def _start_recorded(self, addon: Addon) -> RedisProcess:
+        app = self._store.get_app(addon.app_id)
+        data = self._data_dir / addon.name
+        return await self._start(
+            find_redis_server(), data, addon.port, addon.password, app.name, addon.name
+        )
+
+    async def _start(
+        self, program: str, data: Path, port: int, password: str, app: str, name: str
+    ) -> RedisProcess:
+        def forward(line: str) -> None:
+            self._platform.logs.emit(app, APP, name, line)
+
+        return await start_redis(program, data, port, password, forward)
+
+    def _watch(self, running: _Running) -> None:
+        self._running[running.addon.id] = running
+        running.supervisor = asyncio.create_task(self._supervise(running))
+
+    async def _supervise(self, running: _Running) -> None:
+        """Start the add-on again whenever it dies, with the dyno restart back-off."""
+        addon, crashes = running.addon, 0
+        while not running.stopping:
+            if running.redis is not None:
+                returncode = await running.redis.process.wait()
+                status = 128 - returncode if returncode < 0 else returncode  # as a dyno's
+                running.redis = None
+                if running.stopping:
+                    return
+                self._log(addon, PLATFORM, f"{addon.name} exited with status {status}")
+                log.warning("add-on %s exited with status %s", addon.name, status)
+            now = time.monotonic()
+            crashes = self._policy.crash_count(crashes, running.started_at, now)
+            delay = self._policy.delay(crashes)
+            self._log(addon, PLATFORM, f"Restarting {addon.name} in {delay:g} seconds")
+            await asyncio.sleep(delay)
+            if running.stopping:
+                return
+            running.started_at = time.monotonic()
+            try:
+                running.redis = await self._start_recorded(addon)
+            except DynosError as exc:
+                self._log(addon, PLATFORM, f"{addon.name} did not start: {exc.message}")
+                continue
+            self._log(addon, PLATFORM, f"{addon.name} is up again")
+
+    async def _stop(self, addon_id: str) -> None:
+        running = self._running.pop(addon_id, None)
+        if running is None:
+            return
+        running.stopping = True
+        if running.redis is not None:
+            await stop_redis(running.redis)
+        if running.supervisor is not None:
+            running.supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running.supervisor
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _release(self, app: App, description: str, url: str | None) -> None:
+        """A new release of ``app`` with REDIS_URL set to ``url`` (unset when None); runs in the
+        caller's transaction. The dynos restart on it."""
+        current = self._store.current_release(app.id)
+        assert current is not None  # every app has its "Initial release"
+        config = dict(current.config)
+        if url is None:
+            config.pop(CONFIG_VAR, None)
+        else:
+            config[CONFIG_VAR] = url
+        release = self._store.create_release(
+            app.id,
+            description,
+            slug_id=current.slug_id,
+            processes=current.processes,
+            config=config,
+        )
+        email = self._platform.account.email
+        self._platform.logs.emit(app.name, APP, "api", f"{description} by user {email}")
+        self._platform.logs.emit(
+            app.name, APP, "api", f"Release v{release.version} created by user {email}"
+        )
+        self._platform.manager.wake()
+
+    def _log(self, addon: Addon, source: str, message: str) -> None:
+        with contextlib.suppress(NotFound):  # its app was destroyed meanwhile
+            app = self._store.get_app(addon.app_id)
+            self._platform.logs.emit(app.name, source, addon.name, message)
+
+    def _new_name(self) -> str:
+        """``redis-solid-31337``: Heroku's add-on name pattern, unique on this platform."""
+        taken = {a.name for a in self.list()}
+        rng = random.SystemRandom()
+        while True:
+            name = f"{SERVICE}-{rng.choice(_WORDS)}-{rng.randint(10000, 99999)}"
+            if name not in taken:
+                return name

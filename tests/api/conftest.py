@@ -1,0 +1,41 @@
+"""One real `dynos server` per test module, with a deployed app: API tests read real answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for
+
+ENVECHO = Path(__file__).parents[1] / "integration" / "apps" / "envecho"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("api") / "home", "--stop-grace", "2")
+    yield running
+    if running.process.poll() is None:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def api(server: RunningServer) -> Iterator[httpx.Client]:
+    with server.api() as client:
+        yield client
+
+
+def deploy_envecho(server: RunningServer, api: httpx.Client, name: str) -> None:
+    """Create ``name``, deploy the envecho app and wait for web.1 and worker.1 to be up."""
+    assert api.post("/apps", json={"name": name}).status_code == 201
+    server.deploy(name, ENVECHO)
+    response = api.patch(
+        f"/apps/{name}/formation", json={"updates": [{"type": "worker", "quantity": 1}]}
+    )
+    assert response.status_code == 200, response.text
+    wait_for(
+        lambda: dyno_states(server, name) == {"web.1": "up", "worker.1": "up"},
+        what=f"{name}'s dynos up",
+    )
