@@ -146,3 +146,19 @@ def test_logs_open_a_session_and_print_its_lines_without_the_token() -> None:
     assert json.loads(requests[0].content) == {"lines": 2, "tail": False, "dyno": "web"}
     assert "Authorization" not in requests[1].headers
     assert result.stdout == "line one\nline two\n"
+
+
+def test_a_list_the_server_pages_is_fetched_whole_by_following_next_range() -> None:
+    ranges: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        ranges.append(request.headers.get("Range"))
+        if "Range" not in request.headers:
+            headers = {"Next-Range": "name ]alpha..; max=1, order=asc"}
+            return httpx.Response(206, json=[{"name": "alpha"}], headers=headers)
+        return httpx.Response(200, json=[{"name": "beta"}])
+
+    result = run(handler, ["apps"])
+    assert result.exit_code == 0
+    assert ranges == [None, "name ]alpha..; max=1, order=asc"]
+    assert "alpha" in result.stdout and "beta" in result.stdout
