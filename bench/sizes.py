@@ -11,18 +11,17 @@ Runs a real `dynos server` (as root it enforces sizes with cgroups, otherwise by
 
 from __future__ import annotations
 
-import os
-import platform
 import re
 import statistics
-import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
+from bench_server import machine, private_server
+
 from dynos.backends.cgroups import Cgroups
-from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for
+from dynos.testing.harness import RunningServer, dyno_states, wait_for
 
 BURN = """
 import time
@@ -107,30 +106,25 @@ def hog_kill_time(server: RunningServer) -> tuple[float, int, int]:
 def main() -> None:
     cgroups = Cgroups.detect()
     mode = cgroups.description if cgroups else "process polling (psutil) and nice"
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
-    print(f"python {sys.version.split()[0]}, enforcement: {mode}")
-    with tempfile.TemporaryDirectory() as tmp:
-        app_dir = Path(tmp) / "app"
-        app_dir.mkdir()
+    print(f"machine: {machine()}")
+    print(f"enforcement: {mode}")
+    with tempfile.TemporaryDirectory() as tmp, private_server() as server:
+        app_dir = Path(tmp)
         write_app(app_dir)
-        server = start_server(Path(tmp) / "home")
-        try:
-            server.create_app("sizes")
-            server.deploy("sizes", app_dir)
-            one, two = cpu_share(server)
-            ratio = two / one if one else float("inf")
-            print(f"CPU time in {WINDOW:.0f} s: 1X {one:.2f} s, 2X {two:.2f} s per dyno")
-            verdict = "ok" if ratio >= 1.8 else "MISSED"
-            print(f"  ratio 2X/1X = {ratio:.2f} (target >= 1.8: {verdict})")
-            seconds, status, reached = hog_kill_time(server)
-            verdict = "ok" if seconds < 2 else "MISSED"
-            print(
-                f"memory hog: killed {seconds * 1000:.0f} ms after the allocation that crossed "
-                f"2x its quota (reached {reached} MB, exit status {status})"
-            )
-            print(f"  target < 2000 ms: {verdict}")
-        finally:
-            server.stop()
+        server.create_app("sizes")
+        server.deploy("sizes", app_dir)
+        one, two = cpu_share(server)
+        ratio = two / one if one else float("inf")
+        print(f"CPU time in {WINDOW:.0f} s: 1X {one:.2f} s, 2X {two:.2f} s per dyno")
+        verdict = "ok" if ratio >= 1.8 else "MISSED"
+        print(f"  ratio 2X/1X = {ratio:.2f} (target >= 1.8: {verdict})")
+        seconds, status, reached = hog_kill_time(server)
+        verdict = "ok" if seconds < 2 else "MISSED"
+        print(
+            f"memory hog: killed {seconds * 1000:.0f} ms after the allocation that crossed "
+            f"2x its quota (reached {reached} MB, exit status {status})"
+        )
+        print(f"  target < 2000 ms: {verdict}")
 
 
 if __name__ == "__main__":

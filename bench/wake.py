@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from bench_server import machine, private_server
 
 from dynos.backends.isolation import isolation_available, runtime_python
-from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for
+from dynos.testing.harness import RunningServer, dyno_states, wait_for
 
 WEB = """
 import os
@@ -87,24 +86,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
     rounds = parser.parse_args().rounds
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
-    print(f"python {sys.version.split()[0]}")
-    with tempfile.TemporaryDirectory() as tmp:
-        app_dir = Path(tmp) / "app"
-        app_dir.mkdir()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp, private_server() as server:
+        app_dir = Path(tmp)
         (app_dir / "Procfile").write_text("web: python3 web.py\n")
         (app_dir / "web.py").write_text(WEB)
-        server = start_server(Path(tmp) / "home")
-        try:
-            server.create_app("wake")
-            server.deploy("wake", app_dir)
-            server.cli("settings:set", "idle_after=1", "-a", "wake")
-            boots, wakes = [], []
-            for _ in range(rounds):  # alternate, so both see the same machine load
-                boots.append(own_boot(app_dir))
-                wakes.append(wake(server))
-        finally:
-            server.stop()
+        server.create_app("wake")
+        server.deploy("wake", app_dir)
+        server.cli("settings:set", "idle_after=1", "-a", "wake")
+        boots, wakes = [], []
+        for _ in range(rounds):  # alternate, so both see the same machine load
+            boots.append(own_boot(app_dir))
+            wakes.append(wake(server))
     boot, woke = statistics.median(boots), statistics.median(wakes)
     print(f"own boot (direct): median {boot * 1000:.0f} ms over {rounds} rounds")
     print(f"wake via router:   median {woke * 1000:.0f} ms over {rounds} rounds")

@@ -11,6 +11,7 @@ from dynos.backends.base import DynoEvents
 from dynos.core.restart_policy import RestartPolicy
 from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager, ManagerSettings
+from dynos.manager.watch import DynoWatch
 from dynos.router.routing_table import RoutingTable
 from dynos.store.store import Store
 from dynos.testing.fakes import FakeBackend, FakeClock
@@ -20,8 +21,8 @@ class World:
     def __init__(self, tmp_path: Path) -> None:
         self.store = Store(tmp_path / "db")
         self.logs = LogHub()
-        self.routes = RoutingTable("localhost")
         self.clock = FakeClock()
+        self.routes = RoutingTable("localhost", clock=self.clock)
         self.backend: FakeBackend | None = None
 
         def factory(events: DynoEvents) -> FakeBackend:
@@ -169,5 +170,67 @@ def test_close_stops_every_dyno(tmp_path: Path) -> None:
         await w.manager.close()
         assert sorted(w.fake.stopped) == ["worker.1", "worker.2", "worker.3"]
         assert w.fake.running == {}
+
+    run(scenario, tmp_path)
+
+
+def test_memory_watch_reports_r14_once_a_minute_and_kills_at_r15(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=0, worker=1)
+        await w.settle()
+        watch = DynoWatch(w.manager, w.store, w.routes, w.clock)
+        w.fake.memory["worker.1"] = 700 * 1024 * 1024  # 1X quota: 512 MB
+        watch.check()
+        w.clock.advance(30)
+        watch.check()  # still over quota, but R14 was said less than a minute ago
+        lines = [line.message for line in w.logs.recent("foo", 100, dyno="worker.1")]
+        assert lines.count("Error R14 (Memory quota exceeded)") == 1
+        assert "Process running mem=700M(136.7%)" in lines
+        w.fake.memory["worker.1"] = 1100 * 1024 * 1024  # over twice the quota
+        watch.check()
+        assert w.fake.killed == ["worker.1"]
+        lines = [line.message for line in w.logs.recent("foo", 100, dyno="worker.1")]
+        assert "Error R15 (Memory quota vastly exceeded)" in lines
+        assert w.states() == {"worker.1": "crashed"}
+
+    run(scenario, tmp_path)
+
+
+def test_lone_1x_web_dyno_idles_after_quiet_spell_and_wakes(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=1, worker=0)
+        w.store.set_app_setting(w.app.id, "idle_after", 60)
+        await w.settle()
+        w.fake.bind("web.1")
+        watch = DynoWatch(w.manager, w.store, w.routes, w.clock)
+        w.clock.advance(59)
+        watch.check()
+        assert w.states() == {"web.1": "up"}
+        w.clock.advance(1)
+        watch.check()
+        await w.settle()
+        assert w.states() == {"web.1": "idle"}
+        route = w.routes.lookup("foo.localhost")
+        assert route is not None and route.idle and route.backends == ()
+        w.manager.wake_app("foo")
+        await w.settle()
+        assert w.states() == {"web.1": "starting"}
+        w.fake.bind("web.1")
+        assert w.states() == {"web.1": "up"}
+
+    run(scenario, tmp_path)
+
+
+def test_two_web_dynos_never_idle(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=2, worker=0)
+        w.store.set_app_setting(w.app.id, "idle_after", 60)
+        await w.settle()
+        w.fake.bind("web.1")
+        w.fake.bind("web.2")
+        w.clock.advance(3600)
+        DynoWatch(w.manager, w.store, w.routes, w.clock).check()
+        await w.settle()
+        assert w.states() == {"web.1": "up", "web.2": "up"}
 
     run(scenario, tmp_path)

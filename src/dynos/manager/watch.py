@@ -87,6 +87,7 @@ class DynoWatch:
         for record in self._manager.all_dynos():
             if (
                 record.state is DynoState.UP
+                and not record.one_off  # one-off dynos run their course, never cycled
                 and not record.stopping
                 and not record.restart_requested
                 and now - record.started_at >= cycle_after

@@ -28,6 +28,8 @@ class FakeBackend:
         self.running: dict[str, DynoSpec] = {}  # key -> spec
         self.started: list[DynoSpec] = []
         self.stopped: list[str] = []  # dyno names, in the order they were stopped
+        self.memory: dict[str, int] = {}  # dyno name -> resident bytes a test says it uses
+        self.killed: list[str] = []  # dyno names SIGKILLed by the memory watch
         self._ports = itertools.count(40000)
 
     def allocate_port(self) -> int:
@@ -45,6 +47,16 @@ class FakeBackend:
             self.stopped.append(spec.name)
             self.events.dyno_exited(key, 143)
         return False
+
+    def memory_used(self, key: str) -> int | None:
+        spec = self.running.get(key)
+        return None if spec is None else self.memory.get(spec.name, 0)
+
+    def kill(self, key: str) -> None:
+        spec = self.running.pop(key, None)
+        if spec is not None:
+            self.killed.append(spec.name)
+            self.events.dyno_exited(key, 137)
 
     # -- what a test says happened ---------------------------------------------------------
 
