@@ -149,7 +149,13 @@ async def _serve(config: ServerConfig) -> None:
         raise PlatformError(f"Cannot start the router: {exc}") from exc
     api_url = f"http://{_url_host(config.api_host)}:{api_port}"
     router_url = f"http://{{app}}.{config.domain}:{router_port}/"
-    api = Api(platform, token, router_url=router_url, api_url=api_url)
+    api = Api(
+        platform,
+        token,
+        router_url=router_url,
+        api_url=api_url,
+        metrics=router.metrics_registry,
+    )
     api_server = _ApiServer(
         uvicorn.Config(
             api.app,

@@ -176,3 +176,16 @@ def test_dynos_run_as_their_apps_user_and_cannot_read_the_platform(
         "other app": "PermissionError",
         "own code": "readable",
     }
+
+
+def test_health_check_path_decides_when_a_web_dyno_gets_traffic(quick: RunningServer) -> None:
+    deploy(quick, "checked")
+    wait_for(lambda: dyno_states(quick, "checked") == {"web.1": "up"})
+    quick.cli("settings:set", "health_check_path=/unhealthy", "-a", "checked")
+    quick.cli("ps:restart", "-a", "checked")
+    # /unhealthy answers 500: the dyno never counts as up, and the boot timeout ends it.
+    wait_for(lambda: log_has(quick, "checked", "Error R10 (Boot timeout)"), what="R10")
+    assert "up" not in dyno_states(quick, "checked").values()
+    quick.cli("settings:set", "health_check_path=/healthy", "-a", "checked")
+    quick.cli("ps:restart", "-a", "checked")
+    wait_for(lambda: dyno_states(quick, "checked") == {"web.1": "up"}, what="healthy")

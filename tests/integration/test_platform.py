@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import httpx
 import psutil
 
 from dynos.testing.harness import RunningServer, dyno_states, start_server, tarball, wait_for
@@ -155,11 +156,27 @@ def test_crashed_dyno_is_started_again_and_logged(server: RunningServer) -> None
 
 
 def test_api_requires_the_token(server: RunningServer) -> None:
-    import httpx
-
     response = httpx.get(f"{server.api_url}/apps")
     assert response.status_code == 401
     assert response.json()["id"] == "unauthorized"
     with server.api() as api:
         assert api.get("/apps/nope").json()["id"] == "not_found"
     assert (server.home / "credentials").stat().st_mode & 0o777 == 0o600
+
+
+def test_metrics_count_router_requests_per_app_in_prometheus_format(
+    server: RunningServer,
+) -> None:
+    create_app(server, "counted")
+    server.deploy("counted", ENVECHO)
+    wait_for(lambda: all_up(server, "counted", {"web.1"}))
+    with server.router("counted") as router:
+        for _ in range(3):
+            assert router.get("/").status_code == 200
+    with server.api() as api:
+        response = api.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert 'dynos_router_requests_total{app="counted",status="200"} 3.0' in response.text
+    assert "dynos_router_request_duration_seconds_bucket" in response.text
+    assert httpx.get(f"{server.api_url}/metrics").status_code == 401

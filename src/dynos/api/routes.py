@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -43,8 +44,17 @@ JSON = dict[str, Any]
 
 
 class Api:
-    def __init__(self, platform: Platform, token: str, *, router_url: str, api_url: str) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        token: str,
+        *,
+        router_url: str,
+        api_url: str,
+        metrics: CollectorRegistry | None = None,
+    ) -> None:
         self.platform = platform
+        self.metrics = metrics  # the router's registry, served at /metrics
         self.store = platform.store
         self.token = token
         self.router_url = router_url  # "http://{app}.localhost:5000/" with {app} to fill in
@@ -88,12 +98,20 @@ class Api:
             *one_off_routes(self.platform, self.api_url),
             *addon_routes(self.platform),
             *compat_routes(self.platform),
+            r("/metrics", self.get_metrics),
         ]
         app = Starlette(
             routes=routes,
             exception_handlers={DynosError: _dynos_error, HTTPException: _http_error},
         )
         return BearerAuth(app, self.token, open_prefixes=("/log-sessions/",))
+
+    async def get_metrics(self, request: Request) -> Response:
+        """Prometheus text format. Async on purpose: the router's counters live on this
+        loop's thread, and a threadpool endpoint would read them from another."""
+        if self.metrics is None:
+            raise NotFound("This server has no router metrics.")
+        return Response(generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
 
     # -- helpers -------------------------------------------------------------------------
 
