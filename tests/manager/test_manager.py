@@ -25,9 +25,7 @@ class World:
         self.routes = RoutingTable("localhost", clock=self.clock)
         self.backend: FakeBackend | None = None
 
-        def factory(events: DynoEvents) -> FakeBackend:
-            self.backend = FakeBackend(events)
-            return self.backend
+        factory = self.backend_for
 
         settings = ManagerSettings(
             slugs_dir=tmp_path, restart_policy=RestartPolicy(base_delay=1.0, max_delay=8.0)
@@ -43,6 +41,10 @@ class World:
             processes={"web": "python3 web.py", "worker": "python3 worker.py"},
             config={"K": "v"},
         )
+
+    def backend_for(self, events: DynoEvents) -> FakeBackend:
+        self.backend = FakeBackend(events)
+        return self.backend
 
     @property
     def fake(self) -> FakeBackend:
@@ -232,5 +234,35 @@ def test_two_web_dynos_never_idle(tmp_path: Path) -> None:
         DynoWatch(w.manager, w.store, w.routes, w.clock).check()
         await w.settle()
         assert w.states() == {"web.1": "up", "web.2": "up"}
+
+    run(scenario, tmp_path)
+
+
+def test_cycling_restarts_old_dynos_one_at_a_time(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.manager = DynoManager(
+            w.store,
+            w.backend_for,
+            w.logs,
+            w.routes,
+            ManagerSettings(slugs_dir=tmp_path, cycle_after=100.0),
+            clock=w.clock,
+        )
+        w.scale(web=2, worker=0)
+        await w.settle()
+        w.fake.bind("web.1")
+        w.fake.bind("web.2")
+        w.clock.advance(100)
+        DynoWatch(w.manager, w.store, w.routes, w.clock).check()
+        await w.settle()
+        assert w.fake.stopped == ["web.1"]  # web.2 keeps serving meanwhile
+        assert w.states() == {"web.1": "starting", "web.2": "up"}
+        w.fake.bind("web.1")
+        await w.settle()
+        assert w.fake.stopped == ["web.1", "web.2"]
+        w.fake.bind("web.2")
+        assert w.states() == {"web.1": "up", "web.2": "up"}
+        cycling = [x.message for x in w.logs.recent("foo", 100) if x.message == "Cycling"]
+        assert len(cycling) == 2
 
     run(scenario, tmp_path)
