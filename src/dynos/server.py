@@ -106,6 +106,10 @@ async def _serve(config: ServerConfig) -> None:
     routes = RoutingTable(config.domain)
 
     cgroups = Cgroups.detect()
+    if cgroups is not None:
+        reaped = cgroups.reap_orphans()
+        if reaped:
+            log.info("killed %d dyno processes left by a server that died", reaped)
     isolate = isolation_available()
     if isolate:
         close_home(paths.home)
@@ -191,6 +195,9 @@ async def _serve(config: ServerConfig) -> None:
             await manager.close()
             manager_task.cancel()
     finally:
+        # Whatever ended the TaskGroup (a failing component included), no dyno outlives the
+        # server: close() is a no-op for dynos already stopped above.
+        await manager.close()
         await addons.close()
         paths.server_json.unlink(missing_ok=True)
         store.close()

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for
@@ -189,3 +190,20 @@ def test_health_check_path_decides_when_a_web_dyno_gets_traffic(quick: RunningSe
     quick.cli("settings:set", "health_check_path=/healthy", "-a", "checked")
     quick.cli("ps:restart", "-a", "checked")
     wait_for(lambda: dyno_states(quick, "checked") == {"web.1": "up"}, what="healthy")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="orphans are found through cgroups, as root")
+def test_dynos_of_a_killed_server_are_reaped_by_the_next_one(tmp_path: Path) -> None:
+    first = start_server(tmp_path / "first")
+    deploy(first, "orphan")
+    wait_for(lambda: dyno_states(first, "orphan") == {"web.1": "up"})
+    dynos = psutil.Process(first.process.pid).children(recursive=True)
+    first.process.kill()  # no chance to stop its dynos
+    first.process.wait()
+    assert any(d.is_running() for d in dynos)
+    second = start_server(tmp_path / "second")
+    try:
+        _, alive = psutil.wait_procs(dynos, timeout=10)
+        assert alive == []
+    finally:
+        second.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,28 @@ class Cgroups:
                     break
                 except OSError:
                     time.sleep(0.01)
+
+    def reap_orphans(self) -> int:
+        """Kill the dynos of servers that died without stopping them (SIGKILL, a crash).
+
+        Their cgroups (``dynos-<pid>`` of a pid no longer running) still hold the processes:
+        kill those and remove the groups. Returns how many processes were killed.
+        """
+        killed: set[int] = set()
+        for hierarchy in ("memory", "cpu", "pids") if self.version == 1 else ("",):
+            for parent in (self._root / hierarchy).glob("dynos-*"):
+                pid = parent.name.removeprefix("dynos-")
+                if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+                    continue
+                groups = [d for d in parent.iterdir() if d.is_dir()]
+                for group in groups:
+                    with contextlib.suppress(OSError):
+                        for line in (group / "cgroup.procs").read_text().split():
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(int(line), signal.SIGKILL)
+                                killed.add(int(line))
+                self.remove(DynoCgroup((*groups, parent), parent))
+        return len(killed)
 
     def close(self) -> None:
         """Remove this server's parent cgroups (they are empty once every dyno stopped)."""
