@@ -185,7 +185,10 @@ def test_health_check_path_decides_when_a_web_dyno_gets_traffic(quick: RunningSe
     quick.cli("settings:set", "health_check_path=/unhealthy", "-a", "checked")
     quick.cli("ps:restart", "-a", "checked")
     # /unhealthy answers 500: the dyno never counts as up, and the boot timeout ends it.
-    wait_for(lambda: log_has(quick, "checked", "Error R10 (Boot timeout)"), what="R10")
+    wait_for(
+        lambda: log_has(quick, "checked", "did not answer GET /unhealthy with 2xx/3xx"),
+        what="R10 naming the health check",
+    )
     assert "up" not in dyno_states(quick, "checked").values()
     quick.cli("settings:set", "health_check_path=/healthy", "-a", "checked")
     quick.cli("ps:restart", "-a", "checked")

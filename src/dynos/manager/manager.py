@@ -323,6 +323,7 @@ class DynoManager:
         record.key = f"{record.app_id}/{record.name}/{self._starts}"
         record.started_at = self._clock()
         record.port = self.backend.allocate_port() if record.type == "web" else None
+        record.health_path = _health_path(self._store.app_settings(record.app_id), record.type)
         self._by_key[record.key] = record
         slug = self._settings.slugs_dir / release.slug_id
         config = {**release.config, **(env or {})}
@@ -336,7 +337,7 @@ class DynoManager:
             port=record.port,
             size=find_size(record.size),
             app_id=record.app_id,
-            health_path=_health_path(self._store.app_settings(record.app_id), record.type),
+            health_path=record.health_path,
             terminal=terminal,
         )
         self.platform_log(record, f"Starting process with command `{record.command}`")
@@ -393,9 +394,11 @@ class DynoManager:
         record = self._by_key.get(key)
         if record is None or record.stopping:
             return
+        path = record.health_path
+        failed = f"did not answer GET {path} with 2xx/3xx" if path else "failed to bind to $PORT"
         self.platform_log(
             record,
-            "Error R10 (Boot timeout) -> Web process failed to bind to $PORT within "
+            f"Error R10 (Boot timeout) -> Web process {failed} within "
             f"{self._settings.boot_timeout:g} seconds of launch",
         )
         self.platform_log(record, "Stopping process with SIGKILL")

@@ -27,6 +27,7 @@ class DynoRecord:
     state: DynoState = DynoState.STARTING
     key: str | None = None  # the backend's key of the current process, None once it exited
     port: int | None = None
+    health_path: str | None = None  # web: the path its readiness probe asks, if the app set one
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
