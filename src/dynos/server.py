@@ -25,7 +25,7 @@ import uvicorn
 from dynos.api.routes import Api
 from dynos.backends.base import DynoEvents
 from dynos.backends.cgroups import Cgroups
-from dynos.backends.isolation import close_home, isolation_available, runtime_python
+from dynos.backends.isolation import AppUsers, close_home, isolation_available, runtime_python
 from dynos.backends.local import LocalBackend
 from dynos.config import HomePaths, ServerConfig
 from dynos.core.restart_policy import RestartPolicy
@@ -111,14 +111,16 @@ async def _serve(config: ServerConfig) -> None:
         if reaped:
             log.info("killed %d dyno processes left by a server that died", reaped)
     isolate = isolation_available()
-    if isolate:
+    users = AppUsers(paths.home) if isolate else None
+    if users is not None:
         close_home(paths.home)
+        removed = users.remove_stale()
+        if removed:
+            log.info("removed %d app users left by servers that died", removed)
     python = runtime_python(isolate)
 
     def local_backend(events: DynoEvents) -> LocalBackend:
-        return LocalBackend(
-            events, boot_timeout=config.boot_timeout, cgroups=cgroups, isolate=isolate
-        )
+        return LocalBackend(events, boot_timeout=config.boot_timeout, cgroups=cgroups, users=users)
 
     settings = ManagerSettings(
         slugs_dir=paths.slugs,
@@ -203,6 +205,8 @@ async def _serve(config: ServerConfig) -> None:
         store.close()
         if cgroups is not None:
             cgroups.close()
+        if users is not None:
+            users.remove_all()
     log.info("stopped")
 
 

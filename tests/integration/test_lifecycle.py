@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,6 +178,11 @@ def test_dynos_run_as_their_apps_user_and_cannot_read_the_platform(
         "other app": "PermissionError",
         "own code": "readable",
     }
+    # System uids are few: a server that stops leaves none of its app users behind.
+    tag = f"dynos {quick.home.resolve()}"
+    assert sum(entry.pw_gecos == tag for entry in pwd.getpwall()) == 2
+    assert quick.stop() == 0
+    assert not [entry.pw_name for entry in pwd.getpwall() if entry.pw_gecos == tag]
 
 
 def test_health_check_path_decides_when_a_web_dyno_gets_traffic(quick: RunningServer) -> None:

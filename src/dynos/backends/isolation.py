@@ -4,16 +4,26 @@ A dyno runs as its app's user, in a release directory its group may read but not
 server's home (database, credentials, other apps' slugs) is closed to it. The Python that
 dynos and builds use must then be reachable by every user: the server's own interpreter may
 live under a private home (pyenv under /root), in which case the system's python3 is used.
+
+App users are system accounts (``useradd --system``: some programs, libpq for one, need a
+passwd entry for their uid), and system uids and gids are few (about 900). So a server keeps
+only the users it needs: each is tagged with the server's home in its comment field, and
+removed when that server stops, or, for a server that was killed, by the next server to start
+(on the same home, or on any home once that home is gone). Before a user goes, the slugs are
+closed again (group root), so that a later user given the same gid reads nothing it should
+not; ``open_slug_to`` opens a slug to its app's current group before its first dyno starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,20 +41,67 @@ def isolation_available() -> bool:
     return os.geteuid() == 0
 
 
-def app_user(app_id: str) -> DynoUser:
-    """The app's own system user (``dyno-<id prefix>``), created the first time."""
-    name = "dyno-" + app_id.replace("-", "")[:12]
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        command = ["useradd", "--system", "--user-group", "--no-create-home"]
-        command += ["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode not in (0, 9):  # 9: created meanwhile by another server
-            message = f"Could not create the user {name}: {result.stderr.strip()}"
-            raise PlatformError(message) from None
-        entry = pwd.getpwnam(name)
-    return DynoUser(name, entry.pw_uid, entry.pw_gid)
+USER_PREFIX = "dyno-"
+COMMENT_PREFIX = "dynos "  # then the home of the server that made the user
+
+
+class AppUsers:
+    """The system users of one server's apps: made on demand, removed when no longer used."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home.resolve()
+        self._comment = f"{COMMENT_PREFIX}{self.home}"
+
+    def for_app(self, app_id: str) -> DynoUser:
+        """The app's own system user (``dyno-<id prefix>``), created the first time."""
+        name = USER_PREFIX + app_id.replace("-", "")[:12]
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            command = ["useradd", "--system", "--user-group", "--no-create-home"]
+            command += ["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"]
+            command += ["--comment", self._comment, name]
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            if result.returncode not in (0, 9):  # 9: created meanwhile by another server
+                message = f"Could not create the user {name}: {result.stderr.strip()}"
+                raise PlatformError(message) from None
+            entry = pwd.getpwnam(name)
+        return DynoUser(name, entry.pw_uid, entry.pw_gid)
+
+    def remove_stale(self) -> int:
+        """At start: remove the users left by servers that were killed, on this home (no dyno
+        of it runs any more) or on a home that is gone. Returns how many were removed."""
+        return self._remove(lambda home: home == str(self.home) or not Path(home).exists())
+
+    def remove_all(self) -> int:
+        """At stop, once every dyno has: remove this server's users."""
+        return self._remove(lambda home: home == str(self.home))
+
+    def _remove(self, stale: Callable[[str], bool]) -> int:
+        names = [
+            entry.pw_name
+            for entry in pwd.getpwall()
+            if entry.pw_name.startswith(USER_PREFIX)
+            and entry.pw_gecos.startswith(COMMENT_PREFIX)
+            and stale(entry.pw_gecos.removeprefix(COMMENT_PREFIX))
+        ]
+        if not names:
+            return 0
+        close_slugs(self.home / "slugs")
+        removed = 0
+        for name in names:
+            # Fails (and the user stays, to be removed later) while a process still runs as it.
+            result = subprocess.run(["userdel", name], capture_output=True, check=False)
+            removed += result.returncode == 0
+        return removed
+
+
+def close_slugs(slugs: Path) -> None:
+    """Close every slug to all but root: its directory goes back to group root."""
+    with contextlib.suppress(FileNotFoundError):
+        for slug in slugs.iterdir():
+            if slug.is_dir() and not slug.is_symlink():
+                os.chown(slug, 0, 0)
 
 
 def close_home(home: Path) -> None:

@@ -1,0 +1,85 @@
+"""App users (root only): made on demand, tagged with their server's home, and removed when
+that server stops or, after a crash, by the next server (system uids and gids are few)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dynos.backends.isolation import AppUsers
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="making users needs root")
+
+
+def exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.fixture
+def homes(tmp_path: Path) -> Iterator[tuple[AppUsers, AppUsers]]:
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    for home in (mine, other):
+        (home / "slugs").mkdir(parents=True)
+    users = AppUsers(mine), AppUsers(other)
+    yield users
+    for each in users:
+        each.remove_all()
+
+
+def test_a_user_is_made_once_per_app_and_tagged_with_its_home(
+    homes: tuple[AppUsers, AppUsers],
+) -> None:
+    mine, _ = homes
+    app_id = str(uuid.uuid4())
+    user = mine.for_app(app_id)
+    assert mine.for_app(app_id) == user
+    entry = pwd.getpwnam(user.name)
+    assert (entry.pw_uid, entry.pw_gid) == (user.uid, user.gid)
+    assert entry.pw_gecos == f"dynos {mine.home}"
+
+
+def test_stopping_removes_this_servers_users_only(homes: tuple[AppUsers, AppUsers]) -> None:
+    mine, other = homes
+    ours, theirs = mine.for_app(str(uuid.uuid4())), other.for_app(str(uuid.uuid4()))
+    assert mine.remove_all() == 1
+    assert not exists(ours.name)
+    assert exists(theirs.name)
+
+
+def test_starting_removes_users_of_this_home_and_of_homes_that_are_gone(
+    homes: tuple[AppUsers, AppUsers], tmp_path: Path
+) -> None:
+    mine, other = homes
+    gone_home = tmp_path / "gone"
+    (gone_home / "slugs").mkdir(parents=True)
+    gone = AppUsers(gone_home)
+    left_by_gone = gone.for_app(str(uuid.uuid4()))
+    shutil.rmtree(gone_home)
+    left_by_me = mine.for_app(str(uuid.uuid4()))
+    running_elsewhere = other.for_app(str(uuid.uuid4()))
+    assert mine.remove_stale() == 2
+    assert not exists(left_by_gone.name)
+    assert not exists(left_by_me.name)
+    assert exists(running_elsewhere.name)
+
+
+def test_slugs_are_closed_before_their_group_can_be_given_to_another_user(
+    homes: tuple[AppUsers, AppUsers],
+) -> None:
+    mine, _ = homes
+    user = mine.for_app(str(uuid.uuid4()))
+    slug = mine.home / "slugs" / "some-slug"
+    slug.mkdir()
+    os.chown(slug, 0, user.gid)
+    mine.remove_all()
+    assert slug.stat().st_gid == 0
