@@ -2,8 +2,12 @@
 
 A dyno runs ``/bin/sh -c <command>`` in a new session (so its process group is the dyno: a
 stop signals every process it started), with its release directory as cwd and only the
-environment the manager built. Output is read line by line and handed to the events sink.
-A web dyno is up once a TCP connect to its PORT succeeds.
+environment the manager built. A simple command (no list, pipe or compound) is run as
+``exec <command>``, as bash does by itself and Heroku's dynos therefore show: the app is the
+dyno's main process, gets its signals first hand and exits with its own status, and no shell
+waits beside each dyno (dash, Debian's sh, would otherwise fork it and wait). Output is read
+line by line and handed to the events sink. A web dyno is up once a TCP connect to its PORT
+succeeds.
 
 Limits per size: with cgroups (root), a memory limit at twice the quota, a CPU weight and a
 pids limit per dyno; without, the manager's memory watch polls the process tree (psutil) and
@@ -16,6 +20,8 @@ import asyncio
 import contextlib
 import math
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -27,11 +33,12 @@ import psutil
 
 from dynos.backends import cgroups as cg
 from dynos.backends.base import DynoEvents, DynoSpec
-from dynos.backends.isolation import DynoUser, app_user, open_slug_to
+from dynos.backends.isolation import AppUsers, DynoUser, open_slug_to
 from dynos.core.sizes import SIZES, DynoSize
 from dynos.errors import PlatformError
 
-PROBE_INTERVAL = 0.02  # seconds between connect attempts while a web dyno boots
+PROBE_INTERVAL = 0.01  # seconds between connect attempts while a web dyno boots (a refused
+# loopback connect costs microseconds; the interval is what a boot waits on top of its own)
 LINE_LIMIT = 1 << 20  # a longer output line is cut in pieces rather than lost
 HEALTH_TIMEOUT = 5.0  # seconds a health check may take to answer
 KILL_WAIT = 5.0  # seconds for SIGKILLed processes to be gone
@@ -58,12 +65,12 @@ class LocalBackend:
         *,
         boot_timeout: float = 60.0,
         cgroups: cg.Cgroups | None = None,
-        isolate: bool = False,
+        users: AppUsers | None = None,
     ) -> None:
         self._events = events
         self._boot_timeout = boot_timeout
         self._cgroups = cgroups
-        self._isolate = isolate
+        self._users = users  # None: dynos run as the server's user
         self._opened_slugs: set[Path] = set()
         self._dynos: dict[str, _Dyno] = {}
 
@@ -84,8 +91,8 @@ class LocalBackend:
         """The dyno's cgroup and what its child process does between fork and exec."""
         group = self._cgroups.create(spec.key, spec.size) if self._cgroups else None
         user: DynoUser | None = None
-        if self._isolate and spec.app_id:
-            user = app_user(spec.app_id)
+        if self._users is not None and spec.app_id:
+            user = self._users.for_app(spec.app_id)
             if spec.cwd not in self._opened_slugs:
                 open_slug_to(spec.cwd, user)
                 self._opened_slugs.add(spec.cwd)
@@ -105,7 +112,7 @@ class LocalBackend:
             process = await asyncio.create_subprocess_exec(
                 "/bin/sh",
                 "-c",
-                spec.command,
+                shell_command(spec.command),
                 cwd=spec.cwd,
                 env=spec.env,
                 stdin=stdin,
@@ -214,6 +221,36 @@ class LocalBackend:
     async def close(self, grace: float) -> None:
         """Stop every dyno still running (used at server shutdown)."""
         await asyncio.gather(*(self.stop(key, grace) for key in list(self._dynos)))
+
+
+# Words that make a command more than one simple command when they come first (shell keywords,
+# a subshell or group) or anywhere (control operators; ``&`` also ends a command).
+_COMPOUND_WORDS = (
+    frozenset({"!", "{", "}", "(", ")", ".", "function"})
+    | {"if", "then", "else", "elif", "fi", "case", "esac"}
+    | {"for", "while", "until", "do", "done"}
+    | {"exec", "exit", "return", "break", "continue"}
+)
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def shell_command(command: str) -> str:
+    """What ``sh -c`` runs for a Procfile or one-off ``command``: ``exec command`` when that
+    means the same (one simple command, which the app process then replaces the shell for),
+    else the command as written."""
+    if "\n" in command or "`" in command or "$(" in command:
+        return command  # several lines, or a command substitution that may hold anything
+    try:
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|()<>")
+        lexer.whitespace_split = True
+        words = list(lexer)
+    except ValueError:  # unbalanced quotes: let the shell say what is wrong
+        return command
+    if not words or words[0] in _COMPOUND_WORDS or _ASSIGNMENT.match(words[0]):
+        return command
+    if any(set(word) <= set(";&|()") for word in words):
+        return command
+    return f"exec {command}"
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

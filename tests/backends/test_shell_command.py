@@ -1,0 +1,68 @@
+"""How a dyno's command is handed to ``sh -c``: simple commands replace the shell."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from dynos.backends.local import shell_command
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "python3 web.py",
+        "gunicorn app:app --bind 0.0.0.0:$PORT --workers ${WEB_CONCURRENCY:-2}",
+        "bin/worker > log.txt 2>&1",
+        'echo "a; b | c && d"',
+        "sh -c 'a; b'",
+        "bash",
+    ],
+)
+def test_a_simple_command_is_execed(command: str) -> None:
+    assert shell_command(command) == f"exec {command}"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "a && b",
+        "cd app && python3 web.py",
+        "a; b",
+        "a || b",
+        "a | b",
+        "a&&b",
+        "a & b",
+        "a &",
+        "(cd app; x)",
+        "{ a; b; }",
+        "if true; then x; fi",
+        "while true; do x; done",
+        "FOO=1 python3 web.py",
+        "exec python3 web.py",
+        "x $(y; z)",
+        "x `y`",
+        "a\nb",
+        "echo 'unbalanced",
+        "",
+    ],
+)
+def test_anything_more_is_left_to_the_shell_as_written(command: str) -> None:
+    assert shell_command(command) == command
+
+
+def test_the_app_becomes_the_dynos_main_process() -> None:
+    """With ``exec`` the pid the platform watches and signals is the app's own."""
+    command = shell_command(f"{sys.executable} -c 'import os; print(os.getpid())'")
+    child = subprocess.Popen(["/bin/sh", "-c", command], stdout=subprocess.PIPE, text=True)
+    out, _ = child.communicate(timeout=30)
+    assert child.returncode == 0
+    assert int(out) == child.pid
+
+
+def test_a_compound_command_still_runs_every_part() -> None:
+    command = shell_command("echo one && echo two; echo three")
+    out = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True).stdout
+    assert out.split() == ["one", "two", "three"]
