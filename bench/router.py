@@ -14,6 +14,12 @@ What runs (all on this machine, which is what the figures are about):
   is two wrk processes of ``-t1 -c32`` at once, one per dyno; its req/s is their sum, its p50
   the mean of theirs and its p99 the larger one.
 
+For the two proxies it also prints the CPU time (user + system, from ``/proc``) the proxy's
+processes spent per request during the run: the dynos server process (router, API and manager
+together) and nginx's master and workers. On two saturated cores req/s follows the CPU that
+wrk, the dynos and the proxy need per request, and this figure moves far less with the
+machine's load than req/s does.
+
 The targets take turns in each round (the order rotates), so a slow phase of the machine does
 not land on one of them only. Medians over the rounds are compared. Needs ``wrk`` and ``nginx``
 on PATH (Debian: ``apt-get install -y wrk nginx``).
@@ -42,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 APP_DIR = Path(__file__).resolve().parent / "router_app"
 APP = "bench"
@@ -54,6 +61,17 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float | None = None  # the proxy's CPU time per request, in microseconds
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` and its children so far."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 # ---- the dynos server ------------------------------------------------------------------
@@ -194,7 +212,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def nginx(prefix: Path, dyno_ports: list[int]) -> Iterator[int]:
+def nginx(prefix: Path, dyno_ports: list[int]) -> Iterator[tuple[int, int]]:
+    """nginx in front of the dynos: yields its port and its master process's pid."""
     listen = free_port()
     conf = prefix / "nginx.conf"
     conf.write_text(
@@ -207,7 +226,7 @@ def nginx(prefix: Path, dyno_ports: list[int]) -> Iterator[int]:
     )
     try:
         wait_until(lambda: port_open(listen), 10, "nginx to listen", process)
-        yield listen
+        yield listen, process.pid
     finally:
         process.send_signal(signal.SIGQUIT)
         try:
@@ -301,11 +320,17 @@ def machine() -> str:
     )
 
 
+def median_cpu(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
 def show(name: str, result: Result) -> str:
     errors = f"  errors {result.errors}" if result.errors else ""
+    cpu = f"  CPU {result.cpu_us:5.1f} us/req" if result.cpu_us is not None else ""
     return (
         f"  {name:<7} {result.rps:>10,.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-        f"p99 {result.p99_ms:6.2f} ms{errors}"
+        f"p99 {result.p99_ms:6.2f} ms{cpu}{errors}"
     )
 
 
@@ -327,12 +352,13 @@ def main() -> None:
         prefix.mkdir()
         with dynos_server(Path(tmp) / "home") as server:
             dyno_ports = deploy_app(server)
-            with nginx(prefix, dyno_ports) as nginx_port:
+            with nginx(prefix, dyno_ports) as (nginx_port, nginx_pid):
                 targets = {
                     "router": [server.router_port],
                     "nginx": [nginx_port],
                     "direct": dyno_ports,
                 }
+                proxy_pid = {"router": server.process.pid, "nginx": nginx_pid}
                 for ports in targets.values():  # warm up: connections, pools, caches
                     run_wrk(ports, args.threads, args.connections, 1)
                 results: dict[str, list[Result]] = {name: [] for name in targets}
@@ -341,9 +367,14 @@ def main() -> None:
                     print(f"round {round_ + 1}")
                     order = names[round_ % len(names) :] + names[: round_ % len(names)]
                     for name in order:
+                        pid = proxy_pid.get(name)
+                        cpu_before = cpu_seconds(pid) if pid else 0.0
                         result = run_wrk(
                             targets[name], args.threads, args.connections, args.duration
                         )
+                        if pid:
+                            used = cpu_seconds(pid) - cpu_before
+                            result.cpu_us = used / (result.rps * args.duration) * 1e6
                         results[name].append(result)
                         print(show(name, result), flush=True)
 
@@ -353,6 +384,7 @@ def main() -> None:
             statistics.median(r.p50_ms for r in runs),
             statistics.median(r.p99_ms for r in runs),
             sum(r.errors for r in runs),
+            median_cpu([r.cpu_us for r in runs]),
         )
         for name, runs in results.items()
     }
