@@ -64,11 +64,11 @@ class Result:
     cpu_us: float | None = None  # the proxy's CPU time per request, in microseconds
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of process ``pid`` and its children so far."""
+def cpu_seconds(pid: int, *, children: bool) -> float:
+    """User and system CPU time of process ``pid`` (and its children) so far."""
     root = psutil.Process(pid)
     total = 0.0
-    for process in (root, *root.children(recursive=True)):
+    for process in (root, *(root.children(recursive=True) if children else ())):
         times = process.cpu_times()
         total += times.user + times.system
     return total
@@ -358,6 +358,8 @@ def main() -> None:
                     "nginx": [nginx_port],
                     "direct": dyno_ports,
                 }
+                # The server process alone (its children are the dynos); nginx's master with
+                # its workers.
                 proxy_pid = {"router": server.process.pid, "nginx": nginx_pid}
                 for ports in targets.values():  # warm up: connections, pools, caches
                     run_wrk(ports, args.threads, args.connections, 1)
@@ -368,12 +370,12 @@ def main() -> None:
                     order = names[round_ % len(names) :] + names[: round_ % len(names)]
                     for name in order:
                         pid = proxy_pid.get(name)
-                        cpu_before = cpu_seconds(pid) if pid else 0.0
+                        cpu_before = cpu_seconds(pid, children=name == "nginx") if pid else 0.0
                         result = run_wrk(
                             targets[name], args.threads, args.connections, args.duration
                         )
                         if pid:
-                            used = cpu_seconds(pid) - cpu_before
+                            used = cpu_seconds(pid, children=name == "nginx") - cpu_before
                             result.cpu_us = used / (result.rps * args.duration) * 1e6
                         results[name].append(result)
                         print(show(name, result), flush=True)

@@ -26,6 +26,7 @@ import time
 from typing import Protocol, cast
 
 import httptools
+from mypy_extensions import mypyc_attr
 
 from dynos.router.http import BodyKind, Headers, response_body_kind
 from dynos.router.routing_table import DynoSlot, IdleConnection
@@ -76,6 +77,8 @@ class ResponseListener(Protocol):
     def platform_error(self) -> None: ...
 
 
+# Tests subclass the connection and the pool to plant failures (the module is compiled).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class UpstreamConnection(asyncio.Protocol):
     def __init__(self, slot: DynoSlot, pool: UpstreamPool) -> None:
         self.slot = slot
@@ -280,6 +283,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._complete = True
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class UpstreamPool:
     """Opens connections to dynos and keeps the idle keep-alive ones, per dyno, newest first.
 
