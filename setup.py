@@ -12,7 +12,6 @@ from pathlib import Path
 
 from setuptools import setup
 
-# Keep in step with dynos.router.COMPILED.
 COMPILED = [
     f"src/dynos/router/{name}.py"
     for name in (
