@@ -83,3 +83,30 @@ def test_slugs_are_closed_before_their_group_can_be_given_to_another_user(
     os.chown(slug, 0, user.gid)
     mine.remove_all()
     assert slug.stat().st_gid == 0
+
+
+def test_what_a_removed_user_left_in_tmp_goes_with_it(homes: tuple[AppUsers, AppUsers]) -> None:
+    """A later user may get the same uid: it must not find the old app's files."""
+    mine, _ = homes
+    user = mine.for_app(str(uuid.uuid4()))
+    left = Path("/tmp") / f"dynos-test-left-{user.name}"
+    kept = Path("/tmp") / f"dynos-test-kept-{user.name}"
+    left.write_text("secret")
+    kept.write_text("root's")
+    os.chown(left, user.uid, user.gid)
+    try:
+        mine.remove_all()
+        assert not left.exists()
+        assert kept.exists()
+    finally:
+        left.unlink(missing_ok=True)
+        kept.unlink()
+
+
+def test_a_home_with_a_colon_is_tagged_and_cleaned_up(tmp_path: Path) -> None:
+    home = tmp_path / "dynos:prod"
+    (home / "slugs").mkdir(parents=True)
+    users = AppUsers(home)
+    user = users.for_app(str(uuid.uuid4()))
+    assert users.remove_all() == 1
+    assert not exists(user.name)

@@ -9,9 +9,11 @@ App users are system accounts (``useradd --system``: some programs, libpq for on
 passwd entry for their uid), and system uids and gids are few (about 900). So a server keeps
 only the users it needs: each is tagged with the server's home in its comment field, and
 removed when that server stops, or, for a server that was killed, by the next server to start
-(on the same home, or on any home once that home is gone). Before a user goes, the slugs are
-closed again (group root), so that a later user given the same gid reads nothing it should
-not; ``open_slug_to`` opens a slug to its app's current group before its first dyno starts.
+(on the same home, or on any home once that home is gone). A later user may get the same uid
+and gid, so before a user goes what it could reach is taken back: the files it left in the
+world-writable directories are deleted (as a dyno's filesystem is on Heroku when it
+restarts), and the slugs are closed again (group root); ``open_slug_to`` opens a slug to its
+app's current group before its first dyno starts.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from dynos.errors import PlatformError, UserError
 
@@ -50,7 +53,8 @@ class AppUsers:
 
     def __init__(self, home: Path) -> None:
         self.home = home.resolve()
-        self._comment = f"{COMMENT_PREFIX}{self.home}"
+        # Quoted: a passwd field cannot hold ":" or a newline.
+        self._comment = COMMENT_PREFIX + quote(str(self.home), safe="/")
 
     def for_app(self, app_id: str) -> DynoUser:
         """The app's own system user (``dyno-<id prefix>``), created the first time."""
@@ -62,15 +66,19 @@ class AppUsers:
             command += ["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"]
             command += ["--comment", self._comment, name]
             result = subprocess.run(command, capture_output=True, text=True, check=False)
-            if result.returncode not in (0, 9):  # 9: created meanwhile by another server
+            try:
+                if result.returncode not in (0, 9):  # 9: made meanwhile by another server
+                    raise KeyError(name)
+                entry = pwd.getpwnam(name)
+            except KeyError:
                 message = f"Could not create the user {name}: {result.stderr.strip()}"
                 raise PlatformError(message) from None
-            entry = pwd.getpwnam(name)
         return DynoUser(name, entry.pw_uid, entry.pw_gid)
 
     def remove_stale(self) -> int:
         """At start: remove the users left by servers that were killed, on this home (no dyno
         of it runs any more) or on a home that is gone. Returns how many were removed."""
+        close_slugs(self.home / "slugs")  # opened to groups a killed server's users had
         return self._remove(lambda home: home == str(self.home) or not Path(home).exists())
 
     def remove_all(self) -> int:
@@ -78,18 +86,19 @@ class AppUsers:
         return self._remove(lambda home: home == str(self.home))
 
     def _remove(self, stale: Callable[[str], bool]) -> int:
-        names = [
-            entry.pw_name
+        users = [
+            entry
             for entry in pwd.getpwall()
             if entry.pw_name.startswith(USER_PREFIX)
             and entry.pw_gecos.startswith(COMMENT_PREFIX)
-            and stale(entry.pw_gecos.removeprefix(COMMENT_PREFIX))
+            and stale(unquote(entry.pw_gecos.removeprefix(COMMENT_PREFIX)))
         ]
-        if not names:
+        if not users:
             return 0
         close_slugs(self.home / "slugs")
+        remove_files_of({entry.pw_uid for entry in users})
         removed = 0
-        for name in names:
+        for name in (entry.pw_name for entry in users):
             # Fails (and the user stays, to be removed later) while a process still runs as it.
             result = subprocess.run(["userdel", name], capture_output=True, check=False)
             removed += result.returncode == 0
@@ -99,9 +108,25 @@ class AppUsers:
 def close_slugs(slugs: Path) -> None:
     """Close every slug to all but root: its directory goes back to group root."""
     with contextlib.suppress(FileNotFoundError):
-        for slug in slugs.iterdir():
-            if slug.is_dir() and not slug.is_symlink():
-                os.chown(slug, 0, 0)
+        for slug in list(slugs.iterdir()):
+            with contextlib.suppress(FileNotFoundError):
+                if slug.is_dir() and not slug.is_symlink():
+                    os.chown(slug, 0, 0)
+
+
+SHARED_DIRECTORIES = ("/tmp", "/var/tmp", "/dev/shm")  # where any user may leave files
+
+
+def remove_files_of(uids: set[int]) -> None:
+    """Delete what users ``uids`` left in the world-writable directories."""
+    owners: list[str] = []
+    for uid in sorted(uids):
+        owners += [*(("-o",) if owners else ()), "-uid", str(uid)]
+    roots = [d for d in SHARED_DIRECTORIES if os.path.isdir(d)]
+    if owners and roots:
+        # -xdev: stay on each directory's own filesystem; -delete works depth first.
+        command = ["find", *roots, "-xdev", "(", *owners, ")", "-delete"]
+        subprocess.run(command, capture_output=True, check=False)
 
 
 def close_home(home: Path) -> None:

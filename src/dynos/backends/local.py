@@ -225,13 +225,18 @@ class LocalBackend:
 
 # Words that make a command more than one simple command when they come first (shell keywords,
 # a subshell or group) or anywhere (control operators; ``&`` also ends a command).
-_COMPOUND_WORDS = (
-    frozenset({"!", "{", "}", "(", ")", ".", "function"})
-    | {"if", "then", "else", "elif", "fi", "case", "esac"}
-    | {"for", "while", "until", "do", "done"}
-    | {"exec", "exit", "return", "break", "continue"}
+# First words that ``exec`` would change the meaning of: shell keywords, a subshell or group,
+# and dash's builtins (``exec eval ...`` finds no program eval; ``exec echo`` runs another).
+_NOT_A_PROGRAM = (
+    frozenset({"!", "{", "}", "(", ")", "function", "if", "then", "else", "elif", "fi"})
+    | {"case", "esac", "for", "while", "until", "do", "done", ".", ":", "[", "alias", "bg"}
+    | {"break", "cd", "chdir", "command", "continue", "echo", "eval", "exec", "exit", "export"}
+    | {"false", "fc", "fg", "getopts", "hash", "jobs", "kill", "local", "printf", "pwd"}
+    | {"read", "readonly", "return", "set", "shift", "test", "times", "trap", "true", "type"}
+    | {"ulimit", "umask", "unalias", "unset", "wait"}
 )
-_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+# A command that starts with an assignment (FOO=1 cmd) or a redirection (2>/dev/null cmd).
+_ASSIGNMENT_OR_REDIRECTION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*=|\d*[<>])")
 
 
 def shell_command(command: str) -> str:
@@ -240,13 +245,16 @@ def shell_command(command: str) -> str:
     else the command as written."""
     if "\n" in command or "`" in command or "$(" in command:
         return command  # several lines, or a command substitution that may hold anything
+    if _ASSIGNMENT_OR_REDIRECTION.match(command):
+        return command
     try:
         lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|()<>")
         lexer.whitespace_split = True
+        lexer.commenters = ""  # "#" starts a comment only at a word's start: ${#X} is not one
         words = list(lexer)
     except ValueError:  # unbalanced quotes: let the shell say what is wrong
         return command
-    if not words or words[0] in _COMPOUND_WORDS or _ASSIGNMENT.match(words[0]):
+    if not words or words[0] in _NOT_A_PROGRAM:
         return command
     if any(set(word) <= set(";&|()") for word in words):
         return command

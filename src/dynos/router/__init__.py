@@ -27,5 +27,5 @@ def refuse_stale_builds(directory: Path) -> None:
 
 
 _HERE = Path(__file__).parent
-if (_HERE.parents[2] / "pyproject.toml").exists():  # a source checkout (an editable install)
-    refuse_stale_builds(_HERE)
+if _HERE.parents[1].name == "src" and (_HERE.parents[2] / "setup.py").exists():
+    refuse_stale_builds(_HERE)  # a source checkout: an editable install
