@@ -31,11 +31,11 @@ COMPILED = [
 def remove_builds() -> None:
     """Remove compiled modules an earlier editable install left beside the sources: Python
     would import them instead of the source files."""
-    src = Path(__file__).parent / "src"
-    for path in COMPILED:
-        for build in (Path(__file__).parent / path).parent.glob(f"{Path(path).stem}.*.so"):
+    root = Path(__file__).parent
+    for path in map(Path, COMPILED):
+        for build in (root / path.parent).glob(f"{path.stem}.*.so"):
             build.unlink()
-    for shared in src.glob("*__mypyc.*.so"):
+    for shared in (root / "src").glob("*__mypyc.*.so"):
         shared.unlink()
 
 

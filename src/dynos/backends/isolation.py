@@ -59,26 +59,23 @@ class AppUsers:
     def for_app(self, app_id: str) -> DynoUser:
         """The app's own system user (``dyno-<id prefix>``), created the first time."""
         name = USER_PREFIX + app_id.replace("-", "")[:12]
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
+        entry = _passwd_entry(name)
+        if entry is None:
             command = ["useradd", "--system", "--user-group", "--no-create-home"]
             command += ["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"]
             command += ["--comment", self._comment, name]
             result = subprocess.run(command, capture_output=True, text=True, check=False)
-            try:
-                if result.returncode not in (0, 9):  # 9: made meanwhile by another server
-                    raise KeyError(name)
-                entry = pwd.getpwnam(name)
-            except KeyError:
+            # 9: the name is taken, by a server that made this user meanwhile (or by a group
+            # of that name alone, which the lookup tells apart).
+            entry = _passwd_entry(name) if result.returncode in (0, 9) else None
+            if entry is None:
                 message = f"Could not create the user {name}: {result.stderr.strip()}"
-                raise PlatformError(message) from None
+                raise PlatformError(message)
         return DynoUser(name, entry.pw_uid, entry.pw_gid)
 
     def remove_stale(self) -> int:
         """At start: remove the users left by servers that were killed, on this home (no dyno
         of it runs any more) or on a home that is gone. Returns how many were removed."""
-        close_slugs(self.home / "slugs")  # opened to groups a killed server's users had
         return self._remove(lambda home: home == str(self.home) or not Path(home).exists())
 
     def remove_all(self) -> int:
@@ -93,9 +90,9 @@ class AppUsers:
             and entry.pw_gecos.startswith(COMMENT_PREFIX)
             and stale(unquote(entry.pw_gecos.removeprefix(COMMENT_PREFIX)))
         ]
+        close_slugs(self.home / "slugs")  # before any gid of them can be given out again
         if not users:
             return 0
-        close_slugs(self.home / "slugs")
         remove_files_of({entry.pw_uid for entry in users})
         removed = 0
         for name in (entry.pw_name for entry in users):
@@ -103,6 +100,13 @@ class AppUsers:
             result = subprocess.run(["userdel", name], capture_output=True, check=False)
             removed += result.returncode == 0
         return removed
+
+
+def _passwd_entry(name: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None
 
 
 def close_slugs(slugs: Path) -> None:

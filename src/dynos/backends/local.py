@@ -2,12 +2,12 @@
 
 A dyno runs ``/bin/sh -c <command>`` in a new session (so its process group is the dyno: a
 stop signals every process it started), with its release directory as cwd and only the
-environment the manager built. A simple command (no list, pipe or compound) is run as
-``exec <command>``, as bash does by itself and Heroku's dynos therefore show: the app is the
-dyno's main process, gets its signals first hand and exits with its own status, and no shell
-waits beside each dyno (dash, Debian's sh, would otherwise fork it and wait). Output is read
-line by line and handed to the events sink. A web dyno is up once a TCP connect to its PORT
-succeeds.
+environment the manager built. A simple command that runs a program (no list, pipe,
+compound or builtin) is run as ``exec <command>``, as bash does by itself and Heroku's dynos
+therefore show: the app is the dyno's main process, gets its signals first hand and exits
+with its own status, and no shell waits beside each dyno (dash, Debian's sh, would otherwise
+fork it and wait). Output is read line by line and handed to the events sink. A web dyno is
+up once a TCP connect to its PORT succeeds.
 
 Limits per size: with cgroups (root), a memory limit at twice the quota, a CPU weight and a
 pids limit per dyno; without, the manager's memory watch polls the process tree (psutil) and
@@ -223,8 +223,6 @@ class LocalBackend:
         await asyncio.gather(*(self.stop(key, grace) for key in list(self._dynos)))
 
 
-# Words that make a command more than one simple command when they come first (shell keywords,
-# a subshell or group) or anywhere (control operators; ``&`` also ends a command).
 # First words that ``exec`` would change the meaning of: shell keywords, a subshell or group,
 # and dash's builtins (``exec eval ...`` finds no program eval; ``exec echo`` runs another).
 _NOT_A_PROGRAM = (
