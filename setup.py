@@ -2,15 +2,19 @@
 
 The same Python source runs either way; compiled, the router spends about 40% less CPU per
 request (bench/router.py prints it), which on a small machine is the difference between
-keeping up with nginx and not. Set ``DYNOS_PURE_PYTHON=1`` when installing to skip it (no C
-compiler, or working on the router: an editable install must be reinstalled for a change to
-a compiled module to take effect, and ``dynos.router`` refuses to import stale ones).
+keeping up with nginx and not. Where the C compiler fails (none installed, no Python
+headers), the install goes on without the compiled modules and says so. Set
+``DYNOS_PURE_PYTHON=1`` when installing to skip compiling (when working on the router: an
+editable install must be reinstalled for a change to a compiled module to take effect, and
+``dynos.router`` refuses to import stale ones).
 """
 
 import os
+import sys
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 COMPILED = [
     f"src/dynos/router/{name}.py"
@@ -48,4 +52,20 @@ def ext_modules() -> list[object]:
     return list(mypycify(COMPILED, opt_level="3"))
 
 
-setup(ext_modules=ext_modules())
+class BuildOrSkip(build_ext):
+    """Compile the router, or leave it in pure Python when the compiler cannot."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # CompileError, a missing compiler: the distutils zoo
+            remove_builds()
+            print(
+                f"WARNING: could not compile the router ({exc}); it runs as pure Python, "
+                "slower. Install a C compiler and the Python headers (apt-get install -y gcc "
+                "python3-dev) and reinstall to compile it.",
+                file=sys.stderr,
+            )
+
+
+setup(ext_modules=ext_modules(), cmdclass={"build_ext": BuildOrSkip})

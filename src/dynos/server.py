@@ -34,6 +34,7 @@ from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager, ManagerSettings
 from dynos.platform.addons import Addons
 from dynos.platform.platform import Platform, local_account
+from dynos.router import compiled as router_compiled
 from dynos.router.proxy import Router
 from dynos.router.routing_table import RoutingTable
 from dynos.store.store import Store
@@ -135,6 +136,13 @@ async def _serve(config: ServerConfig) -> None:
     platform = Platform(store, manager, logs, paths.slugs, local_account(), python)
     addons = platform.addons = Addons(platform, paths.addons)
     log.info("dyno sizes enforced with %s", manager.backend.limits)  # type: ignore[attr-defined]
+    if router_compiled():
+        log.info("router: compiled with mypyc")
+    else:
+        log.info(
+            "router: pure Python, about 60% more CPU per request than compiled (the install "
+            "had no C compiler, or DYNOS_PURE_PYTHON was set; see the README)"
+        )
     if isolate:
         log.info("isolation: each app's dynos run as the app's own unprivileged user")
     else:

@@ -14,6 +14,13 @@ class StaleBuildError(ImportError):
     pass
 
 
+def compiled() -> bool:
+    """Whether the router's hot path runs compiled (setup.py), as the server says at start."""
+    from dynos.router import client
+
+    return not (client.__file__ or "").endswith(".py")
+
+
 def refuse_stale_builds(directory: Path) -> None:
     """Raise StaleBuildError if a compiled module in ``directory`` is older than its source."""
     for suffix in EXTENSION_SUFFIXES:
