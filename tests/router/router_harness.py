@@ -263,6 +263,32 @@ async def running_router(table: RoutingTable, **options: Any) -> AsyncIterator[R
         await router.close()
 
 
+@asynccontextmanager
+async def one_dyno(
+    **options: Any,
+) -> AsyncIterator[tuple[FakeDyno, Running, httpx.AsyncClient]]:
+    """The usual scene: ``APP`` with one fake dyno (web.1), its router, a client for it."""
+    async with (
+        fake_dynos("web.1") as [dyno],
+        running_router(table_with(APP, [dyno.backend]), **options) as r,
+        client(r.port) as http,
+    ):
+        yield dyno, r, http
+
+
+def answer_without_dynos(run: Run, request: bytes) -> bytes:
+    """Everything a router sends back to the raw ``request`` (for ``APP``, which has no dyno:
+    for input refused before any routing, and the 503 of one that gets through)."""
+    received: list[bytes] = []
+
+    async def scenario() -> None:
+        async with running_router(table_with(APP, [])) as r:
+            received.append(await raw_exchange(r.port, request))
+
+    run(scenario())
+    return received[0]
+
+
 async def first_arrival(dynos: list[FakeDyno]) -> FakeDyno:
     """The dyno that receives the next whole request."""
     waits = {asyncio.create_task(d.arrived.get()): d for d in dynos}

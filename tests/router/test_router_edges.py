@@ -14,8 +14,10 @@ from tests.router.router_harness import (
     APP,
     HOST,
     Run,
+    answer_without_dynos,
     client,
     fake_dynos,
+    one_dyno,
     raw_exchange,
     running_router,
     table_with,
@@ -72,11 +74,7 @@ def test_dyno_cutting_its_response_short_cuts_the_client_and_logs_h18(run: Run) 
 
 def test_get_on_a_pooled_connection_the_dyno_just_closed_is_retried(run: Run) -> None:
     async def scenario() -> None:
-        async with (
-            fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
-            client(r.port) as http,
-        ):
+        async with one_dyno() as (dyno, _, http):
             first = await http.get("/close-if-reused")
             second = await http.get("/close-if-reused")  # the dyno drops the reused one
         assert (first.status_code, second.status_code) == (200, 200)
@@ -170,11 +168,7 @@ def test_sixteen_megabyte_chunked_upload_arrives_whole(run: Run) -> None:
             yield piece
 
     async def scenario() -> None:
-        async with (
-            fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
-            client(r.port) as http,
-        ):
+        async with one_dyno() as (_, _, http):
             response = await http.post("/upload", content=upload())
         echoed = response.json()
         assert echoed["chunked"]
@@ -238,11 +232,7 @@ def test_upgrade_request_with_a_body_gets_400(run: Run) -> None:
 
 def test_incoming_via_is_extended_not_replaced(run: Run) -> None:
     async def scenario() -> None:
-        async with (
-            fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
-            client(r.port) as http,
-        ):
+        async with one_dyno() as (dyno, _, http):
             await http.get("/", headers={"Via": "1.0 corp-proxy"})
         assert dyno.requests[0].header("Via") == "1.0 corp-proxy, 1.1 dynos"
 
@@ -253,12 +243,8 @@ def test_incoming_via_is_extended_not_replaced(run: Run) -> None:
 
 
 def test_http10_request_without_host_gets_404(run: Run) -> None:
-    async def scenario() -> None:
-        async with running_router(table_with(APP, [])) as r:
-            received = await raw_exchange(r.port, b"GET / HTTP/1.0\r\n\r\n")
-        assert received.startswith(b"HTTP/1.1 404 Not Found\r\n")
-
-    run(scenario())
+    received = answer_without_dynos(run, b"GET / HTTP/1.0\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 404 Not Found\r\n")
 
 
 def test_http10_client_asking_for_keep_alive_gets_it(run: Run) -> None:
@@ -314,12 +300,8 @@ def test_request_with_two_host_headers_gets_400(run: Run) -> None:
 
 
 def test_http11_request_without_host_gets_400(run: Run) -> None:
-    async def scenario() -> None:
-        async with running_router(table_with(APP, [])) as r:
-            received = await raw_exchange(r.port, b"GET / HTTP/1.1\r\n\r\n")
-        assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
-
-    run(scenario())
+    received = answer_without_dynos(run, b"GET / HTTP/1.1\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
 
 
 def test_client_leaving_mid_request_is_logged_h27_and_the_dyno_connection_dropped(
@@ -353,39 +335,21 @@ def test_client_leaving_mid_request_is_logged_h27_and_the_dyno_connection_droppe
 
 
 def test_request_line_over_8k_gets_414(run: Run) -> None:
-    async def scenario() -> None:
-        async with running_router(table_with(APP, [])) as r:
-            target = b"/" + b"a" * 8192
-            received = await raw_exchange(
-                r.port, b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, H)
-            )
-        assert received.startswith(b"HTTP/1.1 414 ")
-
-    run(scenario())
+    target = b"/" + b"a" * 8192
+    received = answer_without_dynos(run, b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, H))
+    assert received.startswith(b"HTTP/1.1 414 ")
 
 
 def test_header_line_over_8k_gets_431(run: Run) -> None:
-    async def scenario() -> None:
-        async with running_router(table_with(APP, [])) as r:
-            cookie = b"c=" + b"x" * 8192
-            received = await raw_exchange(
-                r.port, b"GET / HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\n\r\n" % (H, cookie)
-            )
-        assert received.startswith(b"HTTP/1.1 431 ")
-
-    run(scenario())
+    cookie = b"c=" + b"x" * 8192
+    request = b"GET / HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\n\r\n" % (H, cookie)
+    assert answer_without_dynos(run, request).startswith(b"HTTP/1.1 431 ")
 
 
 def test_head_over_64k_in_many_headers_gets_431(run: Run) -> None:
-    async def scenario() -> None:
-        async with running_router(table_with(APP, [])) as r:
-            headers = b"".join(b"X-Filler-%d: %s\r\n" % (n, b"y" * 1000) for n in range(70))
-            received = await raw_exchange(
-                r.port, b"GET / HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (H, headers)
-            )
-        assert received.startswith(b"HTTP/1.1 431 ")
-
-    run(scenario())
+    headers = b"".join(b"X-Filler-%d: %s\r\n" % (n, b"y" * 1000) for n in range(70))
+    request = b"GET / HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (H, headers)
+    assert answer_without_dynos(run, request).startswith(b"HTTP/1.1 431 ")
 
 
 def test_header_that_never_ends_is_cut_off_with_431(run: Run) -> None:

@@ -21,6 +21,7 @@ from tests.router.router_harness import (
     APP,
     HOST,
     Run,
+    answer_without_dynos,
     fake_dynos,
     raw_exchange,
     running_router,
@@ -117,27 +118,16 @@ def test_a_plain_chunked_request_is_accepted(run: Run) -> None:
 
 
 def test_more_than_1000_headers_get_431(run: Run) -> None:
-    async def scenario() -> None:
-        async with running_router(table_with(APP, [])) as r:
-            headers = b"".join(b"X-%d: y\r\n" % n for n in range(1001))
-            received = await raw_exchange(
-                r.port, b"GET / HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (H, headers)
-            )
-        assert received.startswith(b"HTTP/1.1 431 ")
-
-    run(scenario())
+    headers = b"".join(b"X-%d: y\r\n" % n for n in range(1001))
+    request = b"GET / HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (H, headers)
+    assert answer_without_dynos(run, request).startswith(b"HTTP/1.1 431 ")
 
 
 def test_a_request_line_just_under_8k_is_accepted(run: Run) -> None:
-    async def scenario() -> None:
-        async with running_router(table_with(APP, [])) as r:
-            target = b"/" + b"a" * 8000
-            received = await raw_exchange(
-                r.port, b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (target, H)
-            )
-        assert received.startswith(b"HTTP/1.1 503 ")  # routed: the app has no dyno
-
-    run(scenario())
+    target = b"/" + b"a" * 8000
+    request = b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (target, H)
+    received = answer_without_dynos(run, request)
+    assert received.startswith(b"HTTP/1.1 503 ")  # routed: the app has no dyno
 
 
 # ---- fuzzing ------------------------------------------------------------------------------

@@ -18,10 +18,12 @@ from tests.router.router_harness import (
     UUID,
     Run,
     WireClient,
+    answer_without_dynos,
     client,
     dead_backend,
     fake_dynos,
     first_arrival,
+    one_dyno,
     raw_exchange,
     running_router,
     table_with,
@@ -76,11 +78,7 @@ def test_valid_incoming_request_id_is_kept(run: Run) -> None:
 
 def test_too_short_request_id_is_replaced_by_a_new_uuid(run: Run) -> None:
     async def scenario() -> None:
-        async with (
-            fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
-            client(r.port) as http,
-        ):
+        async with one_dyno() as (dyno, _, http):
             await http.get("/", headers={"X-Request-Id": "short-id"})
         assert re.fullmatch(UUID, dyno.requests[0].header("X-Request-Id") or "")
 
@@ -103,11 +101,7 @@ def test_client_address_is_appended_to_incoming_forwarded_for(run: Run) -> None:
 
 def test_client_cannot_claim_https_through_forwarded_proto(run: Run) -> None:
     async def scenario() -> None:
-        async with (
-            fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
-            client(r.port) as http,
-        ):
+        async with one_dyno() as (dyno, _, http):
             await http.get("/", headers={"X-Forwarded-Proto": "https"})
         assert dyno.requests[0].header("X-Forwarded-Proto") == "http"
 
@@ -187,11 +181,7 @@ def test_one_megabyte_post_body_arrives_whole(run: Run) -> None:
     body = os.urandom(1024 * 1024)
 
     async def scenario() -> None:
-        async with (
-            fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
-            client(r.port) as http,
-        ):
+        async with one_dyno() as (dyno, _, http):
             response = await http.post("/upload", content=body)
         assert response.status_code == 200
         echoed = response.json()
@@ -401,11 +391,7 @@ def test_dyno_connection_is_reused_by_the_next_request(run: Run) -> None:
 
 def test_dyno_closing_its_idle_connection_does_not_fail_the_next_request(run: Run) -> None:
     async def scenario() -> None:
-        async with (
-            fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
-            client(r.port) as http,
-        ):
+        async with one_dyno() as (_, _, http):
             first = await http.get("/then-close")
             second = await http.get("/")
         assert (first.status_code, second.status_code) == (200, 200)
@@ -499,13 +485,9 @@ def test_dyno_closing_without_response_gives_503_and_h13_line(run: Run) -> None:
 
 
 def test_malformed_request_gets_400_and_connection_closed(run: Run) -> None:
-    async def scenario() -> None:
-        async with running_router(table_with(APP, [])) as r:
-            received = await raw_exchange(r.port, b"NOT HTTP AT ALL\r\n\r\n")
-        assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
-        assert b"\r\nConnection: close\r\n" in received
-
-    run(scenario())
+    received = answer_without_dynos(run, b"NOT HTTP AT ALL\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"\r\nConnection: close\r\n" in received
 
 
 def test_head_request_for_an_error_page_gets_no_body(run: Run) -> None:
@@ -555,11 +537,7 @@ def test_success_log_line_has_herokus_format(run: Run) -> None:
 
 def test_close_lets_a_request_in_flight_finish(run: Run) -> None:
     async def scenario() -> None:
-        async with (
-            fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
-            client(r.port) as http,
-        ):
+        async with one_dyno() as (dyno, r, http):
             request = asyncio.create_task(http.get("/slow"))
             await dyno.arrived.get()
             closing = asyncio.create_task(r.router.close())
