@@ -35,6 +35,7 @@ from dynos.manager.manager import DynoManager, ManagerSettings
 from dynos.platform.addons import Addons
 from dynos.platform.platform import Platform, local_account
 from dynos.router import compiled as router_compiled
+from dynos.router.processes import RouterProcesses, default_count
 from dynos.router.proxy import Router
 from dynos.router.routing_table import RoutingTable
 from dynos.store.store import Store
@@ -161,6 +162,9 @@ async def _serve(config: ServerConfig) -> None:
                 "--router-port with another port (0 picks a free one)."
             ) from exc
         raise PlatformError(f"Cannot start the router: {exc}") from exc
+    count = config.router_processes or default_count()
+    router_processes = RouterProcesses(router, logs, count)
+    await router_processes.start()
     api_url = f"http://{_url_host(config.api_host)}:{api_port}"
     router_url = f"http://{{app}}.{config.domain}:{router_port}/"
     api = Api(
@@ -201,12 +205,13 @@ async def _serve(config: ServerConfig) -> None:
             await stop.wait()
             log.info("stopping: closing the API and the router, then stopping every dyno")
             api_server.should_exit = True
-            await router.close()
+            await asyncio.gather(router.close(), router_processes.close())
             await manager.close()
             manager_task.cancel()
     finally:
         # Whatever ended the TaskGroup (a failing component included), no dyno outlives the
         # server: close() is a no-op for dynos already stopped above.
+        await router_processes.close()
         await manager.close()
         await addons.close()
         paths.server_json.unlink(missing_ok=True)

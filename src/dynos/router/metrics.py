@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -41,10 +42,46 @@ class AppMetrics:
         self.buckets[bisect_left(BUCKETS, seconds)] += 1
         self.sum += seconds
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+            "buckets": self.buckets,
+            "sum": self.sum,
+            "in_flight": self.in_flight,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AppMetrics:
+        metrics = cls()
+        metrics.statuses = {int(k): int(v) for k, v in data["statuses"].items()}
+        metrics.buckets = [int(n) for n in data["buckets"]]
+        metrics.sum = float(data["sum"])
+        metrics.in_flight = int(data["in_flight"])
+        return metrics
+
+    def add(self, other: AppMetrics) -> None:
+        for status, count in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + count
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+        self.sum += other.sum
+        self.in_flight += other.in_flight
+
 
 class RouterMetrics(Collector):
     def __init__(self) -> None:
         self.apps: dict[str, AppMetrics] = {}
+        # The latest figures of each other router process (router/processes.py), by process.
+        self.elsewhere: dict[int, dict[str, AppMetrics]] = {}
+
+    def total(self) -> dict[str, AppMetrics]:
+        """Per app, this process's figures plus the other router processes' latest."""
+        if not self.elsewhere:
+            return self.apps
+        total: dict[str, AppMetrics] = {}
+        for apps in (self.apps, *self.elsewhere.values()):
+            for name, metrics in apps.items():
+                total.setdefault(name, AppMetrics()).add(metrics)
+        return total
 
     def app(self, name: str) -> AppMetrics:
         metrics = self.apps.get(name)
@@ -68,7 +105,7 @@ class RouterMetrics(Collector):
             "Requests the router is handling (tunnels included), by app.",
             labels=["app"],
         )
-        for name, metrics in sorted(self.apps.items()):
+        for name, metrics in sorted(self.total().items()):
             for status, count in sorted(metrics.statuses.items()):
                 requests.add_metric([name, str(status)], count)
             cumulative = []

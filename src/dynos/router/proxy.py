@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 from collections.abc import Callable
 
@@ -90,18 +91,22 @@ class Router:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, *, sock: socket.socket | None = None) -> int:
         """Listen on ``host:port`` (port 0: any free port); return the port listened on.
 
         Bind one address: with a name that resolves to several (``localhost``) and port 0,
-        each socket would get its own port and only the first is returned.
+        each socket would get its own port and only the first is returned. ``sock``: accept
+        on this listening socket instead (another router process's, see processes.py).
         """
         if self._server is not None:
             raise RuntimeError("the router is already started")
         loop = self.loop
-        self._server = await loop.create_server(
-            lambda: ClientConnection(self), host, port, backlog=BACKLOG
-        )
+        if sock is not None:
+            self._server = await loop.create_server(lambda: ClientConnection(self), sock=sock)
+        else:
+            self._server = await loop.create_server(
+                lambda: ClientConnection(self), host, port, backlog=BACKLOG
+            )
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._on_tick()
         return self.port
@@ -133,6 +138,12 @@ class Router:
         self.pool.close()
         await server.wait_closed()
         self.request_log.flush()
+
+    @property
+    def listening_fd(self) -> int:
+        """The listening socket's file descriptor, for other router processes to accept on."""
+        assert self._server is not None
+        return int(self._server.sockets[0].fileno())
 
     def flush_logs(self) -> None:
         """Write the router lines collected so far (they go out after each loop iteration)."""

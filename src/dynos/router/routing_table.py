@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,10 @@ class RoutingTable:
     def __init__(self, domain: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.domain = domain.lower()
         self.on_wake: Callable[[str], None] | None = None
+        # Router processes beside this one (router/processes.py) follow the table: each
+        # change is announced, and draining a dyno waits for their requests too.
+        self.on_change: Callable[[], None] | None = None
+        self.remote_drain: Callable[[str, str, float], Awaitable[None]] | None = None
         self._clock = clock
         self._suffix = "." + self.domain
         self._apps: dict[str, AppRoute] = {}
@@ -182,16 +186,21 @@ class RoutingTable:
         if slots:
             route.waking_since = None
             self._signal_backends(app, True)
+        self._changed()
 
     def remove_app(self, app: str) -> None:
         route = self._apps.pop(app, None)
         if route is not None:
             self._drop(route)
+            self._changed()
 
     def retain(self, apps: set[str]) -> None:
         """Forget every app not in ``apps`` (destroyed or renamed)."""
-        for app in self._apps.keys() - apps:
+        gone = self._apps.keys() - apps
+        for app in gone:
             self._drop(self._apps.pop(app))
+        if gone:
+            self._changed()
 
     async def wait_drained(self, app: str, dyno: str, timeout: float) -> None:
         """Return once no request is in flight to ``dyno`` of ``app``, or after ``timeout``.
@@ -199,6 +208,15 @@ class RoutingTable:
         Take the dyno out of the route first (``set_app`` without it), or new requests keep
         arriving. Returns at once for a dyno the router has no request in flight to.
         """
+        if self.remote_drain is not None:
+            await asyncio.gather(
+                self._wait_drained_here(app, dyno, timeout),
+                self.remote_drain(app, dyno, timeout),
+            )
+        else:
+            await self._wait_drained_here(app, dyno, timeout)
+
+    async def _wait_drained_here(self, app: str, dyno: str, timeout: float) -> None:
         slot = self._slots.get((app, dyno))
         if slot is None or slot.in_flight == 0:
             return
@@ -240,10 +258,51 @@ class RoutingTable:
         route = self._apps.get(app)
         return 0.0 if route is None else route.last_request_at
 
+    def note_request(self, app: str, at: float) -> None:
+        """Another router process served ``app`` at ``at`` (``time.monotonic()``)."""
+        route = self._apps.get(app)
+        if route is not None and at > route.last_request_at:
+            route.last_request_at = at
+
+    def wake(self, app: str) -> None:
+        """Another router process holds a request for ``app``, which sleeps: wake it."""
+        route = self._apps.get(app)
+        if route is not None and route.idle and not route.slots:
+            self.request_wake(route, self._clock())
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The routes as the manager set them, for another router process (JSON-ready)."""
+        return [
+            {
+                "app": route.app,
+                "backends": [[b.dyno, b.host, b.port] for b in route.backends],
+                "crashed": route.crashed,
+                "request_timeout": route.request_timeout,
+                "idle": route.idle,
+            }
+            for route in self._apps.values()
+        ]
+
+    def apply_snapshot(self, routes: list[dict[str, Any]]) -> None:
+        """Make this table route as the one that took ``snapshot`` does."""
+        for route in routes:
+            self.set_app(
+                route["app"],
+                [Backend(dyno, host, port) for dyno, host, port in route["backends"]],
+                crashed=route["crashed"],
+                request_timeout=route["request_timeout"],
+                idle=route["idle"],
+            )
+        self.retain({route["app"] for route in routes})
+
     def in_flight(self, app: str, dyno: str) -> int:
         """Requests in flight to one dyno (for the manager's logs and the tests)."""
         slot = self._slots.get((app, dyno))
         return 0 if slot is None else slot.in_flight
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     # ---- what the router asks -----------------------------------------------------------------
 

@@ -54,6 +54,11 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
 @_setting("api-port", PORT, "Port of the API.")
 @_setting("router-host", None, "Address the router listens on.")
 @_setting("router-port", PORT, "Port of the router.")
+@_setting(
+    "router-processes",
+    click.IntRange(min=0),
+    "Router processes sharing the router's port (0: one per core).",
+)
 @_setting("domain", None, "Apps are routed at <app>.<domain>.")
 @_setting("stop-grace", SECONDS, "Seconds between SIGTERM and SIGKILL when a dyno stops.")
 @_setting("boot-timeout", SECONDS, "Seconds a web dyno has to bind its $PORT.")

@@ -1,0 +1,109 @@
+"""Several router processes on one port: all serve, the server keeps the logs and metrics,
+one that dies comes back, none outlives the server. (Draining across processes is what the
+reliability tests in tests/router exercise: their servers run one router process per core.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from http.client import HTTPConnection
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for
+from tests.integration.conftest import EXAMPLES
+
+PROCESSES = 3
+
+
+@pytest.fixture
+def routed(tmp_path: Path) -> Iterator[RunningServer]:
+    server = start_server(tmp_path / "home", "--router-processes", str(PROCESSES))
+    try:
+        server.create_app("hello")
+        server.deploy("hello", EXAMPLES / "hello")
+        server.scale("hello", web=2)
+        wait_for(lambda: dyno_states(server, "hello") == {"web.1": "up", "web.2": "up"})
+        yield server
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+
+
+def router_workers(server: RunningServer) -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process(server.process.pid).children()
+        if "dynos.router.worker" in child.cmdline()
+    ]
+
+
+def held_connections(server: RunningServer, count: int) -> list[HTTPConnection]:
+    """``count`` client connections to the router, each with one request answered."""
+    held = []
+    for _ in range(count):
+        conn = HTTPConnection("127.0.0.1", server.router_port, timeout=30)
+        conn.request("GET", "/", headers={"Host": "hello.localhost"})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.read().startswith(b"Hello from web.")
+        held.append(conn)
+    return held
+
+
+def test_every_router_process_accepts_connections(routed: RunningServer) -> None:
+    workers = router_workers(routed)
+    assert len(workers) == PROCESSES - 1
+    held = held_connections(routed, 24)
+    try:
+        owners = {}
+        for process in [psutil.Process(routed.process.pid), *workers]:
+            owners[process.pid] = sum(
+                1
+                for conn in process.net_connections("tcp")
+                if conn.laddr and conn.laddr.port == routed.router_port and conn.raddr
+            )
+        assert sum(owners.values()) == 24
+        assert all(owners.values()), owners
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_the_server_has_every_processs_log_lines_and_metrics(routed: RunningServer) -> None:
+    held = held_connections(routed, 12)  # over every process (see above)
+    for conn in held:
+        conn.close()
+
+    def counted() -> bool:
+        with routed.api() as api:
+            text = api.get("/metrics").text
+        return 'dynos_router_requests_total{app="hello",status="200"} 12.0' in text
+
+    wait_for(counted, 10, "12 requests in the metrics")
+    wait_for(lambda: routed.logs("hello").count("at=info method=GET") == 12, 10, "12 lines")
+
+
+def test_a_router_process_that_dies_is_started_again(routed: RunningServer) -> None:
+    [first, *_] = router_workers(routed)
+    first.kill()
+    first.wait(10)
+
+    def replaced() -> bool:
+        workers = router_workers(routed)
+        return len(workers) == PROCESSES - 1 and first.pid not in {w.pid for w in workers}
+
+    wait_for(replaced, 15, "a new router process")
+    for conn in held_connections(routed, 12):
+        conn.close()
+
+
+def test_no_router_process_outlives_the_server(routed: RunningServer) -> None:
+    workers = router_workers(routed)
+    assert routed.stop() == 0
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert alive == []
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{routed.router_port}/", headers={"Host": "hello.localhost"})
