@@ -64,11 +64,15 @@ class Result:
     cpu_us: float | None = None  # the proxy's CPU time per request, in microseconds
 
 
-def cpu_seconds(pid: int, *, children: bool) -> float:
-    """User and system CPU time of process ``pid`` (and its children) so far."""
+def cpu_seconds(pid: int, *, dynos_server: bool) -> float:
+    """User and system CPU time of a proxy so far: process ``pid`` and its children, but of
+    a dynos server only its router processes (its other children are the dynos)."""
     root = psutil.Process(pid)
+    children = root.children(recursive=True)
+    if dynos_server:
+        children = [c for c in children if "dynos.router.worker" in c.cmdline()]
     total = 0.0
-    for process in (root, *(root.children(recursive=True) if children else ())):
+    for process in (root, *children):
         times = process.cpu_times()
         total += times.user + times.system
     return total
@@ -358,8 +362,7 @@ def main() -> None:
                     "nginx": [nginx_port],
                     "direct": dyno_ports,
                 }
-                # The server process alone (its children are the dynos); nginx's master with
-                # its workers.
+                # The server process and its router processes; nginx's master and workers.
                 proxy_pid = {"router": server.process.pid, "nginx": nginx_pid}
                 for ports in targets.values():  # warm up: connections, pools, caches
                     run_wrk(ports, args.threads, args.connections, 1)
@@ -370,12 +373,12 @@ def main() -> None:
                     order = names[round_ % len(names) :] + names[: round_ % len(names)]
                     for name in order:
                         pid = proxy_pid.get(name)
-                        cpu_before = cpu_seconds(pid, children=name == "nginx") if pid else 0.0
+                        cpu_before = cpu_seconds(pid, dynos_server=name == "router") if pid else 0.0
                         result = run_wrk(
                             targets[name], args.threads, args.connections, args.duration
                         )
                         if pid:
-                            used = cpu_seconds(pid, children=name == "nginx") - cpu_before
+                            used = cpu_seconds(pid, dynos_server=name == "router") - cpu_before
                             result.cpu_us = used / (result.rps * args.duration) * 1e6
                         results[name].append(result)
                         print(show(name, result), flush=True)
