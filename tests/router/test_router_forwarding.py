@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
+from dynos.router.client import RequestIds
 from dynos.router.forwarding import (
     forward_request,
     forward_response_head,
@@ -152,3 +155,28 @@ def test_interim_response_head_has_no_connection_header() -> None:
         100, b"Continue", [], chunked=False, keep_alive=False, http10_client=False
     )
     assert head == b"HTTP/1.1 100 Continue\r\nVia: 1.1 dynos\r\n\r\n"
+
+
+def test_new_request_ids_are_version_4_uuids_that_never_repeat() -> None:
+    ids = RequestIds()
+    made = [ids.new() for _ in range(100_000)]
+    assert len(set(made)) == len(made)
+    for made_id in made[:100] + made[-100:]:
+        parsed = uuid.UUID(made_id)
+        assert str(parsed) == made_id
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert valid_request_id(made_id.encode())
+
+
+def test_request_ids_keep_their_form_where_the_sequence_wraps() -> None:
+    ids = RequestIds()
+    ids.sequence = 0x3FFF_FFFF_FFFF_FFFE
+    last, first = ids.new(), ids.new()
+    assert last.endswith("-bfff-ffffffffffff")
+    assert first.endswith("-8000-000000000000")
+    assert uuid.UUID(first).variant == uuid.RFC_4122
+
+
+def test_each_router_process_has_its_own_random_part() -> None:
+    assert RequestIds().prefix != RequestIds().prefix  # 60 random bits each

@@ -65,14 +65,28 @@ MAX_HEADERS = 1000
 MAX_HEAD = 64 * 1024
 HEAD_READ_LIMIT = MAX_HEAD + 1024 * 1024
 
-_random_bits = random.Random().getrandbits  # seeded from os.urandom once
+
+class RequestIds:
+    """Request ids: version 4 UUIDs, unique without a syscall or a 128-bit number each.
+
+    60 bits are drawn once (per router process) and the other 62 count up from a random
+    start, so ids never repeat within a process and collide across processes with odds of
+    one in 2**60; ``uuid.uuid4`` reads ``os.urandom`` for every id. An id names a request in
+    the logs; it is not a secret, and the next one is guessable.
+    """
+
+    def __init__(self) -> None:
+        bits = random.SystemRandom()
+        h = f"{bits.getrandbits(60):015x}"
+        self.prefix = f"{h[:8]}-{h[8:12]}-4{h[12:]}-"
+        self.sequence = bits.getrandbits(61)
+
+    def new(self) -> str:
+        n = self.sequence = (self.sequence + 1) & 0x3FFF_FFFF_FFFF_FFFF  # 62 bits
+        return f"{self.prefix}{0x8000 | n >> 48:04x}-{n & 0xFFFF_FFFF_FFFF:012x}"
 
 
-def new_request_id() -> str:
-    """A random (version 4) UUID, without a syscall per request as ``uuid.uuid4`` makes."""
-    n = _random_bits(128) & ~(0xF000 << 64 | 0xC000 << 48) | (0x4000 << 64 | 0x8000 << 48)
-    h = f"{n:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+new_request_id = RequestIds().new
 
 
 def _websocket_upgrade(headers: Headers) -> bytes:
