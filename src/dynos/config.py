@@ -28,7 +28,7 @@ class ServerConfig:
     api_port: int = 5050
     router_host: str = "0.0.0.0"
     router_port: int = 5000
-    router_processes: int = 0  # 0: one per core, as nginx's `worker_processes auto`
+    router_processes: int = 1  # router processes on the router's port (router/processes.py)
     domain: str = "localhost"
     stop_grace: float = 30.0  # seconds between SIGTERM and SIGKILL when a dyno stops
     boot_timeout: float = 60.0  # seconds a web dyno has to bind its PORT

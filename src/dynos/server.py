@@ -35,7 +35,7 @@ from dynos.manager.manager import DynoManager, ManagerSettings
 from dynos.platform.addons import Addons
 from dynos.platform.platform import Platform, local_account
 from dynos.router import compiled as router_compiled
-from dynos.router.processes import RouterProcesses, default_count
+from dynos.router.processes import RouterProcesses, listening_sockets
 from dynos.router.proxy import Router
 from dynos.router.routing_table import RoutingTable
 from dynos.store.store import Store
@@ -153,7 +153,8 @@ async def _serve(config: ServerConfig) -> None:
     api_port = api_sock.getsockname()[1]
     router = Router(routes, logs)
     try:
-        router_port = await router.start(config.router_host, config.router_port)
+        sockets = listening_sockets(config.router_host, config.router_port, config.router_processes)
+        router_port = await router.start("", 0, sock=sockets[0])
     except OSError as exc:
         api_sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -162,8 +163,7 @@ async def _serve(config: ServerConfig) -> None:
                 "--router-port with another port (0 picks a free one)."
             ) from exc
         raise PlatformError(f"Cannot start the router: {exc}") from exc
-    count = config.router_processes or default_count()
-    router_processes = RouterProcesses(router, logs, count)
+    router_processes = RouterProcesses(router, logs, sockets[1:])
     await router_processes.start()
     api_url = f"http://{_url_host(config.api_host)}:{api_port}"
     router_url = f"http://{{app}}.{config.domain}:{router_port}/"

@@ -4,6 +4,8 @@ reliability tests in tests/router exercise: their servers run one router process
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from http.client import HTTPConnection
 from pathlib import Path
@@ -56,7 +58,8 @@ def held_connections(server: RunningServer, count: int) -> list[HTTPConnection]:
 def test_every_router_process_accepts_connections(routed: RunningServer) -> None:
     workers = router_workers(routed)
     assert len(workers) == PROCESSES - 1
-    held = held_connections(routed, 24)
+    # Spread by a hash of the addresses: a process left without any of 48 is a 1e-8 chance.
+    held = held_connections(routed, 48)
     try:
         owners = {}
         for process in [psutil.Process(routed.process.pid), *workers]:
@@ -65,7 +68,7 @@ def test_every_router_process_accepts_connections(routed: RunningServer) -> None
                 for conn in process.net_connections("tcp")
                 if conn.laddr and conn.laddr.port == routed.router_port and conn.raddr
             )
-        assert sum(owners.values()) == 24
+        assert sum(owners.values()) == 48
         assert all(owners.values()), owners
     finally:
         for conn in held:
@@ -97,6 +100,26 @@ def test_a_router_process_that_dies_is_started_again(routed: RunningServer) -> N
 
     wait_for(replaced, 15, "a new router process")
     for conn in held_connections(routed, 12):
+        conn.close()
+
+
+def test_a_second_server_on_the_router_port_is_refused(
+    routed: RunningServer, tmp_path: Path
+) -> None:
+    second = subprocess.run(
+        [
+            *(sys.executable, "-m", "dynos", "server", "--home", str(tmp_path / "second")),
+            *("--api-port", "0", "--router-host", "127.0.0.1"),
+            *("--router-port", str(routed.router_port), "--router-processes", str(PROCESSES)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode != 0
+    assert f"Port {routed.router_port} is already in use" in second.stderr
+    for conn in held_connections(routed, 12):  # and the first one serves on
         conn.close()
 
 

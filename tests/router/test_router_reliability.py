@@ -92,9 +92,12 @@ class Load:
         return posts
 
 
-@pytest.fixture
-def platform(tmp_path: Path) -> Iterator[RunningServer]:
-    running = start_server(tmp_path / "home", "--stop-grace", "10")
+@pytest.fixture(params=[1, 2], ids=["one-router-process", "two-router-processes"])
+def platform(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    # With two router processes, a dyno is drained once neither has a request in flight to
+    # it (router/processes.py).
+    processes = str(request.param)
+    running = start_server(tmp_path / "home", "--stop-grace", "10", "--router-processes", processes)
     try:
         running.create_app(APP)
         running.deploy(APP, STEADY)

@@ -35,6 +35,13 @@ class LogHub:
             if queue.qsize() < SUBSCRIBER_BACKLOG:
                 queue.put_nowait(line)
 
+    def emit_batch(
+        self, source: str, dyno: str, at: datetime, lines: list[tuple[str, str]]
+    ) -> None:
+        """Emit ``(app, message)`` lines with one source, dyno and time (the router's)."""
+        for app, message in lines:
+            self.emit(app, source, dyno, message, at)
+
     def recent(
         self, app: str, n: int, *, dyno: str | None = None, source: str | None = None
     ) -> list[LogLine]:

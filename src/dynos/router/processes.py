@@ -1,17 +1,24 @@
-"""More router processes on the router's port: one event loop per core, as nginx's workers.
+"""More router processes on the router's port (``--router-processes``), as nginx's workers.
 
-One Python process proxies on one core at a time, and while the kernel runs something else
-on that core every request in it waits: on a busy machine that is what the slowest requests
-are made of (docs/performance.md: one router process has twice nginx's p99; two have the
-same). So the server starts ``count - 1`` more router processes (``python -m
-dynos.router.worker``) that accept on the same listening socket, inherited. The server stays
+One Python process proxies on one core at most. Where the router has more cores to itself
+than one (not where the dynos and the clients keep every core busy: there each process wakes
+for fewer events at a time, and every request costs about half as much CPU again, measured in
+docs/performance.md), the server starts ``count - 1`` more router processes (``python -m
+dynos.router.worker``), each accepting on a listening socket of its own that the server bound
+to the router's port with ``SO_REUSEPORT`` (``listening_sockets``) and that it inherits. The
+kernel spreads new connections evenly over the sockets by a hash of their addresses; with one
+shared socket, whichever process woke first took a burst of connections, and the busier one
+set the pace. The server keeps every socket open, so a process that dies and is started again
+finds the connections that arrived meanwhile waiting in its socket's queue. The server stays
 the one owner of the routes, the logs and the metrics; each process talks to it over a
 socketpair, one JSON object a line:
 
     server -> process   {"routes": [...]}               every change of the routing table
                         {"drain": [id, app, dyno, timeout]}
                         {"close": true}                 stop accepting, finish, exit
-    process -> server   {"logs": [[app, iso time, line], ...]}   router lines, per loop turn
+    process -> server   {"logs": [[iso time, app, line, app, line, ...], ...]}
+                                                        router lines, a list per loop turn,
+                                                        every LOG_EVERY seconds
                         {"wake": app}                   a request waits for a sleeping app
                         {"drained": id}                 no request in flight to that dyno
                         {"stats": {...}, "last": {...}} metrics and last request per app,
@@ -30,7 +37,6 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 import socket
 import sys
 from datetime import datetime
@@ -39,39 +45,87 @@ from typing import Any
 from dynos.logs.hub import LogHub
 from dynos.logs.logline import PLATFORM
 from dynos.router.metrics import AppMetrics
-from dynos.router.proxy import Router
+from dynos.router.proxy import BACKLOG, Router
 
 log = logging.getLogger(__name__)
 
 STATS_EVERY = 0.5  # seconds between a process's metrics reports
+LOG_EVERY = 0.05  # seconds between a process's batches of router lines
 RESTART_DELAY = 1.0  # seconds before a router process that died is started again
 LINE_LIMIT = 16 * 1024 * 1024  # one message (a routing table, a batch of log lines)
 
 
-def default_count() -> int:
-    """As nginx's ``worker_processes auto``: one router process per core."""
-    return max(1, len(os.sched_getaffinity(0)))
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on ``host:port`` (port 0: a free one), one per process.
+
+    ``host`` is bound at its first address (``localhost``: one of 127.0.0.1 and ::1). Several
+    sockets share the port through ``SO_REUSEPORT``, which would also let a second server
+    started on the same port join in silently and take a share of the connections: so the
+    port is first bound once without it, which fails (``EADDRINUSE``) if anything listens
+    there already, as a single socket would.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    first = _listening(family, kind, proto, address, reuse_port=False)
+    if count == 1:
+        return [first]
+    address = first.getsockname()  # the port picked for port 0
+    first.close()
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sockets.append(_listening(family, kind, proto, address, reuse_port=True))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _listening(
+    family: int, kind: int, proto: int, address: Any, *, reuse_port: bool
+) -> socket.socket:
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def emit_shipped(logs: LogHub, turns: list[list[str]]) -> None:
+    """Emit the router lines of a ``{"logs": turns}`` message (worker.py's ForwardedLogs)."""
+    for at_iso, *flat in turns:
+        lines = list(zip(flat[::2], flat[1::2], strict=True))
+        logs.emit_batch(PLATFORM, "router", datetime.fromisoformat(at_iso), lines)
 
 
 class RouterProcesses:
-    """The router processes beside ``router`` (the server's own), on its listening socket."""
+    """The router processes beside ``router`` (the server's own): one per socket in
+    ``sockets``, the listening sockets of ``listening_sockets`` other than the router's."""
 
-    def __init__(self, router: Router, logs: LogHub, count: int) -> None:
+    def __init__(self, router: Router, logs: LogHub, sockets: list[socket.socket]) -> None:
         self._router = router
         self._logs = logs
-        self._count = count
+        self._sockets = dict(enumerate(sockets, start=1))
         self._processes: dict[int, _Process] = {}
         self._drain_ids = itertools.count(1)
         self._closing = False
-        self._keeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self._count <= 1:
+        if not self._sockets:
             return
         table = self._router.table
         table.on_change = self._broadcast_routes
         table.remote_drain = self._drain
-        for number in range(1, self._count):
+        for number in self._sockets:
             await self._spawn(number)
 
     async def close(self) -> None:
@@ -85,6 +139,8 @@ class RouterProcesses:
             process.send({"close": True})
         await asyncio.gather(*(p.stop(self._router.drain_timeout + 5) for p in processes))
         self._router.metrics.elsewhere.clear()
+        for sock in self._sockets.values():
+            sock.close()
 
     # ---- the routing table's hooks ---------------------------------------------------------
 
@@ -106,7 +162,7 @@ class RouterProcesses:
 
     async def _spawn(self, number: int) -> None:
         ours, theirs = socket.socketpair()
-        listening = self._router.listening_fd
+        listening = self._sockets[number].fileno()
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -131,8 +187,7 @@ class RouterProcesses:
             while line := await child.reader.readline():
                 message = json.loads(line)
                 if "logs" in message:
-                    for app, at, text in message["logs"]:
-                        self._logs.emit(app, PLATFORM, "router", text, datetime.fromisoformat(at))
+                    emit_shipped(self._logs, message["logs"])
                 elif "stats" in message:
                     metrics.elsewhere[child.number] = {
                         app: AppMetrics.from_json(data) for app, data in message["stats"].items()

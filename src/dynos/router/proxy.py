@@ -96,7 +96,7 @@ class Router:
 
         Bind one address: with a name that resolves to several (``localhost``) and port 0,
         each socket would get its own port and only the first is returned. ``sock``: accept
-        on this listening socket instead (another router process's, see processes.py).
+        on this listening socket instead (one of several on a port, see processes.py).
         """
         if self._server is not None:
             raise RuntimeError("the router is already started")
@@ -138,12 +138,6 @@ class Router:
         self.pool.close()
         await server.wait_closed()
         self.request_log.flush()
-
-    @property
-    def listening_fd(self) -> int:
-        """The listening socket's file descriptor, for other router processes to accept on."""
-        assert self._server is not None
-        return int(self._server.sockets[0].fileno())
 
     def flush_logs(self) -> None:
         """Write the router lines collected so far (they go out after each loop iteration)."""

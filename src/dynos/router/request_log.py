@@ -89,8 +89,7 @@ class RequestLog:
         pending, self._pending = self._pending, []
         if not pending:
             return
-        emit = self._logs.emit
-        at = datetime.now(UTC)
+        lines: list[tuple[str, str]] = []
         for app, fields in pending:
             method, path, host, request_id, fwd, dyno, connect, service, status, size, error = (
                 fields
@@ -110,4 +109,5 @@ class RequestLog:
                 f"service={'' if service is None else f'{service}ms'} status={status} "
                 f"bytes={'' if size is None else size} protocol=http"
             )
-            emit(app, PLATFORM, "router", line, at)
+            lines.append((app, line))
+        self._logs.emit_batch(PLATFORM, "router", datetime.now(UTC), lines)

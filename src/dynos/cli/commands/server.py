@@ -56,8 +56,8 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
 @_setting("router-port", PORT, "Port of the router.")
 @_setting(
     "router-processes",
-    click.IntRange(min=0),
-    "Router processes sharing the router's port (0: one per core).",
+    click.IntRange(min=1),
+    "Router processes sharing the router's port (more only where cores are to spare).",
 )
 @_setting("domain", None, "Apps are routed at <app>.<domain>.")
 @_setting("stop-grace", SECONDS, "Seconds between SIGTERM and SIGKILL when a dyno stops.")
