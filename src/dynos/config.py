@@ -29,6 +29,7 @@ class ServerConfig:
     router_host: str = "0.0.0.0"
     router_port: int = 5000
     router_processes: int = 1  # router processes on the router's port (router/processes.py)
+    router_priority: int = -10  # nice value of the server process (dynos.priority)
     domain: str = "localhost"
     stop_grace: float = 30.0  # seconds between SIGTERM and SIGKILL when a dyno stops
     boot_timeout: float = 60.0  # seconds a web dyno has to bind its PORT

@@ -34,6 +34,7 @@ from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager, ManagerSettings
 from dynos.platform.addons import Addons
 from dynos.platform.platform import Platform, local_account
+from dynos.priority import raise_platform_priority
 from dynos.router import compiled as router_compiled
 from dynos.router.processes import RouterProcesses, listening_sockets
 from dynos.router.proxy import Router
@@ -96,6 +97,8 @@ class _ApiServer(uvicorn.Server):
 
 async def _serve(config: ServerConfig) -> None:
     paths = HomePaths(config.home)
+    # First, so that every process the server starts leaves this priority knowingly.
+    priority = raise_platform_priority(config.router_priority)
     if isolation_available():
         # Whatever the server writes (database, credentials, uploads) is its own; slugs are
         # opened to their app's group one by one (isolation.open_slug_to).
@@ -144,6 +147,7 @@ async def _serve(config: ServerConfig) -> None:
             "router: pure Python, about 60% more CPU per request than compiled (the install "
             "had no C compiler, or DYNOS_PURE_PYTHON was set; see the README)"
         )
+    log.info(priority)
     if isolate:
         log.info("isolation: each app's dynos run as the app's own unprivileged user")
     else:

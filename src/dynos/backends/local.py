@@ -36,6 +36,7 @@ from dynos.backends.base import DynoEvents, DynoSpec
 from dynos.backends.isolation import AppUsers, DynoUser, open_slug_to
 from dynos.core.sizes import SIZES, DynoSize
 from dynos.errors import PlatformError
+from dynos.priority import as_workload
 
 PROBE_INTERVAL = 0.01  # seconds between connect attempts while a web dyno boots (a refused
 # loopback connect costs microseconds; the interval is what a boot waits on top of its own)
@@ -276,8 +277,7 @@ def _child_setup(
 ) -> Callable[[], None]:
     def setup() -> None:
         cg.join(procs)
-        if niceness:
-            os.nice(niceness)
+        as_workload(niceness)  # not the server's own, higher priority
         if user is not None:
             os.setgroups([])
             os.setgid(user.gid)

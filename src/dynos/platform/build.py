@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dynos.core.procfile import parse_procfile
 from dynos.errors import BadRequest, BuildFailed, UserError
+from dynos.priority import as_workload
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ async def _run(*argv: str, cwd: Path) -> AsyncIterator[str]:
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=as_workload,  # a build must not take the router's priority
     )
     assert process.stdout is not None
     try:

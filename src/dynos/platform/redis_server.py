@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from dynos.errors import PlatformError
+from dynos.priority import as_workload
 
 INSTALL_HINT = "apt-get install -y redis-server"
 READY_TIMEOUT = 15.0  # seconds for redis-server to answer PING (it may load a large dataset)
@@ -92,6 +93,7 @@ async def start_redis(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C at the server's terminal is for the server
+            preexec_fn=as_workload,  # an app's add-on, not the platform: no router priority
         )
     except OSError as exc:
         raise PlatformError(f"Could not run {program}: {exc.strerror}.") from exc

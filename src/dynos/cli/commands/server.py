@@ -59,6 +59,11 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
     click.IntRange(min=1),
     "Router processes sharing the router's port (more only where cores are to spare).",
 )
+@_setting(
+    "router-priority",
+    click.IntRange(-20, 19),
+    "Nice value of the server process, which routes requests (dynos run at 0); below 0 needs root.",
+)
 @_setting("domain", None, "Apps are routed at <app>.<domain>.")
 @_setting("stop-grace", SECONDS, "Seconds between SIGTERM and SIGKILL when a dyno stops.")
 @_setting("boot-timeout", SECONDS, "Seconds a web dyno has to bind its $PORT.")

@@ -1,0 +1,67 @@
+"""The platform outranks what it runs (dynos.priority): the server at nice -10, its dynos,
+builds and add-on servers back at 0."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+from tests.integration.conftest import EXAMPLES, RunningServer, dyno_states, wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority needs root")
+
+
+def test_the_server_outranks_its_dynos_and_add_on_servers(server: RunningServer) -> None:
+    server.create_app("ranked")
+    server.deploy("ranked", EXAMPLES / "hello")
+    server.scale("ranked", web=2)
+    wait_for(lambda: dyno_states(server, "ranked") == {"web.1": "up", "web.2": "up"})
+    if shutil.which("redis-server"):
+        server.cli("addons:create", "redis", "-a", "ranked")
+    platform = psutil.Process(server.process.pid)
+    assert platform.nice() == -10
+
+    def niceness() -> dict[str, int]:
+        found = {}
+        for child in platform.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found[f"{child.pid} {' '.join(child.cmdline())}"] = child.nice()
+        return found
+
+    # A child between fork and exec is still a copy of the server, at its priority: the
+    # dynos restarted for the add-on's release may be there, so wait for them to settle.
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: set(niceness().values()) == {0}, 30, "every child at nice 0")
+    children = niceness()
+    assert len(children) >= 2
+    assert children == dict.fromkeys(children, 0)
+
+
+def test_a_build_runs_at_the_workloads_priority() -> None:
+    # In a process of its own, so that this test's process keeps its priority.
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from pathlib import Path
+        from dynos.platform.build import _run
+        from dynos.priority import raise_platform_priority
+
+        async def main():
+            raise_platform_priority(-10)
+            async for line in _run("sh", "-c", "cut -d' ' -f19 /proc/self/stat", cwd=Path("/")):
+                print(line)
+
+        asyncio.run(main())
+        """
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert ran.stdout.split() == ["0"]
