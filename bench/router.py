@@ -95,9 +95,10 @@ class Server:
 
 
 @contextmanager
-def dynos_server(home: Path) -> Iterator[Server]:
+def dynos_server(home: Path, router_processes: int) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DYNOS_")}
     command = [sys.executable, "-m", "dynos", "server", "--home", str(home)]
+    command += ["--router-processes", str(router_processes)]
     command += ["--api-port", "0", "--router-port", "0", "--router-host", "127.0.0.1"]
     server_log = open(home.parent / "server.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(command, env=env, stdout=server_log, stderr=subprocess.STDOUT)
@@ -179,6 +180,7 @@ def deploy_app(server: Server) -> list[int]:
 
 NGINX_CONF = """\
 worker_processes auto;
+worker_priority {priority};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 4096; }}
@@ -216,12 +218,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def nginx(prefix: Path, dyno_ports: list[int]) -> Iterator[tuple[int, int]]:
+def nginx(prefix: Path, dyno_ports: list[int], priority: int) -> Iterator[tuple[int, int]]:
     """nginx in front of the dynos: yields its port and its master process's pid."""
     listen = free_port()
     conf = prefix / "nginx.conf"
     conf.write_text(
-        NGINX_CONF.format(prefix=prefix, port1=dyno_ports[0], port2=dyno_ports[1], listen=listen)
+        NGINX_CONF.format(
+            prefix=prefix,
+            port1=dyno_ports[0],
+            port2=dyno_ports[1],
+            listen=listen,
+            priority=priority,
+        )
     )
     process = subprocess.Popen(
         ["nginx", "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"],
@@ -344,6 +352,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--router-processes", type=int, default=1, help="the server's router processes"
+    )
+    parser.add_argument(
+        "--nginx-worker-priority",
+        type=int,
+        default=0,
+        help="nginx's worker_priority (0, its default, as a user would leave it; -10 gives "
+        "nginx the router's own priority)",
+    )
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
@@ -354,9 +372,9 @@ def main() -> None:
         os.chmod(tmp, 0o711)  # dynos run as their app's user when the server runs as root
         prefix = Path(tmp) / "nginx"
         prefix.mkdir()
-        with dynos_server(Path(tmp) / "home") as server:
+        with dynos_server(Path(tmp) / "home", args.router_processes) as server:
             dyno_ports = deploy_app(server)
-            with nginx(prefix, dyno_ports) as (nginx_port, nginx_pid):
+            with nginx(prefix, dyno_ports, args.nginx_worker_priority) as (nginx_port, nginx_pid):
                 targets = {
                     "router": [server.router_port],
                     "nginx": [nginx_port],
