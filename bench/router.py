@@ -95,10 +95,10 @@ class Server:
 
 
 @contextmanager
-def dynos_server(home: Path, router_processes: int) -> Iterator[Server]:
+def dynos_server(home: Path, *options: str) -> Iterator[Server]:
+    """A ``dynos server`` with ``options`` (``--router-processes 2``), on free ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DYNOS_")}
-    command = [sys.executable, "-m", "dynos", "server", "--home", str(home)]
-    command += ["--router-processes", str(router_processes)]
+    command = [sys.executable, "-m", "dynos", "server", "--home", str(home), *options]
     command += ["--api-port", "0", "--router-port", "0", "--router-host", "127.0.0.1"]
     server_log = open(home.parent / "server.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(command, env=env, stdout=server_log, stderr=subprocess.STDOUT)
@@ -372,7 +372,9 @@ def main() -> None:
         os.chmod(tmp, 0o711)  # dynos run as their app's user when the server runs as root
         prefix = Path(tmp) / "nginx"
         prefix.mkdir()
-        with dynos_server(Path(tmp) / "home", args.router_processes) as server:
+        with dynos_server(
+            Path(tmp) / "home", "--router-processes", str(args.router_processes)
+        ) as server:
             dyno_ports = deploy_app(server)
             with nginx(prefix, dyno_ports, args.nginx_worker_priority) as (nginx_port, nginx_pid):
                 targets = {
