@@ -102,7 +102,10 @@ class Router:
             raise RuntimeError("the router is already started")
         loop = self.loop
         if sock is not None:
-            self._server = await loop.create_server(lambda: ClientConnection(self), sock=sock)
+            # asyncio listens again on a socket it is given, by default with a backlog of 100.
+            self._server = await loop.create_server(
+                lambda: ClientConnection(self), sock=sock, backlog=BACKLOG
+            )
         else:
             self._server = await loop.create_server(
                 lambda: ClientConnection(self), host, port, backlog=BACKLOG
