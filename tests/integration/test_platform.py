@@ -180,7 +180,7 @@ def test_metrics_count_router_requests_per_app_in_prometheus_format(
         with server.api() as api:
             return api.get("/metrics")
 
-    # Router processes other than the server's report their figures twice a second.
+    # With --router-processes above 1, the others report their figures twice a second.
     counted = 'dynos_router_requests_total{app="counted",status="200"} 3.0'
     wait_for(lambda: counted in scraped().text, 10, "the three requests counted")
     response = scraped()

@@ -1,11 +1,12 @@
 """Several router processes on one port: all serve, the server keeps the logs and metrics,
-one that dies comes back, none outlives the server. (Draining across processes is what the
-reliability tests in tests/router exercise: their servers run one router process per core.)"""
+a dyno stops only once no process has a request in flight to it, one that dies comes back,
+none outlives the server. (The reliability tests in tests/router run with two processes too.)"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from http.client import HTTPConnection
 from pathlib import Path
@@ -32,6 +33,9 @@ def routed(tmp_path: Path) -> Iterator[RunningServer]:
     finally:
         if server.process.poll() is None:
             server.stop()
+
+
+STEADY = Path(__file__).parents[1] / "router" / "apps" / "steady"
 
 
 def router_workers(server: RunningServer) -> list[psutil.Process]:
@@ -87,6 +91,50 @@ def test_the_server_has_every_processs_log_lines_and_metrics(routed: RunningServ
 
     wait_for(counted, 10, "12 requests in the metrics")
     wait_for(lambda: routed.logs("hello").count("at=info method=GET") == 12, 10, "12 lines")
+
+
+def owner(server: RunningServer, conn: HTTPConnection) -> int:
+    """The pid of the router process that accepted ``conn``."""
+    assert conn.sock is not None
+    client_port = conn.sock.getsockname()[1]
+    for process in [psutil.Process(server.process.pid), *router_workers(server)]:
+        for accepted in process.net_connections("tcp"):
+            if accepted.raddr and accepted.raddr.port == client_port:
+                return process.pid
+    raise AssertionError(f"no router process holds the connection from port {client_port}")
+
+
+def test_a_dyno_stops_only_once_another_processs_request_to_it_is_done(
+    tmp_path: Path,
+) -> None:
+    server = start_server(tmp_path / "home", "--router-processes", "2", "--stop-grace", "10")
+    try:
+        server.create_app("steady")
+        server.deploy("steady", STEADY)
+        server.scale("steady", web=1)
+        wait_for(lambda: dyno_states(server, "steady") == {"web.1": "up"})
+        [worker] = router_workers(server)
+        for _ in range(100):  # a connection the other process accepted (half of them)
+            conn = HTTPConnection("127.0.0.1", server.router_port, timeout=30)
+            conn.request("GET", "/", headers={"Host": "steady.localhost"})
+            assert conn.getresponse().read() == b"ok web.1"
+            if owner(server, conn) == worker.pid:
+                break
+            conn.close()
+        else:
+            raise AssertionError("the other router process accepted none of 100 connections")
+        # A POST is never retried: only draining can keep it from failing when web.1 stops
+        # (the app stops at once on SIGTERM, whatever it has in flight).
+        conn.request("POST", "/sleep/3", body=b"", headers={"Host": "steady.localhost"})
+        time.sleep(0.5)
+        restart = server.cli("ps:restart", "web.1", "-a", "steady")
+        assert restart.returncode == 0
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"slept web.1")
+        conn.close()
+    finally:
+        if server.process.poll() is None:
+            server.stop()
 
 
 def test_a_router_process_that_dies_is_started_again(routed: RunningServer) -> None:

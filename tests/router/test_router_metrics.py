@@ -48,6 +48,29 @@ def test_router_errors_are_counted_with_their_status() -> None:
     assert 'dynos_router_request_duration_seconds_sum{app="foo"} 7.002' in text
 
 
+def test_other_router_processes_add_up_and_stay_counted_after_they_exit() -> None:
+    metrics = RouterMetrics()
+    metrics.app("foo").observe(200, 0.01)
+    other = AppMetrics()
+    other.observe(200, 0.02)
+    other.observe(502, 0.03)
+    other.in_flight = 4
+    metrics.elsewhere[1] = {"foo": AppMetrics.from_json(other.to_json())}  # as reported
+
+    def scraped() -> str:
+        return generate_latest(metrics_registry(metrics)).decode()
+
+    before = scraped()
+    assert 'dynos_router_requests_total{app="foo",status="200"} 2.0' in before
+    assert 'dynos_router_requests_total{app="foo",status="502"} 1.0' in before
+    assert 'dynos_router_requests_in_flight{app="foo"} 4.0' in before
+    metrics.retire(1)  # the process exited: a counter never goes down
+    after = scraped()
+    assert 'dynos_router_requests_total{app="foo",status="200"} 2.0' in after
+    assert 'dynos_router_requests_total{app="foo",status="502"} 1.0' in after
+    assert 'dynos_router_requests_in_flight{app="foo"} 0.0' in after
+
+
 def test_a_latency_on_a_bucket_bound_falls_in_that_bucket() -> None:
     metrics = AppMetrics()
     metrics.observe(200, 0.005)

@@ -70,15 +70,23 @@ class AppMetrics:
 class RouterMetrics(Collector):
     def __init__(self) -> None:
         self.apps: dict[str, AppMetrics] = {}
-        # The latest figures of each other router process (router/processes.py), by process.
+        # The latest figures of each other router process (router/processes.py), by process,
+        # and what processes that exited had counted: counters never go down.
         self.elsewhere: dict[int, dict[str, AppMetrics]] = {}
+        self.retired: dict[str, AppMetrics] = {}
+
+    def retire(self, process: int) -> None:
+        """Router process ``process`` exited: its requests stay counted, none is in flight."""
+        for name, metrics in self.elsewhere.pop(process, {}).items():
+            metrics.in_flight = 0
+            self.retired.setdefault(name, AppMetrics()).add(metrics)
 
     def total(self) -> dict[str, AppMetrics]:
         """Per app, this process's figures plus the other router processes' latest."""
-        if not self.elsewhere:
+        if not self.elsewhere and not self.retired:
             return self.apps
         total: dict[str, AppMetrics] = {}
-        for apps in (self.apps, *self.elsewhere.values()):
+        for apps in (self.apps, self.retired, *self.elsewhere.values()):
             for name, metrics in apps.items():
                 total.setdefault(name, AppMetrics()).add(metrics)
         return total

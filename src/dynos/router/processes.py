@@ -39,6 +39,7 @@ import json
 import logging
 import socket
 import sys
+import time
 from datetime import datetime
 from typing import Any
 
@@ -51,21 +52,24 @@ log = logging.getLogger(__name__)
 
 STATS_EVERY = 0.5  # seconds between a process's metrics reports
 LOG_EVERY = 0.05  # seconds between a process's batches of router lines
-RESTART_DELAY = 1.0  # seconds before a router process that died is started again
+RESTART_DELAY = 1.0  # seconds before a router process that died is started again,
+RESTART_DELAY_MAX = 30.0  # doubling up to this while it keeps dying
+STABLE_AFTER = 60.0  # seconds a process must have lived for the delay to start over
 LINE_LIMIT = 16 * 1024 * 1024  # one message (a routing table, a batch of log lines)
 
 
 def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     """``count`` listening sockets on ``host:port`` (port 0: a free one), one per process.
 
-    ``host`` is bound at its first address (``localhost``: one of 127.0.0.1 and ::1). Several
+    ``host`` is bound at its first address (``localhost``: one of 127.0.0.1 and ::1; ``""``:
+    every IPv4 address, as 0.0.0.0). Several
     sockets share the port through ``SO_REUSEPORT``, which would also let a second server
     started on the same port join in silently and take a share of the connections: so the
     port is first bound once without it, which fails (``EADDRINUSE``) if anything listens
     there already, as a single socket would.
     """
     family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        host or "0.0.0.0", port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     first = _listening(family, kind, proto, address, reuse_port=False)
     if count == 1:
@@ -89,6 +93,8 @@ def _listening(
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:  # "::" is IPv6 only, as asyncio and nginx bind it
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
@@ -117,39 +123,58 @@ class RouterProcesses:
         self._sockets = dict(enumerate(sockets, start=1))
         self._processes: dict[int, _Process] = {}
         self._drain_ids = itertools.count(1)
+        self._routes_due = False
+        self._routes_sent = b""
         self._closing = False
+        self._serving: set[asyncio.Task[None]] = set()  # one per process, restarts included
 
     async def start(self) -> None:
         if not self._sockets:
             return
         table = self._router.table
-        table.on_change = self._broadcast_routes
+        table.on_change = self._routes_changed
         table.remote_drain = self._drain
         for number in self._sockets:
-            await self._spawn(number)
+            await self._spawn(number, RESTART_DELAY)
 
     async def close(self) -> None:
         """Let every process finish its requests (the router's drain timeout) and exit."""
         self._closing = True
-        table = self._router.table
-        table.on_change = None
-        table.remote_drain = None
         processes = list(self._processes.values())
         for process in processes:
             process.send({"close": True})
-        await asyncio.gather(*(p.stop(self._router.drain_timeout + 5) for p in processes))
-        self._router.metrics.elsewhere.clear()
+        # The processes hold their own copies: a connection that arrives from now on is
+        # refused at once rather than left waiting in a queue nobody accepts from.
         for sock in self._sockets.values():
             sock.close()
+        await asyncio.gather(*(p.stop(self._router.drain_timeout + 5) for p in processes))
+        for task in self._serving:  # those waiting to start a process again
+            task.cancel()
+        await asyncio.gather(*self._serving, return_exceptions=True)
+        table = self._router.table
+        table.on_change = None
+        table.remote_drain = None
+        self._router.metrics.elsewhere.clear()
 
     # ---- the routing table's hooks ---------------------------------------------------------
 
-    def _broadcast_routes(self) -> None:
-        message = {"routes": self._router.table.snapshot()}
-        for process in self._processes.values():
-            process.send(message)
+    def _routes_changed(self) -> None:
+        # The manager sets every app's route on each pass, changed or not: send the table
+        # once per loop turn, and only when it differs from the one sent last.
+        if not self._routes_due:
+            self._routes_due = True
+            asyncio.get_running_loop().call_soon(self._send_routes)
+
+    def _send_routes(self) -> None:
+        self._routes_due = False
+        line = _encode({"routes": self._router.table.snapshot()})
+        if line != self._routes_sent:
+            self._routes_sent = line
+            for process in self._processes.values():
+                process.send_line(line)
 
     async def _drain(self, app: str, dyno: str, timeout: float) -> None:
+        self._send_routes()  # the dyno's removal from its route goes first
         waits = []
         for process in self._processes.values():
             drain_id = next(self._drain_ids)
@@ -160,25 +185,70 @@ class RouterProcesses:
 
     # ---- the processes ---------------------------------------------------------------------
 
-    async def _spawn(self, number: int) -> None:
+    async def _spawn(self, number: int, restart_delay: float) -> None:
         ours, theirs = socket.socketpair()
         listening = self._sockets[number].fileno()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dynos.router.worker",
-            str(listening),
-            str(theirs.fileno()),
-            self._router.table.domain,
-            pass_fds=(listening, theirs.fileno()),
-            stdin=asyncio.subprocess.DEVNULL,
-        )
-        theirs.close()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "dynos.router.worker",
+                str(listening),
+                str(theirs.fileno()),
+                self._router.table.domain,
+                pass_fds=(listening, theirs.fileno()),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         reader, writer = await asyncio.open_connection(sock=ours, limit=LINE_LIMIT)
-        child = _Process(number, process, reader, writer)
+        child = _Process(number, process, reader, writer, restart_delay)
         self._processes[number] = child
-        child.send({"routes": self._router.table.snapshot()})
-        child.reading = asyncio.create_task(self._read(child))
+        routes = _encode({"routes": self._router.table.snapshot()})
+        child.send_line(routes)
+        child.reading = asyncio.create_task(self._serve(child))
+        self._serving.add(child.reading)
+        child.reading.add_done_callback(self._serving.discard)
+
+    async def _serve(self, child: _Process) -> None:
+        """Take ``child``'s messages until it exits, then start it again (unless closing)."""
+        await self._read(child)
+        child.lost()
+        self._router.metrics.retire(child.number)
+        status = await child.process.wait()
+        if self._closing:
+            return
+        self._processes.pop(child.number, None)
+        # A process that keeps dying is started again less and less often.
+        delay = child.restart_delay
+        if time.monotonic() - child.started < STABLE_AFTER:
+            delay = min(delay * 2, RESTART_DELAY_MAX)
+        else:
+            delay = RESTART_DELAY
+        log.error(
+            "router process %d exited (status %s): starting it again in %g s",
+            child.number,
+            status,
+            delay,
+        )
+        while True:
+            await asyncio.sleep(delay)
+            if self._closing:
+                return
+            try:
+                await self._spawn(child.number, delay)
+                return
+            except OSError as exc:
+                delay = min(delay * 2, RESTART_DELAY_MAX)
+                log.error(
+                    "router process %d could not start (%s): trying again in %g s",
+                    child.number,
+                    exc,
+                    delay,
+                )
 
     async def _read(self, child: _Process) -> None:
         table = self._router.table
@@ -200,16 +270,10 @@ class RouterProcesses:
                     table.wake(message["wake"])
         except (ConnectionError, ValueError) as exc:
             log.error("router process %d: %s", child.number, exc)
-        child.lost()
-        metrics.elsewhere.pop(child.number, None)
-        status = await child.process.wait()
-        if self._closing:
-            return
-        self._processes.pop(child.number, None)
-        log.error("router process %d exited (status %s): starting it again", child.number, status)
-        await asyncio.sleep(RESTART_DELAY)
-        if not self._closing:
-            await self._spawn(child.number)
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode() + b"\n"
 
 
 class _Process:
@@ -219,19 +283,28 @@ class _Process:
         process: asyncio.subprocess.Process,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        restart_delay: float,
     ) -> None:
         self.number = number
         self.process = process
         self.reader = reader
         self.writer = writer
+        self.restart_delay = restart_delay  # how long it waited to be started
+        self.started = time.monotonic()
         self.reading: asyncio.Task[None] | None = None
         self._drains: dict[int, asyncio.Future[None]] = {}
+        self._lost = False
 
     def send(self, message: dict[str, Any]) -> None:
+        self.send_line(_encode(message))
+
+    def send_line(self, line: bytes) -> None:
         if not self.writer.is_closing():
-            self.writer.write(json.dumps(message).encode() + b"\n")
+            self.writer.write(line)
 
     async def drain(self, drain_id: int, app: str, dyno: str, timeout: float) -> None:
+        if self._lost:  # nothing is in flight in a process that is gone
+            return
         waiter = asyncio.get_running_loop().create_future()
         self._drains[drain_id] = waiter
         self.send({"drain": [drain_id, app, dyno, timeout]})
@@ -247,6 +320,7 @@ class _Process:
 
     def lost(self) -> None:
         """The process is gone: nothing is in flight in it any more."""
+        self._lost = True
         for waiter in self._drains.values():
             if not waiter.done():
                 waiter.set_result(None)

@@ -10,6 +10,7 @@ the same way. When the control socket closes (the server is gone) it stops at on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -106,7 +107,11 @@ async def serve(listening: socket.socket, control_sock: socket.socket, domain: s
         stats.cancel()
         await router.close()
         _send_stats(router, logs, control)
-        writer.close()
+        # The last lines and figures are written out before the loop (and the process) ends.
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
 
 
 async def _drain(
