@@ -10,6 +10,8 @@ API, manager) runs at a higher priority, nice ``--router-priority`` (default -10
 starts back at nice 0, or at its size's value where sizes become nice values.
 
 Raising a priority needs root (``CAP_SYS_NICE``); without, the server says so and runs on.
+Nice values order the processes of one cgroup: a server started in a cgroup of its own (a
+systemd service) is weighed against the dynos' cgroups by the cgroups' weights instead.
 """
 
 from __future__ import annotations
@@ -30,14 +32,22 @@ def raise_platform_priority(nice: int) -> str:
             f"router priority: nice {current}, not {nice} (raising it needs root or "
             "CAP_SYS_NICE): the dynos can take the router's cores when they are busy"
         )
-    return f"router priority: nice {nice}; dynos, builds and add-on servers run at 0"
+    return (
+        f"router priority: nice {nice}; dynos, builds and add-on servers run at 0 (dynos at "
+        "their size's nice value where sizes are nice values)"
+    )
 
 
 def as_workload(nice: int = WORKLOAD_NICE) -> None:
     """In a child, between fork and exec: leave the platform's priority for ``nice``.
 
-    Without root a process cannot lower its nice value: a server started at a higher one
-    than ``nice`` by its user leaves its children there.
+    Without root a process cannot lower its nice value: under a server its user started at
+    nice 5, say, ``nice`` counts from there (a 1X dyno at 3 runs at 8), so that sizes still
+    differ.
     """
-    with contextlib.suppress(PermissionError):
+    try:
         os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except PermissionError:
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        with contextlib.suppress(PermissionError):
+            os.setpriority(os.PRIO_PROCESS, 0, min(19, current + nice - WORKLOAD_NICE))

@@ -13,9 +13,15 @@ import textwrap
 import psutil
 import pytest
 
+from dynos.backends.cgroups import Cgroups
 from tests.integration.conftest import EXAMPLES, RunningServer, dyno_states, wait_for
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority needs root")
+# As root without cgroups, sizes become nice values and dynos run at theirs (tests/test_priority.py
+# and tests/backends cover that path).
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or Cgroups.detect() is None,
+    reason="raising a priority needs root; dynos run at nice 0 where cgroups enforce sizes",
+)
 
 
 def test_the_server_outranks_its_dynos_and_add_on_servers(server: RunningServer) -> None:
