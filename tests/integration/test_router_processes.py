@@ -4,6 +4,7 @@ none outlives the server. (The reliability tests in tests/router run with two pr
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -169,6 +170,22 @@ def test_a_second_server_on_the_router_port_is_refused(
     assert f"Port {routed.router_port} is already in use" in second.stderr
     for conn in held_connections(routed, 12):  # and the first one serves on
         conn.close()
+
+
+def test_router_processes_exit_when_the_server_is_killed(routed: RunningServer) -> None:
+    workers = router_workers(routed)
+    dynos = [
+        p for p in psutil.Process(routed.process.pid).children(recursive=True) if p not in workers
+    ]
+    routed.process.kill()  # no chance to tell them: their control sockets close
+    routed.process.wait(10)
+    try:
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert alive == []
+    finally:
+        for dyno in dynos:  # a killed server leaves its dynos to the next one's start
+            with contextlib.suppress(psutil.NoSuchProcess):
+                dyno.kill()
 
 
 def test_no_router_process_outlives_the_server(routed: RunningServer) -> None:
