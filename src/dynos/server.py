@@ -158,7 +158,7 @@ async def _serve(config: ServerConfig) -> None:
     router = Router(routes, logs)
     try:
         sockets = listening_sockets(config.router_host, config.router_port, config.router_processes)
-        router_port = await router.start("", 0, sock=sockets[0])
+        router_port = await router.start(sock=sockets[0])
     except OSError as exc:
         api_sock.close()
         if exc.errno == errno.EADDRINUSE:

@@ -167,7 +167,7 @@ class RouterProcesses:
 
     def _send_routes(self) -> None:
         self._routes_due = False
-        line = _encode({"routes": self._router.table.snapshot()})
+        line = encode_message({"routes": self._router.table.snapshot()})
         if line != self._routes_sent:
             self._routes_sent = line
             for process in self._processes.values():
@@ -207,7 +207,7 @@ class RouterProcesses:
         reader, writer = await asyncio.open_connection(sock=ours, limit=LINE_LIMIT)
         child = _Process(number, process, reader, writer, restart_delay)
         self._processes[number] = child
-        routes = _encode({"routes": self._router.table.snapshot()})
+        routes = encode_message({"routes": self._router.table.snapshot()})
         child.send_line(routes)
         child.reading = asyncio.create_task(self._serve(child))
         self._serving.add(child.reading)
@@ -272,7 +272,8 @@ class RouterProcesses:
             log.error("router process %d: %s", child.number, exc)
 
 
-def _encode(message: dict[str, Any]) -> bytes:
+def encode_message(message: dict[str, Any]) -> bytes:
+    """One message of the control protocol (above): a line of JSON."""
     return json.dumps(message).encode() + b"\n"
 
 
@@ -296,7 +297,7 @@ class _Process:
         self._lost = False
 
     def send(self, message: dict[str, Any]) -> None:
-        self.send_line(_encode(message))
+        self.send_line(encode_message(message))
 
     def send_line(self, line: bytes) -> None:
         if not self.writer.is_closing():

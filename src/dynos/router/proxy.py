@@ -91,12 +91,12 @@ class Router:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
-    async def start(self, host: str, port: int, *, sock: socket.socket | None = None) -> int:
-        """Listen on ``host:port`` (port 0: any free port); return the port listened on.
-
-        Bind one address: with a name that resolves to several (``localhost``) and port 0,
-        each socket would get its own port and only the first is returned. ``sock``: accept
-        on this listening socket instead (one of several on a port, see processes.py).
+    async def start(
+        self, host: str = "", port: int = 0, *, sock: socket.socket | None = None
+    ) -> int:
+        """Accept on the listening socket ``sock`` (the server's, from
+        processes.listening_sockets), or else on ``host:port`` (port 0: any free port, the
+        tests' way); return the port.
         """
         if self._server is not None:
             raise RuntimeError("the router is already started")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dynos.logs.hub import LogHub
-from dynos.router.processes import LINE_LIMIT, LOG_EVERY, STATS_EVERY
+from dynos.router.processes import LINE_LIMIT, LOG_EVERY, STATS_EVERY, encode_message
 from dynos.router.proxy import Router
 from dynos.router.routing_table import RoutingTable
 
@@ -33,7 +33,7 @@ class _Control:
 
     def send(self, message: dict[str, Any]) -> None:
         if not self._writer.is_closing():
-            self._writer.write(json.dumps(message).encode() + b"\n")
+            self._writer.write(encode_message(message))
 
 
 class ForwardedLogs(LogHub):
@@ -84,7 +84,7 @@ async def serve(listening: socket.socket, control_sock: socket.socket, domain: s
     table.on_wake = lambda app: control.send({"wake": app})
     logs = ForwardedLogs(control.send)
     router = Router(table, logs)
-    await router.start("", 0, sock=listening)
+    await router.start(sock=listening)
     stats = asyncio.create_task(_report(router, logs, control))
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, lambda: None)  # the server says when to stop
