@@ -1,23 +1,44 @@
-"""The store: every piece of desired state, in one SQLite database (WAL).
+"""The state database: every piece of desired state, in one SQLite file (WAL).
 
-Methods are synchronous: SQLite answers these small queries in microseconds, faster than a
-thread hop would cost, and keeping them on the event loop's thread keeps the data consistent
-without locks. Multi-step changes (a release plus its formation) run in one transaction.
+``Database`` is synchronous and belongs to one thread: the store's own (:mod:`.store`), which
+runs every call off the event loop, so that a slow or locked database never stalls the router
+or the API. Multi-step changes (a release plus its formation) run in one transaction.
+
+sqlite3's errors never leave this package as they are: :func:`store_error` turns them into
+typed errors whose message says what to do (a locked database is a 503 to retry, a damaged
+one names the restore command).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
-from dynos.errors import Conflict, NotFound
-from dynos.store.models import Addon, App, Formation, Release
+from dynos.errors import (
+    Conflict,
+    DatabaseDamaged,
+    DatabaseLocked,
+    DynosError,
+    NotFound,
+    Unavailable,
+    UserError,
+)
+from dynos.store.models import Addon, App, AppState, Formation, Release
 from dynos.store.schema import migrate
+
+T = TypeVar("T")
+
+# How long a write waits for another process's lock before it is refused with a 503. Only
+# another process can hold it (this one writes from a single thread): an sqlite3 shell, a
+# copy tool. Short, because every store call queues behind a waiting one.
+BUSY_TIMEOUT = 2.0
 
 
 def _now() -> datetime:
@@ -40,28 +61,176 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-class Store:
-    def __init__(self, path: Path | str) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self.schema_version = migrate(self._conn)
+def store_error(exc: sqlite3.Error, path: Path) -> DynosError | None:
+    """The typed error for an sqlite3 error on the database at ``path``; None for a bug
+    (a wrong query, a closed connection), which stays an internal error."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return DatabaseLocked(
+            f"The database {path} is locked by another process: nothing was changed. Retry in "
+            "a moment; if it lasts, end what holds it open (an sqlite3 shell in a transaction)."
+        )
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return damaged(path, str(exc))
+    if primary == sqlite3.SQLITE_FULL:
+        return Unavailable(
+            f"The disk holding {path} is full: nothing was changed. Free some space and retry."
+        )
+    if primary == sqlite3.SQLITE_CONSTRAINT:
+        return Conflict(
+            "This change clashed with another one made at the same time (the app may have been "
+            "destroyed meanwhile): nothing was changed. Check the app and run it again."
+        )
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and primary is not None:
+        return Unavailable(
+            f"The database {path} cannot be used ({exc}): nothing was changed. Check the disk "
+            "and the permissions of the server's home, then retry."
+        )
+    return None
+
+
+def damaged(path: Path, reason: str) -> DatabaseDamaged:
+    return DatabaseDamaged(
+        f"The database {path} is damaged ({reason}): stop the server and restore a backup "
+        "with 'dynos server:restore' (see docs/cli.md).",
+        reason,
+    )
+
+
+def open_connection(path: Path, *, create: bool) -> sqlite3.Connection:
+    """A connection to the database at ``path``, checked readable (``PRAGMA quick_check``).
+
+    Raises DatabaseDamaged for a file that is not a sound SQLite database, and Unavailable
+    (or DatabaseLocked) when it cannot be opened. ``create`` makes a missing file (mode 0600:
+    it holds add-on passwords), otherwise a missing file is an error.
+    """
+    if create and not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if not path.is_file():
+        raise UserError(f"There is no database at {path}.")
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    try:
+        (verdict,) = conn.execute("PRAGMA quick_check").fetchone()
+        if verdict != "ok":
+            raise damaged(path, str(verdict))
+    except sqlite3.Error as exc:
+        conn.close()
+        raise (store_error(exc, path) or exc) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def copy_database(conn: sqlite3.Connection, target: Path) -> None:
+    """Copy the whole database of ``conn``, consistently, into the new file ``target`` (mode
+    0600), with SQLite's online backup: other connections may go on reading and writing."""
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    copy = sqlite3.connect(target)
+    try:
+        conn.backup(copy)
+        # A rollback journal, not WAL: the copy is one self-contained file, which can be read
+        # (and restored) without -wal and -shm files appearing beside it.
+        copy.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        copy.close()
+
+
+class Database:
+    """The state database, for the one thread that opened it (sqlite3 checks)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        conn = open_connection(path, create=True)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self.schema_version = migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise (store_error(exc, path) or exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
 
     def close(self) -> None:
         self._conn.close()
 
+    @property
+    def changes(self) -> int:
+        """Rows changed since this database was opened (tells whether a backup is due)."""
+        return self._conn.total_changes
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group several writes: all of them land, or none."""
+        """Group several writes: all of them land, or none. Nests: an inner one joins the
+        outer. The write lock is taken at once, so a locked database fails before anything."""
+        if self._conn.in_transaction:
+            yield
+            return
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # COMMIT itself may fail: never leave one open
+                self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Several reads that see one state of the database. Deferred: in WAL mode a reader
+        never waits for a writer, not even another process's."""
+        if self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
+
+    def in_transaction(self, change: Callable[[Database], T]) -> T:
+        """``change(self)`` in one transaction; the store runs use-cases' writes this way."""
+        with self.transaction():
+            return change(self)
+
+    def backup_to(self, target: Path) -> None:
+        copy_database(self._conn, target)
+
+    # -- the whole desired state, for the manager ---------------------------------------------
+
+    def app_states(self) -> list[AppState]:
+        """Every app with its current release, formation and settings, from one snapshot."""
+        with self._snapshot():
+            apps = [self._app(row) for row in self._conn.execute("SELECT * FROM apps")]
+            releases = {
+                row["app_id"]: self._release(row)
+                for row in self._conn.execute(
+                    "SELECT r.* FROM releases r JOIN (SELECT app_id, MAX(version) AS version"
+                    " FROM releases GROUP BY app_id) newest"
+                    " ON r.app_id = newest.app_id AND r.version = newest.version"
+                )
+            }
+            formation: dict[str, list[Formation]] = {}
+            for row in self._conn.execute(
+                "SELECT * FROM formation ORDER BY app_id, type != 'web', type"
+            ):
+                formation.setdefault(row["app_id"], []).append(self._formation(row))
+            settings = self.all_app_settings()
+        return [
+            AppState(
+                app,
+                releases.get(app.id),
+                tuple(formation.get(app.id, ())),
+                settings.get(app.id, {}),
+            )
+            for app in sorted(apps, key=lambda a: a.name)
+        ]
 
     # -- apps -----------------------------------------------------------------------------
 
@@ -120,6 +289,17 @@ class Store:
         config: Mapping[str, str],
     ) -> Release:
         """Add the app's next release (v1, v2, ...); its version is one above the newest."""
+        with self.transaction():
+            return self._insert_release(app_id, description, slug_id, processes, config)
+
+    def _insert_release(
+        self,
+        app_id: str,
+        description: str,
+        slug_id: str | None,
+        processes: Mapping[str, str],
+        config: Mapping[str, str],
+    ) -> Release:
         (last,) = self._conn.execute(
             "SELECT COALESCE(MAX(version), 0) FROM releases WHERE app_id = ?", (app_id,)
         ).fetchone()
@@ -164,7 +344,7 @@ class Store:
     def get_release(self, app_id: str, id_or_version: str) -> Release:
         """A release by id, or by version (``3`` or ``v3``); NotFound if there is none."""
         text = id_or_version.removeprefix("v")
-        if text.isdigit():
+        if text.isascii() and text.isdigit() and len(text) <= 18:  # fits SQLite's INTEGER
             query, arg = "version = ?", int(text)
         else:
             query, arg = "id = ?", id_or_version  # type: ignore[assignment]
