@@ -31,13 +31,14 @@ from dynos.api.auth import BearerAuth
 from dynos.api.compat import compat_routes
 from dynos.api.log_sessions import MAX_LINES, LogSession, LogSessions
 from dynos.api.one_off import one_off_routes
-from dynos.api.params import json_object, optional_str, scale_change
+from dynos.api.params import json_object, media_type, optional_str, scale_change
 from dynos.api.ranges import DEFAULT_MAX, Range, paginate, parse_range
 from dynos.errors import (
     BadRequest,
     DynosError,
     Forbidden,
     NotFound,
+    UnsupportedMediaType,
     UserError,
 )
 from dynos.logs.logline import APP
@@ -46,6 +47,7 @@ from dynos.platform.platform import Platform
 from dynos.store.models import App, Formation, Release
 
 MAX_UPLOAD = 500 * 1024 * 1024  # Heroku's slug size limit
+GZIP_TYPES = ("application/gzip", "application/x-gzip")
 JSON = dict[str, Any]
 
 
@@ -381,6 +383,12 @@ class Api:
 
     async def deploy(self, request: Request) -> Response:
         app = await self._app(request)
+        kind, _ = media_type(request.headers.get("content-type"))
+        if kind not in GZIP_TYPES:
+            raise UnsupportedMediaType(
+                "Send the app directory as a .tar.gz with 'Content-Type: application/gzip' "
+                "(as 'dynos deploy' does). Nothing was changed."
+            )
         with tempfile.NamedTemporaryFile(suffix=".tar.gz") as upload:
             size = 0
             async for chunk in request.stream():
