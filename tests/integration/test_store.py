@@ -72,9 +72,31 @@ def start_on(home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_damaged_database_stops_the_server_in_one_line_and_a_backup_restores_it(
+def damage(database: Path) -> None:
+    with database.open("r+b") as file:  # the reproduction of issue 11: garbage in the header
+        file.write(b"garbage" * 10)
+
+
+def test_a_damaged_database_stops_the_server_in_one_line_naming_the_newest_backup(
     tmp_path: Path,
 ) -> None:
+    home = tmp_path / "home"
+    first = start_server(home)
+    try:
+        first.create_app("precious")
+    finally:
+        assert first.stop() == 0
+    damage(home / "dynos.db")
+    refused = start_on(home)
+    assert refused.returncode == 1
+    lines = (refused.stdout + refused.stderr).strip().splitlines()
+    assert len(lines) == 1, lines  # before: a 30-line traceback
+    assert lines[0].startswith(f"dynos: The database {home / 'dynos.db'} is damaged (file is not")
+    (backup,) = (home / "backups").iterdir()  # the one taken at start
+    assert f"dynos server:restore {backup} --home {home}" in lines[0]
+
+
+def test_backups_follow_the_schedule_and_a_restore_brings_the_state_back(tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = start_server(home, "--backup-every", "0.2", "--backup-keep", "2")
     try:
@@ -96,16 +118,7 @@ def test_a_damaged_database_stops_the_server_in_one_line_and_a_backup_restores_i
     assert manual.name in kept
     assert len([n for n in kept if not n.endswith("-manual.db")]) == 2  # --backup-keep
 
-    with (home / "dynos.db").open("r+b") as file:  # the reproduction of issue 11
-        file.write(b"garbage" * 10)
-    refused_start = start_on(home)
-    assert refused_start.returncode == 1
-    lines = (refused_start.stdout + refused_start.stderr).strip().splitlines()
-    assert len(lines) == 1, lines
-    newest = max(kept, key=lambda n: n[:28])
-    assert "is damaged (file is not a database)" in lines[0]
-    assert f"dynos server:restore {home / 'backups' / newest} --home {home}" in lines[0]
-
+    damage(home / "dynos.db")
     restored = first.cli("server:restore", str(manual))
     assert f"Restored {home / 'dynos.db'} from {manual}" in restored.stdout
     third = start_server(home)
