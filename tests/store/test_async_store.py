@@ -4,6 +4,7 @@ lock (another connection), and the event loop kept free meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Coroutine
@@ -116,3 +117,15 @@ def test_a_damaged_file_is_refused_at_open_with_what_sqlite_said(tmp_path: Path)
         asyncio.run(open_it())
     assert raised.value.reason == "file is not a database"
     assert "dynos server:restore" in raised.value.message
+
+
+def test_only_the_store_package_imports_sqlite3() -> None:
+    """Everything else reaches the database through the store's thread."""
+    src = Path(__file__).resolve().parents[2] / "src" / "dynos"
+    importers = sorted(
+        str(path.relative_to(src))
+        for path in src.rglob("*.py")
+        if re.search(r"^\s*(import sqlite3|from sqlite3 import)", path.read_text(), re.M)
+    )
+    assert "store/database.py" in importers
+    assert [path for path in importers if not path.startswith("store/")] == []

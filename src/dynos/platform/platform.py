@@ -13,6 +13,7 @@ and waking the manager happen back on the event loop, once the transaction has c
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import random
 import re
@@ -228,7 +229,11 @@ class Platform:
         )
         self._api_log(app, f"Settings changed: {described}")
         self.manager.wake()
-        await self.manager.refresh()  # the router's per-app timeout follows at once
+        # The router's per-app timeout follows at once. The change is committed: a store
+        # that cannot be read right now must not turn it into an error (the reconcile that
+        # wake() asked for publishes it, or logs why not).
+        with contextlib.suppress(DynosError):
+            await self.manager.refresh()
         return settings
 
     # -- config vars -------------------------------------------------------------------------

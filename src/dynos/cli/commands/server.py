@@ -125,7 +125,10 @@ def server_backup(home: Path | None) -> None:
     from dynos.store.backups import backup_home
 
     paths = _paths(home)
-    target = backup_home(paths.database, paths.backups)
+    try:
+        target = backup_home(paths.database, paths.backups)
+    except OSError as exc:
+        raise UserError(f"Cannot back up {paths.database}: {exc}.") from exc
     click.echo(f"Backed up {paths.database} to {target}")
 
 
@@ -139,8 +142,13 @@ def server_restore(backup: Path, home: Path | None) -> None:
     from dynos.store.backups import restore
 
     paths = _paths(home)
-    with hold_home(paths, "stop the server (Ctrl-C or SIGTERM), then restore."):
-        aside = restore(backup.expanduser().resolve(), paths.database)
+    if not paths.home.is_dir():
+        raise UserError(f"There is no server home at {paths.home}: pass the right --home.")
+    try:
+        with hold_home(paths, "stop the server (Ctrl-C or SIGTERM), then restore."):
+            aside = restore(backup.expanduser().resolve(), paths.database)
+    except OSError as exc:
+        raise UserError(f"Cannot restore {paths.database}: {exc}.") from exc
     kept = f"; the database it replaced is kept as {aside}" if aside else ""
     click.echo(f"Restored {paths.database} from {backup}{kept}. Start the server again.")
 
