@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dynos.errors import DatabaseDamaged, DatabaseLocked, UserError
-from dynos.store import database
+from dynos.store import sqlite
 from dynos.store.database import Database
 from dynos.store.models import App
 from dynos.store.store import Store
@@ -69,7 +69,7 @@ def test_a_transaction_lands_whole_or_not_at_all(tmp_path: Path) -> None:
 def test_a_write_locked_out_by_another_process_is_refused_without_blocking_the_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(database, "BUSY_TIMEOUT", 0.5)
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT", 0.5)
     path = tmp_path / "dynos.db"
 
     async def scenario(store: Store) -> None:

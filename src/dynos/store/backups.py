@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dynos.errors import DynosError, UserError
-from dynos.store.database import copy_database, open_connection, store_error
 from dynos.store.schema import MIGRATIONS
+from dynos.store.sqlite import copy_database, open_connection, store_error
 
 if TYPE_CHECKING:
     from dynos.store.database import Database

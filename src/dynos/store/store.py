@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from dynos.store import backups
-from dynos.store.database import Database, store_error
+from dynos.store.database import Database
 from dynos.store.models import Addon, App, AppState, Formation, Release
+from dynos.store.sqlite import store_error
 
 T = TypeVar("T")
 P = ParamSpec("P")
