@@ -37,6 +37,8 @@ class ServerConfig:
     cycle_after: float | None = None  # restart dynos older than this (daily cycling); off
     crash_backoff: float = 1.0  # first delay between restarts of a dyno that keeps crashing
     crash_backoff_max: float = 300.0  # the delay doubles up to this
+    backup_every: float = 3600.0  # seconds between backups of the database (0: none)
+    backup_keep: int = 24  # scheduled backups kept in <home>/backups
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,15 @@ class HomePaths:
     @property
     def database(self) -> Path:
         return self.home / "dynos.db"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the one process that owns the home: see dynos.home_lock."""
+        return self.home / "server.lock"
+
+    @property
+    def backups(self) -> Path:
+        return self.home / "backups"
 
     @property
     def credentials(self) -> Path:

@@ -38,6 +38,14 @@ class BadRequest(UserError):
     status = 400
 
 
+class UnsupportedMediaType(BadRequest):
+    """A request body in a type the endpoint does not read (a form, text/plain for JSON):
+    refused before it is read, so that a cross-site form can never act on the API."""
+
+    id = "unsupported_media_type"
+    status = 415
+
+
 class Unauthorized(UserError):
     id = "unauthorized"
     status = 401
@@ -70,3 +78,22 @@ class PlatformError(DynosError):
 class BuildFailed(PlatformError):
     id = "build_failed"
     status = 422
+
+
+class Unavailable(PlatformError):
+    """The platform cannot serve the request now; nothing was changed, and a retry may work."""
+
+    id = "unavailable"
+    status = 503
+
+
+class DatabaseLocked(Unavailable):
+    """Another process holds the state database's write lock past the store's wait."""
+
+
+class DatabaseDamaged(Unavailable):
+    """The state database is unreadable: the server refuses to run on it until restored."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # what SQLite said, e.g. "file is not a database"

@@ -29,7 +29,8 @@ from dynos.backends.isolation import AppUsers, close_home, isolation_available, 
 from dynos.backends.local import LocalBackend
 from dynos.config import HomePaths, ServerConfig
 from dynos.core.restart_policy import RestartPolicy
-from dynos.errors import PlatformError, UserError
+from dynos.errors import DatabaseDamaged, PlatformError, UserError
+from dynos.home_lock import hold_home
 from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager, ManagerSettings
 from dynos.platform.addons import Addons
@@ -39,6 +40,7 @@ from dynos.router import compiled as router_compiled
 from dynos.router.processes import RouterProcesses, listening_sockets
 from dynos.router.proxy import Router
 from dynos.router.routing_table import RoutingTable
+from dynos.store import backups
 from dynos.store.store import Store
 
 log = logging.getLogger("dynos")
@@ -104,9 +106,40 @@ async def _serve(config: ServerConfig) -> None:
         # opened to their app's group one by one (isolation.open_slug_to).
         os.umask(0o077)
     paths.home.mkdir(parents=True, exist_ok=True)
+    with hold_home(paths, "stop that server first, or give this one another --home."):
+        store = await _open_store(paths)
+        try:
+            await _serve_store(config, paths, store, priority)
+        finally:
+            await store.close()
+
+
+async def _open_store(paths: HomePaths) -> Store:
+    """The store, or DatabaseDamaged saying in one line how to restore the database."""
+    try:
+        return await Store.open(paths.database)
+    except DatabaseDamaged as exc:
+        newest = backups.newest(paths.backups)
+        if newest is None:
+            how = (
+                f"there is no backup in {paths.backups}: move the file aside to start with no "
+                "apps, or salvage it with sqlite3's .recover"
+            )
+        else:
+            how = (
+                f"restore the newest backup with 'dynos server:restore {newest} --home "
+                f"{paths.home}' (docs/cli.md), then start the server again"
+            )
+        raise DatabaseDamaged(
+            f"The database {paths.database} is damaged ({exc.reason}), so the server will not "
+            f"start on it: {how}.",
+            exc.reason,
+        ) from None
+
+
+async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, priority: str) -> None:
     paths.slugs.mkdir(exist_ok=True)
     token = ensure_token(paths)
-    store = Store(paths.database)
     logs = LogHub()
     routes = RoutingTable(config.domain)
 
@@ -204,14 +237,20 @@ async def _serve(config: ServerConfig) -> None:
     await addons.start()
     try:
         async with asyncio.TaskGroup() as group:
-            manager_task = group.create_task(manager.run())
+            background = [group.create_task(manager.run())]
+            if config.backup_every > 0:
+                every, keep = config.backup_every, config.backup_keep
+                background.append(
+                    group.create_task(backups.keep_backups(store, paths.backups, every, keep))
+                )
             group.create_task(api_server.serve(sockets=[api_sock]))
             await stop.wait()
             log.info("stopping: closing the API and the router, then stopping every dyno")
             api_server.should_exit = True
             await asyncio.gather(router.close(), router_processes.close())
             await manager.close()
-            manager_task.cancel()
+            for task in background:
+                task.cancel()
     finally:
         # Whatever ended the TaskGroup (a failing component included), no dyno outlives the
         # server: close() is a no-op for dynos already stopped above.
@@ -219,7 +258,6 @@ async def _serve(config: ServerConfig) -> None:
         await manager.close()
         await addons.close()
         paths.server_json.unlink(missing_ok=True)
-        store.close()
         if cgroups is not None:
             cgroups.close()
         if users is not None:

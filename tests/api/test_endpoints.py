@@ -288,5 +288,9 @@ def test_wrong_values_are_invalid_params(api: httpx.Client, app: str) -> None:
 
 
 def test_unreadable_body_is_a_bad_request(api: httpx.Client, app: str) -> None:
-    response = api.patch(f"/apps/{app}/config-vars", content=b"{not json")
+    response = api.patch(
+        f"/apps/{app}/config-vars",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
     assert error_of(response) == (400, "bad_request")

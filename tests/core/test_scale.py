@@ -36,7 +36,12 @@ def test_parse_scale_arg_reads_quantity_and_size(
     assert (change.op, change.amount, change.size) == (op, amount, size)
 
 
-@pytest.mark.parametrize("arg", ["web=two", "web=-1", "web", "=2", "web=2:huge", "web=1.5"])
+@pytest.mark.parametrize(
+    "arg",
+    # "\u00b2" (a superscript two) passes str.isdigit() but not int(); "\u0663" is an
+    # Arabic-Indic three, which "\d" matches: quantities are ASCII digits.
+    ["web=two", "web=-1", "web", "=2", "web=2:huge", "web=1.5", "web=\u00b2", "web+\u0663"],
+)
 def test_parse_scale_arg_rejects_bad_arguments(arg: str) -> None:
     with pytest.raises(UserError):
         parse_scale_arg(arg)
@@ -72,7 +77,7 @@ def test_parse_quantity_accepts_numbers_and_heroku_strings() -> None:
     assert parse_quantity("web", "4") == ("=", 4)
 
 
-@pytest.mark.parametrize("value", ["two", -1, True, 1.5, None, ""])
+@pytest.mark.parametrize("value", ["two", -1, True, 1.5, None, "", "\u00b2", "\u0663", "2\n2"])
 def test_parse_quantity_rejects_non_quantities(value: object) -> None:
     with pytest.raises(UserError):
         parse_quantity("web", value)

@@ -13,13 +13,20 @@ from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager, ManagerSettings
 from dynos.manager.watch import DynoWatch
 from dynos.router.routing_table import RoutingTable
+from dynos.store.database import Database
+from dynos.store.models import App
 from dynos.store.store import Store
 from dynos.testing.fakes import FakeBackend, FakeClock
 
 
 class World:
-    def __init__(self, tmp_path: Path) -> None:
-        self.store = Store(tmp_path / "db")
+    """A manager on a fake backend and clock, with a real store holding the app ``foo``.
+    Made by :meth:`open`: the store's thread needs the running loop."""
+
+    app: App
+
+    def __init__(self, tmp_path: Path, store: Store) -> None:
+        self.store = store
         self.logs = LogHub()
         self.clock = FakeClock()
         self.routes = RoutingTable("localhost", clock=self.clock)
@@ -33,14 +40,24 @@ class World:
         self.manager = DynoManager(
             self.store, factory, self.logs, self.routes, settings, clock=self.clock
         )
-        self.app = self.store.create_app("foo")
-        self.store.create_release(
-            self.app.id,
-            "Deploy",
-            slug_id="slug",
-            processes={"web": "python3 web.py", "worker": "python3 worker.py"},
-            config={"K": "v"},
-        )
+
+    @classmethod
+    async def open(cls, tmp_path: Path) -> World:
+        world = cls(tmp_path, await Store.open(tmp_path / "db"))
+
+        def seed(db: Database) -> App:
+            app = db.create_app("foo")
+            db.create_release(
+                app.id,
+                "Deploy",
+                slug_id="slug",
+                processes={"web": "python3 web.py", "worker": "python3 worker.py"},
+                config={"K": "v"},
+            )
+            return app
+
+        world.app = await world.store.transaction(seed)
+        return world
 
     def backend_for(self, events: DynoEvents) -> FakeBackend:
         self.backend = FakeBackend(events)
@@ -51,9 +68,15 @@ class World:
         assert self.backend is not None
         return self.backend
 
-    def scale(self, web: int, worker: int, size: str = "Standard-1X") -> None:
-        self.store.set_formation(self.app.id, "web", web, size)
-        self.store.set_formation(self.app.id, "worker", worker, "Standard-1X")
+    async def scale(self, web: int, worker: int, size: str = "Standard-1X") -> None:
+        def scale(db: Database) -> None:
+            db.set_formation(self.app.id, "web", web, size)
+            db.set_formation(self.app.id, "worker", worker, "Standard-1X")
+
+        await self.store.transaction(scale)
+
+    async def write(self, change: Callable[[Database], object]) -> None:
+        await self.store.transaction(change)
 
     async def settle(self) -> None:
         """Reconcile, then let spawned stop tasks and their exit events run."""
@@ -66,12 +89,19 @@ class World:
 
 
 def run(test: Callable[[World], Coroutine[Any, Any, None]], tmp_path: Path) -> None:
-    asyncio.run(test(World(tmp_path)))
+    async def main() -> None:
+        world = await World.open(tmp_path)
+        try:
+            await test(world)
+        finally:
+            await world.store.close()
+
+    asyncio.run(main())
 
 
 def test_web_dyno_is_routed_only_once_it_binds_its_port(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=1, worker=1)
+        await w.scale(web=1, worker=1)
         await w.settle()
         assert w.states() == {"web.1": "starting", "worker.1": "up"}
         route = w.routes.lookup("foo.localhost")
@@ -86,7 +116,7 @@ def test_web_dyno_is_routed_only_once_it_binds_its_port(tmp_path: Path) -> None:
 
 def test_dyno_gets_config_port_and_dyno_name(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=1, worker=0)
+        await w.scale(web=1, worker=0)
         await w.settle()
         env = w.fake.started[0].env
         assert env["K"] == "v" and env["DYNO"] == "web.1" and env["PORT"] == "40000"
@@ -96,9 +126,9 @@ def test_dyno_gets_config_port_and_dyno_name(tmp_path: Path) -> None:
 
 def test_scale_down_stops_highest_numbered_dynos_first(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=0, worker=4)
+        await w.scale(web=0, worker=4)
         await w.settle()
-        w.scale(web=0, worker=1)
+        await w.scale(web=0, worker=1)
         await w.settle()
         assert w.fake.stopped == ["worker.4", "worker.3", "worker.2"]
         assert w.states() == {"worker.1": "up"}
@@ -108,7 +138,7 @@ def test_scale_down_stops_highest_numbered_dynos_first(tmp_path: Path) -> None:
 
 def test_crash_restarts_at_once_then_backs_off(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=0, worker=1)
+        await w.scale(web=0, worker=1)
         await w.settle()
         w.fake.crash("worker.1", status=3)
         assert w.states() == {"worker.1": "crashed"}
@@ -129,7 +159,7 @@ def test_crash_restarts_at_once_then_backs_off(tmp_path: Path) -> None:
 
 def test_all_web_dynos_crashed_marks_the_route_crashed(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=1, worker=0)
+        await w.scale(web=1, worker=0)
         await w.settle()
         w.fake.bind("web.1")
         w.fake.crash("web.1")
@@ -141,10 +171,12 @@ def test_all_web_dynos_crashed_marks_the_route_crashed(tmp_path: Path) -> None:
 
 def test_new_release_replaces_every_dyno(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=0, worker=2)
+        await w.scale(web=0, worker=2)
         await w.settle()
-        w.store.create_release(
-            w.app.id, "v3", slug_id="slug2", processes={"worker": "python3 w2.py"}, config={}
+        await w.write(
+            lambda db: db.create_release(
+                w.app.id, "v3", slug_id="slug2", processes={"worker": "python3 w2.py"}, config={}
+            )
         )
         await w.settle()
         assert sorted(w.fake.stopped) == ["worker.1", "worker.2"]
@@ -155,7 +187,7 @@ def test_new_release_replaces_every_dyno(tmp_path: Path) -> None:
 
 def test_restart_request_replaces_only_the_named_dyno(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=0, worker=2)
+        await w.scale(web=0, worker=2)
         await w.settle()
         w.manager.request_restart(w.app.id, "worker.2")
         await w.settle()
@@ -167,7 +199,7 @@ def test_restart_request_replaces_only_the_named_dyno(tmp_path: Path) -> None:
 
 def test_close_stops_every_dyno(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=0, worker=3)
+        await w.scale(web=0, worker=3)
         await w.settle()
         await w.manager.close()
         assert sorted(w.fake.stopped) == ["worker.1", "worker.2", "worker.3"]
@@ -178,9 +210,9 @@ def test_close_stops_every_dyno(tmp_path: Path) -> None:
 
 def test_memory_watch_reports_r14_once_a_minute_and_kills_at_r15(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=0, worker=1)
+        await w.scale(web=0, worker=1)
         await w.settle()
-        watch = DynoWatch(w.manager, w.store, w.routes, w.clock)
+        watch = DynoWatch(w.manager, w.routes, w.clock)
         w.fake.memory["worker.1"] = 700 * 1024 * 1024  # 1X quota: 512 MB
         watch.check()
         w.clock.advance(30)
@@ -200,11 +232,11 @@ def test_memory_watch_reports_r14_once_a_minute_and_kills_at_r15(tmp_path: Path)
 
 def test_lone_1x_web_dyno_idles_after_quiet_spell_and_wakes(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=1, worker=0)
-        w.store.set_app_setting(w.app.id, "idle_after", 60)
+        await w.scale(web=1, worker=0)
+        await w.write(lambda db: db.set_app_setting(w.app.id, "idle_after", 60))
         await w.settle()
         w.fake.bind("web.1")
-        watch = DynoWatch(w.manager, w.store, w.routes, w.clock)
+        watch = DynoWatch(w.manager, w.routes, w.clock)
         w.clock.advance(59)
         watch.check()
         assert w.states() == {"web.1": "up"}
@@ -225,13 +257,13 @@ def test_lone_1x_web_dyno_idles_after_quiet_spell_and_wakes(tmp_path: Path) -> N
 
 def test_two_web_dynos_never_idle(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=2, worker=0)
-        w.store.set_app_setting(w.app.id, "idle_after", 60)
+        await w.scale(web=2, worker=0)
+        await w.write(lambda db: db.set_app_setting(w.app.id, "idle_after", 60))
         await w.settle()
         w.fake.bind("web.1")
         w.fake.bind("web.2")
         w.clock.advance(3600)
-        DynoWatch(w.manager, w.store, w.routes, w.clock).check()
+        DynoWatch(w.manager, w.routes, w.clock).check()
         await w.settle()
         assert w.states() == {"web.1": "up", "web.2": "up"}
 
@@ -248,12 +280,12 @@ def test_cycling_restarts_old_dynos_one_at_a_time(tmp_path: Path) -> None:
             ManagerSettings(slugs_dir=tmp_path, cycle_after=100.0),
             clock=w.clock,
         )
-        w.scale(web=2, worker=0)
+        await w.scale(web=2, worker=0)
         await w.settle()
         w.fake.bind("web.1")
         w.fake.bind("web.2")
         w.clock.advance(100)
-        DynoWatch(w.manager, w.store, w.routes, w.clock).check()
+        DynoWatch(w.manager, w.routes, w.clock).check()
         await w.settle()
         assert w.fake.stopped == ["web.1"]  # web.2 keeps serving meanwhile
         assert w.states() == {"web.1": "starting", "web.2": "up"}

@@ -15,6 +15,8 @@ from dynos.manager.one_off import (
     pick_run_number,
     window_size,
 )
+from dynos.store.database import Database
+from dynos.store.models import App
 from tests.manager.test_manager import World, run
 
 
@@ -52,9 +54,11 @@ def test_one_off_dyno_that_fails_is_not_restarted(tmp_path: Path) -> None:
 def test_scaling_and_releases_leave_one_off_dynos_alone(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
         record = await w.manager.run_one_off(w.app.id, "sleep 100")
-        w.scale(web=0, worker=1)
-        w.store.create_release(
-            w.app.id, "New", slug_id="slug", processes={"worker": "python3 w.py"}, config={}
+        await w.scale(web=0, worker=1)
+        await w.write(
+            lambda db: db.create_release(
+                w.app.id, "New", slug_id="slug", processes={"worker": "python3 w.py"}, config={}
+            )
         )
         await w.settle()
         w.manager.request_restart(w.app.id)  # every dyno: not the one-offs
@@ -79,7 +83,7 @@ def test_stopping_a_one_off_dyno_ends_it_for_good(tmp_path: Path) -> None:
 def test_destroying_the_app_stops_its_one_off_dynos(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
         record = await w.manager.run_one_off(w.app.id, "sleep 100")
-        w.store.delete_app(w.app.id)
+        await w.write(lambda db: db.delete_app(w.app.id))
         await w.settle()
         assert w.fake.stopped == [record.name]
 
@@ -88,8 +92,12 @@ def test_destroying_the_app_stops_its_one_off_dynos(tmp_path: Path) -> None:
 
 def test_run_without_a_deployed_release_is_refused_and_creates_nothing(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        bare = w.store.create_app("bare")
-        w.store.create_release(bare.id, "Initial release", slug_id=None, processes={}, config={})
+        def create_bare(db: Database) -> App:
+            bare = db.create_app("bare")
+            db.create_release(bare.id, "Initial release", slug_id=None, processes={}, config={})
+            return bare
+
+        bare = await w.store.transaction(create_bare)
         with pytest.raises(UserError, match="deploy it first"):
             await w.manager.run_one_off(bare.id, "bash")
         assert w.manager.dynos(bare.id) == [] and w.fake.started == []
@@ -144,3 +152,4 @@ def test_run_numbers_are_four_digits_and_never_taken_twice() -> None:
 def test_window_size_comes_from_columns_and_lines_or_defaults() -> None:
     assert window_size({"COLUMNS": "132", "LINES": "43"}) == (132, 43)
     assert window_size({"COLUMNS": "wide"}) == (80, 24)
+    assert window_size({"COLUMNS": "\u00b2", "LINES": "9" * 5000}) == (80, 24)  # no int() error

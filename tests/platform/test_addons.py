@@ -18,9 +18,9 @@ def addons_of(world: World, tmp_path: Path) -> Addons:
     return Addons(platform, tmp_path / "addons")
 
 
-def nothing_created(world: World, tmp_path: Path) -> None:
-    assert world.store.list_addons() == []
-    assert [r.description for r in world.store.list_releases(world.app.id)] == ["Deploy"]
+async def nothing_created(world: World, tmp_path: Path) -> None:
+    assert await world.store.list_addons() == []
+    assert [r.description for r in await world.store.list_releases(world.app.id)] == ["Deploy"]
     assert list((tmp_path / "addons").glob("*")) == []
 
 
@@ -30,10 +30,11 @@ def test_missing_redis_server_is_an_error_with_the_install_command(
     monkeypatch.setattr("dynos.platform.redis_server.shutil.which", lambda *a, **k: None)
 
     async def scenario() -> None:
-        world = World(tmp_path)
+        world = await World.open(tmp_path)
         with pytest.raises(PlatformError, match="apt-get install -y redis-server"):
             await addons_of(world, tmp_path).create(world.app, "redis")
-        nothing_created(world, tmp_path)
+        await nothing_created(world, tmp_path)
+        await world.store.close()
 
     asyncio.run(scenario())
 
@@ -49,10 +50,11 @@ def test_a_redis_server_that_fails_to_start_leaves_nothing_behind(
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
 
     async def scenario() -> None:
-        world = World(tmp_path)
+        world = await World.open(tmp_path)
         with pytest.raises(PlatformError, match="FATAL CONFIG FILE ERROR"):
             await addons_of(world, tmp_path).create(world.app, "redis")
-        nothing_created(world, tmp_path)
+        await nothing_created(world, tmp_path)
+        await world.store.close()
 
     asyncio.run(scenario())
 

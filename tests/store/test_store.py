@@ -1,35 +1,37 @@
+"""The state database itself (synchronous, as the store's thread uses it): no event loop."""
+
 from pathlib import Path
 
 import pytest
 
 from dynos.errors import Conflict, NotFound
+from dynos.store.database import Database
 from dynos.store.schema import MIGRATIONS
-from dynos.store.store import Store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "dynos.db")
+def store(tmp_path: Path) -> Database:
+    return Database(tmp_path / "dynos.db")
 
 
-def test_apps_are_found_by_name_and_by_id(store: Store) -> None:
+def test_apps_are_found_by_name_and_by_id(store: Database) -> None:
     app = store.create_app("foo")
     assert store.get_app("foo") == app
     assert store.get_app(app.id) == app
 
 
-def test_app_names_are_unique(store: Store) -> None:
+def test_app_names_are_unique(store: Database) -> None:
     store.create_app("foo")
     with pytest.raises(Conflict):
         store.create_app("foo")
 
 
-def test_unknown_app_is_not_found(store: Store) -> None:
+def test_unknown_app_is_not_found(store: Database) -> None:
     with pytest.raises(NotFound, match="nope"):
         store.get_app("nope")
 
 
-def test_releases_are_numbered_per_app(store: Store) -> None:
+def test_releases_are_numbered_per_app(store: Database) -> None:
     foo, bar = store.create_app("foo"), store.create_app("bar")
     for app in (foo, foo, bar):
         store.create_release(app.id, "x", slug_id=None, processes={}, config={})
@@ -39,12 +41,12 @@ def test_releases_are_numbered_per_app(store: Store) -> None:
 
 
 def test_state_survives_reopening_the_database(tmp_path: Path) -> None:
-    first = Store(tmp_path / "dynos.db")
+    first = Database(tmp_path / "dynos.db")
     app = first.create_app("foo")
     first.create_release(app.id, "d", slug_id="s", processes={"web": "w"}, config={"K": "v"})
     first.set_formation(app.id, "web", 3, "Standard-2X")
     first.close()
-    second = Store(tmp_path / "dynos.db")
+    second = Database(tmp_path / "dynos.db")
     release = second.current_release(app.id)
     assert release is not None and release.config == {"K": "v"}
     assert [(f.type, f.quantity, f.size) for f in second.formation(app.id)] == [
@@ -53,7 +55,7 @@ def test_state_survives_reopening_the_database(tmp_path: Path) -> None:
     assert second.schema_version == len(MIGRATIONS)
 
 
-def test_a_failed_transaction_changes_nothing(store: Store) -> None:
+def test_a_failed_transaction_changes_nothing(store: Database) -> None:
     app = store.create_app("foo")
     with pytest.raises(RuntimeError), store.transaction():
         store.set_formation(app.id, "web", 1, "Standard-1X")
@@ -61,7 +63,7 @@ def test_a_failed_transaction_changes_nothing(store: Store) -> None:
     assert store.formation(app.id) == []
 
 
-def test_deleting_an_app_removes_its_releases_and_formation(store: Store) -> None:
+def test_deleting_an_app_removes_its_releases_and_formation(store: Database) -> None:
     app = store.create_app("foo")
     store.create_release(app.id, "d", slug_id=None, processes={}, config={})
     store.set_formation(app.id, "web", 1, "Standard-1X")
@@ -70,7 +72,7 @@ def test_deleting_an_app_removes_its_releases_and_formation(store: Store) -> Non
     assert store.formation(app.id) == []
 
 
-def test_app_settings_are_stored_as_json_and_removed_with_none(store: Store) -> None:
+def test_app_settings_are_stored_as_json_and_removed_with_none(store: Database) -> None:
     app = store.create_app("foo")
     store.set_app_setting(app.id, "idle_after", 600)
     store.set_app_setting(app.id, "health_check_path", "/health")

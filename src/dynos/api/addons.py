@@ -55,29 +55,30 @@ def addon_routes(platform: Platform) -> list[Route]:
             raise PlatformError("This dynos server runs no add-ons.")
         return platform.addons
 
-    def shaped(addon: Addon, state: str = "provisioned") -> JSON:
-        return addon_json(addon, store.get_app(addon.app_id), state)
+    async def shaped(addon: Addon, state: str = "provisioned") -> JSON:
+        return addon_json(addon, await store.get_app(addon.app_id), state)
 
     async def list_all(request: Request) -> Response:
-        return JSONResponse([shaped(a) for a in addons().list()])
+        return JSONResponse([await shaped(a) for a in await addons().list()])
 
     async def list_for_app(request: Request) -> Response:
-        app = store.get_app(request.path_params["app"])
-        return JSONResponse([addon_json(a, app) for a in addons().list(app)])
+        app = await store.get_app(request.path_params["app"])
+        return JSONResponse([addon_json(a, app) for a in await addons().list(app)])
 
     async def info(request: Request) -> Response:
-        app = store.get_app(request.path_params["app"])
-        return JSONResponse(addon_json(addons().find(app, request.path_params["addon"]), app))
+        app = await store.get_app(request.path_params["app"])
+        addon = await addons().find(app, request.path_params["addon"])
+        return JSONResponse(addon_json(addon, app))
 
     async def info_anywhere(request: Request) -> Response:
         wanted = request.path_params["addon"]
-        for addon in addons().list():
+        for addon in await addons().list():
             if wanted in (addon.name, addon.id):
-                return JSONResponse(shaped(addon))
+                return JSONResponse(await shaped(addon))
         raise NotFound(f"Couldn't find add-on {wanted}. Run 'dynos addons' to list them.")
 
     async def create(request: Request) -> Response:
-        app = store.get_app(request.path_params["app"])
+        app = await store.get_app(request.path_params["app"])
         body = await json_object(request)
         plan = body.get("plan")
         if isinstance(plan, dict):
@@ -88,8 +89,8 @@ def addon_routes(platform: Platform) -> list[Route]:
         return JSONResponse(addon_json(addon, app), status_code=201)
 
     async def destroy(request: Request) -> Response:
-        app = store.get_app(request.path_params["app"])
-        addon = addons().find(app, request.path_params["addon"])
+        app = await store.get_app(request.path_params["app"])
+        addon = await addons().find(app, request.path_params["addon"])
         await addons().destroy(app, addon)
         return JSONResponse(addon_json(addon, app, "deprovisioned"))
 

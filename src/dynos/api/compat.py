@@ -19,11 +19,11 @@ from dynos.platform.platform import Platform
 
 def compat_routes(platform: Platform) -> list[Route]:
     async def list_collaborators(request: Request) -> Response:
-        app = platform.store.get_app(request.path_params["app"])
+        app = await platform.store.get_app(request.path_params["app"])
         return JSONResponse([shapes.owner_collaborator(app, platform.account)])
 
     async def pipeline_coupling(request: Request) -> Response:
-        app = platform.store.get_app(request.path_params["app"])
+        app = await platform.store.get_app(request.path_params["app"])
         raise NotFound(f"{app.name} is not in a pipeline: dynos has no pipelines.")
 
     return [

@@ -39,7 +39,7 @@ def one_off_routes(platform: Platform, api_url: str) -> list[BaseRoute]:
     ws_base = "ws" + api_url.removeprefix("http")  # http -> ws, https -> wss
 
     async def create(request: Request) -> Response:
-        app = platform.store.get_app(request.path_params["app"])
+        app = await platform.store.get_app(request.path_params["app"])
         body = await json_object(request)
         command = body.get("command")
         if not isinstance(command, str) or not command.strip():
@@ -63,7 +63,7 @@ def one_off_routes(platform: Platform, api_url: str) -> list[BaseRoute]:
     async def attach(websocket: WebSocket) -> None:
         await websocket.accept()
         try:
-            app = platform.store.get_app(websocket.path_params["app"])
+            app = await platform.store.get_app(websocket.path_params["app"])
             name = websocket.path_params["dyno"]
             token = websocket.query_params.get("token", "")
             terminal = await manager.attach(app.id, name, token)

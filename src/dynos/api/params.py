@@ -2,6 +2,13 @@
 
 Each reader raises BadRequest (400) for a body that is not the JSON object an endpoint takes
 and UserError (422 ``invalid_params``) for a wrong value, with a message saying what to send.
+
+A JSON body must say so in its ``Content-Type`` (``application/json``, or Heroku's
+``application/vnd.heroku+json``), else it is refused with 415 before anything is read or
+changed. A browser sends a cross-site form or a no-cors fetch only as ``text/plain``,
+form-encoded or without a type, and sends a JSON type only after a CORS preflight that this
+API never grants: so no other site can make a user's browser act here with their cached
+credentials (HTTP Basic).
 """
 
 from __future__ import annotations
@@ -13,11 +20,43 @@ from starlette.requests import Request
 
 from dynos.core.scale import ScaleChange, parse_quantity
 from dynos.core.sizes import find_size
-from dynos.errors import BadRequest, UserError
+from dynos.errors import BadRequest, UnsupportedMediaType, UserError
+
+JSON_TYPES = ("application/json", "application/vnd.heroku+json")
+
+
+def media_type(header: str | None) -> tuple[str, dict[str, str]]:
+    """``"Application/JSON; charset=UTF-8"`` -> ``("application/json", {"charset": "utf-8"})``;
+    ``("", {})`` for no header."""
+    if header is None:
+        return "", {}
+    kind, *params = header.split(";")
+    parsed = {}
+    for param in params:
+        key, _, value = param.partition("=")
+        parsed[key.strip().lower()] = value.strip().strip('"').lower()
+    return kind.strip().lower(), parsed
+
+
+def check_json_type(header: str | None) -> None:
+    """UnsupportedMediaType unless ``header`` is a JSON type (in UTF-8, if it names a
+    charset). Even for an empty body: a cross-site fetch may POST nothing, without a type."""
+    kind, params = media_type(header)
+    if kind in JSON_TYPES and params.get("charset", "utf-8") in ("utf-8", "utf8"):
+        return
+    said = f"'{header[:100]}'" if header is not None else "no Content-Type"
+    raise UnsupportedMediaType(
+        f"This endpoint reads JSON, and the request came with {said}: send the body as "
+        "'Content-Type: application/json' (UTF-8). Nothing was changed."
+    )
 
 
 async def json_object(request: Request, *, allow_empty: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object (``{}`` for an empty body when ``allow_empty``)."""
+    """The request body as a JSON object (``{}`` for an empty body when ``allow_empty``).
+
+    Raises UnsupportedMediaType (415), before reading the body, unless it is sent as JSON.
+    """
+    check_json_type(request.headers.get("content-type"))
     raw = await request.body()
     if not raw.strip() and allow_empty:
         return {}

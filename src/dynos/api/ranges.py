@@ -73,7 +73,7 @@ def parse_range(header: str | None, fields: Sequence[str]) -> Range | None:
         if not key:
             continue
         if key == "max":
-            if not value.isdigit() or int(value) < 1:
+            if not (value.isascii() and value.isdigit()) or int(value) < 1:
                 raise RangeNotSatisfiable(
                     f"Range max must be a whole number above 0, not {value!r}."
                 )

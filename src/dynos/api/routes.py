@@ -31,15 +31,23 @@ from dynos.api.auth import BearerAuth
 from dynos.api.compat import compat_routes
 from dynos.api.log_sessions import MAX_LINES, LogSession, LogSessions
 from dynos.api.one_off import one_off_routes
-from dynos.api.params import json_object, optional_str, scale_change
+from dynos.api.params import json_object, media_type, optional_str, scale_change
 from dynos.api.ranges import DEFAULT_MAX, Range, paginate, parse_range
-from dynos.errors import BadRequest, DynosError, Forbidden, NotFound, UserError
+from dynos.errors import (
+    BadRequest,
+    DynosError,
+    Forbidden,
+    NotFound,
+    UnsupportedMediaType,
+    UserError,
+)
 from dynos.logs.logline import APP
 from dynos.platform.build import Slug, unpack_slug
 from dynos.platform.platform import Platform
 from dynos.store.models import App, Formation, Release
 
 MAX_UPLOAD = 500 * 1024 * 1024  # Heroku's slug size limit
+GZIP_TYPES = ("application/gzip", "application/x-gzip")
 JSON = dict[str, Any]
 
 
@@ -102,7 +110,11 @@ class Api:
         ]
         app = Starlette(
             routes=routes,
-            exception_handlers={DynosError: _dynos_error, HTTPException: _http_error},
+            exception_handlers={
+                DynosError: _dynos_error,
+                HTTPException: _http_error,
+                Exception: _internal_error,
+            },
         )
         return BearerAuth(app, self.token, open_prefixes=("/log-sessions/",))
 
@@ -115,11 +127,11 @@ class Api:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _app(self, request: Request) -> App:
-        return self.store.get_app(request.path_params["app"])
+    async def _app(self, request: Request) -> App:
+        return await self.store.get_app(request.path_params["app"])
 
-    def _app_json(self, app: App) -> JSON:
-        release = self.store.current_release(app.id)
+    async def _app_json(self, app: App) -> JSON:
+        release = await self.store.current_release(app.id)
         return shapes.app(
             app,
             self.platform.account,
@@ -127,25 +139,25 @@ class Api:
             release.created_at if release else None,
         )
 
-    def _release_json(self, app: App, release: Release) -> JSON:
-        current = self.store.current_release(app.id)
+    async def _release_json(self, app: App, release: Release) -> JSON:
+        current = await self.store.current_release(app.id)
         is_current = current is not None and current.id == release.id
         return shapes.release(release, app, self.platform.account, is_current)
 
-    def _formation_json(self, app: App) -> list[JSON]:
-        release = self.store.current_release(app.id)
+    async def _formation_json(self, app: App) -> list[JSON]:
+        release = await self.store.current_release(app.id)
         processes = release.processes if release else {}
         return [
             shapes.formation(f, app, processes.get(f.type, ""))
-            for f in self.store.formation(app.id)
+            for f in await self.store.formation(app.id)
         ]
 
-    def _formation_entry(self, app: App, type_or_id: str) -> Formation:
+    async def _formation_entry(self, app: App, type_or_id: str) -> Formation:
         """The formation entry of a process type, by type name or by the entry's id."""
-        for entry in self.store.formation(app.id):
+        for entry in await self.store.formation(app.id):
             if type_or_id in (entry.type, entry.id):
                 return entry
-        return self.platform.formation_entry(app, type_or_id)  # raises NotFound
+        return await self.platform.formation_entry(app, type_or_id)  # raises NotFound
 
     def _api_log(self, app: App, message: str) -> None:
         """An ``app[api]`` log line, as Heroku writes one for each user action."""
@@ -158,12 +170,12 @@ class Api:
     # -- account and apps --------------------------------------------------------------------
 
     async def get_account(self, request: Request) -> Response:
-        apps = self.store.list_apps()
+        apps = await self.store.list_apps()
         since = min((a.created_at for a in apps), default=datetime.now(UTC))
         return JSONResponse(shapes.account(self.platform.account, since))
 
     async def list_apps(self, request: Request) -> Response:
-        apps = [self._app_json(a) for a in self.store.list_apps()]
+        apps = [await self._app_json(a) for a in await self.store.list_apps()]
         return list_response(request, apps, ("id", "name"))
 
     async def list_user_apps(self, request: Request) -> Response:
@@ -179,14 +191,14 @@ class Api:
         if name is not None and not isinstance(name, str):
             raise UserError("The app name must be a string.")
         _check_region_and_stack(body)
-        app = self.platform.create_app(name)
-        return JSONResponse(self._app_json(app), status_code=201)
+        app = await self.platform.create_app(name)
+        return JSONResponse(await self._app_json(app), status_code=201)
 
     async def get_app(self, request: Request) -> Response:
-        return JSONResponse(self._app_json(self._app(request)))
+        return JSONResponse(await self._app_json(await self._app(request)))
 
     async def update_app(self, request: Request) -> Response:
-        app = self._app(request)
+        app = await self._app(request)
         body = await json_object(request)
         if body.get("maintenance"):
             raise UserError("dynos has no maintenance mode: scale web to 0 to take an app down.")
@@ -195,39 +207,39 @@ class Api:
         if name is not None and not isinstance(name, str):
             raise UserError("The app name must be a string.")
         if name is not None and name != app.name:
-            app = self.platform.rename_app(app, name)
-        return JSONResponse(self._app_json(app))
+            app = await self.platform.rename_app(app, name)
+        return JSONResponse(await self._app_json(app))
 
     async def destroy_app(self, request: Request) -> Response:
-        app = self._app(request)
-        shape = self._app_json(app)
+        app = await self._app(request)
+        shape = await self._app_json(app)
         await self.platform.destroy_app(app)
         return JSONResponse(shape)
 
     # -- releases ------------------------------------------------------------------------------
 
     async def list_releases(self, request: Request) -> Response:
-        app = self._app(request)
-        releases = self.store.list_releases(app.id)
+        app = await self._app(request)
+        releases = await self.store.list_releases(app.id)
         newest = releases[-1].id if releases else None
         account = self.platform.account
         shaped = [shapes.release(r, app, account, r.id == newest) for r in releases]
         return list_response(request, shaped, ("version", "id"))
 
     async def get_release(self, request: Request) -> Response:
-        app = self._app(request)
-        release = self.store.get_release(app.id, request.path_params["release"])
-        return JSONResponse(self._release_json(app, release))
+        app = await self._app(request)
+        release = await self.store.get_release(app.id, request.path_params["release"])
+        return JSONResponse(await self._release_json(app, release))
 
     async def get_release_config(self, request: Request) -> Response:
-        app = self._app(request)
-        release = self.store.get_release(app.id, request.path_params["release"])
+        app = await self._app(request)
+        release = await self.store.get_release(app.id, request.path_params["release"])
         return JSONResponse(release.config)
 
     async def create_release(self, request: Request) -> Response:
         """Roll back: ``{"release": id_or_version}`` makes a new release of that one's
         slug and config vars. (dynos makes releases of new code only by deploys.)"""
-        app = self._app(request)
+        app = await self._app(request)
         body = await json_object(request)
         target = body.get("release")
         if isinstance(target, int) and not isinstance(target, bool):
@@ -237,58 +249,59 @@ class Api:
                 'Send {"release": "<release id or version>"} to roll back to it; new code '
                 "is released by a deploy (POST /apps/{app}/deploys)."
             )
-        release = self.platform.rollback(app, self.store.get_release(app.id, target))
-        return JSONResponse(self._release_json(app, release), status_code=201)
+        release = await self.platform.rollback(app, await self.store.get_release(app.id, target))
+        return JSONResponse(await self._release_json(app, release), status_code=201)
 
     # -- formation -------------------------------------------------------------------------
 
     async def list_formation(self, request: Request) -> Response:
-        return list_response(request, self._formation_json(self._app(request)), ("id", "type"))
+        formation = await self._formation_json(await self._app(request))
+        return list_response(request, formation, ("id", "type"))
 
     async def get_formation(self, request: Request) -> Response:
-        app = self._app(request)
-        entry = self._formation_entry(app, request.path_params["type"])
-        return JSONResponse(_by_type(self._formation_json(app), entry.type))
+        app = await self._app(request)
+        entry = await self._formation_entry(app, request.path_params["type"])
+        return JSONResponse(_by_type(await self._formation_json(app), entry.type))
 
     async def batch_update_formation(self, request: Request) -> Response:
-        app = self._app(request)
+        app = await self._app(request)
         body = await json_object(request)
         updates = body.get("updates")
         if not isinstance(updates, list) or not all(isinstance(u, dict) for u in updates):
             raise UserError('Send {"updates": [{"type": "web", "quantity": 2}, ...]}.')
-        changes = [scale_change(self._type_name(app, u.get("type")), u) for u in updates]
-        changed = {f.type for f in self.platform.scale(app, changes)}
-        return JSONResponse([f for f in self._formation_json(app) if f["type"] in changed])
+        changes = [scale_change(await self._type_name(app, u.get("type")), u) for u in updates]
+        changed = {f.type for f in await self.platform.scale(app, changes)}
+        return JSONResponse([f for f in await self._formation_json(app) if f["type"] in changed])
 
     async def update_formation(self, request: Request) -> Response:
-        app = self._app(request)
-        type_ = self._type_name(app, request.path_params["type"])
-        self.platform.scale(app, [scale_change(type_, await json_object(request))])
-        return JSONResponse(_by_type(self._formation_json(app), type_))
+        app = await self._app(request)
+        type_ = await self._type_name(app, request.path_params["type"])
+        await self.platform.scale(app, [scale_change(type_, await json_object(request))])
+        return JSONResponse(_by_type(await self._formation_json(app), type_))
 
-    def _type_name(self, app: App, type_or_id: Any) -> Any:
+    async def _type_name(self, app: App, type_or_id: Any) -> Any:
         """A formation update names its process type, or the formation entry's id."""
-        for entry in self.store.formation(app.id):
+        for entry in await self.store.formation(app.id):
             if type_or_id == entry.id:
                 return entry.type
         return type_or_id
 
     async def restart_type(self, request: Request) -> Response:
-        return self._restart_type(request, "Restart")
+        return await self._restart_type(request, "Restart")
 
     async def stop_type(self, request: Request) -> Response:
         """Stop every dyno of a type: they start again, as on Heroku (scale to 0 instead)."""
-        return self._restart_type(request, "Stop")
+        return await self._restart_type(request, "Stop")
 
-    def _restart_type(self, request: Request, verb: str) -> Response:
+    async def _restart_type(self, request: Request, verb: str) -> Response:
         """Restart (or stop) every dyno of a formation type, or of ``run`` (one-off dynos,
         which are in no formation: naming them stops them)."""
-        app = self._app(request)
+        app = await self._app(request)
         type_or_id = request.path_params["type"]
         running = {d.type for d in self.platform.manager.dynos(app.id)}
         type_ = type_or_id
         if type_or_id not in running:
-            type_ = self._formation_entry(app, type_or_id).type  # NotFound for neither
+            type_ = (await self._formation_entry(app, type_or_id)).type  # NotFound for neither
         if type_ in running:
             self.platform.manager.request_restart(app.id, type_)
         self._api_log(app, f"{verb} {type_}")
@@ -297,17 +310,17 @@ class Api:
     # -- dynos --------------------------------------------------------------------------------
 
     async def list_dynos(self, request: Request) -> Response:
-        app = self._app(request)
+        app = await self._app(request)
         dynos = [shapes.dyno(d) for d in self.platform.manager.dynos(app.id)]
         return list_response(request, dynos, ("id", "name"), {"name": _dyno_order})
 
     async def get_dyno(self, request: Request) -> Response:
-        app = self._app(request)
+        app = await self._app(request)
         dyno = self.platform.manager.find_dyno(app.id, request.path_params["dyno"])
         return JSONResponse(shapes.dyno(dyno))
 
     async def restart_dynos(self, request: Request) -> Response:
-        app = self._app(request)
+        app = await self._app(request)
         target = request.path_params.get("dyno")
         self.platform.manager.request_restart(app.id, target)
         self._api_log(app, f"Restart {target}" if target else "Restart")
@@ -316,7 +329,7 @@ class Api:
     async def stop_dynos(self, request: Request) -> Response:
         """Stop a dyno (or every dyno of a type): a formation's dynos start again, as on
         Heroku (scale to 0 to keep them down); a one-off dyno stops for good."""
-        app = self._app(request)
+        app = await self._app(request)
         target = request.path_params["dyno"]
         self.platform.manager.request_restart(app.id, target)
         self._api_log(app, f"Stop {target}")
@@ -325,16 +338,17 @@ class Api:
     # -- config vars ---------------------------------------------------------------------------
 
     async def get_config(self, request: Request) -> Response:
-        return JSONResponse(self.platform.config(self._app(request)))
+        return JSONResponse(await self.platform.config(await self._app(request)))
 
     async def update_config(self, request: Request) -> Response:
-        app = self._app(request)
-        return JSONResponse(self.platform.update_config(app, await json_object(request)))
+        app = await self._app(request)
+        changes = await json_object(request)
+        return JSONResponse(await self.platform.update_config(app, changes))
 
     # -- logs ---------------------------------------------------------------------------------
 
     async def create_log_session(self, request: Request) -> Response:
-        app = self._app(request)
+        app = await self._app(request)
         body = await json_object(request, allow_empty=True)
         lines = body.get("lines", 100)
         if isinstance(lines, bool) or not isinstance(lines, int) or lines < 0:
@@ -358,17 +372,23 @@ class Api:
         if session is None:
             raise NotFound("This log session has expired: run 'logs' again.")
         events = "text/event-stream" in request.headers.get("accept", "")
-        media_type = "text/event-stream" if events else "text/plain; charset=utf-8"
+        kind = "text/event-stream" if events else "text/plain; charset=utf-8"
         return StreamingResponse(
             self.log_sessions.stream(session, events=events),
-            media_type=media_type,
+            media_type=kind,
             headers={"Cache-Control": "no-cache"},
         )
 
     # -- deploys ------------------------------------------------------------------------------
 
     async def deploy(self, request: Request) -> Response:
-        app = self._app(request)
+        app = await self._app(request)
+        kind, _ = media_type(request.headers.get("content-type"))
+        if kind not in GZIP_TYPES:
+            raise UnsupportedMediaType(
+                "Send the app directory as a .tar.gz with 'Content-Type: application/gzip' "
+                "(as 'dynos deploy' does). Nothing was changed."
+            )
         with tempfile.NamedTemporaryFile(suffix=".tar.gz") as upload:
             size = 0
             async for chunk in request.stream():
@@ -389,7 +409,7 @@ class Api:
                 if isinstance(item, str):
                     yield _ndjson({"output": item})
                 else:
-                    yield _ndjson({"release": self._release_json(app, item)})
+                    yield _ndjson({"release": await self._release_json(app, item)})
         except DynosError as exc:
             yield _ndjson({"error": exc.to_json()})
 
@@ -434,7 +454,8 @@ def list_response(
 def _dyno_order(name: str) -> tuple[str, int, str]:
     """Dyno names sort by type, then number: web.2 before web.10."""
     type_, _, number = name.partition(".")
-    return (type_, int(number), "") if number.isdigit() else (type_, -1, number)
+    digits = number.isascii() and number.isdigit()  # "²" is a digit that int() refuses
+    return (type_, int(number), "") if digits else (type_, -1, number)
 
 
 def _by_type(formation: list[JSON], type_: str) -> JSON:
@@ -467,3 +488,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         {"id": ids.get(exc.status_code, "bad_request"), "message": message},
         status_code=exc.status_code,
     )
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug, not the client's doing: the answer keeps Heroku's error shape (the traceback
+    goes to the server's log, where Starlette sends it)."""
+    error = DynosError(
+        "The dynos server failed on this request (see its log): it may have been applied "
+        "or not; check before you retry."
+    )
+    return JSONResponse(error.to_json(), status_code=500)

@@ -6,7 +6,7 @@ import re
 
 from dynos.errors import UserError
 
-_LINE = re.compile(r"^(?P<type>[A-Za-z0-9_-]+)\s*:\s*(?P<command>.*)$")
+_LINE = re.compile(r"(?P<type>[A-Za-z0-9_-]+)\s*:\s*(?P<command>.*)")  # fullmatch
 
 
 def parse_procfile(text: str) -> dict[str, str]:
@@ -21,7 +21,7 @@ def parse_procfile(text: str) -> dict[str, str]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        match = _LINE.match(line)
+        match = _LINE.fullmatch(line)
         if match is None:
             raise UserError(
                 f"Procfile line {number} is not 'type: command': {line!r}. "

@@ -17,8 +17,10 @@ from dynos.errors import NotFound, UserError
 # Heroku caps a process type at 100 dynos; more would exhaust a single machine long before.
 MAX_QUANTITY = 100
 
-_ARG = re.compile(r"^(?P<type>[A-Za-z0-9_-]+)(?P<op>[=+-])(?P<rest>.*)$")
-_QUANTITY = re.compile(r"^(?P<op>[=+-]?)(?P<n>\d+)$")
+# Matched with fullmatch, never match and "$" (which lets a trailing newline through). ASCII
+# digits only: "\d" and str.isdigit() take other scripts' digits, and superscripts int() refuses.
+_ARG = re.compile(r"(?P<type>[A-Za-z0-9_-]+)(?P<op>[=+-])(?P<rest>.*)")
+_QUANTITY = re.compile(r"(?P<op>[=+-]?)(?P<n>[0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def parse_quantity(type_: str, value: object) -> tuple[str, int]:
         if value < 0:
             raise UserError(f"Invalid quantity {value} for {type_}: it cannot be negative.")
         return "=", value
-    match = _QUANTITY.match(value.strip()) if isinstance(value, str) else None
+    match = _QUANTITY.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
         raise UserError(
             f"Invalid quantity {value!r} for {type_}: use a whole number like 2, or +1 / -1."
@@ -59,7 +61,7 @@ def parse_scale_arg(arg: str) -> ScaleChange:
 
     ``TYPE=SIZE`` alone changes only the size, as ``heroku ps:scale web=standard-2x`` does.
     """
-    match = _ARG.match(arg.strip())
+    match = _ARG.fullmatch(arg.strip())
     if match is None:
         raise UserError(
             f"Invalid scale argument {arg!r}: use TYPE=N, TYPE+N or TYPE-N, "
@@ -67,10 +69,10 @@ def parse_scale_arg(arg: str) -> ScaleChange:
         )
     type_, op, rest = match["type"], match["op"], match["rest"]
     quantity, _, size_name = rest.partition(":")
-    if quantity.isdigit():
+    if quantity.isascii() and quantity.isdigit():
         size = find_size(size_name) if size_name else None
         return ScaleChange(type_, op, int(quantity), size)
-    if op == "=" and quantity and not size_name and not quantity.lstrip("+-").isdigit():
+    if op == "=" and quantity and not size_name and not _QUANTITY.fullmatch(quantity):
         try:
             return ScaleChange(type_, None, 0, find_size(quantity))
         except UserError:

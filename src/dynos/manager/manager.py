@@ -4,6 +4,11 @@ It reads the desired state from the store, asks the pure planner what to do, and
 actions out through the backend. It wakes on every change of desired state (``wake()``), on
 every event from the backend, and when a crashed dyno's back-off ends. It also keeps the
 router's table in step with which web dynos are up.
+
+Each reconcile reads the whole desired state in one store call (off the event loop) and keeps
+it as ``view``: what runs between reconciles (backend events, the router waking an idle app,
+the watch) decides from that copy and never waits on the database. A store that cannot be
+read (another process locks it) fails that reconcile only; the dynos keep running as they are.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +53,7 @@ from dynos.manager.records import DynoRecord
 from dynos.manager.watch import DynoWatch
 from dynos.router.routing_table import Backend as RouteBackend
 from dynos.router.routing_table import RoutingTable
-from dynos.store.models import Release
+from dynos.store.models import AppState, Release
 from dynos.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -91,6 +96,7 @@ class DynoManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._starts = 0
+        self._view: dict[str, AppState] = {}  # by app id, as the last reconcile read it
         routes.on_wake = self.wake_app
 
     # -- what the API asks --------------------------------------------------------------------
@@ -160,8 +166,8 @@ class DynoManager:
         the config vars. Raises UserError when the app has nothing deployed, or for an
         unknown size; nothing is created then.
         """
-        app = self._store.get_app(app_id)
-        release = self._store.current_release(app.id)
+        app = await self._store.get_app(app_id)
+        release = await self._store.current_release(app.id)
         if release is None or release.slug_id is None:
             raise UserError(
                 f"{app.name} has no release to run a command in: deploy it first "
@@ -205,7 +211,7 @@ class DynoManager:
             raise Conflict(f"{name} has a client attached already.")
         cols, rows = window_size(attachment.env)
         attachment.terminal = Terminal(tty=attachment.tty, cols=cols, rows=rows)
-        release = self._store.get_release(app_id, record.release_id)
+        release = await self._store.get_release(app_id, record.release_id)
         await self._launch(record, release, env=attachment.env, terminal=attachment.terminal)
         return attachment.terminal
 
@@ -235,9 +241,23 @@ class DynoManager:
     def all_dynos(self) -> list[DynoRecord]:
         return list(self._records.values())
 
+    @property
+    def view(self) -> list[AppState]:
+        """Every app's desired state, as the last reconcile (or :meth:`refresh`) read it."""
+        return list(self._view.values())
+
+    async def refresh(self) -> None:
+        """Read the desired state now and push the router's table from it (a change that
+        the router must follow at once, such as an app's request timeout)."""
+        await self._load()
+        self.publish_routes()
+
+    async def _load(self) -> None:
+        self._view = {state.app.id: state for state in await self._store.app_states()}
+
     async def run(self) -> None:
         """Reconcile, and watch the dynos, until :meth:`close` is called."""
-        watch = DynoWatch(self, self._store, self._routes, self._clock)
+        watch = DynoWatch(self, self._routes, self._clock)
         watch_task = asyncio.create_task(watch.run(self._settings.watch_every))
         try:
             await self._reconcile_loop()
@@ -260,6 +280,7 @@ class DynoManager:
 
     async def reconcile(self) -> None:
         self._expire_attachments()
+        await self._load()
         desired = self._desired()
         snapshot = [r.snapshot() for r in self._records.values()]
         for action in plan_actions(desired, snapshot, self._clock()):
@@ -271,22 +292,23 @@ class DynoManager:
 
     def _desired(self) -> list[DesiredApp]:
         desired = []
-        for app in self._store.list_apps():
-            release = self._store.current_release(app.id)
+        for state in self._view.values():
+            release = state.release
             if release is None or release.slug_id is None:
                 continue
             processes = tuple(
                 DesiredProcess(f.type, f.quantity, f.size, release.processes[f.type])
-                for f in self._store.formation(app.id)
+                for f in state.formation
                 if f.type in release.processes
             )
-            desired.append(DesiredApp(app.id, release.version, processes))
+            desired.append(DesiredApp(state.app.id, release.version, processes))
         return desired
 
     async def _start(self, action: StartDyno) -> None:
-        app = self._store.get_app(action.app_id)
-        release = self._store.current_release(app.id)
-        assert release is not None and release.slug_id is not None
+        state = self._view.get(action.app_id)
+        if state is None or state.release is None or state.release.slug_id is None:
+            return  # destroyed (or emptied) since the action was planned: nothing to start
+        app, release = state.app, state.release
         record = self._records.get((app.id, action.name))
         if record is None:
             record = DynoRecord(
@@ -323,7 +345,8 @@ class DynoManager:
         record.key = f"{record.app_id}/{record.name}/{self._starts}"
         record.started_at = self._clock()
         record.port = self.backend.allocate_port() if record.type == "web" else None
-        record.health_path = _health_path(self._store.app_settings(record.app_id), record.type)
+        state = self._view.get(record.app_id)
+        record.health_path = _health_path(state.settings if state else {}, record.type)
         self._by_key[record.key] = record
         slug = self._settings.slugs_dir / release.slug_id
         config = {**release.config, **(env or {})}
@@ -452,8 +475,7 @@ class DynoManager:
         An app whose web dynos are all starting, restarting or idle is marked ``idle``: the
         router holds its requests (waking it if needed) instead of failing them.
         """
-        names = {app.id: app.name for app in self._store.list_apps()}
-        settings = self._store.all_app_settings()
+        names = {app_id: state.app.name for app_id, state in self._view.items()}
         for app_id, name in names.items():
             web = [r for r in self.dynos(app_id) if r.type == "web"]
             backends = [
@@ -466,7 +488,7 @@ class DynoManager:
                 r.state in (DynoState.STARTING, DynoState.IDLE) or r.restart_requested or r.stopping
                 for r in web
             )
-            timeout = settings.get(app_id, {}).get("request_timeout", DEFAULT_REQUEST_TIMEOUT)
+            timeout = self._view[app_id].settings.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)
             self._routes.set_app(
                 name,
                 backends,
@@ -490,10 +512,11 @@ class DynoManager:
         for record in self._records.values():
             if record.app_name == app_name and record.state is DynoState.IDLE:
                 self.platform_log(record, "Unidling")
-                release = self._store.current_release(record.app_id)
-                if release is None:
+                state = self._view.get(record.app_id)
+                release = state.release if state else None
+                if state is None or release is None:
                     return
-                formation = {f.type: f for f in self._store.formation(record.app_id)}
+                formation = {f.type: f for f in state.formation}
                 entry = formation.get(record.type)
                 if entry is None or record.type not in release.processes:
                     return
@@ -554,6 +577,6 @@ def dyno_environment(
     return env
 
 
-def _health_path(settings: dict[str, object], type_: str) -> str | None:
+def _health_path(settings: Mapping[str, object], type_: str) -> str | None:
     path = settings.get("health_check_path")
     return path if type_ == "web" and isinstance(path, str) else None

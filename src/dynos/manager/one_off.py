@@ -60,5 +60,6 @@ def window_size(env: Mapping[str, str]) -> tuple[int, int]:
     sizes = []
     for key, default in (("COLUMNS", 80), ("LINES", 24)):
         value = env.get(key, "")
-        sizes.append(int(value) if value.isdigit() and 0 < int(value) < 10000 else default)
+        number = value.isascii() and value.isdigit() and len(value) < 6  # not "²", not 10**9
+        sizes.append(int(value) if number and 0 < int(value) < 10000 else default)
     return sizes[0], sizes[1]

@@ -1,7 +1,8 @@
 """Periodic checks on running dynos: memory (R14/R15), idling, and daily cycling.
 
 The decisions are pure (``core.memory``, ``core.idling``); this loop samples the backend and
-the router's table, and asks the manager to act. It never starts or stops a process itself.
+the router's table, and asks the manager to act. It never starts or stops a process itself,
+and never reads the store: the desired state is the manager's last reading of it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dynos.core.memory import assess_memory
 from dynos.core.sizes import find_size
 from dynos.core.states import DynoState
 from dynos.router.routing_table import RoutingTable
-from dynos.store.store import Store
 
 if TYPE_CHECKING:
     from dynos.manager.manager import DynoManager
@@ -25,12 +25,10 @@ class DynoWatch:
     def __init__(
         self,
         manager: DynoManager,
-        store: Store,
         routes: RoutingTable,
         clock: Callable[[], float],
     ) -> None:
         self._manager = manager
-        self._store = store
         self._routes = routes
         self._clock = clock
 
@@ -63,10 +61,10 @@ class DynoWatch:
                 backend.kill(record.key)
 
     def _check_idling(self, now: float) -> None:
-        settings = self._store.all_app_settings()
         default = self._manager.settings.idle_after
-        for app in self._store.list_apps():
-            web = [f for f in self._store.formation(app.id) if f.type == "web"]
+        for state in self._manager.view:
+            app = state.app
+            web = [f for f in state.formation if f.type == "web"]
             dynos = [d for d in self._manager.dynos(app.id) if d.type == "web"]
             if not web or not may_idle(web[0].quantity, find_size(web[0].size)):
                 if any(d.state is DynoState.IDLE for d in dynos):
@@ -75,7 +73,7 @@ class DynoWatch:
             if len(dynos) != 1 or dynos[0].state is not DynoState.UP or dynos[0].stopping:
                 continue
             record = dynos[0]
-            idle_after = settings.get(app.id, {}).get("idle_after", default)
+            idle_after = state.settings.get("idle_after", default)
             last = max(record.started_at, self._routes.last_request_at(app.name) or 0.0)
             if idle_due(last, now, float(idle_after)):  # type: ignore[arg-type]
                 self._manager.put_to_sleep(record)

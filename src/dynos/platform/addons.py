@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dynos.core.restart_policy import RestartPolicy
-from dynos.errors import Conflict, DynosError, NotFound, UserError
+from dynos.errors import Conflict, DynosError, NotFound, Unavailable, UserError
 from dynos.logs.logline import APP, PLATFORM
 from dynos.platform.redis_server import (
     RedisProcess,
@@ -33,7 +33,8 @@ from dynos.platform.redis_server import (
     start_redis,
     stop_redis,
 )
-from dynos.store.models import Addon, App
+from dynos.store.database import Database
+from dynos.store.models import Addon, App, Release
 
 if TYPE_CHECKING:
     from dynos.platform.platform import Platform
@@ -84,13 +85,13 @@ class Addons:
 
     # -- what the API asks --------------------------------------------------------------------
 
-    def list(self, app: App | None = None) -> list[Addon]:
-        return self._store.list_addons(app.id if app else None)
+    async def list(self, app: App | None = None) -> list[Addon]:
+        return await self._store.list_addons(app.id if app else None)
 
-    def find(self, app: App, name_or_id: str) -> Addon:
+    async def find(self, app: App, name_or_id: str) -> Addon:
         """The app's add-on by name, id, attachment (``REDIS``) or service (``redis``) when
         that is unambiguous; NotFound otherwise."""
-        addons = self.list(app)
+        addons = await self.list(app)
         for addon in addons:
             if name_or_id in (addon.name, addon.id):
                 return addon
@@ -110,20 +111,8 @@ class Addons:
         """
         service_for(plan)
         program = find_redis_server()
-        release = self._store.current_release(app.id)
-        config = release.config if release else {}
-        for existing in self.list(app):
-            if existing.config_var == CONFIG_VAR:
-                raise Conflict(
-                    f"{app.name} has {existing.name} as {CONFIG_VAR} already: "
-                    f"destroy it first (dynos addons:destroy {existing.name})."
-                )
-        if CONFIG_VAR in config:
-            raise Conflict(
-                f"{CONFIG_VAR} is set on {app.name} already: unset it first "
-                f"(dynos config:unset {CONFIG_VAR} -a {app.name})."
-            )
-        name = name or self._new_name()
+        await self._store.call(_check_free, app)
+        name = name or await self._new_name()
         port = self._platform.manager.backend.allocate_port()  # a free loopback port
         password = secrets.token_hex(32)
         data = self._data_dir / name
@@ -132,31 +121,42 @@ class Addons:
         except BaseException:
             shutil.rmtree(data, ignore_errors=True)
             raise
+        description = f"Attach {ATTACHMENT} (@ref:{name})"
+
+        def record(db: Database) -> tuple[Addon, Release]:
+            _check_free(db, app)  # again: another request may have attached one meanwhile
+            addon = db.create_addon(
+                app.id,
+                name,
+                service=SERVICE,
+                plan=PLAN,
+                config_var=CONFIG_VAR,
+                port=port,
+                password=password,
+            )
+            return addon, _new_release(db, app, description, redis_url(port, password))
+
         try:
-            with self._store.transaction():
-                addon = self._store.create_addon(
-                    app.id,
-                    name,
-                    service=SERVICE,
-                    plan=PLAN,
-                    config_var=CONFIG_VAR,
-                    port=port,
-                    password=password,
-                )
-                self._release(app, f"Attach {ATTACHMENT} (@ref:{name})", redis_url(port, password))
+            addon, release = await self._store.transaction(record)
         except BaseException:
             await stop_redis(redis)
             shutil.rmtree(data, ignore_errors=True)
             raise
+        self._released(app, description, release)
         self._watch(_Running(addon, redis))
         return addon
 
     async def destroy(self, app: App, addon: Addon) -> None:
         """Release the app without the add-on's config var, stop the service, delete its
         data."""
-        with self._store.transaction():
-            self._store.delete_addon(addon.id)
-            self._release(app, f"Detach {ATTACHMENT} (@ref:{addon.name})", None)
+        description = f"Detach {ATTACHMENT} (@ref:{addon.name})"
+
+        def forget(db: Database) -> Release:
+            db.delete_addon(addon.id)
+            return _new_release(db, app, description, None)
+
+        release = await self._store.transaction(forget)
+        self._released(app, description, release)
         await self._stop(addon.id)
         shutil.rmtree(self._data_dir / addon.name, ignore_errors=True)
 
@@ -171,7 +171,7 @@ class Addons:
     async def start(self) -> None:
         """Start every recorded add-on (at server start, before any dyno); one that fails is
         logged and retried in the background."""
-        await asyncio.gather(*(self._boot(addon) for addon in self.list()))
+        await asyncio.gather(*(self._boot(addon) for addon in await self.list()))
 
     async def close(self) -> None:
         """Stop every add-on (at server shutdown, after the dynos)."""
@@ -184,11 +184,11 @@ class Addons:
         try:
             running.redis = await self._start_recorded(addon)
         except DynosError as exc:
-            self._log(addon, PLATFORM, f"{addon.name} did not start: {exc.message}")
+            await self._log(addon, PLATFORM, f"{addon.name} did not start: {exc.message}")
         self._watch(running)
 
     async def _start_recorded(self, addon: Addon) -> RedisProcess:
-        app = self._store.get_app(addon.app_id)
+        app = await self._store.get_app(addon.app_id)
         data = self._data_dir / addon.name
         return await self._start(
             find_redis_server(), data, addon.port, addon.password, app.name, addon.name
@@ -216,12 +216,12 @@ class Addons:
                 running.redis = None
                 if running.stopping:
                     return
-                self._log(addon, PLATFORM, f"{addon.name} exited with status {status}")
+                await self._log(addon, PLATFORM, f"{addon.name} exited with status {status}")
                 log.warning("add-on %s exited with status %s", addon.name, status)
             now = time.monotonic()
             crashes = self._policy.crash_count(crashes, running.started_at, now)
             delay = self._policy.delay(crashes)
-            self._log(addon, PLATFORM, f"Restarting {addon.name} in {delay:g} seconds")
+            await self._log(addon, PLATFORM, f"Restarting {addon.name} in {delay:g} seconds")
             await asyncio.sleep(delay)
             if running.stopping:
                 return
@@ -229,9 +229,9 @@ class Addons:
             try:
                 running.redis = await self._start_recorded(addon)
             except DynosError as exc:
-                self._log(addon, PLATFORM, f"{addon.name} did not start: {exc.message}")
+                await self._log(addon, PLATFORM, f"{addon.name} did not start: {exc.message}")
                 continue
-            self._log(addon, PLATFORM, f"{addon.name} is up again")
+            await self._log(addon, PLATFORM, f"{addon.name} is up again")
 
     async def _stop(self, addon_id: str) -> None:
         running = self._running.pop(addon_id, None)
@@ -247,23 +247,8 @@ class Addons:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _release(self, app: App, description: str, url: str | None) -> None:
-        """A new release of ``app`` with REDIS_URL set to ``url`` (unset when None); runs in the
-        caller's transaction. The dynos restart on it."""
-        current = self._store.current_release(app.id)
-        assert current is not None  # every app has its "Initial release"
-        config = dict(current.config)
-        if url is None:
-            config.pop(CONFIG_VAR, None)
-        else:
-            config[CONFIG_VAR] = url
-        release = self._store.create_release(
-            app.id,
-            description,
-            slug_id=current.slug_id,
-            processes=current.processes,
-            config=config,
-        )
+    def _released(self, app: App, description: str, release: Release) -> None:
+        """Say that ``release`` was made, and let the dynos restart on it."""
         email = self._platform.account.email
         self._platform.logs.emit(app.name, APP, "api", f"{description} by user {email}")
         self._platform.logs.emit(
@@ -271,16 +256,52 @@ class Addons:
         )
         self._platform.manager.wake()
 
-    def _log(self, addon: Addon, source: str, message: str) -> None:
-        with contextlib.suppress(NotFound):  # its app was destroyed meanwhile
-            app = self._store.get_app(addon.app_id)
+    async def _log(self, addon: Addon, source: str, message: str) -> None:
+        # Its app may be gone meanwhile, or the store out of reach: the line is then lost.
+        with contextlib.suppress(NotFound, Unavailable):
+            app = await self._store.get_app(addon.app_id)
             self._platform.logs.emit(app.name, source, addon.name, message)
 
-    def _new_name(self) -> str:
+    async def _new_name(self) -> str:
         """``redis-solid-31337``: Heroku's add-on name pattern, unique on this platform."""
-        taken = {a.name for a in self.list()}
+        taken = {a.name for a in await self.list()}
         rng = random.SystemRandom()
         while True:
             name = f"{SERVICE}-{rng.choice(_WORDS)}-{rng.randint(10000, 99999)}"
             if name not in taken:
                 return name
+
+
+def _check_free(db: Database, app: App) -> None:
+    """Conflict when ``app`` has a redis add-on already, or sets its config var itself."""
+    for existing in db.list_addons(app.id):
+        if existing.config_var == CONFIG_VAR:
+            raise Conflict(
+                f"{app.name} has {existing.name} as {CONFIG_VAR} already: "
+                f"destroy it first (dynos addons:destroy {existing.name})."
+            )
+    current = db.current_release(app.id)
+    if current is not None and CONFIG_VAR in current.config:
+        raise Conflict(
+            f"{CONFIG_VAR} is set on {app.name} already: unset it first "
+            f"(dynos config:unset {CONFIG_VAR} -a {app.name})."
+        )
+
+
+def _new_release(db: Database, app: App, description: str, url: str | None) -> Release:
+    """A new release of ``app`` with REDIS_URL set to ``url`` (unset when None); runs in the
+    caller's transaction, in the store's thread."""
+    current = db.current_release(app.id)
+    assert current is not None  # every app has its "Initial release"
+    config = dict(current.config)
+    if url is None:
+        config.pop(CONFIG_VAR, None)
+    else:
+        config[CONFIG_VAR] = url
+    return db.create_release(
+        app.id,
+        description,
+        slug_id=current.slug_id,
+        processes=current.processes,
+        config=config,
+    )

@@ -3,10 +3,17 @@
 Each use-case validates everything first, then writes desired state to the store in one
 transaction, logs it as Heroku does (``app[api]: ...``), and wakes the manager. Nothing here
 starts or stops a process.
+
+A read-modify-write (a new release from the current one's config) is one function run in the
+store's thread inside one transaction, so two requests at once cannot interleave inside it
+and a database that is locked or full changes nothing. Those functions (the ``_in_db``
+helpers and the closures handed to ``store.transaction``) touch only the database: logging
+and waking the manager happen back on the event loop, once the transaction has committed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import random
 import re
@@ -25,14 +32,16 @@ from dynos.logs.hub import LogHub
 from dynos.logs.logline import APP
 from dynos.manager.manager import DynoManager
 from dynos.platform.build import Slug, build_slug
+from dynos.store.database import Database
 from dynos.store.models import App, Formation, Release
 from dynos.store.store import Store
 
 if TYPE_CHECKING:
     from dynos.platform.addons import Addons
 
-APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
-CONFIG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Matched with fullmatch: with match, a "$" would let a trailing newline through.
+APP_NAME = re.compile(r"[a-z][a-z0-9-]{1,28}[a-z0-9]")
+CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ADJECTIVES = ("calm", "bold", "quiet", "brisk", "sunny", "misty", "swift", "amber", "lucky")
 _NOUNS = ("river", "harbor", "meadow", "summit", "forest", "canyon", "comet", "island", "delta")
 
@@ -66,34 +75,36 @@ class Platform:
 
     # -- apps --------------------------------------------------------------------------------
 
-    def create_app(self, name: str | None) -> App:
+    async def create_app(self, name: str | None) -> App:
         if name is None:
             name = _random_name()
-        if not APP_NAME.match(name):
-            raise UserError(
-                f"Invalid app name {name!r}: use 3 to 30 lowercase letters, digits and dashes, "
-                "starting with a letter and not ending with a dash."
-            )
-        with self.store.transaction():
-            app = self.store.create_app(name)
-            self.store.create_release(
-                app.id, "Initial release", slug_id=None, processes={}, config={}
-            )
+        _check_app_name(name)
+
+        def create(db: Database) -> App:
+            app = db.create_app(name)
+            db.create_release(app.id, "Initial release", slug_id=None, processes={}, config={})
+            return app
+
+        app = await self.store.transaction(create)
         self._api_log(app, "Initial release")
         self.manager.wake()
         return app
 
-    def rename_app(self, app: App, name: str) -> App:
-        if not APP_NAME.match(name):
-            raise UserError(f"Invalid app name {name!r}: use 3 to 30 lowercase letters.")
-        renamed = self.store.rename_app(app.id, name)
+    async def rename_app(self, app: App, name: str) -> App:
+        _check_app_name(name)
+        renamed = await self.store.transaction(lambda db: db.rename_app(app.id, name))
         self.manager.wake()
         return renamed
 
     async def destroy_app(self, app: App) -> None:
         """Forget the app, stop its dynos (waiting for them) and remove its slugs."""
-        slugs = {r.slug_id for r in self.store.list_releases(app.id) if r.slug_id}
-        self.store.delete_app(app.id)
+
+        def delete(db: Database) -> set[str]:
+            slugs = {r.slug_id for r in db.list_releases(app.id) if r.slug_id}
+            db.delete_app(app.id)
+            return slugs
+
+        slugs = await self.store.transaction(delete)
         await self.manager.wait_app_stopped(app.id)
         if self.addons is not None:  # after the dynos, which may use them until they stop
             await self.addons.app_destroyed(app.id)
@@ -115,45 +126,33 @@ class Platform:
                 async for line in build_slug(slug, self.python):
                     yield line
             yield f"-----> Discovering process types: {', '.join(slug.processes)}"
-            release = self._release_slug(app, slug)
+            release = await self._release_slug(app, slug)
             released = True
             yield release
         finally:
             if not released:
                 shutil.rmtree(slug.path, ignore_errors=True)
 
-    def _release_slug(self, app: App, slug: Slug) -> Release:
-        current = self.store.current_release(app.id)
-        config = current.config if current else {}
-        with self.store.transaction():
-            release = self.store.create_release(
+    async def _release_slug(self, app: App, slug: Slug) -> Release:
+        def release_it(db: Database) -> Release:
+            current = db.current_release(app.id)
+            release = db.create_release(
                 app.id,
                 f"Deploy {slug.id[:8]}",
                 slug_id=slug.id,
                 processes=slug.processes,
-                config=config,
+                config=current.config if current else {},
             )
-            self._sync_formation(app, slug.processes)
+            _sync_formation(db, app, slug.processes)
+            return release
+
+        release = await self.store.transaction(release_it)
         self._api_log(app, f"Deploy {slug.id[:8]}")
         self._api_log(app, f"Release v{release.version} created")
         self.manager.wake()
         return release
 
-    def _sync_formation(self, app: App, processes: Mapping[str, str]) -> None:
-        """Fit the formation to a release's process types (inside the caller's transaction).
-
-        Types the release lacks are dropped, new ones start at 0 dynos (``web`` at 1 on the
-        first deploy); the others keep their quantity and size.
-        """
-        existing = {f.type: f for f in self.store.formation(app.id)}
-        for type_ in existing.keys() - processes.keys():
-            self.store.delete_formation(app.id, type_)
-        first_deploy = not existing
-        for type_ in processes.keys() - existing.keys():
-            quantity = 1 if first_deploy and type_ == "web" else 0
-            self.store.set_formation(app.id, type_, quantity, DEFAULT_SIZE.name)
-
-    def rollback(self, app: App, target: Release) -> Release:
+    async def rollback(self, app: App, target: Release) -> Release:
         """Release ``target``'s slug and config vars again, as a new release.
 
         The dynos restart on it (the manager sees a new release); the formation keeps its
@@ -166,15 +165,19 @@ class Platform:
                 "made by a deploy (see 'releases')."
             )
         description = f"Rollback to v{target.version}"
-        with self.store.transaction():
-            release = self.store.create_release(
+
+        def roll_back(db: Database) -> Release:
+            release = db.create_release(
                 app.id,
                 description,
                 slug_id=target.slug_id,
                 processes=target.processes,
                 config=target.config,
             )
-            self._sync_formation(app, target.processes)
+            _sync_formation(db, app, target.processes)
+            return release
+
+        release = await self.store.transaction(roll_back)
         self._api_log(app, description)
         self._api_log(app, f"Release v{release.version} created")
         self.manager.wake()
@@ -182,90 +185,137 @@ class Platform:
 
     # -- formation ---------------------------------------------------------------------------
 
-    def scale(self, app: App, changes: list[ScaleChange]) -> list[Formation]:
+    async def scale(self, app: App, changes: list[ScaleChange]) -> list[Formation]:
         """Apply ``ps:scale`` / ``ps:type`` changes; all of them, or none when one is wrong."""
-        current = {
-            f.type: FormationEntry(f.type, f.quantity, find_size(f.size))
-            for f in self.store.formation(app.id)
-        }
-        updated = apply_changes(current, changes)
-        with self.store.transaction():
-            for entry in updated.values():
-                self.store.set_formation(app.id, entry.type, entry.quantity, entry.size.name)
-        self._api_log(app, f"Scaled to {format_formation(updated.values()).replace('=', '@')}")
-        self.manager.wake()
-        return [f for f in self.store.formation(app.id) if f.type in updated]
 
-    def formation_entry(self, app: App, type_: str) -> Formation:
-        for entry in self.store.formation(app.id):
+        def scale_in_db(db: Database) -> tuple[list[FormationEntry], list[Formation]]:
+            current = {
+                f.type: FormationEntry(f.type, f.quantity, find_size(f.size))
+                for f in db.formation(app.id)
+            }
+            updated = apply_changes(current, changes)  # UserError: nothing written
+            for entry in updated.values():
+                db.set_formation(app.id, entry.type, entry.quantity, entry.size.name)
+            return list(updated.values()), [f for f in db.formation(app.id) if f.type in updated]
+
+        updated, formation = await self.store.transaction(scale_in_db)
+        self._api_log(app, f"Scaled to {format_formation(updated).replace('=', '@')}")
+        self.manager.wake()
+        return formation
+
+    async def formation_entry(self, app: App, type_: str) -> Formation:
+        for entry in await self.store.formation(app.id):
             if entry.type == type_:
                 return entry
         raise NotFound(f"No such process type {type_!r}. Run 'dynos ps:scale' to list them.")
 
     # -- platform settings -------------------------------------------------------------------
 
-    def settings(self, app: App) -> dict[str, object]:
-        return self.store.app_settings(app.id)
+    async def settings(self, app: App) -> dict[str, object]:
+        return await self.store.app_settings(app.id)
 
-    def update_settings(self, app: App, changes: Mapping[str, object]) -> dict[str, object]:
+    async def update_settings(self, app: App, changes: Mapping[str, object]) -> dict[str, object]:
         """Set (a value) or unset (None) app settings; all of them, or none if one is wrong."""
         parsed = {name: parse_setting(name, value) for name, value in changes.items()}
-        with self.store.transaction():
+
+        def update(db: Database) -> dict[str, object]:
             for name, value in parsed.items():
-                self.store.set_app_setting(app.id, name, value)
+                db.set_app_setting(app.id, name, value)
+            return db.app_settings(app.id)
+
+        settings = await self.store.transaction(update)
         described = ", ".join(
             f"{k}={v}" if v is not None else f"{k} unset" for k, v in parsed.items()
         )
         self._api_log(app, f"Settings changed: {described}")
         self.manager.wake()
-        self.manager.publish_routes()  # the router's per-app timeout follows at once
-        return self.store.app_settings(app.id)
+        # The router's per-app timeout follows at once. The change is committed: a store
+        # that cannot be read right now must not turn it into an error (the reconcile that
+        # wake() asked for publishes it, or logs why not).
+        with contextlib.suppress(DynosError):
+            await self.manager.refresh()
+        return settings
 
     # -- config vars -------------------------------------------------------------------------
 
-    def config(self, app: App) -> dict[str, str]:
-        release = self.store.current_release(app.id)
+    async def config(self, app: App) -> dict[str, str]:
+        release = await self.store.current_release(app.id)
         return dict(release.config) if release else {}
 
-    def update_config(self, app: App, changes: Mapping[str, object]) -> dict[str, str]:
+    async def update_config(self, app: App, changes: Mapping[str, object]) -> dict[str, str]:
         """Set (string value) and unset (None) config vars in one new release."""
         for key, value in changes.items():
-            if not CONFIG_KEY.match(key):
+            if not CONFIG_KEY.fullmatch(key):
                 raise UserError(
                     f"Invalid config var name {key!r}: use letters, digits and '_', "
                     "not starting with a digit."
                 )
             if value is not None and not isinstance(value, str):
                 raise UserError(f"Config var {key} must be a string or null, not {value!r}.")
-        current = self.store.current_release(app.id)
-        assert current is not None  # every app has its "Initial release"
-        config = dict(current.config)
-        set_keys = [k for k, v in changes.items() if v is not None]
-        unset_keys = [k for k, v in changes.items() if v is None and k in config]
-        for key, value in changes.items():
-            if value is None:
-                config.pop(key, None)
-            else:
-                config[key] = str(value)
-        if config == current.config:
-            return config
-        parts = []
-        if set_keys:
-            parts.append(f"Set {', '.join(set_keys)} config vars")
-        if unset_keys:
-            parts.append(f"Remove {', '.join(unset_keys)} config vars")
-        description = " and ".join(parts)
-        release = self.store.create_release(
-            app.id,
-            description,
-            slug_id=current.slug_id,
-            processes=current.processes,
-            config=config,
+        config, release, description = await self.store.transaction(
+            lambda db: _release_config(db, app, changes)
         )
-        self._api_log(app, description)
-        self._api_log(app, f"Release v{release.version} created")
-        self.manager.wake()
+        if release is not None:
+            self._api_log(app, description)
+            self._api_log(app, f"Release v{release.version} created")
+            self.manager.wake()
         return config
+
+
+def _check_app_name(name: str) -> None:
+    if not APP_NAME.fullmatch(name):
+        raise UserError(
+            f"Invalid app name {name!r}: use 3 to 30 lowercase letters, digits and dashes, "
+            "starting with a letter and not ending with a dash."
+        )
+
+
+def _sync_formation(db: Database, app: App, processes: Mapping[str, str]) -> None:
+    """Fit the formation to a release's process types (inside the caller's transaction).
+
+    Types the release lacks are dropped, new ones start at 0 dynos (``web`` at 1 on the
+    first deploy); the others keep their quantity and size.
+    """
+    existing = {f.type: f for f in db.formation(app.id)}
+    for type_ in existing.keys() - processes.keys():
+        db.delete_formation(app.id, type_)
+    first_deploy = not existing
+    for type_ in processes.keys() - existing.keys():
+        quantity = 1 if first_deploy and type_ == "web" else 0
+        db.set_formation(app.id, type_, quantity, DEFAULT_SIZE.name)
+
+
+def _release_config(
+    db: Database, app: App, changes: Mapping[str, object]
+) -> tuple[dict[str, str], Release | None, str]:
+    """The config after ``changes`` and the release that made it (None when nothing changed),
+    with its description; inside the caller's transaction."""
+    current = db.current_release(app.id)
+    assert current is not None  # every app has its "Initial release"
+    config = dict(current.config)
+    set_keys = [k for k, v in changes.items() if v is not None]
+    unset_keys = [k for k, v in changes.items() if v is None and k in config]
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = str(value)
+    if config == current.config:
+        return config, None, ""
+    parts = []
+    if set_keys:
+        parts.append(f"Set {', '.join(set_keys)} config vars")
+    if unset_keys:
+        parts.append(f"Remove {', '.join(unset_keys)} config vars")
+    description = " and ".join(parts)
+    release = db.create_release(
+        app.id,
+        description,
+        slug_id=current.slug_id,
+        processes=current.processes,
+        config=config,
+    )
+    return config, release, description
 
 
 def _random_name() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,3 +54,13 @@ class Addon:
     password: str
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AppState:
+    """One app's whole desired state, read at once: what the manager reconciles towards."""
+
+    app: App
+    release: Release | None  # the current one
+    formation: tuple[Formation, ...]  # web first, then by type
+    settings: Mapping[str, object]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from dynos.errors import UserError
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: apps, their releases (each a snapshot of slug, Procfile and config) and the formation.
     """
@@ -72,7 +74,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Bring ``conn``'s schema up to date; return the schema version it now has."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > len(MIGRATIONS):
-        raise RuntimeError(
+        raise UserError(
             f"This database has schema v{version}, newer than this dynos knows "
             f"(v{len(MIGRATIONS)}): upgrade dynos before using this home."
         )

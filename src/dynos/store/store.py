@@ -1,323 +1,119 @@
-"""The store: every piece of desired state, in one SQLite database (WAL).
+"""The store: the state database, reached from the event loop without ever blocking it.
 
-Methods are synchronous: SQLite answers these small queries in microseconds, faster than a
-thread hop would cost, and keeping them on the event loop's thread keeps the data consistent
-without locks. Multi-step changes (a release plus its formation) run in one transaction.
+One thread of its own owns the SQLite connection and runs every call, in the order they were
+made; the loop awaits the answers. SQLite answers in microseconds, but a write can wait for
+another process's lock (up to ``BUSY_TIMEOUT``), a disk can stall, a backup copies the whole
+file: none of that may freeze the router, which shares the loop with the API and the manager.
+One thread, not a pool: calls never race each other, and a use-case's read-modify-write runs
+as one function in one transaction (:meth:`Store.transaction`), so concurrent requests cannot
+interleave inside it. Functions sent to the thread touch only the database, never the loop's
+objects (logs, the manager); the caller acts on their result once it is back on the loop.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import functools
 import sqlite3
-import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
-from dynos.errors import Conflict, NotFound
-from dynos.store.models import Addon, App, Formation, Release
-from dynos.store.schema import migrate
+from dynos.store import backups
+from dynos.store.database import Database
+from dynos.store.models import Addon, App, AppState, Formation, Release
+from dynos.store.sqlite import store_error
 
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _dt(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Store:
-    def __init__(self, path: Path | str) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self.schema_version = migrate(self._conn)
+    def __init__(self, executor: ThreadPoolExecutor, database: Database) -> None:
+        self._executor = executor
+        self._db = database
+        self.path = database.path
+        self.schema_version = database.schema_version
 
-    def close(self) -> None:
-        self._conn.close()
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        """Open (or create) the database at ``path`` in the store's thread.
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Group several writes: all of them land, or none."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        Raises DatabaseDamaged for a file that is not a sound SQLite database.
+        """
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynos-store")
         try:
-            yield
+            database = await asyncio.get_running_loop().run_in_executor(executor, Database, path)
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            executor.shutdown(wait=False)
             raise
-        self._conn.execute("COMMIT")
+        return cls(executor, database)
 
-    # -- apps -----------------------------------------------------------------------------
+    async def close(self) -> None:
+        await self.call(Database.close)
+        self._executor.shutdown(wait=False)  # its thread ends once idle: it is now
 
-    def create_app(self, name: str) -> App:
-        now = _now()
-        app = App(str(uuid.uuid4()), name, now, now)
+    async def call(
+        self, fn: Callable[Concatenate[Database, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``fn(database, *args, **kwargs)`` in the store's thread; its sqlite3 errors come
+        back typed (DatabaseLocked, DatabaseDamaged, Unavailable)."""
+        job = functools.partial(self._run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+    def _run(
+        self, fn: Callable[Concatenate[Database, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         try:
-            self._conn.execute(
-                "INSERT INTO apps (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                (app.id, app.name, _ts(now), _ts(now)),
-            )
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"Name {name} is already taken: choose another app name.") from exc
-        return app
+            return fn(self._db, *args, **kwargs)
+        except sqlite3.Error as exc:
+            typed = store_error(exc, self.path)
+            if typed is None:
+                raise
+            raise typed from exc
 
-    def list_apps(self) -> list[App]:
-        rows = self._conn.execute("SELECT * FROM apps ORDER BY name").fetchall()
-        return [self._app(row) for row in rows]
+    async def transaction(self, change: Callable[[Database], T]) -> T:
+        """``change(database)`` in one transaction: every write lands, or none (it raises).
 
-    def get_app(self, name_or_id: str) -> App:
-        """The app called ``name_or_id`` (or with that id); NotFound if there is none."""
-        column = "id" if _is_uuid(name_or_id) else "name"
-        row = self._conn.execute(f"SELECT * FROM apps WHERE {column} = ?", (name_or_id,)).fetchone()
-        if row is None:
-            raise NotFound(
-                f"Couldn't find that app: {name_or_id}. Run 'dynos apps' to list your apps."
-            )
-        return self._app(row)
+        ``change`` runs in the store's thread: it may raise a UserError to undo everything,
+        but must leave the loop's objects alone.
+        """
+        return await self.call(Database.in_transaction, change)
 
-    def rename_app(self, app_id: str, name: str) -> App:
-        try:
-            self._conn.execute(
-                "UPDATE apps SET name = ?, updated_at = ? WHERE id = ?",
-                (name, _ts(_now()), app_id),
-            )
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"Name {name} is already taken: choose another app name.") from exc
-        return self.get_app(app_id)
+    async def backup(self, directory: Path, *, keep: int | None, manual: bool = False) -> Path:
+        """An online backup into ``directory`` (see :mod:`.backups`); with ``keep``, the
+        oldest scheduled backups beyond that many are then removed."""
+        return await self.call(backups.take, directory, keep=keep, manual=manual)
 
-    def delete_app(self, app_id: str) -> None:
-        self._conn.execute("DELETE FROM apps WHERE id = ?", (app_id,))
+    async def changes(self) -> int:
+        return await self.call(lambda db: db.changes)
 
-    @staticmethod
-    def _app(row: sqlite3.Row) -> App:
-        return App(row["id"], row["name"], _dt(row["created_at"]), _dt(row["updated_at"]))
+    # -- reads --------------------------------------------------------------------------------
 
-    # -- releases ---------------------------------------------------------------------------
+    async def app_states(self) -> list[AppState]:
+        return await self.call(Database.app_states)
 
-    def create_release(
-        self,
-        app_id: str,
-        description: str,
-        *,
-        slug_id: str | None,
-        processes: Mapping[str, str],
-        config: Mapping[str, str],
-    ) -> Release:
-        """Add the app's next release (v1, v2, ...); its version is one above the newest."""
-        (last,) = self._conn.execute(
-            "SELECT COALESCE(MAX(version), 0) FROM releases WHERE app_id = ?", (app_id,)
-        ).fetchone()
-        release = Release(
-            str(uuid.uuid4()),
-            app_id,
-            last + 1,
-            description,
-            slug_id,
-            dict(processes),
-            dict(config),
-            _now(),
-        )
-        self._conn.execute(
-            "INSERT INTO releases (id, app_id, version, description, slug_id, processes, config,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                release.id,
-                app_id,
-                release.version,
-                description,
-                slug_id,
-                json.dumps(release.processes),
-                json.dumps(release.config),
-                _ts(release.created_at),
-            ),
-        )
-        return release
+    async def list_apps(self) -> list[App]:
+        return await self.call(Database.list_apps)
 
-    def list_releases(self, app_id: str) -> list[Release]:
-        rows = self._conn.execute(
-            "SELECT * FROM releases WHERE app_id = ? ORDER BY version", (app_id,)
-        ).fetchall()
-        return [self._release(row) for row in rows]
+    async def get_app(self, name_or_id: str) -> App:
+        return await self.call(Database.get_app, name_or_id)
 
-    def current_release(self, app_id: str) -> Release | None:
-        row = self._conn.execute(
-            "SELECT * FROM releases WHERE app_id = ? ORDER BY version DESC LIMIT 1", (app_id,)
-        ).fetchone()
-        return None if row is None else self._release(row)
+    async def list_releases(self, app_id: str) -> list[Release]:
+        return await self.call(Database.list_releases, app_id)
 
-    def get_release(self, app_id: str, id_or_version: str) -> Release:
-        """A release by id, or by version (``3`` or ``v3``); NotFound if there is none."""
-        text = id_or_version.removeprefix("v")
-        if text.isdigit():
-            query, arg = "version = ?", int(text)
-        else:
-            query, arg = "id = ?", id_or_version  # type: ignore[assignment]
-        row = self._conn.execute(
-            f"SELECT * FROM releases WHERE app_id = ? AND {query}", (app_id, arg)
-        ).fetchone()
-        if row is None:
-            raise NotFound(
-                f"Couldn't find release {id_or_version}. Run 'dynos releases' to list them."
-            )
-        return self._release(row)
+    async def current_release(self, app_id: str) -> Release | None:
+        return await self.call(Database.current_release, app_id)
 
-    def slug_in_use(self, slug_id: str) -> bool:
-        row = self._conn.execute("SELECT 1 FROM releases WHERE slug_id = ?", (slug_id,))
-        return row.fetchone() is not None
+    async def get_release(self, app_id: str, id_or_version: str) -> Release:
+        return await self.call(Database.get_release, app_id, id_or_version)
 
-    @staticmethod
-    def _release(row: sqlite3.Row) -> Release:
-        return Release(
-            row["id"],
-            row["app_id"],
-            row["version"],
-            row["description"],
-            row["slug_id"],
-            json.loads(row["processes"]),
-            json.loads(row["config"]),
-            _dt(row["created_at"]),
-        )
+    async def formation(self, app_id: str) -> list[Formation]:
+        return await self.call(Database.formation, app_id)
 
-    # -- app settings -------------------------------------------------------------------------
+    async def app_settings(self, app_id: str) -> dict[str, object]:
+        return await self.call(Database.app_settings, app_id)
 
-    def app_settings(self, app_id: str) -> dict[str, object]:
-        rows = self._conn.execute(
-            "SELECT name, value FROM app_settings WHERE app_id = ?", (app_id,)
-        ).fetchall()
-        return {row["name"]: json.loads(row["value"]) for row in rows}
-
-    def all_app_settings(self) -> dict[str, dict[str, object]]:
-        """Every app's settings by app id, in one query (the manager reads them each tick)."""
-        settings: dict[str, dict[str, object]] = {}
-        for row in self._conn.execute("SELECT app_id, name, value FROM app_settings"):
-            settings.setdefault(row["app_id"], {})[row["name"]] = json.loads(row["value"])
-        return settings
-
-    def set_app_setting(self, app_id: str, name: str, value: object) -> None:
-        """Store ``value`` (JSON-able) under ``name``; None removes the setting."""
-        if value is None:
-            self._conn.execute(
-                "DELETE FROM app_settings WHERE app_id = ? AND name = ?", (app_id, name)
-            )
-        else:
-            self._conn.execute(
-                "INSERT INTO app_settings (app_id, name, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (app_id, name) DO UPDATE SET value = excluded.value",
-                (app_id, name, json.dumps(value)),
-            )
-
-    # -- formation --------------------------------------------------------------------------
-
-    def formation(self, app_id: str) -> list[Formation]:
-        """The app's formation, ``web`` first, then by type."""
-        rows = self._conn.execute(
-            "SELECT * FROM formation WHERE app_id = ? ORDER BY type != 'web', type", (app_id,)
-        ).fetchall()
-        return [self._formation(row) for row in rows]
-
-    def set_formation(self, app_id: str, type_: str, quantity: int, size: str) -> None:
-        """Create or update one process type's entry."""
-        now = _ts(_now())
-        self._conn.execute(
-            "INSERT INTO formation (id, app_id, type, quantity, size, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (app_id, type) DO UPDATE SET quantity = excluded.quantity,"
-            " size = excluded.size, updated_at = excluded.updated_at",
-            (str(uuid.uuid4()), app_id, type_, quantity, size, now, now),
-        )
-
-    def delete_formation(self, app_id: str, type_: str) -> None:
-        self._conn.execute("DELETE FROM formation WHERE app_id = ? AND type = ?", (app_id, type_))
-
-    @staticmethod
-    def _formation(row: sqlite3.Row) -> Formation:
-        return Formation(
-            row["id"],
-            row["app_id"],
-            row["type"],
-            row["quantity"],
-            row["size"],
-            _dt(row["created_at"]),
-            _dt(row["updated_at"]),
-        )
-
-    # -- add-ons ------------------------------------------------------------------------------
-
-    def create_addon(
-        self,
-        app_id: str,
-        name: str,
-        *,
-        service: str,
-        plan: str,
-        config_var: str,
-        port: int,
-        password: str,
-    ) -> Addon:
-        """Record a new add-on; Conflict when its name is taken."""
-        now = _now()
-        addon = Addon(
-            str(uuid.uuid4()), app_id, name, service, plan, config_var, port, password, now, now
-        )
-        try:
-            self._conn.execute(
-                "INSERT INTO addons (id, app_id, name, service, plan, config_var, port, password,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    *(addon.id, app_id, name, service, plan, config_var, port, password),
-                    *(_ts(now), _ts(now)),
-                ),
-            )
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"An add-on called {name} exists already: choose another name.") from exc
-        return addon
-
-    def list_addons(self, app_id: str | None = None) -> list[Addon]:
-        """The add-ons of one app, or of every app, by name."""
-        if app_id is None:
-            rows = self._conn.execute("SELECT * FROM addons ORDER BY name").fetchall()
-        else:
-            rows = self._conn.execute(
-                "SELECT * FROM addons WHERE app_id = ? ORDER BY name", (app_id,)
-            ).fetchall()
-        return [self._addon(row) for row in rows]
-
-    def set_addon_port(self, addon_id: str, port: int) -> None:
-        self._conn.execute(
-            "UPDATE addons SET port = ?, updated_at = ? WHERE id = ?",
-            (port, _ts(_now()), addon_id),
-        )
-
-    def delete_addon(self, addon_id: str) -> None:
-        self._conn.execute("DELETE FROM addons WHERE id = ?", (addon_id,))
-
-    @staticmethod
-    def _addon(row: sqlite3.Row) -> Addon:
-        return Addon(
-            row["id"],
-            row["app_id"],
-            row["name"],
-            row["service"],
-            row["plan"],
-            row["config_var"],
-            row["port"],
-            row["password"],
-            _dt(row["created_at"]),
-            _dt(row["updated_at"]),
-        )
+    async def list_addons(self, app_id: str | None = None) -> list[Addon]:
+        return await self.call(Database.list_addons, app_id)

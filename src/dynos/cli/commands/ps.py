@@ -34,7 +34,7 @@ Formation = Mapping[str, Any]
 def process_number(name: str) -> int:
     """``web.12`` -> 12; a name without a number sorts first."""
     _, _, number = name.partition(".")
-    return int(number) if number.isdigit() else 0
+    return int(number) if number.isascii() and number.isdigit() else 0
 
 
 def _dyno_since(dyno: Dyno, now: datetime, tz: tzinfo | None) -> str:

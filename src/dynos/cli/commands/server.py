@@ -1,4 +1,5 @@
-"""``server``: run the dynos server in the foreground; ``auth:token``: print the API token.
+"""``server``: run the dynos server in the foreground; ``auth:token``: print the API token;
+``server:backup`` and ``server:restore``: back up the server's database, and restore it.
 
 Every ``server`` option can also come from the environment as ``DYNOS_<OPTION>``
 (``DYNOS_API_PORT``, ``DYNOS_HOME``, ...). The server itself lives in :mod:`dynos.server`,
@@ -85,6 +86,13 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
     "Seconds before the second restart of a crashing dyno; doubles on each crash.",
 )
 @_setting("crash-backoff-max", SECONDS, "The longest wait between restarts of a crashing dyno.")
+@_setting(
+    "backup-every",
+    SECONDS,
+    "Seconds between backups of the database into <home>/backups, taken when it changed "
+    "(one is taken at start); 0 takes none.",
+)
+@_setting("backup-keep", click.IntRange(min=1), "How many of the scheduled backups are kept.")
 def server(home: Path | None, **settings: Any) -> None:
     """Run the dynos server (API, router and dynos) until Ctrl-C or SIGTERM."""
     # Imported here: the rest of the CLI only talks to a server and need not load one.
@@ -96,6 +104,53 @@ def server(home: Path | None, **settings: Any) -> None:
     # serve() stops the dynos on SIGINT itself; a stray interrupt still ends quietly.
     with contextlib.suppress(KeyboardInterrupt):
         serve(config)
+
+
+HOME_OPTION = click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The server home (default: DYNOS_HOME, else ~/.local/share/dynos; /var/lib/dynos "
+    "for root).",
+)
+
+
+def _paths(home: Path | None) -> HomePaths:
+    return HomePaths((home or home_from_env(current_state().env)).expanduser().resolve())
+
+
+@click.command("server:backup")
+@HOME_OPTION
+def server_backup(home: Path | None) -> None:
+    """Back up the server's database now, into <home>/backups (a server may be running)."""
+    from dynos.store.backups import backup_home
+
+    paths = _paths(home)
+    try:
+        target = backup_home(paths.database, paths.backups)
+    except OSError as exc:
+        raise UserError(f"Cannot back up {paths.database}: {exc}.") from exc
+    click.echo(f"Backed up {paths.database} to {target}")
+
+
+@click.command("server:restore")
+@click.argument("backup", type=click.Path(dir_okay=False, path_type=Path))
+@HOME_OPTION
+def server_restore(backup: Path, home: Path | None) -> None:
+    """Replace the server's database with BACKUP (a file of <home>/backups); no server may
+    run on the home meanwhile. The replaced database is kept beside it."""
+    from dynos.home_lock import hold_home
+    from dynos.store.backups import restore
+
+    paths = _paths(home)
+    if not paths.home.is_dir():
+        raise UserError(f"There is no server home at {paths.home}: pass the right --home.")
+    try:
+        with hold_home(paths, "stop the server (Ctrl-C or SIGTERM), then restore."):
+            aside = restore(backup.expanduser().resolve(), paths.database)
+    except OSError as exc:
+        raise UserError(f"Cannot restore {paths.database}: {exc}.") from exc
+    kept = f"; the database it replaced is kept as {aside}" if aside else ""
+    click.echo(f"Restored {paths.database} from {backup}{kept}. Start the server again.")
 
 
 @click.command("auth:token")
@@ -114,4 +169,9 @@ def auth_token() -> None:
     click.echo(token)
 
 
-COMMANDS: dict[str, click.Command] = {"server": server, "auth:token": auth_token}
+COMMANDS: dict[str, click.Command] = {
+    "server": server,
+    "server:backup": server_backup,
+    "server:restore": server_restore,
+    "auth:token": auth_token,
+}

@@ -1,0 +1,410 @@
+"""The state database: every piece of desired state, in one SQLite file (WAL).
+
+``Database`` is synchronous and belongs to one thread: the store's own (:mod:`.store`), which
+runs every call off the event loop, so that a slow or locked database never stalls the router
+or the API. Multi-step changes (a release plus its formation) run in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from dynos.errors import Conflict, NotFound
+from dynos.store.models import Addon, App, AppState, Formation, Release
+from dynos.store.schema import migrate
+from dynos.store.sqlite import copy_database, open_connection, store_error
+
+T = TypeVar("T")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+class Database:
+    """The state database, for the one thread that opened it (sqlite3 checks)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        conn = open_connection(path, create=True)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self.schema_version = migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise (store_error(exc, path) or exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @property
+    def changes(self) -> int:
+        """Rows changed since this database was opened (tells whether a backup is due)."""
+        return self._conn.total_changes
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several writes: all of them land, or none. Nests: an inner one joins the
+        outer. The write lock is taken at once, so a locked database fails before anything."""
+        if self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:  # COMMIT itself may fail: never leave one open
+                self._conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Several reads that see one state of the database. Deferred: in WAL mode a reader
+        never waits for a writer, not even another process's."""
+        if self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
+
+    def in_transaction(self, change: Callable[[Database], T]) -> T:
+        """``change(self)`` in one transaction; the store runs use-cases' writes this way."""
+        with self.transaction():
+            return change(self)
+
+    def backup_to(self, target: Path) -> None:
+        copy_database(self._conn, target)
+
+    # -- the whole desired state, for the manager ---------------------------------------------
+
+    def app_states(self) -> list[AppState]:
+        """Every app with its current release, formation and settings, from one snapshot."""
+        with self._snapshot():
+            apps = [self._app(row) for row in self._conn.execute("SELECT * FROM apps")]
+            releases = {
+                row["app_id"]: self._release(row)
+                for row in self._conn.execute(
+                    "SELECT r.* FROM releases r JOIN (SELECT app_id, MAX(version) AS version"
+                    " FROM releases GROUP BY app_id) newest"
+                    " ON r.app_id = newest.app_id AND r.version = newest.version"
+                )
+            }
+            formation: dict[str, list[Formation]] = {}
+            for row in self._conn.execute(
+                "SELECT * FROM formation ORDER BY app_id, type != 'web', type"
+            ):
+                formation.setdefault(row["app_id"], []).append(self._formation(row))
+            settings = self.all_app_settings()
+        return [
+            AppState(
+                app,
+                releases.get(app.id),
+                tuple(formation.get(app.id, ())),
+                settings.get(app.id, {}),
+            )
+            for app in sorted(apps, key=lambda a: a.name)
+        ]
+
+    # -- apps -----------------------------------------------------------------------------
+
+    def create_app(self, name: str) -> App:
+        now = _now()
+        app = App(str(uuid.uuid4()), name, now, now)
+        try:
+            self._conn.execute(
+                "INSERT INTO apps (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (app.id, app.name, _ts(now), _ts(now)),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"Name {name} is already taken: choose another app name.") from exc
+        return app
+
+    def list_apps(self) -> list[App]:
+        rows = self._conn.execute("SELECT * FROM apps ORDER BY name").fetchall()
+        return [self._app(row) for row in rows]
+
+    def get_app(self, name_or_id: str) -> App:
+        """The app called ``name_or_id`` (or with that id); NotFound if there is none."""
+        column = "id" if _is_uuid(name_or_id) else "name"
+        row = self._conn.execute(f"SELECT * FROM apps WHERE {column} = ?", (name_or_id,)).fetchone()
+        if row is None:
+            raise NotFound(
+                f"Couldn't find that app: {name_or_id}. Run 'dynos apps' to list your apps."
+            )
+        return self._app(row)
+
+    def rename_app(self, app_id: str, name: str) -> App:
+        try:
+            self._conn.execute(
+                "UPDATE apps SET name = ?, updated_at = ? WHERE id = ?",
+                (name, _ts(_now()), app_id),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"Name {name} is already taken: choose another app name.") from exc
+        return self.get_app(app_id)
+
+    def delete_app(self, app_id: str) -> None:
+        self._conn.execute("DELETE FROM apps WHERE id = ?", (app_id,))
+
+    @staticmethod
+    def _app(row: sqlite3.Row) -> App:
+        return App(row["id"], row["name"], _dt(row["created_at"]), _dt(row["updated_at"]))
+
+    # -- releases ---------------------------------------------------------------------------
+
+    def create_release(
+        self,
+        app_id: str,
+        description: str,
+        *,
+        slug_id: str | None,
+        processes: Mapping[str, str],
+        config: Mapping[str, str],
+    ) -> Release:
+        """Add the app's next release (v1, v2, ...); its version is one above the newest."""
+        with self.transaction():
+            return self._insert_release(app_id, description, slug_id, processes, config)
+
+    def _insert_release(
+        self,
+        app_id: str,
+        description: str,
+        slug_id: str | None,
+        processes: Mapping[str, str],
+        config: Mapping[str, str],
+    ) -> Release:
+        (last,) = self._conn.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM releases WHERE app_id = ?", (app_id,)
+        ).fetchone()
+        release = Release(
+            str(uuid.uuid4()),
+            app_id,
+            last + 1,
+            description,
+            slug_id,
+            dict(processes),
+            dict(config),
+            _now(),
+        )
+        self._conn.execute(
+            "INSERT INTO releases (id, app_id, version, description, slug_id, processes, config,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                release.id,
+                app_id,
+                release.version,
+                description,
+                slug_id,
+                json.dumps(release.processes),
+                json.dumps(release.config),
+                _ts(release.created_at),
+            ),
+        )
+        return release
+
+    def list_releases(self, app_id: str) -> list[Release]:
+        rows = self._conn.execute(
+            "SELECT * FROM releases WHERE app_id = ? ORDER BY version", (app_id,)
+        ).fetchall()
+        return [self._release(row) for row in rows]
+
+    def current_release(self, app_id: str) -> Release | None:
+        row = self._conn.execute(
+            "SELECT * FROM releases WHERE app_id = ? ORDER BY version DESC LIMIT 1", (app_id,)
+        ).fetchone()
+        return None if row is None else self._release(row)
+
+    def get_release(self, app_id: str, id_or_version: str) -> Release:
+        """A release by id, or by version (``3`` or ``v3``); NotFound if there is none."""
+        text = id_or_version.removeprefix("v")
+        if text.isascii() and text.isdigit() and len(text) <= 18:  # fits SQLite's INTEGER
+            query, arg = "version = ?", int(text)
+        else:
+            query, arg = "id = ?", id_or_version  # type: ignore[assignment]
+        row = self._conn.execute(
+            f"SELECT * FROM releases WHERE app_id = ? AND {query}", (app_id, arg)
+        ).fetchone()
+        if row is None:
+            raise NotFound(
+                f"Couldn't find release {id_or_version}. Run 'dynos releases' to list them."
+            )
+        return self._release(row)
+
+    def slug_in_use(self, slug_id: str) -> bool:
+        row = self._conn.execute("SELECT 1 FROM releases WHERE slug_id = ?", (slug_id,))
+        return row.fetchone() is not None
+
+    @staticmethod
+    def _release(row: sqlite3.Row) -> Release:
+        return Release(
+            row["id"],
+            row["app_id"],
+            row["version"],
+            row["description"],
+            row["slug_id"],
+            json.loads(row["processes"]),
+            json.loads(row["config"]),
+            _dt(row["created_at"]),
+        )
+
+    # -- app settings -------------------------------------------------------------------------
+
+    def app_settings(self, app_id: str) -> dict[str, object]:
+        rows = self._conn.execute(
+            "SELECT name, value FROM app_settings WHERE app_id = ?", (app_id,)
+        ).fetchall()
+        return {row["name"]: json.loads(row["value"]) for row in rows}
+
+    def all_app_settings(self) -> dict[str, dict[str, object]]:
+        """Every app's settings by app id, in one query (the manager reads them each tick)."""
+        settings: dict[str, dict[str, object]] = {}
+        for row in self._conn.execute("SELECT app_id, name, value FROM app_settings"):
+            settings.setdefault(row["app_id"], {})[row["name"]] = json.loads(row["value"])
+        return settings
+
+    def set_app_setting(self, app_id: str, name: str, value: object) -> None:
+        """Store ``value`` (JSON-able) under ``name``; None removes the setting."""
+        if value is None:
+            self._conn.execute(
+                "DELETE FROM app_settings WHERE app_id = ? AND name = ?", (app_id, name)
+            )
+        else:
+            self._conn.execute(
+                "INSERT INTO app_settings (app_id, name, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (app_id, name) DO UPDATE SET value = excluded.value",
+                (app_id, name, json.dumps(value)),
+            )
+
+    # -- formation --------------------------------------------------------------------------
+
+    def formation(self, app_id: str) -> list[Formation]:
+        """The app's formation, ``web`` first, then by type."""
+        rows = self._conn.execute(
+            "SELECT * FROM formation WHERE app_id = ? ORDER BY type != 'web', type", (app_id,)
+        ).fetchall()
+        return [self._formation(row) for row in rows]
+
+    def set_formation(self, app_id: str, type_: str, quantity: int, size: str) -> None:
+        """Create or update one process type's entry."""
+        now = _ts(_now())
+        self._conn.execute(
+            "INSERT INTO formation (id, app_id, type, quantity, size, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (app_id, type) DO UPDATE SET quantity = excluded.quantity,"
+            " size = excluded.size, updated_at = excluded.updated_at",
+            (str(uuid.uuid4()), app_id, type_, quantity, size, now, now),
+        )
+
+    def delete_formation(self, app_id: str, type_: str) -> None:
+        self._conn.execute("DELETE FROM formation WHERE app_id = ? AND type = ?", (app_id, type_))
+
+    @staticmethod
+    def _formation(row: sqlite3.Row) -> Formation:
+        return Formation(
+            row["id"],
+            row["app_id"],
+            row["type"],
+            row["quantity"],
+            row["size"],
+            _dt(row["created_at"]),
+            _dt(row["updated_at"]),
+        )
+
+    # -- add-ons ------------------------------------------------------------------------------
+
+    def create_addon(
+        self,
+        app_id: str,
+        name: str,
+        *,
+        service: str,
+        plan: str,
+        config_var: str,
+        port: int,
+        password: str,
+    ) -> Addon:
+        """Record a new add-on; Conflict when its name is taken."""
+        now = _now()
+        addon = Addon(
+            str(uuid.uuid4()), app_id, name, service, plan, config_var, port, password, now, now
+        )
+        try:
+            self._conn.execute(
+                "INSERT INTO addons (id, app_id, name, service, plan, config_var, port, password,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    *(addon.id, app_id, name, service, plan, config_var, port, password),
+                    *(_ts(now), _ts(now)),
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"An add-on called {name} exists already: choose another name.") from exc
+        return addon
+
+    def list_addons(self, app_id: str | None = None) -> list[Addon]:
+        """The add-ons of one app, or of every app, by name."""
+        if app_id is None:
+            rows = self._conn.execute("SELECT * FROM addons ORDER BY name").fetchall()
+        else:
+            rows = self._conn.execute(
+                "SELECT * FROM addons WHERE app_id = ? ORDER BY name", (app_id,)
+            ).fetchall()
+        return [self._addon(row) for row in rows]
+
+    def set_addon_port(self, addon_id: str, port: int) -> None:
+        self._conn.execute(
+            "UPDATE addons SET port = ?, updated_at = ? WHERE id = ?",
+            (port, _ts(_now()), addon_id),
+        )
+
+    def delete_addon(self, addon_id: str) -> None:
+        self._conn.execute("DELETE FROM addons WHERE id = ?", (addon_id,))
+
+    @staticmethod
+    def _addon(row: sqlite3.Row) -> Addon:
+        return Addon(
+            row["id"],
+            row["app_id"],
+            row["name"],
+            row["service"],
+            row["plan"],
+            row["config_var"],
+            row["port"],
+            row["password"],
+            _dt(row["created_at"]),
+            _dt(row["updated_at"]),
+        )
