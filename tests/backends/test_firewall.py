@@ -3,6 +3,7 @@ port, from where, and how the table is kept, rewritten and removed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -127,6 +128,25 @@ def test_no_other_process_can_change_the_table(guard: PortGuard) -> None:
     assert "Operation not permitted" in nft("add", "element", "inet", table, "ports", "{ 1 }")
     assert "Operation not permitted" in nft("flush", "table", "inet", table)
     assert table_elements(table) == {"ports": set(), "allowed": set()}
+
+
+def test_no_child_inherits_the_socket_that_owns_the_table(guard: PortGuard) -> None:
+    netfilter = {  # inode of each NETLINK_NETFILTER socket on the machine
+        fields[-1]
+        for fields in map(str.split, Path("/proc/net/netlink").read_text().splitlines()[1:])
+        if fields[1] == "12"
+    }
+    links = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the descriptor listdir itself used
+            links.add(os.readlink(f"/proc/self/fd/{fd}"))
+    mine = {link for link in links if link.removeprefix("socket:[")[:-1] in netfilter}
+    assert mine  # the guard's
+    # Asked to keep every descriptor (as uvloop's children do), a child still lacks that one.
+    child = subprocess.run(
+        ["ls", "-l", "/proc/self/fd"], close_fds=False, capture_output=True, text=True, check=True
+    )
+    assert not [link for link in mine if link in child.stdout]
 
 
 _OPEN_AND_WAIT = """

@@ -33,11 +33,13 @@ also makes a change cost about 65 us instead of the 2.5 ms of starting ``nft``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 TABLE_PREFIX = "dynos_"
 COMMENT_LIMIT = 120  # characters of the home kept in the table's comment
+NETLINK_NETFILTER = 12  # linux/netlink.h
 
 
 class FirewallError(PlatformError):
@@ -135,6 +138,16 @@ tcp dport . meta skuid != @allowed reject with tcp reset
 # -- libnftables: thin -----------------------------------------------------------------------
 
 
+def _socket_fds() -> set[int]:
+    """This process's socket descriptors."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                found.add(int(name))
+    return found
+
+
 class _Nft:
     """One libnftables context, and with it one netlink socket, for the server's life."""
 
@@ -154,9 +167,20 @@ class _Nft:
         lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
         lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
         self._lib = lib
+        # libnftables exits the process when it cannot open its netlink socket: find out first.
+        try:
+            socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER).close()
+        except OSError as exc:
+            raise FirewallError(f"no nf_tables netlink here: {exc.strerror}") from exc
+        before = _socket_fds()
         self._ctx: int | None = lib.nft_ctx_new(0)
         if not self._ctx:
             raise FirewallError("libnftables could not make a context")
+        # Its socket would be inherited by every process the server starts (uvloop closes no
+        # descriptors in children): a dyno could read the server's netlink replies, and a
+        # dyno left behind by a killed server would keep the table alive.
+        for fd in _socket_fds() - before:
+            os.set_inheritable(fd, False)
         # Output and errors are kept for us to read, not printed on the server's stdout.
         lib.nft_ctx_buffer_output(self._ctx)
         lib.nft_ctx_buffer_error(self._ctx)
