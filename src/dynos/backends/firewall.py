@@ -13,10 +13,10 @@ dynos could call another's directly. So a server running as root keeps an nftabl
 - ``input``: a SYN to a guarded port that arrives on any interface but loopback is dropped:
   another host, a container or a VM never reaches a dyno, even one that binds every address.
 
-Only SYNs are matched: the rules cost nothing per packet of an open connection, and a reply
-from a dyno to a client whose ephemeral port happens to be guarded is never touched. Family
-``inet`` covers IPv4 and IPv6. A web dyno's port is allowed before its process starts and
-revoked once every process of it is gone.
+Only SYNs are acted on (other packets cost one set lookup): an open connection is never cut,
+and a reply from a dyno to a client whose ephemeral port happens to be guarded is never
+touched. Family ``inet`` covers IPv4 and IPv6. A web dyno's port is allowed before its
+process starts and revoked once the dyno has exited.
 
 The table is created with the ``owner`` flag (Linux 5.12): it belongs to the netlink socket
 of the server's libnftables context, so no other process, root's ``nft`` included, can change
@@ -25,7 +25,8 @@ the kernel deletes it when the socket closes: when the server stops, and also wh
 killed, so no server ever finds stale rules that would refuse connections to a port reused by
 someone else. That needs one socket for the server's whole life, hence libnftables in the
 process (through ctypes) rather than the ``nft`` command, whose socket closes as it exits; it
-also makes a change cost about 65 us instead of the 2.5 ms of starting ``nft``.
+also makes a change cost about 0.1 ms (0.4 ms in a busy server) instead of the 2.5 ms of
+starting ``nft`` (whose deletions of set elements took 13 ms here).
 
 ``PortRules`` is the pure part (the state and the commands it renders, tested without root);
 ``PortGuard`` runs them.
@@ -203,7 +204,8 @@ class _Nft:
 
 class PortGuard:
     """The server's table: ``allow`` a web dyno's port before it starts, ``revoke`` it once
-    the dyno is gone, ``close`` at stop. Each change is one transaction of about 65 us."""
+    the dyno is gone, ``close`` at stop. Each change is one transaction, short enough (about
+    0.1 ms) to run on the event loop."""
 
     def __init__(self, rules: PortRules, nft: _Nft) -> None:
         self.rules = rules
