@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dynos.backends.firewall import PortRules, table_name
+from dynos.backends.firewall import PortRules, guard_ports, table_name
 
 TABLE = table_name(42)
 
@@ -76,3 +76,12 @@ def test_forget_drops_an_allow_that_never_reached_the_table() -> None:
 
 def test_delete_removes_the_whole_table() -> None:
     assert PortRules(TABLE, 0).delete() == f"delete table inet {TABLE}\n"
+
+
+def test_without_root_the_server_says_dyno_ports_are_open_to_every_local_process() -> None:
+    guard, line = guard_ports(Path("/var/lib/dynos"), euid=1000)
+    assert guard is None
+    assert line == (
+        "dyno ports open to every local process, which may spoof X-Forwarded-For "
+        "(closing them needs root)"
+    )

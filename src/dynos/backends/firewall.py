@@ -254,9 +254,10 @@ class PortGuard:
         self._nft.close()
 
 
-def guard_ports(home: Path) -> tuple[PortGuard | None, str]:
-    """The server's guard and the line it says at start; None and why, without one."""
-    if os.geteuid() != 0:
+def guard_ports(home: Path, euid: int | None = None) -> tuple[PortGuard | None, str]:
+    """The server's guard and the line it says at start; None and why, without one. ``euid``:
+    the server's effective uid (this process's by default)."""
+    if (os.geteuid() if euid is None else euid) != 0:
         return None, (
             "dyno ports open to every local process, which may spoof X-Forwarded-For "
             "(closing them needs root)"
