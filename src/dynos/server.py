@@ -25,6 +25,7 @@ import uvicorn
 from dynos.api.routes import Api
 from dynos.backends.base import DynoEvents
 from dynos.backends.cgroups import Cgroups
+from dynos.backends.firewall import guard_ports
 from dynos.backends.isolation import AppUsers, close_home, isolation_available, runtime_python
 from dynos.backends.local import LocalBackend
 from dynos.config import HomePaths, ServerConfig
@@ -156,9 +157,13 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, pri
         if removed:
             log.info("removed %d app users left by servers that died", removed)
     python = runtime_python(isolate)
+    # Before any dyno starts; the table goes with this process, however it ends.
+    ports, network = guard_ports(paths.home)
 
     def local_backend(events: DynoEvents) -> LocalBackend:
-        return LocalBackend(events, boot_timeout=config.boot_timeout, cgroups=cgroups, users=users)
+        return LocalBackend(
+            events, boot_timeout=config.boot_timeout, cgroups=cgroups, users=users, ports=ports
+        )
 
     settings = ManagerSettings(
         slugs_dir=paths.slugs,
@@ -185,6 +190,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, pri
         log.info("isolation: each app's dynos run as the app's own unprivileged user")
     else:
         log.info("isolation: off (not running as root): dynos run as %s", local_account().email)
+    log.info("network: %s", network)
 
     api_sock = _bind(config.api_host, config.api_port, "--api-port")
     api_port = api_sock.getsockname()[1]
@@ -260,6 +266,8 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, pri
         paths.server_json.unlink(missing_ok=True)
         if cgroups is not None:
             cgroups.close()
+        if ports is not None:  # every dyno is gone: no port is left to guard
+            ports.close()
         if users is not None:
             users.remove_all()
     log.info("stopped")

@@ -11,7 +11,8 @@ up once a TCP connect to its PORT succeeds.
 
 Limits per size: with cgroups (root), a memory limit at twice the quota, a CPU weight and a
 pids limit per dyno; without, the manager's memory watch polls the process tree (psutil) and
-CPU shares become nice values. As root each app's dynos also run as the app's own user.
+CPU shares become nice values. As root each app's dynos also run as the app's own user, and
+a web dyno's port is guarded (firewall.py): only the router and the app's own dynos reach it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import psutil
 
 from dynos.backends import cgroups as cg
 from dynos.backends.base import DynoEvents, DynoSpec
+from dynos.backends.firewall import PortGuard
 from dynos.backends.isolation import AppUsers, DynoUser, open_slug_to
 from dynos.core.sizes import SIZES, DynoSize
 from dynos.errors import PlatformError
@@ -57,6 +59,7 @@ class _Dyno:
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: bool = False  # a stop is under way: it, not the exit, ends the process group
     group_gone: asyncio.Event = field(default_factory=asyncio.Event)
+    guarded: tuple[int, int] | None = None  # (port, app uid) allowed in the firewall
 
 
 class LocalBackend:
@@ -67,11 +70,13 @@ class LocalBackend:
         boot_timeout: float = 60.0,
         cgroups: cg.Cgroups | None = None,
         users: AppUsers | None = None,
+        ports: PortGuard | None = None,
     ) -> None:
         self._events = events
         self._boot_timeout = boot_timeout
         self._cgroups = cgroups
         self._users = users  # None: dynos run as the server's user
+        self._ports = ports  # None: dyno ports are open to every local process
         self._opened_slugs: set[Path] = set()
         self._dynos: dict[str, _Dyno] = {}
 
@@ -101,10 +106,25 @@ class LocalBackend:
         niceness = 0 if group else nice_for(spec.size)
         return group, _child_setup(procs, niceness, user)
 
+    def _guard_port(self, spec: DynoSpec) -> tuple[int, int] | None:
+        """Close the web dyno's port to all but the router and its app's dynos, before the
+        dyno can listen on it. Raises PlatformError (FirewallError) if the rule fails."""
+        if self._ports is None or self._users is None or spec.port is None or not spec.app_id:
+            return None
+        uid = self._users.for_app(spec.app_id).uid
+        self._ports.allow(spec.port, uid)
+        return spec.port, uid
+
+    def _unguard_port(self, guarded: tuple[int, int] | None) -> None:
+        if self._ports is not None and guarded is not None:
+            self._ports.revoke(*guarded)
+
     async def start(self, spec: DynoSpec) -> None:
+        guarded = self._guard_port(spec)
         try:
             group, setup = self._prepare(spec)
         except OSError as exc:
+            self._unguard_port(guarded)
             raise PlatformError(f"Could not set up limits for {spec.name}: {exc}") from exc
         terminal = spec.terminal  # an attached one-off dyno's stdio is its client's (attach.py)
         pipes = (asyncio.subprocess.DEVNULL, asyncio.subprocess.PIPE, asyncio.subprocess.PIPE)
@@ -128,8 +148,9 @@ class LocalBackend:
         except (OSError, subprocess.SubprocessError) as exc:
             if group is not None and self._cgroups is not None:
                 self._cgroups.remove(group)
+            self._unguard_port(guarded)
             raise PlatformError(f"Could not start {spec.name}: {exc}") from exc
-        dyno = _Dyno(spec, process, group)
+        dyno = _Dyno(spec, process, group, guarded=guarded)
         self._dynos[spec.key] = dyno
         if terminal is not None:
             dyno.readers = terminal.connect(process.pid)
@@ -189,6 +210,7 @@ class LocalBackend:
             if self._cgroups.oom_killed(dyno.cgroup):
                 self._events.dyno_oom_killed(dyno.spec.key)
             self._cgroups.remove(dyno.cgroup)
+        self._unguard_port(dyno.guarded)  # no process of it is left to listen there
         dyno.exited.set()
         status = 128 - returncode if returncode < 0 else returncode
         self._events.dyno_exited(dyno.spec.key, status)

@@ -1,0 +1,87 @@
+"""The firewall's pure part: the table it creates and the changes it renders per dyno."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dynos.backends.firewall import PortRules, guard_ports, table_name
+
+TABLE = table_name(42)
+
+
+def test_a_servers_table_is_named_for_its_process() -> None:
+    assert TABLE == "dynos_42"
+
+
+def test_the_table_belongs_to_the_server_and_guards_syns_to_its_ports() -> None:
+    script = PortRules(TABLE, 7).create(Path("/var/lib/dynos"))
+    assert script.startswith(f"table inet {TABLE} {{\n    flags owner\n")
+    assert 'comment "dynos server on /var/lib/dynos"' in script
+    # The router's uid and the port's app user pass; SYNs only; remote SYNs are dropped.
+    assert (
+        "tcp dport @ports tcp flags & (syn | ack) == syn meta skuid != 7 "
+        "tcp dport . meta skuid != @allowed reject with tcp reset"
+    ) in script
+    assert 'tcp dport @ports tcp flags & (syn | ack) == syn iif != "lo" drop' in script
+
+
+def test_a_home_that_nft_could_not_quote_is_kept_readable_in_the_comment() -> None:
+    script = PortRules(TABLE, 0).create(Path('/srv/"x"\\y') / ("z" * 200))
+    comment = next(line for line in script.splitlines() if "comment" in line)
+    assert comment.count('"') == 2 and "\\" not in comment
+    assert comment.endswith('zzz"') and len(comment) < 160
+
+
+def test_allowing_a_port_guards_it_and_lets_its_app_user_in() -> None:
+    rules = PortRules(TABLE, 0)
+    assert rules.allow(5000, 1001) == (
+        f"add element inet {TABLE} ports {{ 5000 }}\n"
+        f"add element inet {TABLE} allowed {{ 5000 . 1001 }}\n"
+    )
+    assert rules.allow(5000, 1001) == ""  # nothing to change
+    assert rules.owners == {5000: 1001}
+
+
+def test_a_port_given_to_another_app_changes_hands_and_the_late_revoke_changes_nothing() -> None:
+    rules = PortRules(TABLE, 0)
+    rules.allow(5000, 1001)
+    # The first dyno is gone but its revoke has not come when the port is given again.
+    assert rules.allow(5000, 1002) == (
+        f"delete element inet {TABLE} allowed {{ 5000 . 1001 }}\n"
+        f"add element inet {TABLE} allowed {{ 5000 . 1002 }}\n"
+    )
+    assert rules.revoke(5000, 1001) == ""
+    assert rules.owners == {5000: 1002}
+
+
+def test_revoking_a_port_removes_its_pair_and_the_port() -> None:
+    rules = PortRules(TABLE, 0)
+    rules.allow(5000, 1001)
+    assert rules.revoke(5000, 1001) == (
+        f"delete element inet {TABLE} allowed {{ 5000 . 1001 }}\n"
+        f"delete element inet {TABLE} ports {{ 5000 }}\n"
+    )
+    assert rules.owners == {}
+    assert rules.revoke(5000, 1001) == ""
+
+
+def test_forget_drops_an_allow_that_never_reached_the_table() -> None:
+    rules = PortRules(TABLE, 0)
+    rules.allow(5000, 1001)
+    rules.forget(5000, 1002)  # not its owner: kept
+    assert rules.owners == {5000: 1001}
+    rules.forget(5000, 1001)
+    assert rules.owners == {}
+
+
+def test_delete_removes_the_whole_table() -> None:
+    assert PortRules(TABLE, 0).delete() == f"delete table inet {TABLE}\n"
+
+
+def test_without_root_the_server_says_dyno_ports_are_open_to_every_local_process() -> None:
+    guard, line = guard_ports(Path("/var/lib/dynos"), euid=1000)
+    assert guard is None
+    assert line == (
+        "dyno ports open to every local process, which may spoof X-Forwarded-For "
+        "(closing them needs root)"
+    )
