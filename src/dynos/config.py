@@ -37,6 +37,9 @@ class ServerConfig:
     cycle_after: float | None = None  # restart dynos older than this (daily cycling); off
     crash_backoff: float = 1.0  # first delay between restarts of a dyno that keeps crashing
     crash_backoff_max: float = 300.0  # the delay doubles up to this
+    build_timeout: float = 900.0  # seconds a build may take (Heroku's 15 minutes)
+    max_unpacked_size: int = 1024  # MB an upload may unpack to (all its files together)
+    max_unpacked_files: int = 100_000  # files, directories and links an upload may hold
 
 
 @dataclass(frozen=True)

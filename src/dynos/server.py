@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 from collections.abc import Generator
@@ -33,7 +34,9 @@ from dynos.errors import PlatformError, UserError
 from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager, ManagerSettings
 from dynos.platform.addons import Addons
+from dynos.platform.build import Builder
 from dynos.platform.platform import Platform, local_account
+from dynos.platform.slug_archive import MB, UnpackLimits
 from dynos.priority import raise_platform_priority
 from dynos.router import compiled as router_compiled
 from dynos.router.processes import RouterProcesses, listening_sockets
@@ -123,6 +126,8 @@ async def _serve(config: ServerConfig) -> None:
         if removed:
             log.info("removed %d app users left by servers that died", removed)
     python = runtime_python(isolate)
+    # Build directories of a server that was killed mid-build: their builds are gone.
+    shutil.rmtree(paths.builds, ignore_errors=True)
 
     def local_backend(events: DynoEvents) -> LocalBackend:
         return LocalBackend(events, boot_timeout=config.boot_timeout, cgroups=cgroups, users=users)
@@ -137,7 +142,20 @@ async def _serve(config: ServerConfig) -> None:
         python=python,
     )
     manager = DynoManager(store, local_backend, logs, routes, settings)
-    platform = Platform(store, manager, logs, paths.slugs, local_account(), python)
+    builder = Builder(
+        python, paths.builds, users=users, cgroups=cgroups, timeout=config.build_timeout
+    )
+    limits = UnpackLimits(config.max_unpacked_size * MB, config.max_unpacked_files)
+    platform = Platform(
+        store,
+        manager,
+        logs,
+        paths.slugs,
+        local_account(),
+        python,
+        builder=builder,
+        unpack_limits=limits,
+    )
     addons = platform.addons = Addons(platform, paths.addons)
     log.info("dyno sizes enforced with %s", manager.backend.limits)  # type: ignore[attr-defined]
     if router_compiled():
