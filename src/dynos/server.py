@@ -156,7 +156,7 @@ async def _serve(config: ServerConfig) -> None:
         builder=builder,
         unpack_limits=limits,
     )
-    addons = platform.addons = Addons(platform, paths.addons)
+    addons = platform.addons = Addons(platform, paths.addons, users=users, cgroups=cgroups)
     log.info("dyno sizes enforced with %s", manager.backend.limits)  # type: ignore[attr-defined]
     if router_compiled():
         log.info("router: compiled with mypyc")
