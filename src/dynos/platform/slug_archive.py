@@ -7,11 +7,12 @@ a link whose target is absolute or leaves the slug, a member inside a link or a 
 second member of the same name, a device or FIFO, a sparse file, more members or more bytes
 than the server's limits. Once all is written, every link is followed for real and must
 still lead inside (a chain of links can leave where each alone seems not to). A refusal
-removes what was written; sizes are never measured after extracting. Modes keep the owner's bits and the read and execute bits of
-others, never setuid, setgid, sticky or write for others, and ownership never comes from the
-archive. Python's ``extractall(filter="data")`` checks much the same, but only since 3.11.4;
-these checks run on every Python dynos supports, and the data filter, where it exists, is
-asked about each member as well.
+removes what was written; sizes are never measured after extracting. Modes keep the
+owner's bits and the read and execute bits of others, never setuid, setgid, sticky or write
+for others, and ownership never comes from the archive. Python's
+``extractall(filter="data")`` checks much the same, but only since 3.11.4; these checks run
+on every Python dynos supports, and the data filter, where it exists, is asked about each
+member as well.
 
 Two kinds of member make :mod:`tarfile` read what they announce into memory before it hands
 the member over: extended headers (pax, GNU long names) and sparse maps. Those are refused
