@@ -62,10 +62,11 @@ class AppUsers:
         return self._user(USER_PREFIX + app_id.replace("-", "")[:12])
 
     def for_addon(self, addon_name: str) -> DynoUser:
-        """An add-on server's own system user (``dyno-addon-<hash of its name>``), created the
-        first time: not its app's, so that the app's dynos can neither signal nor read it.
-        Removed with the app users (same prefix and comment)."""
-        digest = hashlib.sha256(addon_name.encode()).hexdigest()[:12]
+        """An add-on server's own system user (``dyno-addon-<hash of home and name>``), created
+        the first time: not its app's, so that the app's dynos can neither signal nor read it,
+        nor another server's add-on of the same name. Removed with the app users (same prefix
+        and comment)."""
+        digest = hashlib.sha256(f"{self.home}\0{addon_name}".encode()).hexdigest()[:12]
         return self._user(f"{USER_PREFIX}addon-{digest}")
 
     def _user(self, name: str) -> DynoUser:
