@@ -39,6 +39,9 @@ class ServerConfig:
     crash_backoff_max: float = 300.0  # the delay doubles up to this
     backup_every: float = 3600.0  # seconds between backups of the database (0: none)
     backup_keep: int = 24  # scheduled backups kept in <home>/backups
+    build_timeout: float = 900.0  # seconds a build may take (Heroku's 15 minutes)
+    max_unpacked_size: int = 1024  # MB an upload may unpack to (all its files together)
+    max_unpacked_files: int = 100_000  # files, directories and links an upload may hold
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 from collections.abc import Generator
@@ -35,7 +36,9 @@ from dynos.home_lock import hold_home
 from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager, ManagerSettings
 from dynos.platform.addons import Addons
+from dynos.platform.build import Builder
 from dynos.platform.platform import Platform, local_account
+from dynos.platform.slug_archive import MB, UnpackLimits
 from dynos.priority import raise_platform_priority
 from dynos.router import compiled as router_compiled
 from dynos.router.processes import RouterProcesses, listening_sockets
@@ -159,6 +162,8 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, pri
     python = runtime_python(isolate)
     # Before any dyno starts; the table goes with this process, however it ends.
     ports, network = guard_ports(paths.home)
+    # Build directories of a server that was killed mid-build: their builds are gone.
+    shutil.rmtree(paths.builds, ignore_errors=True)
 
     def local_backend(events: DynoEvents) -> LocalBackend:
         return LocalBackend(
@@ -175,8 +180,21 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, pri
         python=python,
     )
     manager = DynoManager(store, local_backend, logs, routes, settings)
-    platform = Platform(store, manager, logs, paths.slugs, local_account(), python)
-    addons = platform.addons = Addons(platform, paths.addons)
+    builder = Builder(
+        python, paths.builds, users=users, cgroups=cgroups, timeout=config.build_timeout
+    )
+    limits = UnpackLimits(config.max_unpacked_size * MB, config.max_unpacked_files)
+    platform = Platform(
+        store,
+        manager,
+        logs,
+        paths.slugs,
+        local_account(),
+        python,
+        builder=builder,
+        unpack_limits=limits,
+    )
+    addons = platform.addons = Addons(platform, paths.addons, users=users, cgroups=cgroups)
     log.info("dyno sizes enforced with %s", manager.backend.limits)  # type: ignore[attr-defined]
     if router_compiled():
         log.info("router: compiled with mypyc")

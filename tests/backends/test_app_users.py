@@ -110,3 +110,16 @@ def test_a_home_with_a_colon_is_tagged_and_cleaned_up(tmp_path: Path) -> None:
     user = users.for_app(str(uuid.uuid4()))
     assert users.remove_all() == 1
     assert not exists(user.name)
+
+
+def test_an_add_on_gets_a_user_of_its_own_per_home_removed_with_the_app_users(
+    homes: tuple[AppUsers, AppUsers],
+) -> None:
+    mine, other = homes
+    app = mine.for_app(str(uuid.uuid4()))
+    addon = mine.for_addon("redis-solid-31337")
+    assert mine.for_addon("redis-solid-31337") == addon
+    assert addon.name.startswith("dyno-addon-") and addon.uid not in (app.uid, 0)
+    assert other.for_addon("redis-solid-31337").uid != addon.uid  # same name, other server
+    assert mine.remove_all() == 2
+    assert not exists(addon.name) and not exists(app.name)

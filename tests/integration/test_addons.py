@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 from pathlib import Path
@@ -10,6 +12,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
+from dynos.core.redis_plans import find_plan
 from tests.integration.conftest import RunningServer, start_server, wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -17,6 +20,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 ENVECHO = Path(__file__).parent / "apps" / "envecho"
+MB = 1024 * 1024
 
 
 def redis(url: str, *command: str) -> bytes:
@@ -135,3 +139,113 @@ def test_unknown_add_on_is_one_clear_line_and_changes_nothing(server: RunningSer
     with server.api() as api:
         assert len(api.get("/apps/plain/releases").json()) == 1
         assert api.get("/apps/plain/addons").json() == []
+
+
+def resp(*args: bytes) -> bytes:
+    """One command in Redis's protocol (any length, any bytes)."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+class RedisConnection:
+    """A minimal client: AUTH with the URL's password, then one reply per command."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        assert parts.hostname and parts.port and parts.password
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+        self.buffer = b""
+        assert self.command(b"AUTH", parts.password.encode()) == b"+OK"
+
+    def command(self, *args: bytes) -> bytes:
+        """The reply: a status or error line, or a bulk string's contents."""
+        self.sock.sendall(resp(*args))
+        line = self._line()
+        if not line.startswith(b"$") or line == b"$-1":
+            return line
+        size = int(line[1:])
+        while len(self.buffer) < size + 2:
+            self.buffer += self.sock.recv(65536)
+        data, self.buffer = self.buffer[:size], self.buffer[size + 2 :]
+        return data
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            assert chunk, "redis closed the connection"
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def info(self, section: str) -> dict[str, str]:
+        text = self.command(b"INFO", section.encode()).decode()
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def addon_url(server: RunningServer, app: str) -> str:
+    with server.api() as api:
+        url: str = api.get(f"/apps/{app}/config-vars").json()["REDIS_URL"]
+    return url
+
+
+def test_storing_past_the_plan_gets_redis_oom_error_and_memory_stays_capped(
+    server: RunningServer,
+) -> None:
+    server.create_app("hoarder")
+    server.cli("addons:create", "redis", "-a", "hoarder")  # mini, Heroku's default: 25 MB
+    plan = find_plan("mini")
+    connection = RedisConnection(addon_url(server, "hoarder"))
+    try:
+        memory = connection.info("memory")
+        assert memory["maxmemory"] == str(plan.maxmemory_bytes)
+        assert memory["maxmemory_policy"] == "noeviction"
+        replies = [connection.command(b"SET", b"k%d" % n, bytes(MB)) for n in range(60)]
+        assert connection.command(b"GET", b"k0") == bytes(MB)  # nothing was evicted
+    finally:
+        connection.close()
+    stored = replies.count(b"+OK")
+    assert 10 <= stored < plan.memory_mb  # about 25 of 1 MB each, then only errors
+    assert set(replies[stored:]) == {b"-OOM command not allowed when used memory > 'maxmemory'."}
+    [process] = redis_processes(server)
+    assert process.memory_info().rss < plan.memory_cap_bytes
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="add-on users and cgroups need root")
+def test_redis_runs_as_its_own_user_in_its_own_capped_cgroup_out_of_the_dynos_reach(
+    server: RunningServer,
+) -> None:
+    server.create_app("guarded")
+    server.deploy("guarded", ENVECHO)
+    server.cli(
+        "addons:create", "heroku-redis:premium-0", "--name", "guarded-cache", "-a", "guarded"
+    )
+    plan = find_plan("premium-0")
+    [process] = redis_processes(server)
+    owner = pwd.getpwuid(process.uids().real)
+    assert owner.pw_uid != 0 and owner.pw_name.startswith("dyno-addon-")
+    groups = Path(f"/proc/{process.pid}/cgroup").read_text().splitlines()
+    [memory] = [g.split(":", 2)[2] for g in groups if ":memory:" in g] or [groups[0][3:]]
+    assert memory.endswith("/addon-guarded-cache")
+    v1 = Path("/sys/fs/cgroup/memory") / memory.lstrip("/") / "memory.limit_in_bytes"
+    v2 = Path("/sys/fs/cgroup") / memory.lstrip("/") / "memory.max"
+    assert int((v1 if v1.exists() else v2).read_text()) == plan.memory_cap_bytes
+
+    connection = RedisConnection(addon_url(server, "guarded"))
+    try:
+        assert connection.info("memory")["maxmemory"] == str(plan.maxmemory_bytes)
+        assert connection.info("clients")["maxclients"] == str(plan.max_clients)
+        # The app's password cannot lift the limits.
+        assert connection.command(b"CONFIG", b"SET", b"maxmemory", b"0").startswith(b"-NOPERM")
+        assert connection.command(b"ACL", b"SETUSER", b"default", b"+@all").startswith(b"-NOPERM")
+    finally:
+        connection.close()
+    assert "premium-0" in server.cli("addons", "-a", "guarded").stdout
+
+    # A dyno of the app runs as another user: it can neither kill the server nor read its data.
+    attack = f"kill -9 {process.pid}; ls {server.home / 'addons'}"
+    result = server.cli("run", "-a", "guarded", "--no-tty", attack, check=False)
+    said = result.stdout + result.stderr
+    assert "Operation not permitted" in said and "Permission denied" in said, said
+    assert process.is_running()

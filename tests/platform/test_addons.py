@@ -63,3 +63,33 @@ def test_add_on_kinds_are_redis_under_its_own_and_heroku_names() -> None:
     assert service_for("redis") == service_for("heroku-redis:mini") == "redis"
     with pytest.raises(UserError, match="Unknown add-on 'memcached'"):
         service_for("memcached")
+
+
+@pytest.mark.parametrize("name", ["../../escape", "<absolute>", "Cache", "x", "end-", "a\nb"])
+def test_a_malformed_add_on_name_is_refused_before_anything_starts(
+    tmp_path: Path, name: str
+) -> None:
+    # The name is a directory under <home>/addons: "../../escape" or an absolute path would
+    # put the add-on's data (and its removal on failure) anywhere.
+    name = name.replace("<absolute>", str(tmp_path / "absolute"))
+
+    async def scenario() -> None:
+        world = await World.open(tmp_path)
+        with pytest.raises(UserError, match="Invalid add-on name"):
+            await addons_of(world, tmp_path).create(world.app, "redis", name)
+        await nothing_created(world, tmp_path)
+        await world.store.close()
+
+    asyncio.run(scenario())
+    assert not (tmp_path.parent / "escape").exists() and not (tmp_path / "absolute").exists()
+
+
+def test_an_unknown_plan_is_refused_with_the_plans_named(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        world = await World.open(tmp_path)
+        with pytest.raises(UserError, match=r"Unknown Redis plan 'premium-99'.*mini \(25 MB\)"):
+            await addons_of(world, tmp_path).create(world.app, "heroku-redis:premium-99")
+        await nothing_created(world, tmp_path)
+        await world.store.close()
+
+    asyncio.run(scenario())

@@ -42,8 +42,9 @@ from dynos.errors import (
     UserError,
 )
 from dynos.logs.logline import APP
-from dynos.platform.build import Slug, unpack_slug
+from dynos.platform.build import Slug
 from dynos.platform.platform import Platform
+from dynos.platform.slug_archive import unpack_slug
 from dynos.store.models import App, Formation, Release
 
 MAX_UPLOAD = 500 * 1024 * 1024  # Heroku's slug size limit
@@ -400,7 +401,12 @@ class Api:
             if size == 0:
                 raise BadRequest("Send the app directory as a .tar.gz request body.")
             # Unpacking a large tarball takes a while: keep the event loop serving meanwhile.
-            slug = await asyncio.to_thread(unpack_slug, Path(upload.name), self.platform.slugs_dir)
+            slug = await asyncio.to_thread(
+                unpack_slug,
+                Path(upload.name),
+                self.platform.slugs_dir,
+                self.platform.unpack_limits,
+            )
         return StreamingResponse(self._deploy_stream(app, slug), media_type="application/x-ndjson")
 
     async def _deploy_stream(self, app: App, slug: Slug) -> AsyncIterator[bytes]:

@@ -19,6 +19,7 @@ app's current group before its first dyno starts.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import shutil
@@ -58,7 +59,17 @@ class AppUsers:
 
     def for_app(self, app_id: str) -> DynoUser:
         """The app's own system user (``dyno-<id prefix>``), created the first time."""
-        name = USER_PREFIX + app_id.replace("-", "")[:12]
+        return self._user(USER_PREFIX + app_id.replace("-", "")[:12])
+
+    def for_addon(self, addon_name: str) -> DynoUser:
+        """An add-on server's own system user (``dyno-addon-<hash of home and name>``), created
+        the first time: not its app's, so that the app's dynos can neither signal nor read it,
+        nor another server's add-on of the same name. Removed with the app users (same prefix
+        and comment)."""
+        digest = hashlib.sha256(f"{self.home}\0{addon_name}".encode()).hexdigest()[:12]
+        return self._user(f"{USER_PREFIX}addon-{digest}")
+
+    def _user(self, name: str) -> DynoUser:
         entry = _passwd_entry(name)
         if entry is None:
             command = ["useradd", "--system", "--user-group", "--no-create-home"]

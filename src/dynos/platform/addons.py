@@ -1,6 +1,7 @@
 """Add-ons: backing services the platform runs for an app, Heroku's model for them.
 
-One kind so far, ``redis``: a managed redis-server (:mod:`dynos.platform.redis_server`).
+One kind so far, ``redis``: a managed redis-server (:mod:`dynos.platform.redis_server`), in
+one of Heroku's plan sizes (:mod:`dynos.core.redis_plans`; ``mini`` unless one is named).
 Creating one starts the service and waits until it answers; only then is it recorded and the
 app released with its config var (``REDIS_URL``), so that no release ever points at a
 service that did not come up. Destroying one releases the app without the var, stops the
@@ -8,6 +9,10 @@ service and deletes its data.
 
 Add-ons run while the server runs: they start before the dynos do, stop after them, and one
 that dies is logged and started again, with the same back-off as a crashing dyno.
+
+As root each add-on's server runs as a system user of its own (``dyno-addon-...``), not its
+app's, so that the app's dynos can neither signal it nor read its files, in a cgroup of its
+own capped at its plan's memory cap.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import secrets
 import shutil
 import time
@@ -23,9 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dynos.backends.cgroups import Cgroups
+from dynos.backends.isolation import AppUsers
+from dynos.core.redis_plans import RedisPlan, find_plan
 from dynos.core.restart_policy import RestartPolicy
-from dynos.errors import Conflict, DynosError, NotFound, Unavailable, UserError
+from dynos.core.sizes import DynoSize
+from dynos.errors import Conflict, DynosError, NotFound, PlatformError, Unavailable, UserError
 from dynos.logs.logline import APP, PLATFORM
+from dynos.platform.confinement import Confinement
 from dynos.platform.redis_server import (
     RedisProcess,
     find_redis_server,
@@ -42,9 +53,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVICE = "redis"
-PLAN = "redis:local"
 CONFIG_VAR = "REDIS_URL"
 ATTACHMENT = "REDIS"  # Heroku's attachment name: the config var without _URL
+ADDON_NAME = re.compile(r"[a-z][a-z0-9-]{1,28}[a-z0-9]")
 _WORDS = ("solid", "curved", "clear", "silent", "rugged", "tidy", "vivid", "deep", "round")
 
 
@@ -55,6 +66,21 @@ def service_for(plan: str) -> str:
     if service in ("redis", "heroku-redis"):
         return SERVICE
     raise UserError(f"Unknown add-on {plan!r}: dynos provides redis (dynos addons:create redis).")
+
+
+def plan_for(argument: str) -> RedisPlan:
+    """The plan a ``addons:create`` argument names (``redis:premium-0``), or a recorded
+    add-on's plan; the default plan when it names none. UserError for an unknown one."""
+    service_for(argument)
+    return find_plan(argument.partition(":")[2])
+
+
+def cgroup_size(plan: RedisPlan) -> DynoSize:
+    """The limits of an add-on's cgroup, as a size: cgroups cap memory at twice a size's
+    quota, so the quota is half the plan's cap; redis-server needs a few threads and the
+    child of a snapshot."""
+    quota_mb = plan.memory_cap_bytes // (2 * 1024 * 1024)
+    return DynoSize(f"redis {plan.name}", (), quota_mb, 1, False, 1, 64)
 
 
 @dataclass
@@ -76,11 +102,16 @@ class Addons:
         platform: Platform,
         data_dir: Path,
         policy: RestartPolicy | None = None,
+        *,
+        users: AppUsers | None = None,
+        cgroups: Cgroups | None = None,
     ) -> None:
         self._platform = platform
         self._store = platform.store
         self._data_dir = data_dir
         self._policy = policy or RestartPolicy()
+        self._users = users  # None: add-on servers run as the server's user
+        self._cgroups = cgroups
         self._running: dict[str, _Running] = {}  # by add-on id
 
     # -- what the API asks --------------------------------------------------------------------
@@ -105,11 +136,17 @@ class Addons:
     async def create(self, app: App, plan: str, name: str | None = None) -> Addon:
         """Start a new add-on for ``app`` and release the app with its config var.
 
-        Raises UserError for an unknown kind, Conflict when the app has one already (or sets
-        the var itself), PlatformError when redis-server is missing or does not start. On
-        any error nothing is left: no record, no release, no process, no data.
+        Raises UserError for an unknown kind or plan or a malformed name, Conflict when the
+        app has one already (or sets the var itself), PlatformError when redis-server is
+        missing or does not start. On any error nothing is left: no record, no release, no
+        process, no data.
         """
-        service_for(plan)
+        chosen = plan_for(plan)
+        if name is not None and not ADDON_NAME.fullmatch(name):
+            raise UserError(
+                f"Invalid add-on name {name!r}: use 3 to 30 lowercase letters, digits and "
+                "dashes, starting with a letter and not ending with a dash."
+            )
         program = find_redis_server()
         await self._store.call(_check_free, app)
         name = name or await self._new_name()
@@ -117,7 +154,7 @@ class Addons:
         password = secrets.token_hex(32)
         data = self._data_dir / name
         try:
-            redis = await self._start(program, data, port, password, app.name, name)
+            redis = await self._start(program, data, port, password, chosen, app.name, name)
         except BaseException:
             shutil.rmtree(data, ignore_errors=True)
             raise
@@ -129,7 +166,7 @@ class Addons:
                 app.id,
                 name,
                 service=SERVICE,
-                plan=PLAN,
+                plan=f"{SERVICE}:{chosen.name}",
                 config_var=CONFIG_VAR,
                 port=port,
                 password=password,
@@ -139,7 +176,7 @@ class Addons:
         try:
             addon, release = await self._store.transaction(record)
         except BaseException:
-            await stop_redis(redis)
+            await self._stop_process(redis)
             shutil.rmtree(data, ignore_errors=True)
             raise
         self._released(app, description, release)
@@ -190,17 +227,58 @@ class Addons:
     async def _start_recorded(self, addon: Addon) -> RedisProcess:
         app = await self._store.get_app(addon.app_id)
         data = self._data_dir / addon.name
+        plan = plan_for(addon.plan)
         return await self._start(
-            find_redis_server(), data, addon.port, addon.password, app.name, addon.name
+            find_redis_server(), data, addon.port, addon.password, plan, app.name, addon.name
         )
 
     async def _start(
-        self, program: str, data: Path, port: int, password: str, app: str, name: str
+        self,
+        program: str,
+        data: Path,
+        port: int,
+        password: str,
+        plan: RedisPlan,
+        app: str,
+        name: str,
     ) -> RedisProcess:
         def forward(line: str) -> None:
             self._platform.logs.emit(app, APP, name, line)
 
-        return await start_redis(program, data, port, password, forward)
+        try:
+            user = self._users.for_addon(name) if self._users is not None else None
+            group = None
+            if self._cgroups is not None:
+                group = self._cgroups.create(f"addon-{name}", cgroup_size(plan))
+        except OSError as exc:
+            raise PlatformError(f"Could not set up limits for {name}: {exc}") from exc
+        confinement = Confinement(user, group)
+        try:
+            return await start_redis(program, data, port, password, plan, forward, confinement)
+        except BaseException:
+            self._remove_cgroup(confinement)
+            raise
+
+    async def _stop_process(self, redis: RedisProcess) -> None:
+        await stop_redis(redis)
+        self._remove_cgroup(redis.confinement)
+
+    async def _exited(self, addon: Addon, redis: RedisProcess, status: int) -> None:
+        """Log an exit that nobody asked for (and why, when its memory cap was the cause)."""
+        await self._log(addon, PLATFORM, f"{addon.name} exited with status {status}")
+        log.warning("add-on %s exited with status %s", addon.name, status)
+        group = redis.confinement.cgroup
+        if group is not None and self._cgroups is not None and self._cgroups.oom_killed(group):
+            cap = plan_for(addon.plan).memory_cap_bytes // (1024 * 1024)
+            await self._log(
+                addon,
+                PLATFORM,
+                f"{addon.name} was killed for using more than its plan's memory cap ({cap} MB)",
+            )
+
+    def _remove_cgroup(self, confinement: Confinement) -> None:
+        if confinement.cgroup is not None and self._cgroups is not None:
+            self._cgroups.remove(confinement.cgroup)
 
     def _watch(self, running: _Running) -> None:
         self._running[running.addon.id] = running
@@ -211,13 +289,15 @@ class Addons:
         addon, crashes = running.addon, 0
         while not running.stopping:
             if running.redis is not None:
-                returncode = await running.redis.process.wait()
+                redis = running.redis
+                returncode = await redis.process.wait()
                 status = 128 - returncode if returncode < 0 else returncode  # as a dyno's
-                running.redis = None
                 if running.stopping:
                     return
-                await self._log(addon, PLATFORM, f"{addon.name} exited with status {status}")
-                log.warning("add-on %s exited with status %s", addon.name, status)
+                running.redis = None
+                await redis.confinement.kill_all(redis.process.pid)
+                await self._exited(addon, redis, status)
+                self._remove_cgroup(redis.confinement)
             now = time.monotonic()
             crashes = self._policy.crash_count(crashes, running.started_at, now)
             delay = self._policy.delay(crashes)
@@ -239,7 +319,7 @@ class Addons:
             return
         running.stopping = True
         if running.redis is not None:
-            await stop_redis(running.redis)
+            await self._stop_process(running.redis)
         if running.supervisor is not None:
             running.supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):

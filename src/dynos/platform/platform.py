@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING
 
 from dynos.core.app_settings import parse_setting
 from dynos.core.scale import FormationEntry, ScaleChange, apply_changes, format_formation
-from dynos.core.sizes import DEFAULT_SIZE, find_size
+from dynos.core.sizes import DEFAULT_SIZE, DynoSize, find_size
 from dynos.errors import DynosError, NotFound, UserError
 from dynos.logs.hub import LogHub
 from dynos.logs.logline import APP
 from dynos.manager.manager import DynoManager
-from dynos.platform.build import Slug, build_slug
+from dynos.platform.build import Builder, Slug
+from dynos.platform.slug_archive import UnpackLimits
 from dynos.store.database import Database
 from dynos.store.models import App, Formation, Release
 from dynos.store.store import Store
@@ -61,6 +62,9 @@ class Platform:
         slugs_dir: Path,
         account: Account,
         python: str = sys.executable,
+        *,
+        builder: Builder | None = None,
+        unpack_limits: UnpackLimits | None = None,
     ) -> None:
         self.store = store
         self.manager = manager
@@ -68,6 +72,8 @@ class Platform:
         self.slugs_dir = slugs_dir
         self.account = account
         self.python = python  # builds use the interpreter that dynos run
+        self.builder = builder or Builder(python, slugs_dir.parent / "builds")
+        self.unpack_limits = unpack_limits or UnpackLimits()
         self.addons: Addons | None = None  # the managed add-ons, when server.py runs them
 
     def _api_log(self, app: App, message: str) -> None:
@@ -118,12 +124,13 @@ class Platform:
         """Build ``slug`` and release it: yields build output lines, then the new Release.
 
         A failed build raises BuildFailed after its output; the slug is removed and the
-        app keeps its current release and formation.
+        app keeps its current release and formation. A build gets the limits of the app's
+        largest dyno size (:meth:`build_size`).
         """
         released = False
         try:
             if slug.needs_build:
-                async for line in build_slug(slug, self.python):
+                async for line in self.builder.build(app.id, slug, await self.build_size(app)):
                     yield line
             yield f"-----> Discovering process types: {', '.join(slug.processes)}"
             release = await self._release_slug(app, slug)
@@ -132,6 +139,12 @@ class Platform:
         finally:
             if not released:
                 shutil.rmtree(slug.path, ignore_errors=True)
+
+    async def build_size(self, app: App) -> DynoSize:
+        """The largest size in the app's formation (whatever its quantity: a type scaled to 0
+        still runs at its size when scaled up), the default size when it has none yet."""
+        sizes = [find_size(entry.size) for entry in await self.store.formation(app.id)]
+        return max(sizes, key=lambda size: size.memory_mb, default=DEFAULT_SIZE)
 
     async def _release_slug(self, app: App, slug: Slug) -> Release:
         def release_it(db: Database) -> Release:

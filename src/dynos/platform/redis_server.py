@@ -4,6 +4,15 @@ The Debian/Ubuntu package's ``redis-server`` runs on 127.0.0.1 with a password, 
 foreground, its log on stdout, and its data in the add-on's own directory: an append-only
 file (fsynced every second) plus snapshots, so that data outlives restarts of the server and of
 the machine. A start counts only once the server answers ``AUTH`` and ``PING``.
+
+Its plan sets ``maxmemory`` (with Heroku's ``noeviction`` policy: a write past it is refused
+with Redis's OOM error) and ``maxclients``. The app's password may run every command but those
+that would undo that or reach past its data: CONFIG, ACL, MODULE, DEBUG, SHUTDOWN and
+replication. As root it runs confined (:mod:`dynos.platform.confinement`): as a user of its
+own, in a cgroup capped at its plan's memory cap. It starts in its data directory, entered as
+root, so that the directories above it (``<home>/addons``) stay closed to every other user,
+including that user's uid once it is given to someone else; its config, password included,
+comes on its stdin and is never written to a file.
 """
 
 from __future__ import annotations
@@ -13,19 +22,28 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
+from dynos.core.redis_plans import EVICTION_POLICY, RedisPlan
 from dynos.errors import PlatformError
-from dynos.priority import as_workload
+from dynos.platform.confinement import Confinement, hand_over, take_back
 
 INSTALL_HINT = "apt-get install -y redis-server"
 READY_TIMEOUT = 15.0  # seconds for redis-server to answer PING (it may load a large dataset)
 POLL = 0.02
 OUTPUT_TAIL = 5  # lines of a failed start's output quoted in the error
+PIDFILE = "redis.pid"
+# What the app's password may not do: change the limits or the users, load code, stop the
+# server, or make it copy data to or from elsewhere.
+DENIED_COMMANDS = (
+    *("config", "acl", "module", "debug", "shutdown"),
+    *("replicaof", "slaveof", "failover", "sync", "psync"),
+)
 
 
 def find_redis_server() -> str:
@@ -44,21 +62,26 @@ def redis_url(port: int, password: str) -> str:
     return f"redis://:{password}@127.0.0.1:{port}"
 
 
-def redis_config(data_dir: Path, port: int, password: str) -> str:
-    """The redis.conf of one add-on. ``password`` must be hex (it is written unquoted)."""
+def redis_config(port: int, password: str, plan: RedisPlan) -> str:
+    """The config of one add-on's redis-server, which reads it on stdin and keeps its data in
+    its working directory. ``password`` must be hex (it is written unquoted)."""
+    denied = " ".join(f"-{command}" for command in DENIED_COMMANDS)
     return "\n".join(
         [
             "bind 127.0.0.1",
             "protected-mode yes",
             f"port {port}",
-            f"requirepass {password}",
+            f"user default on >{password} ~* &* +@all {denied}",
             "daemonize no",
             'logfile ""',
-            f'dir "{data_dir}"',
-            f'pidfile "{data_dir / "redis.pid"}"',
+            'dir "."',
+            f'pidfile "{PIDFILE}"',
             "appendonly yes",
             "appendfsync everysec",
             "save 3600 1 300 100 60 10000",
+            f"maxmemory {plan.maxmemory_bytes}",
+            f"maxmemory-policy {EVICTION_POLICY}",
+            f"maxclients {plan.max_clients}",
             "",
         ]
     )
@@ -68,35 +91,51 @@ def redis_config(data_dir: Path, port: int, password: str) -> str:
 class RedisProcess:
     process: asyncio.subprocess.Process
     output: asyncio.Task[None]  # forwards its log lines for as long as it runs
+    confinement: Confinement
+    data_dir: Path
 
 
 async def start_redis(
-    program: str, data_dir: Path, port: int, password: str, on_line: Callable[[str], None]
+    program: str,
+    data_dir: Path,
+    port: int,
+    password: str,
+    plan: RedisPlan,
+    on_line: Callable[[str], None],
+    confinement: Confinement | None = None,
 ) -> RedisProcess:
     """Start redis-server for the add-on whose data lives in ``data_dir``; return once it
-    answers. Its output lines go to ``on_line``.
+    answers. Its output lines go to ``on_line``. With ``confinement.user`` (root) the data
+    directory is that user's while it runs.
 
     Raises PlatformError (quoting the end of its output) when it exits or stays silent.
     """
+    confinement = confinement or Confinement()
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o700)
-    await asyncio.to_thread(_stop_leftover, data_dir / "redis.pid")
-    config = data_dir / "redis.conf"
-    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the password
-    with os.fdopen(fd, "w") as file:
-        file.write(redis_config(data_dir, port, password))
+    await asyncio.to_thread(_stop_leftover, data_dir)
+    (data_dir / "redis.conf").unlink(missing_ok=True)  # where earlier versions kept it
+    if confinement.user is not None:
+        data_dir.parent.chmod(0o700)  # only root passes through to the data
+        take_back(data_dir)  # from its user of the last run, whose uid may be another's now
+        hand_over(data_dir, confinement.user)
     try:
         process = await asyncio.create_subprocess_exec(
             program,
-            str(config),
-            stdin=asyncio.subprocess.DEVNULL,
+            "-",  # the config comes on stdin: the password is never written to a file
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C at the server's terminal is for the server
-            preexec_fn=as_workload,  # an app's add-on, not the platform: no router priority
+            preexec_fn=confinement.child_setup(workdir=data_dir),
         )
-    except OSError as exc:
-        raise PlatformError(f"Could not run {program}: {exc.strerror}.") from exc
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise PlatformError(f"Could not run {program}: {exc}.") from exc
+    assert process.stdin is not None
+    with contextlib.suppress(OSError):  # one that exits at once says why on stdout
+        process.stdin.write(redis_config(port, password, plan).encode())
+        await process.stdin.drain()
+    process.stdin.close()
     tail: list[str] = []
 
     def remember(line: str) -> None:
@@ -105,40 +144,47 @@ async def start_redis(
 
     assert process.stdout is not None
     pump = asyncio.create_task(_pump(process.stdout, remember))
+    redis = RedisProcess(process, pump, confinement, data_dir)
     process_done = asyncio.ensure_future(process.wait())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_TIMEOUT
     try:
-        while True:
-            if await _answers(port, password):
-                return RedisProcess(process, pump)
+        while not await _answers(port, password):
             if process_done.done() or loop.time() > deadline:
                 break
             await asyncio.sleep(POLL)
-        if not process_done.done():
-            process.kill()
-        await process_done
-        await asyncio.wait_for(pump, 1.0)
-        said = " / ".join(tail) or "no output"
-        raise PlatformError(
-            f"redis-server did not start (exit status {process.returncode}): {said}"
-        )
+        else:  # it answered
+            return redis
+    except BaseException:  # cancelled while starting: nothing of it may stay
+        await stop_redis(redis, grace=0)
+        raise
     finally:
         process_done.cancel()
+    await stop_redis(redis, grace=0)
+    said = " / ".join(tail) or "no output"
+    raise PlatformError(f"redis-server did not start (exit status {process.returncode}): {said}")
 
 
 async def stop_redis(redis: RedisProcess, grace: float = 10.0) -> None:
-    """SIGTERM (redis-server saves and exits), SIGKILL after ``grace`` seconds."""
+    """SIGTERM (redis-server saves and exits), SIGKILL after ``grace`` seconds; then whatever
+    else runs in its confinement (a snapshot's child, say) is killed and, as root, its data
+    directory is root's again."""
     process = redis.process
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
-            process.terminate()
+            if grace > 0:
+                process.terminate()
+            else:
+                process.kill()
         try:
-            await asyncio.wait_for(process.wait(), grace)
+            await asyncio.wait_for(process.wait(), grace if grace > 0 else None)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+    await redis.confinement.kill_all(process.pid)
+    if redis.confinement.user is not None:
+        await asyncio.to_thread(take_back, redis.data_dir)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(redis.output, 1.0)
 
@@ -169,15 +215,22 @@ async def _answers(port: int, password: str) -> bool:
             await writer.wait_closed()
 
 
-def _stop_leftover(pidfile: Path) -> None:
+def _stop_leftover(data_dir: Path) -> None:
     """A redis-server that outlived a killed dynos server still holds this add-on's port and
-    data: stop it (SIGTERM makes it save) before starting anew."""
+    data: stop it (SIGTERM makes it save) before starting anew. Its pidfile was written by the
+    add-on's user, so the pid counts only for a redis-server running in this very directory."""
     try:
-        pid = int(pidfile.read_text().strip())
+        fd = os.open(data_dir / PIDFILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd) as file:
+            pid = int(file.read(32).strip())
         process = psutil.Process(pid)
-        if "redis" not in process.name():
+        if "redis" not in process.name() or Path(process.cwd()) != data_dir.resolve():
             return
         process.send_signal(signal.SIGTERM)
-        process.wait(10)
+        try:
+            process.wait(10)
+        except psutil.TimeoutExpired:
+            process.kill()
+            process.wait(5)
     except (OSError, ValueError, psutil.Error):
         return

@@ -80,7 +80,8 @@ def addons_list(app: str | None, as_json: bool) -> None:
 @click.option("--name", metavar="NAME", help="A name for the add-on (default: generated).")
 @click.argument("service")
 def addons_create(app: str | None, name: str | None, service: str) -> None:
-    """Create an add-on: SERVICE is redis (a managed redis-server; sets REDIS_URL)."""
+    """Create an add-on: SERVICE is redis[:PLAN] (a managed redis-server of one of Heroku's
+    plan sizes, mini by default; sets REDIS_URL)."""
     target = require_app(app)
     body: dict[str, object] = {"plan": service}
     if name:

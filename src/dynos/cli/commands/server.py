@@ -93,6 +93,21 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
     "(one is taken at start); 0 takes none.",
 )
 @_setting("backup-keep", click.IntRange(min=1), "How many of the scheduled backups are kept.")
+@_setting(
+    "build-timeout",
+    click.FloatRange(min=0, min_open=True),
+    "Seconds a build may take; then every process of it is killed and the deploy fails.",
+)
+@_setting(
+    "max-unpacked-size",
+    click.IntRange(min=1),
+    "MB an uploaded app directory may unpack to (checked as it unpacks).",
+)
+@_setting(
+    "max-unpacked-files",
+    click.IntRange(min=1),
+    "Files, directories and links an uploaded app directory may hold.",
+)
 def server(home: Path | None, **settings: Any) -> None:
     """Run the dynos server (API, router and dynos) until Ctrl-C or SIGTERM."""
     # Imported here: the rest of the CLI only talks to a server and need not load one.
