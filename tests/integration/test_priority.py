@@ -55,13 +55,20 @@ def test_a_build_runs_at_the_workloads_priority() -> None:
     script = textwrap.dedent(
         """
         import asyncio
+        import os
+        import tempfile
         from pathlib import Path
-        from dynos.platform.build import _run
+        from dynos.platform.build import Builder
+        from dynos.platform.confinement import Confinement
         from dynos.priority import raise_platform_priority
 
         async def main():
             raise_platform_priority(-10)
-            async for line in _run("sh", "-c", "cut -d' ' -f19 /proc/self/stat", cwd=Path("/")):
+            builder = Builder("python3", Path(tempfile.mkdtemp()))
+            step = ("sh", "-c", "cut -d' ' -f19 /proc/self/stat")
+            deadline = asyncio.get_running_loop().time() + 30
+            env = {"PATH": os.environ["PATH"]}
+            async for line in builder._run(step, Path("/"), env, Confinement(), deadline):
                 print(line)
 
         asyncio.run(main())
