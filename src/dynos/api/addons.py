@@ -13,14 +13,14 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from dynos.api.params import json_object, optional_str
 from dynos.api.shapes import timestamp
 from dynos.errors import NotFound, PlatformError, UserError
 from dynos.platform.addons import Addons
+from dynos.platform.models import Addon, App
 from dynos.platform.platform import Platform
-from dynos.store.models import Addon, App
 
 JSON = dict[str, Any]
 _IDS = uuid.UUID("5b0c6b8e-3f39-4c53-9a7e-1d2f0c9a6e41")  # namespace of service and plan ids
@@ -47,26 +47,24 @@ def addon_json(addon: Addon, app: App, state: str = "provisioned") -> JSON:
     }
 
 
-def addon_routes(platform: Platform) -> list[Route]:
-    store = platform.store
-
+def addon_routes(platform: Platform) -> list[BaseRoute]:
     def addons() -> Addons:
         if platform.addons is None:
             raise PlatformError("This dynos server runs no add-ons.")
         return platform.addons
 
     async def shaped(addon: Addon, state: str = "provisioned") -> JSON:
-        return addon_json(addon, await store.get_app(addon.app_id), state)
+        return addon_json(addon, await platform.get_app(addon.app_id), state)
 
     async def list_all(request: Request) -> Response:
         return JSONResponse([await shaped(a) for a in await addons().list()])
 
     async def list_for_app(request: Request) -> Response:
-        app = await store.get_app(request.path_params["app"])
+        app = await platform.get_app(request.path_params["app"])
         return JSONResponse([addon_json(a, app) for a in await addons().list(app)])
 
     async def info(request: Request) -> Response:
-        app = await store.get_app(request.path_params["app"])
+        app = await platform.get_app(request.path_params["app"])
         addon = await addons().find(app, request.path_params["addon"])
         return JSONResponse(addon_json(addon, app))
 
@@ -78,7 +76,7 @@ def addon_routes(platform: Platform) -> list[Route]:
         raise NotFound(f"Couldn't find add-on {wanted}. Run 'dynos addons' to list them.")
 
     async def create(request: Request) -> Response:
-        app = await store.get_app(request.path_params["app"])
+        app = await platform.get_app(request.path_params["app"])
         body = await json_object(request)
         plan = body.get("plan")
         if isinstance(plan, dict):
@@ -89,7 +87,7 @@ def addon_routes(platform: Platform) -> list[Route]:
         return JSONResponse(addon_json(addon, app), status_code=201)
 
     async def destroy(request: Request) -> Response:
-        app = await store.get_app(request.path_params["app"])
+        app = await platform.get_app(request.path_params["app"])
         addon = await addons().find(app, request.path_params["addon"])
         await addons().destroy(app, addon)
         return JSONResponse(addon_json(addon, app, "deprovisioned"))

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from dynos.api.params import json_object
 from dynos.platform.platform import Platform
 
 
-def settings_routes(platform: Platform) -> list[Route]:
+def settings_routes(platform: Platform) -> list[BaseRoute]:
     async def get_settings(request: Request) -> Response:
-        app = await platform.store.get_app(request.path_params["app"])
+        app = await platform.get_app(request.path_params["app"])
         return JSONResponse(await platform.settings(app))
 
     async def update_settings(request: Request) -> Response:
-        app = await platform.store.get_app(request.path_params["app"])
+        app = await platform.get_app(request.path_params["app"])
         body = await json_object(request)
         return JSONResponse(await platform.update_settings(app, body))
 

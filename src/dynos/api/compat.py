@@ -10,20 +10,20 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from dynos.api import shapes
 from dynos.errors import NotFound
 from dynos.platform.platform import Platform
 
 
-def compat_routes(platform: Platform) -> list[Route]:
+def compat_routes(platform: Platform) -> list[BaseRoute]:
     async def list_collaborators(request: Request) -> Response:
-        app = await platform.store.get_app(request.path_params["app"])
+        app = await platform.get_app(request.path_params["app"])
         return JSONResponse([shapes.owner_collaborator(app, platform.account)])
 
     async def pipeline_coupling(request: Request) -> Response:
-        app = await platform.store.get_app(request.path_params["app"])
+        app = await platform.get_app(request.path_params["app"])
         raise NotFound(f"{app.name} is not in a pipeline: dynos has no pipelines.")
 
     return [

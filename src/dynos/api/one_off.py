@@ -28,26 +28,26 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dynos.api import shapes
 from dynos.api.params import json_object, optional_str
-from dynos.backends.attach import Terminal
 from dynos.errors import DynosError, UserError
+from dynos.platform.models import Terminal
 from dynos.platform.platform import Platform
 
 
 def one_off_routes(platform: Platform, api_url: str) -> list[BaseRoute]:
     """``POST /apps/{app}/dynos`` and the attach WebSocket; ``api_url`` as clients reach it."""
-    manager = platform.manager
+    dynos = platform.dynos
     ws_base = "ws" + api_url.removeprefix("http")  # http -> ws, https -> wss
 
     async def create(request: Request) -> Response:
-        app = await platform.store.get_app(request.path_params["app"])
+        app = await platform.get_app(request.path_params["app"])
         body = await json_object(request)
         command = body.get("command")
         if not isinstance(command, str) or not command.strip():
             raise UserError('Send the "command" to run, e.g. {"command": "bash"}.')
         if body.get("type") not in (None, "run"):
             raise UserError('Only one-off dynos can be created: leave "type" out, or send "run".')
-        record = await manager.run_one_off(
-            app.id,
+        record = await dynos.run(
+            app,
             command,
             size=optional_str(body, "size"),
             env=_env(body.get("env")),
@@ -63,16 +63,14 @@ def one_off_routes(platform: Platform, api_url: str) -> list[BaseRoute]:
     async def attach(websocket: WebSocket) -> None:
         await websocket.accept()
         try:
-            app = await platform.store.get_app(websocket.path_params["app"])
-            name = websocket.path_params["dyno"]
+            app = await platform.get_app(websocket.path_params["app"])
             token = websocket.query_params.get("token", "")
-            terminal = await manager.attach(app.id, name, token)
-            record = manager.find_dyno(app.id, name)
+            attached = await dynos.attach(app, websocket.path_params["dyno"], token)
         except DynosError as exc:
             await websocket.send_json({"error": exc.to_json()})
             await websocket.close(code=1008)
             return
-        await _bridge(websocket, terminal, lambda: manager.hang_up(record))
+        await _bridge(websocket, attached.terminal, attached.hang_up)
 
     return [
         Route("/apps/{app}/dynos", create, methods=["POST"]),

@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dynos.core.sizes import SIZES, DynoSize, find_size
-from dynos.manager.records import DynoRecord
-from dynos.platform.platform import Account
-from dynos.store.models import App, Formation, Release
+from dynos.platform.models import Account, App, Dyno, Formation, Release
 
 JSON = dict[str, Any]
 
@@ -114,7 +112,7 @@ def formation(record: Formation, app_record: App, command: str) -> JSON:
     }
 
 
-def dyno(record: DynoRecord) -> JSON:
+def dyno(record: Dyno) -> JSON:
     return {
         "id": record.id,
         "name": record.name,

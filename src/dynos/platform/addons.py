@@ -27,7 +27,6 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dynos.backends.cgroups import Cgroups
 from dynos.backends.isolation import AppUsers
@@ -37,6 +36,7 @@ from dynos.core.sizes import DynoSize
 from dynos.errors import Conflict, DynosError, NotFound, PlatformError, Unavailable, UserError
 from dynos.logs.logline import APP, PLATFORM
 from dynos.platform.confinement import Confinement
+from dynos.platform.context import Services, announce_release
 from dynos.platform.redis_server import (
     RedisProcess,
     find_redis_server,
@@ -44,11 +44,9 @@ from dynos.platform.redis_server import (
     start_redis,
     stop_redis,
 )
+from dynos.platform.releases import release_config
 from dynos.store.database import Database
 from dynos.store.models import Addon, App, Release
-
-if TYPE_CHECKING:
-    from dynos.platform.platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +97,7 @@ class Addons:
 
     def __init__(
         self,
-        platform: Platform,
+        platform: Services,
         data_dir: Path,
         policy: RestartPolicy | None = None,
         *,
@@ -171,7 +169,8 @@ class Addons:
                 port=port,
                 password=password,
             )
-            return addon, _new_release(db, app, description, redis_url(port, password))
+            url = redis_url(port, password)
+            return addon, _release(db, app, description, url)
 
         try:
             addon, release = await self._store.transaction(record)
@@ -179,7 +178,7 @@ class Addons:
             await self._stop_process(redis)
             shutil.rmtree(data, ignore_errors=True)
             raise
-        self._released(app, description, release)
+        announce_release(self._platform, app, description, release)
         self._watch(_Running(addon, redis))
         return addon
 
@@ -190,10 +189,10 @@ class Addons:
 
         def forget(db: Database) -> Release:
             db.delete_addon(addon.id)
-            return _new_release(db, app, description, None)
+            return _release(db, app, description, None)
 
         release = await self._store.transaction(forget)
-        self._released(app, description, release)
+        announce_release(self._platform, app, description, release)
         await self._stop(addon.id)
         shutil.rmtree(self._data_dir / addon.name, ignore_errors=True)
 
@@ -327,15 +326,6 @@ class Addons:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _released(self, app: App, description: str, release: Release) -> None:
-        """Say that ``release`` was made, and let the dynos restart on it."""
-        email = self._platform.account.email
-        self._platform.logs.emit(app.name, APP, "api", f"{description} by user {email}")
-        self._platform.logs.emit(
-            app.name, APP, "api", f"Release v{release.version} created by user {email}"
-        )
-        self._platform.manager.wake()
-
     async def _log(self, addon: Addon, source: str, message: str) -> None:
         # Its app may be gone meanwhile, or the store out of reach: the line is then lost.
         with contextlib.suppress(NotFound, Unavailable):
@@ -368,20 +358,9 @@ def _check_free(db: Database, app: App) -> None:
         )
 
 
-def _new_release(db: Database, app: App, description: str, url: str | None) -> Release:
+def _release(db: Database, app: App, description: str, url: str | None) -> Release:
     """A new release of ``app`` with REDIS_URL set to ``url`` (unset when None); runs in the
     caller's transaction, in the store's thread."""
-    current = db.current_release(app.id)
-    assert current is not None  # every app has its "Initial release"
-    config = dict(current.config)
-    if url is None:
-        config.pop(CONFIG_VAR, None)
-    else:
-        config[CONFIG_VAR] = url
-    return db.create_release(
-        app.id,
-        description,
-        slug_id=current.slug_id,
-        processes=current.processes,
-        config=config,
-    )
+    release = release_config(db, app, {CONFIG_VAR: url}, description).release
+    assert release is not None  # a described release is always made
+    return release

@@ -1,14 +1,17 @@
-"""The use-cases: what a user can do to an app, shared by the API and the CLI's `up`.
+"""The platform: what a user can do to an app, the one door of the API into dynos.
+
+The API (src/dynos/api) reaches the store, the manager and the backends only through here
+(tests/test_architecture.py holds it to that). :class:`Platform` does the apps and their
+settings itself, and hands the other concerns to a use-case object each:
+``platform.releases`` (deploys, rollbacks, config vars: :mod:`dynos.platform.releases`),
+``platform.dynos`` (formation, restarts, one-off dynos: :mod:`dynos.platform.dynos`) and
+``platform.addons`` (:mod:`dynos.platform.addons`, when the server runs them).
 
 Each use-case validates everything first, then writes desired state to the store in one
 transaction, logs it as Heroku does (``app[api]: ...``), and wakes the manager. Nothing here
-starts or stops a process.
-
-A read-modify-write (a new release from the current one's config) is one function run in the
-store's thread inside one transaction, so two requests at once cannot interleave inside it
-and a database that is locked or full changes nothing. Those functions (the ``_in_db``
-helpers and the closures handed to ``store.transaction``) touch only the database: logging
-and waking the manager happen back on the event loop, once the transaction has committed.
+starts or stops a process. The functions run in the store's thread (the closures handed to
+``store.transaction``) touch only the database: logging and waking the manager happen back
+on the event loop, once the transaction has committed.
 """
 
 from __future__ import annotations
@@ -19,38 +22,27 @@ import random
 import re
 import shutil
 import sys
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dynos.core.app_settings import parse_setting
-from dynos.core.scale import FormationEntry, ScaleChange, apply_changes, format_formation
-from dynos.core.sizes import DEFAULT_SIZE, DynoSize, find_size
-from dynos.errors import DynosError, NotFound, UserError
+from dynos.errors import DynosError, UserError
 from dynos.logs.hub import LogHub
-from dynos.logs.logline import APP
 from dynos.manager.manager import DynoManager
-from dynos.platform.build import Builder, Slug
+from dynos.platform.addons import Addons
+from dynos.platform.build import Builder
+from dynos.platform.context import Account, api_log
+from dynos.platform.dynos import Dynos
+from dynos.platform.releases import Releases
 from dynos.platform.slug_archive import UnpackLimits
 from dynos.store.database import Database
-from dynos.store.models import App, Formation, Release
+from dynos.store.models import App
 from dynos.store.store import Store
-
-if TYPE_CHECKING:
-    from dynos.platform.addons import Addons
 
 # Matched with fullmatch: with match, a "$" would let a trailing newline through.
 APP_NAME = re.compile(r"[a-z][a-z0-9-]{1,28}[a-z0-9]")
-CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ADJECTIVES = ("calm", "bold", "quiet", "brisk", "sunny", "misty", "swift", "amber", "lucky")
 _NOUNS = ("river", "harbor", "meadow", "summit", "forest", "canyon", "comet", "island", "delta")
-
-
-@dataclass(frozen=True)
-class Account:
-    id: str
-    email: str
 
 
 class Platform:
@@ -72,14 +64,19 @@ class Platform:
         self.slugs_dir = slugs_dir
         self.account = account
         self.python = python  # builds use the interpreter that dynos run
-        self.builder = builder or Builder(python, slugs_dir.parent / "builds")
-        self.unpack_limits = unpack_limits or UnpackLimits()
+        builder = builder or Builder(python, slugs_dir.parent / "builds")
+        self.releases = Releases(self, builder, slugs_dir, unpack_limits or UnpackLimits())
+        self.dynos = Dynos(self)
         self.addons: Addons | None = None  # the managed add-ons, when server.py runs them
 
-    def _api_log(self, app: App, message: str) -> None:
-        self.logs.emit(app.name, APP, "api", f"{message} by user {self.account.email}")
+    # -- apps ----------------------------------------------------------------------------------
 
-    # -- apps --------------------------------------------------------------------------------
+    async def list_apps(self) -> list[App]:
+        return await self.store.list_apps()
+
+    async def get_app(self, name_or_id: str) -> App:
+        """The app by name or id; NotFound otherwise."""
+        return await self.store.get_app(name_or_id)
 
     async def create_app(self, name: str | None) -> App:
         if name is None:
@@ -92,7 +89,7 @@ class Platform:
             return app
 
         app = await self.store.transaction(create)
-        self._api_log(app, "Initial release")
+        api_log(self, app, "Initial release")
         self.manager.wake()
         return app
 
@@ -118,110 +115,6 @@ class Platform:
             shutil.rmtree(self.slugs_dir / slug_id, ignore_errors=True)
         self.logs.forget(app.name)
 
-    # -- deploys -----------------------------------------------------------------------------
-
-    async def deploy(self, app: App, slug: Slug) -> AsyncIterator[str | Release]:
-        """Build ``slug`` and release it: yields build output lines, then the new Release.
-
-        A failed build raises BuildFailed after its output; the slug is removed and the
-        app keeps its current release and formation. A build gets the limits of the app's
-        largest dyno size (:meth:`build_size`).
-        """
-        released = False
-        try:
-            if slug.needs_build:
-                async for line in self.builder.build(app.id, slug, await self.build_size(app)):
-                    yield line
-            yield f"-----> Discovering process types: {', '.join(slug.processes)}"
-            release = await self._release_slug(app, slug)
-            released = True
-            yield release
-        finally:
-            if not released:
-                shutil.rmtree(slug.path, ignore_errors=True)
-
-    async def build_size(self, app: App) -> DynoSize:
-        """The largest size in the app's formation (whatever its quantity: a type scaled to 0
-        still runs at its size when scaled up), the default size when it has none yet."""
-        sizes = [find_size(entry.size) for entry in await self.store.formation(app.id)]
-        return max(sizes, key=lambda size: size.memory_mb, default=DEFAULT_SIZE)
-
-    async def _release_slug(self, app: App, slug: Slug) -> Release:
-        def release_it(db: Database) -> Release:
-            current = db.current_release(app.id)
-            release = db.create_release(
-                app.id,
-                f"Deploy {slug.id[:8]}",
-                slug_id=slug.id,
-                processes=slug.processes,
-                config=current.config if current else {},
-            )
-            _sync_formation(db, app, slug.processes)
-            return release
-
-        release = await self.store.transaction(release_it)
-        self._api_log(app, f"Deploy {slug.id[:8]}")
-        self._api_log(app, f"Release v{release.version} created")
-        self.manager.wake()
-        return release
-
-    async def rollback(self, app: App, target: Release) -> Release:
-        """Release ``target``'s slug and config vars again, as a new release.
-
-        The dynos restart on it (the manager sees a new release); the formation keeps its
-        quantities and sizes, fitted to the old slug's process types as a deploy would.
-        Raises UserError when ``target`` has no code (an app's "Initial release").
-        """
-        if target.slug_id is None:
-            raise UserError(
-                f"Release v{target.version} has no code to roll back to: choose a release "
-                "made by a deploy (see 'releases')."
-            )
-        description = f"Rollback to v{target.version}"
-
-        def roll_back(db: Database) -> Release:
-            release = db.create_release(
-                app.id,
-                description,
-                slug_id=target.slug_id,
-                processes=target.processes,
-                config=target.config,
-            )
-            _sync_formation(db, app, target.processes)
-            return release
-
-        release = await self.store.transaction(roll_back)
-        self._api_log(app, description)
-        self._api_log(app, f"Release v{release.version} created")
-        self.manager.wake()
-        return release
-
-    # -- formation ---------------------------------------------------------------------------
-
-    async def scale(self, app: App, changes: list[ScaleChange]) -> list[Formation]:
-        """Apply ``ps:scale`` / ``ps:type`` changes; all of them, or none when one is wrong."""
-
-        def scale_in_db(db: Database) -> tuple[list[FormationEntry], list[Formation]]:
-            current = {
-                f.type: FormationEntry(f.type, f.quantity, find_size(f.size))
-                for f in db.formation(app.id)
-            }
-            updated = apply_changes(current, changes)  # UserError: nothing written
-            for entry in updated.values():
-                db.set_formation(app.id, entry.type, entry.quantity, entry.size.name)
-            return list(updated.values()), [f for f in db.formation(app.id) if f.type in updated]
-
-        updated, formation = await self.store.transaction(scale_in_db)
-        self._api_log(app, f"Scaled to {format_formation(updated).replace('=', '@')}")
-        self.manager.wake()
-        return formation
-
-    async def formation_entry(self, app: App, type_: str) -> Formation:
-        for entry in await self.store.formation(app.id):
-            if entry.type == type_:
-                return entry
-        raise NotFound(f"No such process type {type_!r}. Run 'dynos ps:scale' to list them.")
-
     # -- platform settings -------------------------------------------------------------------
 
     async def settings(self, app: App) -> dict[str, object]:
@@ -240,7 +133,7 @@ class Platform:
         described = ", ".join(
             f"{k}={v}" if v is not None else f"{k} unset" for k, v in parsed.items()
         )
-        self._api_log(app, f"Settings changed: {described}")
+        api_log(self, app, f"Settings changed: {described}")
         self.manager.wake()
         # The router's per-app timeout follows at once. The change is committed: a store
         # that cannot be read right now must not turn it into an error (the reconcile that
@@ -249,31 +142,6 @@ class Platform:
             await self.manager.refresh()
         return settings
 
-    # -- config vars -------------------------------------------------------------------------
-
-    async def config(self, app: App) -> dict[str, str]:
-        release = await self.store.current_release(app.id)
-        return dict(release.config) if release else {}
-
-    async def update_config(self, app: App, changes: Mapping[str, object]) -> dict[str, str]:
-        """Set (string value) and unset (None) config vars in one new release."""
-        for key, value in changes.items():
-            if not CONFIG_KEY.fullmatch(key):
-                raise UserError(
-                    f"Invalid config var name {key!r}: use letters, digits and '_', "
-                    "not starting with a digit."
-                )
-            if value is not None and not isinstance(value, str):
-                raise UserError(f"Config var {key} must be a string or null, not {value!r}.")
-        config, release, description = await self.store.transaction(
-            lambda db: _release_config(db, app, changes)
-        )
-        if release is not None:
-            self._api_log(app, description)
-            self._api_log(app, f"Release v{release.version} created")
-            self.manager.wake()
-        return config
-
 
 def _check_app_name(name: str) -> None:
     if not APP_NAME.fullmatch(name):
@@ -281,54 +149,6 @@ def _check_app_name(name: str) -> None:
             f"Invalid app name {name!r}: use 3 to 30 lowercase letters, digits and dashes, "
             "starting with a letter and not ending with a dash."
         )
-
-
-def _sync_formation(db: Database, app: App, processes: Mapping[str, str]) -> None:
-    """Fit the formation to a release's process types (inside the caller's transaction).
-
-    Types the release lacks are dropped, new ones start at 0 dynos (``web`` at 1 on the
-    first deploy); the others keep their quantity and size.
-    """
-    existing = {f.type: f for f in db.formation(app.id)}
-    for type_ in existing.keys() - processes.keys():
-        db.delete_formation(app.id, type_)
-    first_deploy = not existing
-    for type_ in processes.keys() - existing.keys():
-        quantity = 1 if first_deploy and type_ == "web" else 0
-        db.set_formation(app.id, type_, quantity, DEFAULT_SIZE.name)
-
-
-def _release_config(
-    db: Database, app: App, changes: Mapping[str, object]
-) -> tuple[dict[str, str], Release | None, str]:
-    """The config after ``changes`` and the release that made it (None when nothing changed),
-    with its description; inside the caller's transaction."""
-    current = db.current_release(app.id)
-    assert current is not None  # every app has its "Initial release"
-    config = dict(current.config)
-    set_keys = [k for k, v in changes.items() if v is not None]
-    unset_keys = [k for k, v in changes.items() if v is None and k in config]
-    for key, value in changes.items():
-        if value is None:
-            config.pop(key, None)
-        else:
-            config[key] = str(value)
-    if config == current.config:
-        return config, None, ""
-    parts = []
-    if set_keys:
-        parts.append(f"Set {', '.join(set_keys)} config vars")
-    if unset_keys:
-        parts.append(f"Remove {', '.join(unset_keys)} config vars")
-    description = " and ".join(parts)
-    release = db.create_release(
-        app.id,
-        description,
-        slug_id=current.slug_id,
-        processes=current.processes,
-        config=config,
-    )
-    return config, release, description
 
 
 def _random_name() -> str:

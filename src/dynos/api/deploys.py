@@ -1,0 +1,65 @@
+"""Deploys: ``POST /apps/{app}/deploys`` with the app directory as a ``.tar.gz``.
+
+The answer streams as NDJSON: ``{"output": line}`` for each build line, then
+``{"release": ...}``, or ``{"error": {"id", "message"}}`` when the build fails.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from dynos.api.params import media_type
+from dynos.api.releases import release_json
+from dynos.errors import BadRequest, DynosError, UnsupportedMediaType, UserError
+from dynos.platform.build import Slug
+from dynos.platform.models import App
+from dynos.platform.platform import Platform
+
+MAX_UPLOAD = 500 * 1024 * 1024  # Heroku's slug size limit
+GZIP_TYPES = ("application/gzip", "application/x-gzip")
+
+
+def deploy_routes(platform: Platform) -> list[BaseRoute]:
+    async def deploy(request: Request) -> Response:
+        app = await platform.get_app(request.path_params["app"])
+        kind, _ = media_type(request.headers.get("content-type"))
+        if kind not in GZIP_TYPES:
+            raise UnsupportedMediaType(
+                "Send the app directory as a .tar.gz with 'Content-Type: application/gzip' "
+                "(as 'dynos deploy' does). Nothing was changed."
+            )
+        with tempfile.NamedTemporaryFile(suffix=".tar.gz") as upload:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_UPLOAD:
+                    raise UserError("The app directory is over 500 MB compressed: slim it down.")
+                upload.write(chunk)
+            upload.flush()
+            if size == 0:
+                raise BadRequest("Send the app directory as a .tar.gz request body.")
+            slug = await platform.releases.unpack(Path(upload.name))
+        return StreamingResponse(stream(app, slug), media_type="application/x-ndjson")
+
+    async def stream(app: App, slug: Slug) -> AsyncIterator[bytes]:
+        try:
+            async for item in platform.releases.deploy(app, slug):
+                if isinstance(item, str):
+                    yield _ndjson({"output": item})
+                else:
+                    yield _ndjson({"release": await release_json(platform, app, item)})
+        except DynosError as exc:
+            yield _ndjson({"error": exc.to_json()})
+
+    return [Route("/apps/{app}/deploys", deploy, methods=["POST"])]
+
+
+def _ndjson(value: object) -> bytes:
+    return (json.dumps(value) + "\n").encode()

@@ -1,0 +1,74 @@
+"""The formation: list it, scale and resize process types, restart or stop a type's dynos."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from dynos.api import shapes
+from dynos.api.lists import JSON, list_response
+from dynos.api.params import json_object, scale_change
+from dynos.errors import UserError
+from dynos.platform.models import App
+from dynos.platform.platform import Platform
+
+
+def formation_routes(platform: Platform) -> list[BaseRoute]:
+    dynos = platform.dynos
+
+    async def formation_json(app: App) -> list[JSON]:
+        release = await platform.releases.current(app)
+        processes = release.processes if release else {}
+        return [
+            shapes.formation(f, app, processes.get(f.type, "")) for f in await dynos.formation(app)
+        ]
+
+    async def list_all(request: Request) -> Response:
+        app = await platform.get_app(request.path_params["app"])
+        return list_response(request, await formation_json(app), ("id", "type"))
+
+    async def info(request: Request) -> Response:
+        app = await platform.get_app(request.path_params["app"])
+        entry = await dynos.formation_entry(app, request.path_params["type"])
+        return JSONResponse(_by_type(await formation_json(app), entry.type))
+
+    async def batch_update(request: Request) -> Response:
+        app = await platform.get_app(request.path_params["app"])
+        body = await json_object(request)
+        updates = body.get("updates")
+        if not isinstance(updates, list) or not all(isinstance(u, dict) for u in updates):
+            raise UserError('Send {"updates": [{"type": "web", "quantity": 2}, ...]}.')
+        changes = [scale_change(await dynos.type_name(app, u.get("type")), u) for u in updates]
+        changed = {f.type for f in await dynos.scale(app, changes)}
+        return JSONResponse([f for f in await formation_json(app) if f["type"] in changed])
+
+    async def update(request: Request) -> Response:
+        app = await platform.get_app(request.path_params["app"])
+        type_ = await dynos.type_name(app, request.path_params["type"])
+        await dynos.scale(app, [scale_change(type_, await json_object(request))])
+        return JSONResponse(_by_type(await formation_json(app), type_))
+
+    async def restart_type(request: Request) -> Response:
+        app = await platform.get_app(request.path_params["app"])
+        await dynos.restart_type(app, request.path_params["type"])
+        return JSONResponse({}, status_code=202)
+
+    async def stop_type(request: Request) -> Response:
+        """Stop every dyno of a type: they start again, as on Heroku (scale to 0 instead)."""
+        app = await platform.get_app(request.path_params["app"])
+        await dynos.restart_type(app, request.path_params["type"], "Stop")
+        return JSONResponse({}, status_code=202)
+
+    return [
+        Route("/apps/{app}/formation", list_all),
+        Route("/apps/{app}/formation", batch_update, methods=["PATCH"]),
+        Route("/apps/{app}/formation/{type}", info),
+        Route("/apps/{app}/formation/{type}", update, methods=["PATCH"]),
+        Route("/apps/{app}/formations/{type}", restart_type, methods=["DELETE"]),
+        Route("/apps/{app}/formations/{type}/actions/stop", stop_type, methods=["POST"]),
+    ]
+
+
+def _by_type(formation: list[JSON], type_: object) -> JSON:
+    return next(f for f in formation if f["type"] == type_)

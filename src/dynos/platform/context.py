@@ -1,0 +1,57 @@
+"""What every use-case of the platform works with, and the two things they all do.
+
+:class:`Services` is the store, the manager, the log hub and the account: the
+:class:`~dynos.platform.platform.Platform` has them, and hands itself to the use-cases of
+each concern (:mod:`~dynos.platform.releases`, :mod:`~dynos.platform.dynos`,
+:mod:`~dynos.platform.addons`), which depend on this protocol and not on Platform, so that
+no module of platform/ imports another in a circle.
+
+:func:`api_log` writes the ``app[api]: ... by user ...`` line Heroku writes for each user
+action; :func:`announce_release` says a release was made and lets the dynos restart on it.
+Every use-case logs through these two, so the lines read the same wherever they come from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from dynos.logs.hub import LogHub
+from dynos.logs.logline import APP
+from dynos.manager.manager import DynoManager
+from dynos.store.models import App, Release
+from dynos.store.store import Store
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    email: str
+
+
+class Services(Protocol):
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def manager(self) -> DynoManager: ...
+
+    @property
+    def logs(self) -> LogHub: ...
+
+    @property
+    def account(self) -> Account: ...
+
+
+def api_log(services: Services, app: App, message: str) -> None:
+    """An ``app[api]`` log line, as Heroku writes one for each user action."""
+    email = services.account.email
+    services.logs.emit(app.name, APP, "api", f"{message} by user {email}")
+
+
+def announce_release(services: Services, app: App, description: str, release: Release) -> None:
+    """Log what made ``release`` and that it was created, then wake the manager, which
+    restarts the dynos on it. Call it once the release's transaction has committed."""
+    api_log(services, app, description)
+    api_log(services, app, f"Release v{release.version} created")
+    services.manager.wake()
