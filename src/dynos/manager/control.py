@@ -1,4 +1,5 @@
-"""What the manager's helpers (the watch, idling, the one-off runner) may ask of it.
+"""What the manager's helpers (the event sink, the watch, idling, the one-off runner) may ask
+of it.
 
 The manager owns the dyno records and is the only one that starts and stops processes; its
 helpers act through this protocol, which :class:`~dynos.manager.manager.DynoManager`
@@ -50,6 +51,10 @@ class DynoControl(Protocol):
         ...
 
     def platform_log(self, record: DynoRecord, message: str) -> None: ...
+
+    def publish_routes(self) -> None:
+        """Push every app's routable web dynos to the router's table."""
+        ...
 
     def change_state(self, record: DynoRecord, state: DynoState) -> None:
         """Move ``record`` through the transition table and say so in its app's log."""

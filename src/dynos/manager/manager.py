@@ -2,8 +2,13 @@
 
 It reads the desired state from the store, asks the pure planner what to do, and carries the
 actions out through the backend. It wakes on every change of desired state (``wake()``), on
-every event from the backend, and when a crashed dyno's back-off ends. It also keeps the
-router's table in step with which web dynos are up.
+every event from the backend, and when a crashed dyno's back-off ends.
+
+It owns the dyno records and the reconcile loop; the rest is done by helpers that act
+through :class:`~dynos.manager.control.DynoControl`, which the manager implements:
+events.py (the backend's events), one_off.py (``dynos run``), publisher.py (the router's
+table, from :func:`dynos.core.routes.routes_from_dynos`), idling.py and watch.py (memory,
+idling and cycling checks on a tick).
 
 Each reconcile reads the whole desired state in one store call (off the event loop) and keeps
 it as ``view``: what runs between reconciles (backend events, the router waking an idle app,
@@ -35,6 +40,7 @@ from dynos.errors import DynosError, NotFound
 from dynos.logs.hub import LogHub
 from dynos.logs.logline import PLATFORM
 from dynos.manager.environment import dyno_environment, health_path
+from dynos.manager.events import DynoEventSink
 from dynos.manager.idling import Idler
 from dynos.manager.one_off import OneOffRunner
 from dynos.manager.publisher import RoutePublisher
@@ -53,8 +59,9 @@ IDLE_TICK = 5.0  # seconds between reconciles when nothing happens (a safety net
 
 
 class DynoManager:
-    """Owns the dyno records; implements :class:`~dynos.manager.control.DynoControl` for its
-    helpers: the one-off runner, the route publisher, idling and the watch."""
+    """Owns the dyno records and runs the reconcile loop; implements
+    :class:`~dynos.manager.control.DynoControl` for its helpers: the backend's event sink,
+    the one-off runner, the route publisher, idling and the watch."""
 
     def __init__(
         self,
@@ -66,13 +73,13 @@ class DynoManager:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
-        self.backend = backend_factory(self)
+        self._events = DynoEventSink(self, logs, clock)
+        self.backend = backend_factory(self._events)
         self._logs = logs
         self._routes = routes
         self._settings = settings
         self._clock = clock
         self._records: dict[tuple[str, str], DynoRecord] = {}
-        self._by_key: dict[str, DynoRecord] = {}
         self._wakeup = asyncio.Event()
         self._stopped = asyncio.Event()  # set each time a dyno is forgotten
         self._tasks: set[asyncio.Task[None]] = set()
@@ -270,7 +277,7 @@ class DynoManager:
         record.port = self.backend.allocate_port() if record.type == "web" else None
         state = self._view.get(record.app_id)
         record.health_path = health_path(state.settings if state else {}, record.type)
-        self._by_key[record.key] = record
+        self._events.track(record)
         slug = self._settings.slugs_dir / release.slug_id
         config = {**release.config, **(env or {})}
         spec = DynoSpec(
@@ -291,7 +298,7 @@ class DynoManager:
             await self.backend.start(spec)
         except DynosError as exc:
             self.platform_log(record, exc.message)
-            self.dyno_exited(record.key, 1)
+            self._events.dyno_exited(record.key, 1)
 
     def stop(self, record: DynoRecord) -> None:
         record.stopping = True
@@ -323,67 +330,6 @@ class DynoManager:
     def forget(self, record: DynoRecord) -> None:
         self._records.pop((record.app_id, record.name), None)
         self._stopped.set()
-        self.wake()
-
-    # -- backend events ------------------------------------------------------------------------
-
-    def dyno_output(self, key: str, line: str) -> None:
-        record = self._by_key.get(key)
-        if record is not None:
-            self._logs.emit(record.app_name, "app", record.name, line)
-
-    def dyno_up(self, key: str) -> None:
-        record = self._by_key.get(key)
-        if record is None or record.stopping or record.state is not DynoState.STARTING:
-            return
-        self.change_state(record, DynoState.UP)
-        self.publish_routes()
-
-    def dyno_boot_timeout(self, key: str) -> None:
-        record = self._by_key.get(key)
-        if record is None or record.stopping:
-            return
-        path = record.health_path
-        failed = f"did not answer GET {path} with 2xx/3xx" if path else "failed to bind to $PORT"
-        self.platform_log(
-            record,
-            f"Error R10 (Boot timeout) -> Web process {failed} within "
-            f"{self._settings.boot_timeout:g} seconds of launch",
-        )
-        self.platform_log(record, "Stopping process with SIGKILL")
-        self.backend.kill(key)
-
-    def dyno_oom_killed(self, key: str) -> None:
-        record = self._by_key.get(key)
-        if record is not None and not record.memory_killed:
-            record.memory_killed = True
-            self.platform_log(record, "Error R15 (Memory quota vastly exceeded)")
-            self.platform_log(record, "Stopping process with SIGKILL")
-
-    def dyno_exited(self, key: str, status: int) -> None:
-        record = self._by_key.pop(key, None)
-        if record is None:
-            return
-        record.key = None
-        self.platform_log(record, f"Process exited with status {status}")
-        if record.one_off:  # done, never restarted; an attached client gets the status last
-            self.change_state(record, DynoState.COMPLETE)
-            if record.attachment is not None and record.attachment.terminal is not None:
-                record.attachment.terminal.finish(status)
-            self.forget(record)
-        elif record.idling:
-            record.idling = record.stopping = False
-            record.move_to(DynoState.IDLE)  # silent: manager/idling.py said "up to down"
-        elif record.stopping:
-            self.change_state(record, DynoState.DOWN)
-            self.forget(record)
-        else:
-            now = self._clock()
-            policy = self._settings.restart_policy
-            record.crashes = policy.crash_count(record.crashes, record.started_at, now)
-            record.restart_at = now + policy.delay(record.crashes)
-            self.change_state(record, DynoState.CRASHED)
-        self.publish_routes()
         self.wake()
 
     # -- helpers -------------------------------------------------------------------------------
