@@ -5,6 +5,11 @@
 - No import cycle among the modules of src/dynos, counting module-level imports only: an
   import under ``if TYPE_CHECKING:`` or inside a function runs later, or never, and cannot
   deadlock the import of a module.
+- dynos.manager has no circle even counting its imports under ``if TYPE_CHECKING:``: its
+  helpers reach the manager through manager/control.py's protocol (issue 12, item 2).
+- A dyno's state changes only through the transition table (core/states.py): no module that
+  deals in ``DynoState`` assigns a ``.state`` except in a function that calls
+  ``check_transition`` (``DynoRecord.move_to``).
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ SRC = Path(__file__).parents[1] / "src"
 PACKAGE = SRC / "dynos"
 FORBIDDEN_IN_API = ("dynos.store", "dynos.manager", "dynos.backends")
 
-# There is no module-level cycle today. The circles issue 12 names (manager <-> watch, item 2;
-# router client <-> exchange <-> proxy, item 3; store <-> backups too) close only through
-# imports under TYPE_CHECKING, which do not run: they are for those items to remove, and
-# this test does not count them. platform <-> addons is gone (addons depends on
-# platform.context's Services, not on Platform).
+# There is no module-level cycle today. The circles issue 12 names (router client <->
+# exchange <-> proxy, item 3; store <-> backups too) close only through imports under
+# TYPE_CHECKING, which do not run: they are for those items to remove, and
+# test_no_import_cycles does not count them. manager <-> watch is gone, and
+# test_no_manager_circle_even_under_type_checking keeps it gone. platform <-> addons is gone
+# (addons depends on platform.context's Services, not on Platform).
+STRICT_PACKAGES = ("dynos.manager",)  # their TYPE_CHECKING imports count as edges too
 
 
 def module_name(path: Path) -> str:
@@ -39,10 +46,13 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def module_level_imports(tree: ast.Module, name: str, is_package: bool) -> Iterator[str]:
+def module_level_imports(
+    tree: ast.Module, name: str, is_package: bool, type_checking: bool = False
+) -> Iterator[str]:
     """The modules a module imports when it is imported: the statements at its top level,
-    in ``try``/``if`` blocks too, but not under ``if TYPE_CHECKING:``, and not in functions
-    or classes. ``from a import b`` yields ``a`` and ``a.b`` (b may be a module)."""
+    in ``try``/``if`` blocks too, but not under ``if TYPE_CHECKING:`` (unless
+    ``type_checking``), and not in functions or classes. ``from a import b`` yields ``a``
+    and ``a.b`` (b may be a module)."""
     package = name if is_package else name.rpartition(".")[0]
 
     def walk(body: list[ast.stmt]) -> Iterator[str]:
@@ -57,7 +67,7 @@ def module_level_imports(tree: ast.Module, name: str, is_package: bool) -> Itera
                 yield base
                 yield from (f"{base}.{alias.name}" for alias in node.names)
             elif isinstance(node, ast.If):
-                if not _is_type_checking(node.test):
+                if type_checking or not _is_type_checking(node.test):
                     yield from walk(node.body)
                 yield from walk(node.orelse)
             elif isinstance(node, ast.Try):
@@ -69,15 +79,21 @@ def module_level_imports(tree: ast.Module, name: str, is_package: bool) -> Itera
     yield from walk(tree.body)
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Each dynos module -> the dynos modules it imports at module level. Importing
-    ``a.b.c`` imports the packages ``a`` and ``a.b`` first, so those count too."""
+def _in(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def import_graph(strict: tuple[str, ...] = ()) -> dict[str, set[str]]:
+    """Each dynos module -> the dynos modules it imports at module level (for a module of
+    the ``strict`` packages, under TYPE_CHECKING too). Importing ``a.b.c`` imports the
+    packages ``a`` and ``a.b`` first, so those count too."""
     known = modules()
     graph: dict[str, set[str]] = {}
     for name, path in known.items():
         tree = ast.parse(path.read_text(), str(path))
         edges: set[str] = set()
-        for target in module_level_imports(tree, name, path.name == "__init__.py"):
+        is_package = path.name == "__init__.py"
+        for target in module_level_imports(tree, name, is_package, _in(name, strict)):
             parts = target.split(".")
             for i in range(1, len(parts) + 1):
                 prefix = ".".join(parts[:i])
@@ -145,7 +161,107 @@ def test_no_import_cycles() -> None:
     assert not found, f"import cycles in src/dynos (module-level imports): {found}"
 
 
+def test_no_manager_circle_even_under_type_checking() -> None:
+    found = [
+        sorted(c)
+        for c in cycles(import_graph(STRICT_PACKAGES))
+        if any(_in(m, STRICT_PACKAGES) for m in c)
+    ]
+    assert not found, (
+        f"import circles through {STRICT_PACKAGES}, counting their TYPE_CHECKING imports: "
+        f"{found}. The manager's helpers take a manager.control.DynoControl, not the manager."
+    )
+
+
+def state_assignments(tree: ast.Module) -> Iterator[int]:
+    """The lines that assign an attribute ``.state`` (``x.state = ...``, ``x.state: T =
+    ...``, ``setattr(x, "state", ...)``) outside a function that calls
+    ``check_transition``."""
+
+    def calls_check(function: ast.AST) -> bool:
+        return any(
+            isinstance(n, ast.Call)
+            and (
+                (isinstance(n.func, ast.Name) and n.func.id == "check_transition")
+                or (isinstance(n.func, ast.Attribute) and n.func.attr == "check_transition")
+            )
+            for n in ast.walk(function)
+        )
+
+    def is_state(target: ast.expr) -> bool:
+        return isinstance(target, ast.Attribute) and target.attr == "state"
+
+    def visit(node: ast.AST, guarded: bool) -> Iterator[int]:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            guarded = calls_check(node)
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = [t for t in node.targets for t in ast.walk(t)]
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "setattr"
+            and len(node.args) > 1
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value == "state"
+        ):
+            targets = [ast.Attribute(value=node.args[0], attr="state")]
+        if not guarded and any(is_state(t) for t in targets):
+            yield getattr(node, "lineno", 0)
+        for child in ast.iter_child_nodes(node):
+            yield from visit(child, guarded)
+
+    yield from visit(tree, False)
+
+
+def _deals_in_dyno_states(tree: ast.Module) -> bool:
+    return any(
+        isinstance(n, ast.ImportFrom) and n.module == "dynos.core.states" for n in ast.walk(tree)
+    ) or any(isinstance(n, ast.Name) and n.id == "DynoState" for n in ast.walk(tree))
+
+
+def test_a_dyno_state_changes_only_through_the_transition_table() -> None:
+    offences = []
+    for name, path in modules().items():
+        if name == "dynos.core.states":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        if not _deals_in_dyno_states(tree):
+            continue
+        offences += [f"{path.relative_to(SRC)}:{line}" for line in state_assignments(tree)]
+    assert not offences, (
+        "a dyno's state is assigned past the transition table (use DynoRecord.move_to, "
+        "or the manager's change_state):\n" + "\n".join(offences)
+    )
+
+
 # -- the checks check: they find what they are meant to find ---------------------------------
+
+
+def test_direct_state_assignments_are_found_and_the_checked_move_is_allowed() -> None:
+    source = (
+        "def idle(record):\n"
+        "    record.state = DynoState.IDLE\n"
+        "def also(record):\n"
+        "    a = record.state = DynoState.UP\n"
+        "    setattr(record, 'state', DynoState.DOWN)\n"
+        "class Record:\n"
+        "    def move_to(self, state):\n"
+        "        check_transition(self.state, state)\n"
+        "        self.state = state\n"
+        "    def read(self):\n"
+        "        return self.state\n"
+    )
+    assert list(state_assignments(ast.parse(source))) == [2, 4, 5]
+
+
+def test_type_checking_imports_count_for_the_strict_packages() -> None:
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import dynos.c\n"
+    tree = ast.parse(source)
+    assert "dynos.c" not in set(module_level_imports(tree, "dynos.a", False))
+    assert "dynos.c" in set(module_level_imports(tree, "dynos.a", False, type_checking=True))
 
 
 def test_a_cycle_is_found_and_type_checking_imports_are_not_edges() -> None:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from dynos.errors import Conflict, NotFound
+from dynos.core.sizes import DEFAULT_SIZE, find_size
+from dynos.errors import Conflict, NotFound, UserError
 from dynos.store.database import Database
 from dynos.store.schema import MIGRATIONS
 
@@ -50,7 +51,7 @@ def test_state_survives_reopening_the_database(tmp_path: Path) -> None:
     release = second.current_release(app.id)
     assert release is not None and release.config == {"K": "v"}
     assert [(f.type, f.quantity, f.size) for f in second.formation(app.id)] == [
-        ("web", 3, "Standard-2X")
+        ("web", 3, find_size("Standard-2X"))
     ]
     assert second.schema_version == len(MIGRATIONS)
 
@@ -79,3 +80,17 @@ def test_app_settings_are_stored_as_json_and_removed_with_none(store: Database) 
     store.set_app_setting(app.id, "health_check_path", None)
     assert store.app_settings(app.id) == {"idle_after": 600}
     assert store.all_app_settings() == {app.id: {"idle_after": 600}}
+
+
+def test_formation_sizes_come_back_as_sizes_and_unknown_names_are_refused(
+    store: Database,
+) -> None:
+    app = store.create_app("foo")
+    store.set_formation(app.id, "web", 1, DEFAULT_SIZE)
+    store.set_formation(app.id, "worker", 2, "2x")  # a name is looked up: its display name is kept
+    with pytest.raises(UserError, match="Unknown dyno size"):
+        store.set_formation(app.id, "clock", 1, "Huge-9X")
+    formation = {f.type: f.size for f in store.formation(app.id)}
+    assert formation == {"web": DEFAULT_SIZE, "worker": find_size("Standard-2X")}
+    row = store._conn.execute("SELECT size FROM formation WHERE type = 'worker'").fetchone()
+    assert row["size"] == "Standard-2X"  # the database keeps the name

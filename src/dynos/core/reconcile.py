@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dynos.core.sizes import DynoSize
 from dynos.core.states import DynoState
 
 
@@ -17,7 +18,7 @@ from dynos.core.states import DynoState
 class DesiredProcess:
     type: str
     quantity: int
-    size: str
+    size: DynoSize
     command: str
 
 
@@ -36,7 +37,7 @@ class RunningDyno:
     type: str
     number: int
     release_version: int
-    size: str
+    size: DynoSize
     command: str
     state: DynoState
     stopping: bool = False
@@ -55,7 +56,7 @@ class StartDyno:
     type: str
     number: int
     release_version: int
-    size: str
+    size: DynoSize
     command: str
 
     @property

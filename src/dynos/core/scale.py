@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from dynos.core.sizes import DynoSize, find_size
 from dynos.errors import NotFound, UserError
@@ -38,6 +39,19 @@ class FormationEntry:
     type: str
     quantity: int
     size: DynoSize
+
+
+class Scalable(Protocol):
+    """What scaling reads of a formation entry: the store's ``Formation`` is one, as it is."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def quantity(self) -> int: ...
+
+    @property
+    def size(self) -> DynoSize: ...
 
 
 def parse_quantity(type_: str, value: object) -> tuple[str, int]:
@@ -83,7 +97,7 @@ def parse_scale_arg(arg: str) -> ScaleChange:
 
 
 def apply_changes(
-    current: Mapping[str, FormationEntry], changes: Iterable[ScaleChange]
+    current: Mapping[str, Scalable], changes: Iterable[ScaleChange]
 ) -> dict[str, FormationEntry]:
     """The formation after ``changes``; only the changed types are returned.
 
@@ -92,7 +106,7 @@ def apply_changes(
     """
     result: dict[str, FormationEntry] = {}
     for change in changes:
-        entry = result.get(change.type) or current.get(change.type)
+        entry: Scalable | None = result.get(change.type) or current.get(change.type)
         if entry is None:
             known = ", ".join(sorted(current)) or "none: deploy the app first"
             raise NotFound(f"No such process type {change.type!r}. Process types: {known}.")

@@ -10,28 +10,121 @@ its output is lost; if no client comes within :data:`ATTACH_TIMEOUT` it is given
 
 from __future__ import annotations
 
+import hmac
 import random
-import secrets
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
 
 from dynos.backends.attach import Terminal
-from dynos.errors import Conflict
+from dynos.core.sizes import DEFAULT_SIZE, find_size
+from dynos.core.states import DynoState
+from dynos.errors import Conflict, Unauthorized, UserError
+from dynos.manager.control import DynoControl
+from dynos.manager.records import Attachment, DynoRecord
+from dynos.store.store import Store
 
 ATTACH_TIMEOUT = 60.0  # seconds an attached one-off dyno waits for its client
 RUN_NUMBERS = range(1000, 10000)  # run.NNNN: four random digits, as Heroku's
 
 
-@dataclass
-class Attachment:
-    """An attached one-off dyno's client: the secret it must show, and once connected its
-    terminal."""
+class OneOffRunner:
+    """Runs ``dynos run``: creates the one-off's record, starts it now or when its client
+    attaches, and gives up attached ones whose client never came. The manager starts, stops
+    and forgets the dyno; a one-off's exit is the manager's backend-event business too."""
 
-    tty: bool
-    env: dict[str, str]  # the one-off's own env, on top of the config vars
-    deadline: float  # clock time after which a client that has not come is given up
-    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    terminal: Terminal | None = None
+    def __init__(self, control: DynoControl, store: Store, clock: Callable[[], float]) -> None:
+        self._control = control
+        self._store = store
+        self._clock = clock
+
+    async def run(
+        self,
+        app_id: str,
+        command: str,
+        *,
+        size: str | None = None,
+        env: dict[str, str] | None = None,
+        attach: bool = False,
+        tty: bool = True,
+    ) -> DynoRecord:
+        """Run ``command`` as a one-off dyno ``run.NNNN`` of the app's current release.
+
+        Detached, its process starts now and its output goes to the logs. Attached, it waits
+        for a client to :meth:`attach` (a pty when ``tty``, else pipes). ``env`` is added to
+        the config vars. Raises UserError when the app has nothing deployed, or for an
+        unknown size; nothing is created then.
+        """
+        app = await self._store.get_app(app_id)
+        release = await self._store.current_release(app.id)
+        if release is None or release.slug_id is None:
+            raise UserError(
+                f"{app.name} has no release to run a command in: deploy it first "
+                f"(dynos deploy -a {app.name})."
+            )
+        if not command.strip():
+            raise UserError("No command to run: pass one, e.g. dynos run bash.")
+        dyno_size = find_size(size) if size else DEFAULT_SIZE
+        taken = [r.number for r in self._control.dynos(app.id) if r.one_off]
+        record = DynoRecord(
+            app_id=app.id,
+            app_name=app.name,
+            type="run",
+            number=pick_run_number(taken),
+            release_version=release.version,
+            release_id=release.id,
+            size=dyno_size,
+            command=expand_command(command, release.processes),
+            one_off=True,
+        )
+        self._control.add(record)
+        if attach:
+            deadline = self._clock() + ATTACH_TIMEOUT
+            record.attachment = Attachment(tty, dict(env or {}), deadline)
+        else:
+            await self._control.launch(record, release, env=env)
+        return record
+
+    async def attach(self, app_id: str, name: str, token: str) -> Terminal:
+        """Connect a client to the attached one-off dyno ``name``: start its process with
+        the client's terminal, which it returns.
+
+        Raises NotFound for an unknown dyno, Unauthorized for a wrong token, Conflict when a
+        client is attached already.
+        """
+        record = self._control.find_dyno(app_id, name)
+        attachment = record.attachment
+        if attachment is None or not hmac.compare_digest(attachment.token, token):
+            raise Unauthorized(f"Wrong attach token for {name}: use the dyno's attach_url.")
+        if attachment.terminal is not None:
+            raise Conflict(f"{name} has a client attached already.")
+        cols, rows = window_size(attachment.env)
+        attachment.terminal = Terminal(tty=attachment.tty, cols=cols, rows=rows)
+        release = await self._store.get_release(app_id, record.release_id)
+        await self._control.launch(
+            record, release, env=attachment.env, terminal=attachment.terminal
+        )
+        return attachment.terminal
+
+    def hang_up(self, record: DynoRecord) -> None:
+        """The client of an attached one-off dyno went away: end the dyno."""
+        if record.stopping or record.attachment is None or record.attachment.terminal is None:
+            return
+        self._control.platform_log(
+            record, "Client connection closed. Sending SIGHUP to all processes"
+        )
+        record.attachment.terminal.hang_up()
+        self._control.stop(record)
+
+    def expire_attachments(self) -> None:
+        """Give up the attached one-offs whose client did not come in time (R13)."""
+        now = self._clock()
+        for record in self._control.all_dynos():
+            attachment = record.attachment
+            if attachment and not attachment.terminal and attachment.deadline <= now:
+                self._control.platform_log(
+                    record, "Error R13 (Attach error) -> Failed to attach to process"
+                )
+                self._control.change_state(record, DynoState.DOWN)
+                self._control.forget(record)
 
 
 def pick_run_number(taken: Collection[int], rng: random.Random | None = None) -> int:

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
+from dynos.backends.attach import Terminal
 from dynos.core.reconcile import RunningDyno
+from dynos.core.sizes import DynoSize
 from dynos.core.states import DynoState, check_transition
 
-if TYPE_CHECKING:
-    from dynos.manager.one_off import Attachment
+
+@dataclass
+class Attachment:
+    """An attached one-off dyno's client: the secret it must show, and once connected its
+    terminal (see manager/one_off.py)."""
+
+    tty: bool
+    env: dict[str, str]  # the one-off's own env, on top of the config vars
+    deadline: float  # clock time after which a client that has not come is given up
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    terminal: Terminal | None = None
 
 
 @dataclass
@@ -22,7 +33,7 @@ class DynoRecord:
     number: int
     release_version: int
     release_id: str
-    size: str
+    size: DynoSize
     command: str
     state: DynoState = DynoState.STARTING
     key: str | None = None  # the backend's key of the current process, None once it exited
@@ -47,7 +58,10 @@ class DynoRecord:
         return f"{self.type}.{self.number}"
 
     def move_to(self, state: DynoState) -> DynoState:
-        """Change state (checked against the transition table); return the old state."""
+        """Change state (checked against the transition table); return the old state.
+
+        The one place a dyno's state is assigned: tests/test_architecture.py holds every
+        other module to it."""
         old = self.state
         check_transition(old, state)
         self.state = state

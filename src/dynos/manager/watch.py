@@ -1,35 +1,32 @@
 """Periodic checks on running dynos: memory (R14/R15), idling, and daily cycling.
 
 The decisions are pure (``core.memory``, ``core.idling``); this loop samples the backend and
-the router's table, and asks the manager to act. It never starts or stops a process itself,
-and never reads the store: the desired state is the manager's last reading of it.
+the router's table, and asks the manager to act (through :class:`DynoControl`; idling through
+:class:`~dynos.manager.idling.Idler`). It never starts or stops a process itself, and never
+reads the store: the desired state is the manager's last reading of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from dynos.core.idling import idle_due, may_idle
 from dynos.core.memory import assess_memory
-from dynos.core.sizes import find_size
 from dynos.core.states import DynoState
+from dynos.manager.control import DynoControl
+from dynos.manager.idling import Idler
 from dynos.router.routing_table import RoutingTable
-
-if TYPE_CHECKING:
-    from dynos.manager.manager import DynoManager
 
 
 class DynoWatch:
     def __init__(
         self,
-        manager: DynoManager,
+        manager: DynoControl,
         routes: RoutingTable,
         clock: Callable[[], float],
     ) -> None:
         self._manager = manager
-        self._routes = routes
+        self._idler = Idler(manager, routes)
         self._clock = clock
 
     async def run(self, every: float) -> None:
@@ -51,7 +48,7 @@ class DynoWatch:
             used = backend.memory_used(record.key)
             if used is None:
                 continue
-            quota = find_size(record.size).memory_mb
+            quota = record.size.memory_mb
             verdict = assess_memory(used, quota, record.memory_reported_at, now)
             record.memory_reported_at = verdict.reported_at
             for line in verdict.lines:
@@ -61,22 +58,7 @@ class DynoWatch:
                 backend.kill(record.key)
 
     def _check_idling(self, now: float) -> None:
-        default = self._manager.settings.idle_after
-        for state in self._manager.view:
-            app = state.app
-            web = [f for f in state.formation if f.type == "web"]
-            dynos = [d for d in self._manager.dynos(app.id) if d.type == "web"]
-            if not web or not may_idle(web[0].quantity, find_size(web[0].size)):
-                if any(d.state is DynoState.IDLE for d in dynos):
-                    self._manager.wake_app(app.name)  # scaled out or up: no longer sleeps
-                continue
-            if len(dynos) != 1 or dynos[0].state is not DynoState.UP or dynos[0].stopping:
-                continue
-            record = dynos[0]
-            idle_after = state.settings.get("idle_after", default)
-            last = max(record.started_at, self._routes.last_request_at(app.name) or 0.0)
-            if idle_due(last, now, float(idle_after)):  # type: ignore[arg-type]
-                self._manager.put_to_sleep(record)
+        self._idler.check(now)
 
     def _check_cycling(self, now: float) -> None:
         cycle_after = self._manager.settings.cycle_after

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from dynos.backends.attach import Terminal
 from dynos.core.scale import FormationEntry, ScaleChange, apply_changes, format_formation
-from dynos.core.sizes import find_size
 from dynos.errors import NotFound
 from dynos.manager.records import DynoRecord
 from dynos.platform.context import Services, api_log
@@ -59,13 +58,10 @@ class Dynos:
         """Apply ``ps:scale`` / ``ps:type`` changes; all of them, or none when one is wrong."""
 
         def scale_in_db(db: Database) -> tuple[list[FormationEntry], list[Formation]]:
-            current = {
-                f.type: FormationEntry(f.type, f.quantity, find_size(f.size))
-                for f in db.formation(app.id)
-            }
+            current = {f.type: f for f in db.formation(app.id)}
             updated = apply_changes(current, changes)  # UserError: nothing written
             for entry in updated.values():
-                db.set_formation(app.id, entry.type, entry.quantity, entry.size.name)
+                db.set_formation(app.id, entry.type, entry.quantity, entry.size)
             return list(updated.values()), [f for f in db.formation(app.id) if f.type in updated]
 
         updated, formation = await self._store.transaction(scale_in_db)

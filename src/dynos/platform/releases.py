@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dynos.core.sizes import DEFAULT_SIZE, DynoSize, find_size
+from dynos.core.sizes import DEFAULT_SIZE, DynoSize
 from dynos.errors import UserError
 from dynos.platform.build import Builder, Slug
 from dynos.platform.context import Services, announce_release
@@ -89,7 +89,7 @@ class Releases:
     async def build_size(self, app: App) -> DynoSize:
         """The largest size in the app's formation (whatever its quantity: a type scaled to 0
         still runs at its size when scaled up), the default size when it has none yet."""
-        sizes = [find_size(entry.size) for entry in await self._store.formation(app.id)]
+        sizes = [entry.size for entry in await self._store.formation(app.id)]
         return max(sizes, key=lambda size: size.memory_mb, default=DEFAULT_SIZE)
 
     async def _release_slug(self, app: App, slug: Slug) -> Release:
@@ -216,4 +216,4 @@ def _sync_formation(db: Database, app: App, processes: Mapping[str, str]) -> Non
     first_deploy = not existing
     for type_ in processes.keys() - existing.keys():
         quantity = 1 if first_deploy and type_ == "web" else 0
-        db.set_formation(app.id, type_, quantity, DEFAULT_SIZE.name)
+        db.set_formation(app.id, type_, quantity, DEFAULT_SIZE)

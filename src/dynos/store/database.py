@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from dynos.core.sizes import DynoSize, find_size
 from dynos.errors import Conflict, NotFound
 from dynos.store.models import Addon, App, AppState, Formation, Release
 from dynos.store.schema import migrate
@@ -318,15 +319,18 @@ class Database:
         ).fetchall()
         return [self._formation(row) for row in rows]
 
-    def set_formation(self, app_id: str, type_: str, quantity: int, size: str) -> None:
-        """Create or update one process type's entry."""
+    def set_formation(self, app_id: str, type_: str, quantity: int, size: DynoSize | str) -> None:
+        """Create or update one process type's entry. The table keeps the size's name; a name
+        given here is looked up first (UserError for an unknown one), so that every name read
+        back is one :func:`find_size` knows."""
+        name = (size if isinstance(size, DynoSize) else find_size(size)).name
         now = _ts(_now())
         self._conn.execute(
             "INSERT INTO formation (id, app_id, type, quantity, size, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (app_id, type) DO UPDATE SET quantity = excluded.quantity,"
             " size = excluded.size, updated_at = excluded.updated_at",
-            (str(uuid.uuid4()), app_id, type_, quantity, size, now, now),
+            (str(uuid.uuid4()), app_id, type_, quantity, name, now, now),
         )
 
     def delete_formation(self, app_id: str, type_: str) -> None:
@@ -339,7 +343,7 @@ class Database:
             row["app_id"],
             row["type"],
             row["quantity"],
-            row["size"],
+            find_size(row["size"]),
             _dt(row["created_at"]),
             _dt(row["updated_at"]),
         )

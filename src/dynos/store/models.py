@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from dynos.core.sizes import DynoSize
+
 
 @dataclass(frozen=True)
 class App:
@@ -35,7 +37,7 @@ class Formation:
     app_id: str
     type: str
     quantity: int
-    size: str  # a size's display name, e.g. "Standard-1X"
+    size: DynoSize  # the database keeps its name (e.g. "Standard-1X")
     created_at: datetime
     updated_at: datetime
 

@@ -1,0 +1,42 @@
+"""What a dyno's process is started with: its environment, and its readiness probe's path."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def dyno_environment(
+    config: dict[str, str],
+    slug: Path,
+    name: str,
+    port: int | None,
+    python: str = sys.executable,
+) -> dict[str, str]:
+    """A dyno's whole environment: the app's config vars and the platform's basics.
+
+    Nothing of the server's own environment leaks in (its token, its ``DYNOS_*`` settings).
+    The Python that runs dynos is on PATH, after the release's own virtualenv if it has one.
+    """
+    path = [str(slug / ".venv" / "bin"), os.path.dirname(python)]
+    path += ["/usr/local/bin", "/usr/bin", "/bin"]
+    env = {
+        "PATH": os.pathsep.join(path),
+        "HOME": str(slug),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",  # as Heroku's Python buildpack sets: logs line by line
+        **config,
+        "DYNO": name,
+    }
+    if port is not None:
+        env["PORT"] = str(port)
+    return env
+
+
+def health_path(settings: Mapping[str, object], type_: str) -> str | None:
+    """The path a new dyno of ``type_`` must answer before it gets traffic: the app's
+    ``health_check_path`` for a web dyno, None otherwise."""
+    path = settings.get("health_check_path")
+    return path if type_ == "web" and isinstance(path, str) else None

@@ -1,0 +1,41 @@
+"""Keeps the router's table in step with the dynos: the manager publishes after every change
+of a web dyno's state, and the publisher writes what :func:`routes_from_dynos` says."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from dynos.core.routes import WebDyno, routes_from_dynos
+from dynos.router.routing_table import Backend as RouteBackend
+from dynos.router.routing_table import RoutingTable
+from dynos.store.models import AppState
+
+DYNO_HOST = "127.0.0.1"  # dynos listen on loopback: only the router reaches them
+
+
+class RoutePublisher:
+    def __init__(self, routes: RoutingTable) -> None:
+        self._routes = routes
+
+    def publish(
+        self, view: Iterable[AppState], web_dynos: Callable[[str], Sequence[WebDyno]]
+    ) -> None:
+        """Write every app of ``view`` to the router's table, from its web dynos (by app
+        id), and drop the apps that are gone."""
+        names = set()
+        for state in view:
+            routes = routes_from_dynos(state.app.name, state.settings, web_dynos(state.app.id))
+            self._routes.set_app(
+                routes.app_name,
+                [RouteBackend(name, DYNO_HOST, port) for name, port in routes.upstreams],
+                crashed=routes.crashed,
+                idle=routes.idle,
+                request_timeout=routes.request_timeout,
+            )
+            names.add(routes.app_name)
+        self._routes.retain(names)
+
+    async def drain(self, app_name: str, dyno_name: str, grace: float) -> None:
+        """Return once the dyno (out of the rotation already) serves no request, or after
+        ``grace`` seconds."""
+        await self._routes.wait_drained(app_name, dyno_name, grace)
