@@ -8,6 +8,7 @@ tests of the API put :class:`~dynos.api.routes.Api` in front of ``stage.platform
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -71,7 +72,7 @@ class Stage:
 
     def slug(self, processes: dict[str, str] | None = None) -> Slug:
         """An unpacked slug in the slugs directory that needs no build (no requirements.txt)."""
-        slug_id = f"{len(list(self.slugs_dir.glob('*'))):08d}-slug"
+        slug_id = str(uuid.uuid4())
         path = self.slugs_dir / slug_id
         path.mkdir(parents=True)
         (path / "web.py").write_text("print('hi')\n")
