@@ -10,29 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvloop
 
 from dynos.backends.attach import Terminal
 from dynos.backends.base import DynoSpec
 from dynos.backends.local import LocalBackend
 from dynos.core.sizes import DEFAULT_SIZE
 
-pytestmark = [pytest.mark.timeout(30), pytest.mark.parametrize("loop", ["asyncio", "uvloop"])]
+pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
 SERVER_IGNORES = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
 SERVER_BLOCKS = {signal.SIGTERM, signal.SIGUSR1}
 
 
-def run(loop: str, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    if loop == "uvloop":
-        uvloop.run(scenario())
-    else:
-        asyncio.run(scenario())
+@pytest.fixture(params=["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")])
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """Both event loops: the server runs uvloop, whose spawn resets signals by itself."""
+    return request.param
 
 
 @contextmanager
@@ -87,26 +84,20 @@ def mask(lines: list[str], field: str) -> set[int]:
     return {n + 1 for n in range(64) if bits >> n & 1}
 
 
-def test_a_dyno_ignores_and_blocks_nothing_the_server_did(tmp_path: Path, loop: str) -> None:
-    async def scenario() -> None:
-        events = Events()
-        with server_under_nohup():
-            await LocalBackend(events).start(spec(tmp_path, "exec cat /proc/self/status"))
-        assert await events.exited == 0
-        assert mask(events.lines, "SigIgn") & {*SERVER_IGNORES, signal.SIGPIPE} == set()
-        assert mask(events.lines, "SigBlk") == set()
-
-    run(loop, scenario)
+async def test_a_dyno_ignores_and_blocks_nothing_the_server_did(tmp_path: Path) -> None:
+    events = Events()
+    with server_under_nohup():
+        await LocalBackend(events).start(spec(tmp_path, "exec cat /proc/self/status"))
+    assert await events.exited == 0
+    assert mask(events.lines, "SigIgn") & {*SERVER_IGNORES, signal.SIGPIPE} == set()
+    assert mask(events.lines, "SigBlk") == set()
 
 
-def test_hang_up_ends_an_attached_dyno_of_a_server_under_nohup(tmp_path: Path, loop: str) -> None:
-    async def scenario() -> None:
-        events = Events()
-        terminal = events.terminal = Terminal(tty=False)
-        with server_under_nohup():
-            await LocalBackend(events).start(spec(tmp_path, "echo ready; sleep 10", terminal))
-        async for _ in terminal.output():
-            terminal.hang_up()
-        assert await terminal.exit_status() == 128 + signal.SIGHUP
-
-    run(loop, scenario)
+async def test_hang_up_ends_an_attached_dyno_of_a_server_under_nohup(tmp_path: Path) -> None:
+    events = Events()
+    terminal = events.terminal = Terminal(tty=False)
+    with server_under_nohup():
+        await LocalBackend(events).start(spec(tmp_path, "echo ready; sleep 10", terminal))
+    async for _ in terminal.output():
+        terminal.hang_up()
+    assert await terminal.exit_status() == 128 + signal.SIGHUP
