@@ -298,6 +298,7 @@ def _child_setup(
     procs: tuple[Path, ...], niceness: int, user: DynoUser | None
 ) -> Callable[[], None]:
     def setup() -> None:
+        _default_signals()
         cg.join(procs)
         as_workload(niceness)  # not the server's own, higher priority
         if user is not None:
@@ -306,6 +307,22 @@ def _child_setup(
             os.setuid(user.uid)
 
     return setup
+
+
+# What a signal's action can be set to: not SIGKILL and SIGSTOP.
+_RESETTABLE = tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
+
+
+def _default_signals() -> None:
+    """In the child, before exec: every signal at its default action and none blocked.
+
+    ``exec`` keeps what the server ignores (SIGHUP under nohup; SIGINT and SIGQUIT as a
+    script's background job) and its blocked mask; CPython's spawn resets only SIGPIPE and
+    SIGXFSZ (uvloop's resets all). A dyno that ignored SIGHUP outlived its client's hang-up.
+    """
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for sig in _RESETTABLE:
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _tree_rss(pid: int) -> int | None:

@@ -1,0 +1,82 @@
+"""Suite-wide: how async tests run, and which tests are ``integration`` and ``slow``.
+
+Async tests are plain ``async def test_...`` functions marked ``pytest.mark.anyio`` (anyio's
+pytest plugin, installed with anyio): each gets a fresh asyncio event loop, as
+``asyncio.run`` gave it, and async fixtures run on that same loop. The ``anyio_backend``
+fixture below picks asyncio; a module that also wants uvloop overrides it::
+
+    @pytest.fixture(params=["asyncio", ("asyncio", {"use_uvloop": True})])
+    def anyio_backend(request): return request.param
+
+The markers are given here, by directory, file or test, rather than in each module, so that
+the whole map is in one place (``pytest -m "not slow"`` is the quick run; ``-m "not
+integration"`` runs only what needs no real server, dyno process, Unix user or nftables).
+A path below that no longer exists is an error, so the map cannot silently go stale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# Every test here starts a `dynos server` (and dynos), the heroku CLI against one, or both.
+INTEGRATION_DIRS = ("tests/integration", "tests/heroku")
+# Elsewhere, the modules whose tests start a real server or real dyno processes, or change
+# the machine (Unix users, nftables).
+INTEGRATION_FILES = (
+    "tests/api/test_contract.py",  # one `dynos server` per module (tests/api/conftest.py)
+    "tests/api/test_endpoints.py",
+    "tests/api/test_input.py",
+    "tests/router/test_router_reliability.py",  # a server and its dynos under load
+    "tests/backends/test_attach.py",  # dyno processes through the local backend
+    "tests/backends/test_dyno_signals.py",
+    "tests/backends/test_app_users.py",  # real Unix users
+    "tests/backends/test_firewall.py",  # real nftables tables
+)
+
+# Slow: a second or more per test, measured with `pytest --durations=0` on the 2-core
+# development machine (tests/integration: 1 to 8 s each, a server per test; tests/heroku:
+# about 1 s each, the heroku CLI's Node start-up; the reliability tests: 4 to 16 s each).
+SLOW_DIRS = INTEGRATION_DIRS
+SLOW_FILES = ("tests/router/test_router_reliability.py",)
+SLOW_TESTS = (
+    "tests/backends/test_firewall.py::"
+    "test_a_guarded_port_is_closed_to_other_hosts_even_on_every_address",  # 2.2 s
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = config.rootpath
+    listed = [*INTEGRATION_DIRS, *INTEGRATION_FILES, *SLOW_FILES]
+    missing = [path for path in listed if not (root / path).exists()]
+    for test in SLOW_TESTS:
+        path, name = test.split("::")
+        if not (root / path).exists() or f"def {name}(" not in (root / path).read_text():
+            missing.append(test)
+    if missing:
+        raise pytest.UsageError(
+            f"tests/conftest.py marks tests that do not exist: {', '.join(missing)}. "
+            "Update its lists."
+        )
+
+
+def _under(path: str, places: tuple[str, ...]) -> bool:
+    return any(path == place or path.startswith(f"{place}/") for place in places)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    for item in items:
+        path = Path(item.path).relative_to(root).as_posix()
+        name = item.originalname if isinstance(item, pytest.Function) else item.name
+        if _under(path, INTEGRATION_DIRS) or path in INTEGRATION_FILES:
+            item.add_marker(pytest.mark.integration)
+        if _under(path, SLOW_DIRS) or path in SLOW_FILES or f"{path}::{name}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
