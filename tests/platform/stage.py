@@ -107,7 +107,7 @@ class Stage:
         return [line.format().split(" ", 1)[1] for line in lines]
 
     async def formation(self, app: App) -> dict[str, tuple[int, str]]:
-        return {f.type: (f.quantity, f.size) for f in await self.store.formation(app.id)}
+        return {f.type: (f.quantity, f.size.name) for f in await self.store.formation(app.id)}
 
     async def releases(self, app: App) -> list[tuple[int, str]]:
         return [(r.version, r.description) for r in await self.store.list_releases(app.id)]
@@ -137,7 +137,7 @@ async def deploy(stage: Stage, app: App, slug: Slug) -> tuple[list[str], Release
 
 
 def by_type(formation: list[Formation]) -> dict[str, tuple[int, str]]:
-    return {f.type: (f.quantity, f.size) for f in formation}
+    return {f.type: (f.quantity, f.size.name) for f in formation}
 
 
 @asynccontextmanager
