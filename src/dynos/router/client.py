@@ -21,8 +21,9 @@ connection (a head not finished in ``header_timeout`` -> dropped; idle past
 Refused input: a malformed request -> 400, a request line over 8 KB -> 414, a header line over
 8 KB, a head over 64 KB or more than 1,000 headers -> 431; anything that could be framed two
 ways (Content-Length with Transfer-Encoding, several lengths, a coding other than ``chunked``,
-bad chunks, obs-fold, bare LF: httptools' llhttp refuses them, the router adds the transfer
-coding rule) -> 400 and the connection closed. When a response ends before its request body
+bad chunks, obs-fold, bare LF: httptools' llhttp refuses them, forwarding.py checks the
+framing again) -> 400 and the connection closed; so does an HTTP/0.9 request line, as soon as
+it ends. When a response ends before its request body
 was read (an error page, a dyno answering early), the connection closes: the response says
 ``Connection: close``, and the router keeps reading and dropping for ``LINGER_TIMEOUT`` after
 its FIN, so that the client reads the response instead of a reset.
@@ -113,6 +114,8 @@ class ClientConnection(asyncio.Protocol):
         self._headers: Headers = []
         self._head_size = 0  # bytes of the current head, as parsed
         self._head_reads = 0  # bytes of reads that ended inside the current head
+        self._line: bytes | None = None  # the head so far, until its request line is checked
+        self._completed = 0  # requests read to their end
         self._parsing: Exchange | None = None
         self._active: Exchange | None = None
         self._queue: deque[Exchange] = deque()
@@ -220,6 +223,8 @@ class ClientConnection(asyncio.Protocol):
         if self._held is not None:
             self._held += data  # read before the pause took effect
             return
+        between = not self._message_open  # this read starts a request (or the first one did)
+        completed = self._completed
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -242,13 +247,42 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._malformed = 400
         if self._message_open and self._parsing is None:  # this read ended inside a head
+            if self._head_reads == 0:
+                # Where the head starts is known when it starts this read (it often does).
+                started_here = between and self._completed == completed
+                self._line = data.lstrip(b"\r\n") if started_here else None
+            elif self._line is not None:
+                self._line += data
             self._head_reads += len(data)
             if self._head_reads > HEAD_READ_LIMIT:
                 self._malformed = 431
+            elif not self._malformed:
+                self._check_request_line()
         else:
             self._head_reads = 0
+            self._line = None
         if self._malformed:
             self._reject_malformed()
+
+    def _check_request_line(self) -> None:
+        """Refuse an HTTP/0.9 request line (``GET /``, no version) as soon as it ends.
+
+        llhttp reads it as the start of a head whose headers are still to come, and would
+        hold the connection until the header timeout; it tells only once more bytes come.
+        """
+        if self._parser.get_http_version() == "0.9":
+            self._malformed = 400
+            return
+        line = self._line
+        if line is None:
+            return
+        end = line.find(b"\n")
+        if end >= 0:
+            self._line = None  # the request line is complete: nothing more to check
+            if b" HTTP/" not in line[:end]:
+                self._malformed = 400
+        elif len(line) > MAX_REQUEST_LINE + 16:
+            self._line = None  # on_url answers 414
 
     def on_message_begin(self) -> None:
         self._message_open = True
@@ -325,10 +359,11 @@ class ClientConnection(asyncio.Protocol):
         if self._active is None and not self._queue:
             self._active = ex  # the usual case: nothing before it
             ex.start()
-            if self._active is None:  # answered at once (an error page)
-                self._advance()
-            elif self.upstream_congested or self._held is not None:
-                self.sync_reading()
+            # start() may have answered at once (an error page) and let go of ``ex``: reading
+            # pauses or resumes accordingly. self._active is not read again in this method:
+            # compiled, mypyc trusts mypy's narrowing of it to Exchange by the assignment
+            # above and raised TypeError on the None that start() left (issue 11).
+            self.sync_reading()
         else:
             self._queue.append(ex)
             self._advance()
@@ -342,6 +377,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._message_open = False
+        self._completed += 1
         ex = self._parsing
         self._parsing = None
         if ex is not None:
