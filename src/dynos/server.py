@@ -22,6 +22,7 @@ from pathlib import Path
 
 import uvicorn
 
+from dynos import server_log
 from dynos.api.routes import Api
 from dynos.backends.base import DynoEvents
 from dynos.backends.cgroups import Cgroups
@@ -46,15 +47,18 @@ log = logging.getLogger("dynos")
 
 def serve(config: ServerConfig) -> None:
     """Run the platform until SIGTERM or SIGINT. Raises UserError for a port in use."""
-    logging.basicConfig(level=logging.INFO, format="dynos server: %(message)s")
+    repeats = server_log.configure()
     try:
         import uvloop
 
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:  # uvloop does not build everywhere; asyncio's loop still works
         runner = asyncio.Runner()
-    with runner:
-        runner.run(_serve(config))
+    try:
+        with runner:
+            runner.run(_serve(config, repeats))
+    finally:
+        repeats.flush(every=True)
 
 
 def ensure_token(paths: HomePaths) -> str:
@@ -95,7 +99,7 @@ class _ApiServer(uvicorn.Server):
         yield
 
 
-async def _serve(config: ServerConfig) -> None:
+async def _serve(config: ServerConfig, repeats: server_log.RepeatFilter) -> None:
     paths = HomePaths(config.home)
     # First, so that every process the server starts leaves this priority knowingly.
     priority = raise_platform_priority(config.router_priority)
@@ -205,6 +209,7 @@ async def _serve(config: ServerConfig) -> None:
     try:
         async with asyncio.TaskGroup() as group:
             manager_task = group.create_task(manager.run())
+            counting = group.create_task(server_log.flush_now_and_then(repeats))
             group.create_task(api_server.serve(sockets=[api_sock]))
             await stop.wait()
             log.info("stopping: closing the API and the router, then stopping every dyno")
@@ -212,6 +217,7 @@ async def _serve(config: ServerConfig) -> None:
             await asyncio.gather(router.close(), router_processes.close())
             await manager.close()
             manager_task.cancel()
+            counting.cancel()
     finally:
         # Whatever ended the TaskGroup (a failing component included), no dyno outlives the
         # server: close() is a no-op for dynos already stopped above.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import socket
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from dynos import server_log
 from dynos.logs.hub import LogHub
 from dynos.router.processes import LINE_LIMIT, LOG_EVERY, STATS_EVERY, encode_message
 from dynos.router.proxy import Router
@@ -77,7 +79,12 @@ class ForwardedLogs(LogHub):
             self._ship({"logs": turns})
 
 
-async def serve(listening: socket.socket, control_sock: socket.socket, domain: str) -> None:
+async def serve(
+    listening: socket.socket,
+    control_sock: socket.socket,
+    domain: str,
+    repeats: server_log.RepeatFilter | None = None,
+) -> None:
     reader, writer = await asyncio.open_connection(sock=control_sock, limit=LINE_LIMIT)
     control = _Control(writer)
     table = RoutingTable(domain)
@@ -86,6 +93,7 @@ async def serve(listening: socket.socket, control_sock: socket.socket, domain: s
     router = Router(table, logs)
     await router.start(sock=listening)
     stats = asyncio.create_task(_report(router, logs, control))
+    counting = asyncio.create_task(server_log.flush_now_and_then(repeats)) if repeats else None
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, lambda: None)  # the server says when to stop
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # (a Ctrl-C reaches the whole group)
@@ -105,6 +113,8 @@ async def serve(listening: socket.socket, control_sock: socket.socket, domain: s
             router.drain_timeout = 0.0  # the server is gone: nobody would get the answers' logs
     finally:
         stats.cancel()
+        if counting is not None:
+            counting.cancel()
         await router.close()
         _send_stats(router, logs, control)
         # The last lines and figures are written out before the loop (and the process) ends.
@@ -112,6 +122,8 @@ async def serve(listening: socket.socket, control_sock: socket.socket, domain: s
             await writer.drain()
             writer.close()
             await writer.wait_closed()
+        if repeats is not None:
+            repeats.flush(every=True)
 
 
 async def _drain(
@@ -150,6 +162,8 @@ async def _report(router: Router, logs: ForwardedLogs, control: _Control) -> Non
 
 def main() -> None:
     listening_fd, control_fd, domain = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    # Its lines go to the server's stderr, as the server's own do, repeats held back alike.
+    repeats = server_log.configure(f"dynos router process {os.getpid()}")
     listening = socket.socket(fileno=listening_fd)
     control = socket.socket(fileno=control_fd)
     try:
@@ -159,7 +173,7 @@ def main() -> None:
     except ImportError:
         runner = asyncio.Runner()
     with runner:
-        runner.run(serve(listening, control, domain))
+        runner.run(serve(listening, control, domain, repeats))
 
 
 if __name__ == "__main__":
