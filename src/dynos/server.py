@@ -14,6 +14,7 @@ import errno
 import json
 import logging
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -37,6 +38,7 @@ from dynos.platform.addons import Addons
 from dynos.platform.platform import Platform, local_account
 from dynos.priority import raise_platform_priority
 from dynos.router import compiled as router_compiled
+from dynos.router.limits import chosen_limits
 from dynos.router.processes import RouterProcesses, listening_sockets
 from dynos.router.proxy import Router
 from dynos.router.routing_table import RoutingTable
@@ -59,6 +61,27 @@ def serve(config: ServerConfig) -> None:
             runner.run(_serve(config, repeats))
     finally:
         repeats.flush(every=True)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit of open file descriptors to the hard one; return it.
+
+    Every client connection costs the router one or two descriptors, and the soft limit is
+    often 1024 where the hard one allows far more. Processes the server starts inherit it.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:  # Linux refuses an unlimited one; nr_open is the cap
+        try:
+            hard = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            hard = soft
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError) as exc:
+            log.info("file descriptor limit left at %d: %s", soft, exc)
+    return soft
 
 
 def ensure_token(paths: HomePaths) -> str:
@@ -103,6 +126,10 @@ async def _serve(config: ServerConfig, repeats: server_log.RepeatFilter) -> None
     paths = HomePaths(config.home)
     # First, so that every process the server starts leaves this priority knowingly.
     priority = raise_platform_priority(config.router_priority)
+    nofile = raise_fd_limit()
+    limits = chosen_limits(
+        nofile, config.router_max_connections, config.router_max_connections_per_client
+    )
     if isolation_available():
         # Whatever the server writes (database, credentials, uploads) is its own; slugs are
         # opened to their app's group one by one (isolation.open_slug_to).
@@ -152,6 +179,13 @@ async def _serve(config: ServerConfig, repeats: server_log.RepeatFilter) -> None
             "had no C compiler, or DYNOS_PURE_PYTHON was set; see the README)"
         )
     log.info(priority)
+    log.info(
+        "router: at most %d client connections, %d from one address (file descriptor "
+        "limit %d; --router-max-connections, --router-max-connections-per-client)",
+        limits.total,
+        limits.per_client,
+        nofile,
+    )
     if isolate:
         log.info("isolation: each app's dynos run as the app's own unprivileged user")
     else:
@@ -159,7 +193,7 @@ async def _serve(config: ServerConfig, repeats: server_log.RepeatFilter) -> None
 
     api_sock = _bind(config.api_host, config.api_port, "--api-port")
     api_port = api_sock.getsockname()[1]
-    router = Router(routes, logs)
+    router = Router(routes, logs, limits=limits.share(config.router_processes))
     try:
         sockets = listening_sockets(config.router_host, config.router_port, config.router_processes)
         router_port = await router.start(sock=sockets[0])

@@ -23,10 +23,11 @@ Refused input: a malformed request -> 400, a request line over 8 KB -> 414, a he
 ways (Content-Length with Transfer-Encoding, several lengths, a coding other than ``chunked``,
 bad chunks, obs-fold, bare LF: httptools' llhttp refuses them, forwarding.py checks the
 framing again) -> 400 and the connection closed; so does an HTTP/0.9 request line, as soon as
-it ends. When a response ends before its request body
-was read (an error page, a dyno answering early), the connection closes: the response says
-``Connection: close``, and the router keeps reading and dropping for ``LINGER_TIMEOUT`` after
-its FIN, so that the client reads the response instead of a reset.
+it ends. A connection past the router's caps (router/limits.py) gets 503 before it is read.
+When a response ends before its request body was read (an error page, a dyno answering
+early), the connection closes: the response says ``Connection: close``, and the router keeps
+reading and dropping for ``LINGER_TIMEOUT`` after its FIN, so that the client reads the
+response instead of a reset.
 
 A WebSocket upgrade is forwarded with its ``Upgrade`` header; if the dyno answers 101 the
 connection becomes a tunnel (``start_tunnel``); if not, what the client sent after the head is
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from dynos.router.errors import bad_request_page
+from dynos.router.errors import bad_request_page, too_many_connections_page
 from dynos.router.exchange import HTML, Exchange
 from dynos.router.forwarding import MalformedRequest, forward_request
 from dynos.router.http import BodyKind, Headers, simple_response
@@ -65,6 +66,9 @@ MAX_HEADER_LINE = 8192
 MAX_HEADERS = 1000
 MAX_HEAD = 64 * 1024
 HEAD_READ_LIMIT = MAX_HEAD + 1024 * 1024
+TOO_MANY_CONNECTIONS = simple_response(
+    503, too_many_connections_page(), content_type=HTML, close=True
+)
 
 
 class RequestIds:
@@ -109,7 +113,7 @@ class ClientConnection(asyncio.Protocol):
         self.out: list[bytes] = []  # response bytes waiting for flush()
         self._loop = router.loop
         self._parser = httptools.HttpRequestParser(self)
-        self._client_ip = ""
+        self.client_ip = ""  # the peer's address, "" when it has none (a Unix socket)
         self._url = b""
         self._headers: Headers = []
         self._head_size = 0  # bytes of the current head, as parsed
@@ -139,9 +143,13 @@ class ClientConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
-        self._client_ip = str(peer[0]) if isinstance(peer, tuple) else ""
+        self.client_ip = str(peer[0]) if isinstance(peer, tuple) else ""
         self._head_since = self.router.now
-        self.router.connection_opened(self)
+        if not self.router.connection_opened(self):
+            # Past a connection cap (router/limits.py): say so, read nothing, close.
+            self._lingering = True
+            self.transport.write(TOO_MANY_CONNECTIONS)
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -332,7 +340,7 @@ class ClientConnection(asyncio.Protocol):
             method,
             url,
             headers,
-            client_ip=self._client_ip,
+            client_ip=self.client_ip,
             router_port=self.router.port,
             request_start_ms=int(time.time() * 1000),
             new_request_id=new_request_id,
