@@ -30,6 +30,10 @@ class ServerConfig:
     router_port: int = 5000
     router_processes: int = 1  # router processes on the router's port (router/processes.py)
     router_priority: int = -10  # nice value of the server process (dynos.priority)
+    # Client connections the router holds, in all and from one address (router/limits.py);
+    # None: derived from the file descriptor limit.
+    router_max_connections: int | None = None
+    router_max_connections_per_client: int | None = None
     domain: str = "localhost"
     stop_grace: float = 30.0  # seconds between SIGTERM and SIGKILL when a dyno stops
     boot_timeout: float = 60.0  # seconds a web dyno has to bind its PORT

@@ -14,15 +14,18 @@ import errno
 import json
 import logging
 import os
+import resource
 import secrets
 import shutil
 import signal
 import socket
 from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
+from dynos import server_log
 from dynos.api.routes import Api
 from dynos.backends.base import DynoEvents
 from dynos.backends.cgroups import Cgroups
@@ -41,6 +44,7 @@ from dynos.platform.platform import Platform, local_account
 from dynos.platform.slug_archive import MB, UnpackLimits
 from dynos.priority import raise_platform_priority
 from dynos.router import compiled as router_compiled
+from dynos.router.limits import ConnectionLimits, chosen_limits
 from dynos.router.processes import RouterProcesses, listening_sockets
 from dynos.router.proxy import Router
 from dynos.router.routing_table import RoutingTable
@@ -52,15 +56,39 @@ log = logging.getLogger("dynos")
 
 def serve(config: ServerConfig) -> None:
     """Run the platform until SIGTERM or SIGINT. Raises UserError for a port in use."""
-    logging.basicConfig(level=logging.INFO, format="dynos server: %(message)s")
+    repeats = server_log.configure()
     try:
         import uvloop
 
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:  # uvloop does not build everywhere; asyncio's loop still works
         runner = asyncio.Runner()
-    with runner:
-        runner.run(_serve(config))
+    try:
+        with runner:
+            runner.run(_serve(config, repeats))
+    finally:
+        repeats.flush(every=True)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit of open file descriptors to the hard one; return it.
+
+    Every client connection costs the router one or two descriptors, and the soft limit is
+    often 1024 where the hard one allows far more. Processes the server starts inherit it.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:  # Linux refuses an unlimited one; nr_open is the cap
+        try:
+            hard = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            hard = soft
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError) as exc:
+            log.info("file descriptor limit left at %d: %s", soft, exc)
+    return soft
 
 
 def ensure_token(paths: HomePaths) -> str:
@@ -101,10 +129,19 @@ class _ApiServer(uvicorn.Server):
         yield
 
 
-async def _serve(config: ServerConfig) -> None:
+async def _serve(config: ServerConfig, repeats: server_log.RepeatFilter) -> None:
     paths = HomePaths(config.home)
     # First, so that every process the server starts leaves this priority knowingly.
     priority = raise_platform_priority(config.router_priority)
+    nofile = raise_fd_limit()
+    boot = _Boot(
+        priority,
+        nofile,
+        chosen_limits(
+            nofile, config.router_max_connections, config.router_max_connections_per_client
+        ),
+        repeats,
+    )
     if isolation_available():
         # Whatever the server writes (database, credentials, uploads) is its own; slugs are
         # opened to their app's group one by one (isolation.open_slug_to).
@@ -113,7 +150,7 @@ async def _serve(config: ServerConfig) -> None:
     with hold_home(paths, "stop that server first, or give this one another --home."):
         store = await _open_store(paths)
         try:
-            await _serve_store(config, paths, store, priority)
+            await _serve_store(config, paths, store, boot)
         finally:
             await store.close()
 
@@ -141,7 +178,18 @@ async def _open_store(paths: HomePaths) -> Store:
         ) from None
 
 
-async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, priority: str) -> None:
+@dataclass(frozen=True)
+class _Boot:
+    """What the server settled before opening its home: its CPU priority (as said at start),
+    its file descriptor limit, the router's connection caps and the log's repeat counter."""
+
+    priority: str
+    nofile: int
+    connections: ConnectionLimits
+    repeats: server_log.RepeatFilter
+
+
+async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boot: _Boot) -> None:
     paths.slugs.mkdir(exist_ok=True)
     token = ensure_token(paths)
     logs = LogHub()
@@ -203,7 +251,14 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, pri
             "router: pure Python, about 60% more CPU per request than compiled (the install "
             "had no C compiler, or DYNOS_PURE_PYTHON was set; see the README)"
         )
-    log.info(priority)
+    log.info(boot.priority)
+    log.info(
+        "router: at most %d client connections, %d from one address (file descriptor "
+        "limit %d; --router-max-connections, --router-max-connections-per-client)",
+        boot.connections.total,
+        boot.connections.per_client,
+        boot.nofile,
+    )
     if isolate:
         log.info("isolation: each app's dynos run as the app's own unprivileged user")
     else:
@@ -212,7 +267,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, pri
 
     api_sock = _bind(config.api_host, config.api_port, "--api-port")
     api_port = api_sock.getsockname()[1]
-    router = Router(routes, logs)
+    router = Router(routes, logs, limits=boot.connections.share(config.router_processes))
     try:
         sockets = listening_sockets(config.router_host, config.router_port, config.router_processes)
         router_port = await router.start(sock=sockets[0])
@@ -261,7 +316,10 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, pri
     await addons.start()
     try:
         async with asyncio.TaskGroup() as group:
-            background = [group.create_task(manager.run())]
+            background = [
+                group.create_task(manager.run()),
+                group.create_task(server_log.flush_now_and_then(boot.repeats)),
+            ]
             if config.backup_every > 0:
                 every, keep = config.backup_every, config.backup_keep
                 background.append(

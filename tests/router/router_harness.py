@@ -354,8 +354,11 @@ class WireClient:
 
     @classmethod
     @asynccontextmanager
-    async def connect(cls, port: int) -> AsyncIterator[WireClient]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def connect(cls, port: int, source: str | None = None) -> AsyncIterator[WireClient]:
+        """A connection to the router, from the address ``source`` if given (127.0.0.2 ...:
+        another client)."""
+        local = (source, 0) if source is not None else None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=local)
         try:
             yield cls(reader, writer)
         finally:

@@ -8,6 +8,9 @@ import pytest
 
 from dynos.router.client import RequestIds
 from dynos.router.forwarding import (
+    ROUTER_REQUEST_HEADERS,
+    UNREMOVABLE_REQUEST,
+    MalformedRequest,
     forward_request,
     forward_response_head,
     valid_request_id,
@@ -102,6 +105,80 @@ def test_content_length_is_kept_and_body_kind_follows_it() -> None:
     )
     assert b"\r\nContent-Length: 12\r\n" in fwd.head
     assert fwd.body is BodyKind.LENGTH
+
+
+# ---- what a Connection header may not remove (issue 11) ----------------------------------------
+
+CLIENT_HEADERS: Headers = [
+    (b"Host", b"foo.localhost"),
+    (b"Content-Length", b"12"),
+    (b"X-Request-Id", b"r" * 24),
+    (b"X-Forwarded-For", b"203.0.113.1"),
+    (b"Via", b"1.0 cdn"),
+]
+
+
+@pytest.mark.parametrize("name", sorted(UNREMOVABLE_REQUEST | ROUTER_REQUEST_HEADERS))
+def test_no_name_in_connection_removes_framing_routing_or_router_headers(name: bytes) -> None:
+    plain, _ = forward(CLIENT_HEADERS, method=b"POST")
+    for spelling in (name, name.upper(), b"close, " + name + b" , x-other"):
+        headers, _ = forward([*CLIENT_HEADERS, (b"Connection", spelling)], method=b"POST")
+        assert headers == plain, spelling
+    assert value(plain, b"Host") == b"foo.localhost"
+    assert value(plain, b"Content-Length") == b"12"
+    assert value(plain, b"X-Request-Id") == b"r" * 24
+    assert value(plain, b"X-Forwarded-For") == b"203.0.113.1, 198.51.100.4"
+    assert value(plain, b"Via") == b"1.0 cdn, 1.1 dynos"
+
+
+def test_the_router_writes_every_header_it_protects_itself() -> None:
+    # The names the router writes (forwarding.py's tail and framing) are all protected.
+    headers, _ = forward(CLIENT_HEADERS, method=b"POST")
+    written = {k.lower() for k, _ in headers} - {b"host"}
+    assert written <= ROUTER_REQUEST_HEADERS
+
+
+def test_content_length_is_written_from_the_number_parsed() -> None:
+    headers, _ = forward([(b"Content-Length", b"012 ")], method=b"POST")
+    assert value(headers, b"Content-Length") == b"12"
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        [(b"Content-Length", b"3"), (b"Content-Length", b"3")],
+        [(b"Content-Length", b"3"), (b"Content-Length", b"4")],
+        [(b"Content-Length", b"3"), (b"Transfer-Encoding", b"chunked")],
+        [(b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"3")],
+        [(b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", b"chunked")],
+        [(b"Transfer-Encoding", b"gzip, chunked")],
+        [(b"Content-Length", b"+3")],
+        [(b"Content-Length", b"3, 3")],
+        [(b"Content-Length", b"")],
+        [(b"Content-Length", b"0x3")],
+        [(b"Content-Length", b"9" * 19)],
+    ],
+)
+def test_framing_that_could_be_read_two_ways_is_refused(framing: Headers) -> None:
+    with pytest.raises(MalformedRequest):
+        forward(framing, method=b"POST")
+
+
+def test_a_dyno_cannot_remove_its_response_framing_through_connection() -> None:
+    head = forward_response_head(
+        200,
+        b"OK",
+        [
+            (b"Connection", b"content-length, transfer-encoding, via, x-hop"),
+            (b"Content-Length", b"2"),
+            (b"X-Hop", b"1"),
+            (b"Via", b"1.1 app"),
+        ],
+        chunked=False,
+        keep_alive=True,
+        http10_client=False,
+    )
+    assert head == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 app, 1.1 dynos\r\n\r\n"
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 import threading
@@ -127,6 +128,107 @@ def test_a_request_line_just_under_8k_is_accepted(run: Run) -> None:
     target = b"/" + b"a" * 8000
     request = b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (target, H)
     received = answer_without_dynos(run, request)
+    assert received.startswith(b"HTTP/1.1 503 ")  # routed: the app has no dyno
+
+
+# ---- answered at once: no traceback ----------------------------------------------------------
+
+# Requests the router answers itself, before any dyno, and then closes the connection (issue
+# 11: compiled, each of these raised TypeError in the router and logged a traceback).
+ANSWERED_AT_ONCE = {
+    "HTTP/1.0 without Host": (b"GET / HTTP/1.0\r\n\r\n", b"404"),
+    "Connection: close to an unknown app": (
+        b"GET / HTTP/1.1\r\nHost: nope.localhost\r\nConnection: close\r\n\r\n",
+        b"404",
+    ),
+    "a body to an unknown app": (
+        b"POST / HTTP/1.1\r\nHost: nope.localhost\r\nContent-Length: 3\r\n\r\nabc",
+        b"404",
+    ),
+    "Connection: close to an app without dynos (H14)": (
+        b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % H,
+        b"503",
+    ),
+    "HTTP/1.0 to an app without dynos (H14)": (
+        b"GET / HTTP/1.0\r\nHost: %s\r\n\r\n" % H,
+        b"503",
+    ),
+    "a body to an app without dynos (H14)": (
+        b"PUT / HTTP/1.1\r\nHost: %s\r\nContent-Length: 3\r\n\r\nabc" % H,
+        b"503",
+    ),
+    "a WebSocket upgrade to an unknown app, closing": (
+        b"GET /ws HTTP/1.1\r\nHost: nope.localhost\r\nConnection: Upgrade, close\r\n"
+        b"Upgrade: websocket\r\n\r\n",
+        b"404",
+    ),
+    "pipelined, the second closing": (
+        b"GET / HTTP/1.1\r\nHost: nope.localhost\r\n\r\nGET / HTTP/1.0\r\n\r\n",
+        b"404",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"), ANSWERED_AT_ONCE.values(), ids=ANSWERED_AT_ONCE.keys()
+)
+def test_an_answer_given_at_once_then_closed_logs_no_error(
+    run: Run, caplog: pytest.LogCaptureFixture, request_bytes: bytes, status: bytes
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="dynos.router"):
+        received = answer_without_dynos(run, request_bytes)
+    assert received.startswith(b"HTTP/1.1 " + status + b" ")
+    assert b"Connection: close\r\n" in received.rsplit(b"HTTP/1.1 ", 1)[1]
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+# ---- HTTP/0.9 ---------------------------------------------------------------------------------
+
+
+def answer_within(run: Run, pieces: list[bytes], seconds: float) -> bytes:
+    """What the router answers to ``pieces`` (sent one by one), with a header timeout far
+    longer than ``seconds``: an answer that waited for it fails the test."""
+    received: list[bytes] = []
+
+    async def scenario() -> None:
+        async with running_router(table_with(APP, []), header_timeout=60) as r:
+            reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+            for piece in pieces:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            async with asyncio.timeout(seconds):
+                received.append(await reader.read(-1))
+            writer.close()
+            await writer.wait_closed()
+
+    run(scenario())
+    return received[0]
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"GET /\r\n"],
+        [b"GET /index.html\r\n"],
+        [b"GET /", b"\r\n"],
+        [b"GET /\r", b"\n"],
+        [b"\r\nGET /\r\n"],
+        [b"GET / HTTP/1.1\r\nHost: nope.localhost\r\n\r\n", b"GET /\r\n"],
+        [b"GET / HTTP/1.1\r\nHost: nope.localhost\r\n\r\nGET /\r\nX"],
+    ],
+    ids=["line", "a path", "split", "split CR LF", "after CRLF", "after a request", "pipelined"],
+)
+def test_an_http09_request_line_gets_400_at_once(run: Run, pieces: list[bytes]) -> None:
+    received = answer_within(run, pieces, 2.0)
+    assert received.endswith(b"</html>\n")
+    assert re.findall(rb"HTTP/1\.1 (\d+) ", received)[-1] == b"400"
+
+
+def test_a_head_sent_slowly_is_not_taken_for_http09(run: Run) -> None:
+    head = b"GET / HTTP/1.1\r\nReferer: GET /\r\nHost: %s\r\nConnection: close\r\n\r\n" % H
+    pieces = [head[:6], head[6:16], head[16:34], head[34:50], head[50:]]
+    received = answer_within(run, pieces, 2.0)
     assert received.startswith(b"HTTP/1.1 503 ")  # routed: the app has no dyno
 
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import re
 
+import pytest
+
 from dynos.router.routing_table import DynoSlot
 from dynos.router.upstream import UpstreamConnection, UpstreamPool
 from tests.router.router_harness import (
@@ -196,6 +198,7 @@ def test_connection_that_never_sends_a_request_is_dropped_after_the_header_timeo
 # ---- the router's own bugs ----------------------------------------------------------------
 
 
+@pytest.mark.planted_bug
 def test_a_bug_while_routing_answers_h99_and_the_router_goes_on(run: Run) -> None:
     # (Bugs are planted through the objects the router is given: its compiled modules call
     # each other directly, so patching a module's function would not reach them.)
@@ -243,6 +246,7 @@ class BrokenPool(UpstreamPool):
         return conn
 
 
+@pytest.mark.planted_bug
 def test_a_bug_while_relaying_a_response_answers_h99(run: Run) -> None:
     BrokenConnection.broken = True
 

@@ -21,11 +21,13 @@ connection (a head not finished in ``header_timeout`` -> dropped; idle past
 Refused input: a malformed request -> 400, a request line over 8 KB -> 414, a header line over
 8 KB, a head over 64 KB or more than 1,000 headers -> 431; anything that could be framed two
 ways (Content-Length with Transfer-Encoding, several lengths, a coding other than ``chunked``,
-bad chunks, obs-fold, bare LF: httptools' llhttp refuses them, the router adds the transfer
-coding rule) -> 400 and the connection closed. When a response ends before its request body
-was read (an error page, a dyno answering early), the connection closes: the response says
-``Connection: close``, and the router keeps reading and dropping for ``LINGER_TIMEOUT`` after
-its FIN, so that the client reads the response instead of a reset.
+bad chunks, obs-fold, bare LF: httptools' llhttp refuses them, forwarding.py checks the
+framing again) -> 400 and the connection closed; so does an HTTP/0.9 request line, as soon as
+it ends. A connection past the router's caps (router/limits.py) gets 503 before it is read.
+When a response ends before its request body was read (an error page, a dyno answering
+early), the connection closes: the response says ``Connection: close``, and the router keeps
+reading and dropping for ``LINGER_TIMEOUT`` after its FIN, so that the client reads the
+response instead of a reset.
 
 A WebSocket upgrade is forwarded with its ``Upgrade`` header; if the dyno answers 101 the
 connection becomes a tunnel (``start_tunnel``); if not, what the client sent after the head is
@@ -43,7 +45,7 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from dynos.router.errors import bad_request_page
+from dynos.router.errors import bad_request_page, too_many_connections_page
 from dynos.router.exchange import HTML, Exchange
 from dynos.router.forwarding import MalformedRequest, forward_request
 from dynos.router.http import BodyKind, Headers, simple_response
@@ -64,6 +66,9 @@ MAX_HEADER_LINE = 8192
 MAX_HEADERS = 1000
 MAX_HEAD = 64 * 1024
 HEAD_READ_LIMIT = MAX_HEAD + 1024 * 1024
+TOO_MANY_CONNECTIONS = simple_response(
+    503, too_many_connections_page(), content_type=HTML, close=True
+)
 
 
 class RequestIds:
@@ -108,11 +113,13 @@ class ClientConnection(asyncio.Protocol):
         self.out: list[bytes] = []  # response bytes waiting for flush()
         self._loop = router.loop
         self._parser = httptools.HttpRequestParser(self)
-        self._client_ip = ""
+        self.client_ip = ""  # the peer's address, "" when it has none (a Unix socket)
         self._url = b""
         self._headers: Headers = []
         self._head_size = 0  # bytes of the current head, as parsed
         self._head_reads = 0  # bytes of reads that ended inside the current head
+        self._line: bytes | None = None  # the head so far, until its request line is checked
+        self._completed = 0  # requests read to their end
         self._parsing: Exchange | None = None
         self._active: Exchange | None = None
         self._queue: deque[Exchange] = deque()
@@ -136,9 +143,13 @@ class ClientConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
-        self._client_ip = str(peer[0]) if isinstance(peer, tuple) else ""
+        self.client_ip = str(peer[0]) if isinstance(peer, tuple) else ""
         self._head_since = self.router.now
-        self.router.connection_opened(self)
+        if not self.router.connection_opened(self):
+            # Past a connection cap (router/limits.py): say so, read nothing, close.
+            self._lingering = True
+            self.transport.write(TOO_MANY_CONNECTIONS)
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -220,6 +231,8 @@ class ClientConnection(asyncio.Protocol):
         if self._held is not None:
             self._held += data  # read before the pause took effect
             return
+        between = not self._message_open  # this read starts a request (or the first one did)
+        completed = self._completed
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -242,13 +255,42 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._malformed = 400
         if self._message_open and self._parsing is None:  # this read ended inside a head
+            if self._head_reads == 0:
+                # Where the head starts is known when it starts this read (it often does).
+                started_here = between and self._completed == completed
+                self._line = data.lstrip(b"\r\n") if started_here else None
+            elif self._line is not None:
+                self._line += data
             self._head_reads += len(data)
             if self._head_reads > HEAD_READ_LIMIT:
                 self._malformed = 431
+            elif not self._malformed:
+                self._check_request_line()
         else:
             self._head_reads = 0
+            self._line = None
         if self._malformed:
             self._reject_malformed()
+
+    def _check_request_line(self) -> None:
+        """Refuse an HTTP/0.9 request line (``GET /``, no version) as soon as it ends.
+
+        llhttp reads it as the start of a head whose headers are still to come, and would
+        hold the connection until the header timeout; it tells only once more bytes come.
+        """
+        if self._parser.get_http_version() == "0.9":
+            self._malformed = 400
+            return
+        line = self._line
+        if line is None:
+            return
+        end = line.find(b"\n")
+        if end >= 0:
+            self._line = None  # the request line is complete: nothing more to check
+            if b" HTTP/" not in line[:end]:
+                self._malformed = 400
+        elif len(line) > MAX_REQUEST_LINE + 16:
+            self._line = None  # on_url answers 414
 
     def on_message_begin(self) -> None:
         self._message_open = True
@@ -298,7 +340,7 @@ class ClientConnection(asyncio.Protocol):
             method,
             url,
             headers,
-            client_ip=self._client_ip,
+            client_ip=self.client_ip,
             router_port=self.router.port,
             request_start_ms=int(time.time() * 1000),
             new_request_id=new_request_id,
@@ -325,10 +367,11 @@ class ClientConnection(asyncio.Protocol):
         if self._active is None and not self._queue:
             self._active = ex  # the usual case: nothing before it
             ex.start()
-            if self._active is None:  # answered at once (an error page)
-                self._advance()
-            elif self.upstream_congested or self._held is not None:
-                self.sync_reading()
+            # start() may have answered at once (an error page) and let go of ``ex``: reading
+            # pauses or resumes accordingly. self._active is not read again in this method:
+            # compiled, mypyc trusts mypy's narrowing of it to Exchange by the assignment
+            # above and raised TypeError on the None that start() left (issue 11).
+            self.sync_reading()
         else:
             self._queue.append(ex)
             self._advance()
@@ -342,6 +385,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._message_open = False
+        self._completed += 1
         ex = self._parsing
         self._parsing = None
         if ex is not None:

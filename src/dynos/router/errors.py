@@ -79,3 +79,12 @@ def bad_request_page(status: int = 400) -> bytes:
     """The page for a request the router refuses to read (400, 414 or 431)."""
     title, text = _CLIENT_ERRORS.get(status, _CLIENT_ERRORS[400])
     return _page(title, f"<p>{text}</p>")
+
+
+def too_many_connections_page() -> bytes:
+    """The page for a connection past the router's caps (router/limits.py)."""
+    return _page(
+        "Too many connections",
+        "<p>The router holds as many connections as it allows, from your address or from "
+        "everyone. Close some, or try again in a moment.</p>",
+    )

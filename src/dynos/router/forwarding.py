@@ -4,8 +4,13 @@ To the dyno: ``X-Request-Id`` (the client's if it looks like one, else a new uui
 ``X-Forwarded-For`` (the client's address appended), ``X-Forwarded-Proto``,
 ``X-Forwarded-Port``, ``X-Request-Start`` (ms since the epoch) and ``Via``. A client's own
 ``X-Forwarded-Proto``/``-Port``/``X-Request-Start`` are dropped: only the router may say them.
-Hop-by-hop headers are removed both ways. Pure functions: the caller passes the clock reading
-and the id factory.
+Hop-by-hop headers are removed both ways, and so are the headers a ``Connection`` header
+names, except the ones that frame or route the message and the ones the router writes itself
+(``UNREMOVABLE_REQUEST``): a client that lists ``Content-Length`` in ``Connection`` must not
+make the router send the body without its length, which a dyno would read as a request the
+router never saw. The router writes the request's ``Content-Length`` itself, from the number
+it parsed, so what the dyno reads as the body is what the router counted as the body. Pure
+functions: the caller passes the clock reading and the id factory.
 
 Both run for every request, so they write the head in one pass over the headers, straight
 into the list of pieces that becomes it: one lower-casing and one set lookup per header in
@@ -24,9 +29,21 @@ _REQUEST_ID = re.compile(rb"[A-Za-z0-9+/=-]{20,200}")
 _SET_BY_ROUTER = frozenset({b"x-forwarded-proto", b"x-forwarded-port", b"x-request-start"})
 # Headers the router rebuilds from the client's values (collected, then written once).
 _REBUILT = frozenset({b"x-request-id", b"x-forwarded-for", b"via"})
+# Every request header the router writes itself (_ROUTER_TAIL, framing, tunnels).
+ROUTER_REQUEST_HEADERS = _SET_BY_ROUTER | _REBUILT | {b"content-length", b"transfer-encoding"}
+# What a name in the client's Connection header never removes: framing, routing, the router's
+# own headers (RFC 9110 §7.6.1 has a proxy drop the fields Connection names; a sender must
+# not name these, so the router ignores such a name rather than obey it).
+UNREMOVABLE_REQUEST = ROUTER_REQUEST_HEADERS | {b"host", b"connection", b"upgrade"}
+# The same for a dyno's response: its framing, and the Via the router extends.
+UNREMOVABLE_RESPONSE = frozenset({b"content-length", b"transfer-encoding", b"via", b"connection"})
 # Request headers that need more than copying: one lookup tells the common ones apart.
 _REQUEST_SPECIAL = HOP_BY_HOP | _SET_BY_ROUTER | _REBUILT | {b"host", b"content-length"}
 _RESPONSE_SPECIAL = HOP_BY_HOP | {b"via"}
+# Connection options that remove nothing more (hop-by-hop headers are dropped anyway).
+_NOT_OPTIONS_REQUEST = HOP_BY_HOP | UNREMOVABLE_REQUEST
+_NOT_OPTIONS_RESPONSE = HOP_BY_HOP | UNREMOVABLE_RESPONSE
+_MAX_LENGTH_DIGITS = 18  # a body up to an exabyte: int() stays a machine word
 # A header whose name has none of these lengths is copied without lower-casing it.
 _REQUEST_LENGTHS = frozenset(len(name) for name in _REQUEST_SPECIAL)
 _RESPONSE_LENGTHS = frozenset(len(name) for name in _RESPONSE_SPECIAL)
@@ -47,16 +64,23 @@ class MalformedRequest(ValueError):
 class ForwardedRequest:
     """The request head for the dyno and what the router log line needs from it."""
 
-    __slots__ = ("body", "forwarded_for", "head", "host", "request_id")
+    __slots__ = ("body", "content_length", "forwarded_for", "head", "host", "request_id")
 
     def __init__(
-        self, head: bytes, host: str, request_id: str, forwarded_for: str, body: BodyKind
+        self,
+        head: bytes,
+        host: str,
+        request_id: str,
+        forwarded_for: str,
+        body: BodyKind,
+        content_length: int = -1,
     ) -> None:
         self.head = head
         self.host = host  # the Host header, "" when absent
         self.request_id = request_id
         self.forwarded_for = forwarded_for  # as sent to the dyno (Heroku logs it as fwd)
         self.body = body
+        self.content_length = content_length  # the body's length (LENGTH bodies), else -1
 
 
 def valid_request_id(value: bytes) -> bool:
@@ -92,8 +116,11 @@ def forward_request(
     ``Connection: Upgrade`` and ``Upgrade`` too.
 
     Raises ``MalformedRequest`` for a second ``Host`` header (RFC 9112 §3.2: the router and
-    the dyno must not disagree on the app) and for a transfer coding other than ``chunked``
-    alone (a coding the router would drop, or that the dyno may read another way).
+    the dyno must not disagree on the app), for a transfer coding other than ``chunked``
+    alone (a coding the router would drop, or that the dyno may read another way), and for
+    any framing that could be read two ways (RFC 9112 §6.3): a ``Content-Length`` that is not
+    a number, two of them, or one with ``Transfer-Encoding``. (httptools refuses these too;
+    the router does not forward a body on another parser's word alone.)
     """
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
     options: set[bytes] | None = None
@@ -102,6 +129,7 @@ def forward_request(
     forwarded = b""
     via = b""
     body = BodyKind.NONE
+    length = -1
     for name, value in headers:
         if len(name) not in _REQUEST_LENGTHS:
             parts += (name, b": ", value, b"\r\n")
@@ -115,14 +143,16 @@ def forward_request(
             host = value
             parts += (name, b": ", value, b"\r\n")
         elif lname == b"content-length":
-            body = BodyKind.LENGTH  # (httptools refused it together with chunked)
-            parts += (name, b": ", value, b"\r\n")
+            if body is not BodyKind.NONE:
+                raise MalformedRequest("a second Content-Length, or one with Transfer-Encoding")
+            length = _content_length(value)
+            body = BodyKind.LENGTH  # written in the tail, from the number
         elif lname == b"transfer-encoding":
-            if value.strip().lower() != b"chunked" or body is BodyKind.CHUNKED:
-                raise MalformedRequest("a transfer coding other than chunked")
+            if value.strip().lower() != b"chunked" or body is not BodyKind.NONE:
+                raise MalformedRequest("a transfer coding other than chunked, or two framings")
             body = BodyKind.CHUNKED
         elif lname == b"connection":
-            tokens = connection_tokens(value) - HOP_BY_HOP
+            tokens = connection_tokens(value) - _NOT_OPTIONS_REQUEST
             if tokens:
                 options = tokens if options is None else options | tokens
         elif lname == b"x-request-id":
@@ -154,6 +184,8 @@ def forward_request(
     )
     if body is BodyKind.CHUNKED:
         parts.append(b"Transfer-Encoding: chunked\r\n")
+    elif body is BodyKind.LENGTH:
+        parts.append(b"Content-Length: %d\r\n" % length)
     if upgrade:
         parts += (b"Connection: Upgrade\r\nUpgrade: ", upgrade, b"\r\n")
     parts.append(b"\r\n")
@@ -163,7 +195,16 @@ def forward_request(
         rid,
         forwarded_for.decode("latin-1"),
         body,
+        length,
     )
+
+
+def _content_length(value: bytes) -> int:
+    """A ``Content-Length`` value as a number (RFC 9110 §8.6: 1*DIGIT, around it OWS)."""
+    digits = value.strip(b" \t")
+    if not digits.isdigit() or len(digits) > _MAX_LENGTH_DIGITS:
+        raise MalformedRequest("a Content-Length that is not one number")
+    return int(digits)
 
 
 def forward_response_head(
@@ -194,7 +235,7 @@ def forward_response_head(
         if lname not in _RESPONSE_SPECIAL:
             parts += (name, b": ", value, b"\r\n")
         elif lname == b"connection":
-            tokens = connection_tokens(value) - HOP_BY_HOP
+            tokens = connection_tokens(value) - _NOT_OPTIONS_RESPONSE
             if tokens:
                 options = tokens if options is None else options | tokens
         elif lname == b"via":

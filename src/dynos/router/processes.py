@@ -45,6 +45,7 @@ from typing import Any
 
 from dynos.logs.hub import LogHub
 from dynos.logs.logline import PLATFORM
+from dynos.router.limits import ConnectionLimits
 from dynos.router.metrics import AppMetrics
 from dynos.router.proxy import BACKLOG, Router
 
@@ -115,10 +116,13 @@ def emit_shipped(logs: LogHub, turns: list[list[str]]) -> None:
 
 class RouterProcesses:
     """The router processes beside ``router`` (the server's own): one per socket in
-    ``sockets``, the listening sockets of ``listening_sockets`` other than the router's."""
+    ``sockets``, the listening sockets of ``listening_sockets`` other than the router's.
+    Each holds as many connections as ``router`` does (its ``limits``: the server gives every
+    process its share)."""
 
     def __init__(self, router: Router, logs: LogHub, sockets: list[socket.socket]) -> None:
         self._router = router
+        self._limits: ConnectionLimits = router.counts.limits
         self._logs = logs
         self._sockets = dict(enumerate(sockets, start=1))
         self._processes: dict[int, _Process] = {}
@@ -196,6 +200,8 @@ class RouterProcesses:
                 str(listening),
                 str(theirs.fileno()),
                 self._router.table.domain,
+                str(self._limits.total),
+                str(self._limits.per_client),
                 pass_fds=(listening, theirs.fileno()),
                 stdin=asyncio.subprocess.DEVNULL,
             )

@@ -21,7 +21,9 @@ docs/performance.md says why it is not needed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import resource
 import socket
 import time
 from collections.abc import Callable
@@ -30,6 +32,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from dynos.logs.hub import LogHub
 from dynos.router.client import ClientConnection
+from dynos.router.limits import ConnectionCounts, ConnectionLimits, Refusal, limits_for
 from dynos.router.metrics import RouterMetrics, metrics_registry
 from dynos.router.request_log import RequestLog
 from dynos.router.routing_table import RoutingTable
@@ -42,13 +45,16 @@ WAKE_TIMEOUT = 75.0  # how long a request waits for an idle app to wake (then H2
 TICK = 0.5  # how often deadlines are checked: the precision of every timeout above
 BACKLOG = 1024
 
+log = logging.getLogger(__name__)
+
 
 class Router:
     """The routing layer. ``start`` it once, ``close`` it once.
 
     ``table`` is read once per request (the router writes only its per-dyno state: in-flight
     counts, quarantine, idle connections); ``logs`` gets one line per request that reached a
-    known app (``source="dynos"``, ``dyno="router"``).
+    known app (``source="dynos"``, ``dyno="router"``). ``limits``: the most client
+    connections held, per address and in all (default: from the process's descriptor limit).
     """
 
     def __init__(
@@ -63,6 +69,7 @@ class Router:
         tick: float = TICK,
         pool: UpstreamPool | None = None,
         random: Callable[[], float] = random.random,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.table = table
         self.logs = logs
@@ -82,6 +89,9 @@ class Router:
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self._connections: set[ClientConnection] = set()
+        if limits is None:
+            limits = limits_for(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        self.counts = ConnectionCounts(limits)
         self._drained: asyncio.Future[None] | None = None
         self._closing = False
 
@@ -148,13 +158,38 @@ class Router:
 
     # ---- called by ClientConnection -----------------------------------------------------
 
-    def connection_opened(self, conn: ClientConnection) -> None:
+    def connection_opened(self, conn: ClientConnection) -> bool:
+        """Take ``conn`` in, or refuse it (False): it would pass a cap of ``limits``."""
+        refusal = self.counts.admit(conn.client_ip)
+        if refusal is not None:
+            limits = self.counts.limits
+            # One line per kind of refusal, whatever the address: the server's log filter
+            # shows the first and counts the rest (dynos.server_log).
+            if refusal is Refusal.PER_CLIENT:
+                log.warning(
+                    'router: at=error desc="Too many connections from one address" fwd="%s" '
+                    "limit=%d: refused with 503 (--router-max-connections-per-client)",
+                    conn.client_ip,
+                    limits.per_client,
+                )
+            else:
+                log.warning(
+                    'router: at=error desc="Too many connections" fwd="%s" limit=%d: '
+                    "refused with 503 (--router-max-connections)",
+                    conn.client_ip,
+                    limits.total,
+                )
+            return False
         self._connections.add(conn)
         if self._closing:
             conn.drain()  # accepted just before the listening socket closed
+        return True
 
     def connection_closed(self, conn: ClientConnection) -> None:
+        if conn not in self._connections:
+            return  # refused: never counted
         self._connections.discard(conn)
+        self.counts.release(conn.client_ip)
         drained = self._drained
         if not self._connections and drained is not None and not drained.done():
             drained.set_result(None)

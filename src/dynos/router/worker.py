@@ -1,6 +1,6 @@
 """One more router process, started by the server (see processes.py for the protocol).
 
-    python -m dynos.router.worker LISTENING_FD CONTROL_FD DOMAIN
+    python -m dynos.router.worker LISTENING_FD CONTROL_FD DOMAIN MAX_CONNECTIONS PER_CLIENT
 
 It accepts on the server's listening socket and routes with a copy of the server's routing
 table, kept up to date over the control socket; its log lines, wake-ups and metrics go back
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import socket
 import sys
@@ -19,7 +20,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from dynos import server_log
 from dynos.logs.hub import LogHub
+from dynos.router.limits import ConnectionLimits
 from dynos.router.processes import LINE_LIMIT, LOG_EVERY, STATS_EVERY, encode_message
 from dynos.router.proxy import Router
 from dynos.router.routing_table import RoutingTable
@@ -77,15 +80,22 @@ class ForwardedLogs(LogHub):
             self._ship({"logs": turns})
 
 
-async def serve(listening: socket.socket, control_sock: socket.socket, domain: str) -> None:
+async def serve(
+    listening: socket.socket,
+    control_sock: socket.socket,
+    domain: str,
+    limits: ConnectionLimits,
+    repeats: server_log.RepeatFilter | None = None,
+) -> None:
     reader, writer = await asyncio.open_connection(sock=control_sock, limit=LINE_LIMIT)
     control = _Control(writer)
     table = RoutingTable(domain)
     table.on_wake = lambda app: control.send({"wake": app})
     logs = ForwardedLogs(control.send)
-    router = Router(table, logs)
+    router = Router(table, logs, limits=limits)
     await router.start(sock=listening)
     stats = asyncio.create_task(_report(router, logs, control))
+    counting = asyncio.create_task(server_log.flush_now_and_then(repeats)) if repeats else None
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, lambda: None)  # the server says when to stop
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # (a Ctrl-C reaches the whole group)
@@ -105,6 +115,8 @@ async def serve(listening: socket.socket, control_sock: socket.socket, domain: s
             router.drain_timeout = 0.0  # the server is gone: nobody would get the answers' logs
     finally:
         stats.cancel()
+        if counting is not None:
+            counting.cancel()
         await router.close()
         _send_stats(router, logs, control)
         # The last lines and figures are written out before the loop (and the process) ends.
@@ -112,6 +124,8 @@ async def serve(listening: socket.socket, control_sock: socket.socket, domain: s
             await writer.drain()
             writer.close()
             await writer.wait_closed()
+        if repeats is not None:
+            repeats.flush(every=True)
 
 
 async def _drain(
@@ -150,6 +164,9 @@ async def _report(router: Router, logs: ForwardedLogs, control: _Control) -> Non
 
 def main() -> None:
     listening_fd, control_fd, domain = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    limits = ConnectionLimits(total=int(sys.argv[4]), per_client=int(sys.argv[5]))
+    # Its lines go to the server's stderr, as the server's own do, repeats held back alike.
+    repeats = server_log.configure(f"dynos router process {os.getpid()}")
     listening = socket.socket(fileno=listening_fd)
     control = socket.socket(fileno=control_fd)
     try:
@@ -159,7 +176,7 @@ def main() -> None:
     except ImportError:
         runner = asyncio.Runner()
     with runner:
-        runner.run(serve(listening, control, domain))
+        runner.run(serve(listening, control, domain, limits, repeats))
 
 
 if __name__ == "__main__":

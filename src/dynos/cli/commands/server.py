@@ -65,6 +65,18 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
     click.IntRange(-20, 19),
     "Nice value of the server process, which routes requests (dynos run at 0); below 0 needs root.",
 )
+@_setting(
+    "router-max-connections",
+    click.IntRange(min=1),
+    "Client connections the router holds at once; past it, 503 and close "
+    "(default: from the file descriptor limit, leaving a reserve for the API and the dynos).",
+)
+@_setting(
+    "router-max-connections-per-client",
+    click.IntRange(min=1),
+    "Client connections the router holds from one address (default: an eighth of the "
+    "total, at least 64).",
+)
 @_setting("domain", None, "Apps are routed at <app>.<domain>.")
 @_setting("stop-grace", SECONDS, "Seconds between SIGTERM and SIGKILL when a dyno stops.")
 @_setting("boot-timeout", SECONDS, "Seconds a web dyno has to bind its $PORT.")
