@@ -37,6 +37,7 @@ class ServerConfig:
     cycle_after: float | None = None  # restart dynos older than this (daily cycling); off
     crash_backoff: float = 1.0  # first delay between restarts of a dyno that keeps crashing
     crash_backoff_max: float = 300.0  # the delay doubles up to this
+    scratch_mb: int = 512  # private scratch (/tmp, /dev/shm ...) of a Standard-1X dyno, as root
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class HomePaths:
     @property
     def server_json(self) -> Path:
         return self.home / "server.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the one server running on this home."""
+        return self.home / "server.lock"
 
     @property
     def slugs(self) -> Path:

@@ -1,7 +1,7 @@
 """`dynos server`: wiring only. Build the components, run them in one TaskGroup, stop in order.
 
 Shutdown order (SIGTERM or SIGINT): stop accepting API and router connections, let in-flight
-requests finish briefly, then stop every dyno (SIGTERM to its process group, SIGKILL after
+requests finish briefly, then stop every dyno (SIGTERM to each of its processes, SIGKILL after
 the grace period), then the add-ons' services (which dynos may use until they stop), then exit
 0. No dyno or add-on process outlives the server. Add-ons start before the first dyno does.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -24,9 +25,9 @@ import uvicorn
 
 from dynos.api.routes import Api
 from dynos.backends.base import DynoEvents
-from dynos.backends.cgroups import Cgroups
 from dynos.backends.isolation import AppUsers, close_home, isolation_available, runtime_python
 from dynos.backends.local import LocalBackend
+from dynos.backends.sandbox import Sandboxes
 from dynos.config import HomePaths, ServerConfig
 from dynos.core.restart_policy import RestartPolicy
 from dynos.errors import PlatformError, UserError
@@ -87,6 +88,22 @@ def _bind(host: str, port: int, flag: str) -> socket.socket:
     return sock
 
 
+def _lock_home(paths: HomePaths) -> int:
+    """Hold the home for this server's lifetime (the lock goes with the process, kill -9
+    included): what a server finds of its home's at start (cgroups, the process registry,
+    app users) is then a dead server's, never a running one's. UserError if one runs."""
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(
+            f"Another dynos server is running on {paths.home}: stop it first, or start this "
+            "one with another --home."
+        ) from None
+    return fd
+
+
 class _ApiServer(uvicorn.Server):
     """uvicorn, minus its own signal handling: the dynos server owns the signals."""
 
@@ -104,17 +121,17 @@ async def _serve(config: ServerConfig) -> None:
         # opened to their app's group one by one (isolation.open_slug_to).
         os.umask(0o077)
     paths.home.mkdir(parents=True, exist_ok=True)
+    home_lock = _lock_home(paths)
     paths.slugs.mkdir(exist_ok=True)
     token = ensure_token(paths)
     store = Store(paths.database)
     logs = LogHub()
     routes = RoutingTable(config.domain)
 
-    cgroups = Cgroups.detect()
-    if cgroups is not None:
-        reaped = cgroups.reap_orphans()
-        if reaped:
-            log.info("killed %d dyno processes left by a server that died", reaped)
+    sandboxes = Sandboxes.for_server(paths.home, scratch_mb=config.scratch_mb)
+    reaped = sandboxes.reap_leftovers()
+    if reaped:
+        log.info("killed %d dyno processes left by a server that died", reaped)
     isolate = isolation_available()
     users = AppUsers(paths.home) if isolate else None
     if users is not None:
@@ -125,7 +142,9 @@ async def _serve(config: ServerConfig) -> None:
     python = runtime_python(isolate)
 
     def local_backend(events: DynoEvents) -> LocalBackend:
-        return LocalBackend(events, boot_timeout=config.boot_timeout, cgroups=cgroups, users=users)
+        return LocalBackend(
+            events, boot_timeout=config.boot_timeout, users=users, sandboxes=sandboxes
+        )
 
     settings = ManagerSettings(
         slugs_dir=paths.slugs,
@@ -220,10 +239,10 @@ async def _serve(config: ServerConfig) -> None:
         await addons.close()
         paths.server_json.unlink(missing_ok=True)
         store.close()
-        if cgroups is not None:
-            cgroups.close()
+        sandboxes.close()
         if users is not None:
             users.remove_all()
+        os.close(home_lock)
     log.info("stopped")
 
 

@@ -1,7 +1,8 @@
-"""Periodic checks on running dynos: memory (R14/R15), idling, and daily cycling.
+"""Periodic checks on running dynos: memory (R14/R15), scratch space, idling, daily cycling.
 
-The decisions are pure (``core.memory``, ``core.idling``); this loop samples the backend and
-the router's table, and asks the manager to act. It never starts or stops a process itself.
+The decisions are pure (``core.memory``, ``core.scratch``, ``core.idling``); this loop
+samples the backend and the router's table, and asks the manager to act. It never starts or
+stops a process itself.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from dynos.core.idling import idle_due, may_idle
 from dynos.core.memory import assess_memory
+from dynos.core.scratch import assess_scratch
 from dynos.core.sizes import find_size
 from dynos.core.states import DynoState
 from dynos.router.routing_table import RoutingTable
@@ -42,6 +44,7 @@ class DynoWatch:
     def check(self) -> None:
         now = self._clock()
         self._check_memory(now)
+        self._check_scratch()
         self._check_idling(now)
         self._check_cycling(now)
 
@@ -61,6 +64,19 @@ class DynoWatch:
             if verdict.kill:
                 record.memory_killed = True
                 backend.kill(record.key)
+
+    def _check_scratch(self) -> None:
+        backend = self._manager.backend
+        for record in self._manager.all_dynos():
+            if record.key is None or record.stopping:
+                continue
+            usage = backend.scratch_usage(record.key)
+            if usage is None:
+                continue
+            verdict = assess_scratch(*usage, record.scratch_full)
+            record.scratch_full = verdict.full
+            if verdict.line is not None:
+                self._manager.platform_log(record, verdict.line)
 
     def _check_idling(self, now: float) -> None:
         settings = self._store.all_app_settings()
