@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ def parent_cgroups() -> Iterator[None]:
 
 
 OPENED: list[LocalBackend] = []  # the scenario's backends, closed even when it fails
+ESCAPED: list[int] = []  # detached processes, killed at the end whatever happened
 
 
 def run(loop: str, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -49,6 +51,12 @@ def run(loop: str, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
         try:
             await scenario()
         finally:
+            # One that escaped its dyno would hold its output pipes open, and the stop below
+            # would wait for them: it goes first.
+            for pid in ESCAPED:
+                if not gone(pid):
+                    os.kill(pid, signal.SIGKILL)
+            ESCAPED.clear()
             await asyncio.gather(*(local.close(1) for local in OPENED))
             OPENED.clear()
 
@@ -89,7 +97,9 @@ class Events:
 
     async def detached_pid(self) -> int:
         await self.until(lambda: any(line.startswith("detached ") for line in self.lines))
-        return int(next(line for line in self.lines if line.startswith("detached ")).split()[1])
+        pid = int(next(line for line in self.lines if line.startswith("detached ")).split()[1])
+        ESCAPED.append(pid)
+        return pid
 
 
 def backend(holder: str, events: Events) -> LocalBackend:
@@ -120,41 +130,28 @@ async def until_gone(pid: int, timeout: float = 10) -> bool:
     return True
 
 
-def kill_leftover(pid: int | None) -> None:
-    if pid is not None and not gone(pid):
-        os.kill(pid, 9)
-
-
 def test_a_stop_ends_the_processes_that_left_the_dyno_session(
     tmp_path: Path, loop: str, holder: str
 ) -> None:
-    detached: int | None = None
-
     async def scenario() -> None:
-        nonlocal detached
         events = Events()
         local = backend(holder, events)
         await local.start(spec(tmp_path, DETACHED + "exec sleep 1000"))
         detached = await events.detached_pid()
         assert os.getsid(detached) == detached  # its own session: no group signal reaches it
-        killed = await local.stop("k", grace=5)
+        async with asyncio.timeout(10):
+            killed = await local.stop("k", grace=5)
         assert not killed  # SIGTERM was enough, for both processes
         assert await until_gone(detached, timeout=2)
         assert events.exits == {"k": 143}
 
-    try:
-        run(loop, scenario)
-    finally:
-        kill_leftover(detached)
+    run(loop, scenario)
 
 
 def test_when_the_main_process_exits_what_it_left_running_goes_too(
     tmp_path: Path, loop: str, holder: str
 ) -> None:
-    detached: int | None = None
-
     async def scenario() -> None:
-        nonlocal detached
         events = Events()
         local = backend(holder, events)
         await local.start(spec(tmp_path, DETACHED + "sleep 0.5; exit 3"))
@@ -163,40 +160,29 @@ def test_when_the_main_process_exits_what_it_left_running_goes_too(
         assert events.exits == {"k": 3}
         assert await until_gone(detached, timeout=2)
 
-    try:
-        run(loop, scenario)
-    finally:
-        kill_leftover(detached)
+    run(loop, scenario)
 
 
 def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(
     tmp_path: Path, loop: str, holder: str
 ) -> None:
-    detached: int | None = None
-
     async def scenario() -> None:
-        nonlocal detached
         events = Events()
         local = backend(holder, events)
         stubborn = "setsid sh -c 'trap \"\" TERM; echo detached $$; while :; do sleep 1; done' & "
         await local.start(spec(tmp_path, stubborn + "exec sleep 1000"))
         detached = await events.detached_pid()
         started = asyncio.get_running_loop().time()
-        assert await local.stop("k", grace=1)  # it had to be killed
+        async with asyncio.timeout(10):
+            assert await local.stop("k", grace=1)  # it had to be killed
         assert asyncio.get_running_loop().time() - started >= 1
         assert await until_gone(detached, timeout=2)
 
-    try:
-        run(loop, scenario)
-    finally:
-        kill_leftover(detached)
+    run(loop, scenario)
 
 
 def test_an_r15_kill_ends_every_process_at_once(tmp_path: Path, loop: str, holder: str) -> None:
-    detached: int | None = None
-
     async def scenario() -> None:
-        nonlocal detached
         events = Events()
         local = backend(holder, events)
         await local.start(spec(tmp_path, DETACHED + "exec sleep 1000"))
@@ -206,7 +192,4 @@ def test_an_r15_kill_ends_every_process_at_once(tmp_path: Path, loop: str, holde
         assert events.exits == {"k": 137}
         assert await until_gone(detached, timeout=2)
 
-    try:
-        run(loop, scenario)
-    finally:
-        kill_leftover(detached)
+    run(loop, scenario)

@@ -111,6 +111,9 @@ class AppUsers:
         if not users:
             return 0
         running = _uids_running({entry.pw_uid for entry in users})
+        for entry in users:
+            if entry.pw_uid in running:
+                log.warning("could not remove the user %s yet: it still runs", entry.pw_name)
         users = [entry for entry in users if entry.pw_uid not in running]
         remaining = remove_files_of({e.pw_uid for e in users}, {e.pw_gid for e in users})
         removed = 0
@@ -128,6 +131,9 @@ class AppUsers:
                 continue
             # Fails (and the user stays, to be removed later) while a process still runs as it.
             result = subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
+            if result.returncode != 0:
+                said = result.stderr.decode(errors="replace").strip()
+                log.warning("could not remove the user %s yet: %s", entry.pw_name, said)
             removed += result.returncode == 0
         return removed
 
@@ -137,15 +143,20 @@ def user_name(app_id: str) -> str:
 
 
 def _uids_running(uids: set[int]) -> set[int]:
-    """Which of ``uids`` a live process runs as (their files are not theirs to lose yet)."""
+    """Which of ``uids`` a live process runs as (their files are not theirs to lose yet); an
+    exited one that its parent has yet to reap does not count, as for userdel."""
     running: set[int] = set()
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ValueError):
                 uid = entry.stat().st_uid
-                if uid in uids:
+                if uid in uids and not _is_zombie(Path(entry.path, "stat").read_bytes()):
                     running.add(uid)
     return running
+
+
+def _is_zombie(stat: bytes) -> bool:
+    return stat[stat.rindex(b")") + 2 :].startswith(b"Z")
 
 
 def _passwd_entry(name: str) -> pwd.struct_passwd | None:
