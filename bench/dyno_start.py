@@ -3,7 +3,8 @@
     python bench/dyno_start.py [--rounds 40]
 
 Each round starts one dyno whose command prints a line (``exec echo up``) and times, on the
-server's event loop (uvloop), until that line arrives; then the dyno is gone. Modes: the
+server's event loop (uvloop), until that line arrives; then the dyno is gone. Each mode runs
+in blocks of rounds (forward, then in reverse order). Modes: the
 plain process (``/bin/sh -c`` spawned by hand, no sandbox: the anchor); the reaper (how a
 server without root holds a dyno's processes); and, as root, a cgroup (memory, CPU, pids),
 and a cgroup with a private scratch space (a mount and IPC namespace with a tmpfs over every
@@ -65,7 +66,13 @@ async def through(sandboxes: Sandboxes, cwd: Path, round_: int) -> float:
     events = FirstLine()
     local = LocalBackend(events, sandboxes=sandboxes)
     spec = DynoSpec(
-        f"bench/{round_}", "bench", "run.1", "echo up", cwd, {"PATH": "/usr/bin:/bin"}, None,
+        f"bench/{round_}",
+        "bench",
+        "run.1",
+        "echo up",
+        cwd,
+        {"PATH": "/usr/bin:/bin"},
+        None,
         DEFAULT_SIZE,
     )
     started = time.perf_counter()
@@ -79,21 +86,24 @@ async def through(sandboxes: Sandboxes, cwd: Path, round_: int) -> float:
 async def main(rounds: int) -> None:
     cgroups = Cgroups.detect()
     modes: dict[str, Sandboxes | None] = {"plain process (anchor)": None}
-    modes["reaper (without root)"] = Sandboxes()
     if cgroups is not None:
         shared = SharedDirectories()
         shared.get()
         modes["cgroup (root)"] = Sandboxes(cgroups=cgroups)
         modes["cgroup + private scratch (root)"] = Sandboxes(cgroups=cgroups, shared=shared)
+    modes["reaper (without root)"] = Sandboxes()
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         results: dict[str, list[float]] = {mode: [] for mode in modes}
-        for round_ in range(rounds + 3):  # the first rounds warm caches up and are dropped
-            for mode, sandboxes in modes.items():
+        # Each mode in a block of its own, the blocks forward then backward: starts that
+        # alternate between modes disturb one another (one's exit is the next one's start).
+        order = [*modes.items(), *reversed(modes.items())]
+        for number, (mode, sandboxes) in enumerate(order):
+            for round_ in range(rounds // 2 + 3):  # the first rounds warm caches up
                 if sandboxes is None:
                     elapsed = await by_hand(cwd)
                 else:
-                    elapsed = await through(sandboxes, cwd, round_)
+                    elapsed = await through(sandboxes, cwd, number * 1000 + round_)
                 if round_ >= 3:
                     results[mode].append(elapsed * 1000)
     if cgroups is not None:

@@ -19,17 +19,22 @@ PROGRAM gets SIGKILL if the reaper itself dies. SIGINT, SIGQUIT, SIGHUP and the 
 signals, which a terminal sends to the whole process group, are for PROGRAM, not the reaper.
 
 This file runs on its own (``-I -S``: no site-packages, no environment variables, nothing of
-dynos imported), so that a dyno start costs only an interpreter start (about 10 ms).
+dynos imported, and as few modules as will do: contextlib or enum alone would cost a
+millisecond), so that a dyno start costs little more than an interpreter's start (about 10 ms
+in all, docs/performance.md).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
-import resource
-import signal
 import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy knows by name, without typing's import
+if TYPE_CHECKING:
+    import signal
+else:  # the C module: ``signal`` would import enum, a millisecond or two
+    import _signal as signal
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -52,6 +57,13 @@ def _prctl(option: int, value: int) -> None:
     if _libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
         number = ctypes.get_errno()
         raise OSError(number, os.strerror(number))
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:  # noqa: SIM105 (not contextlib: its import alone would slow each dyno start)
+        os.kill(pid, sig)
+    except ProcessLookupError:  # gone meanwhile
+        pass
 
 
 def descendants(root: int) -> list[int]:
@@ -132,8 +144,7 @@ class Reaper:
     def _on_term(self, signum: int, frame: object) -> None:
         self.stopping = True
         for pid in descendants(os.getpid()):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+            _kill(pid, signal.SIGTERM)
 
     def _on_kill_all(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -147,8 +158,7 @@ class Reaper:
             if not pids:
                 return
             for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                _kill(pid, signal.SIGKILL)
             try:  # wait for one to die, then reap what else has, and look again
                 pid, status = os.waitpid(-1, 0)
                 while pid:
@@ -163,10 +173,14 @@ class Reaper:
         if status is None:
             sys.exit(1)
         if os.WIFSIGNALED(status):
+            import resource  # only here: every import slows each dyno start
+
             sig = os.WTERMSIG(status)
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # die by it, without a core
-            with contextlib.suppress(OSError):  # SIGKILL has no disposition to set
+            try:  # noqa: SIM105 (as above)
                 signal.signal(sig, signal.SIG_DFL)
+            except OSError:  # SIGKILL has no disposition to set
+                pass
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
             os.kill(os.getpid(), sig)
             os._exit(128 + sig)  # a signal whose default is not to terminate
