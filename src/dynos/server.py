@@ -132,6 +132,7 @@ async def _serve(config: ServerConfig) -> None:
     reaped = sandboxes.reap_leftovers()
     if reaped:
         log.info("killed %d dyno processes left by a server that died", reaped)
+    sandboxes.start_watchdog()  # from here, the dynos die with this server, however it ends
     isolate = isolation_available()
     users = AppUsers(paths.home) if isolate else None
     if users is not None:

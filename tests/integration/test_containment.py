@@ -248,15 +248,33 @@ def test_a_full_scratch_fails_writes_with_enospc_in_that_dyno_only_and_says_why(
 
 
 @root_only
-def test_the_next_server_reaps_detached_processes_a_killed_one_left(tmp_path: Path) -> None:
+def test_the_dynos_of_a_killed_server_end_with_it(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "home")
+    try:
+        app = deploy(server, tmp_path)
+        server.scale(app, worker=1)
+        [pid] = detached(server, app)
+    finally:
+        server.process.kill()  # no chance to stop its dynos: its watchdog does
+        server.process.wait()
+    assert_gone(pid)
+
+
+@root_only
+def test_the_next_server_reaps_what_a_killed_one_left(tmp_path: Path) -> None:
+    """The server and its watchdog killed at once: the next server on the home reaps."""
     first = start_server(tmp_path / "home")
     try:
         app = deploy(first, tmp_path)
         first.scale(app, worker=1)
         [pid] = detached(first, app)
     finally:
-        first.process.kill()  # no chance to stop its dynos
+        children = psutil.Process(first.process.pid).children()
+        watchdog = [c for c in children if "watchdog.py" in " ".join(c.cmdline())]
+        for process in [first.process, *watchdog]:
+            process.kill()
         first.process.wait()
+    time.sleep(0.5)
     assert not gone(pid)
     second = start_server(tmp_path / "home")
     try:

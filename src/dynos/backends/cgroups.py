@@ -200,6 +200,11 @@ class Cgroups:
     def _hierarchies(self) -> tuple[str, ...]:
         return V1_CONTROLLERS if self.version == 1 else ("",)
 
+    @property
+    def parent_dirs(self) -> tuple[Path, ...]:
+        """This server's parent groups (one per hierarchy), which hold all of its groups."""
+        return tuple(self._root / hierarchy / self._parent for hierarchy in self._hierarchies)
+
     def close(self) -> None:
         """Remove this server's parent cgroups (they are empty once every dyno stopped)."""
         for hierarchy in self._hierarchies:

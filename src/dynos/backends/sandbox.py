@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -41,7 +42,7 @@ from typing import Any
 import psutil
 
 from dynos.backends import cgroups as cg
-from dynos.backends import reaper
+from dynos.backends import reaper, watchdog
 from dynos.backends.isolation import DynoUser
 from dynos.backends.mounts import shared_directories
 from dynos.backends.orphans import ProcessRegistry
@@ -50,6 +51,7 @@ from dynos.core.sizes import DynoSize
 from dynos.priority import as_workload
 
 REAPER = Path(reaper.__file__).resolve()
+WATCHDOG = Path(watchdog.__file__).resolve()
 GROUP_POLL = 0.05  # seconds between checks that a stopping sandbox's processes are gone
 KILL_POLL = 0.01  # seconds between rounds of SIGKILL to a cgroup's processes
 KILL_WAIT = 5.0  # seconds for SIGKILLed processes to be gone
@@ -100,6 +102,7 @@ class Sandboxes:
         self._shared = shared
         self._scratch_mb = scratch_mb
         self._python = python
+        self._watchdog: subprocess.Popen[bytes] | None = None
         # What every child must still reach should a scratch cover it (a checkout or a
         # virtualenv under /tmp): this Python, and the reaper.
         self._visible = _existing(Path(sys.prefix), Path(sys.base_prefix), REAPER.parent)
@@ -132,6 +135,19 @@ class Sandboxes:
     def scratch_for(self, size: DynoSize) -> int | None:
         """The scratch cap of a child of ``size``, None where there is no private scratch."""
         return scratch_bytes(size, self._scratch_mb) if self._shared is not None else None
+
+    def start_watchdog(self) -> None:
+        """With cgroups: a process that kills every process of this server's groups should
+        the server die without stopping them (watchdog.py). Call it from the thread that
+        lives as long as the server (its parent-death signal follows the thread)."""
+        if self.cgroups is None or self._watchdog is not None:
+            return
+        parents = [str(p) for p in self.cgroups.parent_dirs]
+        self._watchdog = subprocess.Popen(
+            [self._python, "-I", "-S", str(WATCHDOG), str(os.getpid()), *parents],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C at the server's terminal is for the server
+        )
 
     def reap_leftovers(self) -> int:
         """At start, before any child: kill what a server that died on this home left
@@ -174,7 +190,16 @@ class Sandboxes:
         )
 
     def close(self) -> None:
-        """At stop, once every child has: remove this server's parent cgroups."""
+        """At stop, once every child has: stand the watchdog down, remove this server's
+        parent cgroups."""
+        if self._watchdog is not None:
+            self._watchdog.send_signal(watchdog.STAND_DOWN)
+            try:
+                self._watchdog.wait(5)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait()
+            self._watchdog = None
         if self.cgroups is not None:
             self.cgroups.close()
 
