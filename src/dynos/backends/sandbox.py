@@ -5,7 +5,8 @@ A :class:`Sandbox` confines one child and everything it starts, and ends them al
 - as root: a cgroup of its own (:class:`~dynos.backends.cgroups.Limits`: memory, CPU weight,
   pids), a private, capped scratch space (scratch.py: its own /tmp, /dev/shm and every other
   directory open to all users, gone when it ends), and an unprivileged user; it is stopped by
-  its cgroup, every process in it, however detached (``setsid``, double forks);
+  its cgroup, every process in it, however detached (``setsid``, double forks), and the
+  server's watchdog (watchdog.py) kills it should the server die;
 - without root (or without cgroups): a reaper process (reaper.py) above the child, whose
   process tree is the child's and which dies with the server, recorded in the server's home
   (orphans.py) so that the next server ends whatever a killed one left;
