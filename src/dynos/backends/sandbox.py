@@ -148,6 +148,7 @@ class Sandboxes:
             [self._python, "-I", "-S", str(WATCHDOG), str(os.getpid()), *parents],
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C at the server's terminal is for the server
+            preexec_fn=as_workload,  # nothing but the server itself has the router's priority
         )
 
     def reap_leftovers(self) -> int:
