@@ -46,6 +46,7 @@ class ServerConfig:
     build_timeout: float = 900.0  # seconds a build may take (Heroku's 15 minutes)
     max_unpacked_size: int = 1024  # MB an upload may unpack to (all its files together)
     max_unpacked_files: int = 100_000  # files, directories and links an upload may hold
+    scratch_mb: int = 512  # private scratch (/tmp, /dev/shm ...) of a Standard-1X dyno, as root
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """`dynos server`: wiring only. Build the components, run them in one TaskGroup, stop in order.
 
 Shutdown order (SIGTERM or SIGINT): stop accepting API and router connections, let in-flight
-requests finish briefly, then stop every dyno (SIGTERM to its process group, SIGKILL after
+requests finish briefly, then stop every dyno (SIGTERM to each of its processes, SIGKILL after
 the grace period), then the add-ons' services (which dynos may use until they stop), then exit
 0. No dyno or add-on process outlives the server. Add-ons start before the first dyno does.
 """
@@ -28,10 +28,10 @@ import uvicorn
 from dynos import server_log
 from dynos.api.routes import Api
 from dynos.backends.base import DynoEvents
-from dynos.backends.cgroups import Cgroups
 from dynos.backends.firewall import guard_ports
 from dynos.backends.isolation import AppUsers, close_home, isolation_available, runtime_python
 from dynos.backends.local import LocalBackend
+from dynos.backends.sandbox import Sandboxes
 from dynos.config import HomePaths, ServerConfig
 from dynos.core.restart_policy import RestartPolicy
 from dynos.errors import DatabaseDamaged, PlatformError, UserError
@@ -195,11 +195,12 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
     logs = LogHub()
     routes = RoutingTable(config.domain)
 
-    cgroups = Cgroups.detect()
-    if cgroups is not None:
-        reaped = cgroups.reap_orphans()
-        if reaped:
-            log.info("killed %d dyno processes left by a server that died", reaped)
+    sandboxes = Sandboxes.for_server(paths.home, scratch_mb=config.scratch_mb)
+    reaped = sandboxes.reap_leftovers()
+    if reaped:
+        log.info("killed %d dyno processes left by a server that died", reaped)
+    sandboxes.start_watchdog()  # from here, the dynos die with this server, however it ends
+    cgroups = sandboxes.cgroups  # builds and add-on servers get cgroups of their own too
     isolate = isolation_available()
     users = AppUsers(paths.home) if isolate else None
     if users is not None:
@@ -215,7 +216,11 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
 
     def local_backend(events: DynoEvents) -> LocalBackend:
         return LocalBackend(
-            events, boot_timeout=config.boot_timeout, cgroups=cgroups, users=users, ports=ports
+            events,
+            boot_timeout=config.boot_timeout,
+            users=users,
+            sandboxes=sandboxes,
+            ports=ports,
         )
 
     settings = ManagerSettings(
@@ -340,8 +345,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         await manager.close()
         await addons.close()
         paths.server_json.unlink(missing_ok=True)
-        if cgroups is not None:
-            cgroups.close()
+        sandboxes.close()
         if ports is not None:  # every dyno is gone: no port is left to guard
             ports.close()
         if users is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,3 +124,59 @@ def test_an_add_on_gets_a_user_of_its_own_per_home_removed_with_the_app_users(
     assert other.for_addon("redis-solid-31337").uid != addon.uid  # same name, other server
     assert mine.remove_all() == 2
     assert not exists(addon.name) and not exists(app.name)
+
+
+def test_what_a_removed_user_left_anywhere_goes_with_it(homes: tuple[AppUsers, AppUsers]) -> None:
+    """Not a fixed list of places: any directory it could write in, /run/lock or one made
+    open to all by someone else, anywhere on the machine."""
+    mine, _ = homes
+    user = mine.for_app(str(uuid.uuid4()))
+    unusual = Path("/var/lib") / f"dynos-test-open-{user.name}"
+    unusual.mkdir()
+    left = [unusual / "secret", Path("/run/lock") / f"dynos-test-{user.name}"]
+    try:
+        unusual.chmod(0o1777)
+        for path in left:
+            path.write_text("secret")
+            path.chmod(0o600)
+            os.chown(path, user.uid, user.gid)
+        mine.remove_all()
+        assert [path for path in left if path.exists()] == []
+        assert not exists(user.name)
+    finally:
+        for path in left:
+            path.unlink(missing_ok=True)
+        unusual.rmdir()
+
+
+def test_a_user_whose_files_cannot_be_deleted_keeps_its_uid(
+    homes: tuple[AppUsers, AppUsers],
+) -> None:
+    """While a file of its remains, its uid must not go to another app, which would own it."""
+    mine, _ = homes
+    user = mine.for_app(str(uuid.uuid4()))
+    stuck = Path("/tmp") / f"dynos-test-stuck-{user.name}"
+    stuck.write_text("secret")
+    os.chown(stuck, user.uid, user.gid)
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)  # not even root may delete it
+    try:
+        assert mine.remove_all() == 0
+        assert pwd.getpwnam(user.name).pw_uid == user.uid
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    assert mine.remove_all() == 1  # the next attempt, once it could be deleted
+    assert not stuck.exists()
+
+
+def test_a_destroyed_apps_user_is_removed_and_the_others_stay(
+    homes: tuple[AppUsers, AppUsers],
+) -> None:
+    mine, other = homes
+    destroyed, kept = str(uuid.uuid4()), str(uuid.uuid4())
+    gone_user, kept_user = mine.for_app(destroyed), mine.for_app(kept)
+    elsewhere = other.for_app(str(uuid.uuid4()))
+    assert mine.remove_app(destroyed)
+    assert not exists(gone_user.name)
+    assert exists(kept_user.name) and exists(elsewhere.name)
+    assert not other.remove_app(kept)  # not that server's user
+    assert exists(kept_user.name)

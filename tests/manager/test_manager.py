@@ -298,3 +298,33 @@ def test_cycling_restarts_old_dynos_one_at_a_time(tmp_path: Path) -> None:
         assert len(cycling) == 2
 
     run(scenario, tmp_path)
+
+
+def test_scratch_watch_says_once_that_a_dynos_scratch_is_full(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=0, worker=1)
+        await w.settle()
+        watch = DynoWatch(w.manager, w.store, w.routes, w.clock)
+        mb = 1024 * 1024
+        w.fake.scratch["worker.1"] = (512 * mb, 512 * mb)
+        watch.check()
+        watch.check()
+        lines = [line.message for line in w.logs.recent("foo", 100, dyno="worker.1")]
+        full = [line for line in lines if line.startswith("Error: scratch space full")]
+        assert full == [full[0]] and "(512M of 512M)" in full[0]
+        assert w.states() == {"worker.1": "up"}  # a full scratch is the app's to handle
+
+    run(scenario, tmp_path)
+
+
+def test_destroying_an_app_releases_what_the_backend_held_for_it(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        w.scale(web=0, worker=1)
+        await w.settle()
+        w.store.delete_app(w.app.id)
+        await w.settle()
+        assert w.manager.dynos(w.app.id) == []
+        await w.manager.release_app(w.app.id)
+        assert w.fake.released == [w.app.id]
+
+    run(scenario, tmp_path)

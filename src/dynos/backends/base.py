@@ -68,3 +68,11 @@ class Backend(Protocol):
     def kill(self, key: str) -> None:
         """SIGKILL the dyno's processes at once (the R15 kill where no cgroup does it)."""
         ...
+
+    def scratch_usage(self, key: str) -> tuple[int, int] | None:
+        """(used, cap) in bytes of the dyno's private scratch space, None without one."""
+        ...
+
+    async def release_app(self, app_id: str) -> None:
+        """The app was destroyed and none of its dynos runs: free what it held (its user)."""
+        ...

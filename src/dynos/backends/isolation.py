@@ -8,30 +8,36 @@ live under a private home (pyenv under /root), in which case the system's python
 App users are system accounts (``useradd --system``: some programs, libpq for one, need a
 passwd entry for their uid), and system uids and gids are few (about 900). So a server keeps
 only the users it needs: each is tagged with the server's home in its comment field, and
-removed when that server stops, or, for a server that was killed, by the next server to start
-(on the same home, or on any home once that home is gone). A later user may get the same uid
-and gid, so before a user goes what it could reach is taken back: the files it left in the
-world-writable directories are deleted (as a dyno's filesystem is on Heroku when it
-restarts), and the slugs are closed again (group root); ``open_slug_to`` opens a slug to its
-app's current group before its first dyno starts.
+removed when its app is destroyed or that server stops, or, for a server that was killed, by
+the next server to start (on the same home, or on any home once that home is gone). A later
+user may get the same uid and gid, so before a user goes what it could reach is taken back:
+every file it owns, wherever it could have left one (mounts.files_owned_by walks every
+filesystem, not a list of places), is deleted, as a dyno's filesystem is on Heroku when it
+restarts; and the slugs are closed again (group root). A user some of whose files cannot be
+deleted is kept, with its uid, and tried again at the next start. ``open_slug_to`` opens a
+slug to its app's current group before its first dyno starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import pwd
 import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from dynos.backends.mounts import files_owned_by
 from dynos.errors import PlatformError, UserError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class AppUsers:
 
     def for_app(self, app_id: str) -> DynoUser:
         """The app's own system user (``dyno-<id prefix>``), created the first time."""
-        return self._user(USER_PREFIX + app_id.replace("-", "")[:12])
+        return self._user(user_name(app_id))
 
     def for_addon(self, addon_name: str) -> DynoUser:
         """An add-on server's own system user (``dyno-addon-<hash of home and name>``), created
@@ -93,6 +99,14 @@ class AppUsers:
         """At stop, once every dyno has: remove this server's users."""
         return self._remove(lambda home: home == str(self.home))
 
+    def remove_app(self, app_id: str) -> bool:
+        """The app was destroyed and none of its dynos runs: remove its user, if this
+        server made it. Returns whether a user was removed."""
+        entry = _passwd_entry(user_name(app_id))
+        if entry is None or entry.pw_gecos != self._comment:
+            return False
+        return self._remove_users([entry]) == 1
+
     def _remove(self, stale: Callable[[str], bool]) -> int:
         users = [
             entry
@@ -102,15 +116,58 @@ class AppUsers:
             and stale(unquote(entry.pw_gecos.removeprefix(COMMENT_PREFIX)))
         ]
         close_slugs(self.home / "slugs")  # before any gid of them can be given out again
+        return self._remove_users(users)
+
+    def _remove_users(self, users: list[pwd.struct_passwd]) -> int:
         if not users:
             return 0
-        remove_files_of({entry.pw_uid for entry in users})
+        running = _uids_running({entry.pw_uid for entry in users})
+        for entry in users:
+            if entry.pw_uid in running:
+                log.warning("could not remove the user %s yet: it still runs", entry.pw_name)
+        users = [entry for entry in users if entry.pw_uid not in running]
+        remaining = remove_files_of({e.pw_uid for e in users}, {e.pw_gid for e in users})
         removed = 0
-        for name in (entry.pw_name for entry in users):
+        for entry in users:
+            left = [str(path) for path, uid in remaining if uid == entry.pw_uid]
+            if left:  # its uid must not go to another app while these remain
+                log.warning(
+                    "kept the user %s (uid %d): it still owns %s; delete %s, and the next "
+                    "server start removes the user",
+                    entry.pw_name,
+                    entry.pw_uid,
+                    ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else ""),
+                    "them" if len(left) > 1 else "it",
+                )
+                continue
             # Fails (and the user stays, to be removed later) while a process still runs as it.
-            result = subprocess.run(["userdel", name], capture_output=True, check=False)
+            result = subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
+            if result.returncode != 0:
+                said = result.stderr.decode(errors="replace").strip()
+                log.warning("could not remove the user %s yet: %s", entry.pw_name, said)
             removed += result.returncode == 0
         return removed
+
+
+def user_name(app_id: str) -> str:
+    return USER_PREFIX + app_id.replace("-", "")[:12]
+
+
+def _uids_running(uids: set[int]) -> set[int]:
+    """Which of ``uids`` a live process runs as (their files are not theirs to lose yet); an
+    exited one that its parent has yet to reap does not count, as for userdel."""
+    running: set[int] = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError):
+                uid = entry.stat().st_uid
+                if uid in uids and not _is_zombie(Path(entry.path, "stat").read_bytes()):
+                    running.add(uid)
+    return running
+
+
+def _is_zombie(stat: bytes) -> bool:
+    return stat[stat.rindex(b")") + 2 :].startswith(b"Z")
 
 
 def _passwd_entry(name: str) -> pwd.struct_passwd | None:
@@ -129,19 +186,27 @@ def close_slugs(slugs: Path) -> None:
                     os.chown(slug, 0, 0)
 
 
-SHARED_DIRECTORIES = ("/tmp", "/var/tmp", "/dev/shm")  # where any user may leave files
-
-
-def remove_files_of(uids: set[int]) -> None:
-    """Delete what users ``uids`` left in the world-writable directories."""
-    owners: list[str] = []
-    for uid in sorted(uids):
-        owners += [*(("-o",) if owners else ()), "-uid", str(uid)]
-    roots = [d for d in SHARED_DIRECTORIES if os.path.isdir(d)]
-    if owners and roots:
-        # -xdev: stay on each directory's own filesystem; -delete works depth first.
-        command = ["find", *roots, "-xdev", "(", *owners, ")", "-delete"]
-        subprocess.run(command, capture_output=True, check=False)
+def remove_files_of(uids: set[int], gids: Iterable[int] = ()) -> list[tuple[Path, int]]:
+    """Delete every file users ``uids`` (of groups ``gids``) own where they could reach it,
+    on every filesystem (a directory of theirs with all it holds). Returns what could not
+    be deleted, with its owner's uid."""
+    remaining: list[tuple[Path, int]] = []
+    for path in files_owned_by(uids, set(gids)):
+        try:
+            info = path.lstat()
+        except OSError:  # gone meanwhile
+            continue
+        try:
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            remaining.append((path, info.st_uid))
+    # A directory's removal may have failed part way: what is still there stays reported.
+    return [(path, uid) for path, uid in remaining if os.path.lexists(path)]
 
 
 def close_home(home: Path) -> None:

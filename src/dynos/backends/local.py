@@ -1,18 +1,22 @@
-"""The local backend: each dyno is a process group on this machine.
+"""The local backend: each dyno is a sandbox of processes on this machine (sandbox.py).
 
-A dyno runs ``/bin/sh -c <command>`` in a new session (so its process group is the dyno: a
-stop signals every process it started), with its release directory as cwd and only the
-environment the manager built. A simple command that runs a program (no list, pipe,
+A dyno runs ``/bin/sh -c <command>`` in a new session, with its release directory as cwd and
+only the environment the manager built. A simple command that runs a program (no list, pipe,
 compound or builtin) is run as ``exec <command>``, as bash does by itself and Heroku's dynos
 therefore show: the app is the dyno's main process, gets its signals first hand and exits
 with its own status, and no shell waits beside each dyno (dash, Debian's sh, would otherwise
 fork it and wait). Output is read line by line and handed to the events sink. A web dyno is
 up once a TCP connect to its PORT succeeds.
 
+A dyno is every process it starts, however detached: as root its cgroup holds them, without
+root its reaper does. A stop signals them all; when the main process exits, whatever it left
+is killed, as a one-off's children are on Heroku.
+
 Limits per size: with cgroups (root), a memory limit at twice the quota, a CPU weight and a
-pids limit per dyno; without, the manager's memory watch polls the process tree (psutil) and
-CPU shares become nice values. As root each app's dynos also run as the app's own user, and
-a web dyno's port is guarded (firewall.py): only the router and the app's own dynos reach it.
+pids limit per dyno, and a private scratch space (its own /tmp, /dev/shm ..., capped by size);
+without, the manager's memory watch polls the process tree (psutil) and CPU shares become
+nice values. As root each app's dynos also run as the app's own user, and a web dyno's port
+is guarded (firewall.py): only the router and the app's own dynos reach it.
 """
 
 from __future__ import annotations
@@ -20,45 +24,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import psutil
 
 from dynos.backends import cgroups as cg
 from dynos.backends.base import DynoEvents, DynoSpec
 from dynos.backends.firewall import PortGuard
 from dynos.backends.isolation import AppUsers, DynoUser, open_slug_to
+from dynos.backends.sandbox import Sandbox, Sandboxes
 from dynos.core.sizes import SIZES, DynoSize
 from dynos.errors import PlatformError
-from dynos.priority import as_workload
 
 PROBE_INTERVAL = 0.01  # seconds between connect attempts while a web dyno boots (a refused
 # loopback connect costs microseconds; the interval is what a boot waits on top of its own)
 LINE_LIMIT = 1 << 20  # a longer output line is cut in pieces rather than lost
 HEALTH_TIMEOUT = 5.0  # seconds a health check may take to answer
-KILL_WAIT = 5.0  # seconds for SIGKILLed processes to be gone
-GROUP_POLL = 0.05  # seconds between checks that a stopping dyno's processes are gone
 DRAIN_TIMEOUT = 1.0  # seconds to read what an exited dyno left in its pipes
+EXIT_POLL = 0.2  # seconds between looks at an exit status asyncio's loop has yet to report
 
 
 @dataclass
 class _Dyno:
     spec: DynoSpec
     process: asyncio.subprocess.Process
-    cgroup: cg.DynoCgroup | None = None
+    sandbox: Sandbox
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     readers: list[asyncio.Task[None]] = field(default_factory=list)  # its output, drained at exit
     exited: asyncio.Event = field(default_factory=asyncio.Event)
-    stopping: bool = False  # a stop is under way: it, not the exit, ends the process group
-    group_gone: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: bool = False  # a stop is under way: it, not the exit, ends the other processes
+    all_gone: asyncio.Event = field(default_factory=asyncio.Event)
     guarded: tuple[int, int] | None = None  # (port, app uid) allowed in the firewall
 
 
@@ -70,11 +68,14 @@ class LocalBackend:
         boot_timeout: float = 60.0,
         cgroups: cg.Cgroups | None = None,
         users: AppUsers | None = None,
+        sandboxes: Sandboxes | None = None,
         ports: PortGuard | None = None,
     ) -> None:
+        """``sandboxes``: how dynos are confined (the server's); without, ``cgroups`` (or
+        none) and no private scratch."""
         self._events = events
         self._boot_timeout = boot_timeout
-        self._cgroups = cgroups
+        self._sandboxes = sandboxes if sandboxes is not None else Sandboxes(cgroups=cgroups)
         self._users = users  # None: dynos run as the server's user
         self._ports = ports  # None: dyno ports are open to every local process
         self._opened_slugs: set[Path] = set()
@@ -83,9 +84,7 @@ class LocalBackend:
     @property
     def limits(self) -> str:
         """How sizes are enforced, as `dynos server` says at start."""
-        if self._cgroups is not None:
-            return f"{self._cgroups.description} (memory, CPU weight and pids per dyno)"
-        return "process polling (psutil memory watch, CPU share as nice values)"
+        return self._sandboxes.description
 
     def allocate_port(self) -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -93,18 +92,23 @@ class LocalBackend:
             port: int = sock.getsockname()[1]
             return port
 
-    def _prepare(self, spec: DynoSpec) -> tuple[cg.DynoCgroup | None, Callable[[], None]]:
-        """The dyno's cgroup and what its child process does between fork and exec."""
-        group = self._cgroups.create(spec.key, spec.size) if self._cgroups else None
+    def _prepare(self, spec: DynoSpec) -> Sandbox:
+        """The dyno's sandbox: its cgroup, user and scratch."""
         user: DynoUser | None = None
         if self._users is not None and spec.app_id:
             user = self._users.for_app(spec.app_id)
             if spec.cwd not in self._opened_slugs:
                 open_slug_to(spec.cwd, user)
                 self._opened_slugs.add(spec.cwd)
-        procs = group.procs if group else ()
-        niceness = 0 if group else nice_for(spec.size)
-        return group, _child_setup(procs, niceness, user)
+        held = self._sandboxes.cgroups is not None
+        return self._sandboxes.prepare(
+            spec.key,
+            limits=cg.Limits.of(spec.size),
+            user=user,
+            scratch_bytes=self._sandboxes.scratch_for(spec.size),
+            visible=(spec.cwd,),
+            niceness=0 if held else nice_for(spec.size),
+        )
 
     def _guard_port(self, spec: DynoSpec) -> tuple[int, int] | None:
         """Close the web dyno's port to all but the router and its app's dynos, before the
@@ -122,7 +126,7 @@ class LocalBackend:
     async def start(self, spec: DynoSpec) -> None:
         guarded = self._guard_port(spec)
         try:
-            group, setup = self._prepare(spec)
+            sandbox = self._prepare(spec)
         except OSError as exc:
             self._unguard_port(guarded)
             raise PlatformError(f"Could not set up limits for {spec.name}: {exc}") from exc
@@ -130,27 +134,23 @@ class LocalBackend:
         pipes = (asyncio.subprocess.DEVNULL, asyncio.subprocess.PIPE, asyncio.subprocess.PIPE)
         stdin, stdout, stderr = terminal.child_stdio() if terminal else pipes
         try:
-            process = await asyncio.create_subprocess_exec(
-                "/bin/sh",
-                "-c",
-                shell_command(spec.command),
+            # Joining the cgroup, the private scratch and dropping to the app's user happen in
+            # the child, before exec, so no instruction of the dyno's command runs unconfined.
+            process = await sandbox.spawn(
+                ["/bin/sh", "-c", shell_command(spec.command)],
+                wrap_setup=terminal.child_setup if terminal else None,
                 cwd=spec.cwd,
                 env=spec.env,
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
-                start_new_session=True,
                 limit=LINE_LIMIT,
-                # Joining cgroups and dropping to the app's user happen in the child, before
-                # exec, so no instruction of the dyno's command runs unlimited or as root.
-                preexec_fn=terminal.child_setup(setup) if terminal else setup,
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            if group is not None and self._cgroups is not None:
-                self._cgroups.remove(group)
             self._unguard_port(guarded)
-            raise PlatformError(f"Could not start {spec.name}: {exc}") from exc
-        dyno = _Dyno(spec, process, group, guarded=guarded)
+            cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+            raise PlatformError(f"Could not start {spec.name}: {exc}{cause}") from exc
+        dyno = _Dyno(spec, process, sandbox, guarded=guarded)
         self._dynos[spec.key] = dyno
         if terminal is not None:
             dyno.readers = terminal.connect(process.pid)
@@ -173,13 +173,8 @@ class LocalBackend:
         # Every process of the dyno gets SIGTERM and the whole grace period to exit, as on
         # Heroku: a shell that exits at once must not cut short the server it started.
         dyno.stopping = True
-        pgid = dyno.process.pid
-        _signal_group(pgid, signal.SIGTERM)
-        killed = not await _wait_group_gone(pgid, grace)
-        if killed:
-            _signal_group(pgid, signal.SIGKILL)
-            await _wait_group_gone(pgid, KILL_WAIT)
-        dyno.group_gone.set()
+        killed = await dyno.sandbox.stop(grace)
+        dyno.all_gone.set()
         await dyno.exited.wait()
         return killed
 
@@ -194,22 +189,19 @@ class LocalBackend:
             self._events.dyno_output(key, raw.decode("utf-8", "replace").rstrip("\r\n"))
 
     async def _watch(self, dyno: _Dyno) -> None:
-        returncode = await dyno.process.wait()
+        returncode = await _exit_of(dyno.process)
         if dyno.stopping:
-            await dyno.group_gone.wait()
-        else:  # the dyno is its whole process group: what its main process left goes too
-            _signal_group(dyno.process.pid, signal.SIGKILL)
-        # Let the output readers drain what the process wrote before it exited; a process that
-        # left the group (setsid) may hold the pipes open, so the wait is bounded.
+            await dyno.all_gone.wait()
+        # The dyno is all its processes: what its main process left goes too.
+        oom_killed = await dyno.sandbox.finish()
+        # Let the output readers drain what the processes wrote before they exited.
         await asyncio.wait(dyno.readers, timeout=DRAIN_TIMEOUT)
         for task in dyno.tasks:
             if task is not asyncio.current_task():
                 task.cancel()
         self._dynos.pop(dyno.spec.key, None)
-        if dyno.cgroup is not None and self._cgroups is not None:
-            if self._cgroups.oom_killed(dyno.cgroup):
-                self._events.dyno_oom_killed(dyno.spec.key)
-            self._cgroups.remove(dyno.cgroup)
+        if oom_killed:
+            self._events.dyno_oom_killed(dyno.spec.key)
         self._unguard_port(dyno.guarded)  # no process of it is left to listen there
         dyno.exited.set()
         status = 128 - returncode if returncode < 0 else returncode
@@ -230,16 +222,23 @@ class LocalBackend:
 
     def memory_used(self, key: str) -> int | None:
         dyno = self._dynos.get(key)
-        if dyno is None:
-            return None
-        if dyno.cgroup is not None and self._cgroups is not None:
-            return self._cgroups.memory_used(dyno.cgroup)
-        return _tree_rss(dyno.process.pid)
+        return None if dyno is None else dyno.sandbox.memory_used()
+
+    def scratch_usage(self, key: str) -> tuple[int, int] | None:
+        dyno = self._dynos.get(key)
+        return None if dyno is None else dyno.sandbox.scratch_usage()
 
     def kill(self, key: str) -> None:
         dyno = self._dynos.get(key)
         if dyno is not None:
-            _signal_group(dyno.process.pid, signal.SIGKILL)
+            dyno.sandbox.kill()
+
+    async def release_app(self, app_id: str) -> None:
+        """The app is destroyed and none of its dynos runs: its user goes (with what it
+        owned), so that its uid can serve another app."""
+        self._opened_slugs = {p for p in self._opened_slugs if p.exists()}
+        if self._users is not None:
+            await asyncio.to_thread(self._users.remove_app, app_id)
 
     async def close(self, grace: float) -> None:
         """Stop every dyno still running (used at server shutdown)."""
@@ -282,11 +281,6 @@ def shell_command(command: str) -> str:
     return f"exec {command}"
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
 def nice_for(size: DynoSize) -> int:
     """Without cgroups, a CPU share becomes a nice value: each step is about 1.25x weight,
     so a 2X dyno (share 2) sits three steps above a 1X; the largest size runs at nice 0."""
@@ -294,48 +288,16 @@ def nice_for(size: DynoSize) -> int:
     return round(math.log(largest / size.cpu_share, 1.25))
 
 
-def _child_setup(
-    procs: tuple[Path, ...], niceness: int, user: DynoUser | None
-) -> Callable[[], None]:
-    def setup() -> None:
-        _default_signals()
-        cg.join(procs)
-        as_workload(niceness)  # not the server's own, higher priority
-        if user is not None:
-            os.setgroups([])
-            os.setgid(user.gid)
-            os.setuid(user.uid)
-
-    return setup
-
-
-# What a signal's action can be set to: not SIGKILL and SIGSTOP.
-_RESETTABLE = tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
-
-
-def _default_signals() -> None:
-    """In the child, before exec: every signal at its default action and none blocked.
-
-    ``exec`` keeps what the server ignores (SIGHUP under nohup; SIGINT and SIGQUIT as a
-    script's background job) and its blocked mask; CPython's spawn resets only SIGPIPE and
-    SIGXFSZ (uvloop's resets all). A dyno that ignored SIGHUP outlived its client's hang-up.
-    """
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
-    for sig in _RESETTABLE:
-        signal.signal(sig, signal.SIG_DFL)
-
-
-def _tree_rss(pid: int) -> int | None:
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return None
-    total = 0
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            total += process.memory_info().rss
-    return total
+async def _exit_of(process: asyncio.subprocess.Process) -> int:
+    """The main process's exit status, as soon as it exits. asyncio's own loop (not uvloop)
+    answers wait() only once the pipes are closed too, which processes the main one left
+    may hold open until they are killed, on this very exit: so look at the status as well."""
+    waiter = asyncio.ensure_future(process.wait())
+    while process.returncode is None:
+        await asyncio.wait({waiter}, timeout=EXIT_POLL)
+    if not waiter.done():
+        waiter.cancel()
+    return process.returncode
 
 
 async def _answers(port: int, health_path: str | None) -> bool:
@@ -358,28 +320,3 @@ async def _answers(port: int, health_path: str | None) -> bool:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-
-
-async def _wait_group_gone(pgid: int, timeout: float) -> bool:
-    """Wait until no live process is left in the group; False if ``timeout`` passed first."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while _group_alive(pgid):
-        if asyncio.get_running_loop().time() >= deadline:
-            return False
-        await asyncio.sleep(GROUP_POLL)
-    return True
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # Something answered, maybe only zombies that init has not reaped yet: look closer.
-    for process in psutil.process_iter(["status"]):
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == pgid:
-                return True
-    return False

@@ -139,6 +139,11 @@ class DynoManager:
             self._stopped.clear()
             await self._stopped.wait()
 
+    async def release_app(self, app_id: str) -> None:
+        """The destroyed app's dynos are all gone (wait_app_stopped): free what the backend
+        held for it (its user, as root)."""
+        await self.backend.release_app(app_id)
+
     # -- one-off dynos (manager/one_off.py) ---------------------------------------------------
 
     async def run_one_off(

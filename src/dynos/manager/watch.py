@@ -1,9 +1,10 @@
-"""Periodic checks on running dynos: memory (R14/R15), idling, and daily cycling.
+"""Periodic checks on running dynos: memory (R14/R15), scratch space, idling, daily cycling.
 
-The decisions are pure (``core.memory``, ``core.idling``); this loop samples the backend and
-the router's table, and asks the manager to act (through :class:`DynoControl`; idling through
-:class:`~dynos.manager.idling.Idler`). It never starts or stops a process itself, and never
-reads the store: the desired state is the manager's last reading of it.
+The decisions are pure (``core.memory``, ``core.scratch``, ``core.idling``); this loop
+samples the backend and the router's table, and asks the manager to act (through
+:class:`DynoControl`; idling through :class:`~dynos.manager.idling.Idler`). It never starts or
+stops a process itself, and never reads the store: the desired state is the manager's last
+reading of it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 from dynos.core.memory import assess_memory
+from dynos.core.scratch import assess_scratch
 from dynos.core.states import DynoState
 from dynos.manager.control import DynoControl
 from dynos.manager.idling import Idler
@@ -37,6 +39,7 @@ class DynoWatch:
     def check(self) -> None:
         now = self._clock()
         self._check_memory(now)
+        self._check_scratch()
         self._check_idling(now)
         self._check_cycling(now)
 
@@ -56,6 +59,19 @@ class DynoWatch:
             if verdict.kill:
                 record.memory_killed = True
                 backend.kill(record.key)
+
+    def _check_scratch(self) -> None:
+        backend = self._manager.backend
+        for record in self._manager.all_dynos():
+            if record.key is None or record.stopping:
+                continue
+            usage = backend.scratch_usage(record.key)
+            if usage is None:
+                continue
+            verdict = assess_scratch(*usage, record.scratch_full)
+            record.scratch_full = verdict.full
+            if verdict.line is not None:
+                self._manager.platform_log(record, verdict.line)
 
     def _check_idling(self, now: float) -> None:
         self._idler.check(now)

@@ -111,6 +111,7 @@ class Platform:
         await self.manager.wait_app_stopped(app.id)
         if self.addons is not None:  # after the dynos, which may use them until they stop
             await self.addons.app_destroyed(app.id)
+        await self.manager.release_app(app.id)
         for slug_id in slugs:
             shutil.rmtree(self.slugs_dir / slug_id, ignore_errors=True)
         self.logs.forget(app.name)

@@ -30,6 +30,8 @@ class FakeBackend:
         self.stopped: list[str] = []  # dyno names, in the order they were stopped
         self.memory: dict[str, int] = {}  # dyno name -> resident bytes a test says it uses
         self.killed: list[str] = []  # dyno names SIGKILLed by the memory watch
+        self.scratch: dict[str, tuple[int, int]] = {}  # dyno name -> (used, cap) a test says
+        self.released: list[str] = []  # app ids whose resources were released
         self._ports = itertools.count(40000)
 
     def allocate_port(self) -> int:
@@ -57,6 +59,13 @@ class FakeBackend:
         if spec is not None:
             self.killed.append(spec.name)
             self.events.dyno_exited(key, 137)
+
+    def scratch_usage(self, key: str) -> tuple[int, int] | None:
+        spec = self.running.get(key)
+        return None if spec is None else self.scratch.get(spec.name)
+
+    async def release_app(self, app_id: str) -> None:
+        self.released.append(app_id)
 
     # -- what a test says happened ---------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 ``start_server`` runs ``python -m dynos server`` on a home directory and returns a
 ``RunningServer`` that knows its API URL, router port and token, deploys a directory, runs the
-CLI against it, and stops it with SIGTERM.
+CLI against it, and stops it with SIGTERM. As root it can run the server as another,
+unprivileged user, to test what a server without root does.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from dynos.backends import linux
 
 
 @dataclass
@@ -118,20 +121,30 @@ def open_temp_ancestors(home: Path) -> None:
             parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
-def start_server(home: Path, *extra: str) -> RunningServer:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNOS_")}
+def start_server(
+    home: Path, *extra: str, env: dict[str, str] | None = None, user: int | None = None
+) -> RunningServer:
+    """``env``: added to the server's environment (``DYNOS_*`` settings among them);
+    ``user``: the uid to run it as (root only), with this Python made reachable to it."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DYNOS_")}
+    environment.update(env or {})
     home.mkdir(parents=True, exist_ok=True)
     open_temp_ancestors(home)
-    log = (home.parent / f"{home.name}-server.log").open("wb")
+    if user is not None:
+        os.chown(home, user, user)
+    # A killed server leaves its server.json: it must not pass for this one's.
+    (home / "server.json").unlink(missing_ok=True)
+    log = (home.parent / f"{home.name}-server.log").open("ab")
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "dynos", "server", "--home", str(home)),
             *("--api-port", "0", "--router-port", "0", "--router-host", "127.0.0.1"),
             *extra,
         ],
-        env=env,
+        env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=None if user is None else _as_user(user),
     )
     log.close()  # the server has its own copy
     info_path = home / "server.json"
@@ -145,6 +158,36 @@ def start_server(home: Path, *extra: str) -> RunningServer:
     info = json.loads(info_path.read_text())
     token = (home / "credentials").read_text().strip()
     return RunningServer(process, home, info["api_url"], info["router_port"], token)
+
+
+def _as_user(uid: int) -> Callable[[], None]:
+    """The child's setup that runs the server as ``uid``, in a mount namespace of its own
+    where this Python is reachable: it may live under a closed directory (pyenv in /root).
+    The closed directory is covered by an empty one, into which the Python's own subtree
+    is bound; only that namespace sees it."""
+    target = Path(sys.executable).resolve()
+    closed_dirs = [p for p in reversed(target.parents) if not p.stat().st_mode & 0o001]
+    if len(closed_dirs) > 1:
+        raise AssertionError(f"{sys.executable} is too deeply closed to other users")
+    closed = closed_dirs[0] if closed_dirs else None
+    inner = None
+    if closed is not None:  # the directory below it on the way to this Python
+        inner = target.parents[len(target.parents) - len(closed.parts) - 1]
+
+    def setup() -> None:
+        if closed is not None and inner is not None:
+            linux.unshare(linux.CLONE_NEWNS)
+            linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+            fd = os.open(inner, os.O_PATH | os.O_DIRECTORY)
+            linux.mount("dynos-test", str(closed), "tmpfs", linux.MS_NOSUID, "mode=0711")
+            os.mkdir(inner, 0o711)
+            linux.mount(f"/proc/self/fd/{fd}", str(inner), None, linux.MS_BIND | linux.MS_REC)
+            os.close(fd)
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+    return setup
 
 
 def wait_for(

@@ -120,6 +120,12 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
     click.IntRange(min=1),
     "Files, directories and links an uploaded app directory may hold.",
 )
+@_setting(
+    "scratch-mb",
+    click.IntRange(min=1),
+    "Private scratch space (its own /tmp, /dev/shm ...) of a Standard-1X dyno, in MB; other "
+    "sizes scale with their memory quota. As root only; it counts as the dyno's memory.",
+)
 def server(home: Path | None, **settings: Any) -> None:
     """Run the dynos server (API, router and dynos) until Ctrl-C or SIGTERM."""
     # Imported here: the rest of the CLI only talks to a server and need not load one.

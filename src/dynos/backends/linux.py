@@ -1,0 +1,65 @@
+"""The Linux system calls the sandbox needs and Python 3.11's ``os`` lacks, through ctypes.
+
+``os.unshare`` only arrived in Python 3.12, and ``mount``/``umount2``/``prctl`` are not in
+``os`` at all. The C library is loaded when this module is imported, in the server: a child
+between fork and exec (where these calls are made) must not load a library itself, since
+another thread of the server may have held the loader's lock at the fork.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong]
+_libc.mount.argtypes += [ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.prctl.argtypes += [ctypes.c_ulong]
+
+CLONE_NEWNS = 0x00020000  # a mount namespace of its own
+CLONE_NEWIPC = 0x08000000  # System V IPC and POSIX message queues of its own
+
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+
+MNT_DETACH = 0x2
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, f"{what}: {os.strerror(number)}")
+
+
+def unshare(flags: int) -> None:
+    """Move the calling process into new namespaces (``CLONE_NEWNS`` ...). Raises OSError."""
+    _check(_libc.unshare(flags), "unshare")
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
+    """mount(2); raises OSError naming the target."""
+
+    def encode(text: str | None) -> bytes | None:
+        return None if text is None else os.fsencode(text)
+
+    result = _libc.mount(encode(source), encode(target), encode(fstype), flags, encode(data))
+    _check(result, f"mount on {target}")
+
+
+def umount(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(os.fsencode(target), flags), f"umount {target}")
+
+
+def prctl(option: int, value: int) -> None:
+    _check(_libc.prctl(option, value, 0, 0, 0), "prctl")

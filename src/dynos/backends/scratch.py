@@ -1,0 +1,96 @@
+"""Each dyno's private scratch space (root only): its own ``/tmp``, ``/dev/shm`` and every other
+directory open to all users, on one size-capped tmpfs that exists only while the dyno runs.
+
+The child, between fork and exec, enters a mount namespace of its own (and an IPC namespace,
+so System V shared memory and POSIX message queues are private too), makes every mount in it
+private (nothing it mounts reaches the machine), mounts one tmpfs of the dyno's scratch size
+and binds a fresh directory of it over each shared directory. A path the child must still
+reach under one of them (its release, when the server's home is under /tmp) is bound back
+in. When the dyno's last process exits the namespace goes, and with it the tmpfs and all it
+held: nothing is left for the next user of the uid to find. Its pages are charged to the
+memory cgroup of the process that wrote them, so scratch counts against the dyno's memory
+limit; past the size a write fails with ENOSPC in that dyno alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynos.backends import linux
+from dynos.core.sizes import DEFAULT_SIZE, DynoSize
+
+DEFAULT_SCRATCH_MB = 512  # a Standard-1X dyno's: its memory quota; other sizes scale with theirs
+BYTES_PER_INODE = 8192  # files a scratch may hold: one per 8 KiB of its size
+MIB = 1024 * 1024
+
+
+def scratch_bytes(size: DynoSize, scratch_mb: int = DEFAULT_SCRATCH_MB) -> int:
+    """The scratch cap of a dyno of ``size``, when a Standard-1X gets ``scratch_mb``."""
+    return scratch_mb * MIB * size.memory_mb // DEFAULT_SIZE.memory_mb
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """One child's private scratch: ``targets`` (the shared directories, outermost only)
+    covered by a tmpfs of ``size_bytes``; ``visible`` paths bound back in where a target
+    would hide them."""
+
+    targets: tuple[Path, ...]
+    size_bytes: int
+    visible: tuple[Path, ...] = ()
+
+    def enter(self) -> None:
+        """Run in the child, as root, between fork and exec. Raises OSError."""
+        linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWIPC)
+        # First: a mount made below would otherwise propagate to the machine's namespace.
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+        if not self.targets:
+            return
+        # Opened in the new namespace (a bind must come from a mount of the caller's own),
+        # before the tmpfs hides them.
+        kept = [
+            (path, os.open(path, os.O_PATH | os.O_DIRECTORY))
+            for path in self.visible
+            if any(t in path.parents for t in self.targets)
+        ]
+        # One tmpfs for all targets, so that they share the cap. It is mounted on the first
+        # target, each target gets a directory of it, and the first target's own directory
+        # is bound last, over the tmpfs's root: no staging directory is needed.
+        stage = str(self.targets[0])
+        options = f"size={self.size_bytes},nr_inodes={self._inodes},mode=0700"
+        linux.mount("dynos-scratch", stage, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, options)
+        for index in range(len(self.targets)):
+            directory = f"{stage}/{index}"
+            os.mkdir(directory)
+            os.chmod(directory, 0o1777)  # as the machine's own: sticky, open to all
+        for index, target in reversed(list(enumerate(self.targets))):
+            linux.mount(f"{stage}/{index}", str(target), None, linux.MS_BIND)
+        for path, fd in kept:
+            _make_mount_point(path)
+            linux.mount(f"/proc/self/fd/{fd}", str(path), None, linux.MS_BIND | linux.MS_REC)
+            os.close(fd)
+
+    @property
+    def _inodes(self) -> int:
+        return max(1024, self.size_bytes // BYTES_PER_INODE)
+
+
+def _make_mount_point(path: Path) -> None:
+    """Make ``path`` and its missing parents, root's, passable but not listable by others
+    (the server's umask would make them closed; the dyno must get through them)."""
+    for directory in [*reversed(path.parents), path]:
+        if not directory.exists():
+            os.mkdir(directory)
+            os.chmod(directory, 0o711)
+
+
+def scratch_usage(pid: int, target: Path) -> tuple[int, int] | None:
+    """(used, size) in bytes of the scratch that process ``pid`` sees at ``target``, read
+    through its own mount namespace; None once it is gone."""
+    try:
+        stat = os.statvfs(f"/proc/{pid}/root{target}")
+    except OSError:
+        return None
+    return (stat.f_blocks - stat.f_bfree) * stat.f_frsize, stat.f_blocks * stat.f_frsize
