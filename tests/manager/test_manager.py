@@ -302,9 +302,9 @@ def test_cycling_restarts_old_dynos_one_at_a_time(tmp_path: Path) -> None:
 
 def test_scratch_watch_says_once_that_a_dynos_scratch_is_full(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=0, worker=1)
+        await w.scale(web=0, worker=1)
         await w.settle()
-        watch = DynoWatch(w.manager, w.store, w.routes, w.clock)
+        watch = DynoWatch(w.manager, w.routes, w.clock)
         mb = 1024 * 1024
         w.fake.scratch["worker.1"] = (512 * mb, 512 * mb)
         watch.check()
@@ -319,9 +319,9 @@ def test_scratch_watch_says_once_that_a_dynos_scratch_is_full(tmp_path: Path) ->
 
 def test_destroying_an_app_releases_what_the_backend_held_for_it(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        w.scale(web=0, worker=1)
+        await w.scale(web=0, worker=1)
         await w.settle()
-        w.store.delete_app(w.app.id)
+        await w.write(lambda db: db.delete_app(w.app.id))
         await w.settle()
         assert w.manager.dynos(w.app.id) == []
         await w.manager.release_app(w.app.id)
