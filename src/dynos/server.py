@@ -234,7 +234,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
     )
     manager = DynoManager(store, local_backend, logs, routes, settings)
     builder = Builder(
-        python, paths.builds, users=users, cgroups=cgroups, timeout=config.build_timeout
+        python, paths.builds, sandboxes=sandboxes, users=users, timeout=config.build_timeout
     )
     limits = UnpackLimits(config.max_unpacked_size * MB, config.max_unpacked_files)
     platform = Platform(
