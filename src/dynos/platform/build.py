@@ -38,7 +38,7 @@ from dynos.backends.isolation import AppUsers, DynoUser
 from dynos.backends.sandbox import Sandbox, Sandboxes
 from dynos.core.sizes import DynoSize
 from dynos.errors import BuildFailed, PlatformError
-from dynos.platform.confinement import hand_over, take_back
+from dynos.platform.ownership import hand_over, take_back
 
 BUILD_TIMEOUT = 15 * 60.0  # seconds: Heroku's build time limit
 LINE_LIMIT = 1 << 20  # a longer output line is passed on in pieces
