@@ -179,7 +179,7 @@ def deploy_app(server: Server) -> list[int]:
 # ---- nginx -----------------------------------------------------------------------------
 
 NGINX_CONF = """\
-worker_processes auto;
+{user}worker_processes auto;
 worker_priority {priority};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
@@ -229,6 +229,10 @@ def nginx(prefix: Path, dyno_ports: list[int], priority: int) -> Iterator[tuple[
             port2=dyno_ports[1],
             listen=listen,
             priority=priority,
+            # As root the server closes dyno ports to all but its own uid and the app's
+            # (docs/security.md): nginx's workers must run as root too to reach the dynos,
+            # as the router does, instead of as nobody.
+            user="user root;\n" if os.geteuid() == 0 else "",
         )
     )
     process = subprocess.Popen(

@@ -200,7 +200,6 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
     if reaped:
         log.info("killed %d dyno processes left by a server that died", reaped)
     sandboxes.start_watchdog()  # from here, the dynos die with this server, however it ends
-    cgroups = sandboxes.cgroups  # builds and add-on servers get cgroups of their own too
     isolate = isolation_available()
     users = AppUsers(paths.home) if isolate else None
     if users is not None:
@@ -234,7 +233,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
     )
     manager = DynoManager(store, local_backend, logs, routes, settings)
     builder = Builder(
-        python, paths.builds, users=users, cgroups=cgroups, timeout=config.build_timeout
+        python, paths.builds, sandboxes=sandboxes, users=users, timeout=config.build_timeout
     )
     limits = UnpackLimits(config.max_unpacked_size * MB, config.max_unpacked_files)
     platform = Platform(
@@ -247,7 +246,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         builder=builder,
         unpack_limits=limits,
     )
-    addons = platform.addons = Addons(platform, paths.addons, users=users, cgroups=cgroups)
+    addons = platform.addons = Addons(platform, paths.addons, users=users, sandboxes=sandboxes)
     log.info("dyno sizes enforced with %s", manager.backend.limits)  # type: ignore[attr-defined]
     if router_compiled():
         log.info("router: compiled with mypyc")

@@ -69,7 +69,13 @@ def test_redis_add_on_sets_redis_url_in_a_release_and_the_dynos_get_it(
     assert addons[0]["config_vars"] == ["REDIS_URL"]
     assert redis(url, "PING") == b"+PONG\r\n"
     with server.router("cache") as router:  # the web dyno restarted on the new release
-        wait_for(lambda: router.get("/").json()["env"].get("REDIS_URL") == url)
+
+        def restarted_with_the_url() -> bool:
+            # Between the old dyno's stop and the new one's start the router answers H14.
+            response = router.get("/")
+            return response.status_code == 200 and response.json()["env"].get("REDIS_URL") == url
+
+        wait_for(restarted_with_the_url)
     listing = server.cli("addons", "-a", "cache").stdout
     assert f"redis ({addons[0]['name']})" in listing and " └─ as REDIS" in listing
 
@@ -252,3 +258,9 @@ def test_redis_runs_as_its_own_user_in_its_own_capped_cgroup_out_of_the_dynos_re
     hidden = "Permission denied" in said or "No such file or directory" in said
     assert "Operation not permitted" in said and hidden, said
     assert process.is_running()
+
+    # Its /tmp and /dev/shm are its own, not the machine's, with its data still reachable.
+    for shared in ("tmp", "dev/shm"):
+        mine = os.stat(f"/proc/{process.pid}/root/{shared}").st_dev
+        assert mine != os.stat(f"/{shared}").st_dev, shared
+    assert Path(process.cwd()).parent == server.home / "addons"

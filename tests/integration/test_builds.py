@@ -7,11 +7,13 @@ import gzip
 import json
 import os
 import pwd
+import re
 import shutil
 import stat
 import tarfile
 import textwrap
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import pytest
 from dynos.testing.harness import RunningServer, dyno_states, start_server, tarball, wait_for
 
 ENVECHO = Path(__file__).parent / "apps" / "envecho"
+NOBODY = 65534
 MB = 1024 * 1024
 
 as_root = pytest.mark.skipif(
@@ -167,8 +170,11 @@ def test_a_build_cannot_read_the_server_home_or_another_app(
     assert last["error"]["id"] == "build_failed"  # type: ignore[index]
     assert "evil setup.py runs as uid" in output  # it did run
     assert "evil setup.py runs as uid 0" not in output
+    # Not found where the build's private /tmp hides the server's home (a home under /tmp,
+    # as here: only the slug and the build directory are bound back in), else not allowed.
     for target in targets:
-        assert f"DENIED {target} PermissionError" in output, target
+        denied = rf"DENIED {re.escape(str(target))} (PermissionError|FileNotFoundError)"
+        assert re.search(denied, output), target
     assert server.token not in output and "victim-secret" not in output
     assert dyno_states(server, "evil") == {"web.1": "up"}  # the previous release runs on
 
@@ -229,6 +235,73 @@ def test_a_build_past_its_deadline_is_killed_whole_and_the_release_runs_on(
         assert dyno_states(server, "slow") == {"web.1": "up"}
         assert list((server.home / "builds").iterdir()) == []
     finally:
+        server.stop()
+
+
+@as_root
+def test_what_a_build_writes_in_tmp_and_dev_shm_stays_its_own_and_goes_with_it(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    marker = f"dynos-build-test-{uuid.uuid4().hex}"
+    places = [Path("/tmp") / marker, Path("/dev/shm") / marker]
+    write = f"""
+        import os, sys
+        for path in {[str(p) for p in places]!r}:
+            with open(path, "w") as out:
+                out.write("left by a build")
+        print("WROTE", [os.path.exists(p) for p in {[str(p) for p in places]!r}])
+        sys.exit(1)
+    """
+    try:
+        server.create_app("scribbler")
+        output, last = deploy(server, "scribbler", app_with_package(tmp_path, write))
+        assert "WROTE [True, True]" in output  # the build could write there
+        assert last["error"]["id"] == "build_failed"  # type: ignore[index]
+        assert [p for p in places if p.exists()] == []  # the machine never saw them
+    finally:
+        for place in places:
+            place.unlink(missing_ok=True)
+
+
+def test_without_root_a_double_forked_build_process_is_killed_at_the_deadline(
+    tmp_path: Path,
+) -> None:
+    """Its parent gone, the sleeper is in no process group or tree of the build's: only a
+    reaper above the build (its subreaper) still finds it."""
+    marker = f"{5000 + os.getpid() % 1000}.{int(time.time()) % 1000}"
+    escape = f"""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                os.execvp("sleep", ["sleep", "{marker}"])
+            os._exit(0)
+        print("building slowly", flush=True)
+        time.sleep(600)
+    """
+
+    def sleepers() -> list[psutil.Process]:
+        return [
+            p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]
+        ]
+
+    server = start_server(
+        tmp_path / "home", "--build-timeout", "6", user=NOBODY if os.geteuid() == 0 else None
+    )
+    try:
+        server.create_app("escaper")
+        started = time.monotonic()
+        _, last = deploy(server, "escaper", app_with_package(tmp_path, escape))
+        assert time.monotonic() - started < 60
+        message = last["error"]["message"]  # type: ignore[index]
+        assert message.startswith("Build timed out after 6 seconds")
+        wait_for(lambda: not sleepers(), 10, "the build's double-forked sleeper killed")
+    finally:
+        for each in sleepers():
+            each.kill()
         server.stop()
 
 

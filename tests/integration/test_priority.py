@@ -58,17 +58,18 @@ def test_a_build_runs_at_the_workloads_priority() -> None:
         import os
         import tempfile
         from pathlib import Path
-        from dynos.platform.build import Builder
-        from dynos.platform.confinement import Confinement
+        from dynos.platform.build import Builder, _Step
+        from dynos.core.sizes import DEFAULT_SIZE
         from dynos.priority import raise_platform_priority
 
         async def main():
             raise_platform_priority(-10)
             builder = Builder("python3", Path(tempfile.mkdtemp()))
-            step = ("sh", "-c", "cut -d' ' -f19 /proc/self/stat")
+            argv = ("sh", "-c", "cut -d' ' -f19 /proc/self/stat")
             deadline = asyncio.get_running_loop().time() + 30
             env = {"PATH": os.environ["PATH"]}
-            async for line in builder._run(step, Path("/"), env, Confinement(), deadline):
+            where = _Step("build-priority", Path("/"), env, DEFAULT_SIZE, None, ())
+            async for line in builder._run(argv, where, deadline):
                 print(line)
 
         asyncio.run(main())

@@ -240,11 +240,18 @@ class Sandbox:
             wrapper += ["--user", f"{self._user.uid}:{self._user.gid}"]
         return [*wrapper, "--", *argv]
 
-    def child_setup(self) -> ChildSetup:
+    @property
+    def user(self) -> DynoUser | None:
+        """Whom the child runs as (None: the server's user)."""
+        return self._user
+
+    def child_setup(self, workdir: Path | None = None) -> ChildSetup:
         """What the child does between fork and exec (``preexec_fn``), in this order: join
         the cgroup (so that all that follows, scratch pages included, is charged to it),
-        enter its private scratch, take the workloads' priority, and drop to its user (the
-        reaper drops in its own child instead)."""
+        enter its private scratch, take the workloads' priority, enter ``workdir``, and drop
+        to its user (the reaper drops in its own child instead). ``workdir`` is entered
+        while still root, for one below a directory only root may pass (an add-on's data):
+        uvloop would change to a ``cwd`` given to the subprocess only after this runs."""
         procs = self._group.procs if self._group is not None else ()
         scratch, niceness = self._scratch, self._niceness
         user = self._user if self._group is not None else None
@@ -255,6 +262,8 @@ class Sandbox:
             if scratch is not None:
                 scratch.enter()
             as_workload(niceness)
+            if workdir is not None:
+                os.chdir(workdir)
             if user is not None:
                 os.setgroups([])
                 os.setgid(user.gid)
@@ -274,13 +283,15 @@ class Sandbox:
         argv: Sequence[str],
         *,
         wrap_setup: Callable[[ChildSetup], ChildSetup] | None = None,
+        workdir: Path | None = None,
         **options: Any,
     ) -> asyncio.subprocess.Process:
         """Start ``argv`` in the sandbox, in a session of its own; ``options`` go to
         asyncio.create_subprocess_exec (cwd, env, stdin, stdout, stderr, limit).
-        ``wrap_setup`` adds to the child's setup (an attached dyno's terminal). On failure
-        the sandbox is released and the error (OSError, SubprocessError) raised."""
-        setup = self.child_setup()
+        ``wrap_setup`` adds to the child's setup (an attached dyno's terminal); ``workdir``
+        is entered as root (:meth:`child_setup`). On failure the sandbox is released and
+        the error (OSError, SubprocessError) raised."""
+        setup = self.child_setup(workdir)
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.command(argv),

@@ -10,9 +10,10 @@ service and deletes its data.
 Add-ons run while the server runs: they start before the dynos do, stop after them, and one
 that dies is logged and started again, with the same back-off as a crashing dyno.
 
-As root each add-on's server runs as a system user of its own (``dyno-addon-...``), not its
-app's, so that the app's dynos can neither signal it nor read its files, in a cgroup of its
-own capped at its plan's memory cap.
+Each add-on's server runs in a sandbox of the server's (:mod:`dynos.backends.sandbox`), named
+``addon-<name>``. As root that is a system user of its own (``dyno-addon-...``), not its
+app's, so that the app's dynos can neither signal it nor read its files, a cgroup of its own
+capped at its plan's memory cap, and a private scratch; without root, a reaper.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dynos.backends.cgroups import Cgroups
+from dynos.backends.cgroups import Limits
 from dynos.backends.isolation import AppUsers
+from dynos.backends.sandbox import Sandboxes
 from dynos.core.redis_plans import RedisPlan, find_plan
 from dynos.core.restart_policy import RestartPolicy
 from dynos.core.sizes import DynoSize
 from dynos.errors import Conflict, DynosError, NotFound, PlatformError, Unavailable, UserError
 from dynos.logs.logline import APP, PLATFORM
-from dynos.platform.confinement import Confinement
 from dynos.platform.context import Services, announce_release
 from dynos.platform.redis_server import (
     RedisProcess,
@@ -102,14 +103,14 @@ class Addons:
         policy: RestartPolicy | None = None,
         *,
         users: AppUsers | None = None,
-        cgroups: Cgroups | None = None,
+        sandboxes: Sandboxes | None = None,
     ) -> None:
         self._platform = platform
         self._store = platform.store
         self._data_dir = data_dir
         self._policy = policy or RestartPolicy()
         self._users = users  # None: add-on servers run as the server's user
-        self._cgroups = cgroups
+        self._sandboxes = sandboxes or Sandboxes()
         self._running: dict[str, _Running] = {}  # by add-on id
 
     # -- what the API asks --------------------------------------------------------------------
@@ -244,40 +245,35 @@ class Addons:
         def forward(line: str) -> None:
             self._platform.logs.emit(app, APP, name, line)
 
+        sandboxes = self._sandboxes
+        size = cgroup_size(plan)
         try:
             user = self._users.for_addon(name) if self._users is not None else None
-            group = None
-            if self._cgroups is not None:
-                group = self._cgroups.create(f"addon-{name}", cgroup_size(plan))
+            sandbox = sandboxes.prepare(
+                f"addon-{name}",
+                limits=Limits.of(size),
+                user=user,
+                scratch_bytes=sandboxes.scratch_for(size),
+                visible=(data,),
+            )
         except OSError as exc:
             raise PlatformError(f"Could not set up limits for {name}: {exc}") from exc
-        confinement = Confinement(user, group)
-        try:
-            return await start_redis(program, data, port, password, plan, forward, confinement)
-        except BaseException:
-            self._remove_cgroup(confinement)
-            raise
+        return await start_redis(program, data, port, password, plan, forward, sandbox)
 
     async def _stop_process(self, redis: RedisProcess) -> None:
         await stop_redis(redis)
-        self._remove_cgroup(redis.confinement)
 
-    async def _exited(self, addon: Addon, redis: RedisProcess, status: int) -> None:
+    async def _exited(self, addon: Addon, status: int, oom_killed: bool) -> None:
         """Log an exit that nobody asked for (and why, when its memory cap was the cause)."""
         await self._log(addon, PLATFORM, f"{addon.name} exited with status {status}")
         log.warning("add-on %s exited with status %s", addon.name, status)
-        group = redis.confinement.cgroup
-        if group is not None and self._cgroups is not None and self._cgroups.oom_killed(group):
+        if oom_killed:
             cap = plan_for(addon.plan).memory_cap_bytes // (1024 * 1024)
             await self._log(
                 addon,
                 PLATFORM,
                 f"{addon.name} was killed for using more than its plan's memory cap ({cap} MB)",
             )
-
-    def _remove_cgroup(self, confinement: Confinement) -> None:
-        if confinement.cgroup is not None and self._cgroups is not None:
-            self._cgroups.remove(confinement.cgroup)
 
     def _watch(self, running: _Running) -> None:
         self._running[running.addon.id] = running
@@ -294,9 +290,8 @@ class Addons:
                 if running.stopping:
                     return
                 running.redis = None
-                await redis.confinement.kill_all(redis.process.pid)
-                await self._exited(addon, redis, status)
-                self._remove_cgroup(redis.confinement)
+                oom_killed = await redis.sandbox.finish()  # what it left, and its cgroup
+                await self._exited(addon, status, oom_killed)
             now = time.monotonic()
             crashes = self._policy.crash_count(crashes, running.started_at, now)
             delay = self._policy.delay(crashes)

@@ -4,15 +4,19 @@ A slug is a directory under ``<home>/slugs/<id>``, built in place (a virtualenv 
 absolute path, so it cannot be moved after pip ran) and never changed once a release uses it.
 A failed build removes its directory: the previous release keeps running, untouched.
 
-A build runs a tenant's code (a dependency's ``setup.py``), so as root it runs as the app's
-own user, in a cgroup with the limits of the app's largest dyno size, at the workloads'
-priority (:mod:`dynos.platform.confinement`). Its environment is its own, not the server's:
-PATH, LANG, and HOME and TMPDIR in a build directory ``<home>/builds/<slug id>`` removed
-afterwards; only pip's ``PIP_*`` settings pass through from the server's environment. The slug
-is handed to the app's user for the build and taken back by root afterwards (read-only to
-the app from then on, as :func:`dynos.backends.isolation.open_slug_to` expects). The rest of
-the server's home stays closed to the build: the home and ``slugs/`` may be passed through,
-not listed, and everything else in them is root's alone.
+A build runs a tenant's code (a dependency's ``setup.py``), so each of its steps runs in a
+sandbox (:mod:`dynos.backends.sandbox`), as a dyno does: as root, as the app's own user, in a
+cgroup with the limits of the app's largest dyno size, with a private scratch of that size's cap
+over /tmp, /dev/shm and every other directory open to all users (gone, and charged to the
+build, when the step ends); without root, under a reaper that keeps every process the step
+starts, however it detaches. Either way every signal is at its default and the priority is the
+workloads'. Its environment is its own, not the server's: PATH, LANG, and HOME and TMPDIR in a
+build directory ``<home>/builds/<slug id>`` removed afterwards; only pip's ``PIP_*`` settings
+pass through from the server's environment. The slug is handed to the app's user for the build
+and taken back by root afterwards (read-only to the app from then on, as
+:func:`dynos.backends.isolation.open_slug_to` expects). The rest of the server's home stays
+closed to the build: the home and ``slugs/`` may be passed through, not listed, and everything
+else in them is root's alone.
 
 A build has a deadline (``--build-timeout``, 15 minutes as on Heroku). When it passes, or
 when the client goes away, every process of the build is killed and the build fails. When a
@@ -24,15 +28,17 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dynos.backends.cgroups import Cgroups, DynoCgroup
+from dynos.backends.cgroups import Limits
 from dynos.backends.isolation import AppUsers, DynoUser
+from dynos.backends.sandbox import Sandbox, Sandboxes
 from dynos.core.sizes import DynoSize
 from dynos.errors import BuildFailed, PlatformError
-from dynos.platform.confinement import Confinement, hand_over, take_back
+from dynos.platform.ownership import hand_over, take_back
 
 BUILD_TIMEOUT = 15 * 60.0  # seconds: Heroku's build time limit
 LINE_LIMIT = 1 << 20  # a longer output line is passed on in pieces
@@ -74,23 +80,35 @@ def describe_timeout(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
+@dataclass(frozen=True)
+class _Step:
+    """What every step of one build shares: where it runs and how it is confined."""
+
+    name: str  # its sandboxes' name
+    cwd: Path
+    env: dict[str, str]
+    size: DynoSize
+    user: DynoUser | None
+    visible: tuple[Path, ...]  # what its scratch must not hide: the slug, the build directory
+
+
 class Builder:
-    """Runs builds with ``python``, in build directories under ``builds_dir``; as root (``users``
-    and ``cgroups`` given), each as its app's user in a cgroup of its own."""
+    """Runs builds with ``python``, in build directories under ``builds_dir``, each step in a
+    sandbox of ``sandboxes`` (the server's); as root (``users`` given) as the app's user."""
 
     def __init__(
         self,
         python: str,
         builds_dir: Path,
         *,
+        sandboxes: Sandboxes | None = None,
         users: AppUsers | None = None,
-        cgroups: Cgroups | None = None,
         timeout: float = BUILD_TIMEOUT,
     ) -> None:
         self.python = python
         self._builds_dir = builds_dir
+        self._sandboxes = sandboxes or Sandboxes()
         self._users = users
-        self._cgroups = cgroups
         self.timeout = timeout
 
     async def build(self, app_id: str, slug: Slug, size: DynoSize) -> AsyncIterator[str]:
@@ -104,18 +122,15 @@ class Builder:
         user = self._users.for_app(app_id) if self._users is not None else None
         builds_dir = self._builds_dir
         work = builds_dir / slug.id
-        group: DynoCgroup | None = None
         try:
             _make_build_dir(builds_dir, work, user)
             if user is not None:
                 hand_over(slug.path, user)
-            if self._cgroups is not None:
-                group = self._cgroups.create(f"build-{slug.id}", size)
         except OSError as exc:
-            await asyncio.to_thread(self._clean_up, slug, work, user, None)
+            await asyncio.to_thread(self._clean_up, slug, work, user)
             raise PlatformError(f"Could not set up the build: {exc}") from exc
-        confinement = Confinement(user, group)
         env = build_environment(work, self.python)
+        step = _Step(f"build-{slug.id}", slug.path, env, size, user, (slug.path, work))
         venv = slug.path / ".venv"
         pip = (
             *(str(venv / "bin" / "python"), "-m", "pip", "install"),
@@ -129,50 +144,54 @@ class Builder:
             )
             yield f"-----> Creating virtualenv with {self.python}"
             venv_step = (self.python, "-m", "venv", str(venv))
-            async for line in self._run(venv_step, slug.path, env, confinement, deadline):
+            async for line in self._run(venv_step, step, deadline):
                 yield line
             yield "-----> Installing requirements with pip"
-            async for line in self._run(pip, slug.path, env, confinement, deadline):
+            async for line in self._run(pip, step, deadline):
                 yield "       " + line
         finally:
-            await asyncio.to_thread(self._clean_up, slug, work, user, group)
+            await asyncio.to_thread(self._clean_up, slug, work, user)
 
-    def _clean_up(
-        self, slug: Slug, work: Path, user: DynoUser | None, group: DynoCgroup | None
-    ) -> None:
+    def _clean_up(self, slug: Slug, work: Path, user: DynoUser | None) -> None:
         """After the build's processes are gone: the slug back to root, the build directory
-        and the cgroup removed."""
-        if group is not None and self._cgroups is not None:
-            self._cgroups.remove(group)
+        removed."""
         shutil.rmtree(work, ignore_errors=True)
         if user is not None and slug.path.exists():
             take_back(slug.path)
 
-    async def _run(
-        self,
-        argv: tuple[str, ...],
-        cwd: Path,
-        env: dict[str, str],
-        confinement: Confinement,
-        deadline: float,
-    ) -> AsyncIterator[str]:
+    def _sandbox(self, step: _Step) -> Sandbox:
+        sandboxes = self._sandboxes
+        try:
+            return sandboxes.prepare(
+                step.name,
+                limits=Limits.of(step.size),
+                user=step.user,
+                scratch_bytes=sandboxes.scratch_for(step.size),
+                visible=step.visible,
+            )
+        except OSError as exc:
+            raise PlatformError(f"Could not set up the build's limits: {exc}") from exc
+
+    async def _run(self, argv: tuple[str, ...], step: _Step, deadline: float) -> AsyncIterator[str]:
         """Run one step, yielding its output lines; BuildFailed when it fails or the deadline
         passes. Every process of the step is gone when this returns or raises."""
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its process group is the step (without cgroups)
-            limit=LINE_LIMIT,
-            preexec_fn=confinement.child_setup(),
-        )
+        sandbox = self._sandbox(step)
+        try:
+            process = await sandbox.spawn(
+                argv,
+                cwd=step.cwd,
+                env=step.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                limit=LINE_LIMIT,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise PlatformError(f"Could not start the build: {exc}") from exc
 
         async def reap() -> int:
             status = await process.wait()
-            await confinement.kill_all(process.pid)  # what the step left running
+            await sandbox.finish()  # what the step left running, and its cgroup
             return status
 
         reaper = asyncio.create_task(reap())
@@ -192,8 +211,8 @@ class Builder:
             ) from None
         finally:
             if not reaper.done():  # the deadline, or the client went away
-                await confinement.kill_all(process.pid)
-                await reaper
+                sandbox.kill()
+                await asyncio.shield(reaper)
         status = reaper.result()
         if status != 0:
             raise BuildFailed(

@@ -8,11 +8,13 @@ the machine. A start counts only once the server answers ``AUTH`` and ``PING``.
 Its plan sets ``maxmemory`` (with Heroku's ``noeviction`` policy: a write past it is refused
 with Redis's OOM error) and ``maxclients``. The app's password may run every command but those
 that would undo that or reach past its data: CONFIG, ACL, MODULE, DEBUG, SHUTDOWN and
-replication. As root it runs confined (:mod:`dynos.platform.confinement`): as a user of its
-own, in a cgroup capped at its plan's memory cap. It starts in its data directory, entered as
-root, so that the directories above it (``<home>/addons``) stay closed to every other user,
-including that user's uid once it is given to someone else; its config, password included,
-comes on its stdin and is never written to a file.
+replication. It runs in a sandbox (:mod:`dynos.backends.sandbox`), as a dyno does: as root, as
+a user of its own, in a cgroup capped at its plan's memory cap, with a private scratch over
+/tmp, /dev/shm and the other directories open to all users; without root, under a reaper that
+keeps whatever it starts; either way with every signal at its default. It starts in its data
+directory, entered as root, so that the directories above it (``<home>/addons``) stay closed
+to every other user, including that user's uid once it is given to someone else; its config,
+password included, comes on its stdin and is never written to a file.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from pathlib import Path
 
 import psutil
 
+from dynos.backends.sandbox import Sandbox
 from dynos.core.redis_plans import EVICTION_POLICY, RedisPlan
 from dynos.errors import PlatformError
-from dynos.platform.confinement import Confinement, hand_over, take_back
+from dynos.platform.ownership import hand_over, take_back
 
 INSTALL_HINT = "apt-get install -y redis-server"
 READY_TIMEOUT = 15.0  # seconds for redis-server to answer PING (it may load a large dataset)
@@ -91,7 +94,7 @@ def redis_config(port: int, password: str, plan: RedisPlan) -> str:
 class RedisProcess:
     process: asyncio.subprocess.Process
     output: asyncio.Task[None]  # forwards its log lines for as long as it runs
-    confinement: Confinement
+    sandbox: Sandbox
     data_dir: Path
 
 
@@ -102,32 +105,37 @@ async def start_redis(
     password: str,
     plan: RedisPlan,
     on_line: Callable[[str], None],
-    confinement: Confinement | None = None,
+    sandbox: Sandbox,
 ) -> RedisProcess:
-    """Start redis-server for the add-on whose data lives in ``data_dir``; return once it
-    answers. Its output lines go to ``on_line``. With ``confinement.user`` (root) the data
-    directory is that user's while it runs.
+    """Start redis-server in ``sandbox`` (prepared with ``data_dir`` visible) for the add-on
+    whose data lives in ``data_dir``; return once it answers. Its output lines go to
+    ``on_line``. With ``sandbox.user`` (root) the data directory is that user's while it
+    runs. The sandbox is finished when this raises.
 
     Raises PlatformError (quoting the end of its output) when it exits or stays silent.
     """
-    confinement = confinement or Confinement()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    data_dir.chmod(0o700)
-    await asyncio.to_thread(_stop_leftover, data_dir)
-    (data_dir / "redis.conf").unlink(missing_ok=True)  # where earlier versions kept it
-    if confinement.user is not None:
-        data_dir.parent.chmod(0o700)  # only root passes through to the data
-        take_back(data_dir)  # from its user of the last run, whose uid may be another's now
-        hand_over(data_dir, confinement.user)
+    user = sandbox.user
     try:
-        process = await asyncio.create_subprocess_exec(
-            program,
-            "-",  # the config comes on stdin: the password is never written to a file
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
+        await asyncio.to_thread(_stop_leftover, data_dir)
+        (data_dir / "redis.conf").unlink(missing_ok=True)  # where earlier versions kept it
+        if user is not None:
+            data_dir.parent.chmod(0o700)  # only root passes through to the data
+            take_back(data_dir)  # from its user of the last run, whose uid may be another's now
+            hand_over(data_dir, user)
+    except BaseException:
+        await sandbox.finish()
+        raise
+    try:
+        # In a session of its own: a Ctrl-C at the server's terminal is for the server.
+        process = await sandbox.spawn(
+            # The config comes on stdin: the password is never written to a file.
+            [program, "-"],
+            workdir=data_dir,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C at the server's terminal is for the server
-            preexec_fn=confinement.child_setup(workdir=data_dir),
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise PlatformError(f"Could not run {program}: {exc}.") from exc
@@ -144,7 +152,7 @@ async def start_redis(
 
     assert process.stdout is not None
     pump = asyncio.create_task(_pump(process.stdout, remember))
-    redis = RedisProcess(process, pump, confinement, data_dir)
+    redis = RedisProcess(process, pump, sandbox, data_dir)
     process_done = asyncio.ensure_future(process.wait())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_TIMEOUT
@@ -165,28 +173,20 @@ async def start_redis(
     raise PlatformError(f"redis-server did not start (exit status {process.returncode}): {said}")
 
 
-async def stop_redis(redis: RedisProcess, grace: float = 10.0) -> None:
-    """SIGTERM (redis-server saves and exits), SIGKILL after ``grace`` seconds; then whatever
-    else runs in its confinement (a snapshot's child, say) is killed and, as root, its data
-    directory is root's again."""
-    process = redis.process
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            if grace > 0:
-                process.terminate()
-            else:
-                process.kill()
-        try:
-            await asyncio.wait_for(process.wait(), grace if grace > 0 else None)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-    await redis.confinement.kill_all(process.pid)
-    if redis.confinement.user is not None:
+async def stop_redis(redis: RedisProcess, grace: float = 10.0) -> bool:
+    """SIGTERM to every process of it (redis-server saves and exits), SIGKILL to all that are
+    left after ``grace`` seconds; then its sandbox is finished and, as root, its data
+    directory is root's again. Returns whether the kernel killed a process of it for its
+    memory limit."""
+    if redis.process.returncode is None:
+        await redis.sandbox.stop(grace)
+    await redis.process.wait()
+    oom_killed = await redis.sandbox.finish()
+    if redis.sandbox.user is not None:
         await asyncio.to_thread(take_back, redis.data_dir)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(redis.output, 1.0)
+    return oom_killed
 
 
 async def _pump(stream: asyncio.StreamReader, on_line: Callable[[str], None]) -> None:
