@@ -5,6 +5,33 @@ error ids: ``invalid_params``, ``not_found``, ``conflict``, ...), an HTTP status
 that says what to do next. The API turns them into ``{"id": ..., "message": ...}``; the CLI
 prints the message on one line and exits 1. Lower layers raise these from their own errors
 (``raise NotFound(...) from exc``) so that no sqlite3 or OSError reaches a user.
+
+The whole tree, with the subclasses that live elsewhere (docs/architecture.md keeps the same
+drawing)::
+
+    DynosError                     id, HTTP status, a message that says what to do
+    ├── UserError                  422 invalid_params: the request was wrong
+    │   ├── BadRequest             400 bad_request: unreadable request
+    │   │   └── UnsupportedMediaType   415: a body not sent as JSON (or gzip for deploys)
+    │   ├── Unauthorized           401
+    │   ├── Forbidden              403
+    │   ├── NotFound               404 not_found
+    │   ├── Conflict               409 conflict
+    │   ├── Refused                platform/slug_archive.py: an upload that breaks a rule
+    │   └── RangeNotSatisfiable    api/ranges.py: 416
+    ├── PlatformError              500: the platform could not do it (a process, a file)
+    │   ├── BuildFailed            a build step failed or timed out
+    │   ├── Unavailable            503 unavailable: try again later
+    │   │   ├── DatabaseLocked     another process holds the database
+    │   │   └── DatabaseDamaged    the file is not a sound database: restore a backup
+    │   └── FirewallError          backends/firewall.py: nftables refused a change
+    ├── ServerUnreachable          cli/client.py: no server answers
+    ├── ApiError                   cli/client.py: the server answered with an error
+    └── ServerFailed               cli/commands/up.py: the server `dynos up` started died
+
+Outside the tree, on purpose: ``router.forwarding.MalformedRequest`` (a ValueError the router
+answers with 400 on its hot path) and ``router.StaleBuildError`` (an ImportError: compiled
+router modules older than their source).
 """
 
 from __future__ import annotations
