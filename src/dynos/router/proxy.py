@@ -13,9 +13,10 @@ The work per connection is in ``dynos.router.client`` (client side), ``dynos.rou
 binds the socket, runs the one timer that checks every connection's deadlines (``tick``), and
 shuts the whole thing down in order.
 
-One process, one event loop: on this design a second router process would need the table,
-the in-flight counts (draining) and the log lines shared across processes; the benchmark in
-docs/performance.md says why it is not needed.
+One Router per process, one event loop. The server runs one in its own process and, with
+``--router-processes N``, N - 1 more in processes of their own on the same port
+(``dynos.router.processes`` and ``worker``: routes, drains, wake-ups, logs and metrics travel
+through the server); docs/performance.md says why one process is the default.
 """
 
 from __future__ import annotations
