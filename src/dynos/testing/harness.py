@@ -162,27 +162,35 @@ def start_server(
 
 def _as_user(uid: int) -> Callable[[], None]:
     """The child's setup that runs the server as ``uid``, in a mount namespace of its own
-    where this Python is reachable: it may live under a closed directory (pyenv in /root).
-    The closed directory is covered by an empty one, into which the Python's own subtree
-    is bound; only that namespace sees it."""
-    target = Path(sys.executable).resolve()
-    closed_dirs = [p for p in reversed(target.parents) if not p.stat().st_mode & 0o001]
-    if len(closed_dirs) > 1:
-        raise AssertionError(f"{sys.executable} is too deeply closed to other users")
-    closed = closed_dirs[0] if closed_dirs else None
-    inner = None
-    if closed is not None:  # the directory below it on the way to this Python
-        inner = target.parents[len(target.parents) - len(closed.parts) - 1]
+    where this Python and this checkout of dynos are reachable: either may live under a
+    directory closed to other users (pyenv in /root, a private temp dir of a CI clone). Each
+    closed directory is covered by an empty one, into which the subtree leading to the Python
+    or the checkout is bound; only that namespace sees it."""
+    binds: dict[Path, list[Path]] = {}  # closed directory -> what to bind back in under it
+    for target in (Path(sys.executable).resolve(), Path(__file__).resolve().parents[2]):
+        closed_dirs = [p for p in reversed(target.parents) if not p.stat().st_mode & 0o001]
+        if len(closed_dirs) > 1:
+            raise AssertionError(f"{target} is too deeply closed to other users")
+        if closed_dirs:  # the directory below the closed one on the way to the target
+            closed = closed_dirs[0]
+            below = len(target.parents) - len(closed.parts) - 1
+            inner = target if below < 0 else target.parents[below]
+            if not inner.is_dir():
+                raise AssertionError(f"{target} lies directly in {closed}, closed to others")
+            if inner not in binds.setdefault(closed, []):
+                binds[closed].append(inner)
 
     def setup() -> None:
-        if closed is not None and inner is not None:
+        if binds:
             linux.unshare(linux.CLONE_NEWNS)
             linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-            fd = os.open(inner, os.O_PATH | os.O_DIRECTORY)
+        for closed, inners in binds.items():
+            fds = [os.open(inner, os.O_PATH | os.O_DIRECTORY) for inner in inners]
             linux.mount("dynos-test", str(closed), "tmpfs", linux.MS_NOSUID, "mode=0711")
-            os.mkdir(inner, 0o711)
-            linux.mount(f"/proc/self/fd/{fd}", str(inner), None, linux.MS_BIND | linux.MS_REC)
-            os.close(fd)
+            for inner, fd in zip(inners, fds, strict=True):
+                os.mkdir(inner, 0o711)
+                linux.mount(f"/proc/self/fd/{fd}", str(inner), None, linux.MS_BIND | linux.MS_REC)
+                os.close(fd)
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
