@@ -33,6 +33,9 @@ INTEGRATION_FILES = (
     "tests/backends/test_dyno_signals.py",
     "tests/backends/test_app_users.py",  # real Unix users
     "tests/backends/test_firewall.py",  # real nftables tables
+    "tests/backends/test_containment.py",  # dyno processes, cgroups and reapers
+    "tests/backends/test_orphans.py",  # real processes left by a "killed" server
+    "tests/backends/test_scratch.py",  # dyno processes in mount namespaces, real tmpfs
 )
 
 # Slow: a second or more per test, measured with `pytest --durations=0` on the 2-core
