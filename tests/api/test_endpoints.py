@@ -105,8 +105,14 @@ def test_formation_by_type_and_by_id(api: httpx.Client, app: str) -> None:
 
 def test_dyno_by_name_and_by_id(server: RunningServer, api: httpx.Client, app: str) -> None:
     settle(server, app)
-    dyno = api.get(f"/apps/{app}/dynos/worker.1").json()
-    assert api.get(f"/apps/{app}/dynos/{dyno['id']}").json()["name"] == "worker.1"
+
+    def same_dyno_by_id() -> bool:
+        # A restart the tests above asked for may replace worker.1 (a new id) between the
+        # two reads; the lookup by id must then find the dyno that is worker.1 now.
+        dyno = api.get(f"/apps/{app}/dynos/worker.1").json()
+        return api.get(f"/apps/{app}/dynos/{dyno['id']}").json().get("name") == "worker.1"
+
+    wait_for(same_dyno_by_id, what="worker.1 found by its id")
 
 
 def test_size_by_name_alias_and_id(api: httpx.Client) -> None:
