@@ -1,0 +1,8 @@
+"""The WSGI application gunicorn serves (`web: gunicorn gettingstarted.wsgi`)."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gettingstarted.settings")
+
+application = get_wsgi_application()
