@@ -25,7 +25,7 @@ INTEGRATION_DIRS = ("tests/integration", "tests/heroku")
 # Elsewhere, the modules whose tests start a real server or real dyno processes, or change
 # the machine (Unix users, nftables).
 INTEGRATION_FILES = (
-    "tests/api/test_contract.py",  # one `dynos server` per module (tests/api/conftest.py)
+    "tests/api/test_contract.py",  # one `dynos server` for these three (tests/api/conftest.py)
     "tests/api/test_endpoints.py",
     "tests/api/test_input.py",
     "tests/router/test_router_reliability.py",  # a server and its dynos under load
