@@ -25,7 +25,7 @@ INTEGRATION_DIRS = ("tests/integration", "tests/heroku")
 # Elsewhere, the modules whose tests start a real server or real dyno processes, or change
 # the machine (Unix users, nftables).
 INTEGRATION_FILES = (
-    "tests/api/test_contract.py",  # one `dynos server` per module (tests/api/conftest.py)
+    "tests/api/test_contract.py",  # one `dynos server` for these three (tests/api/conftest.py)
     "tests/api/test_endpoints.py",
     "tests/api/test_input.py",
     "tests/router/test_router_reliability.py",  # a server and its dynos under load
@@ -42,10 +42,22 @@ INTEGRATION_FILES = (
 # development machine (tests/integration: 1 to 8 s each, a server per test; tests/heroku:
 # about 1 s each, the heroku CLI's Node start-up; the reliability tests: 4 to 16 s each).
 SLOW_DIRS = INTEGRATION_DIRS
-SLOW_FILES = ("tests/router/test_router_reliability.py",)
+SLOW_FILES = (
+    "tests/router/test_router_reliability.py",
+    # 1.3 to 3.8 s each: useradd and userdel, and a removed user's files looked for on every
+    # filesystem (backends/mounts.py: files_owned_by).
+    "tests/backends/test_app_users.py",
+)
 SLOW_TESTS = (
     "tests/backends/test_firewall.py::"
     "test_a_guarded_port_is_closed_to_other_hosts_even_on_every_address",  # 2.2 s
+    # 1.0 to 1.1 s: the one-second grace it checks is waited out.
+    "tests/backends/test_containment.py::"
+    "test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period",
+    # 1.2 and 2.0 s: killed grandchildren are gone once their new parent (PID 1) reaps them.
+    "tests/backends/test_orphans.py::"
+    "test_recorded_processes_still_running_are_killed_with_their_descendants",
+    "tests/backends/test_orphans.py::test_what_stays_in_a_dead_leaders_session_is_killed",
 )
 
 

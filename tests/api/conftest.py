@@ -1,4 +1,5 @@
-"""One real `dynos server` per test module, with a deployed app: API tests read real answers."""
+"""One real `dynos server` for the API tests that take ``server`` (test_contract, test_endpoints,
+test_input), each module with apps of its own deployed on it: API tests read real answers."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dynos.testing.harness import RunningServer, dyno_states, start_server, wait
 ENVECHO = Path(__file__).parents[1] / "integration" / "apps" / "envecho"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_server(tmp_path_factory.mktemp("api") / "home", "--stop-grace", "2")
     yield running

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvloop
 
 from dynos.backends.attach import STDERR, STDOUT, Terminal
 from dynos.backends.base import DynoSpec
 from dynos.backends.local import LocalBackend
 from dynos.core.sizes import DEFAULT_SIZE
 
-pytestmark = [pytest.mark.timeout(30), pytest.mark.parametrize("loop", ["asyncio", "uvloop"])]
+pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
 
 
-def run(loop: str, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+@pytest.fixture(params=["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")])
+def anyio_backend(request: pytest.FixtureRequest) -> object:
     """Both event loops: the server runs uvloop, whose fork hooks run in another order."""
-    if loop == "uvloop":
-        uvloop.run(scenario())
-    else:
-        asyncio.run(scenario())
+    return request.param
 
 
 class Events:
@@ -75,55 +69,41 @@ async def collect(terminal: Terminal) -> dict[int, bytes]:
     return out
 
 
-def test_with_a_tty_the_process_has_a_controlling_terminal_of_the_clients_size(
-    tmp_path: Path, loop: str
+async def test_with_a_tty_the_process_has_a_controlling_terminal_of_the_clients_size(
+    tmp_path: Path,
 ) -> None:
-    async def scenario() -> None:
-        terminal, events = await attached(
-            tmp_path, "ps -o tty= -p $$; stty size; read line; echo got $line", tty=True
-        )
-        await terminal.write(b"hello\r")
-        out = await collect(terminal)
-        assert await terminal.exit_status() == 0
-        text = out[STDOUT].decode()
-        assert "pts/" in text  # a controlling tty, not "?"
-        assert "30 100" in text
-        assert "got hello" in text
-        assert events.lines == []  # an attached dyno's output is its client's, not the logs'
-
-    run(loop, scenario)
+    terminal, events = await attached(
+        tmp_path, "ps -o tty= -p $$; stty size; read line; echo got $line", tty=True
+    )
+    await terminal.write(b"hello\r")
+    out = await collect(terminal)
+    assert await terminal.exit_status() == 0
+    text = out[STDOUT].decode()
+    assert "pts/" in text  # a controlling tty, not "?"
+    assert "30 100" in text
+    assert "got hello" in text
+    assert events.lines == []  # an attached dyno's output is its client's, not the logs'
 
 
-def test_with_a_tty_resize_reaches_the_process(tmp_path: Path, loop: str) -> None:
-    async def scenario() -> None:
-        terminal, _ = await attached(tmp_path, "read a; stty size", tty=True)
-        terminal.resize(120, 40)
-        await terminal.write(b"\r")
-        out = await collect(terminal)
-        assert "40 120" in out[STDOUT].decode()
-
-    run(loop, scenario)
+async def test_with_a_tty_resize_reaches_the_process(tmp_path: Path) -> None:
+    terminal, _ = await attached(tmp_path, "read a; stty size", tty=True)
+    terminal.resize(120, 40)
+    await terminal.write(b"\r")
+    out = await collect(terminal)
+    assert "40 120" in out[STDOUT].decode()
 
 
-def test_without_a_tty_stdout_and_stderr_stay_apart_and_stdin_ends(
-    tmp_path: Path, loop: str
-) -> None:
-    async def scenario() -> None:
-        terminal, _ = await attached(tmp_path, "cat; echo oops >&2; exit 3", tty=False)
-        await terminal.write(b"line one\n")
-        terminal.close_input()
-        out = await collect(terminal)
-        assert out == {STDOUT: b"line one\n", STDERR: b"oops\n"}
-        assert await terminal.exit_status() == 3
-
-    run(loop, scenario)
+async def test_without_a_tty_stdout_and_stderr_stay_apart_and_stdin_ends(tmp_path: Path) -> None:
+    terminal, _ = await attached(tmp_path, "cat; echo oops >&2; exit 3", tty=False)
+    await terminal.write(b"line one\n")
+    terminal.close_input()
+    out = await collect(terminal)
+    assert out == {STDOUT: b"line one\n", STDERR: b"oops\n"}
+    assert await terminal.exit_status() == 3
 
 
-def test_hang_up_sends_sighup_to_the_dyno(tmp_path: Path, loop: str) -> None:
-    async def scenario() -> None:
-        terminal, _ = await attached(tmp_path, "echo ready; sleep 30", tty=False)
-        async for _ in terminal.output():
-            terminal.hang_up()
-        assert await terminal.exit_status() == 129
-
-    run(loop, scenario)
+async def test_hang_up_sends_sighup_to_the_dyno(tmp_path: Path) -> None:
+    terminal, _ = await attached(tmp_path, "echo ready; sleep 30", tty=False)
+    async for _ in terminal.output():
+        terminal.hang_up()
+    assert await terminal.exit_status() == 129

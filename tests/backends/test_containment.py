@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
-import uvloop
 
 from dynos.backends.base import DynoSpec
 from dynos.backends.cgroups import Cgroups
@@ -27,7 +25,8 @@ HOLDERS = [
 ]
 pytestmark = [
     pytest.mark.timeout(60),
-    pytest.mark.parametrize("loop", ["asyncio", "uvloop"]),
+    pytest.mark.anyio,
+    pytest.mark.usefixtures("dynos_cleaned_up"),
     pytest.mark.parametrize("holder", HOLDERS),
 ]
 
@@ -46,24 +45,27 @@ OPENED: list[LocalBackend] = []  # the scenario's backends, closed even when it 
 ESCAPED: list[int] = []  # detached processes, killed at the end whatever happened
 
 
-def run(loop: str, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    async def guarded() -> None:
-        try:
-            await scenario()
-        finally:
-            # One that escaped its dyno would hold its output pipes open, and the stop below
-            # would wait for them: it goes first.
-            for pid in ESCAPED:
-                if not gone(pid):
-                    os.kill(pid, signal.SIGKILL)
-            ESCAPED.clear()
-            await asyncio.gather(*(local.close(1) for local in OPENED))
-            OPENED.clear()
+@pytest.fixture
+async def dynos_cleaned_up(anyio_backend: object) -> AsyncIterator[None]:
+    """After the test, on its event loop, whether it passed or not: what escaped is killed
+    and every backend it opened is closed (test_scratch.py's tests too)."""
+    try:
+        yield
+    finally:
+        # One that escaped its dyno would hold its output pipes open, and the stop below
+        # would wait for them: it goes first.
+        for pid in ESCAPED:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+        ESCAPED.clear()
+        await asyncio.gather(*(local.close(1) for local in OPENED))
+        OPENED.clear()
 
-    if loop == "uvloop":
-        uvloop.run(guarded())
-    else:
-        asyncio.run(guarded())
+
+@pytest.fixture(params=["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")])
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """Both event loops: the server runs uvloop, whose fork hooks run in another order."""
+    return request.param
 
 
 class Events:
@@ -130,66 +132,54 @@ async def until_gone(pid: int, timeout: float = 10) -> bool:
     return True
 
 
-def test_a_stop_ends_the_processes_that_left_the_dyno_session(
-    tmp_path: Path, loop: str, holder: str
+async def test_a_stop_ends_the_processes_that_left_the_dyno_session(
+    tmp_path: Path, holder: str
 ) -> None:
-    async def scenario() -> None:
-        events = Events()
-        local = backend(holder, events)
-        await local.start(spec(tmp_path, DETACHED + "exec sleep 1000"))
-        detached = await events.detached_pid()
-        assert os.getsid(detached) == detached  # its own session: no group signal reaches it
-        async with asyncio.timeout(10):
-            killed = await local.stop("k", grace=5)
-        assert not killed  # SIGTERM was enough, for both processes
-        assert await until_gone(detached, timeout=2)
-        assert events.exits == {"k": 143}
-
-    run(loop, scenario)
+    events = Events()
+    local = backend(holder, events)
+    await local.start(spec(tmp_path, DETACHED + "exec sleep 1000"))
+    detached = await events.detached_pid()
+    assert os.getsid(detached) == detached  # its own session: no group signal reaches it
+    async with asyncio.timeout(10):
+        killed = await local.stop("k", grace=5)
+    assert not killed  # SIGTERM was enough, for both processes
+    assert await until_gone(detached, timeout=2)
+    assert events.exits == {"k": 143}
 
 
-def test_when_the_main_process_exits_what_it_left_running_goes_too(
-    tmp_path: Path, loop: str, holder: str
+async def test_when_the_main_process_exits_what_it_left_running_goes_too(
+    tmp_path: Path, holder: str
 ) -> None:
-    async def scenario() -> None:
-        events = Events()
-        local = backend(holder, events)
-        await local.start(spec(tmp_path, DETACHED + "sleep 0.5; exit 3"))
-        detached = await events.detached_pid()
-        await events.until(lambda: "k" in events.exits)
-        assert events.exits == {"k": 3}
-        assert await until_gone(detached, timeout=2)
-
-    run(loop, scenario)
+    events = Events()
+    local = backend(holder, events)
+    await local.start(spec(tmp_path, DETACHED + "sleep 0.5; exit 3"))
+    detached = await events.detached_pid()
+    await events.until(lambda: "k" in events.exits)
+    assert events.exits == {"k": 3}
+    assert await until_gone(detached, timeout=2)
 
 
-def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(
-    tmp_path: Path, loop: str, holder: str
+async def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(
+    tmp_path: Path, holder: str
 ) -> None:
-    async def scenario() -> None:
-        events = Events()
-        local = backend(holder, events)
-        stubborn = "setsid sh -c 'trap \"\" TERM; echo detached $$; while :; do sleep 1; done' & "
-        await local.start(spec(tmp_path, stubborn + "exec sleep 1000"))
-        detached = await events.detached_pid()
-        started = asyncio.get_running_loop().time()
-        async with asyncio.timeout(10):
-            assert await local.stop("k", grace=1)  # it had to be killed
-        assert asyncio.get_running_loop().time() - started >= 1
-        assert await until_gone(detached, timeout=2)
-
-    run(loop, scenario)
+    events = Events()
+    local = backend(holder, events)
+    stubborn = "setsid sh -c 'trap \"\" TERM; echo detached $$; while :; do sleep 1; done' & "
+    await local.start(spec(tmp_path, stubborn + "exec sleep 1000"))
+    detached = await events.detached_pid()
+    started = asyncio.get_running_loop().time()
+    async with asyncio.timeout(10):
+        assert await local.stop("k", grace=1)  # it had to be killed
+    assert asyncio.get_running_loop().time() - started >= 1
+    assert await until_gone(detached, timeout=2)
 
 
-def test_an_r15_kill_ends_every_process_at_once(tmp_path: Path, loop: str, holder: str) -> None:
-    async def scenario() -> None:
-        events = Events()
-        local = backend(holder, events)
-        await local.start(spec(tmp_path, DETACHED + "exec sleep 1000"))
-        detached = await events.detached_pid()
-        local.kill("k")
-        await events.until(lambda: "k" in events.exits)
-        assert events.exits == {"k": 137}
-        assert await until_gone(detached, timeout=2)
-
-    run(loop, scenario)
+async def test_an_r15_kill_ends_every_process_at_once(tmp_path: Path, holder: str) -> None:
+    events = Events()
+    local = backend(holder, events)
+    await local.start(spec(tmp_path, DETACHED + "exec sleep 1000"))
+    detached = await events.detached_pid()
+    local.kill("k")
+    await events.until(lambda: "k" in events.exits)
+    assert events.exits == {"k": 137}
+    assert await until_gone(detached, timeout=2)

@@ -18,14 +18,24 @@ from dynos.backends.local import LocalBackend
 from dynos.backends.mounts import shared_directories
 from dynos.backends.sandbox import Sandboxes, SharedDirectories
 from dynos.core.sizes import DEFAULT_SIZE
-from tests.backends.test_containment import OPENED, Events, run
+from tests.backends.test_containment import OPENED, Events, dynos_cleaned_up  # noqa: F401
 
 CGROUPS = Cgroups.detect()
 pytestmark = [
     pytest.mark.timeout(60),
     pytest.mark.skipif(CGROUPS is None, reason="mount namespaces and cgroups need root"),
+    pytest.mark.anyio,
+    pytest.mark.usefixtures("dynos_cleaned_up"),  # imported above: test_containment.py's
 ]
 MB = 1024 * 1024
+UVLOOP = ("asyncio", {"use_uvloop": True})
+BOTH_LOOPS = ["asyncio", pytest.param(UVLOOP, id="uvloop")]
+
+
+@pytest.fixture
+def anyio_backend() -> object:
+    """uvloop, the server's event loop; a test parametrized with BOTH_LOOPS runs on both."""
+    return UVLOOP
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -60,74 +70,69 @@ def marker() -> Iterator[str]:
         Path(directory, name).unlink(missing_ok=True)
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_what_a_dyno_writes_to_shared_directories_is_its_own_and_goes_with_it(
-    tmp_path: Path, loop: str, shared: SharedDirectories, marker: str
+@pytest.mark.parametrize("anyio_backend", BOTH_LOOPS)
+async def test_what_a_dyno_writes_to_shared_directories_is_its_own_and_goes_with_it(
+    tmp_path: Path, shared: SharedDirectories, marker: str
 ) -> None:
     places = [Path(d) / marker for d in ("/tmp", "/var/tmp", "/run/lock", "/dev/shm")]
     (tmp_path / "code.txt").write_text("the release\n")
     writes = "; ".join(f"echo secret > {p}; chmod 600 {p}" for p in places)
 
-    async def scenario() -> None:
-        events = Events()
-        local = backend(events, shared)
-        # Its release stays reachable although it lies under /tmp, which is covered.
-        await local.start(spec(tmp_path, f"{writes}; cat {tmp_path}/code.txt; exec sleep 1000"))
-        await events.until(lambda: "the release" in events.lines)
-        assert [p for p in places if p.exists()] == []  # the machine never sees them
-        await local.stop("k", grace=5)
+    events = Events()
+    local = backend(events, shared)
+    # Its release stays reachable although it lies under /tmp, which is covered.
+    await local.start(spec(tmp_path, f"{writes}; cat {tmp_path}/code.txt; exec sleep 1000"))
+    await events.until(lambda: "the release" in events.lines)
+    assert [p for p in places if p.exists()] == []  # the machine never sees them
+    await local.stop("k", grace=5)
 
-    run(loop, scenario)
     assert [p for p in places if p.exists()] == []
 
 
-def test_shared_memory_a_dyno_writes_is_charged_to_it_and_freed_when_it_stops(
+async def test_shared_memory_a_dyno_writes_is_charged_to_it_and_freed_when_it_stops(
     tmp_path: Path, shared: SharedDirectories, marker: str
 ) -> None:
-    async def scenario() -> None:
-        events = Events()
-        local = backend(events, shared)
-        fill = f"dd if=/dev/zero of=/dev/shm/{marker} bs=1M count=40 2>/dev/null"
-        await local.start(spec(tmp_path, f"{fill}; echo written; exec sleep 1000"))
-        await events.until(lambda: "written" in events.lines)
-        used = local.memory_used("k")
-        assert used is not None and used >= 40 * MB  # it counts against its memory limit
-        scratch = local.scratch_usage("k")
-        assert scratch is not None and scratch[0] >= 40 * MB and scratch[1] == 64 * MB
-        assert not Path("/dev/shm", marker).exists()
-        await local.stop("k", grace=5)
-        assert local.memory_used("k") is None and local.scratch_usage("k") is None
+    events = Events()
+    local = backend(events, shared)
+    fill = f"dd if=/dev/zero of=/dev/shm/{marker} bs=1M count=40 2>/dev/null"
+    await local.start(spec(tmp_path, f"{fill}; echo written; exec sleep 1000"))
+    await events.until(lambda: "written" in events.lines)
+    used = local.memory_used("k")
+    assert used is not None and used >= 40 * MB  # it counts against its memory limit
+    scratch = local.scratch_usage("k")
+    assert scratch is not None and scratch[0] >= 40 * MB and scratch[1] == 64 * MB
+    assert not Path("/dev/shm", marker).exists()
+    await local.stop("k", grace=5)
+    assert local.memory_used("k") is None and local.scratch_usage("k") is None
 
-    run("uvloop", scenario)
     assert not Path("/dev/shm", marker).exists()
 
 
-def test_past_its_cap_a_write_fails_with_enospc_in_that_dyno_only(
+async def test_past_its_cap_a_write_fails_with_enospc_in_that_dyno_only(
     tmp_path: Path, shared: SharedDirectories, marker: str
 ) -> None:
-    async def scenario() -> None:
-        events = Events()
-        local = backend(events, shared, scratch_mb=16)
-        # /tmp and /dev/shm share one cap: 12 MB in one leaves 4 MB for the other.
-        fill = (
-            f"dd if=/dev/zero of=/dev/shm/{marker} bs=1M count=12 2>/dev/null; "
-            f"dd if=/dev/zero of=/tmp/{marker} bs=1M count=64 2>&1 | head -1; "
-            f"echo full; exec sleep 1000"
-        )
-        await local.start(spec(tmp_path, fill, key="full"))
-        await local.start(spec(tmp_path, "echo begun; exec sleep 1000", key="other"))
-        await events.until(lambda: "full" in events.lines)
-        assert any("No space left on device" in line for line in events.lines)
-        used, cap = local.scratch_usage("full") or (0, 0)
-        assert cap == 16 * MB and used > cap - MB
-        other = local.scratch_usage("other")
-        assert other is not None and other[0] < MB  # another dyno's scratch is untouched
-        await asyncio.gather(local.stop("full", 5), local.stop("other", 5))
-
-    run("uvloop", scenario)
+    events = Events()
+    local = backend(events, shared, scratch_mb=16)
+    # /tmp and /dev/shm share one cap: 12 MB in one leaves 4 MB for the other.
+    fill = (
+        f"dd if=/dev/zero of=/dev/shm/{marker} bs=1M count=12 2>/dev/null; "
+        f"dd if=/dev/zero of=/tmp/{marker} bs=1M count=64 2>&1 | head -1; "
+        f"echo full; exec sleep 1000"
+    )
+    await local.start(spec(tmp_path, fill, key="full"))
+    await local.start(spec(tmp_path, "echo begun; exec sleep 1000", key="other"))
+    await events.until(lambda: "full" in events.lines)
+    assert any("No space left on device" in line for line in events.lines)
+    used, cap = local.scratch_usage("full") or (0, 0)
+    assert cap == 16 * MB and used > cap - MB
+    other = local.scratch_usage("other")
+    assert other is not None and other[0] < MB  # another dyno's scratch is untouched
+    await asyncio.gather(local.stop("full", 5), local.stop("other", 5))
 
 
-def test_a_shared_directory_anywhere_is_found_and_covered(tmp_path: Path, marker: str) -> None:
+async def test_a_shared_directory_anywhere_is_found_and_covered(
+    tmp_path: Path, marker: str
+) -> None:
     """Not a fixed list: a directory any user may write in, wherever it is, gets covered."""
     unusual = Path("/var/lib") / marker
     unusual.mkdir()
@@ -137,15 +142,12 @@ def test_a_shared_directory_anywhere_is_found_and_covered(tmp_path: Path, marker
         assert unusual in found
         assert Path("/tmp") in found and Path("/dev/shm") in found
 
-        async def scenario() -> None:
-            events = Events()
-            local = backend(events, SharedDirectories(found))
-            await local.start(spec(tmp_path, f"echo left > {unusual}/file; echo ok; sleep 1000"))
-            await events.until(lambda: "ok" in events.lines)
-            assert not (unusual / "file").exists()
-            await local.stop("k", grace=5)
-
-        run("uvloop", scenario)
+        events = Events()
+        local = backend(events, SharedDirectories(found))
+        await local.start(spec(tmp_path, f"echo left > {unusual}/file; echo ok; sleep 1000"))
+        await events.until(lambda: "ok" in events.lines)
+        assert not (unusual / "file").exists()
+        await local.stop("k", grace=5)
     finally:
         shutil.rmtree(unusual)
 

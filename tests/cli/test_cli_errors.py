@@ -6,12 +6,15 @@ import json
 import socket
 import sys
 import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from dynos.cli.main import cli
+from dynos.cli.session import CliState
 from dynos.config import ServerConfig
 from dynos.errors import UserError
 
@@ -151,3 +154,61 @@ def test_server_error_such_as_a_port_in_use_is_one_line(
     result = CliRunner().invoke(cli, ["server", "--home", str(tmp_path)])
     assert result.exit_code == 1
     assert result.stderr == "dynos: Port 5050 on 127.0.0.1 is already in use.\n"
+
+
+# Transport failures: cli/client.py is the one place httpx errors become DynosErrors, and
+# cli/main.py prints them; a fake transport stands in for a server that misbehaves.
+
+
+def run_against(handler: Callable[[httpx.Request], httpx.Response], args: list[str]) -> Result:
+    env = {"DYNOS_API_URL": "http://dynos.test", "DYNOS_API_KEY": "tok", "DYNOS_APP": "hello"}
+    state = CliState(transport=httpx.MockTransport(handler), env=env)
+    return CliRunner().invoke(cli, args, obj=state, env={"DYNOS_APP": "hello"})
+
+
+def test_a_server_that_does_not_answer_in_time_is_one_line_and_exit_1() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    result = run_against(handler, ["apps"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "dynos: the dynos server at http://dynos.test did not answer in time; try again.\n"
+    )
+
+
+def test_a_log_stream_cut_midway_prints_its_lines_then_one_error_line() -> None:
+    def cut(request: httpx.Request) -> Iterator[bytes]:
+        yield b"first line\n"
+        raise httpx.ReadError("connection reset", request=request)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/log-sessions"):
+            return httpx.Response(201, json={"logplex_url": "http://dynos.test/stream/1"})
+        return httpx.Response(200, content=cut(request))
+
+    result = run_against(handler, ["logs"])
+    assert result.exit_code == 1
+    assert result.stdout == "first line\n"
+    assert result.stderr == (
+        "dynos: lost the connection to the dynos server at http://dynos.test: connection reset\n"
+    )
+
+
+@pytest.mark.parametrize("where", ["DYNOS_API_URL", "logplex_url"])
+def test_a_url_httpx_cannot_parse_is_one_line_not_a_traceback(tmp_path: Path, where: str) -> None:
+    bad = "http://127.0.0.1:abc"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, json={"logplex_url": f"{bad}/stream/1"})
+
+    env = {"DYNOS_API_URL": "http://dynos.test", "DYNOS_API_KEY": "tok", "DYNOS_APP": "hello"}
+    if where == "DYNOS_API_URL":
+        env["DYNOS_API_URL"] = bad
+    state = CliState(transport=httpx.MockTransport(handler), env=env)
+    result = CliRunner().invoke(cli, ["logs"], obj=state, env={"DYNOS_APP": "hello"})
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "dynos: a URL of the dynos server is not valid (Invalid port: 'abc'): check "
+        "DYNOS_API_URL, or restart 'dynos server' to rewrite its server.json.\n"
+    )

@@ -14,6 +14,7 @@ import tarfile
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import psutil
 import pytest
 
 from dynos.testing.harness import RunningServer, dyno_states, start_server, tarball, wait_for
+from tests.integration.conftest import each_test, started
 
 ENVECHO = Path(__file__).parent / "apps" / "envecho"
 NOBODY = 65534
@@ -29,6 +31,18 @@ MB = 1024 * 1024
 as_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="builds run as the app's user only when the server runs as root"
 )
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for the module's tests that take ``server``: each uses apps of its own and
+    looks only at them."""
+    yield from started(tmp_path_factory.mktemp("builds") / "home", "--stop-grace", "5")
+
+
+@pytest.fixture
+def server(shared_server: RunningServer) -> Iterator[RunningServer]:
+    yield from each_test(shared_server)
 
 
 def deploy(server: RunningServer, app: str, directory: Path) -> tuple[str, dict[str, object]]:

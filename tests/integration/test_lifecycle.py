@@ -12,21 +12,32 @@ import psutil
 import pytest
 
 from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for
+from tests.integration.conftest import each_test, started
 
 LIFECYCLE = Path(__file__).parent / "apps" / "lifecycle"
 
 
+# Short timeouts, so that lifecycle events happen within a test.
+QUICK = ("--stop-grace", "1", "--boot-timeout", "2", "--crash-backoff", "2")
+QUICK += ("--crash-backoff-max", "4")
+
+
+@pytest.fixture(scope="module")
+def quick_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One quick server for the module: each test uses apps of its own and looks only at
+    them."""
+    yield from started(tmp_path_factory.mktemp("lifecycle") / "home", *QUICK)
+
+
 @pytest.fixture
-def quick(tmp_path: Path) -> Iterator[RunningServer]:
-    """A server with short timeouts, so lifecycle events happen within a test."""
-    running = start_server(
-        tmp_path / "home",
-        *("--stop-grace", "1", "--boot-timeout", "2"),
-        *("--crash-backoff", "2", "--crash-backoff-max", "4"),
-    )
-    yield running
-    if running.process.poll() is None:
-        running.stop()
+def quick(quick_server: RunningServer) -> Iterator[RunningServer]:
+    yield from each_test(quick_server)
+
+
+@pytest.fixture
+def own_quick(tmp_path: Path) -> Iterator[RunningServer]:
+    """A quick server of the test's own: for a test that counts its users and stops it."""
+    yield from started(tmp_path / "home", *QUICK)
 
 
 def deploy(server: RunningServer, app: str, directory: Path = LIFECYCLE) -> None:
@@ -150,8 +161,9 @@ def test_two_web_dynos_or_a_2x_never_idle(quick: RunningServer) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="isolation needs the server to run as root")
 def test_dynos_run_as_their_apps_user_and_cannot_read_the_platform(
-    quick: RunningServer,
+    own_quick: RunningServer,
 ) -> None:
+    quick = own_quick  # it counts the users of its server, then stops it
     deploy(quick, "jailed")
     deploy(quick, "other")
     wait_for(lambda: dyno_states(quick, "jailed") == {"web.1": "up"})

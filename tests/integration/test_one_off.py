@@ -10,13 +10,26 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from websockets.sync.client import connect
 
-from tests.integration.conftest import RunningServer, wait_for
+from tests.integration.conftest import RunningServer, each_test, started, wait_for
 
 ENVECHO = Path(__file__).parent / "apps" / "envecho"
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for the module: each test uses apps of its own and looks only at them."""
+    yield from started(tmp_path_factory.mktemp("one-off") / "home", "--stop-grace", "5")
+
+
+@pytest.fixture
+def server(shared_server: RunningServer) -> Iterator[RunningServer]:
+    yield from each_test(shared_server)
 
 
 def deployed(server: RunningServer, app: str) -> None:

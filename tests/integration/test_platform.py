@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from dynos.testing.harness import RunningServer, dyno_states, start_server, tarball, wait_for
-from tests.integration.conftest import EXAMPLES
+from tests.integration.conftest import EXAMPLES, each_test, started
 
 ENVECHO = Path(__file__).parent / "apps" / "envecho"
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for the module: each test uses apps of its own and looks only at them."""
+    yield from started(tmp_path_factory.mktemp("platform") / "home", "--stop-grace", "5")
+
+
+@pytest.fixture
+def server(shared_server: RunningServer) -> Iterator[RunningServer]:
+    yield from each_test(shared_server)
 
 
 def create_app(server: RunningServer, name: str) -> None:
@@ -28,7 +41,8 @@ def all_up(server: RunningServer, app: str, expected: set[str], release: int = 0
     )
 
 
-def test_deploy_scale_route_and_shutdown_leave_no_dyno_behind(server: RunningServer) -> None:
+def test_deploy_scale_route_and_shutdown_leave_no_dyno_behind(own_server: RunningServer) -> None:
+    server = own_server  # it counts every process of its server, then stops it
     create_app(server, "hello")
     release = server.deploy("hello", EXAMPLES / "hello")
     assert release["version"] == 2  # v1 is the app's initial release

@@ -1,6 +1,8 @@
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
 from dynos.logs.hub import LogHub
 from dynos.logs.logline import LogLine
 
@@ -36,16 +38,14 @@ def test_recent_filters_by_dyno_type_and_source() -> None:
     assert [x.message for x in hub.recent("foo", 10, source="app")] == ["a", "b"]
 
 
-def test_follow_receives_lines_emitted_after_subscribing() -> None:
-    async def scenario() -> list[str]:
-        hub = LogHub()
-        hub.emit("foo", "app", "web.1", "before")
-        subscription = hub.follow("foo", source="app")
-        hub.emit("foo", "dynos", "web.1", "filtered out")
-        hub.emit("foo", "app", "web.1", "after")
-        hub.emit("bar", "app", "web.1", "other app")
-        first = await asyncio.wait_for(anext(subscription), 5)
-        subscription.close()
-        return [first.message]
-
-    assert asyncio.run(scenario()) == ["after"]
+@pytest.mark.anyio
+async def test_follow_receives_lines_emitted_after_subscribing() -> None:
+    hub = LogHub()
+    hub.emit("foo", "app", "web.1", "before")
+    subscription = hub.follow("foo", source="app")
+    hub.emit("foo", "dynos", "web.1", "filtered out")
+    hub.emit("foo", "app", "web.1", "after")
+    hub.emit("bar", "app", "web.1", "other app")
+    first = await asyncio.wait_for(anext(subscription), 5)
+    subscription.close()
+    assert [first.message] == ["after"]

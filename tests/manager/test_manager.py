@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+import pytest
 
 from dynos.backends.base import DynoEvents
 from dynos.core.restart_policy import RestartPolicy
@@ -17,6 +18,8 @@ from dynos.store.database import Database
 from dynos.store.models import App
 from dynos.store.store import Store
 from dynos.testing.fakes import FakeBackend, FakeClock
+
+pytestmark = pytest.mark.anyio  # each test gets ``w``, a World (tests/manager/conftest.py)
 
 
 class World:
@@ -88,243 +91,190 @@ class World:
         return {d.name: str(d.state) for d in self.manager.dynos(self.app.id)}
 
 
-def run(test: Callable[[World], Coroutine[Any, Any, None]], tmp_path: Path) -> None:
-    async def main() -> None:
-        world = await World.open(tmp_path)
-        try:
-            await test(world)
-        finally:
-            await world.store.close()
-
-    asyncio.run(main())
-
-
-def test_web_dyno_is_routed_only_once_it_binds_its_port(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=1, worker=1)
-        await w.settle()
-        assert w.states() == {"web.1": "starting", "worker.1": "up"}
-        route = w.routes.lookup("foo.localhost")
-        assert route is not None and route.backends == ()
-        w.fake.bind("web.1")
-        assert w.states()["web.1"] == "up"
-        route = w.routes.lookup("foo.localhost")
-        assert route is not None and [b.dyno for b in route.backends] == ["web.1"]
-
-    run(scenario, tmp_path)
+async def test_web_dyno_is_routed_only_once_it_binds_its_port(w: World) -> None:
+    await w.scale(web=1, worker=1)
+    await w.settle()
+    assert w.states() == {"web.1": "starting", "worker.1": "up"}
+    route = w.routes.lookup("foo.localhost")
+    assert route is not None and route.backends == ()
+    w.fake.bind("web.1")
+    assert w.states()["web.1"] == "up"
+    route = w.routes.lookup("foo.localhost")
+    assert route is not None and [b.dyno for b in route.backends] == ["web.1"]
 
 
-def test_dyno_gets_config_port_and_dyno_name(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=1, worker=0)
-        await w.settle()
-        env = w.fake.started[0].env
-        assert env["K"] == "v" and env["DYNO"] == "web.1" and env["PORT"] == "40000"
-
-    run(scenario, tmp_path)
+async def test_dyno_gets_config_port_and_dyno_name(w: World) -> None:
+    await w.scale(web=1, worker=0)
+    await w.settle()
+    env = w.fake.started[0].env
+    assert env["K"] == "v" and env["DYNO"] == "web.1" and env["PORT"] == "40000"
 
 
-def test_scale_down_stops_highest_numbered_dynos_first(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=0, worker=4)
-        await w.settle()
-        await w.scale(web=0, worker=1)
-        await w.settle()
-        assert w.fake.stopped == ["worker.4", "worker.3", "worker.2"]
-        assert w.states() == {"worker.1": "up"}
-
-    run(scenario, tmp_path)
+async def test_scale_down_stops_highest_numbered_dynos_first(w: World) -> None:
+    await w.scale(web=0, worker=4)
+    await w.settle()
+    await w.scale(web=0, worker=1)
+    await w.settle()
+    assert w.fake.stopped == ["worker.4", "worker.3", "worker.2"]
+    assert w.states() == {"worker.1": "up"}
 
 
-def test_crash_restarts_at_once_then_backs_off(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=0, worker=1)
-        await w.settle()
-        w.fake.crash("worker.1", status=3)
-        assert w.states() == {"worker.1": "crashed"}
-        await w.settle()
-        assert w.states() == {"worker.1": "up"}  # first crash: restarted at once
-        w.fake.crash("worker.1", status=3)
-        await w.settle()
-        assert w.states() == {"worker.1": "crashed"}  # second quick crash: waits 1 s
-        w.clock.advance(1.0)
-        await w.settle()
-        assert w.states() == {"worker.1": "up"}
-        lines = [line.format() for line in w.logs.recent("foo", 100)]
-        assert any("dynos[worker.1]: Process exited with status 3" in x for x in lines)
-        assert any("State changed from up to crashed" in x for x in lines)
-
-    run(scenario, tmp_path)
+async def test_crash_restarts_at_once_then_backs_off(w: World) -> None:
+    await w.scale(web=0, worker=1)
+    await w.settle()
+    w.fake.crash("worker.1", status=3)
+    assert w.states() == {"worker.1": "crashed"}
+    await w.settle()
+    assert w.states() == {"worker.1": "up"}  # first crash: restarted at once
+    w.fake.crash("worker.1", status=3)
+    await w.settle()
+    assert w.states() == {"worker.1": "crashed"}  # second quick crash: waits 1 s
+    w.clock.advance(1.0)
+    await w.settle()
+    assert w.states() == {"worker.1": "up"}
+    lines = [line.format() for line in w.logs.recent("foo", 100)]
+    assert any("dynos[worker.1]: Process exited with status 3" in x for x in lines)
+    assert any("State changed from up to crashed" in x for x in lines)
 
 
-def test_all_web_dynos_crashed_marks_the_route_crashed(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=1, worker=0)
-        await w.settle()
-        w.fake.bind("web.1")
-        w.fake.crash("web.1")
-        route = w.routes.lookup("foo.localhost")
-        assert route is not None and route.crashed and route.backends == ()
-
-    run(scenario, tmp_path)
+async def test_all_web_dynos_crashed_marks_the_route_crashed(w: World) -> None:
+    await w.scale(web=1, worker=0)
+    await w.settle()
+    w.fake.bind("web.1")
+    w.fake.crash("web.1")
+    route = w.routes.lookup("foo.localhost")
+    assert route is not None and route.crashed and route.backends == ()
 
 
-def test_new_release_replaces_every_dyno(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=0, worker=2)
-        await w.settle()
-        await w.write(
-            lambda db: db.create_release(
-                w.app.id, "v3", slug_id="slug2", processes={"worker": "python3 w2.py"}, config={}
-            )
+async def test_new_release_replaces_every_dyno(w: World) -> None:
+    await w.scale(web=0, worker=2)
+    await w.settle()
+    await w.write(
+        lambda db: db.create_release(
+            w.app.id, "v3", slug_id="slug2", processes={"worker": "python3 w2.py"}, config={}
         )
-        await w.settle()
-        assert sorted(w.fake.stopped) == ["worker.1", "worker.2"]
-        assert [s.command for s in w.fake.running.values()] == ["python3 w2.py"] * 2
-
-    run(scenario, tmp_path)
-
-
-def test_restart_request_replaces_only_the_named_dyno(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=0, worker=2)
-        await w.settle()
-        w.manager.request_restart(w.app.id, "worker.2")
-        await w.settle()
-        assert w.fake.stopped == ["worker.2"]
-        assert w.states() == {"worker.1": "up", "worker.2": "up"}
-
-    run(scenario, tmp_path)
+    )
+    await w.settle()
+    assert sorted(w.fake.stopped) == ["worker.1", "worker.2"]
+    assert [s.command for s in w.fake.running.values()] == ["python3 w2.py"] * 2
 
 
-def test_close_stops_every_dyno(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=0, worker=3)
-        await w.settle()
-        await w.manager.close()
-        assert sorted(w.fake.stopped) == ["worker.1", "worker.2", "worker.3"]
-        assert w.fake.running == {}
-
-    run(scenario, tmp_path)
+async def test_restart_request_replaces_only_the_named_dyno(w: World) -> None:
+    await w.scale(web=0, worker=2)
+    await w.settle()
+    w.manager.request_restart(w.app.id, "worker.2")
+    await w.settle()
+    assert w.fake.stopped == ["worker.2"]
+    assert w.states() == {"worker.1": "up", "worker.2": "up"}
 
 
-def test_memory_watch_reports_r14_once_a_minute_and_kills_at_r15(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=0, worker=1)
-        await w.settle()
-        watch = DynoWatch(w.manager, w.routes, w.clock)
-        w.fake.memory["worker.1"] = 700 * 1024 * 1024  # 1X quota: 512 MB
-        watch.check()
-        w.clock.advance(30)
-        watch.check()  # still over quota, but R14 was said less than a minute ago
-        lines = [line.message for line in w.logs.recent("foo", 100, dyno="worker.1")]
-        assert lines.count("Error R14 (Memory quota exceeded)") == 1
-        assert "Process running mem=700M(136.7%)" in lines
-        w.fake.memory["worker.1"] = 1100 * 1024 * 1024  # over twice the quota
-        watch.check()
-        assert w.fake.killed == ["worker.1"]
-        lines = [line.message for line in w.logs.recent("foo", 100, dyno="worker.1")]
-        assert "Error R15 (Memory quota vastly exceeded)" in lines
-        assert w.states() == {"worker.1": "crashed"}
-
-    run(scenario, tmp_path)
+async def test_close_stops_every_dyno(w: World) -> None:
+    await w.scale(web=0, worker=3)
+    await w.settle()
+    await w.manager.close()
+    assert sorted(w.fake.stopped) == ["worker.1", "worker.2", "worker.3"]
+    assert w.fake.running == {}
 
 
-def test_lone_1x_web_dyno_idles_after_quiet_spell_and_wakes(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=1, worker=0)
-        await w.write(lambda db: db.set_app_setting(w.app.id, "idle_after", 60))
-        await w.settle()
-        w.fake.bind("web.1")
-        watch = DynoWatch(w.manager, w.routes, w.clock)
-        w.clock.advance(59)
-        watch.check()
-        assert w.states() == {"web.1": "up"}
-        w.clock.advance(1)
-        watch.check()
-        await w.settle()
-        assert w.states() == {"web.1": "idle"}
-        route = w.routes.lookup("foo.localhost")
-        assert route is not None and route.idle and route.backends == ()
-        w.manager.wake_app("foo")
-        await w.settle()
-        assert w.states() == {"web.1": "starting"}
-        w.fake.bind("web.1")
-        assert w.states() == {"web.1": "up"}
-
-    run(scenario, tmp_path)
+async def test_memory_watch_reports_r14_once_a_minute_and_kills_at_r15(w: World) -> None:
+    await w.scale(web=0, worker=1)
+    await w.settle()
+    watch = DynoWatch(w.manager, w.routes, w.clock)
+    w.fake.memory["worker.1"] = 700 * 1024 * 1024  # 1X quota: 512 MB
+    watch.check()
+    w.clock.advance(30)
+    watch.check()  # still over quota, but R14 was said less than a minute ago
+    lines = [line.message for line in w.logs.recent("foo", 100, dyno="worker.1")]
+    assert lines.count("Error R14 (Memory quota exceeded)") == 1
+    assert "Process running mem=700M(136.7%)" in lines
+    w.fake.memory["worker.1"] = 1100 * 1024 * 1024  # over twice the quota
+    watch.check()
+    assert w.fake.killed == ["worker.1"]
+    lines = [line.message for line in w.logs.recent("foo", 100, dyno="worker.1")]
+    assert "Error R15 (Memory quota vastly exceeded)" in lines
+    assert w.states() == {"worker.1": "crashed"}
 
 
-def test_two_web_dynos_never_idle(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=2, worker=0)
-        await w.write(lambda db: db.set_app_setting(w.app.id, "idle_after", 60))
-        await w.settle()
-        w.fake.bind("web.1")
-        w.fake.bind("web.2")
-        w.clock.advance(3600)
-        DynoWatch(w.manager, w.routes, w.clock).check()
-        await w.settle()
-        assert w.states() == {"web.1": "up", "web.2": "up"}
-
-    run(scenario, tmp_path)
-
-
-def test_cycling_restarts_old_dynos_one_at_a_time(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        w.manager = DynoManager(
-            w.store,
-            w.backend_for,
-            w.logs,
-            w.routes,
-            ManagerSettings(slugs_dir=tmp_path, cycle_after=100.0),
-            clock=w.clock,
-        )
-        await w.scale(web=2, worker=0)
-        await w.settle()
-        w.fake.bind("web.1")
-        w.fake.bind("web.2")
-        w.clock.advance(100)
-        DynoWatch(w.manager, w.routes, w.clock).check()
-        await w.settle()
-        assert w.fake.stopped == ["web.1"]  # web.2 keeps serving meanwhile
-        assert w.states() == {"web.1": "starting", "web.2": "up"}
-        w.fake.bind("web.1")
-        await w.settle()
-        assert w.fake.stopped == ["web.1", "web.2"]
-        w.fake.bind("web.2")
-        assert w.states() == {"web.1": "up", "web.2": "up"}
-        cycling = [x.message for x in w.logs.recent("foo", 100) if x.message == "Cycling"]
-        assert len(cycling) == 2
-
-    run(scenario, tmp_path)
+async def test_lone_1x_web_dyno_idles_after_quiet_spell_and_wakes(w: World) -> None:
+    await w.scale(web=1, worker=0)
+    await w.write(lambda db: db.set_app_setting(w.app.id, "idle_after", 60))
+    await w.settle()
+    w.fake.bind("web.1")
+    watch = DynoWatch(w.manager, w.routes, w.clock)
+    w.clock.advance(59)
+    watch.check()
+    assert w.states() == {"web.1": "up"}
+    w.clock.advance(1)
+    watch.check()
+    await w.settle()
+    assert w.states() == {"web.1": "idle"}
+    route = w.routes.lookup("foo.localhost")
+    assert route is not None and route.idle and route.backends == ()
+    w.manager.wake_app("foo")
+    await w.settle()
+    assert w.states() == {"web.1": "starting"}
+    w.fake.bind("web.1")
+    assert w.states() == {"web.1": "up"}
 
 
-def test_scratch_watch_says_once_that_a_dynos_scratch_is_full(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=0, worker=1)
-        await w.settle()
-        watch = DynoWatch(w.manager, w.routes, w.clock)
-        mb = 1024 * 1024
-        w.fake.scratch["worker.1"] = (512 * mb, 512 * mb)
-        watch.check()
-        watch.check()
-        lines = [line.message for line in w.logs.recent("foo", 100, dyno="worker.1")]
-        full = [line for line in lines if line.startswith("Error: scratch space full")]
-        assert full == [full[0]] and "(512M of 512M)" in full[0]
-        assert w.states() == {"worker.1": "up"}  # a full scratch is the app's to handle
-
-    run(scenario, tmp_path)
+async def test_two_web_dynos_never_idle(w: World) -> None:
+    await w.scale(web=2, worker=0)
+    await w.write(lambda db: db.set_app_setting(w.app.id, "idle_after", 60))
+    await w.settle()
+    w.fake.bind("web.1")
+    w.fake.bind("web.2")
+    w.clock.advance(3600)
+    DynoWatch(w.manager, w.routes, w.clock).check()
+    await w.settle()
+    assert w.states() == {"web.1": "up", "web.2": "up"}
 
 
-def test_destroying_an_app_releases_what_the_backend_held_for_it(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        await w.scale(web=0, worker=1)
-        await w.settle()
-        await w.write(lambda db: db.delete_app(w.app.id))
-        await w.settle()
-        assert w.manager.dynos(w.app.id) == []
-        await w.manager.release_app(w.app.id)
-        assert w.fake.released == [w.app.id]
+async def test_cycling_restarts_old_dynos_one_at_a_time(w: World, tmp_path: Path) -> None:
+    w.manager = DynoManager(
+        w.store,
+        w.backend_for,
+        w.logs,
+        w.routes,
+        ManagerSettings(slugs_dir=tmp_path, cycle_after=100.0),
+        clock=w.clock,
+    )
+    await w.scale(web=2, worker=0)
+    await w.settle()
+    w.fake.bind("web.1")
+    w.fake.bind("web.2")
+    w.clock.advance(100)
+    DynoWatch(w.manager, w.routes, w.clock).check()
+    await w.settle()
+    assert w.fake.stopped == ["web.1"]  # web.2 keeps serving meanwhile
+    assert w.states() == {"web.1": "starting", "web.2": "up"}
+    w.fake.bind("web.1")
+    await w.settle()
+    assert w.fake.stopped == ["web.1", "web.2"]
+    w.fake.bind("web.2")
+    assert w.states() == {"web.1": "up", "web.2": "up"}
+    cycling = [x.message for x in w.logs.recent("foo", 100) if x.message == "Cycling"]
+    assert len(cycling) == 2
 
-    run(scenario, tmp_path)
+
+async def test_scratch_watch_says_once_that_a_dynos_scratch_is_full(w: World) -> None:
+    await w.scale(web=0, worker=1)
+    await w.settle()
+    watch = DynoWatch(w.manager, w.routes, w.clock)
+    mb = 1024 * 1024
+    w.fake.scratch["worker.1"] = (512 * mb, 512 * mb)
+    watch.check()
+    watch.check()
+    lines = [line.message for line in w.logs.recent("foo", 100, dyno="worker.1")]
+    full = [line for line in lines if line.startswith("Error: scratch space full")]
+    assert full == [full[0]] and "(512M of 512M)" in full[0]
+    assert w.states() == {"worker.1": "up"}  # a full scratch is the app's to handle
+
+
+async def test_destroying_an_app_releases_what_the_backend_held_for_it(w: World) -> None:
+    await w.scale(web=0, worker=1)
+    await w.settle()
+    await w.write(lambda db: db.delete_app(w.app.id))
+    await w.settle()
+    assert w.manager.dynos(w.app.id) == []
+    await w.manager.release_app(w.app.id)
+    assert w.fake.released == [w.app.id]

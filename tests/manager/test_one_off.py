@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
@@ -17,122 +16,100 @@ from dynos.manager.one_off import (
 )
 from dynos.store.database import Database
 from dynos.store.models import App
-from tests.manager.test_manager import World, run
+from tests.manager.test_manager import World
+
+pytestmark = pytest.mark.anyio  # each test gets ``w``, a World (tests/manager/conftest.py)
 
 
-def test_one_off_dyno_runs_the_current_release_with_its_env_and_ends_complete(
-    tmp_path: Path,
+async def test_one_off_dyno_runs_the_current_release_with_its_env_and_ends_complete(
+    w: World,
 ) -> None:
-    async def scenario(w: World) -> None:
-        record = await w.manager.run_one_off(w.app.id, "echo hi", env={"EXTRA": "1"})
-        assert record.name.startswith("run.") and len(record.name) == 8
-        spec = w.fake.started[-1]
-        assert spec.name == record.name and spec.port is None and spec.terminal is None
-        assert spec.env["K"] == "v" and spec.env["EXTRA"] == "1"
-        assert spec.env["DYNO"] == record.name
-        assert w.states() == {record.name: "up"}
-        w.fake.crash(record.name, 0)
-        assert w.states() == {}
-        said = [line.message for line in w.logs.recent("foo", 10, dyno=record.name)]
-        assert said[-2:] == ["Process exited with status 0", "State changed from up to complete"]
-
-    run(scenario, tmp_path)
+    record = await w.manager.run_one_off(w.app.id, "echo hi", env={"EXTRA": "1"})
+    assert record.name.startswith("run.") and len(record.name) == 8
+    spec = w.fake.started[-1]
+    assert spec.name == record.name and spec.port is None and spec.terminal is None
+    assert spec.env["K"] == "v" and spec.env["EXTRA"] == "1"
+    assert spec.env["DYNO"] == record.name
+    assert w.states() == {record.name: "up"}
+    w.fake.crash(record.name, 0)
+    assert w.states() == {}
+    said = [line.message for line in w.logs.recent("foo", 10, dyno=record.name)]
+    assert said[-2:] == ["Process exited with status 0", "State changed from up to complete"]
 
 
-def test_one_off_dyno_that_fails_is_not_restarted(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        record = await w.manager.run_one_off(w.app.id, "false")
-        w.fake.crash(record.name, 1)
-        w.clock.advance(600)
-        await w.settle()
-        assert w.states() == {}
-        assert [s.name for s in w.fake.started] == [record.name]
-
-    run(scenario, tmp_path)
+async def test_one_off_dyno_that_fails_is_not_restarted(w: World) -> None:
+    record = await w.manager.run_one_off(w.app.id, "false")
+    w.fake.crash(record.name, 1)
+    w.clock.advance(600)
+    await w.settle()
+    assert w.states() == {}
+    assert [s.name for s in w.fake.started] == [record.name]
 
 
-def test_scaling_and_releases_leave_one_off_dynos_alone(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        record = await w.manager.run_one_off(w.app.id, "sleep 100")
-        await w.scale(web=0, worker=1)
-        await w.write(
-            lambda db: db.create_release(
-                w.app.id, "New", slug_id="slug", processes={"worker": "python3 w.py"}, config={}
-            )
+async def test_scaling_and_releases_leave_one_off_dynos_alone(w: World) -> None:
+    record = await w.manager.run_one_off(w.app.id, "sleep 100")
+    await w.scale(web=0, worker=1)
+    await w.write(
+        lambda db: db.create_release(
+            w.app.id, "New", slug_id="slug", processes={"worker": "python3 w.py"}, config={}
         )
-        await w.settle()
-        w.manager.request_restart(w.app.id)  # every dyno: not the one-offs
-        await w.settle()
-        assert w.states()[record.name] == "up"
-        assert record.name not in w.fake.stopped
-
-    run(scenario, tmp_path)
-
-
-def test_stopping_a_one_off_dyno_ends_it_for_good(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        record = await w.manager.run_one_off(w.app.id, "sleep 100")
-        w.manager.request_restart(w.app.id, record.name)  # what ps:stop run.NNNN sends
-        await w.settle()
-        assert w.fake.stopped == [record.name]
-        assert w.states() == {}
-
-    run(scenario, tmp_path)
+    )
+    await w.settle()
+    w.manager.request_restart(w.app.id)  # every dyno: not the one-offs
+    await w.settle()
+    assert w.states()[record.name] == "up"
+    assert record.name not in w.fake.stopped
 
 
-def test_destroying_the_app_stops_its_one_off_dynos(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        record = await w.manager.run_one_off(w.app.id, "sleep 100")
-        await w.write(lambda db: db.delete_app(w.app.id))
-        await w.settle()
-        assert w.fake.stopped == [record.name]
-
-    run(scenario, tmp_path)
+async def test_stopping_a_one_off_dyno_ends_it_for_good(w: World) -> None:
+    record = await w.manager.run_one_off(w.app.id, "sleep 100")
+    w.manager.request_restart(w.app.id, record.name)  # what ps:stop run.NNNN sends
+    await w.settle()
+    assert w.fake.stopped == [record.name]
+    assert w.states() == {}
 
 
-def test_run_without_a_deployed_release_is_refused_and_creates_nothing(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        def create_bare(db: Database) -> App:
-            bare = db.create_app("bare")
-            db.create_release(bare.id, "Initial release", slug_id=None, processes={}, config={})
-            return bare
-
-        bare = await w.store.transaction(create_bare)
-        with pytest.raises(UserError, match="deploy it first"):
-            await w.manager.run_one_off(bare.id, "bash")
-        assert w.manager.dynos(bare.id) == [] and w.fake.started == []
-
-    run(scenario, tmp_path)
+async def test_destroying_the_app_stops_its_one_off_dynos(w: World) -> None:
+    record = await w.manager.run_one_off(w.app.id, "sleep 100")
+    await w.write(lambda db: db.delete_app(w.app.id))
+    await w.settle()
+    assert w.fake.stopped == [record.name]
 
 
-def test_attached_one_off_starts_only_for_its_client_with_the_right_token(
-    tmp_path: Path,
+async def test_run_without_a_deployed_release_is_refused_and_creates_nothing(w: World) -> None:
+    def create_bare(db: Database) -> App:
+        bare = db.create_app("bare")
+        db.create_release(bare.id, "Initial release", slug_id=None, processes={}, config={})
+        return bare
+
+    bare = await w.store.transaction(create_bare)
+    with pytest.raises(UserError, match="deploy it first"):
+        await w.manager.run_one_off(bare.id, "bash")
+    assert w.manager.dynos(bare.id) == [] and w.fake.started == []
+
+
+async def test_attached_one_off_starts_only_for_its_client_with_the_right_token(
+    w: World,
 ) -> None:
-    async def scenario(w: World) -> None:
-        record = await w.manager.run_one_off(w.app.id, "bash", attach=True)
-        assert record.attachment is not None and w.fake.started == []
-        with pytest.raises(Unauthorized):
-            await w.manager.attach(w.app.id, record.name, "wrong")
-        terminal = await w.manager.attach(w.app.id, record.name, record.attachment.token)
-        assert terminal.tty and w.fake.started[-1].terminal is terminal
-        with pytest.raises(Conflict):
-            await w.manager.attach(w.app.id, record.name, record.attachment.token)
-        w.fake.crash(record.name, 7)
-        assert await terminal.exit_status() == 7
-
-    run(scenario, tmp_path)
+    record = await w.manager.run_one_off(w.app.id, "bash", attach=True)
+    assert record.attachment is not None and w.fake.started == []
+    with pytest.raises(Unauthorized):
+        await w.manager.attach(w.app.id, record.name, "wrong")
+    terminal = await w.manager.attach(w.app.id, record.name, record.attachment.token)
+    assert terminal.tty and w.fake.started[-1].terminal is terminal
+    with pytest.raises(Conflict):
+        await w.manager.attach(w.app.id, record.name, record.attachment.token)
+    w.fake.crash(record.name, 7)
+    assert await terminal.exit_status() == 7
 
 
-def test_attached_one_off_whose_client_never_comes_is_given_up_with_r13(tmp_path: Path) -> None:
-    async def scenario(w: World) -> None:
-        record = await w.manager.run_one_off(w.app.id, "bash", attach=True)
-        w.clock.advance(ATTACH_TIMEOUT + 1)
-        await w.settle()
-        assert w.states() == {} and w.fake.started == []
-        said = [line.message for line in w.logs.recent("foo", 10, dyno=record.name)]
-        assert "Error R13 (Attach error) -> Failed to attach to process" in said
-
-    run(scenario, tmp_path)
+async def test_attached_one_off_whose_client_never_comes_is_given_up_with_r13(w: World) -> None:
+    record = await w.manager.run_one_off(w.app.id, "bash", attach=True)
+    w.clock.advance(ATTACH_TIMEOUT + 1)
+    await w.settle()
+    assert w.states() == {} and w.fake.started == []
+    said = [line.message for line in w.logs.recent("foo", 10, dyno=record.name)]
+    assert "Error R13 (Attach error) -> Failed to attach to process" in said
 
 
 def test_a_procfile_type_as_the_command_stands_for_its_command() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,8 @@ from dynos.errors import PlatformError, UserError
 from dynos.platform.addons import Addons, service_for
 from dynos.platform.platform import Platform, local_account
 from tests.manager.test_manager import World
+
+pytestmark = pytest.mark.anyio
 
 
 def addons_of(world: World, tmp_path: Path) -> Addons:
@@ -24,22 +25,19 @@ async def nothing_created(world: World, tmp_path: Path) -> None:
     assert list((tmp_path / "addons").glob("*")) == []
 
 
-def test_missing_redis_server_is_an_error_with_the_install_command(
+async def test_missing_redis_server_is_an_error_with_the_install_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("dynos.platform.redis_server.shutil.which", lambda *a, **k: None)
 
-    async def scenario() -> None:
-        world = await World.open(tmp_path)
-        with pytest.raises(PlatformError, match="apt-get install -y redis-server"):
-            await addons_of(world, tmp_path).create(world.app, "redis")
-        await nothing_created(world, tmp_path)
-        await world.store.close()
-
-    asyncio.run(scenario())
+    world = await World.open(tmp_path)
+    with pytest.raises(PlatformError, match="apt-get install -y redis-server"):
+        await addons_of(world, tmp_path).create(world.app, "redis")
+    await nothing_created(world, tmp_path)
+    await world.store.close()
 
 
-def test_a_redis_server_that_fails_to_start_leaves_nothing_behind(
+async def test_a_redis_server_that_fails_to_start_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bin_dir = tmp_path / "bin"
@@ -49,14 +47,11 @@ def test_a_redis_server_that_fails_to_start_leaves_nothing_behind(
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
 
-    async def scenario() -> None:
-        world = await World.open(tmp_path)
-        with pytest.raises(PlatformError, match="FATAL CONFIG FILE ERROR"):
-            await addons_of(world, tmp_path).create(world.app, "redis")
-        await nothing_created(world, tmp_path)
-        await world.store.close()
-
-    asyncio.run(scenario())
+    world = await World.open(tmp_path)
+    with pytest.raises(PlatformError, match="FATAL CONFIG FILE ERROR"):
+        await addons_of(world, tmp_path).create(world.app, "redis")
+    await nothing_created(world, tmp_path)
+    await world.store.close()
 
 
 def test_add_on_kinds_are_redis_under_its_own_and_heroku_names() -> None:
@@ -66,30 +61,25 @@ def test_add_on_kinds_are_redis_under_its_own_and_heroku_names() -> None:
 
 
 @pytest.mark.parametrize("name", ["../../escape", "<absolute>", "Cache", "x", "end-", "a\nb"])
-def test_a_malformed_add_on_name_is_refused_before_anything_starts(
+async def test_a_malformed_add_on_name_is_refused_before_anything_starts(
     tmp_path: Path, name: str
 ) -> None:
     # The name is a directory under <home>/addons: "../../escape" or an absolute path would
     # put the add-on's data (and its removal on failure) anywhere.
     name = name.replace("<absolute>", str(tmp_path / "absolute"))
 
-    async def scenario() -> None:
-        world = await World.open(tmp_path)
-        with pytest.raises(UserError, match="Invalid add-on name"):
-            await addons_of(world, tmp_path).create(world.app, "redis", name)
-        await nothing_created(world, tmp_path)
-        await world.store.close()
+    world = await World.open(tmp_path)
+    with pytest.raises(UserError, match="Invalid add-on name"):
+        await addons_of(world, tmp_path).create(world.app, "redis", name)
+    await nothing_created(world, tmp_path)
+    await world.store.close()
 
-    asyncio.run(scenario())
     assert not (tmp_path.parent / "escape").exists() and not (tmp_path / "absolute").exists()
 
 
-def test_an_unknown_plan_is_refused_with_the_plans_named(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        world = await World.open(tmp_path)
-        with pytest.raises(UserError, match=r"Unknown Redis plan 'premium-99'.*mini \(25 MB\)"):
-            await addons_of(world, tmp_path).create(world.app, "heroku-redis:premium-99")
-        await nothing_created(world, tmp_path)
-        await world.store.close()
-
-    asyncio.run(scenario())
+async def test_an_unknown_plan_is_refused_with_the_plans_named(tmp_path: Path) -> None:
+    world = await World.open(tmp_path)
+    with pytest.raises(UserError, match=r"Unknown Redis plan 'premium-99'.*mini \(25 MB\)"):
+        await addons_of(world, tmp_path).create(world.app, "heroku-redis:premium-99")
+    await nothing_created(world, tmp_path)
+    await world.store.close()

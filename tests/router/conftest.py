@@ -1,22 +1,24 @@
-"""Every router test runs on both event loops the server may use: asyncio's and uvloop's.
+"""Every async router test runs on both event loops the server may use: asyncio's and uvloop's.
 
-An exception in a protocol callback does not fail a test by itself (the event loop logs it
-and closes the transport), so ``run`` also fails the test when the loop reported any. And no
-input a test sends may make the router log an error (a traceback: issue 11), unless the test
-plants a bug in the router on purpose (``@pytest.mark.planted_bug``).
+The tests are ``async def`` functions run by anyio's plugin (``pytestmark =
+pytest.mark.anyio`` in each module), on the loop ``anyio_backend`` below names. Each one is
+bounded to ``TEST_TIMEOUT`` seconds, and since an exception in a protocol callback does not
+fail a test by itself (the event loop logs it and closes the transport), it also fails when
+the loop reported anything, up to and including the loop's close (``pytest_pyfunc_call``
+below). And no input a test sends may make the router log an error (a traceback: issue 11),
+unless the test plants a bug in the router on purpose (``@pytest.mark.planted_bug``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvloop
-
-from tests.router.router_harness import Run
 
 TEST_TIMEOUT = 10.0
 
@@ -50,20 +52,31 @@ def router_logs_no_error(request: pytest.FixtureRequest) -> Iterator[None]:
         assert said == [], "the router logged errors:\n" + "\n".join(said)
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Run:
-    factory = uvloop.new_event_loop if request.param == "uvloop" else None
+@pytest.fixture(params=["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")])
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    return request.param
 
-    def run(scenario: Coroutine[Any, Any, None]) -> None:
-        reported: list[dict[str, Any]] = []
 
-        async def bounded() -> None:
-            asyncio.get_running_loop().set_exception_handler(lambda _, ctx: reported.append(ctx))
-            async with asyncio.timeout(TEST_TIMEOUT):
-                await scenario
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
+    """Around anyio's call of an async test: the bound, and the loop's reports. The loop
+    is closed by the time anyio's call returns (router tests have no async fixtures), so a
+    report made while closing it counts too."""
+    test = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(test):
+        return (yield)
+    reported: list[dict[str, Any]] = []
 
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(bounded())
-        assert reported == [], f"the event loop reported errors: {reported}"
+    @functools.wraps(test)
+    async def bounded(**kwargs: Any) -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: reported.append(ctx))
+        async with asyncio.timeout(TEST_TIMEOUT):
+            await test(**kwargs)
 
-    return run
+    pyfuncitem.obj = bounded
+    try:
+        outcome = yield
+    finally:
+        pyfuncitem.obj = test
+    assert reported == [], f"the event loop reported errors: {reported}"
+    return outcome

@@ -27,7 +27,7 @@ import asyncio
 import hashlib
 import json
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +39,6 @@ from dynos.logs.hub import LogHub
 from dynos.router.proxy import Router
 from dynos.router.routing_table import Backend, RoutingTable
 
-Run = Callable[[Coroutine[Any, Any, None]], None]  # the ``run`` fixture: one scenario, bounded
 DOMAIN = "localhost"
 APP = "foo"
 HOST = "foo.localhost"
@@ -276,16 +275,14 @@ async def one_dyno(
         yield dyno, r, http
 
 
-def answer_without_dynos(run: Run, request: bytes) -> bytes:
+async def answer_without_dynos(request: bytes) -> bytes:
     """Everything a router sends back to the raw ``request`` (for ``APP``, which has no dyno:
     for input refused before any routing, and the 503 of one that gets through)."""
     received: list[bytes] = []
 
-    async def scenario() -> None:
-        async with running_router(table_with(APP, [])) as r:
-            received.append(await raw_exchange(r.port, request))
+    async with running_router(table_with(APP, [])) as r:
+        received.append(await raw_exchange(r.port, request))
 
-    run(scenario())
     return received[0]
 
 

@@ -11,12 +11,16 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any, cast
 
+import pytest
+
 from dynos.logs.hub import LogHub
 from dynos.router.client import BUFFER_LIMIT, ClientConnection
 from dynos.router.proxy import Router
 from dynos.router.routing_table import Backend, DynoSlot, RoutingTable
 from dynos.router.upstream import UpstreamConnection, UpstreamPool
-from tests.router.router_harness import APP, HOST, Run, running_router, table_with
+from tests.router.router_harness import APP, HOST, running_router, table_with
+
+pytestmark = pytest.mark.anyio
 
 BACKEND = Backend("web.1", "127.0.0.1", 1)
 POST_HEAD = b"POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n"
@@ -67,6 +71,7 @@ class HeldPool(UpstreamPool):
     def __init__(self) -> None:
         super().__init__()
         self.opened: asyncio.Future[UpstreamConnection] = asyncio.Future()
+        self.tasks_before = asyncio.all_tasks()  # the test runner's, not the router's
 
     async def open(self, slot: DynoSlot) -> UpstreamConnection:
         return await self.opened
@@ -77,9 +82,10 @@ class TimingOutPool(UpstreamPool):
         raise TimeoutError
 
 
-async def connecting_done() -> None:
-    """Wait for the router's connecting task (the only other task) to finish."""
-    await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}))
+async def connecting_done(pool: HeldPool) -> None:
+    """Wait for the router's connecting task (the only task started since ``pool`` was
+    made) to finish. Not every other task: anyio's test runner has one of its own."""
+    await asyncio.gather(*(asyncio.all_tasks() - pool.tasks_before - {asyncio.current_task()}))
 
 
 def slot_of(table: RoutingTable) -> DynoSlot:
@@ -104,93 +110,78 @@ def fake_client(router: Router) -> tuple[ClientConnection, FakeTransport]:
     return conn, transport
 
 
-def test_full_dyno_socket_pauses_reading_the_client_until_it_drains(run: Run) -> None:
-    async def scenario() -> None:
-        router = Router(table_with(APP, [BACKEND]), LogHub())
-        upstream, dyno_side = fake_upstream(router.pool, router.table)
-        router.pool.put(upstream, router.now)
-        client, client_side = fake_client(router)
+async def test_full_dyno_socket_pauses_reading_the_client_until_it_drains() -> None:
+    router = Router(table_with(APP, [BACKEND]), LogHub())
+    upstream, dyno_side = fake_upstream(router.pool, router.table)
+    router.pool.put(upstream, router.now)
+    client, client_side = fake_client(router)
 
-        client.data_received(POST_HEAD % (HOST.encode(), 1000) + b"x" * 100)
-        assert dyno_side.written.endswith(b"\r\n\r\n" + b"x" * 100)  # pooled: sent at once
-        upstream.pause_writing()
-        assert not client_side.reading
-        upstream.resume_writing()
-        assert client_side.reading
-        client.connection_lost(None)
-
-    run(scenario())
+    client.data_received(POST_HEAD % (HOST.encode(), 1000) + b"x" * 100)
+    assert dyno_side.written.endswith(b"\r\n\r\n" + b"x" * 100)  # pooled: sent at once
+    upstream.pause_writing()
+    assert not client_side.reading
+    upstream.resume_writing()
+    assert client_side.reading
+    client.connection_lost(None)
 
 
-def test_full_client_socket_pauses_reading_the_dyno_until_it_drains(run: Run) -> None:
-    async def scenario() -> None:
-        router = Router(table_with(APP, [BACKEND]), LogHub())
-        upstream, dyno_side = fake_upstream(router.pool, router.table)
-        router.pool.put(upstream, router.now)
-        client, client_side = fake_client(router)
+async def test_full_client_socket_pauses_reading_the_dyno_until_it_drains() -> None:
+    router = Router(table_with(APP, [BACKEND]), LogHub())
+    upstream, dyno_side = fake_upstream(router.pool, router.table)
+    router.pool.put(upstream, router.now)
+    client, client_side = fake_client(router)
 
-        client.data_received(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
-        upstream.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
-        assert client_side.written.endswith(b"\r\n\r\n01234")
-        client.pause_writing()
-        assert not dyno_side.reading
-        client.resume_writing()
-        assert dyno_side.reading
-        client.connection_lost(None)
-
-    run(scenario())
+    client.data_received(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
+    upstream.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
+    assert client_side.written.endswith(b"\r\n\r\n01234")
+    client.pause_writing()
+    assert not dyno_side.reading
+    client.resume_writing()
+    assert dyno_side.reading
+    client.connection_lost(None)
 
 
-def test_request_body_held_while_connecting_is_bounded(run: Run) -> None:
-    async def scenario() -> None:
-        pool = HeldPool()
-        router = Router(table_with(APP, [BACKEND]), LogHub(), pool=pool)
-        client, client_side = fake_client(router)
+async def test_request_body_held_while_connecting_is_bounded() -> None:
+    pool = HeldPool()
+    router = Router(table_with(APP, [BACKEND]), LogHub(), pool=pool)
+    client, client_side = fake_client(router)
 
-        body = b"y" * (BUFFER_LIMIT + 1)
-        client.data_received(POST_HEAD % (HOST.encode(), 2 * len(body)) + body)
-        assert not client_side.reading  # the dyno connection is not up: stop taking body
+    body = b"y" * (BUFFER_LIMIT + 1)
+    client.data_received(POST_HEAD % (HOST.encode(), 2 * len(body)) + body)
+    assert not client_side.reading  # the dyno connection is not up: stop taking body
 
-        upstream, dyno_side = fake_upstream(pool, router.table)
-        pool.opened.set_result(upstream)
-        await connecting_done()
-        assert dyno_side.written.endswith(body)  # what was held went to the dyno
-        assert client_side.reading
-        client.connection_lost(None)
-
-    run(scenario())
+    upstream, dyno_side = fake_upstream(pool, router.table)
+    pool.opened.set_result(upstream)
+    await connecting_done(pool)
+    assert dyno_side.written.endswith(body)  # what was held went to the dyno
+    assert client_side.reading
+    client.connection_lost(None)
 
 
-def test_dyno_connection_made_while_the_client_is_congested_starts_paused(run: Run) -> None:
-    async def scenario() -> None:
-        pool = HeldPool()
-        router = Router(table_with(APP, [BACKEND]), LogHub(), pool=pool)
-        client, _ = fake_client(router)
+async def test_dyno_connection_made_while_the_client_is_congested_starts_paused() -> None:
+    pool = HeldPool()
+    router = Router(table_with(APP, [BACKEND]), LogHub(), pool=pool)
+    client, _ = fake_client(router)
 
-        client.data_received(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
-        client.pause_writing()
-        upstream, dyno_side = fake_upstream(pool, router.table)
-        pool.opened.set_result(upstream)
-        await connecting_done()
-        assert dyno_side.written.startswith(b"GET / HTTP/1.1\r\n")
-        assert not dyno_side.reading
-        client.connection_lost(None)
-
-    run(scenario())
+    client.data_received(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
+    client.pause_writing()
+    upstream, dyno_side = fake_upstream(pool, router.table)
+    pool.opened.set_result(upstream)
+    await connecting_done(pool)
+    assert dyno_side.written.startswith(b"GET / HTTP/1.1\r\n")
+    assert not dyno_side.reading
+    client.connection_lost(None)
 
 
-def test_connect_timeout_on_every_dyno_gives_503_and_h19_line(run: Run) -> None:
-    async def scenario() -> None:
-        table = table_with(APP, [BACKEND])
-        async with running_router(table, pool=TimingOutPool()) as r:
-            reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
-            writer.write(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % HOST.encode())
-            received = await reader.read(-1)
-            writer.close()
-            await writer.wait_closed()
-            lines = r.router_lines(APP)
-        assert received.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
-        assert lines[0].startswith('at=error code=H19 desc="Backend connection timeout" ')
-        assert " dyno=web.1 connect=" in lines[0]
-
-    run(scenario())
+async def test_connect_timeout_on_every_dyno_gives_503_and_h19_line() -> None:
+    table = table_with(APP, [BACKEND])
+    async with running_router(table, pool=TimingOutPool()) as r:
+        reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % HOST.encode())
+        received = await reader.read(-1)
+        writer.close()
+        await writer.wait_closed()
+        lines = r.router_lines(APP)
+    assert received.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert lines[0].startswith('at=error code=H19 desc="Backend connection timeout" ')
+    assert " dyno=web.1 connect=" in lines[0]

@@ -21,13 +21,14 @@ from dynos.router.routing_table import RoutingTable
 from tests.router.router_harness import (
     APP,
     HOST,
-    Run,
     answer_without_dynos,
     fake_dynos,
     raw_exchange,
     running_router,
     table_with,
 )
+
+pytestmark = pytest.mark.anyio
 
 H = HOST.encode()
 
@@ -86,48 +87,42 @@ SMUGGLING = {
 
 
 @pytest.mark.parametrize("request_bytes", SMUGGLING.values(), ids=SMUGGLING.keys())
-def test_smuggling_vector_is_refused_with_400_and_close(run: Run, request_bytes: bytes) -> None:
-    async def scenario() -> None:
-        async with (
-            fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
-        ):
-            received = await raw_exchange(r.port, request_bytes % H)
-        assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
-        assert b"\r\nConnection: close\r\n" in received
-        assert received.count(b"HTTP/1.1 ") == 1
-        assert dyno.requests == []
-
-    run(scenario())
+async def test_smuggling_vector_is_refused_with_400_and_close(request_bytes: bytes) -> None:
+    async with (
+        fake_dynos("web.1") as [dyno],
+        running_router(table_with(APP, [dyno.backend])) as r,
+    ):
+        received = await raw_exchange(r.port, request_bytes % H)
+    assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"\r\nConnection: close\r\n" in received
+    assert received.count(b"HTTP/1.1 ") == 1
+    assert dyno.requests == []
 
 
-def test_a_plain_chunked_request_is_accepted(run: Run) -> None:
-    async def scenario() -> None:
-        async with (
-            fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
-        ):
-            received = await raw_exchange(
-                r.port,
-                b"POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: Chunked\r\n"
-                b"Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n" % H,
-            )
-        assert received.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert dyno.requests[0].body == b"abc"
-
-    run(scenario())
+async def test_a_plain_chunked_request_is_accepted() -> None:
+    async with (
+        fake_dynos("web.1") as [dyno],
+        running_router(table_with(APP, [dyno.backend])) as r,
+    ):
+        received = await raw_exchange(
+            r.port,
+            b"POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: Chunked\r\n"
+            b"Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n" % H,
+        )
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert dyno.requests[0].body == b"abc"
 
 
-def test_more_than_1000_headers_get_431(run: Run) -> None:
+async def test_more_than_1000_headers_get_431() -> None:
     headers = b"".join(b"X-%d: y\r\n" % n for n in range(1001))
     request = b"GET / HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (H, headers)
-    assert answer_without_dynos(run, request).startswith(b"HTTP/1.1 431 ")
+    assert (await answer_without_dynos(request)).startswith(b"HTTP/1.1 431 ")
 
 
-def test_a_request_line_just_under_8k_is_accepted(run: Run) -> None:
+async def test_a_request_line_just_under_8k_is_accepted() -> None:
     target = b"/" + b"a" * 8000
     request = b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (target, H)
-    received = answer_without_dynos(run, request)
+    received = await answer_without_dynos(request)
     assert received.startswith(b"HTTP/1.1 503 ")  # routed: the app has no dyno
 
 
@@ -172,11 +167,11 @@ ANSWERED_AT_ONCE = {
 @pytest.mark.parametrize(
     ("request_bytes", "status"), ANSWERED_AT_ONCE.values(), ids=ANSWERED_AT_ONCE.keys()
 )
-def test_an_answer_given_at_once_then_closed_logs_no_error(
-    run: Run, caplog: pytest.LogCaptureFixture, request_bytes: bytes, status: bytes
+async def test_an_answer_given_at_once_then_closed_logs_no_error(
+    caplog: pytest.LogCaptureFixture, request_bytes: bytes, status: bytes
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="dynos.router"):
-        received = answer_without_dynos(run, request_bytes)
+        received = await answer_without_dynos(request_bytes)
     assert received.startswith(b"HTTP/1.1 " + status + b" ")
     assert b"Connection: close\r\n" in received.rsplit(b"HTTP/1.1 ", 1)[1]
     assert [r.getMessage() for r in caplog.records] == []
@@ -185,24 +180,22 @@ def test_an_answer_given_at_once_then_closed_logs_no_error(
 # ---- HTTP/0.9 ---------------------------------------------------------------------------------
 
 
-def answer_within(run: Run, pieces: list[bytes], seconds: float) -> bytes:
+async def answer_within(pieces: list[bytes], seconds: float) -> bytes:
     """What the router answers to ``pieces`` (sent one by one), with a header timeout far
     longer than ``seconds``: an answer that waited for it fails the test."""
     received: list[bytes] = []
 
-    async def scenario() -> None:
-        async with running_router(table_with(APP, []), header_timeout=60) as r:
-            reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
-            for piece in pieces:
-                writer.write(piece)
-                await writer.drain()
-                await asyncio.sleep(0.02)
-            async with asyncio.timeout(seconds):
-                received.append(await reader.read(-1))
-            writer.close()
-            await writer.wait_closed()
+    async with running_router(table_with(APP, []), header_timeout=60) as r:
+        reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        async with asyncio.timeout(seconds):
+            received.append(await reader.read(-1))
+        writer.close()
+        await writer.wait_closed()
 
-    run(scenario())
     return received[0]
 
 
@@ -219,16 +212,16 @@ def answer_within(run: Run, pieces: list[bytes], seconds: float) -> bytes:
     ],
     ids=["line", "a path", "split", "split CR LF", "after CRLF", "after a request", "pipelined"],
 )
-def test_an_http09_request_line_gets_400_at_once(run: Run, pieces: list[bytes]) -> None:
-    received = answer_within(run, pieces, 2.0)
+async def test_an_http09_request_line_gets_400_at_once(pieces: list[bytes]) -> None:
+    received = await answer_within(pieces, 2.0)
     assert received.endswith(b"</html>\n")
     assert re.findall(rb"HTTP/1\.1 (\d+) ", received)[-1] == b"400"
 
 
-def test_a_head_sent_slowly_is_not_taken_for_http09(run: Run) -> None:
+async def test_a_head_sent_slowly_is_not_taken_for_http09() -> None:
     head = b"GET / HTTP/1.1\r\nReferer: GET /\r\nHost: %s\r\nConnection: close\r\n\r\n" % H
     pieces = [head[:6], head[6:16], head[16:34], head[34:50], head[50:]]
-    received = answer_within(run, pieces, 2.0)
+    received = await answer_within(pieces, 2.0)
     assert received.startswith(b"HTTP/1.1 503 ")  # routed: the app has no dyno
 
 

@@ -21,12 +21,13 @@ from dynos.router.limits import (
 from tests.router.router_harness import (
     APP,
     HOST,
-    Run,
     WireClient,
     fake_dynos,
     running_router,
     table_with,
 )
+
+pytestmark = pytest.mark.anyio
 
 # ---- the rules (pure) ------------------------------------------------------------------------
 
@@ -119,10 +120,10 @@ async def refused(port: int, source: str = "127.0.0.1") -> bytes:
         await writer.wait_closed()
 
 
-def test_idle_connections_past_the_per_client_cap_get_503_while_others_are_served(
-    run: Run, caplog: pytest.LogCaptureFixture
+async def test_idle_connections_past_the_per_client_cap_get_503_while_others_are_served(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def scenario() -> None:
+    with caplog.at_level(logging.WARNING, logger="dynos.router"):
         limits = ConnectionLimits(total=12, per_client=5)
         async with (
             fake_dynos("web.1") as [dyno],
@@ -141,34 +142,26 @@ def test_idle_connections_past_the_per_client_cap_get_503_while_others_are_serve
             assert b"\r\nConnection: close\r\n" in answer
             assert b"Too many connections" in answer
         assert response.status == 200
-
-    with caplog.at_level(logging.WARNING, logger="dynos.router"):
-        run(scenario())
     said = [r.getMessage() for r in caplog.records]
     assert said, "a refusal is logged"
     assert all('desc="Too many connections from one address"' in m for m in said)
     assert all('fwd="127.0.0.1"' in m for m in said)
 
 
-def test_the_total_cap_refuses_every_address_and_frees_up_as_connections_close(
-    run: Run,
-) -> None:
-    async def scenario() -> None:
-        limits = ConnectionLimits(total=4, per_client=3)
-        async with (
-            fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend]), limits=limits) as r,
-        ):
-            async with AsyncExitStack() as held:
-                for source in ("127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.3"):
-                    await held.enter_async_context(WireClient.connect(r.port, source))
-                assert (await refused(r.port, "127.0.0.4")).startswith(b"HTTP/1.1 503 ")
-            for _ in range(100):  # the router sees the closes
-                if r.router.counts.total == 0:
-                    break
-                await asyncio.sleep(0.01)
-            async with WireClient.connect(r.port, "127.0.0.4") as client:
-                response = await client.request("GET", "/", [("Host", HOST)])
-            assert response.status == 200
-
-    run(scenario())
+async def test_the_total_cap_refuses_every_address_and_frees_up_as_connections_close() -> None:
+    limits = ConnectionLimits(total=4, per_client=3)
+    async with (
+        fake_dynos("web.1") as [dyno],
+        running_router(table_with(APP, [dyno.backend]), limits=limits) as r,
+    ):
+        async with AsyncExitStack() as held:
+            for source in ("127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.3"):
+                await held.enter_async_context(WireClient.connect(r.port, source))
+            assert (await refused(r.port, "127.0.0.4")).startswith(b"HTTP/1.1 503 ")
+        for _ in range(100):  # the router sees the closes
+            if r.router.counts.total == 0:
+                break
+            await asyncio.sleep(0.01)
+        async with WireClient.connect(r.port, "127.0.0.4") as client:
+            response = await client.request("GET", "/", [("Host", HOST)])
+        assert response.status == 200

@@ -4,36 +4,36 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from prometheus_client import generate_latest
 
 from dynos.logs.hub import LogHub
 from dynos.router.errors import H12
 from dynos.router.metrics import AppMetrics, RouterMetrics, metrics_registry
 from dynos.router.request_log import RequestLog, request_line
-from tests.router.router_harness import APP, Run, client, fake_dynos, running_router, table_with
+from tests.router.router_harness import APP, client, fake_dynos, running_router, table_with
+
+pytestmark = pytest.mark.anyio
 
 
-def test_metrics_count_requests_by_status_with_latency_and_in_flight(run: Run) -> None:
-    async def scenario() -> None:
-        async with fake_dynos("web.1") as [dyno]:
-            table = table_with(APP, [dyno.backend])
-            async with running_router(table) as r, client(r.port) as http:
-                for _ in range(3):
-                    await http.get("/")
-                slow = asyncio.create_task(http.get("/slow"))
-                while (await dyno.arrived.get()).path != "/slow":
-                    pass
-                during = generate_latest(r.router.metrics_registry).decode()
-                dyno.release.set()
-                await slow
-                after = generate_latest(r.router.metrics_registry).decode()
-        assert 'dynos_router_requests_in_flight{app="foo"} 1.0' in during
-        assert 'dynos_router_requests_total{app="foo",status="200"} 4.0' in after
-        assert 'dynos_router_request_duration_seconds_count{app="foo"} 4.0' in after
-        assert 'dynos_router_request_duration_seconds_bucket{app="foo",le="+Inf"} 4.0' in after
-        assert 'dynos_router_requests_in_flight{app="foo"} 0.0' in after
-
-    run(scenario())
+async def test_metrics_count_requests_by_status_with_latency_and_in_flight() -> None:
+    async with fake_dynos("web.1") as [dyno]:
+        table = table_with(APP, [dyno.backend])
+        async with running_router(table) as r, client(r.port) as http:
+            for _ in range(3):
+                await http.get("/")
+            slow = asyncio.create_task(http.get("/slow"))
+            while (await dyno.arrived.get()).path != "/slow":
+                pass
+            during = generate_latest(r.router.metrics_registry).decode()
+            dyno.release.set()
+            await slow
+            after = generate_latest(r.router.metrics_registry).decode()
+    assert 'dynos_router_requests_in_flight{app="foo"} 1.0' in during
+    assert 'dynos_router_requests_total{app="foo",status="200"} 4.0' in after
+    assert 'dynos_router_request_duration_seconds_count{app="foo"} 4.0' in after
+    assert 'dynos_router_request_duration_seconds_bucket{app="foo",le="+Inf"} 4.0' in after
+    assert 'dynos_router_requests_in_flight{app="foo"} 0.0' in after
 
 
 def test_router_errors_are_counted_with_their_status() -> None:
@@ -77,57 +77,51 @@ def test_a_latency_on_a_bucket_bound_falls_in_that_bucket() -> None:
     assert metrics.buckets[0] == 1
 
 
-def test_log_lines_are_written_in_a_batch_after_the_loop_iteration(run: Run) -> None:
-    async def scenario() -> None:
-        hub = LogHub()
-        log = RequestLog(hub)
-        fields = (b"GET", b"/", "foo.localhost", "id", "1.2.3.4", "web.1", 0, 1, 200, 5, None)
-        log.add("foo", fields)
-        log.add("foo", (b"GET", b"/b", "foo.localhost", "id2", "", "", None, None, 503, None, H12))
-        assert hub.recent("foo", 10) == []  # nothing written yet: off the request's path
-        await asyncio.sleep(0)
-        lines = [line.message for line in hub.recent("foo", 10)]
-        assert lines[0].startswith('at=info method=GET path="/" host=foo.localhost ')
-        assert lines[1].startswith('at=error code=H12 desc="Request timeout" method=GET path="/b"')
-
-    run(scenario())
+async def test_log_lines_are_written_in_a_batch_after_the_loop_iteration() -> None:
+    hub = LogHub()
+    log = RequestLog(hub)
+    fields = (b"GET", b"/", "foo.localhost", "id", "1.2.3.4", "web.1", 0, 1, 200, 5, None)
+    log.add("foo", fields)
+    log.add("foo", (b"GET", b"/b", "foo.localhost", "id2", "", "", None, None, 503, None, H12))
+    assert hub.recent("foo", 10) == []  # nothing written yet: off the request's path
+    await asyncio.sleep(0)
+    lines = [line.message for line in hub.recent("foo", 10)]
+    assert lines[0].startswith('at=info method=GET path="/" host=foo.localhost ')
+    assert lines[1].startswith('at=error code=H12 desc="Request timeout" method=GET path="/b"')
 
 
-def test_batched_lines_are_the_request_line_format(run: Run) -> None:
-    async def scenario() -> None:
-        hub = LogHub()
-        log = RequestLog(hub)
-        odd = (b"GET", b'/a"b\\c', "foo.localhost", "rid", '1.2.3.4" x="y', "web.1", 3, 40, 200, 7)
-        log.add("foo", (*odd, None))
-        log.add("foo", (b"POST", b"/", "foo localhost", "rid", "", "", None, None, 503, None, H12))
-        log.flush()
-        lines = [line.message for line in hub.recent("foo", 10)]
-        assert lines == [
-            request_line(
-                method="GET",
-                path='/a"b\\c',
-                host="foo.localhost",
-                request_id="rid",
-                fwd='1.2.3.4" x="y',
-                dyno="web.1",
-                connect_ms=3,
-                service_ms=40,
-                status=200,
-                bytes_sent=7,
-            ),
-            request_line(
-                method="POST",
-                path="/",
-                host="foo localhost",
-                request_id="rid",
-                fwd="",
-                dyno="",
-                connect_ms=None,
-                service_ms=None,
-                status=503,
-                bytes_sent=None,
-                error=H12,
-            ),
-        ]
-
-    run(scenario())
+async def test_batched_lines_are_the_request_line_format() -> None:
+    hub = LogHub()
+    log = RequestLog(hub)
+    odd = (b"GET", b'/a"b\\c', "foo.localhost", "rid", '1.2.3.4" x="y', "web.1", 3, 40, 200, 7)
+    log.add("foo", (*odd, None))
+    log.add("foo", (b"POST", b"/", "foo localhost", "rid", "", "", None, None, 503, None, H12))
+    log.flush()
+    lines = [line.message for line in hub.recent("foo", 10)]
+    assert lines == [
+        request_line(
+            method="GET",
+            path='/a"b\\c',
+            host="foo.localhost",
+            request_id="rid",
+            fwd='1.2.3.4" x="y',
+            dyno="web.1",
+            connect_ms=3,
+            service_ms=40,
+            status=200,
+            bytes_sent=7,
+        ),
+        request_line(
+            method="POST",
+            path="/",
+            host="foo localhost",
+            request_id="rid",
+            fwd="",
+            dyno="",
+            connect_ms=None,
+            service_ms=None,
+            status=503,
+            bytes_sent=None,
+            error=H12,
+        ),
+    ]

@@ -13,7 +13,6 @@ from dynos.router.upstream import UpstreamConnection, UpstreamPool
 from tests.router.router_harness import (
     APP,
     HOST,
-    Run,
     client,
     dead_backend,
     fake_dynos,
@@ -21,6 +20,8 @@ from tests.router.router_harness import (
     running_router,
     table_with,
 )
+
+pytestmark = pytest.mark.anyio
 
 H = HOST.encode()
 
@@ -30,198 +31,163 @@ def first_choice() -> float:
     return 0.0
 
 
-def test_get_whose_dyno_closes_before_answering_is_retried_on_another(run: Run) -> None:
-    async def scenario() -> None:
-        async with fake_dynos("web.1", drops=True) as [dying], fake_dynos("web.2") as [healthy]:
-            table = table_with(APP, [dying.backend, healthy.backend])
-            async with (
-                running_router(table, random=first_choice) as r,
-                client(r.port) as http,
-            ):
-                response = await http.get("/")
-                lines = r.router_lines(APP)
-        assert response.status_code == 200
-        assert response.json()["dyno"] == "web.2"
-        assert [got.path for got in dying.requests] == ["/"]  # it was tried first
-        assert len(lines) == 1 and " dyno=web.2 " in lines[0] and " status=200 " in lines[0]
-
-    run(scenario())
+async def test_get_whose_dyno_closes_before_answering_is_retried_on_another() -> None:
+    async with fake_dynos("web.1", drops=True) as [dying], fake_dynos("web.2") as [healthy]:
+        table = table_with(APP, [dying.backend, healthy.backend])
+        async with (
+            running_router(table, random=first_choice) as r,
+            client(r.port) as http,
+        ):
+            response = await http.get("/")
+            lines = r.router_lines(APP)
+    assert response.status_code == 200
+    assert response.json()["dyno"] == "web.2"
+    assert [got.path for got in dying.requests] == ["/"]  # it was tried first
+    assert len(lines) == 1 and " dyno=web.2 " in lines[0] and " status=200 " in lines[0]
 
 
-def test_put_with_a_body_is_retried_with_the_whole_body(run: Run) -> None:
-    async def scenario() -> None:
-        async with fake_dynos("web.1", drops=True) as [dying], fake_dynos("web.2") as [healthy]:
-            table = table_with(APP, [dying.backend, healthy.backend])
-            async with (
-                running_router(table, random=first_choice) as r,
-                client(r.port) as http,
-            ):
-                response = await http.put("/thing", content=b"x" * 5000)
-        assert response.status_code == 200
-        assert response.json()["body_size"] == 5000
-        assert len(dying.requests[0].body) == 5000
-
-    run(scenario())
+async def test_put_with_a_body_is_retried_with_the_whole_body() -> None:
+    async with fake_dynos("web.1", drops=True) as [dying], fake_dynos("web.2") as [healthy]:
+        table = table_with(APP, [dying.backend, healthy.backend])
+        async with (
+            running_router(table, random=first_choice) as r,
+            client(r.port) as http,
+        ):
+            response = await http.put("/thing", content=b"x" * 5000)
+    assert response.status_code == 200
+    assert response.json()["body_size"] == 5000
+    assert len(dying.requests[0].body) == 5000
 
 
-def test_post_whose_dyno_closes_before_answering_is_not_retried(run: Run) -> None:
-    async def scenario() -> None:
-        async with fake_dynos("web.1", drops=True) as [dying], fake_dynos("web.2") as [healthy]:
-            table = table_with(APP, [dying.backend, healthy.backend])
-            async with (
-                running_router(table, random=first_choice) as r,
-                client(r.port) as http,
-            ):
-                response = await http.post("/order", content=b"one coffee")
-                lines = r.router_lines(APP)
-        assert response.status_code == 503
-        assert healthy.requests == []  # the order was not sent twice
-        assert lines[0].startswith('at=error code=H13 desc="Connection closed without response"')
-        assert " dyno=web.1 " in lines[0]
-
-    run(scenario())
+async def test_post_whose_dyno_closes_before_answering_is_not_retried() -> None:
+    async with fake_dynos("web.1", drops=True) as [dying], fake_dynos("web.2") as [healthy]:
+        table = table_with(APP, [dying.backend, healthy.backend])
+        async with (
+            running_router(table, random=first_choice) as r,
+            client(r.port) as http,
+        ):
+            response = await http.post("/order", content=b"one coffee")
+            lines = r.router_lines(APP)
+    assert response.status_code == 503
+    assert healthy.requests == []  # the order was not sent twice
+    assert lines[0].startswith('at=error code=H13 desc="Connection closed without response"')
+    assert " dyno=web.1 " in lines[0]
 
 
-def test_get_is_not_retried_once_the_response_has_started(run: Run) -> None:
-    async def scenario() -> None:
-        async with fake_dynos("web.1") as [first], fake_dynos("web.2") as [second]:
-            table = table_with(APP, [first.backend, second.backend])
-            async with running_router(table, random=first_choice) as r:
-                received = b""
-                with contextlib.suppress(ConnectionResetError):
-                    received = await raw_exchange(
-                        r.port, b"GET /truncated HTTP/1.1\r\nHost: %s\r\n\r\n" % H
-                    )
-                lines = r.router_lines(APP)
-        assert second.requests == []
-        assert b"only ten.." in received or received == b""
-        assert lines[0].startswith('at=error code=H18 desc="Server Request Interrupted"')
-
-    run(scenario())
+async def test_get_is_not_retried_once_the_response_has_started() -> None:
+    async with fake_dynos("web.1") as [first], fake_dynos("web.2") as [second]:
+        table = table_with(APP, [first.backend, second.backend])
+        async with running_router(table, random=first_choice) as r:
+            received = b""
+            with contextlib.suppress(ConnectionResetError):
+                received = await raw_exchange(
+                    r.port, b"GET /truncated HTTP/1.1\r\nHost: %s\r\n\r\n" % H
+                )
+            lines = r.router_lines(APP)
+    assert second.requests == []
+    assert b"only ten.." in received or received == b""
+    assert lines[0].startswith('at=error code=H18 desc="Server Request Interrupted"')
 
 
-def test_every_dyno_closing_without_answer_gives_h13_after_trying_each_once(run: Run) -> None:
-    async def scenario() -> None:
-        async with fake_dynos("web.1", "web.2", drops=True) as dynos:
-            table = table_with(APP, [d.backend for d in dynos])
-            async with running_router(table) as r, client(r.port) as http:
-                response = await http.get("/")
-        assert response.status_code == 503
-        assert [len(d.requests) for d in dynos] == [1, 1]
-
-    run(scenario())
+async def test_every_dyno_closing_without_answer_gives_h13_after_trying_each_once() -> None:
+    async with fake_dynos("web.1", "web.2", drops=True) as dynos:
+        table = table_with(APP, [d.backend for d in dynos])
+        async with running_router(table) as r, client(r.port) as http:
+            response = await http.get("/")
+    assert response.status_code == 503
+    assert [len(d.requests) for d in dynos] == [1, 1]
 
 
-def test_refused_dyno_is_quarantined_and_skipped_by_the_next_requests(run: Run) -> None:
-    async def scenario() -> None:
-        async with fake_dynos("web.2") as [live]:
-            table = table_with(APP, [dead_backend("web.1"), live.backend])
-            async with (
-                running_router(table, random=first_choice) as r,
-                client(r.port) as http,
-            ):
-                statuses = [(await http.get("/")).status_code for _ in range(5)]
-                route = table.lookup(HOST)
-                assert route is not None
-                dead = route.slots[0]
-                assert dead.quarantined_until > r.router.now
-        assert statuses == [200] * 5
-        assert len(live.requests) == 5
-
-    run(scenario())
+async def test_refused_dyno_is_quarantined_and_skipped_by_the_next_requests() -> None:
+    async with fake_dynos("web.2") as [live]:
+        table = table_with(APP, [dead_backend("web.1"), live.backend])
+        async with (
+            running_router(table, random=first_choice) as r,
+            client(r.port) as http,
+        ):
+            statuses = [(await http.get("/")).status_code for _ in range(5)]
+            route = table.lookup(HOST)
+            assert route is not None
+            dead = route.slots[0]
+            assert dead.quarantined_until > r.router.now
+    assert statuses == [200] * 5
+    assert len(live.requests) == 5
 
 
-def test_dyno_not_answering_within_the_app_timeout_gives_h12(run: Run) -> None:
-    async def scenario() -> None:
-        async with fake_dynos("web.1") as [dyno]:
-            table = table_with(APP, [])
-            table.set_app(APP, [dyno.backend], request_timeout=0.2)
-            async with running_router(table) as r, client(r.port) as http:
-                response = await http.get("/slow")
-                lines = r.router_lines(APP)
-                route = table.lookup(HOST)
-                assert route is not None
-                assert route.slots[0].idle == []  # the router let go of that connection
-                assert table.in_flight(APP, "web.1") == 0
-        assert response.status_code == 503
-        assert re.fullmatch(
-            r'at=error code=H12 desc="Request timeout" method=GET path="/slow" .* '
-            r"dyno=web\.1 connect=\d+ms service=\d+ms status=503 bytes= protocol=http",
-            lines[0],
-        )
-
-    run(scenario())
+async def test_dyno_not_answering_within_the_app_timeout_gives_h12() -> None:
+    async with fake_dynos("web.1") as [dyno]:
+        table = table_with(APP, [])
+        table.set_app(APP, [dyno.backend], request_timeout=0.2)
+        async with running_router(table) as r, client(r.port) as http:
+            response = await http.get("/slow")
+            lines = r.router_lines(APP)
+            route = table.lookup(HOST)
+            assert route is not None
+            assert route.slots[0].idle == []  # the router let go of that connection
+            assert table.in_flight(APP, "web.1") == 0
+    assert response.status_code == 503
+    assert re.fullmatch(
+        r'at=error code=H12 desc="Request timeout" method=GET path="/slow" .* '
+        r"dyno=web\.1 connect=\d+ms service=\d+ms status=503 bytes= protocol=http",
+        lines[0],
+    )
 
 
-def test_request_timeout_is_per_app_and_a_fast_answer_is_unaffected(run: Run) -> None:
-    async def scenario() -> None:
-        async with fake_dynos("web.1") as [dyno]:
-            table = table_with(APP, [])
-            table.set_app(APP, [dyno.backend], request_timeout=0.2)
-            async with running_router(table) as r, client(r.port) as http:
-                fast = await http.get("/")
-                await asyncio.sleep(0.3)  # longer than the timeout, between requests
-                again = await http.get("/")
-        assert (fast.status_code, again.status_code) == (200, 200)
-
-    run(scenario())
+async def test_request_timeout_is_per_app_and_a_fast_answer_is_unaffected() -> None:
+    async with fake_dynos("web.1") as [dyno]:
+        table = table_with(APP, [])
+        table.set_app(APP, [dyno.backend], request_timeout=0.2)
+        async with running_router(table) as r, client(r.port) as http:
+            fast = await http.get("/")
+            await asyncio.sleep(0.3)  # longer than the timeout, between requests
+            again = await http.get("/")
+    assert (fast.status_code, again.status_code) == (200, 200)
 
 
-def test_client_that_does_not_finish_its_head_in_time_is_dropped(run: Run) -> None:
-    async def scenario() -> None:
-        async with running_router(table_with(APP, []), header_timeout=0.1) as r:
-            reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
-            writer.write(b"GET / HTTP/1.1\r\nHost: %s\r\nX-Slow: " % H)
-            async with asyncio.timeout(2):
-                received = await reader.read(-1)
-            writer.close()
-            await writer.wait_closed()
-        assert received == b""
-
-    run(scenario())
+async def test_client_that_does_not_finish_its_head_in_time_is_dropped() -> None:
+    async with running_router(table_with(APP, []), header_timeout=0.1) as r:
+        reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: %s\r\nX-Slow: " % H)
+        async with asyncio.timeout(2):
+            received = await reader.read(-1)
+        writer.close()
+        await writer.wait_closed()
+    assert received == b""
 
 
-def test_connection_that_never_sends_a_request_is_dropped_after_the_header_timeout(
-    run: Run,
-) -> None:
-    async def scenario() -> None:
-        async with running_router(table_with(APP, []), header_timeout=0.1) as r:
-            reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
-            async with asyncio.timeout(2):
-                assert await reader.read(-1) == b""
-            writer.close()
-            await writer.wait_closed()
-
-    run(scenario())
+async def test_connection_that_never_sends_a_request_is_dropped_after_the_header_timeout() -> None:
+    async with running_router(table_with(APP, []), header_timeout=0.1) as r:
+        reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+        async with asyncio.timeout(2):
+            assert await reader.read(-1) == b""
+        writer.close()
+        await writer.wait_closed()
 
 
 # ---- the router's own bugs ----------------------------------------------------------------
 
 
 @pytest.mark.planted_bug
-def test_a_bug_while_routing_answers_h99_and_the_router_goes_on(run: Run) -> None:
+async def test_a_bug_while_routing_answers_h99_and_the_router_goes_on() -> None:
     # (Bugs are planted through the objects the router is given: its compiled modules call
     # each other directly, so patching a module's function would not reach them.)
     def broken() -> float:
         raise RuntimeError("a bug")
 
-    async def scenario() -> None:
-        async with (
-            fake_dynos("web.1", "web.2") as dynos,
-            running_router(table_with(APP, [d.backend for d in dynos])) as r,
-        ):
-            healthy, r.router.random = r.router.random, broken  # the balancer's dice
-            async with client(r.port) as http:
-                failed = await http.get("/")
-            r.router.random = healthy
-            lines = r.router_lines(APP)
-            async with client(r.port) as http:
-                after = await http.get("/")
-        assert failed.status_code == 503
-        assert lines[0].startswith('at=error code=H99 desc="Platform error" method=GET ')
-        assert after.status_code == 200
-
-    run(scenario())
+    async with (
+        fake_dynos("web.1", "web.2") as dynos,
+        running_router(table_with(APP, [d.backend for d in dynos])) as r,
+    ):
+        healthy, r.router.random = r.router.random, broken  # the balancer's dice
+        async with client(r.port) as http:
+            failed = await http.get("/")
+        r.router.random = healthy
+        lines = r.router_lines(APP)
+        async with client(r.port) as http:
+            after = await http.get("/")
+    assert failed.status_code == 503
+    assert lines[0].startswith('at=error code=H99 desc="Platform error" method=GET ')
+    assert after.status_code == 200
 
 
 class BrokenConnection(UpstreamConnection):
@@ -247,21 +213,18 @@ class BrokenPool(UpstreamPool):
 
 
 @pytest.mark.planted_bug
-def test_a_bug_while_relaying_a_response_answers_h99(run: Run) -> None:
+async def test_a_bug_while_relaying_a_response_answers_h99() -> None:
     BrokenConnection.broken = True
 
-    async def scenario() -> None:
-        async with (
-            fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend]), pool=BrokenPool()) as r,
-        ):
-            async with client(r.port) as http:
-                failed = await http.get("/")
-            async with client(r.port) as http:
-                after = await http.get("/")
-            lines = r.router_lines(APP)
-        assert failed.status_code == 503
-        assert lines[0].startswith('at=error code=H99 desc="Platform error" method=GET ')
-        assert after.status_code == 200
-
-    run(scenario())
+    async with (
+        fake_dynos("web.1") as [dyno],
+        running_router(table_with(APP, [dyno.backend]), pool=BrokenPool()) as r,
+    ):
+        async with client(r.port) as http:
+            failed = await http.get("/")
+        async with client(r.port) as http:
+            after = await http.get("/")
+        lines = r.router_lines(APP)
+    assert failed.status_code == 503
+    assert lines[0].startswith('at=error code=H99 desc="Platform error" method=GET ')
+    assert after.status_code == 200

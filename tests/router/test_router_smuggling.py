@@ -29,7 +29,9 @@ from dynos.router.forwarding import ROUTER_REQUEST_HEADERS, UNREMOVABLE_REQUEST
 from dynos.router.http import HOP_BY_HOP
 from dynos.router.proxy import Router
 from dynos.router.routing_table import Backend, RoutingTable
-from tests.router.router_harness import APP, DOMAIN, HOST, Run
+from tests.router.router_harness import APP, DOMAIN, HOST
+
+pytestmark = pytest.mark.anyio
 
 H = HOST.encode()
 
@@ -363,11 +365,11 @@ def test_the_dyno_reads_exactly_the_requests_the_router_logged(scene: Scene, dat
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.05], ids=["same-read", "on-the-idle-connection"])
-def test_a_response_nobody_asked_for_is_never_handed_to_a_client(run: Run, delay: float) -> None:
+async def test_a_response_nobody_asked_for_is_never_handed_to_a_client(delay: float) -> None:
     """A dyno answers twice: the second answer (in the same read as the first, or on the
     pooled connection later) closes that connection, and the next request gets its own
     response on a new one."""
-    run(_stray_response_scenario(delay))
+    await _stray_response_scenario(delay)
 
 
 async def _stray_response_scenario(delay: float) -> None:

@@ -7,9 +7,8 @@ import asyncio
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,60 +18,56 @@ from dynos.store.database import Database
 from dynos.store.models import App
 from dynos.store.store import Store
 
-
-def run(scenario: Callable[[Store], Coroutine[Any, Any, None]], path: Path) -> None:
-    async def main() -> None:
-        store = await Store.open(path)
-        try:
-            await scenario(store)
-        finally:
-            await store.close()
-
-    asyncio.run(main())
+pytestmark = pytest.mark.anyio
 
 
-def test_calls_run_in_the_store_thread_and_the_loop_thread_cannot_touch_sqlite(
-    tmp_path: Path,
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A store on ``tmp_path / "dynos.db"``, open on the test's event loop."""
+    store = await Store.open(tmp_path / "dynos.db")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_calls_run_in_the_store_thread_and_the_loop_thread_cannot_touch_sqlite(
+    store: Store,
 ) -> None:
-    async def scenario(store: Store) -> None:
-        here = threading.get_ident()
-        there = await store.call(lambda db: threading.get_ident())
-        assert there != here
-        with pytest.raises(sqlite3.ProgrammingError, match="thread"):
-            store._db.list_apps()  # the guard: only the store's thread may use the connection
-
-    run(scenario, tmp_path / "dynos.db")
+    here = threading.get_ident()
+    there = await store.call(lambda db: threading.get_ident())
+    assert there != here
+    with pytest.raises(sqlite3.ProgrammingError, match="thread"):
+        store._db.list_apps()  # the guard: only the store's thread may use the connection
 
 
-def test_a_transaction_lands_whole_or_not_at_all(tmp_path: Path) -> None:
-    async def scenario(store: Store) -> None:
-        def half_then_fail(db: Database) -> None:
-            db.create_app("half")
-            raise UserError("changed my mind")
+async def test_a_transaction_lands_whole_or_not_at_all(store: Store) -> None:
+    def half_then_fail(db: Database) -> None:
+        db.create_app("half")
+        raise UserError("changed my mind")
 
-        with pytest.raises(UserError):
-            await store.transaction(half_then_fail)
-        assert await store.list_apps() == []
+    with pytest.raises(UserError):
+        await store.transaction(half_then_fail)
+    assert await store.list_apps() == []
 
-        def whole(db: Database) -> App:
-            app = db.create_app("whole")
-            db.create_release(app.id, "Initial release", slug_id=None, processes={}, config={})
-            return app
+    def whole(db: Database) -> App:
+        app = db.create_app("whole")
+        db.create_release(app.id, "Initial release", slug_id=None, processes={}, config={})
+        return app
 
-        app = await store.transaction(whole)
-        (state,) = await store.app_states()
-        assert state.app == app and state.release is not None and state.release.version == 1
-
-    run(scenario, tmp_path / "dynos.db")
+    app = await store.transaction(whole)
+    (state,) = await store.app_states()
+    assert state.app == app and state.release is not None and state.release.version == 1
 
 
-def test_a_write_locked_out_by_another_process_is_refused_without_blocking_the_loop(
+async def test_a_write_locked_out_by_another_process_is_refused_without_blocking_the_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite, "BUSY_TIMEOUT", 0.5)
     path = tmp_path / "dynos.db"
 
-    async def scenario(store: Store) -> None:
+    store = await Store.open(path)  # after the patch: the timeout is set at open
+    try:
         await store.transaction(lambda db: db.create_app("before"))
         other = sqlite3.connect(path, isolation_level=None, timeout=0)
         other.execute("BEGIN EXCLUSIVE")
@@ -100,21 +95,18 @@ def test_a_write_locked_out_by_another_process_is_refused_without_blocking_the_l
         assert [a.name for a in await store.list_apps()] == ["before"]  # nothing changed
         await store.transaction(lambda db: db.create_app("after"))  # and the lock is gone
         assert [a.name for a in await store.list_apps()] == ["after", "before"]
+    finally:
+        await store.close()
 
-    run(scenario, path)
 
-
-def test_a_damaged_file_is_refused_at_open_with_what_sqlite_said(tmp_path: Path) -> None:
+async def test_a_damaged_file_is_refused_at_open_with_what_sqlite_said(tmp_path: Path) -> None:
     path = tmp_path / "dynos.db"
     Database(path).close()
     with path.open("r+b") as file:
         file.write(b"this is no longer an SQLite header")
 
-    async def open_it() -> None:
-        await Store.open(path)
-
     with pytest.raises(DatabaseDamaged) as raised:
-        asyncio.run(open_it())
+        await Store.open(path)
     assert raised.value.reason == "file is not a database"
     assert "dynos server:restore" in raised.value.message
 

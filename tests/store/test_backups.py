@@ -14,6 +14,8 @@ from dynos.store import backups
 from dynos.store.database import Database
 from dynos.store.store import Store
 
+pytestmark = pytest.mark.anyio
+
 
 def app_names(path: Path) -> list[str]:
     db = Database(path)
@@ -93,23 +95,21 @@ def test_restore_refuses_what_is_not_a_dynos_backup_and_changes_nothing(tmp_path
     ]
 
 
-def test_the_schedule_backs_up_at_start_then_only_after_changes(tmp_path: Path) -> None:
+async def test_the_schedule_backs_up_at_start_then_only_after_changes(tmp_path: Path) -> None:
     directory = tmp_path / "backups"
 
-    async def scenario() -> None:
-        store = await Store.open(tmp_path / "dynos.db")
-        schedule = asyncio.create_task(backups.keep_backups(store, directory, 0.05, keep=3))
-        try:
-            await asyncio.sleep(0.3)  # six turns, nothing changed: the start backup only
-            assert len(list(directory.iterdir())) == 1
-            for name in ("one", "two", "three", "four"):
-                await store.transaction(lambda db, name=name: db.create_app(name))
-                await asyncio.sleep(0.15)
-        finally:
-            schedule.cancel()
-            await store.close()
+    store = await Store.open(tmp_path / "dynos.db")
+    schedule = asyncio.create_task(backups.keep_backups(store, directory, 0.05, keep=3))
+    try:
+        await asyncio.sleep(0.3)  # six turns, nothing changed: the start backup only
+        assert len(list(directory.iterdir())) == 1
+        for name in ("one", "two", "three", "four"):
+            await store.transaction(lambda db, name=name: db.create_app(name))
+            await asyncio.sleep(0.15)
+    finally:
+        schedule.cancel()
+        await store.close()
 
-    asyncio.run(scenario())
     kept = sorted(directory.iterdir())
     assert len(kept) == 3  # pruned to --backup-keep
     assert app_names(kept[-1]) == ["four", "one", "three", "two"]

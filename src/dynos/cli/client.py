@@ -5,14 +5,17 @@ home (``$DYNOS_HOME`` or ``~/.local/share/dynos``): ``server.json`` names the AP
 ``credentials`` holds the token on its first line.
 
 Every transport failure and every error answer becomes a :class:`~dynos.errors.DynosError`
-here, at the boundary, so that commands never see an httpx exception.
+here, at the boundary (:meth:`ApiClient._translated` is the one place httpx errors are
+caught), so that commands never see an httpx exception; ``cli/main.py`` then turns a
+DynosError into a message and an exit status.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -163,12 +166,13 @@ class ApiClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._transport = transport
-        self._http = httpx.Client(
-            base_url=self.api_url,
-            headers=headers,
-            timeout=REQUEST_TIMEOUT,
-            transport=transport,
-        )
+        with self._translated():  # a DYNOS_API_URL such as http://host:abc fails here
+            self._http = httpx.Client(
+                base_url=self.api_url,
+                headers=headers,
+                timeout=REQUEST_TIMEOUT,
+                transport=transport,
+            )
 
     def __enter__(self) -> ApiClient:
         return self
@@ -195,13 +199,11 @@ class ApiClient:
     def _send(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> httpx.Response:
-        try:
+        with self._translated():
             if body is None:
                 response = self._http.request(method, path, headers=headers)
             else:
                 response = self._http.request(method, path, json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from exc
         if response.status_code >= 400:
             raise error_from_response(response)
         return response
@@ -245,44 +247,57 @@ class ApiClient:
         """
         timeout = httpx.Timeout(REQUEST_TIMEOUT, read=DEPLOY_READ_TIMEOUT)
         headers = {"Content-Type": content_type}
-        try:
-            with self._http.stream(
+        with (
+            self._translated(),
+            self._http.stream(
                 "POST", path, content=content, headers=headers, timeout=timeout
-            ) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise error_from_response(response)
-                for line in response.iter_lines():
-                    if not line.strip():
-                        continue
-                    try:
-                        yield json.loads(line)
-                    except ValueError as exc:
-                        raise DynosError(
-                            f"the dynos server sent a line that is not JSON: {line!r}"
-                        ) from exc
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from exc
+            ) as response,
+        ):
+            if response.status_code >= 400:
+                response.read()
+                raise error_from_response(response)
+            for line in response.iter_lines():
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    raise DynosError(
+                        f"the dynos server sent a line that is not JSON: {line!r}"
+                    ) from exc
 
     def stream_text(self, url: str, *, read_timeout: float | None) -> Generator[str, None, None]:
         """GET ``url`` (absolute, or relative to the API) without the token; yield its lines.
 
         ``read_timeout`` None waits forever between lines, as ``logs --tail`` must.
         """
-        target = httpx.URL(self.api_url).join(url)
         timeout = httpx.Timeout(REQUEST_TIMEOUT, read=read_timeout)
         # The URL is its own secret; the token stays off it in case it points elsewhere.
-        with httpx.Client(
-            headers={"User-Agent": "dynos-cli"}, timeout=timeout, transport=self._transport
-        ) as plain:
-            try:
-                with plain.stream("GET", target) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        raise error_from_response(response)
-                    yield from response.iter_lines()
-            except httpx.HTTPError as exc:
-                raise self._transport_error(exc) from exc
+        with (
+            self._translated(),
+            httpx.Client(
+                headers={"User-Agent": "dynos-cli"}, timeout=timeout, transport=self._transport
+            ) as plain,
+        ):
+            target = httpx.URL(self.api_url).join(url)
+            with plain.stream("GET", target) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(response)
+                yield from response.iter_lines()
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Run a block of httpx calls; any httpx error leaves it as a DynosError."""
+        try:
+            yield
+        except httpx.InvalidURL as exc:  # not an HTTPError: a URL httpx cannot even parse
+            raise DynosError(
+                f"a URL of the dynos server is not valid ({exc}): check DYNOS_API_URL, "
+                "or restart 'dynos server' to rewrite its server.json."
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
 
     def _transport_error(self, exc: httpx.HTTPError) -> DynosError:
         if isinstance(exc, httpx.ConnectError):

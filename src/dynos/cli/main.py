@@ -1,8 +1,9 @@
 """The ``dynos`` command: the click group, and the one place errors become exit codes.
 
-A :class:`~dynos.errors.DynosError` (or an httpx error that escaped the client) leaving any
-command is printed as one line, ``dynos: <message>``, on stderr, and the exit status is 1.
-Nothing a user can cause prints a traceback.
+A :class:`~dynos.errors.DynosError` leaving any command is printed as one line, ``dynos:
+<message>``, on stderr, and the exit status is 1. Transport failures arrive here already
+typed: ``cli/client.py`` is the one place httpx errors become DynosErrors. Nothing a user can
+cause prints a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import sys
 from typing import Any
 
 import click
-import httpx
 
 from dynos.cli.commands import (
     addons,
@@ -44,13 +44,6 @@ class DynosGroup(click.Group):
             return super().invoke(ctx)
         except DynosError as exc:
             fail(exc.message)
-        except httpx.ConnectError:
-            fail(
-                "no dynos server is running (connection refused). "
-                "Start one with 'dynos server' (or set DYNOS_API_URL)."
-            )
-        except httpx.HTTPError as exc:
-            fail(f"lost the connection to the dynos server: {exc}")
         except BrokenPipeError:
             # `dynos logs | head`: the reader left; stop quietly, as other Unix tools do.
             _silence_stdout()

@@ -1,0 +1,271 @@
+"""One sandbox (:class:`Sandbox`): a child the server starts, confined with all it starts.
+
+:class:`~dynos.backends.sandbox.Sandboxes` prepares it (a cgroup or the reaper, a user, a
+private scratch); from then on it owns the child's whole life:
+
+- starting: the command (the argv itself in a cgroup, else under the reaper) and what the
+  child does between fork and exec (join the cgroup, enter the scratch, take the workloads'
+  priority, drop to its user, every signal back at its default);
+- ending: SIGTERM to every process, SIGKILL to what is left after the grace, and once the
+  child exited, whatever it left behind killed (by cgroup, by the reaper, or by session);
+- what it uses: memory (the cgroup's count, or the processes' resident sets) and scratch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from dynos.backends import cgroups as cg
+from dynos.backends import reaper
+from dynos.backends.isolation import DynoUser
+from dynos.backends.orphans import ProcessRegistry
+from dynos.backends.scratch import Scratch, scratch_usage
+from dynos.priority import as_workload
+
+REAPER = Path(reaper.__file__).resolve()
+GROUP_POLL = 0.05  # seconds between checks that a stopping sandbox's processes are gone
+KILL_POLL = 0.01  # seconds between rounds of SIGKILL to a cgroup's processes
+KILL_WAIT = 5.0  # seconds for SIGKILLed processes to be gone
+
+ChildSetup = Callable[[], None]
+
+
+class Sandbox:
+    """One child and all it starts, confined as :meth:`Sandboxes.prepare` made it."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        cgroups: cg.Cgroups | None,
+        group: cg.DynoCgroup | None,
+        user: DynoUser | None,
+        scratch: Scratch | None,
+        niceness: int,
+        registry: ProcessRegistry | None,
+        python: str,
+    ) -> None:
+        self.name = name
+        self._cgroups = cgroups
+        self._group = group
+        self._user = user
+        self._scratch = scratch
+        self._niceness = niceness
+        self._registry = registry
+        self._python = python
+        self._process: asyncio.subprocess.Process | None = None
+
+    # -- starting ----------------------------------------------------------------------------
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """What to run for ``argv``: itself in a cgroup, else under the reaper."""
+        if self._group is not None:
+            return list(argv)
+        wrapper = [self._python, "-I", "-S", str(REAPER), str(os.getpid())]
+        if self._user is not None:
+            wrapper += ["--user", f"{self._user.uid}:{self._user.gid}"]
+        return [*wrapper, "--", *argv]
+
+    @property
+    def user(self) -> DynoUser | None:
+        """Whom the child runs as (None: the server's user)."""
+        return self._user
+
+    def child_setup(self, workdir: Path | None = None) -> ChildSetup:
+        """What the child does between fork and exec (``preexec_fn``), in this order: join
+        the cgroup (so that all that follows, scratch pages included, is charged to it),
+        enter its private scratch, take the workloads' priority, enter ``workdir``, and drop
+        to its user (the reaper drops in its own child instead). ``workdir`` is entered
+        while still root, for one below a directory only root may pass (an add-on's data):
+        uvloop would change to a ``cwd`` given to the subprocess only after this runs."""
+        procs = self._group.procs if self._group is not None else ()
+        scratch, niceness = self._scratch, self._niceness
+        user = self._user if self._group is not None else None
+
+        def setup() -> None:
+            _default_signals()
+            cg.join(procs)
+            if scratch is not None:
+                scratch.enter()
+            as_workload(niceness)
+            if workdir is not None:
+                os.chdir(workdir)
+            if user is not None:
+                os.setgroups([])
+                os.setgid(user.gid)
+                os.setuid(user.uid)
+
+        return setup
+
+    def started(self, process: asyncio.subprocess.Process) -> None:
+        """The child runs as ``process`` (spawned with :meth:`command` and
+        :meth:`child_setup`, in a new session)."""
+        self._process = process
+        if self._registry is not None:
+            self._registry.record(self.name, process.pid)
+
+    async def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        wrap_setup: Callable[[ChildSetup], ChildSetup] | None = None,
+        workdir: Path | None = None,
+        **options: Any,
+    ) -> asyncio.subprocess.Process:
+        """Start ``argv`` in the sandbox, in a session of its own; ``options`` go to
+        asyncio.create_subprocess_exec (cwd, env, stdin, stdout, stderr, limit).
+        ``wrap_setup`` adds to the child's setup (an attached dyno's terminal); ``workdir``
+        is entered as root (:meth:`child_setup`). On failure the sandbox is released and
+        the error (OSError, SubprocessError) raised."""
+        setup = self.child_setup(workdir)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self.command(argv),
+                start_new_session=True,
+                preexec_fn=wrap_setup(setup) if wrap_setup else setup,
+                **options,
+            )
+        except BaseException:
+            self._release()
+            raise
+        self.started(process)
+        return process
+
+    # -- ending ------------------------------------------------------------------------------
+
+    async def stop(self, grace: float) -> bool:
+        """SIGTERM to every process, SIGKILL to every one left after ``grace`` seconds;
+        returns once none is left, True if SIGKILL was needed."""
+        if self._group is not None and self._cgroups is not None:
+            self._cgroups.signal_all(self._group, signal.SIGTERM)
+            if await self._wait_empty(grace):
+                return False
+            await self._kill_until_empty()
+            return True
+        process = self._process
+        if process is None:
+            return False
+        _signal(process.pid, signal.SIGTERM)  # the reaper passes it to every process
+        if await _wait_exit(process, grace):
+            return False
+        _signal(process.pid, reaper.KILL_ALL)
+        await _wait_exit(process, KILL_WAIT)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL every process now (an R15 or R10 kill)."""
+        if self._group is not None and self._cgroups is not None:
+            self._cgroups.kill_all(self._group)
+        elif self._process is not None:
+            _signal(self._process.pid, reaper.KILL_ALL)
+
+    async def finish(self) -> bool:
+        """Once the child has exited: kill whatever it left, release the sandbox. Returns
+        whether the kernel killed a process of it for its memory limit."""
+        oom_killed = False
+        if self._group is not None and self._cgroups is not None:
+            await self._kill_until_empty()
+            oom_killed = self._cgroups.oom_killed(self._group)
+        elif self._process is not None and (self._process.returncode or 0) < 0:
+            # The reaper ends the tree before it exits, unless it was killed itself: then
+            # what did not leave its session is found by the session.
+            await asyncio.to_thread(_kill_session, self._process.pid)
+        self._release()
+        return oom_killed
+
+    def _release(self) -> None:
+        if self._group is not None and self._cgroups is not None:
+            self._cgroups.remove(self._group)
+        if self._registry is not None:
+            self._registry.forget(self.name)
+
+    async def _wait_empty(self, timeout: float) -> bool:
+        assert self._group is not None and self._cgroups is not None
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._cgroups.members(self._group):
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(GROUP_POLL)
+        return True
+
+    async def _kill_until_empty(self) -> None:
+        assert self._group is not None and self._cgroups is not None
+        deadline = asyncio.get_running_loop().time() + KILL_WAIT
+        while self._cgroups.kill_all(self._group):
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(KILL_POLL)
+
+    # -- what it uses ------------------------------------------------------------------------
+
+    def memory_used(self) -> int | None:
+        """Its processes' memory in bytes (with cgroups: the cgroup's count, tmpfs pages
+        included; else their resident sets). Without cgroups this also records them in the
+        registry, for the next server should this one be killed."""
+        if self._group is not None and self._cgroups is not None:
+            return self._cgroups.memory_used(self._group)
+        if self._process is None:
+            return None
+        try:
+            processes = psutil.Process(self._process.pid).children(recursive=True)
+        except psutil.Error:
+            return None
+        total = 0
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                total += process.memory_info().rss
+        if self._registry is not None:
+            self._registry.record(self.name, self._process.pid, [p.pid for p in processes])
+        return total
+
+    def scratch_usage(self) -> tuple[int, int] | None:
+        """(used, cap) of its private scratch in bytes; None without one, or once gone."""
+        if self._scratch is None or self._process is None or not self._scratch.targets:
+            return None
+        return scratch_usage(self._process.pid, self._scratch.targets[0])
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+async def _wait_exit(process: asyncio.subprocess.Process, timeout: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(process.wait(), timeout)
+    return process.returncode is not None
+
+
+def _kill_session(session: int) -> None:
+    """SIGKILL what is left in the session of the dead leader ``session``. While any process
+    is in it, no process can get its id as a pid; one that has it started a session anew."""
+    if psutil.pid_exists(session):
+        return
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError):
+            if os.getsid(pid) == session and pid != os.getpid():
+                os.kill(pid, signal.SIGKILL)
+
+
+# What a signal's action can be set to: not SIGKILL and SIGSTOP.
+_RESETTABLE = tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
+
+
+def _default_signals() -> None:
+    """In the child, before exec: every signal at its default action and none blocked.
+
+    ``exec`` keeps what the server ignores (SIGHUP under nohup; SIGINT and SIGQUIT as a
+    script's background job) and its blocked mask; CPython's spawn resets only SIGPIPE and
+    SIGXFSZ (uvloop's resets all). A dyno that ignored SIGHUP outlived its client's hang-up.
+    """
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for sig in _RESETTABLE:
+        signal.signal(sig, signal.SIG_DFL)
