@@ -29,7 +29,10 @@ class World:
         self.store = store
         self.logs = LogHub()
         self.clock = FakeClock()
-        self.routes = RoutingTable("localhost", clock=self.clock)
+        # As the server wires them: a request for a sleeping app wakes it through the manager.
+        self.routes = RoutingTable(
+            "localhost", clock=self.clock, on_wake=lambda app: self.manager.wake_app(app)
+        )
         self.backend: FakeBackend | None = None
 
         factory = self.backend_for
@@ -105,11 +108,11 @@ def test_web_dyno_is_routed_only_once_it_binds_its_port(tmp_path: Path) -> None:
         await w.settle()
         assert w.states() == {"web.1": "starting", "worker.1": "up"}
         route = w.routes.lookup("foo.localhost")
-        assert route is not None and route.backends == ()
+        assert route is not None and route.endpoints == ()
         w.fake.bind("web.1")
         assert w.states()["web.1"] == "up"
         route = w.routes.lookup("foo.localhost")
-        assert route is not None and [b.dyno for b in route.backends] == ["web.1"]
+        assert route is not None and [b.dyno for b in route.endpoints] == ["web.1"]
 
     run(scenario, tmp_path)
 
@@ -164,7 +167,7 @@ def test_all_web_dynos_crashed_marks_the_route_crashed(tmp_path: Path) -> None:
         w.fake.bind("web.1")
         w.fake.crash("web.1")
         route = w.routes.lookup("foo.localhost")
-        assert route is not None and route.crashed and route.backends == ()
+        assert route is not None and route.crashed and route.endpoints == ()
 
     run(scenario, tmp_path)
 
@@ -245,7 +248,7 @@ def test_lone_1x_web_dyno_idles_after_quiet_spell_and_wakes(tmp_path: Path) -> N
         await w.settle()
         assert w.states() == {"web.1": "idle"}
         route = w.routes.lookup("foo.localhost")
-        assert route is not None and route.idle and route.backends == ()
+        assert route is not None and route.idle and route.endpoints == ()
         w.manager.wake_app("foo")
         await w.settle()
         assert w.states() == {"web.1": "starting"}

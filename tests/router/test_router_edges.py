@@ -37,7 +37,7 @@ def test_dyno_answering_with_garbage_gives_503_and_h17_line(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             async with client(r.port) as http:
                 response = await http.get("/garbage")
@@ -57,7 +57,7 @@ def test_dyno_cutting_its_response_short_cuts_the_client_and_logs_h18(run: Run) 
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             received = b""
             with contextlib.suppress(ConnectionResetError):
@@ -87,7 +87,7 @@ def test_post_on_a_pooled_connection_the_dyno_just_closed_is_not_retried(run: Ru
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             async with client(r.port) as http:
                 await http.get("/close-if-reused")
@@ -102,7 +102,7 @@ def test_post_on_a_pooled_connection_the_dyno_just_closed_is_not_retried(run: Ru
 def test_idle_dyno_connection_is_closed_after_the_pool_idle_timeout(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1") as [dyno]:
-            table = table_with(APP, [dyno.backend])
+            table = table_with(APP, [dyno.endpoint])
             async with running_router(table, pool=UpstreamPool(idle_timeout=0.05)) as r:
                 async with client(r.port) as http:
                     await http.get("/")
@@ -118,7 +118,7 @@ def test_100_continue_from_the_dyno_reaches_the_client(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             writer.write(
@@ -141,7 +141,7 @@ def test_chunked_body_sent_after_the_dyno_connection_is_up_is_forwarded(run: Run
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             writer.write(
@@ -182,7 +182,7 @@ def test_malformed_chunked_body_gets_400(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             received = await raw_exchange(
                 r.port,
@@ -197,7 +197,7 @@ def test_upgrade_request_goes_to_the_dyno_as_a_plain_request(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             received = await raw_exchange(
                 r.port,
@@ -217,7 +217,7 @@ def test_upgrade_request_with_a_body_gets_400(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             received = await raw_exchange(
                 r.port,
@@ -251,7 +251,7 @@ def test_http10_client_asking_for_keep_alive_gets_it(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             writer.write(b"GET /one HTTP/1.0\r\nHost: %s\r\nConnection: keep-alive\r\n\r\n" % H)
@@ -271,7 +271,7 @@ def test_http10_client_asking_for_keep_alive_gets_it(run: Run) -> None:
 def test_idle_client_connection_is_closed_after_the_keepalive_timeout(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1") as [dyno]:
-            table = table_with(APP, [dyno.backend])
+            table = table_with(APP, [dyno.endpoint])
             async with running_router(table, keepalive_timeout=0.05) as r:
                 reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
                 writer.write(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % H)
@@ -288,7 +288,7 @@ def test_request_with_two_host_headers_gets_400(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             received = await raw_exchange(
                 r.port, b"GET / HTTP/1.1\r\nHost: %s\r\nHost: other.localhost\r\n\r\n" % H
@@ -310,7 +310,7 @@ def test_client_leaving_mid_request_is_logged_h27_and_the_dyno_connection_droppe
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             lines = r.logs.follow(APP, dyno="router")
             _, writer = await asyncio.open_connection("127.0.0.1", r.port)

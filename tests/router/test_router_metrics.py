@@ -16,7 +16,7 @@ from tests.router.router_harness import APP, Run, client, fake_dynos, running_ro
 def test_metrics_count_requests_by_status_with_latency_and_in_flight(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1") as [dyno]:
-            table = table_with(APP, [dyno.backend])
+            table = table_with(APP, [dyno.endpoint])
             async with running_router(table) as r, client(r.port) as http:
                 for _ in range(3):
                     await http.get("/")

@@ -20,7 +20,7 @@ from tests.router.router_harness import (
     WireClient,
     answer_without_dynos,
     client,
-    dead_backend,
+    dead_endpoint,
     fake_dynos,
     first_arrival,
     one_dyno,
@@ -36,7 +36,7 @@ def test_get_reaches_the_dyno_with_heroku_headers_added(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             before = int(time.time() * 1000)
             async with client(r.port) as http:
@@ -66,7 +66,7 @@ def test_valid_incoming_request_id_is_kept(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             async with client(r.port) as http:
                 await http.get("/", headers={"X-Request-Id": request_id})
@@ -89,7 +89,7 @@ def test_client_address_is_appended_to_incoming_forwarded_for(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             async with client(r.port) as http:
                 await http.get("/", headers={"X-Forwarded-For": "203.0.113.7"})
@@ -112,7 +112,7 @@ def test_hop_by_hop_headers_are_not_forwarded(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
             WireClient.connect(r.port) as wire,
         ):
             headers = [
@@ -139,7 +139,7 @@ def test_hop_by_hop_headers_are_not_forwarded(run: Run) -> None:
 def test_requests_are_spread_over_both_dynos(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1", "web.2") as dynos:
-            table = table_with(APP, [d.backend for d in dynos])
+            table = table_with(APP, [d.endpoint for d in dynos])
             async with running_router(table) as r, client(r.port) as http:
                 served = [(await http.get("/")).json()["dyno"] for _ in range(40)]
         assert set(served) == {"web.1", "web.2"}
@@ -150,7 +150,7 @@ def test_requests_are_spread_over_both_dynos(run: Run) -> None:
 def test_requests_avoid_the_dyno_that_has_one_in_flight(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1", "web.2") as dynos:
-            table = table_with(APP, [d.backend for d in dynos])
+            table = table_with(APP, [d.endpoint for d in dynos])
             async with running_router(table) as r, client(r.port) as http:
                 slow = asyncio.create_task(http.get("/slow"))  # in flight until released
                 busy = await first_arrival(dynos)
@@ -165,7 +165,7 @@ def test_requests_avoid_the_dyno_that_has_one_in_flight(run: Run) -> None:
 def test_refused_dyno_is_skipped_for_the_next_one(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.2") as [live]:
-            table = table_with(APP, [dead_backend("web.1"), live.backend])
+            table = table_with(APP, [dead_endpoint("web.1"), live.endpoint])
             async with running_router(table) as r, client(r.port) as http:
                 response = await http.get("/")
         assert response.status_code == 200
@@ -196,7 +196,7 @@ def test_request_body_reaches_the_dyno_before_the_client_has_sent_all_of_it(run:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             head = b"POST /first-bytes/5 HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000000\r\n\r\n"
@@ -216,7 +216,7 @@ def test_chunked_request_body_is_forwarded_chunked(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
             WireClient.connect(r.port) as wire,
         ):
             headers = [("Host", HOST), ("Transfer-Encoding", "chunked")]
@@ -231,7 +231,7 @@ def test_chunked_response_is_forwarded_chunked(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
             WireClient.connect(r.port) as wire,
         ):
             response = await wire.request("GET", "/chunked", [("Host", HOST)])
@@ -245,7 +245,7 @@ def test_response_reaches_the_client_before_the_dyno_has_sent_all_of_it(run: Run
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             writer.write(b"GET /stream HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
@@ -264,7 +264,7 @@ def test_body_ended_by_dyno_closing_is_rechunked_and_client_connection_kept(run:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
             WireClient.connect(r.port) as wire,
         ):
             first = await wire.request("GET", "/until-close", [("Host", HOST)])
@@ -280,7 +280,7 @@ def test_http10_client_gets_a_chunked_dyno_body_ended_by_close(run: Run) -> None
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             received = await raw_exchange(
                 r.port, b"GET /chunked HTTP/1.0\r\nHost: %s\r\n\r\n" % HOST.encode()
@@ -298,7 +298,7 @@ def test_sixteen_megabyte_response_arrives_whole(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             digest = hashlib.sha256()
             async with client(r.port) as http, http.stream("GET", f"/big/{size}") as response:
@@ -314,7 +314,7 @@ def test_head_response_has_no_body(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
             WireClient.connect(r.port) as wire,
         ):
             head = await wire.request("HEAD", "/big/5000", [("Host", HOST)])
@@ -335,7 +335,7 @@ def test_two_requests_share_one_client_connection(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
             WireClient.connect(r.port) as wire,
         ):
             first = await wire.request("GET", "/one", [("Host", HOST)])
@@ -350,7 +350,7 @@ def test_pipelined_requests_are_answered_in_order(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             host = HOST.encode()
             received = await raw_exchange(
@@ -378,7 +378,7 @@ def test_dyno_connection_is_reused_by_the_next_request(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             async with client(r.port) as http:
                 await http.get("/one")
@@ -449,7 +449,7 @@ def test_app_whose_web_dynos_crashed_gets_503_and_h10_line(run: Run) -> None:
 
 def test_every_dyno_refusing_gives_503_and_h21_line(run: Run) -> None:
     async def scenario() -> None:
-        table = table_with(APP, [dead_backend("web.1"), dead_backend("web.2")])
+        table = table_with(APP, [dead_endpoint("web.1"), dead_endpoint("web.2")])
         async with running_router(table) as r:
             async with client(r.port) as http:
                 response = await http.get("/")
@@ -470,7 +470,7 @@ def test_dyno_closing_without_response_gives_503_and_h13_line(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             async with client(r.port) as http:
                 response = await http.get("/drop")
@@ -511,7 +511,7 @@ def test_success_log_line_has_herokus_format(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             received = await raw_exchange(
                 r.port,
@@ -554,7 +554,7 @@ def test_close_lets_a_request_in_flight_finish(run: Run) -> None:
 def test_close_closes_idle_keep_alive_connections_at_once(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1") as [dyno]:
-            table = table_with(APP, [dyno.backend])
+            table = table_with(APP, [dyno.endpoint])
             async with running_router(table, drain_timeout=60) as r:
                 reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
                 writer.write(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
@@ -571,7 +571,7 @@ def test_close_closes_idle_keep_alive_connections_at_once(run: Run) -> None:
 def test_close_cuts_requests_still_running_after_the_drain_timeout(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1") as [dyno]:
-            table = table_with(APP, [dyno.backend])
+            table = table_with(APP, [dyno.endpoint])
             async with running_router(table, drain_timeout=0.1) as r:
                 reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
                 writer.write(b"GET /slow HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())

@@ -8,14 +8,14 @@ import re
 
 import pytest
 
-from dynos.router.routing_table import DynoSlot
+from dynos.router.dyno_slot import DynoSlot
 from dynos.router.upstream import UpstreamConnection, UpstreamPool
 from tests.router.router_harness import (
     APP,
     HOST,
     Run,
     client,
-    dead_backend,
+    dead_endpoint,
     fake_dynos,
     raw_exchange,
     running_router,
@@ -33,7 +33,7 @@ def first_choice() -> float:
 def test_get_whose_dyno_closes_before_answering_is_retried_on_another(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1", drops=True) as [dying], fake_dynos("web.2") as [healthy]:
-            table = table_with(APP, [dying.backend, healthy.backend])
+            table = table_with(APP, [dying.endpoint, healthy.endpoint])
             async with (
                 running_router(table, random=first_choice) as r,
                 client(r.port) as http,
@@ -51,7 +51,7 @@ def test_get_whose_dyno_closes_before_answering_is_retried_on_another(run: Run) 
 def test_put_with_a_body_is_retried_with_the_whole_body(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1", drops=True) as [dying], fake_dynos("web.2") as [healthy]:
-            table = table_with(APP, [dying.backend, healthy.backend])
+            table = table_with(APP, [dying.endpoint, healthy.endpoint])
             async with (
                 running_router(table, random=first_choice) as r,
                 client(r.port) as http,
@@ -67,7 +67,7 @@ def test_put_with_a_body_is_retried_with_the_whole_body(run: Run) -> None:
 def test_post_whose_dyno_closes_before_answering_is_not_retried(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1", drops=True) as [dying], fake_dynos("web.2") as [healthy]:
-            table = table_with(APP, [dying.backend, healthy.backend])
+            table = table_with(APP, [dying.endpoint, healthy.endpoint])
             async with (
                 running_router(table, random=first_choice) as r,
                 client(r.port) as http,
@@ -85,7 +85,7 @@ def test_post_whose_dyno_closes_before_answering_is_not_retried(run: Run) -> Non
 def test_get_is_not_retried_once_the_response_has_started(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1") as [first], fake_dynos("web.2") as [second]:
-            table = table_with(APP, [first.backend, second.backend])
+            table = table_with(APP, [first.endpoint, second.endpoint])
             async with running_router(table, random=first_choice) as r:
                 received = b""
                 with contextlib.suppress(ConnectionResetError):
@@ -103,7 +103,7 @@ def test_get_is_not_retried_once_the_response_has_started(run: Run) -> None:
 def test_every_dyno_closing_without_answer_gives_h13_after_trying_each_once(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1", "web.2", drops=True) as dynos:
-            table = table_with(APP, [d.backend for d in dynos])
+            table = table_with(APP, [d.endpoint for d in dynos])
             async with running_router(table) as r, client(r.port) as http:
                 response = await http.get("/")
         assert response.status_code == 503
@@ -115,7 +115,7 @@ def test_every_dyno_closing_without_answer_gives_h13_after_trying_each_once(run:
 def test_refused_dyno_is_quarantined_and_skipped_by_the_next_requests(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.2") as [live]:
-            table = table_with(APP, [dead_backend("web.1"), live.backend])
+            table = table_with(APP, [dead_endpoint("web.1"), live.endpoint])
             async with (
                 running_router(table, random=first_choice) as r,
                 client(r.port) as http,
@@ -135,7 +135,7 @@ def test_dyno_not_answering_within_the_app_timeout_gives_h12(run: Run) -> None:
     async def scenario() -> None:
         async with fake_dynos("web.1") as [dyno]:
             table = table_with(APP, [])
-            table.set_app(APP, [dyno.backend], request_timeout=0.2)
+            table.set_app(APP, [dyno.endpoint], request_timeout=0.2)
             async with running_router(table) as r, client(r.port) as http:
                 response = await http.get("/slow")
                 lines = r.router_lines(APP)
@@ -157,7 +157,7 @@ def test_request_timeout_is_per_app_and_a_fast_answer_is_unaffected(run: Run) ->
     async def scenario() -> None:
         async with fake_dynos("web.1") as [dyno]:
             table = table_with(APP, [])
-            table.set_app(APP, [dyno.backend], request_timeout=0.2)
+            table.set_app(APP, [dyno.endpoint], request_timeout=0.2)
             async with running_router(table) as r, client(r.port) as http:
                 fast = await http.get("/")
                 await asyncio.sleep(0.3)  # longer than the timeout, between requests
@@ -208,7 +208,7 @@ def test_a_bug_while_routing_answers_h99_and_the_router_goes_on(run: Run) -> Non
     async def scenario() -> None:
         async with (
             fake_dynos("web.1", "web.2") as dynos,
-            running_router(table_with(APP, [d.backend for d in dynos])) as r,
+            running_router(table_with(APP, [d.endpoint for d in dynos])) as r,
         ):
             healthy, r.router.random = r.router.random, broken  # the balancer's dice
             async with client(r.port) as http:
@@ -239,9 +239,9 @@ class BrokenConnection(UpstreamConnection):
 class BrokenPool(UpstreamPool):
     async def open(self, slot: DynoSlot) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
-        backend = slot.backend
+        endpoint = slot.endpoint
         _, conn = await loop.create_connection(
-            lambda: BrokenConnection(slot, self), backend.host, backend.port
+            lambda: BrokenConnection(slot, self), endpoint.host, endpoint.port
         )
         return conn
 
@@ -253,7 +253,7 @@ def test_a_bug_while_relaying_a_response_answers_h99(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend]), pool=BrokenPool()) as r,
+            running_router(table_with(APP, [dyno.endpoint]), pool=BrokenPool()) as r,
         ):
             async with client(r.port) as http:
                 failed = await http.get("/")

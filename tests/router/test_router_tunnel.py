@@ -23,7 +23,7 @@ def test_websocket_upgrade_is_tunnelled_both_ways(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             writer.write(UPGRADE % (b"/ws", H) + b"early")  # bytes right after the head
@@ -62,7 +62,7 @@ def test_dyno_closing_the_tunnel_closes_the_client_connection(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             writer.write(UPGRADE % (b"/ws", H))
@@ -80,7 +80,7 @@ def test_refused_upgrade_is_an_ordinary_response_and_the_connection_goes_on(run:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             writer.write(
@@ -101,7 +101,7 @@ def test_h2c_upgrade_is_not_tunnelled(run: Run) -> None:
     async def scenario() -> None:
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend])) as r,
+            running_router(table_with(APP, [dyno.endpoint])) as r,
         ):
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             writer.write(
