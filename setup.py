@@ -21,11 +21,13 @@ COMPILED = [
     for name in (
         "balancer",
         "client",
+        "dyno_slot",
         "exchange",
         "forwarding",
         "http",
         "metrics",
         "request_log",
+        "route",
         "routing_table",
         "upstream",
     )

@@ -193,7 +193,15 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
     paths.slugs.mkdir(exist_ok=True)
     token = ensure_token(paths)
     logs = LogHub()
-    routes = RoutingTable(config.domain)
+    # More router processes (started with the router, below) follow the table's every change.
+    router_processes = RouterProcesses(logs)
+    routes = RoutingTable(
+        config.domain,
+        # The manager wakes a sleeping app, and it writes this table, so it is made after the
+        # table: its name is looked up when the first request for an idle app comes.
+        on_wake=lambda app: manager.wake_app(app),
+        followers=router_processes if config.router_processes > 1 else None,
+    )
 
     sandboxes = Sandboxes.for_server(paths.home, scratch_mb=config.scratch_mb)
     reaped = sandboxes.reap_leftovers()
@@ -283,8 +291,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
                 "--router-port with another port (0 picks a free one)."
             ) from exc
         raise PlatformError(f"Cannot start the router: {exc}") from exc
-    router_processes = RouterProcesses(router, logs, sockets[1:])
-    await router_processes.start()
+    await router_processes.start(router, sockets[1:])
     api_url = f"http://{_url_host(config.api_host)}:{api_port}"
     router_url = f"http://{{app}}.{config.domain}:{router_port}/"
     api = Api(

@@ -32,7 +32,10 @@ class World:
         self.store = store
         self.logs = LogHub()
         self.clock = FakeClock()
-        self.routes = RoutingTable("localhost", clock=self.clock)
+        # As the server wires them: a request for a sleeping app wakes it through the manager.
+        self.routes = RoutingTable(
+            "localhost", clock=self.clock, on_wake=lambda app: self.manager.wake_app(app)
+        )
         self.backend: FakeBackend | None = None
 
         factory = self.backend_for
@@ -96,11 +99,11 @@ async def test_web_dyno_is_routed_only_once_it_binds_its_port(w: World) -> None:
     await w.settle()
     assert w.states() == {"web.1": "starting", "worker.1": "up"}
     route = w.routes.lookup("foo.localhost")
-    assert route is not None and route.backends == ()
+    assert route is not None and route.endpoints == ()
     w.fake.bind("web.1")
     assert w.states()["web.1"] == "up"
     route = w.routes.lookup("foo.localhost")
-    assert route is not None and [b.dyno for b in route.backends] == ["web.1"]
+    assert route is not None and [b.dyno for b in route.endpoints] == ["web.1"]
 
 
 async def test_dyno_gets_config_port_and_dyno_name(w: World) -> None:
@@ -143,7 +146,7 @@ async def test_all_web_dynos_crashed_marks_the_route_crashed(w: World) -> None:
     w.fake.bind("web.1")
     w.fake.crash("web.1")
     route = w.routes.lookup("foo.localhost")
-    assert route is not None and route.crashed and route.backends == ()
+    assert route is not None and route.crashed and route.endpoints == ()
 
 
 async def test_new_release_replaces_every_dyno(w: World) -> None:
@@ -209,7 +212,7 @@ async def test_lone_1x_web_dyno_idles_after_quiet_spell_and_wakes(w: World) -> N
     await w.settle()
     assert w.states() == {"web.1": "idle"}
     route = w.routes.lookup("foo.localhost")
-    assert route is not None and route.idle and route.backends == ()
+    assert route is not None and route.idle and route.endpoints == ()
     w.manager.wake_app("foo")
     await w.settle()
     assert w.states() == {"web.1": "starting"}

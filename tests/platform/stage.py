@@ -38,7 +38,9 @@ class Stage:
         self.store = store
         self.logs = LogHub()
         self.clock = FakeClock()
-        self.routes = RoutingTable("localhost", clock=self.clock)
+        self.routes = RoutingTable(
+            "localhost", clock=self.clock, on_wake=lambda app: self.manager.wake_app(app)
+        )
         self._backend: FakeBackend | None = None
         settings = ManagerSettings(
             slugs_dir=root / "slugs", restart_policy=RestartPolicy(base_delay=1.0, max_delay=8.0)

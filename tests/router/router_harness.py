@@ -37,7 +37,8 @@ import httpx
 
 from dynos.logs.hub import LogHub
 from dynos.router.proxy import Router
-from dynos.router.routing_table import Backend, RoutingTable
+from dynos.router.route import DynoEndpoint
+from dynos.router.routing_table import RoutingTable
 
 DOMAIN = "localhost"
 APP = "foo"
@@ -74,8 +75,8 @@ class FakeDyno:
     _open: dict[asyncio.Task[None], asyncio.StreamWriter] = field(default_factory=dict)
 
     @property
-    def backend(self) -> Backend:
-        return Backend(self.name, "127.0.0.1", self.port)
+    def endpoint(self) -> DynoEndpoint:
+        return DynoEndpoint(self.name, "127.0.0.1", self.port)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -269,7 +270,7 @@ async def one_dyno(
     """The usual scene: ``APP`` with one fake dyno (web.1), its router, a client for it."""
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend]), **options) as r,
+        running_router(table_with(APP, [dyno.endpoint]), **options) as r,
         client(r.port) as http,
     ):
         yield dyno, r, http
@@ -295,9 +296,16 @@ async def first_arrival(dynos: list[FakeDyno]) -> FakeDyno:
     return waits[done.pop()]
 
 
-def table_with(app: str, backends: list[Backend], *, crashed: bool = False) -> RoutingTable:
-    table = RoutingTable(DOMAIN)
-    table.set_app(app, backends, crashed=crashed)
+def table_with(
+    app: str,
+    endpoints: list[DynoEndpoint],
+    *,
+    crashed: bool = False,
+    idle: bool = False,
+    on_wake: Callable[[str], None] | None = None,
+) -> RoutingTable:
+    table = RoutingTable(DOMAIN, on_wake=on_wake)
+    table.set_app(app, endpoints, crashed=crashed, idle=idle)
     return table
 
 
@@ -309,8 +317,8 @@ def closed_port() -> int:
     return port
 
 
-def dead_backend(dyno: str) -> Backend:
-    return Backend(dyno, "127.0.0.1", closed_port())
+def dead_endpoint(dyno: str) -> DynoEndpoint:
+    return DynoEndpoint(dyno, "127.0.0.1", closed_port())
 
 
 def client(port: int) -> httpx.AsyncClient:

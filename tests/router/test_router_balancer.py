@@ -7,14 +7,16 @@ from collections import Counter
 from collections.abc import Iterator
 
 from dynos.router.balancer import pick_dyno
-from dynos.router.routing_table import Backend, DynoSlot, RoutingTable
+from dynos.router.dyno_slot import DynoSlot
+from dynos.router.route import DynoEndpoint
+from dynos.router.routing_table import RoutingTable
 
 NOW = 1000.0
 
 
 def slots(count: int) -> tuple[DynoSlot, ...]:
     table = RoutingTable("localhost")
-    table.set_app("foo", [Backend(f"web.{n}", "127.0.0.1", 5000 + n) for n in range(count)])
+    table.set_app("foo", [DynoEndpoint(f"web.{n}", "127.0.0.1", 5000 + n) for n in range(count)])
     route = table.lookup("foo.localhost")
     assert route is not None
     return route.slots

@@ -22,12 +22,12 @@ pytestmark = pytest.mark.anyio
 
 async def test_wait_drained_returns_when_the_request_in_flight_finishes() -> None:
     async with fake_dynos("web.1", "web.2") as [leaving, staying]:
-        table = table_with(APP, [leaving.backend])
+        table = table_with(APP, [leaving.endpoint])
         async with running_router(table) as r, client(r.port) as http:
             slow = asyncio.create_task(http.get("/slow"))
             await leaving.arrived.get()
             assert table.in_flight(APP, "web.1") == 1
-            table.set_app(APP, [staying.backend])  # web.1 takes no new request
+            table.set_app(APP, [staying.endpoint])  # web.1 takes no new request
             drained = asyncio.create_task(table.wait_drained(APP, "web.1", 10))
             after = await http.get("/")  # goes to web.2 meanwhile
             await asyncio.sleep(0.05)
@@ -42,7 +42,7 @@ async def test_wait_drained_returns_when_the_request_in_flight_finishes() -> Non
 
 async def test_wait_drained_gives_up_after_its_timeout() -> None:
     async with fake_dynos("web.1") as [dyno]:
-        table = table_with(APP, [dyno.backend])
+        table = table_with(APP, [dyno.endpoint])
         async with running_router(table) as r, client(r.port) as http:
             slow = asyncio.create_task(http.get("/slow"))
             await dyno.arrived.get()
@@ -63,7 +63,7 @@ async def test_wait_drained_returns_at_once_for_a_dyno_with_nothing_in_flight() 
 
 async def test_idle_connections_to_a_removed_dyno_are_closed() -> None:
     async with fake_dynos("web.1") as [dyno]:
-        table = table_with(APP, [dyno.backend])
+        table = table_with(APP, [dyno.endpoint])
         async with running_router(table) as r, client(r.port) as http:
             await http.get("/")  # leaves one keep-alive connection in the pool
             table.set_app(APP, [])
@@ -73,7 +73,7 @@ async def test_idle_connections_to_a_removed_dyno_are_closed() -> None:
 
 async def test_connection_of_a_request_that_ends_after_removal_is_not_reused() -> None:
     async with fake_dynos("web.1") as [dyno]:
-        table = table_with(APP, [dyno.backend])
+        table = table_with(APP, [dyno.endpoint])
         async with running_router(table) as r, client(r.port) as http:
             slow = asyncio.create_task(http.get("/slow"))
             await dyno.arrived.get()
@@ -82,7 +82,7 @@ async def test_connection_of_a_request_that_ends_after_removal_is_not_reused() -
             assert (await slow).status_code == 200
             async with asyncio.timeout(2):
                 assert await dyno.disconnects.get() == 1
-            table.set_app(APP, [dyno.backend])  # back (as after a restart)
+            table.set_app(APP, [dyno.endpoint])  # back (as after a restart)
             assert (await http.get("/")).status_code == 200
     assert dyno.connections == 2
 
@@ -92,16 +92,14 @@ async def test_connection_of_a_request_that_ends_after_removal_is_not_reused() -
 
 async def test_request_to_an_idle_app_wakes_it_once_and_waits_for_its_dyno() -> None:
     async with fake_dynos("web.1") as [dyno]:
-        table = table_with(APP, [])
-        table.set_app(APP, [], idle=True)
         woken: list[str] = []
-        table.on_wake = woken.append
+        table = table_with(APP, [], idle=True, on_wake=woken.append)
         async with running_router(table) as r, client(r.port) as http:
             held = [asyncio.create_task(http.get(f"/{n}")) for n in range(3)]
             await asyncio.sleep(0.1)
             assert woken == [APP]
             assert not any(task.done() for task in held)
-            table.set_app(APP, [dyno.backend])  # the manager: the dyno is up
+            table.set_app(APP, [dyno.endpoint])  # the manager: the dyno is up
             responses = await asyncio.gather(*held)
     assert [response.status_code for response in responses] == [200, 200, 200]
     assert sorted(got.path for got in dyno.requests) == ["/0", "/1", "/2"]
@@ -123,14 +121,14 @@ async def test_wait_for_backends() -> None:
         assert not await table.wait_for_backends(APP, 0.01)
         waiting = asyncio.create_task(table.wait_for_backends(APP, 5))
         await asyncio.sleep(0)
-        table.set_app(APP, [dyno.backend])
+        table.set_app(APP, [dyno.endpoint])
         assert await waiting
         assert await table.wait_for_backends(APP, 0)
 
 
 async def test_last_request_time_is_recorded_per_app() -> None:
     async with fake_dynos("web.1") as [dyno]:
-        table = table_with(APP, [dyno.backend])
+        table = table_with(APP, [dyno.endpoint])
         created = table.last_request_at(APP)
         async with running_router(table) as r, client(r.port) as http:
             await asyncio.sleep(0.02)
@@ -142,9 +140,8 @@ async def test_last_request_time_is_recorded_per_app() -> None:
 
 
 async def test_crashed_app_is_not_held_but_answered_h10() -> None:
-    table = table_with(APP, [], crashed=True)
     woken: list[str] = []
-    table.on_wake = woken.append
+    table = table_with(APP, [], crashed=True, on_wake=woken.append)
     async with running_router(table) as r, client(r.port) as http:
         response = await http.get("/")
     assert response.status_code == 503

@@ -39,7 +39,7 @@ def body_of(response: bytes) -> bytes:
 async def test_dyno_answering_with_garbage_gives_503_and_h17_line() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         async with client(r.port) as http:
             response = await http.get("/garbage")
@@ -56,7 +56,7 @@ async def test_dyno_answering_with_garbage_gives_503_and_h17_line() -> None:
 async def test_dyno_cutting_its_response_short_cuts_the_client_and_logs_h18() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         received = b""
         with contextlib.suppress(ConnectionResetError):
@@ -80,7 +80,7 @@ async def test_get_on_a_pooled_connection_the_dyno_just_closed_is_retried() -> N
 async def test_post_on_a_pooled_connection_the_dyno_just_closed_is_not_retried() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         async with client(r.port) as http:
             await http.get("/close-if-reused")
@@ -92,7 +92,7 @@ async def test_post_on_a_pooled_connection_the_dyno_just_closed_is_not_retried()
 
 async def test_idle_dyno_connection_is_closed_after_the_pool_idle_timeout() -> None:
     async with fake_dynos("web.1") as [dyno]:
-        table = table_with(APP, [dyno.backend])
+        table = table_with(APP, [dyno.endpoint])
         async with running_router(table, pool=UpstreamPool(idle_timeout=0.05)) as r:
             async with client(r.port) as http:
                 await http.get("/")
@@ -105,7 +105,7 @@ async def test_idle_dyno_connection_is_closed_after_the_pool_idle_timeout() -> N
 async def test_100_continue_from_the_dyno_reaches_the_client() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(
@@ -125,7 +125,7 @@ async def test_100_continue_from_the_dyno_reaches_the_client() -> None:
 async def test_chunked_body_sent_after_the_dyno_connection_is_up_is_forwarded() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(
@@ -160,7 +160,7 @@ async def test_sixteen_megabyte_chunked_upload_arrives_whole() -> None:
 async def test_malformed_chunked_body_gets_400() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         received = await raw_exchange(
             r.port,
@@ -172,7 +172,7 @@ async def test_malformed_chunked_body_gets_400() -> None:
 async def test_upgrade_request_goes_to_the_dyno_as_a_plain_request() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         received = await raw_exchange(
             r.port,
@@ -189,7 +189,7 @@ async def test_upgrade_request_goes_to_the_dyno_as_a_plain_request() -> None:
 async def test_upgrade_request_with_a_body_gets_400() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         received = await raw_exchange(
             r.port,
@@ -217,7 +217,7 @@ async def test_http10_request_without_host_gets_404() -> None:
 async def test_http10_client_asking_for_keep_alive_gets_it() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(b"GET /one HTTP/1.0\r\nHost: %s\r\nConnection: keep-alive\r\n\r\n" % H)
@@ -234,7 +234,7 @@ async def test_http10_client_asking_for_keep_alive_gets_it() -> None:
 
 async def test_idle_client_connection_is_closed_after_the_keepalive_timeout() -> None:
     async with fake_dynos("web.1") as [dyno]:
-        table = table_with(APP, [dyno.backend])
+        table = table_with(APP, [dyno.endpoint])
         async with running_router(table, keepalive_timeout=0.05) as r:
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             writer.write(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % H)
@@ -248,7 +248,7 @@ async def test_idle_client_connection_is_closed_after_the_keepalive_timeout() ->
 async def test_request_with_two_host_headers_gets_400() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         received = await raw_exchange(
             r.port, b"GET / HTTP/1.1\r\nHost: %s\r\nHost: other.localhost\r\n\r\n" % H
@@ -265,7 +265,7 @@ async def test_http11_request_without_host_gets_400() -> None:
 async def test_client_leaving_mid_request_is_logged_h27_and_the_dyno_connection_dropped() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         lines = r.logs.follow(APP, dyno="router")
         _, writer = await asyncio.open_connection("127.0.0.1", r.port)

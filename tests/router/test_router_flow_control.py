@@ -16,13 +16,15 @@ import pytest
 from dynos.logs.hub import LogHub
 from dynos.router.client import BUFFER_LIMIT, ClientConnection
 from dynos.router.proxy import Router
-from dynos.router.routing_table import Backend, DynoSlot, RoutingTable
+from dynos.router.dyno_slot import DynoSlot
+from dynos.router.route import DynoEndpoint
+from dynos.router.routing_table import RoutingTable
 from dynos.router.upstream import UpstreamConnection, UpstreamPool
 from tests.router.router_harness import APP, HOST, running_router, table_with
 
 pytestmark = pytest.mark.anyio
 
-BACKEND = Backend("web.1", "127.0.0.1", 1)
+ENDPOINT = DynoEndpoint("web.1", "127.0.0.1", 1)
 POST_HEAD = b"POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n"
 
 
@@ -111,7 +113,7 @@ def fake_client(router: Router) -> tuple[ClientConnection, FakeTransport]:
 
 
 async def test_full_dyno_socket_pauses_reading_the_client_until_it_drains() -> None:
-    router = Router(table_with(APP, [BACKEND]), LogHub())
+    router = Router(table_with(APP, [ENDPOINT]), LogHub())
     upstream, dyno_side = fake_upstream(router.pool, router.table)
     router.pool.put(upstream, router.now)
     client, client_side = fake_client(router)
@@ -126,7 +128,7 @@ async def test_full_dyno_socket_pauses_reading_the_client_until_it_drains() -> N
 
 
 async def test_full_client_socket_pauses_reading_the_dyno_until_it_drains() -> None:
-    router = Router(table_with(APP, [BACKEND]), LogHub())
+    router = Router(table_with(APP, [ENDPOINT]), LogHub())
     upstream, dyno_side = fake_upstream(router.pool, router.table)
     router.pool.put(upstream, router.now)
     client, client_side = fake_client(router)
@@ -143,7 +145,7 @@ async def test_full_client_socket_pauses_reading_the_dyno_until_it_drains() -> N
 
 async def test_request_body_held_while_connecting_is_bounded() -> None:
     pool = HeldPool()
-    router = Router(table_with(APP, [BACKEND]), LogHub(), pool=pool)
+    router = Router(table_with(APP, [ENDPOINT]), LogHub(), pool=pool)
     client, client_side = fake_client(router)
 
     body = b"y" * (BUFFER_LIMIT + 1)
@@ -160,7 +162,7 @@ async def test_request_body_held_while_connecting_is_bounded() -> None:
 
 async def test_dyno_connection_made_while_the_client_is_congested_starts_paused() -> None:
     pool = HeldPool()
-    router = Router(table_with(APP, [BACKEND]), LogHub(), pool=pool)
+    router = Router(table_with(APP, [ENDPOINT]), LogHub(), pool=pool)
     client, _ = fake_client(router)
 
     client.data_received(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
@@ -174,7 +176,7 @@ async def test_dyno_connection_made_while_the_client_is_congested_starts_paused(
 
 
 async def test_connect_timeout_on_every_dyno_gives_503_and_h19_line() -> None:
-    table = table_with(APP, [BACKEND])
+    table = table_with(APP, [ENDPOINT])
     async with running_router(table, pool=TimingOutPool()) as r:
         reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % HOST.encode())

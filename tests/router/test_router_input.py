@@ -90,7 +90,7 @@ SMUGGLING = {
 async def test_smuggling_vector_is_refused_with_400_and_close(request_bytes: bytes) -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         received = await raw_exchange(r.port, request_bytes % H)
     assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
@@ -102,7 +102,7 @@ async def test_smuggling_vector_is_refused_with_400_and_close(request_bytes: byt
 async def test_a_plain_chunked_request_is_accepted() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         received = await raw_exchange(
             r.port,

@@ -127,7 +127,7 @@ async def test_idle_connections_past_the_per_client_cap_get_503_while_others_are
         limits = ConnectionLimits(total=12, per_client=5)
         async with (
             fake_dynos("web.1") as [dyno],
-            running_router(table_with(APP, [dyno.backend]), limits=limits) as r,
+            running_router(table_with(APP, [dyno.endpoint]), limits=limits) as r,
             AsyncExitStack() as held,
         ):
             for _ in range(5):  # idle: connected, nothing sent
@@ -152,7 +152,7 @@ async def test_the_total_cap_refuses_every_address_and_frees_up_as_connections_c
     limits = ConnectionLimits(total=4, per_client=3)
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend]), limits=limits) as r,
+        running_router(table_with(APP, [dyno.endpoint]), limits=limits) as r,
     ):
         async with AsyncExitStack() as held:
             for source in ("127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.3"):

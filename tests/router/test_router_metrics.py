@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_metrics_count_requests_by_status_with_latency_and_in_flight() -> None:
     async with fake_dynos("web.1") as [dyno]:
-        table = table_with(APP, [dyno.backend])
+        table = table_with(APP, [dyno.endpoint])
         async with running_router(table) as r, client(r.port) as http:
             for _ in range(3):
                 await http.get("/")

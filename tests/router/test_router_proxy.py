@@ -20,7 +20,7 @@ from tests.router.router_harness import (
     WireClient,
     answer_without_dynos,
     client,
-    dead_backend,
+    dead_endpoint,
     fake_dynos,
     first_arrival,
     one_dyno,
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.anyio
 async def test_get_reaches_the_dyno_with_heroku_headers_added() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         before = int(time.time() * 1000)
         async with client(r.port) as http:
@@ -64,7 +64,7 @@ async def test_valid_incoming_request_id_is_kept() -> None:
 
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         async with client(r.port) as http:
             await http.get("/", headers={"X-Request-Id": request_id})
@@ -81,7 +81,7 @@ async def test_too_short_request_id_is_replaced_by_a_new_uuid() -> None:
 async def test_client_address_is_appended_to_incoming_forwarded_for() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         async with client(r.port) as http:
             await http.get("/", headers={"X-Forwarded-For": "203.0.113.7"})
@@ -98,7 +98,7 @@ async def test_client_cannot_claim_https_through_forwarded_proto() -> None:
 async def test_hop_by_hop_headers_are_not_forwarded() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
         WireClient.connect(r.port) as wire,
     ):
         headers = [
@@ -122,7 +122,7 @@ async def test_hop_by_hop_headers_are_not_forwarded() -> None:
 
 async def test_requests_are_spread_over_both_dynos() -> None:
     async with fake_dynos("web.1", "web.2") as dynos:
-        table = table_with(APP, [d.backend for d in dynos])
+        table = table_with(APP, [d.endpoint for d in dynos])
         async with running_router(table) as r, client(r.port) as http:
             served = [(await http.get("/")).json()["dyno"] for _ in range(40)]
     assert set(served) == {"web.1", "web.2"}
@@ -130,7 +130,7 @@ async def test_requests_are_spread_over_both_dynos() -> None:
 
 async def test_requests_avoid_the_dyno_that_has_one_in_flight() -> None:
     async with fake_dynos("web.1", "web.2") as dynos:
-        table = table_with(APP, [d.backend for d in dynos])
+        table = table_with(APP, [d.endpoint for d in dynos])
         async with running_router(table) as r, client(r.port) as http:
             slow = asyncio.create_task(http.get("/slow"))  # in flight until released
             busy = await first_arrival(dynos)
@@ -142,7 +142,7 @@ async def test_requests_avoid_the_dyno_that_has_one_in_flight() -> None:
 
 async def test_refused_dyno_is_skipped_for_the_next_one() -> None:
     async with fake_dynos("web.2") as [live]:
-        table = table_with(APP, [dead_backend("web.1"), live.backend])
+        table = table_with(APP, [dead_endpoint("web.1"), live.endpoint])
         async with running_router(table) as r, client(r.port) as http:
             response = await http.get("/")
     assert response.status_code == 200
@@ -167,7 +167,7 @@ async def test_one_megabyte_post_body_arrives_whole() -> None:
 async def test_request_body_reaches_the_dyno_before_the_client_has_sent_all_of_it() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
         head = b"POST /first-bytes/5 HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000000\r\n\r\n"
@@ -184,7 +184,7 @@ async def test_request_body_reaches_the_dyno_before_the_client_has_sent_all_of_i
 async def test_chunked_request_body_is_forwarded_chunked() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
         WireClient.connect(r.port) as wire,
     ):
         headers = [("Host", HOST), ("Transfer-Encoding", "chunked")]
@@ -196,7 +196,7 @@ async def test_chunked_request_body_is_forwarded_chunked() -> None:
 async def test_chunked_response_is_forwarded_chunked() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
         WireClient.connect(r.port) as wire,
     ):
         response = await wire.request("GET", "/chunked", [("Host", HOST)])
@@ -207,7 +207,7 @@ async def test_chunked_response_is_forwarded_chunked() -> None:
 async def test_response_reaches_the_client_before_the_dyno_has_sent_all_of_it() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(b"GET /stream HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
@@ -223,7 +223,7 @@ async def test_response_reaches_the_client_before_the_dyno_has_sent_all_of_it() 
 async def test_body_ended_by_dyno_closing_is_rechunked_and_client_connection_kept() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
         WireClient.connect(r.port) as wire,
     ):
         first = await wire.request("GET", "/until-close", [("Host", HOST)])
@@ -236,7 +236,7 @@ async def test_body_ended_by_dyno_closing_is_rechunked_and_client_connection_kep
 async def test_http10_client_gets_a_chunked_dyno_body_ended_by_close() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         received = await raw_exchange(
             r.port, b"GET /chunked HTTP/1.0\r\nHost: %s\r\n\r\n" % HOST.encode()
@@ -251,7 +251,7 @@ async def test_sixteen_megabyte_response_arrives_whole() -> None:
 
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         digest = hashlib.sha256()
         async with client(r.port) as http, http.stream("GET", f"/big/{size}") as response:
@@ -264,7 +264,7 @@ async def test_sixteen_megabyte_response_arrives_whole() -> None:
 async def test_head_response_has_no_body() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
         WireClient.connect(r.port) as wire,
     ):
         head = await wire.request("HEAD", "/big/5000", [("Host", HOST)])
@@ -282,7 +282,7 @@ async def test_head_response_has_no_body() -> None:
 async def test_two_requests_share_one_client_connection() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
         WireClient.connect(r.port) as wire,
     ):
         first = await wire.request("GET", "/one", [("Host", HOST)])
@@ -294,7 +294,7 @@ async def test_two_requests_share_one_client_connection() -> None:
 async def test_pipelined_requests_are_answered_in_order() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         host = HOST.encode()
         received = await raw_exchange(
@@ -319,7 +319,7 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
 async def test_dyno_connection_is_reused_by_the_next_request() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         async with client(r.port) as http:
             await http.get("/one")
@@ -375,7 +375,7 @@ async def test_app_whose_web_dynos_crashed_gets_503_and_h10_line() -> None:
 
 
 async def test_every_dyno_refusing_gives_503_and_h21_line() -> None:
-    table = table_with(APP, [dead_backend("web.1"), dead_backend("web.2")])
+    table = table_with(APP, [dead_endpoint("web.1"), dead_endpoint("web.2")])
     async with running_router(table) as r:
         async with client(r.port) as http:
             response = await http.get("/")
@@ -393,7 +393,7 @@ async def test_every_dyno_refusing_gives_503_and_h21_line() -> None:
 async def test_dyno_closing_without_response_gives_503_and_h13_line() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         async with client(r.port) as http:
             response = await http.get("/drop")
@@ -428,7 +428,7 @@ async def test_head_request_for_an_error_page_gets_no_body() -> None:
 async def test_success_log_line_has_herokus_format() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         received = await raw_exchange(
             r.port,
@@ -465,7 +465,7 @@ async def test_close_lets_a_request_in_flight_finish() -> None:
 
 async def test_close_closes_idle_keep_alive_connections_at_once() -> None:
     async with fake_dynos("web.1") as [dyno]:
-        table = table_with(APP, [dyno.backend])
+        table = table_with(APP, [dyno.endpoint])
         async with running_router(table, drain_timeout=60) as r:
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             writer.write(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
@@ -479,7 +479,7 @@ async def test_close_closes_idle_keep_alive_connections_at_once() -> None:
 
 async def test_close_cuts_requests_still_running_after_the_drain_timeout() -> None:
     async with fake_dynos("web.1") as [dyno]:
-        table = table_with(APP, [dyno.backend])
+        table = table_with(APP, [dyno.endpoint])
         async with running_router(table, drain_timeout=0.1) as r:
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             writer.write(b"GET /slow HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())

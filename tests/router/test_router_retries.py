@@ -8,13 +8,13 @@ import re
 
 import pytest
 
-from dynos.router.routing_table import DynoSlot
+from dynos.router.dyno_slot import DynoSlot
 from dynos.router.upstream import UpstreamConnection, UpstreamPool
 from tests.router.router_harness import (
     APP,
     HOST,
     client,
-    dead_backend,
+    dead_endpoint,
     fake_dynos,
     raw_exchange,
     running_router,
@@ -33,7 +33,7 @@ def first_choice() -> float:
 
 async def test_get_whose_dyno_closes_before_answering_is_retried_on_another() -> None:
     async with fake_dynos("web.1", drops=True) as [dying], fake_dynos("web.2") as [healthy]:
-        table = table_with(APP, [dying.backend, healthy.backend])
+        table = table_with(APP, [dying.endpoint, healthy.endpoint])
         async with (
             running_router(table, random=first_choice) as r,
             client(r.port) as http,
@@ -48,7 +48,7 @@ async def test_get_whose_dyno_closes_before_answering_is_retried_on_another() ->
 
 async def test_put_with_a_body_is_retried_with_the_whole_body() -> None:
     async with fake_dynos("web.1", drops=True) as [dying], fake_dynos("web.2") as [healthy]:
-        table = table_with(APP, [dying.backend, healthy.backend])
+        table = table_with(APP, [dying.endpoint, healthy.endpoint])
         async with (
             running_router(table, random=first_choice) as r,
             client(r.port) as http,
@@ -61,7 +61,7 @@ async def test_put_with_a_body_is_retried_with_the_whole_body() -> None:
 
 async def test_post_whose_dyno_closes_before_answering_is_not_retried() -> None:
     async with fake_dynos("web.1", drops=True) as [dying], fake_dynos("web.2") as [healthy]:
-        table = table_with(APP, [dying.backend, healthy.backend])
+        table = table_with(APP, [dying.endpoint, healthy.endpoint])
         async with (
             running_router(table, random=first_choice) as r,
             client(r.port) as http,
@@ -76,7 +76,7 @@ async def test_post_whose_dyno_closes_before_answering_is_not_retried() -> None:
 
 async def test_get_is_not_retried_once_the_response_has_started() -> None:
     async with fake_dynos("web.1") as [first], fake_dynos("web.2") as [second]:
-        table = table_with(APP, [first.backend, second.backend])
+        table = table_with(APP, [first.endpoint, second.endpoint])
         async with running_router(table, random=first_choice) as r:
             received = b""
             with contextlib.suppress(ConnectionResetError):
@@ -91,7 +91,7 @@ async def test_get_is_not_retried_once_the_response_has_started() -> None:
 
 async def test_every_dyno_closing_without_answer_gives_h13_after_trying_each_once() -> None:
     async with fake_dynos("web.1", "web.2", drops=True) as dynos:
-        table = table_with(APP, [d.backend for d in dynos])
+        table = table_with(APP, [d.endpoint for d in dynos])
         async with running_router(table) as r, client(r.port) as http:
             response = await http.get("/")
     assert response.status_code == 503
@@ -100,7 +100,7 @@ async def test_every_dyno_closing_without_answer_gives_h13_after_trying_each_onc
 
 async def test_refused_dyno_is_quarantined_and_skipped_by_the_next_requests() -> None:
     async with fake_dynos("web.2") as [live]:
-        table = table_with(APP, [dead_backend("web.1"), live.backend])
+        table = table_with(APP, [dead_endpoint("web.1"), live.endpoint])
         async with (
             running_router(table, random=first_choice) as r,
             client(r.port) as http,
@@ -117,7 +117,7 @@ async def test_refused_dyno_is_quarantined_and_skipped_by_the_next_requests() ->
 async def test_dyno_not_answering_within_the_app_timeout_gives_h12() -> None:
     async with fake_dynos("web.1") as [dyno]:
         table = table_with(APP, [])
-        table.set_app(APP, [dyno.backend], request_timeout=0.2)
+        table.set_app(APP, [dyno.endpoint], request_timeout=0.2)
         async with running_router(table) as r, client(r.port) as http:
             response = await http.get("/slow")
             lines = r.router_lines(APP)
@@ -136,7 +136,7 @@ async def test_dyno_not_answering_within_the_app_timeout_gives_h12() -> None:
 async def test_request_timeout_is_per_app_and_a_fast_answer_is_unaffected() -> None:
     async with fake_dynos("web.1") as [dyno]:
         table = table_with(APP, [])
-        table.set_app(APP, [dyno.backend], request_timeout=0.2)
+        table.set_app(APP, [dyno.endpoint], request_timeout=0.2)
         async with running_router(table) as r, client(r.port) as http:
             fast = await http.get("/")
             await asyncio.sleep(0.3)  # longer than the timeout, between requests
@@ -176,7 +176,7 @@ async def test_a_bug_while_routing_answers_h99_and_the_router_goes_on() -> None:
 
     async with (
         fake_dynos("web.1", "web.2") as dynos,
-        running_router(table_with(APP, [d.backend for d in dynos])) as r,
+        running_router(table_with(APP, [d.endpoint for d in dynos])) as r,
     ):
         healthy, r.router.random = r.router.random, broken  # the balancer's dice
         async with client(r.port) as http:
@@ -205,9 +205,9 @@ class BrokenConnection(UpstreamConnection):
 class BrokenPool(UpstreamPool):
     async def open(self, slot: DynoSlot) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
-        backend = slot.backend
+        endpoint = slot.endpoint
         _, conn = await loop.create_connection(
-            lambda: BrokenConnection(slot, self), backend.host, backend.port
+            lambda: BrokenConnection(slot, self), endpoint.host, endpoint.port
         )
         return conn
 
@@ -218,7 +218,7 @@ async def test_a_bug_while_relaying_a_response_answers_h99() -> None:
 
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend]), pool=BrokenPool()) as r,
+        running_router(table_with(APP, [dyno.endpoint]), pool=BrokenPool()) as r,
     ):
         async with client(r.port) as http:
             failed = await http.get("/")

@@ -28,7 +28,8 @@ from dynos.logs.hub import LogHub
 from dynos.router.forwarding import ROUTER_REQUEST_HEADERS, UNREMOVABLE_REQUEST
 from dynos.router.http import HOP_BY_HOP
 from dynos.router.proxy import Router
-from dynos.router.routing_table import Backend, RoutingTable
+from dynos.router.route import DynoEndpoint
+from dynos.router.routing_table import RoutingTable
 from tests.router.router_harness import APP, DOMAIN, HOST
 
 pytestmark = pytest.mark.anyio
@@ -143,7 +144,7 @@ class Scene:
         self.dyno_server = await asyncio.start_server(self.dyno.serve, "127.0.0.1", 0)
         port = self.dyno_server.sockets[0].getsockname()[1]
         table = RoutingTable(DOMAIN)
-        table.set_app(APP, [Backend("web.1", "127.0.0.1", port)])
+        table.set_app(APP, [DynoEndpoint("web.1", "127.0.0.1", port)])
         self.router = Router(table, self.hub, header_timeout=2.0, tick=0.05)
         self.port = await self.router.start("127.0.0.1", 0)
 
@@ -406,7 +407,7 @@ async def _stray_response_scenario(delay: float) -> None:
     server = await asyncio.start_server(twice, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     table = RoutingTable(DOMAIN)
-    table.set_app(APP, [Backend("web.1", "127.0.0.1", port)])
+    table.set_app(APP, [DynoEndpoint("web.1", "127.0.0.1", port)])
     router = Router(table, LogHub(), tick=0.01)
     router_port = await router.start("127.0.0.1", 0)
     try:

@@ -26,7 +26,7 @@ async def read_until(reader: asyncio.StreamReader, end: bytes) -> bytes:
 async def test_websocket_upgrade_is_tunnelled_both_ways() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(UPGRADE % (b"/ws", H) + b"early")  # bytes right after the head
@@ -62,7 +62,7 @@ async def test_websocket_upgrade_is_tunnelled_both_ways() -> None:
 async def test_dyno_closing_the_tunnel_closes_the_client_connection() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(UPGRADE % (b"/ws", H))
@@ -77,7 +77,7 @@ async def test_dyno_closing_the_tunnel_closes_the_client_connection() -> None:
 async def test_refused_upgrade_is_an_ordinary_response_and_the_connection_goes_on() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(
@@ -95,7 +95,7 @@ async def test_refused_upgrade_is_an_ordinary_response_and_the_connection_goes_o
 async def test_h2c_upgrade_is_not_tunnelled() -> None:
     async with (
         fake_dynos("web.1") as [dyno],
-        running_router(table_with(APP, [dyno.backend])) as r,
+        running_router(table_with(APP, [dyno.endpoint])) as r,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(

@@ -89,7 +89,6 @@ class DynoManager:
         self._publisher = RoutePublisher(routes)
         self._one_offs = OneOffRunner(self, store, clock)
         self._idler = Idler(self, routes)
-        routes.on_wake = self.wake_app
 
     # -- what the API asks --------------------------------------------------------------------
 

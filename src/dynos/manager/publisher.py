@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from dynos.core.routes import WebDyno, routes_from_dynos
-from dynos.router.routing_table import Backend as RouteBackend
+from dynos.router.route import DynoEndpoint
 from dynos.router.routing_table import RoutingTable
 from dynos.store.models import AppState
 
@@ -27,7 +27,7 @@ class RoutePublisher:
             routes = routes_from_dynos(state.app.name, state.settings, web_dynos(state.app.id))
             self._routes.set_app(
                 routes.app_name,
-                [RouteBackend(name, DYNO_HOST, port) for name, port in routes.upstreams],
+                [DynoEndpoint(name, DYNO_HOST, port) for name, port in routes.upstreams],
                 crashed=routes.crashed,
                 idle=routes.idle,
                 request_timeout=routes.request_timeout,

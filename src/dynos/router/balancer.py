@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 
-from dynos.router.routing_table import DynoSlot
+from dynos.router.dyno_slot import DynoSlot
 
 QUARANTINE = 3.0  # seconds a dyno is passed over after a refused or timed-out connect
 

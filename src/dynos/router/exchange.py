@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING
 
 from dynos.router.balancer import QUARANTINE, pick_dyno
+from dynos.router.dyno_slot import DynoSlot
 from dynos.router.errors import (
     H10,
     H12,
@@ -52,7 +53,7 @@ from dynos.router.http import (
     simple_response,
 )
 from dynos.router.metrics import AppMetrics
-from dynos.router.routing_table import AppRoute, DynoSlot
+from dynos.router.routing_table import AppRoute
 from dynos.router.upstream import UpstreamConnection, UpstreamFailure
 
 if TYPE_CHECKING:
@@ -270,7 +271,7 @@ class Exchange:
             self.deadline = router.now + route.request_timeout
         slot.enter()
         self.slot = slot
-        self.dyno = slot.backend.dyno
+        self.dyno = slot.endpoint.dyno
         conn = None if self.fresh or not slot.idle else router.pool.take(slot, router.now)
         if conn is not None:
             self.connect_ms = 0

@@ -24,10 +24,11 @@ socketpair, one JSON object a line:
                         {"stats": {...}, "last": {...}} metrics and last request per app,
                                                         every STATS_EVERY seconds
 
-The routing table's hooks (``on_change``, ``remote_drain``) make this invisible to the
-manager: taking a dyno out of its route reaches every process before the drain request that
-follows it (one ordered stream each), and ``wait_drained`` returns once every process has no
-request in flight to it. A process that dies is started again.
+``RouterProcesses`` is the routing table's ``followers`` (given to the table when it is
+made), which makes this invisible to the manager: taking a dyno out of its route reaches every
+process before the drain request that follows it (one ordered stream each), and
+``wait_drained`` returns once every process has no request in flight to it. A process that
+dies is started again.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from typing import Any
 
 from dynos.logs.hub import LogHub
 from dynos.logs.logline import PLATFORM
-from dynos.router.limits import ConnectionLimits
 from dynos.router.metrics import AppMetrics
 from dynos.router.proxy import BACKLOG, Router
 
@@ -115,16 +115,13 @@ def emit_shipped(logs: LogHub, turns: list[list[str]]) -> None:
 
 
 class RouterProcesses:
-    """The router processes beside ``router`` (the server's own): one per socket in
-    ``sockets``, the listening sockets of ``listening_sockets`` other than the router's.
-    Each holds as many connections as ``router`` does (its ``limits``: the server gives every
-    process its share)."""
+    """The router processes beside the server's own router, which ``start`` starts; the
+    followers of its routing table (``RouteFollowers``), made before the table is."""
 
-    def __init__(self, router: Router, logs: LogHub, sockets: list[socket.socket]) -> None:
-        self._router = router
-        self._limits: ConnectionLimits = router.counts.limits
+    def __init__(self, logs: LogHub) -> None:
         self._logs = logs
-        self._sockets = dict(enumerate(sockets, start=1))
+        self._router: Router | None = None
+        self._sockets: dict[int, socket.socket] = {}
         self._processes: dict[int, _Process] = {}
         self._drain_ids = itertools.count(1)
         self._routes_due = False
@@ -132,12 +129,18 @@ class RouterProcesses:
         self._closing = False
         self._serving: set[asyncio.Task[None]] = set()  # one per process, restarts included
 
-    async def start(self) -> None:
-        if not self._sockets:
-            return
-        table = self._router.table
-        table.on_change = self._routes_changed
-        table.remote_drain = self._drain
+    @property
+    def router(self) -> Router:
+        if self._router is None:
+            raise RuntimeError("the router processes are not started")
+        return self._router
+
+    async def start(self, router: Router, sockets: list[socket.socket]) -> None:
+        """Start one process per socket in ``sockets`` (the listening sockets of
+        ``listening_sockets`` other than ``router``'s), each holding as many connections as
+        ``router`` does (its ``limits``: the server gives every process its share)."""
+        self._router = router
+        self._sockets = dict(enumerate(sockets, start=1))
         for number in self._sockets:
             await self._spawn(number, RESTART_DELAY)
 
@@ -151,33 +154,37 @@ class RouterProcesses:
         # refused at once rather than left waiting in a queue nobody accepts from.
         for sock in self._sockets.values():
             sock.close()
+        if self._router is None:
+            return
         await asyncio.gather(*(p.stop(self._router.drain_timeout + 5) for p in processes))
         for task in self._serving:  # those waiting to start a process again
             task.cancel()
         await asyncio.gather(*self._serving, return_exceptions=True)
-        table = self._router.table
-        table.on_change = None
-        table.remote_drain = None
+        self._processes.clear()  # from here, routes and drains concern this process only
         self._router.metrics.elsewhere.clear()
 
-    # ---- the routing table's hooks ---------------------------------------------------------
+    # ---- RouteFollowers: what the routing table tells ----------------------------------------
 
-    def _routes_changed(self) -> None:
+    def routes_changed(self) -> None:
         # The manager sets every app's route on each pass, changed or not: send the table
         # once per loop turn, and only when it differs from the one sent last.
+        if not self._processes:
+            return  # not started, or closed; a process that starts gets the whole table
         if not self._routes_due:
             self._routes_due = True
             asyncio.get_running_loop().call_soon(self._send_routes)
 
     def _send_routes(self) -> None:
         self._routes_due = False
-        line = encode_message({"routes": self._router.table.snapshot()})
+        line = encode_message({"routes": self.router.table.snapshot()})
         if line != self._routes_sent:
             self._routes_sent = line
             for process in self._processes.values():
                 process.send_line(line)
 
-    async def _drain(self, app: str, dyno: str, timeout: float) -> None:
+    async def drain(self, app: str, dyno: str, timeout: float) -> None:
+        if not self._processes:
+            return
         self._send_routes()  # the dyno's removal from its route goes first
         waits = []
         for process in self._processes.values():
@@ -192,6 +199,8 @@ class RouterProcesses:
     async def _spawn(self, number: int, restart_delay: float) -> None:
         ours, theirs = socket.socketpair()
         listening = self._sockets[number].fileno()
+        router = self.router
+        limits = router.counts.limits
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -199,9 +208,9 @@ class RouterProcesses:
                 "dynos.router.worker",
                 str(listening),
                 str(theirs.fileno()),
-                self._router.table.domain,
-                str(self._limits.total),
-                str(self._limits.per_client),
+                router.table.domain,
+                str(limits.total),
+                str(limits.per_client),
                 pass_fds=(listening, theirs.fileno()),
                 stdin=asyncio.subprocess.DEVNULL,
             )
@@ -213,7 +222,7 @@ class RouterProcesses:
         reader, writer = await asyncio.open_connection(sock=ours, limit=LINE_LIMIT)
         child = _Process(number, process, reader, writer, restart_delay)
         self._processes[number] = child
-        routes = encode_message({"routes": self._router.table.snapshot()})
+        routes = encode_message({"routes": router.table.snapshot()})
         child.send_line(routes)
         child.reading = asyncio.create_task(self._serve(child))
         self._serving.add(child.reading)
@@ -223,7 +232,7 @@ class RouterProcesses:
         """Take ``child``'s messages until it exits, then start it again (unless closing)."""
         await self._read(child)
         child.lost()
-        self._router.metrics.retire(child.number)
+        self.router.metrics.retire(child.number)
         status = await child.process.wait()
         if self._closing:
             return
@@ -257,8 +266,8 @@ class RouterProcesses:
                 )
 
     async def _read(self, child: _Process) -> None:
-        table = self._router.table
-        metrics = self._router.metrics
+        table = self.router.table
+        metrics = self.router.metrics
         try:
             while line := await child.reader.readline():
                 message = json.loads(line)

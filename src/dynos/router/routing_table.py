@@ -1,16 +1,15 @@
 """The routing table: for each app, the web dynos that may take requests now.
 
-The manager owns the contents and pushes every change (a dyno came up, is about to stop, an
-app idles or wakes); the router reads it once per request, without touching the store. The
-table also keeps what the router learns per dyno while requests run (``DynoSlot``: requests in
-flight, a brief quarantine after a refused connect, idle keep-alive connections), which is what
-lets the manager drain a dyno before stopping it:
+The manager owns the routes (route.py: plain values) and pushes every change: a dyno came up,
+is about to stop, an app idles or wakes. The router reads the table once per request, without
+touching the store, and keeps its live state per dyno in the table's ``DynoSlot``s
+(dyno_slot.py). This module joins the two: a route set here retires the slots of the dynos
+it leaves out, so that the manager can drain them (``wait_drained``), and an idle app's
+request asks for it to wake (``request_wake``) and waits for a dyno (``wait_for_backends``).
 
-    table.set_app(app, backends_without_it)      # no new request goes to it
-    await table.wait_drained(app, dyno, grace)   # the ones it has finish
-    ...then SIGTERM
-
-and what lets an idle app wake on its next request (``on_wake``, ``wait_for_backends``).
+Its hooks come with the table: ``on_wake`` is how a request wakes a sleeping app (the
+manager's ``wake_app``; in a router process, a message to the server), ``followers`` the
+router processes beside this one (processes.py), which route as this table does.
 Everything here runs on the event loop's thread.
 """
 
@@ -20,135 +19,92 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
+
+from dynos.core.app_settings import DEFAULT_REQUEST_TIMEOUT
+from dynos.router.dyno_slot import DynoSlot
+from dynos.router.route import DynoEndpoint, Route, app_for_host, routes_from_json, routes_to_json
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REQUEST_TIMEOUT = 30.0  # Heroku's H12 threshold
 WAKE_RETRY = 75.0  # an app still asleep this long after on_wake is asked to wake again
 HOST_CACHE_SIZE = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """One web dyno the router can send requests to."""
+class RouteFollowers(Protocol):
+    """Router processes that route as this table does (processes.py's ``RouterProcesses``):
+    told of each change, and drained along with this process."""
 
-    dyno: str  # "web.1"
-    host: str
-    port: int
+    def routes_changed(self) -> None: ...
 
-
-class IdleConnection(Protocol):
-    """A pooled keep-alive connection to a dyno, as far as the table cares."""
-
-    def close(self) -> None: ...
+    async def drain(self, app: str, dyno: str, timeout: float) -> None: ...
 
 
-class DynoSlot:
-    """The router's view of one web dyno of one app.
+class AppRoute:
+    """One app in the table: its ``route`` as the manager set it, one ``DynoSlot`` per
+    endpoint (in the same order), and what the router learns as requests come."""
 
-    ``in_flight`` counts the requests sent to (or being connected to) the dyno and not yet
-    answered; ``routable`` is false once the manager took the dyno out of its app's route (it
-    gets no new request, its idle connections are closed, and finished ones are not pooled).
-    """
+    __slots__ = ("app", "last_request_at", "route", "slots", "waking_since")
 
-    __slots__ = (
-        "_drain_waiters",
-        "_table",
-        "app",
-        "backend",
-        "idle",
-        "in_flight",
-        "quarantined_until",
-        "routable",
-    )
-
-    def __init__(self, table: RoutingTable, app: str, backend: Backend) -> None:
-        self._table = table
-        self.app = app
-        self.backend = backend
-        self.in_flight = 0
-        self.quarantined_until = 0.0
-        self.routable = True
-        self.idle: list[IdleConnection] = []
-        self._drain_waiters: list[asyncio.Future[None]] = []
+    def __init__(self, route: Route, created_at: float) -> None:
+        self.app = route.app
+        self.route = route
+        self.slots: tuple[DynoSlot, ...] = ()
+        # time.monotonic() of the last request; the route's creation before any.
+        self.last_request_at = created_at
+        # When on_wake was last asked to wake the app and no dyno came since.
+        self.waking_since: float | None = None
 
     @property
-    def dyno(self) -> str:
-        return self.backend.dyno
+    def endpoints(self) -> tuple[DynoEndpoint, ...]:
+        return self.route.endpoints
 
-    def enter(self) -> None:
-        """A request is now in flight to this dyno."""
-        self.in_flight += 1
+    @property
+    def crashed(self) -> bool:
+        return self.route.crashed
 
-    def leave(self) -> None:
-        """A request to this dyno is over (answered, failed, or given up)."""
-        self.in_flight -= 1
-        if self.in_flight == 0 and (self._drain_waiters or not self.routable):
-            self._drained()
+    @property
+    def idle(self) -> bool:
+        return self.route.idle
 
-    def close_idle(self) -> None:
-        idle, self.idle = self.idle, []
-        for conn in idle:
-            conn.close()
-
-    def _drained(self) -> None:
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._drain_waiters.clear()
-        if not self.routable:
-            self._table._forget_slot(self)
-
-    def __repr__(self) -> str:
-        return f"<DynoSlot {self.app}/{self.dyno} in_flight={self.in_flight}>"
-
-
-@dataclass(slots=True, eq=False)
-class AppRoute:
-    app: str
-    backends: tuple[Backend, ...] = ()
-    # Why there is no backend, for the error code: web dynos exist but all crashed -> H10,
-    # no web dyno in the formation -> H14.
-    crashed: bool = False
-    # H12: how long a dyno has to start its response.
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
-    # The app's only web dyno is asleep: a request wakes it (``on_wake``) and waits for it.
-    idle: bool = False
-    slots: tuple[DynoSlot, ...] = ()  # one per backend, in the same order
-    last_request_at: float = 0.0  # time.monotonic(); when the route was added, before any
-    waking_since: float | None = None  # when on_wake was last called and no backend came yet
+    @property
+    def request_timeout(self) -> float:
+        return self.route.request_timeout
 
 
 class RoutingTable:
-    """App -> live web dynos, and the per-dyno state the router keeps while requests run.
+    """App -> its route and its live dyno slots.
 
     ``on_wake``: called with the app's name when a request arrives for an ``idle`` route
-    without backends (once per wake, not per request); it must not block.
+    without dynos (once per wake, not per request); it must not block. ``followers``: the
+    other router processes, if any. ``clock``: ``time.monotonic`` or a test's.
     """
 
-    def __init__(self, domain: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        domain: str,
+        *,
+        on_wake: Callable[[str], None] | None = None,
+        followers: RouteFollowers | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.domain = domain.lower()
-        self.on_wake: Callable[[str], None] | None = None
-        # Router processes beside this one (router/processes.py) follow the table: each
-        # change is announced, and draining a dyno waits for their requests too.
-        self.on_change: Callable[[], None] | None = None
-        self.remote_drain: Callable[[str, str, float], Awaitable[None]] | None = None
+        self._on_wake = on_wake
+        self._followers = followers
         self._clock = clock
         self._suffix = "." + self.domain
         self._apps: dict[str, AppRoute] = {}
         self._slots: dict[tuple[str, str], DynoSlot] = {}  # routable, or still busy
         self._hosts: dict[str, AppRoute] = {}  # Host header value -> route, known apps only
-        self._backend_waiters: dict[str, list[asyncio.Future[bool]]] = {}
+        self._dyno_waiters: dict[str, list[asyncio.Future[bool]]] = {}
 
     # ---- what the manager says --------------------------------------------------------------
 
     def set_app(
         self,
         app: str,
-        backends: list[Backend],
+        endpoints: Iterable[DynoEndpoint],
         *,
         crashed: bool = False,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
@@ -159,33 +115,10 @@ class RoutingTable:
         Idle keep-alive connections to a left-out dyno (or to a dyno whose address changed)
         are closed at once; its requests in flight go on (see ``wait_drained``).
         """
-        route = self._apps.get(app)
-        if route is None:
-            route = self._apps[app] = AppRoute(app, last_request_at=self._clock())
-        route.backends = tuple(backends)
-        route.crashed = crashed
-        route.request_timeout = request_timeout
-        route.idle = idle
-        slots = []
-        for backend in backends:
-            key = (app, backend.dyno)
-            slot = self._slots.get(key)
-            if slot is None:
-                slot = self._slots[key] = DynoSlot(self, app, backend)
-            elif slot.backend != backend:  # the same dyno name at a new address
-                slot.backend = backend
-                slot.close_idle()
-                slot.quarantined_until = 0.0
-            slot.routable = True
-            slots.append(slot)
-        kept = set(slots)
-        for old in route.slots:
-            if old not in kept:
-                self._retire(old)
-        route.slots = tuple(slots)
-        if slots:
-            route.waking_since = None
-            self._signal_backends(app, True)
+        route = Route(
+            app, tuple(endpoints), crashed=crashed, request_timeout=request_timeout, idle=idle
+        )
+        self._set_route(route)
         self._changed()
 
     def remove_app(self, app: str) -> None:
@@ -203,52 +136,21 @@ class RoutingTable:
             self._changed()
 
     async def wait_drained(self, app: str, dyno: str, timeout: float) -> None:
-        """Return once no request is in flight to ``dyno`` of ``app``, or after ``timeout``.
+        """Return once no request is in flight to ``dyno`` of ``app``, or after ``timeout``,
+        in this process and in its followers.
 
         Take the dyno out of the route first (``set_app`` without it), or new requests keep
         arriving. Returns at once for a dyno the router has no request in flight to.
         """
-        if self.remote_drain is not None:
-            await asyncio.gather(
-                self._wait_drained_here(app, dyno, timeout),
-                self.remote_drain(app, dyno, timeout),
-            )
-        else:
-            await self._wait_drained_here(app, dyno, timeout)
-
-    async def _wait_drained_here(self, app: str, dyno: str, timeout: float) -> None:
         slot = self._slots.get((app, dyno))
-        if slot is None or slot.in_flight == 0:
+        if self._followers is None:
+            if slot is not None:
+                await slot.drained(timeout)
             return
-        waiter = asyncio.get_running_loop().create_future()
-        slot._drain_waiters.append(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                await waiter
-        except TimeoutError:
-            pass
-        finally:
-            with contextlib.suppress(ValueError):
-                slot._drain_waiters.remove(waiter)
-
-    async def wait_for_backends(self, app: str, timeout: float) -> bool:
-        """Whether ``app`` has a web dyno to route to, waiting up to ``timeout`` for one."""
-        route = self._apps.get(app)
-        if route is not None and route.slots:
-            return True
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        waiters = self._backend_waiters.setdefault(app, [])
-        waiters.append(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                return await waiter
-        except TimeoutError:
-            return False
-        finally:
-            with contextlib.suppress(ValueError):
-                waiters.remove(waiter)
-            if not waiters:
-                self._backend_waiters.pop(app, None)
+        waits = [self._followers.drain(app, dyno, timeout)]
+        if slot is not None:
+            waits.append(slot.drained(timeout))
+        await asyncio.gather(*waits)
 
     def last_request_at(self, app: str) -> float:
         """``time.monotonic()`` of the app's last request (of its route's creation before any).
@@ -257,6 +159,25 @@ class RoutingTable:
         """
         route = self._apps.get(app)
         return 0.0 if route is None else route.last_request_at
+
+    def in_flight(self, app: str, dyno: str) -> int:
+        """Requests in flight to one dyno (for the manager's logs and the tests)."""
+        slot = self._slots.get((app, dyno))
+        return 0 if slot is None else slot.in_flight
+
+    # ---- the router processes beside this one -------------------------------------------------
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The routes as the manager set them, for another router process (JSON-ready)."""
+        return routes_to_json([route.route for route in self._apps.values()])
+
+    def apply_snapshot(self, routes: list[dict[str, Any]]) -> None:
+        """Make this table route as the one that took ``snapshot`` does."""
+        given = routes_from_json(routes)
+        for route in given:
+            self._set_route(route)
+        self._changed()
+        self.retain({route.app for route in given})
 
     def note_request(self, app: str, at: float) -> None:
         """Another router process served ``app`` at ``at`` (``time.monotonic()``)."""
@@ -270,40 +191,6 @@ class RoutingTable:
         if route is not None and route.idle and not route.slots:
             self.request_wake(route, self._clock())
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        """The routes as the manager set them, for another router process (JSON-ready)."""
-        return [
-            {
-                "app": route.app,
-                "backends": [[b.dyno, b.host, b.port] for b in route.backends],
-                "crashed": route.crashed,
-                "request_timeout": route.request_timeout,
-                "idle": route.idle,
-            }
-            for route in self._apps.values()
-        ]
-
-    def apply_snapshot(self, routes: list[dict[str, Any]]) -> None:
-        """Make this table route as the one that took ``snapshot`` does."""
-        for route in routes:
-            self.set_app(
-                route["app"],
-                [Backend(dyno, host, port) for dyno, host, port in route["backends"]],
-                crashed=route["crashed"],
-                request_timeout=route["request_timeout"],
-                idle=route["idle"],
-            )
-        self.retain({route["app"] for route in routes})
-
-    def in_flight(self, app: str, dyno: str) -> int:
-        """Requests in flight to one dyno (for the manager's logs and the tests)."""
-        slot = self._slots.get((app, dyno))
-        return 0 if slot is None else slot.in_flight
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change()
-
     # ---- what the router asks -----------------------------------------------------------------
 
     def lookup(self, host: str) -> AppRoute | None:
@@ -311,10 +198,10 @@ class RoutingTable:
         route = self._hosts.get(host)
         if route is not None:
             return route
-        name = host.split(":", 1)[0].lower()
-        if not name.endswith(self._suffix):
+        app = app_for_host(host, self._suffix)
+        if app is None:
             return None
-        route = self._apps.get(name[: -len(self._suffix)])
+        route = self._apps.get(app)
         if route is not None:
             if len(self._hosts) >= HOST_CACHE_SIZE:
                 self._hosts.clear()
@@ -322,23 +209,61 @@ class RoutingTable:
         return route
 
     def request_wake(self, route: AppRoute, now: float) -> None:
-        """A request waits for ``route`` to get a backend: ask ``on_wake``, once per wake."""
+        """A request waits for ``route`` to get a dyno: ask ``on_wake``, once per wake."""
         if route.waking_since is not None and now - route.waking_since < WAKE_RETRY:
             return
         route.waking_since = now
-        if self.on_wake is not None:
+        if self._on_wake is not None:
             try:
-                self.on_wake(route.app)
+                self._on_wake(route.app)
             except Exception:  # the waiting requests time out with H20; the router goes on
                 log.exception("on_wake(%r) failed", route.app)
 
+    async def wait_for_backends(self, app: str, timeout: float) -> bool:
+        """Whether ``app`` has a web dyno to route to, waiting up to ``timeout`` for one."""
+        route = self._apps.get(app)
+        if route is not None and route.slots:
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        waiters = self._dyno_waiters.setdefault(app, [])
+        waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except TimeoutError:
+            return False
+        finally:
+            with contextlib.suppress(ValueError):
+                waiters.remove(waiter)
+            if not waiters:
+                self._dyno_waiters.pop(app, None)
+
     # ---- inside -------------------------------------------------------------------------------
 
-    def _retire(self, slot: DynoSlot) -> None:
-        slot.routable = False
-        slot.close_idle()
-        if slot.in_flight == 0:
-            self._forget_slot(slot)
+    def _set_route(self, given: Route) -> None:
+        app = given.app
+        route = self._apps.get(app)
+        if route is None:
+            route = self._apps[app] = AppRoute(given, self._clock())
+        route.route = given
+        slots = []
+        for endpoint in given.endpoints:
+            key = (app, endpoint.dyno)
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = self._slots[key] = DynoSlot(app, endpoint, self._forget_slot)
+            elif slot.endpoint != endpoint:
+                slot.move_to(endpoint)
+            slot.routable = True
+            slots.append(slot)
+        kept = set(slots)
+        for old in route.slots:
+            if old not in kept:
+                old.retire()
+        route.slots = tuple(slots)
+        if slots:
+            route.waking_since = None
+            self._signal_dynos(app, True)
 
     def _forget_slot(self, slot: DynoSlot) -> None:
         key = (slot.app, slot.dyno)
@@ -348,12 +273,15 @@ class RoutingTable:
     def _drop(self, route: AppRoute) -> None:
         self._hosts.clear()
         for slot in route.slots:
-            self._retire(slot)
+            slot.retire()
         route.slots = ()
-        route.backends = ()
-        self._signal_backends(route.app, False)
+        self._signal_dynos(route.app, False)
 
-    def _signal_backends(self, app: str, found: bool) -> None:
-        for waiter in self._backend_waiters.get(app, ()):
+    def _signal_dynos(self, app: str, found: bool) -> None:
+        for waiter in self._dyno_waiters.get(app, ()):
             if not waiter.done():
                 waiter.set_result(found)
+
+    def _changed(self) -> None:
+        if self._followers is not None:
+            self._followers.routes_changed()

@@ -28,8 +28,8 @@ from typing import Protocol, cast
 import httptools
 from mypy_extensions import mypyc_attr
 
+from dynos.router.dyno_slot import DynoSlot, IdleConnection
 from dynos.router.http import BodyKind, Headers, response_body_kind
-from dynos.router.routing_table import DynoSlot, IdleConnection
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class ResponseListener(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     def __init__(self, slot: DynoSlot, pool: UpstreamPool) -> None:
         self.slot = slot
-        self.backend = slot.backend  # the address connected to (a slot's may change)
+        self.endpoint = slot.endpoint  # the address connected to (a slot's may change)
         self.listener: ResponseListener | None = None
         self.transport: asyncio.Transport | None = None
         self.requests = 0  # requests sent so far; > 1 means the connection was reused
@@ -312,10 +312,10 @@ class UpstreamPool:
         Raises ``TimeoutError`` after ``connect_timeout`` and ``OSError`` when refused.
         """
         loop = asyncio.get_running_loop()
-        backend = slot.backend
+        endpoint = slot.endpoint
         async with asyncio.timeout(self.connect_timeout):
             _, conn = await loop.create_connection(
-                lambda: UpstreamConnection(slot, self), backend.host, backend.port
+                lambda: UpstreamConnection(slot, self), endpoint.host, endpoint.port
             )
         return conn
 
@@ -346,7 +346,7 @@ class UpstreamPool:
         if (
             self._closed
             or not slot.routable
-            or conn.backend is not slot.backend
+            or conn.endpoint is not slot.endpoint
             or len(idle) >= self.max_idle_per_backend
         ):
             conn.close()

@@ -89,8 +89,7 @@ async def serve(
 ) -> None:
     reader, writer = await asyncio.open_connection(sock=control_sock, limit=LINE_LIMIT)
     control = _Control(writer)
-    table = RoutingTable(domain)
-    table.on_wake = lambda app: control.send({"wake": app})
+    table = RoutingTable(domain, on_wake=lambda app: control.send({"wake": app}))
     logs = ForwardedLogs(control.send)
     router = Router(table, logs, limits=limits)
     await router.start(sock=listening)

@@ -2,7 +2,8 @@
 
 ``Database`` is synchronous and belongs to one thread: the store's own (:mod:`.store`), which
 runs every call off the event loop, so that a slow or locked database never stalls the router
-or the API. Multi-step changes (a release plus its formation) run in one transaction.
+or the API. Multi-step changes (a release plus its formation) run in one transaction. Rows
+become records (and times text) in rows.py.
 """
 
 from __future__ import annotations
@@ -12,29 +13,24 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 from dynos.core.sizes import DynoSize, find_size
 from dynos.errors import Conflict, NotFound
 from dynos.store.models import Addon, App, AppState, Formation, Release
+from dynos.store.rows import (
+    addon_from_row,
+    app_from_row,
+    formation_from_row,
+    now,
+    release_from_row,
+    time_text,
+)
 from dynos.store.schema import migrate
 from dynos.store.sqlite import copy_database, open_connection, store_error
 
 T = TypeVar("T")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _dt(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def _is_uuid(value: str) -> bool:
@@ -115,9 +111,9 @@ class Database:
     def app_states(self) -> list[AppState]:
         """Every app with its current release, formation and settings, from one snapshot."""
         with self._snapshot():
-            apps = [self._app(row) for row in self._conn.execute("SELECT * FROM apps")]
+            apps = [app_from_row(row) for row in self._conn.execute("SELECT * FROM apps")]
             releases = {
-                row["app_id"]: self._release(row)
+                row["app_id"]: release_from_row(row)
                 for row in self._conn.execute(
                     "SELECT r.* FROM releases r JOIN (SELECT app_id, MAX(version) AS version"
                     " FROM releases GROUP BY app_id) newest"
@@ -128,7 +124,7 @@ class Database:
             for row in self._conn.execute(
                 "SELECT * FROM formation ORDER BY app_id, type != 'web', type"
             ):
-                formation.setdefault(row["app_id"], []).append(self._formation(row))
+                formation.setdefault(row["app_id"], []).append(formation_from_row(row))
             settings = self.all_app_settings()
         return [
             AppState(
@@ -143,12 +139,12 @@ class Database:
     # -- apps -----------------------------------------------------------------------------
 
     def create_app(self, name: str) -> App:
-        now = _now()
-        app = App(str(uuid.uuid4()), name, now, now)
+        at = now()
+        app = App(str(uuid.uuid4()), name, at, at)
         try:
             self._conn.execute(
                 "INSERT INTO apps (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                (app.id, app.name, _ts(now), _ts(now)),
+                (app.id, app.name, time_text(at), time_text(at)),
             )
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"Name {name} is already taken: choose another app name.") from exc
@@ -156,7 +152,7 @@ class Database:
 
     def list_apps(self) -> list[App]:
         rows = self._conn.execute("SELECT * FROM apps ORDER BY name").fetchall()
-        return [self._app(row) for row in rows]
+        return [app_from_row(row) for row in rows]
 
     def get_app(self, name_or_id: str) -> App:
         """The app called ``name_or_id`` (or with that id); NotFound if there is none."""
@@ -166,13 +162,13 @@ class Database:
             raise NotFound(
                 f"Couldn't find that app: {name_or_id}. Run 'dynos apps' to list your apps."
             )
-        return self._app(row)
+        return app_from_row(row)
 
     def rename_app(self, app_id: str, name: str) -> App:
         try:
             self._conn.execute(
                 "UPDATE apps SET name = ?, updated_at = ? WHERE id = ?",
-                (name, _ts(_now()), app_id),
+                (name, time_text(now()), app_id),
             )
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"Name {name} is already taken: choose another app name.") from exc
@@ -180,10 +176,6 @@ class Database:
 
     def delete_app(self, app_id: str) -> None:
         self._conn.execute("DELETE FROM apps WHERE id = ?", (app_id,))
-
-    @staticmethod
-    def _app(row: sqlite3.Row) -> App:
-        return App(row["id"], row["name"], _dt(row["created_at"]), _dt(row["updated_at"]))
 
     # -- releases ---------------------------------------------------------------------------
 
@@ -219,7 +211,7 @@ class Database:
             slug_id,
             dict(processes),
             dict(config),
-            _now(),
+            now(),
         )
         self._conn.execute(
             "INSERT INTO releases (id, app_id, version, description, slug_id, processes, config,"
@@ -232,7 +224,7 @@ class Database:
                 slug_id,
                 json.dumps(release.processes),
                 json.dumps(release.config),
-                _ts(release.created_at),
+                time_text(release.created_at),
             ),
         )
         return release
@@ -241,13 +233,13 @@ class Database:
         rows = self._conn.execute(
             "SELECT * FROM releases WHERE app_id = ? ORDER BY version", (app_id,)
         ).fetchall()
-        return [self._release(row) for row in rows]
+        return [release_from_row(row) for row in rows]
 
     def current_release(self, app_id: str) -> Release | None:
         row = self._conn.execute(
             "SELECT * FROM releases WHERE app_id = ? ORDER BY version DESC LIMIT 1", (app_id,)
         ).fetchone()
-        return None if row is None else self._release(row)
+        return None if row is None else release_from_row(row)
 
     def get_release(self, app_id: str, id_or_version: str) -> Release:
         """A release by id, or by version (``3`` or ``v3``); NotFound if there is none."""
@@ -263,24 +255,11 @@ class Database:
             raise NotFound(
                 f"Couldn't find release {id_or_version}. Run 'dynos releases' to list them."
             )
-        return self._release(row)
+        return release_from_row(row)
 
     def slug_in_use(self, slug_id: str) -> bool:
         row = self._conn.execute("SELECT 1 FROM releases WHERE slug_id = ?", (slug_id,))
         return row.fetchone() is not None
-
-    @staticmethod
-    def _release(row: sqlite3.Row) -> Release:
-        return Release(
-            row["id"],
-            row["app_id"],
-            row["version"],
-            row["description"],
-            row["slug_id"],
-            json.loads(row["processes"]),
-            json.loads(row["config"]),
-            _dt(row["created_at"]),
-        )
 
     # -- app settings -------------------------------------------------------------------------
 
@@ -317,36 +296,24 @@ class Database:
         rows = self._conn.execute(
             "SELECT * FROM formation WHERE app_id = ? ORDER BY type != 'web', type", (app_id,)
         ).fetchall()
-        return [self._formation(row) for row in rows]
+        return [formation_from_row(row) for row in rows]
 
     def set_formation(self, app_id: str, type_: str, quantity: int, size: DynoSize | str) -> None:
         """Create or update one process type's entry. The table keeps the size's name; a name
         given here is looked up first (UserError for an unknown one), so that every name read
         back is one :func:`find_size` knows."""
         name = (size if isinstance(size, DynoSize) else find_size(size)).name
-        now = _ts(_now())
+        at = time_text(now())
         self._conn.execute(
             "INSERT INTO formation (id, app_id, type, quantity, size, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (app_id, type) DO UPDATE SET quantity = excluded.quantity,"
             " size = excluded.size, updated_at = excluded.updated_at",
-            (str(uuid.uuid4()), app_id, type_, quantity, name, now, now),
+            (str(uuid.uuid4()), app_id, type_, quantity, name, at, at),
         )
 
     def delete_formation(self, app_id: str, type_: str) -> None:
         self._conn.execute("DELETE FROM formation WHERE app_id = ? AND type = ?", (app_id, type_))
-
-    @staticmethod
-    def _formation(row: sqlite3.Row) -> Formation:
-        return Formation(
-            row["id"],
-            row["app_id"],
-            row["type"],
-            row["quantity"],
-            find_size(row["size"]),
-            _dt(row["created_at"]),
-            _dt(row["updated_at"]),
-        )
 
     # -- add-ons ------------------------------------------------------------------------------
 
@@ -362,9 +329,9 @@ class Database:
         password: str,
     ) -> Addon:
         """Record a new add-on; Conflict when its name is taken."""
-        now = _now()
+        at = now()
         addon = Addon(
-            str(uuid.uuid4()), app_id, name, service, plan, config_var, port, password, now, now
+            str(uuid.uuid4()), app_id, name, service, plan, config_var, port, password, at, at
         )
         try:
             self._conn.execute(
@@ -372,7 +339,7 @@ class Database:
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     *(addon.id, app_id, name, service, plan, config_var, port, password),
-                    *(_ts(now), _ts(now)),
+                    *(time_text(at), time_text(at)),
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -387,28 +354,13 @@ class Database:
             rows = self._conn.execute(
                 "SELECT * FROM addons WHERE app_id = ? ORDER BY name", (app_id,)
             ).fetchall()
-        return [self._addon(row) for row in rows]
+        return [addon_from_row(row) for row in rows]
 
     def set_addon_port(self, addon_id: str, port: int) -> None:
         self._conn.execute(
             "UPDATE addons SET port = ?, updated_at = ? WHERE id = ?",
-            (port, _ts(_now()), addon_id),
+            (port, time_text(now()), addon_id),
         )
 
     def delete_addon(self, addon_id: str) -> None:
         self._conn.execute("DELETE FROM addons WHERE id = ?", (addon_id,))
-
-    @staticmethod
-    def _addon(row: sqlite3.Row) -> Addon:
-        return Addon(
-            row["id"],
-            row["app_id"],
-            row["name"],
-            row["service"],
-            row["plan"],
-            row["config_var"],
-            row["port"],
-            row["password"],
-            _dt(row["created_at"]),
-            _dt(row["updated_at"]),
-        )
