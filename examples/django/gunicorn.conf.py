@@ -9,4 +9,4 @@ timeout = 20
 keepalive = 100
 # Log to stdout, where the platform collects a dyno's output.
 accesslog = "-"
-access_log_format = '%(r)s %(s)s %(b)s'
+access_log_format = "%(r)s %(s)s %(b)s"

@@ -15,8 +15,8 @@ import pytest
 
 from dynos.logs.hub import LogHub
 from dynos.router.client import BUFFER_LIMIT, ClientConnection
-from dynos.router.proxy import Router
 from dynos.router.dyno_slot import DynoSlot
+from dynos.router.proxy import Router
 from dynos.router.route import DynoEndpoint
 from dynos.router.routing_table import RoutingTable
 from dynos.router.upstream import UpstreamConnection, UpstreamPool

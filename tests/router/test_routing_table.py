@@ -17,7 +17,6 @@ from dynos.router.dyno_slot import DynoSlot
 from dynos.router.route import DynoEndpoint, Route, app_for_host, routes_from_json, routes_to_json
 from dynos.router.routing_table import WAKE_RETRY, AppRoute, RoutingTable
 from dynos.testing.fakes import FakeClock
-from tests.router.router_harness import Run
 
 WEB1 = DynoEndpoint("web.1", "127.0.0.1", 5001)
 WEB2 = DynoEndpoint("web.2", "127.0.0.1", 5002)
@@ -231,57 +230,51 @@ def test_a_snapshot_makes_another_table_route_the_same() -> None:
 # ---- waiting (an event loop, no socket) ---------------------------------------------------
 
 
-def test_draining_waits_for_the_requests_here_and_in_the_followers(run: Run) -> None:
-    async def scenario() -> None:
-        followers = Followers()
-        table = RoutingTable("localhost", followers=followers)
-        table.set_app("foo", [WEB1])
-        (slot,) = route_of(table).slots
-        slot.enter()
-        table.set_app("foo", [])
-        drained = asyncio.create_task(table.wait_drained("foo", "web.1", 5))
-        await asyncio.sleep(0.01)
-        assert followers.drains == [("foo", "web.1", 5)]
-        slot.leave()
-        await asyncio.sleep(0.01)
-        assert not drained.done()  # a follower still has one in flight
-        followers.release.set()
-        async with asyncio.timeout(1):
-            await drained
-        assert table.in_flight("foo", "web.1") == 0
-
-    run(scenario())
+@pytest.mark.anyio
+async def test_draining_waits_for_the_requests_here_and_in_the_followers() -> None:
+    followers = Followers()
+    table = RoutingTable("localhost", followers=followers)
+    table.set_app("foo", [WEB1])
+    (slot,) = route_of(table).slots
+    slot.enter()
+    table.set_app("foo", [])
+    drained = asyncio.create_task(table.wait_drained("foo", "web.1", 5))
+    await asyncio.sleep(0.01)
+    assert followers.drains == [("foo", "web.1", 5)]
+    slot.leave()
+    await asyncio.sleep(0.01)
+    assert not drained.done()  # a follower still has one in flight
+    followers.release.set()
+    async with asyncio.timeout(1):
+        await drained
+    assert table.in_flight("foo", "web.1") == 0
 
 
-def test_a_slot_drain_gives_up_after_its_timeout(run: Run) -> None:
-    async def scenario() -> None:
-        forgotten: list[DynoSlot] = []
-        slot = DynoSlot("foo", WEB1, forgotten.append)
-        slot.enter()
-        async with asyncio.timeout(1):
-            await slot.drained(0.01)
-        assert slot.in_flight == 1
-        slot.retire()
-        assert forgotten == []  # busy: kept until its request ends
-        slot.leave()
-        assert forgotten == [slot]
-
-    run(scenario())
+@pytest.mark.anyio
+async def test_a_slot_drain_gives_up_after_its_timeout() -> None:
+    forgotten: list[DynoSlot] = []
+    slot = DynoSlot("foo", WEB1, forgotten.append)
+    slot.enter()
+    async with asyncio.timeout(1):
+        await slot.drained(0.01)
+    assert slot.in_flight == 1
+    slot.retire()
+    assert forgotten == []  # busy: kept until its request ends
+    slot.leave()
+    assert forgotten == [slot]
 
 
-def test_waiting_for_dynos_ends_when_the_app_gets_one_or_goes(run: Run) -> None:
-    async def scenario() -> None:
-        table = RoutingTable("localhost")
-        table.set_app("foo", [], idle=True)
-        assert not await table.wait_for_backends("foo", 0.01)
-        waiting = asyncio.create_task(table.wait_for_backends("foo", 5))
-        await asyncio.sleep(0)
-        table.set_app("foo", [WEB1])
-        assert await waiting
-        table.set_app("bar", [], idle=True)
-        waiting = asyncio.create_task(table.wait_for_backends("bar", 5))
-        await asyncio.sleep(0)
-        table.remove_app("bar")
-        assert not await waiting
-
-    run(scenario())
+@pytest.mark.anyio
+async def test_waiting_for_dynos_ends_when_the_app_gets_one_or_goes() -> None:
+    table = RoutingTable("localhost")
+    table.set_app("foo", [], idle=True)
+    assert not await table.wait_for_backends("foo", 0.01)
+    waiting = asyncio.create_task(table.wait_for_backends("foo", 5))
+    await asyncio.sleep(0)
+    table.set_app("foo", [WEB1])
+    assert await waiting
+    table.set_app("bar", [], idle=True)
+    waiting = asyncio.create_task(table.wait_for_backends("bar", 5))
+    await asyncio.sleep(0)
+    table.remove_app("bar")
+    assert not await waiting

@@ -3,6 +3,7 @@
 Configuration comes from the environment, as the twelve-factor app asks: `DATABASE_URL` from
 the Postgres add-on, `SECRET_KEY` from config vars, `DYNO` to know it runs on a dyno.
 """
+
 import os
 import secrets
 from pathlib import Path

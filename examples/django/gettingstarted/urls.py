@@ -1,7 +1,6 @@
+import hello.views
 from django.contrib import admin
 from django.urls import path
-
-import hello.views
 
 urlpatterns = [
     path("", hello.views.index, name="index"),

@@ -1,4 +1,5 @@
 """The WSGI application gunicorn serves (`web: gunicorn gettingstarted.wsgi`)."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application
