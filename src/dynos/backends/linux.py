@@ -22,8 +22,10 @@ _libc.prctl.argtypes += [ctypes.c_ulong]
 CLONE_NEWNS = 0x00020000  # a mount namespace of its own
 CLONE_NEWIPC = 0x08000000  # System V IPC and POSIX message queues of its own
 
+MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
+MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000

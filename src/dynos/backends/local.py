@@ -1,7 +1,8 @@
 """The local backend: each dyno is a sandbox of processes on this machine (sandbox.py).
 
-A dyno runs ``/bin/sh -c <command>`` in a new session, with its release directory as cwd and
-only the environment the manager built. A simple command that runs a program (no list, pipe,
+A dyno runs ``/bin/sh -c <command>`` in a new session, with its app directory (its own
+writable view of its release, appdir.py; also its HOME) as cwd and only the environment the
+manager built. A simple command that runs a program (no list, pipe,
 compound or builtin) is run as ``exec <command>``, as bash does by itself and Heroku's dynos
 therefore show: the app is the dyno's main process, gets its signals first hand and exits
 with its own status, and no shell waits beside each dyno (dash, Debian's sh, would otherwise
@@ -108,6 +109,7 @@ class LocalBackend:
             scratch_bytes=self._sandboxes.scratch_for(spec.size),
             visible=(spec.cwd,),
             niceness=0 if held else nice_for(spec.size),
+            release=spec.cwd,
         )
 
     def _guard_port(self, spec: DynoSpec) -> tuple[int, int] | None:
@@ -130,6 +132,15 @@ class LocalBackend:
         except OSError as exc:
             self._unguard_port(guarded)
             raise PlatformError(f"Could not set up limits for {spec.name}: {exc}") from exc
+        try:
+            app_dir = await sandbox.make_app_dir() or spec.cwd
+        except OSError as exc:
+            await sandbox.finish()
+            self._unguard_port(guarded)
+            raise PlatformError(f"Could not make the app directory of {spec.name}: {exc}") from exc
+        env = spec.env
+        if env.get("HOME") == str(spec.cwd):  # HOME is the app directory, as on Heroku
+            env = {**env, "HOME": str(app_dir)}
         terminal = spec.terminal  # an attached one-off dyno's stdio is its client's (attach.py)
         pipes = (asyncio.subprocess.DEVNULL, asyncio.subprocess.PIPE, asyncio.subprocess.PIPE)
         stdin, stdout, stderr = terminal.child_stdio() if terminal else pipes
@@ -139,8 +150,11 @@ class LocalBackend:
             process = await sandbox.spawn(
                 ["/bin/sh", "-c", shell_command(spec.command)],
                 wrap_setup=terminal.child_setup if terminal else None,
-                cwd=spec.cwd,
-                env=spec.env,
+                # Entered after its overlay is mounted: a cwd is entered before it by the
+                # standard library's spawn, and would be the release below the overlay.
+                workdir=app_dir,
+                cwd=app_dir,
+                env=env,
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,

@@ -44,6 +44,7 @@ import psutil
 
 from dynos.backends import cgroups as cg
 from dynos.backends import reaper, watchdog
+from dynos.backends.appdir import AppCopy, AppOverlay
 from dynos.backends.isolation import DynoUser
 from dynos.backends.mounts import shared_directories
 from dynos.backends.orphans import ProcessRegistry
@@ -95,10 +96,17 @@ class Sandboxes:
         shared: SharedDirectories | None = None,
         scratch_mb: int = DEFAULT_SCRATCH_MB,
         python: str = sys.executable,
+        app_copies: AppCopy | None = None,
+        app_overlays: bool = True,
     ) -> None:
         """``shared``: give each child a private scratch over these (needs root); None for
-        none. ``python`` runs the reaper."""
+        none. ``python`` runs the reaper. A dyno's app directory (appdir.py) is an overlay
+        of its release where it has a private scratch (unless not ``app_overlays``: the
+        benchmark's comparison), else a copy under ``app_copies``, else (None) its release
+        itself."""
         self.cgroups = cgroups
+        self._app_copies = app_copies
+        self._app_overlays = app_overlays
         self._registry = registry
         self._shared = shared
         self._scratch_mb = scratch_mb
@@ -118,6 +126,7 @@ class Sandboxes:
             registry=ProcessRegistry(home / "processes.json"),
             shared=SharedDirectories() if root else None,
             scratch_mb=scratch_mb,
+            app_copies=AppCopy(home / "app-dirs"),
         )
 
     @property
@@ -131,6 +140,10 @@ class Sandboxes:
         )
         if self._shared is not None:
             held += f", private scratch per dyno ({self._scratch_mb} MB for a Standard-1X)"
+            if self._app_overlays:
+                held += ", an overlay of its release as each dyno's app directory"
+        elif self._app_copies is not None:
+            held += ", a copy of its release as each dyno's app directory"
         return held
 
     def scratch_for(self, size: DynoSize) -> int | None:
@@ -157,6 +170,8 @@ class Sandboxes:
         killed = self.cgroups.reap_leftovers() if self.cgroups is not None else 0
         if self._registry is not None:
             killed += self._registry.reap()
+        if self._app_copies is not None:
+            self._app_copies.remove_all()
         return killed
 
     def prepare(
@@ -168,18 +183,25 @@ class Sandboxes:
         scratch_bytes: int | None = None,
         visible: Sequence[Path] = (),
         niceness: int = 0,
+        release: Path | None = None,
     ) -> Sandbox:
         """The sandbox ``name`` (unique among this server's live ones): a cgroup with
         ``limits`` where there are cgroups, else the reaper; the child runs as ``user``
         (None: as the server's); ``scratch_bytes`` of private scratch where available
         (None: none), with ``visible`` paths (its working directory) still reachable.
-        Raises OSError when the cgroup cannot be made."""
+        ``release``: a dyno's, of which it gets a writable view of its own
+        (:meth:`Sandbox.make_app_dir`). Raises OSError when the cgroup cannot be made."""
         group = None
         if self.cgroups is not None and limits is not None:
             group = self.cgroups.create(name, limits)
         scratch = None
         if scratch_bytes is not None and self._shared is not None:
-            scratch = Scratch(self._shared.get(), scratch_bytes, (*visible, *self._visible))
+            overlay = None
+            if release is not None and self._app_overlays:
+                uid, gid = (user.uid, user.gid) if user else (os.geteuid(), os.getegid())
+                overlay = AppOverlay(release, uid, gid)
+            visible = (*visible, *self._visible)
+            scratch = Scratch(self._shared.get(), scratch_bytes, visible, overlay)
         return Sandbox(
             name,
             cgroups=self.cgroups if group is not None else None,
@@ -189,6 +211,8 @@ class Sandboxes:
             niceness=niceness,
             registry=self._registry if group is None else None,
             python=self._python,
+            release=release,
+            app_copies=self._app_copies if scratch is None else None,
         )
 
     def close(self) -> None:
@@ -218,8 +242,13 @@ class Sandbox:
         niceness: int,
         registry: ProcessRegistry | None,
         python: str,
+        release: Path | None = None,
+        app_copies: AppCopy | None = None,
     ) -> None:
         self.name = name
+        self._release_dir = release
+        self._app_copies = app_copies
+        self._app_copy: Path | None = None
         self._cgroups = cgroups
         self._group = group
         self._user = user
@@ -230,6 +259,18 @@ class Sandbox:
         self._process: asyncio.subprocess.Process | None = None
 
     # -- starting ----------------------------------------------------------------------------
+
+    async def make_app_dir(self) -> Path | None:
+        """Before :meth:`spawn`: the dyno's app directory, the path to run it in (None
+        without a release). Its release's own path, which its overlay covers in its mount
+        namespace; else a copy made now, removed by :meth:`finish`; else the release
+        itself, shared (a server with neither). Raises OSError if the copy fails."""
+        if self._release_dir is None:
+            return None
+        if self._app_copies is None:
+            return self._release_dir
+        self._app_copy = await self._app_copies.make(self._release_dir, _file_name(self.name))
+        return self._app_copy
 
     def command(self, argv: Sequence[str]) -> list[str]:
         """What to run for ``argv``: itself in a cgroup, else under the reaper."""
@@ -301,6 +342,7 @@ class Sandbox:
             )
         except BaseException:
             self._release()
+            await self._remove_app_copy()
             raise
         self.started(process)
         return process
@@ -345,7 +387,13 @@ class Sandbox:
             # what did not leave its session is found by the session.
             await asyncio.to_thread(_kill_session, self._process.pid)
         self._release()
+        await self._remove_app_copy()
         return oom_killed
+
+    async def _remove_app_copy(self) -> None:
+        if self._app_copies is not None and self._app_copy is not None:
+            copy, self._app_copy = self._app_copy, None
+            await self._app_copies.remove(copy)
 
     def _release(self) -> None:
         if self._group is not None and self._cgroups is not None:
@@ -397,6 +445,11 @@ class Sandbox:
         if self._scratch is None or self._process is None or not self._scratch.targets:
             return None
         return scratch_usage(self._process.pid, self._scratch.targets[0])
+
+
+def _file_name(name: str) -> str:
+    """A sandbox's name (a dyno's key, ``<app id>/web.1/3``) as one path component."""
+    return name.replace("%", "%25").replace("/", "%2F")
 
 
 def _existing(*paths: Path) -> tuple[Path, ...]:
