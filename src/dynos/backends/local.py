@@ -27,7 +27,6 @@ import contextlib
 import math
 import re
 import shlex
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from dynos.backends import cgroups as cg
 from dynos.backends.base import DynoEvents, DynoSpec
 from dynos.backends.firewall import PortGuard
 from dynos.backends.isolation import AppUsers, DynoUser, open_slug_to
+from dynos.backends.ports import DynoPorts
 from dynos.backends.sandbox import Sandbox, Sandboxes
 from dynos.core.sizes import SIZES, DynoSize
 from dynos.errors import PlatformError
@@ -81,6 +81,7 @@ class LocalBackend:
         self._ports = ports  # None: dyno ports are open to every local process
         self._opened_slugs: set[Path] = set()
         self._dynos: dict[str, _Dyno] = {}
+        self._dyno_ports = DynoPorts()
 
     @property
     def limits(self) -> str:
@@ -88,10 +89,9 @@ class LocalBackend:
         return self._sandboxes.description
 
     def allocate_port(self) -> int:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-            return port
+        """A free port outside the kernel's ephemeral range (ports.py), the dyno's until it
+        has ended."""
+        return self._dyno_ports.allocate()
 
     def _prepare(self, spec: DynoSpec) -> Sandbox:
         """The dyno's sandbox: its cgroup, user and scratch."""
@@ -126,6 +126,13 @@ class LocalBackend:
             self._ports.revoke(*guarded)
 
     async def start(self, spec: DynoSpec) -> None:
+        try:
+            await self._start(spec)
+        except PlatformError:
+            self._dyno_ports.release(spec.port)
+            raise
+
+    async def _start(self, spec: DynoSpec) -> None:
         guarded = self._guard_port(spec)
         try:
             sandbox = self._prepare(spec)
@@ -217,6 +224,7 @@ class LocalBackend:
         if oom_killed:
             self._events.dyno_oom_killed(dyno.spec.key)
         self._unguard_port(dyno.guarded)  # no process of it is left to listen there
+        self._dyno_ports.release(dyno.spec.port)
         dyno.exited.set()
         status = 128 - returncode if returncode < 0 else returncode
         self._events.dyno_exited(dyno.spec.key, status)
