@@ -7,8 +7,9 @@ directories), whose command prints a line (``exec echo up``) and times, on the s
 event loop (uvloop), until that line arrives; then the dyno is gone. Each mode runs in
 blocks of rounds (forward, then in reverse order). Modes: the plain process (``/bin/sh -c``
 spawned by hand, no sandbox: the anchor); the reaper (how a server without root holds a
-dyno's processes), in the release itself as before issue 13 and in a copy of it (its
-writable app directory without root, appdir.py); and, as root, a cgroup (memory, CPU,
+dyno's processes), in the release itself as before issue 13, with an overlay in a user
+namespace of its own (its writable app directory without root, appdir.py, where the kernel
+allows one) and in a copy of the release (where it does not); and, as root, a cgroup (memory, CPU,
 pids), a cgroup with a private scratch space (a mount and IPC namespace with a tmpfs over
 every shared directory) in the release itself as before issue 13, and the same with the
 overlay that makes the app directory writable (what a root server does). Prints the median
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import uvloop
 
-from dynos.backends.appdir import AppCopy
+from dynos.backends.appdir import AppCopy, unprivileged_overlay_works
 from dynos.backends.base import DynoSpec
 from dynos.backends.cgroups import Cgroups
 from dynos.backends.local import LocalBackend
@@ -116,6 +117,8 @@ async def main(rounds: int, slug_mb: int) -> None:
         )
         modes["cgroup + scratch + app overlay (root)"] = Sandboxes(cgroups=cgroups, shared=shared)
     modes["reaper, before (without root)"] = Sandboxes()
+    if unprivileged_overlay_works(Path(tmp.name)):
+        modes["reaper + user-ns app overlay (no root)"] = Sandboxes(unprivileged_overlays=True)
     modes["reaper + app copy (without root)"] = Sandboxes(app_copies=copies)
     with tmp:
         results: dict[str, list[float]] = {mode: [] for mode in modes}

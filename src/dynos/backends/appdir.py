@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,20 +60,73 @@ class AppOverlay:
         os.chmod(f"{base}/upper", 0o755)
         return os.open(base, os.O_PATH | os.O_DIRECTORY)
 
-    def mount(self, release_fd: int, layers_fd: int) -> None:
+    def mount(self, release_fd: int, layers_fd: int, *, unprivileged: bool = False) -> None:
         """Bind the releases' directory read-only, then mount the overlay on the release.
         Paths go to overlayfs as /proc/self/fd links: no escaping, and they reach layers
-        that other mounts now hide. Raises OSError."""
+        that other mounts now hide. ``unprivileged``: in a user namespace, where overlayfs
+        keeps its own attributes in user.* extended attributes. Raises OSError."""
         releases = str(self.release.parent)
         linux.mount(releases, releases, None, linux.MS_BIND | linux.MS_REC)
-        linux.mount(None, releases, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+        linux.remount_read_only(releases)
         options = (
             f"lowerdir=/proc/self/fd/{release_fd},upperdir=/proc/self/fd/{layers_fd}/upper,"
             f"workdir=/proc/self/fd/{layers_fd}/work"
         )
+        if unprivileged:
+            options += ",userxattr"
         linux.mount("dynos-app", str(self.release), "overlay", OVERLAY_FLAGS, options)
         os.close(release_fd)
         os.close(layers_fd)
+
+
+@dataclass(frozen=True)
+class UnprivilegedOverlay:
+    """Without root, where the kernel lets any user make a user namespace: the same overlay,
+    in a user and mount namespace of the dyno's own (as the server's own uid, mapped to
+    itself), its layers on a tmpfs of ``size_bytes`` mounted over the release first."""
+
+    release: Path
+    size_bytes: int
+
+    def enter(self) -> None:
+        """Run in the child between fork and exec. Raises OSError."""
+        linux.unshare_user_and_mounts()
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+        overlay = AppOverlay(self.release, os.geteuid(), os.getegid())
+        release_fd = overlay.open_release()
+        stage = str(self.release)  # covered by the overlay in turn
+        options = f"size={self.size_bytes},mode=0700"
+        linux.mount("dynos-app-layers", stage, "tmpfs", OVERLAY_FLAGS, options)
+        overlay.mount(release_fd, overlay.make_layers(stage), unprivileged=True)
+
+
+def unprivileged_overlay_works(scratch: Path) -> bool:
+    """Whether this process can give a dyno an :class:`UnprivilegedOverlay`: tried on a
+    directory made under ``scratch`` (kernels and distributions may refuse unprivileged
+    user namespaces, or overlayfs in them)."""
+    probe = scratch / f"overlay-probe-{os.getpid()}"
+    release = probe / "release"
+    try:
+        release.mkdir(parents=True)
+        overlay = UnprivilegedOverlay(release, 1024 * 1024)
+
+        def setup() -> None:
+            overlay.enter()
+            os.chdir(release)
+
+        result = subprocess.run(
+            ["/bin/sh", "-c", "echo written > written"],
+            preexec_fn=setup,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+        return result.returncode == 0 and not (release / "written").exists()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        _remove(probe)
 
 
 class AppCopy:
@@ -82,9 +136,9 @@ class AppCopy:
         self.root = root
 
     async def make(self, release: Path, name: str) -> Path:
-        """A fresh copy of ``release`` for the dyno ``name`` (unique among live ones).
-        Raises OSError."""
-        target = self.root / name
+        """A fresh copy of ``release`` for the dyno ``name`` (its key, unique among live
+        ones: ``<app id>/web.1/3``). Raises OSError."""
+        target = self.root / name.replace("%", "%25").replace("/", "%2F")
         self.root.mkdir(mode=0o700, exist_ok=True)
         await asyncio.to_thread(_remove, target)  # a copy left by a crash of this server
         process = await asyncio.create_subprocess_exec(

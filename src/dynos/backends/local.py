@@ -110,6 +110,7 @@ class LocalBackend:
             visible=(spec.cwd,),
             niceness=0 if held else nice_for(spec.size),
             release=spec.cwd,
+            size=spec.size,
         )
 
     def _guard_port(self, spec: DynoSpec) -> tuple[int, int] | None:

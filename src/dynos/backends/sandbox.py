@@ -44,12 +44,18 @@ import psutil
 
 from dynos.backends import cgroups as cg
 from dynos.backends import reaper, watchdog
-from dynos.backends.appdir import AppCopy, AppOverlay
+from dynos.backends.appdir import (
+    AppCopy,
+    AppOverlay,
+    UnprivilegedOverlay,
+    unprivileged_overlay_works,
+)
 from dynos.backends.isolation import DynoUser
 from dynos.backends.mounts import shared_directories
 from dynos.backends.orphans import ProcessRegistry
-from dynos.backends.scratch import DEFAULT_SCRATCH_MB, Scratch, scratch_bytes, scratch_usage
-from dynos.core.sizes import DynoSize
+from dynos.backends.scratch import DEFAULT_SCRATCH_MB, Scratch, scratch_usage
+from dynos.backends.scratch import scratch_bytes as scratch_size
+from dynos.core.sizes import DEFAULT_SIZE, DynoSize
 from dynos.priority import as_workload
 
 REAPER = Path(reaper.__file__).resolve()
@@ -98,15 +104,17 @@ class Sandboxes:
         python: str = sys.executable,
         app_copies: AppCopy | None = None,
         app_overlays: bool = True,
+        unprivileged_overlays: bool = False,
     ) -> None:
         """``shared``: give each child a private scratch over these (needs root); None for
         none. ``python`` runs the reaper. A dyno's app directory (appdir.py) is an overlay
-        of its release where it has a private scratch (unless not ``app_overlays``: the
-        benchmark's comparison), else a copy under ``app_copies``, else (None) its release
-        itself."""
+        of its release where it has a private scratch, else one in a user namespace of its
+        own with ``unprivileged_overlays`` (unless not ``app_overlays``: the benchmark's
+        comparison), else a copy under ``app_copies``, else (None) its release itself."""
         self.cgroups = cgroups
         self._app_copies = app_copies
         self._app_overlays = app_overlays
+        self._unprivileged_overlays = unprivileged_overlays and app_overlays
         self._registry = registry
         self._shared = shared
         self._scratch_mb = scratch_mb
@@ -127,6 +135,7 @@ class Sandboxes:
             shared=SharedDirectories() if root else None,
             scratch_mb=scratch_mb,
             app_copies=AppCopy(home / "app-dirs"),
+            unprivileged_overlays=not root and unprivileged_overlay_works(home),
         )
 
     @property
@@ -142,13 +151,15 @@ class Sandboxes:
             held += f", private scratch per dyno ({self._scratch_mb} MB for a Standard-1X)"
             if self._app_overlays:
                 held += ", an overlay of its release as each dyno's app directory"
+        elif self._unprivileged_overlays:
+            held += ", an overlay of its release (in a user namespace) as each dyno's app directory"
         elif self._app_copies is not None:
             held += ", a copy of its release as each dyno's app directory"
         return held
 
     def scratch_for(self, size: DynoSize) -> int | None:
         """The scratch cap of a child of ``size``, None where there is no private scratch."""
-        return scratch_bytes(size, self._scratch_mb) if self._shared is not None else None
+        return scratch_size(size, self._scratch_mb) if self._shared is not None else None
 
     def start_watchdog(self) -> None:
         """With cgroups: a process that kills every process of this server's groups should
@@ -184,13 +195,15 @@ class Sandboxes:
         visible: Sequence[Path] = (),
         niceness: int = 0,
         release: Path | None = None,
+        size: DynoSize = DEFAULT_SIZE,
     ) -> Sandbox:
         """The sandbox ``name`` (unique among this server's live ones): a cgroup with
         ``limits`` where there are cgroups, else the reaper; the child runs as ``user``
         (None: as the server's); ``scratch_bytes`` of private scratch where available
         (None: none), with ``visible`` paths (its working directory) still reachable.
         ``release``: a dyno's, of which it gets a writable view of its own
-        (:meth:`Sandbox.make_app_dir`). Raises OSError when the cgroup cannot be made."""
+        (:meth:`Sandbox.make_app_dir`), whose writes ``size``'s scratch cap bounds where
+        there is no scratch. Raises OSError when the cgroup cannot be made."""
         group = None
         if self.cgroups is not None and limits is not None:
             group = self.cgroups.create(name, limits)
@@ -202,6 +215,9 @@ class Sandboxes:
                 overlay = AppOverlay(release, uid, gid)
             visible = (*visible, *self._visible)
             scratch = Scratch(self._shared.get(), scratch_bytes, visible, overlay)
+        unprivileged = None
+        if scratch is None and release is not None and self._unprivileged_overlays:
+            unprivileged = UnprivilegedOverlay(release, scratch_size(size, self._scratch_mb))
         return Sandbox(
             name,
             cgroups=self.cgroups if group is not None else None,
@@ -212,7 +228,8 @@ class Sandboxes:
             registry=self._registry if group is None else None,
             python=self._python,
             release=release,
-            app_copies=self._app_copies if scratch is None else None,
+            app_copies=self._app_copies if scratch is None and unprivileged is None else None,
+            unprivileged_overlay=unprivileged,
         )
 
     def close(self) -> None:
@@ -244,8 +261,10 @@ class Sandbox:
         python: str,
         release: Path | None = None,
         app_copies: AppCopy | None = None,
+        unprivileged_overlay: UnprivilegedOverlay | None = None,
     ) -> None:
         self.name = name
+        self._unprivileged_overlay = unprivileged_overlay
         self._release_dir = release
         self._app_copies = app_copies
         self._app_copy: Path | None = None
@@ -269,7 +288,7 @@ class Sandbox:
             return None
         if self._app_copies is None:
             return self._release_dir
-        self._app_copy = await self._app_copies.make(self._release_dir, _file_name(self.name))
+        self._app_copy = await self._app_copies.make(self._release_dir, self.name)
         return self._app_copy
 
     def command(self, argv: Sequence[str]) -> list[str]:
@@ -295,6 +314,7 @@ class Sandbox:
         uvloop would change to a ``cwd`` given to the subprocess only after this runs."""
         procs = self._group.procs if self._group is not None else ()
         scratch, niceness = self._scratch, self._niceness
+        unprivileged_overlay = self._unprivileged_overlay
         user = self._user if self._group is not None else None
 
         def setup() -> None:
@@ -302,6 +322,8 @@ class Sandbox:
             cg.join(procs)
             if scratch is not None:
                 scratch.enter()
+            if unprivileged_overlay is not None:
+                unprivileged_overlay.enter()
             as_workload(niceness)
             if workdir is not None:
                 os.chdir(workdir)
@@ -445,11 +467,6 @@ class Sandbox:
         if self._scratch is None or self._process is None or not self._scratch.targets:
             return None
         return scratch_usage(self._process.pid, self._scratch.targets[0])
-
-
-def _file_name(name: str) -> str:
-    """A sandbox's name (a dyno's key, ``<app id>/web.1/3``) as one path component."""
-    return name.replace("%", "%25").replace("/", "%2F")
 
 
 def _existing(*paths: Path) -> tuple[Path, ...]:
