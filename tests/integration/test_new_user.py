@@ -158,6 +158,8 @@ def test_a_web_dyno_whose_port_is_taken_gets_another_when_it_restarts(
         wait_for(lambda: said_port() and len(ports) >= 2, 30, "the restart")
         assert ports[1] != ports[0]
         wait_for(lambda: f"bound {ports[1]}" in server.logs(app), 30, "the second bind")
+    said = f"dynos[web.1]: Port {ports[0]} was taken by another process: a new one at restart"
+    assert said in server.logs(app)
 
 
 def test_without_a_server_the_cli_names_where_the_homes_last_one_listened(
