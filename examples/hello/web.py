@@ -6,6 +6,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Hello(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # http.server's defaults cost 40 ms per request on a kept-alive connection: the headers
+    # and the body go out in two writes, and Nagle's algorithm holds the second until the
+    # client's delayed ACK of the first. Buffer the response (one write, flushed after each
+    # request) and send at once (TCP_NODELAY).
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         body = f"Hello from {os.environ.get('DYNO', '?')}!\n".encode()

@@ -74,7 +74,13 @@ class HomePaths:
 
     @property
     def server_json(self) -> Path:
+        """Where the running server is (its API and router); gone when it stops."""
         return self.home / "server.json"
+
+    @property
+    def last_server_json(self) -> Path:
+        """``server.json`` as the last server that stopped left it: where to expect the next."""
+        return self.home / "server.last.json"
 
     @property
     def slugs(self) -> Path:

@@ -350,7 +350,8 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         await router_processes.close()
         await manager.close()
         await addons.close()
-        paths.server_json.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # kept: the CLI names its URL when none runs
+            paths.server_json.replace(paths.last_server_json)
         sandboxes.close()
         if ports is not None:  # every dyno is gone: no port is left to guard
             ports.close()

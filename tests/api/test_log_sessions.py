@@ -5,7 +5,16 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from dynos.api.log_sessions import SESSION_TTL, LogSession, LogSessions, sse_frame
+import pytest
+
+from dynos.api.log_sessions import (
+    SESSION_TTL,
+    LogSession,
+    LogSessions,
+    check_source,
+    sse_frame,
+)
+from dynos.errors import UserError
 from dynos.logs.hub import LogHub
 from dynos.logs.logline import LogLine
 from dynos.testing.fakes import FakeClock
@@ -102,3 +111,16 @@ def test_reconnecting_keeps_a_session_alive() -> None:
     for _ in range(3):
         clock.advance(SESSION_TTL - 1)
         assert sessions.get(created.key) is created
+
+
+def test_a_log_source_no_line_has_is_refused_and_router_points_to_the_dyno_filter() -> None:
+    assert [check_source(s) for s in (None, "app", "heroku", "dynos")] == [
+        None,
+        "app",
+        "heroku",
+        "dynos",
+    ]
+    with pytest.raises(UserError, match="Router lines are heroku\\[router\\]: use -d router"):
+        check_source("router")
+    with pytest.raises(UserError, match="Unknown log source 'web'"):
+        check_source("web")

@@ -8,7 +8,7 @@ import pytest
 
 from dynos.cli.commands.addons import created_line, format_addons
 from dynos.cli.commands.ps import format_ps
-from dynos.cli.commands.run import build_command, dyno_label, parse_env
+from dynos.cli.commands.run import build_command, dyno_label, hoist_options, parse_env
 from dynos.errors import UserError
 
 NOW = datetime(2026, 11, 27, 3, 51, tzinfo=UTC)
@@ -59,3 +59,20 @@ def test_addons_table_shows_service_name_plan_state_and_attachment() -> None:
     ]
     assert format_addons("app", []) == ["No add-ons for app app."]
     assert created_line(addon) == "Created redis-solid-31337 as REDIS_URL"
+
+
+RUN_OPTIONS = {"-a": True, "--app": True, "-e": True, "--no-tty": False}
+
+
+def test_run_options_are_taken_anywhere_before_dashes_as_heroku_run_takes_them() -> None:
+    def hoist(*args: str) -> list[str]:
+        return hoist_options(args, RUN_OPTIONS)
+
+    assert hoist("bash", "-a", "myapp") == ["-a", "myapp", "--", "bash"]
+    assert hoist("python3", "manage.py", "migrate", "--app=myapp", "--no-tty") == [
+        *("--app=myapp", "--no-tty", "--"),
+        *("python3", "manage.py", "migrate"),
+    ]
+    assert hoist("-amyapp", "ls", "-la") == ["-amyapp", "--", "ls", "-la"]
+    assert hoist("-a", "x", "--", "ls", "-a", "--") == ["-a", "x", "--", "ls", "-a", "--"]
+    assert hoist("grep", "-e", "K=v", "--", "-e") == ["-e", "K=v", "--", "grep", "-e"]

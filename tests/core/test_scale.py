@@ -4,6 +4,7 @@ from dynos.core.scale import (
     FormationEntry,
     apply_changes,
     format_formation,
+    memory_warning,
     parse_quantity,
     parse_scale_arg,
 )
@@ -85,3 +86,14 @@ def test_parse_quantity_rejects_non_quantities(value: object) -> None:
 
 def test_format_formation_prints_heroku_style() -> None:
     assert format_formation(CURRENT.values()) == "web=2:Standard-1X worker=1:Standard-1X"
+
+
+def test_a_formation_that_needs_more_memory_than_the_host_has_gets_a_warning() -> None:
+    px = find_size("PX")  # 6 GB
+    host = 23 * 1024**3
+    assert memory_warning([FormationEntry("web", 3, px)], host) is None  # 18 GB
+    warning = memory_warning([FormationEntry("web", 3, px), FormationEntry("w", 1, px)], host)
+    assert warning is not None
+    assert "may use 24.0 GB of memory" in warning
+    assert "more than this host has (23.0 GB)" in warning
+    assert memory_warning([FormationEntry("web", 0, px)], 0) is None

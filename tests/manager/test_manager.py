@@ -140,6 +140,29 @@ async def test_crash_restarts_at_once_then_backs_off(w: World) -> None:
     assert any("State changed from up to crashed" in x for x in lines)
 
 
+async def test_a_web_dyno_whose_port_was_taken_restarts_at_once_on_a_new_port(w: World) -> None:
+    await w.scale(web=1, worker=0)
+    await w.settle()
+    ports = []
+    for _ in range(3):  # three quick crashes in a row, none waited for
+        [spec] = [s for s in w.fake.running.values() if s.name == "web.1"]
+        ports.append(spec.port)
+        w.fake.events.dyno_output(spec.key, "OSError: [Errno 98] Address already in use")
+        w.fake.crash("web.1", status=1)
+        assert w.states() == {"web.1": "crashed"}
+        await w.settle()
+        assert w.states() == {"web.1": "starting"}
+    assert len(set(ports)) == 3  # a new port each time
+    lines = [line.format() for line in w.logs.recent("foo", 100)]
+    said = f"dynos[web.1]: Port {ports[0]} was taken by another process: a new one at restart"
+    assert any(said in x for x in lines)
+    [spec] = [s for s in w.fake.running.values() if s.name == "web.1"]
+    w.fake.events.dyno_output(spec.key, "OSError: [Errno 98] Address already in use")
+    w.fake.crash("web.1", status=1)  # the fourth: the back-off again
+    await w.settle()
+    assert w.states() == {"web.1": "crashed"}
+
+
 async def test_all_web_dynos_crashed_marks_the_route_crashed(w: World) -> None:
     await w.scale(web=1, worker=0)
     await w.settle()

@@ -13,6 +13,8 @@ from dynos.errors import UserError
 from dynos.platform.models import App
 from dynos.platform.platform import Platform
 
+WARNING_HEADER = "X-Heroku-Warning"
+
 
 def formation_routes(platform: Platform) -> list[BaseRoute]:
     dynos = platform.dynos
@@ -23,6 +25,11 @@ def formation_routes(platform: Platform) -> list[BaseRoute]:
         return [
             shapes.formation(f, app, processes.get(f.type, "")) for f in await dynos.formation(app)
         ]
+
+    async def warning_headers(app: App) -> dict[str, str]:
+        """Heroku's warning header, which the heroku CLI prints as a warning."""
+        warning = await dynos.memory_warning(app)
+        return {WARNING_HEADER: warning} if warning else {}
 
     async def list_all(request: Request) -> Response:
         app = await platform.get_app(request.path_params["app"])
@@ -41,13 +48,15 @@ def formation_routes(platform: Platform) -> list[BaseRoute]:
             raise UserError('Send {"updates": [{"type": "web", "quantity": 2}, ...]}.')
         changes = [scale_change(await dynos.type_name(app, u.get("type")), u) for u in updates]
         changed = {f.type for f in await dynos.scale(app, changes)}
-        return JSONResponse([f for f in await formation_json(app) if f["type"] in changed])
+        shaped = [f for f in await formation_json(app) if f["type"] in changed]
+        return JSONResponse(shaped, headers=await warning_headers(app))
 
     async def update(request: Request) -> Response:
         app = await platform.get_app(request.path_params["app"])
         type_ = await dynos.type_name(app, request.path_params["type"])
         await dynos.scale(app, [scale_change(type_, await json_object(request))])
-        return JSONResponse(_by_type(await formation_json(app), type_))
+        shaped = _by_type(await formation_json(app), type_)
+        return JSONResponse(shaped, headers=await warning_headers(app))
 
     async def restart_type(request: Request) -> Response:
         app = await platform.get_app(request.path_params["app"])

@@ -20,8 +20,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from dynos.errors import UserError
 from dynos.logs.hub import LogHub
-from dynos.logs.logline import PLATFORM, LogLine
+from dynos.logs.logline import APP, PLATFORM, LogLine
 
 SESSION_TTL = 300.0  # seconds a log session may wait before its (re)connection
 MAX_LINES = 1500
@@ -29,6 +30,20 @@ KEEPALIVE = 15.0  # seconds of silence before an event stream gets a comment lin
 
 # Heroku calls the platform's own log source "heroku"; dynos calls it "dynos". Both filter.
 SOURCE_ALIASES = {"heroku": PLATFORM}
+SOURCES = (APP, "heroku", PLATFORM)
+
+
+def check_source(source: str | None) -> str | None:
+    """A ``logs -s`` source as given, or UserError for one no line has. The router is a dyno
+    of the platform's source (``heroku[router]``), not a source: a filter on it would be
+    silently empty."""
+    if source is None or source in SOURCES:
+        return source
+    hint = " Router lines are heroku[router]: use -d router." if source == "router" else ""
+    raise UserError(
+        f"Unknown log source {source!r}: sources are app (the dynos' output and app[api]) "
+        f"and heroku (the platform's lines; also called dynos).{hint}"
+    )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from dynos.api import shapes
-from dynos.api.log_sessions import MAX_LINES, LogSession, LogSessions
+from dynos.api.log_sessions import MAX_LINES, LogSession, LogSessions, check_source
 from dynos.api.params import json_object, optional_str
 from dynos.errors import NotFound, UserError
 from dynos.platform.platform import Platform
@@ -33,7 +33,7 @@ def log_routes(platform: Platform) -> list[BaseRoute]:
                 lines=min(lines, MAX_LINES),
                 tail=bool(body.get("tail", False)),
                 dyno=optional_str(body, "dyno"),
-                source=optional_str(body, "source"),
+                source=check_source(optional_str(body, "source")),
             )
         )
         # The URL the client reached us by: right behind a proxy or on a public address.

@@ -25,6 +25,7 @@ import psutil
 
 from dynos.backends import cgroups as cg
 from dynos.backends import reaper
+from dynos.backends.appdir import AppCopy, UnprivilegedOverlay
 from dynos.backends.isolation import DynoUser
 from dynos.backends.orphans import ProcessRegistry
 from dynos.backends.scratch import Scratch, scratch_usage
@@ -52,8 +53,15 @@ class Sandbox:
         niceness: int,
         registry: ProcessRegistry | None,
         python: str,
+        release: Path | None = None,
+        app_copies: AppCopy | None = None,
+        unprivileged_overlay: UnprivilegedOverlay | None = None,
     ) -> None:
         self.name = name
+        self._unprivileged_overlay = unprivileged_overlay
+        self._release_dir = release
+        self._app_copies = app_copies
+        self._app_copy: Path | None = None
         self._cgroups = cgroups
         self._group = group
         self._user = user
@@ -64,6 +72,18 @@ class Sandbox:
         self._process: asyncio.subprocess.Process | None = None
 
     # -- starting ----------------------------------------------------------------------------
+
+    async def make_app_dir(self) -> Path | None:
+        """Before :meth:`spawn`: the dyno's app directory, the path to run it in (None
+        without a release). Its release's own path, which its overlay covers in its mount
+        namespace; else a copy made now, removed by :meth:`finish`; else the release
+        itself, shared (a server with neither). Raises OSError if the copy fails."""
+        if self._release_dir is None:
+            return None
+        if self._app_copies is None:
+            return self._release_dir
+        self._app_copy = await self._app_copies.make(self._release_dir, self.name)
+        return self._app_copy
 
     def command(self, argv: Sequence[str]) -> list[str]:
         """What to run for ``argv``: itself in a cgroup, else under the reaper."""
@@ -88,6 +108,7 @@ class Sandbox:
         uvloop would change to a ``cwd`` given to the subprocess only after this runs."""
         procs = self._group.procs if self._group is not None else ()
         scratch, niceness = self._scratch, self._niceness
+        unprivileged_overlay = self._unprivileged_overlay
         user = self._user if self._group is not None else None
 
         def setup() -> None:
@@ -95,6 +116,8 @@ class Sandbox:
             cg.join(procs)
             if scratch is not None:
                 scratch.enter()
+            if unprivileged_overlay is not None:
+                unprivileged_overlay.enter()
             as_workload(niceness)
             if workdir is not None:
                 os.chdir(workdir)
@@ -135,6 +158,7 @@ class Sandbox:
             )
         except BaseException:
             self._release()
+            await self._remove_app_copy()
             raise
         self.started(process)
         return process
@@ -179,7 +203,13 @@ class Sandbox:
             # what did not leave its session is found by the session.
             await asyncio.to_thread(_kill_session, self._process.pid)
         self._release()
+        await self._remove_app_copy()
         return oom_killed
+
+    async def _remove_app_copy(self) -> None:
+        if self._app_copies is not None and self._app_copy is not None:
+            copy, self._app_copy = self._app_copy, None
+            await self._app_copies.remove(copy)
 
     def _release(self) -> None:
         if self._group is not None and self._cgroups is not None:

@@ -1,9 +1,10 @@
 """Isolation between apps when the server runs as root: one unprivileged user per app.
 
-A dyno runs as its app's user, in a release directory its group may read but not write; the
-server's home (database, credentials, other apps' slugs) is closed to it. The Python that
-dynos and builds use must then be reachable by every user: the server's own interpreter may
-live under a private home (pyenv under /root), in which case the system's python3 is used.
+A dyno runs as its app's user, in its own writable view of a release directory its group
+may read (appdir.py; the release itself stays as built); the server's home (database,
+credentials, other apps' slugs) is closed to it. The Python that dynos and builds use must
+then be reachable by every user: the server's own interpreter may live under a private home
+(pyenv under /root), in which case the system's python3 is used.
 
 App users are system accounts (``useradd --system``: some programs, libpq for one, need a
 passwd entry for their uid), and system uids and gids are few (about 900). So a server keeps
@@ -227,7 +228,12 @@ def close_home(home: Path) -> None:
 
 
 def open_slug_to(path: Path, user: DynoUser) -> None:
-    """Give the app's group read access to its slug, and nobody else any access."""
+    """Give the app's group access to its slug, and nobody else any access.
+
+    The group may write where the owner may: a dyno reaches its release only through its
+    overlay (appdir.py), which copies what it changes into the dyno's own scratch, and whose
+    permission checks are the release's modes; every release is bound read-only in the
+    dyno's namespace, so the release itself never changes."""
     for root, dirs, files in os.walk(path):
         for name in (*dirs, *files):
             _share_with_group(Path(root) / name, user.gid)
@@ -241,7 +247,7 @@ def _share_with_group(path: Path, gid: int) -> None:
         return
     os.chown(path, 0, gid)
     mode = info.st_mode & 0o700
-    group = (mode >> 3) & 0o050  # read, and execute where the owner may: never write
+    group = (mode >> 3) & 0o070  # what the owner may (read, write, execute)
     os.chmod(path, mode | group)
 
 

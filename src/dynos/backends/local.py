@@ -1,7 +1,8 @@
 """The local backend: each dyno is a sandbox of processes on this machine (sandbox.py).
 
-A dyno runs ``/bin/sh -c <command>`` in a new session, with its release directory as cwd and
-only the environment the manager built. A simple command that runs a program (no list, pipe,
+A dyno runs ``/bin/sh -c <command>`` in a new session, with its app directory (its own
+writable view of its release, appdir.py; also its HOME) as cwd and only the environment the
+manager built. A simple command that runs a program (no list, pipe,
 compound or builtin) is run as ``exec <command>``, as bash does by itself and Heroku's dynos
 therefore show: the app is the dyno's main process, gets its signals first hand and exits
 with its own status, and no shell waits beside each dyno (dash, Debian's sh, would otherwise
@@ -26,7 +27,6 @@ import contextlib
 import math
 import re
 import shlex
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ from dynos.backends import cgroups as cg
 from dynos.backends.base import DynoEvents, DynoSpec
 from dynos.backends.firewall import PortGuard
 from dynos.backends.isolation import AppUsers, DynoUser, open_slug_to
+from dynos.backends.ports import DynoPorts
 from dynos.backends.sandbox import Sandbox, Sandboxes
 from dynos.core.sizes import SIZES, DynoSize
 from dynos.errors import PlatformError
@@ -80,6 +81,7 @@ class LocalBackend:
         self._ports = ports  # None: dyno ports are open to every local process
         self._opened_slugs: set[Path] = set()
         self._dynos: dict[str, _Dyno] = {}
+        self._dyno_ports = DynoPorts()
 
     @property
     def limits(self) -> str:
@@ -87,10 +89,9 @@ class LocalBackend:
         return self._sandboxes.description
 
     def allocate_port(self) -> int:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-            return port
+        """A free port outside the kernel's ephemeral range (ports.py), the dyno's until it
+        has ended."""
+        return self._dyno_ports.allocate()
 
     def _prepare(self, spec: DynoSpec) -> Sandbox:
         """The dyno's sandbox: its cgroup, user and scratch."""
@@ -108,6 +109,8 @@ class LocalBackend:
             scratch_bytes=self._sandboxes.scratch_for(spec.size),
             visible=(spec.cwd,),
             niceness=0 if held else nice_for(spec.size),
+            release=spec.cwd,
+            size=spec.size,
         )
 
     def _guard_port(self, spec: DynoSpec) -> tuple[int, int] | None:
@@ -124,12 +127,28 @@ class LocalBackend:
             self._ports.revoke(*guarded)
 
     async def start(self, spec: DynoSpec) -> None:
+        try:
+            await self._start(spec)
+        except PlatformError:
+            self._dyno_ports.release(spec.port)
+            raise
+
+    async def _start(self, spec: DynoSpec) -> None:
         guarded = self._guard_port(spec)
         try:
             sandbox = self._prepare(spec)
         except OSError as exc:
             self._unguard_port(guarded)
             raise PlatformError(f"Could not set up limits for {spec.name}: {exc}") from exc
+        try:
+            app_dir = await sandbox.make_app_dir() or spec.cwd
+        except OSError as exc:
+            await sandbox.finish()
+            self._unguard_port(guarded)
+            raise PlatformError(f"Could not make the app directory of {spec.name}: {exc}") from exc
+        env = spec.env
+        if env.get("HOME") == str(spec.cwd):  # HOME is the app directory, as on Heroku
+            env = {**env, "HOME": str(app_dir)}
         terminal = spec.terminal  # an attached one-off dyno's stdio is its client's (attach.py)
         pipes = (asyncio.subprocess.DEVNULL, asyncio.subprocess.PIPE, asyncio.subprocess.PIPE)
         stdin, stdout, stderr = terminal.child_stdio() if terminal else pipes
@@ -139,8 +158,11 @@ class LocalBackend:
             process = await sandbox.spawn(
                 ["/bin/sh", "-c", shell_command(spec.command)],
                 wrap_setup=terminal.child_setup if terminal else None,
-                cwd=spec.cwd,
-                env=spec.env,
+                # Entered after its overlay is mounted: a cwd is entered before it by the
+                # standard library's spawn, and would be the release below the overlay.
+                workdir=app_dir,
+                cwd=app_dir,
+                env=env,
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
@@ -203,6 +225,7 @@ class LocalBackend:
         if oom_killed:
             self._events.dyno_oom_killed(dyno.spec.key)
         self._unguard_port(dyno.guarded)  # no process of it is left to listen there
+        self._dyno_ports.release(dyno.spec.port)
         dyno.exited.set()
         status = 128 - returncode if returncode < 0 else returncode
         self._events.dyno_exited(dyno.spec.key, status)

@@ -42,12 +42,19 @@ from pathlib import Path
 
 from dynos.backends import cgroups as cg
 from dynos.backends import watchdog
+from dynos.backends.appdir import (
+    AppCopy,
+    AppOverlay,
+    UnprivilegedOverlay,
+    unprivileged_overlay_works,
+)
 from dynos.backends.confined import REAPER, Sandbox
 from dynos.backends.isolation import DynoUser
 from dynos.backends.mounts import shared_directories
 from dynos.backends.orphans import ProcessRegistry
-from dynos.backends.scratch import DEFAULT_SCRATCH_MB, Scratch, scratch_bytes
-from dynos.core.sizes import DynoSize
+from dynos.backends.scratch import DEFAULT_SCRATCH_MB, Scratch
+from dynos.backends.scratch import scratch_bytes as scratch_size
+from dynos.core.sizes import DEFAULT_SIZE, DynoSize
 from dynos.priority import as_workload
 
 # Sandbox is imported from here by the backend, builds and add-ons.
@@ -91,10 +98,19 @@ class Sandboxes:
         shared: SharedDirectories | None = None,
         scratch_mb: int = DEFAULT_SCRATCH_MB,
         python: str = sys.executable,
+        app_copies: AppCopy | None = None,
+        app_overlays: bool = True,
+        unprivileged_overlays: bool = False,
     ) -> None:
         """``shared``: give each child a private scratch over these (needs root); None for
-        none. ``python`` runs the reaper."""
+        none. ``python`` runs the reaper. A dyno's app directory (appdir.py) is an overlay
+        of its release where it has a private scratch, else one in a user namespace of its
+        own with ``unprivileged_overlays`` (unless not ``app_overlays``: the benchmark's
+        comparison), else a copy under ``app_copies``, else (None) its release itself."""
         self.cgroups = cgroups
+        self._app_copies = app_copies
+        self._app_overlays = app_overlays
+        self._unprivileged_overlays = unprivileged_overlays and app_overlays
         self._registry = registry
         self._shared = shared
         self._scratch_mb = scratch_mb
@@ -114,6 +130,8 @@ class Sandboxes:
             registry=ProcessRegistry(home / "processes.json"),
             shared=SharedDirectories() if root else None,
             scratch_mb=scratch_mb,
+            app_copies=AppCopy(home / "app-dirs"),
+            unprivileged_overlays=not root and unprivileged_overlay_works(home),
         )
 
     @property
@@ -131,7 +149,7 @@ class Sandboxes:
 
     def scratch_for(self, size: DynoSize) -> int | None:
         """The scratch cap of a child of ``size``, None where there is no private scratch."""
-        return scratch_bytes(size, self._scratch_mb) if self._shared is not None else None
+        return scratch_size(size, self._scratch_mb) if self._shared is not None else None
 
     def start_watchdog(self) -> None:
         """With cgroups: a process that kills every process of this server's groups should
@@ -153,6 +171,8 @@ class Sandboxes:
         killed = self.cgroups.reap_leftovers() if self.cgroups is not None else 0
         if self._registry is not None:
             killed += self._registry.reap()
+        if self._app_copies is not None:
+            self._app_copies.remove_all()
         return killed
 
     def prepare(
@@ -164,18 +184,30 @@ class Sandboxes:
         scratch_bytes: int | None = None,
         visible: Sequence[Path] = (),
         niceness: int = 0,
+        release: Path | None = None,
+        size: DynoSize = DEFAULT_SIZE,
     ) -> Sandbox:
         """The sandbox ``name`` (unique among this server's live ones): a cgroup with
         ``limits`` where there are cgroups, else the reaper; the child runs as ``user``
         (None: as the server's); ``scratch_bytes`` of private scratch where available
         (None: none), with ``visible`` paths (its working directory) still reachable.
-        Raises OSError when the cgroup cannot be made."""
+        ``release``: a dyno's, of which it gets a writable view of its own
+        (:meth:`Sandbox.make_app_dir`), whose writes ``size``'s scratch cap bounds where
+        there is no scratch. Raises OSError when the cgroup cannot be made."""
         group = None
         if self.cgroups is not None and limits is not None:
             group = self.cgroups.create(name, limits)
         scratch = None
         if scratch_bytes is not None and self._shared is not None:
-            scratch = Scratch(self._shared.get(), scratch_bytes, (*visible, *self._visible))
+            overlay = None
+            if release is not None and self._app_overlays:
+                uid, gid = (user.uid, user.gid) if user else (os.geteuid(), os.getegid())
+                overlay = AppOverlay(release, uid, gid)
+            visible = (*visible, *self._visible)
+            scratch = Scratch(self._shared.get(), scratch_bytes, visible, overlay)
+        unprivileged = None
+        if scratch is None and release is not None and self._unprivileged_overlays:
+            unprivileged = UnprivilegedOverlay(release, scratch_size(size, self._scratch_mb))
         return Sandbox(
             name,
             cgroups=self.cgroups if group is not None else None,
@@ -185,6 +217,9 @@ class Sandboxes:
             niceness=niceness,
             registry=self._registry if group is None else None,
             python=self._python,
+            release=release,
+            app_copies=self._app_copies if scratch is None and unprivileged is None else None,
+            unprivileged_overlay=unprivileged,
         )
 
     def close(self) -> None:

@@ -9,7 +9,8 @@ reach under one of them (its release, when the server's home is under /tmp) is b
 in. When the dyno's last process exits the namespace goes, and with it the tmpfs and all it
 held: nothing is left for the next user of the uid to find. Its pages are charged to the
 memory cgroup of the process that wrote them, so scratch counts against the dyno's memory
-limit; past the size a write fails with ENOSPC in that dyno alone.
+limit; past the size a write fails with ENOSPC in that dyno alone. A dyno's app directory
+(appdir.py) keeps its writes on the same tmpfs, under the same cap.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dynos.backends import linux
+from dynos.backends.appdir import AppOverlay
 from dynos.core.sizes import DEFAULT_SIZE, DynoSize
 
 DEFAULT_SCRATCH_MB = 512  # a Standard-1X dyno's: its memory quota; other sizes scale with theirs
@@ -40,14 +42,16 @@ class Scratch:
     targets: tuple[Path, ...]
     size_bytes: int
     visible: tuple[Path, ...] = ()
+    app: AppOverlay | None = None  # a dyno's writable view of its release (appdir.py)
 
     def enter(self) -> None:
         """Run in the child, as root, between fork and exec. Raises OSError."""
         linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWIPC)
         # First: a mount made below would otherwise propagate to the machine's namespace.
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-        if not self.targets:
+        if not self.targets and self.app is None:
             return
+        release_fd = self.app.open_release() if self.app is not None else -1
         # Opened in the new namespace (a bind must come from a mount of the caller's own),
         # before the tmpfs hides them.
         kept = [
@@ -58,19 +62,29 @@ class Scratch:
         # One tmpfs for all targets, so that they share the cap. It is mounted on the first
         # target, each target gets a directory of it, and the first target's own directory
         # is bound last, over the tmpfs's root: no staging directory is needed.
-        stage = str(self.targets[0])
+        # Without a shared directory to cover (unlikely), the tmpfs goes over the release,
+        # which the app's overlay covers in turn.
+        if self.targets:
+            stage = str(self.targets[0])
+        else:
+            assert self.app is not None
+            stage = str(self.app.release)
         options = f"size={self.size_bytes},nr_inodes={self._inodes},mode=0700"
         linux.mount("dynos-scratch", stage, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, options)
         for index in range(len(self.targets)):
             directory = f"{stage}/{index}"
             os.mkdir(directory)
             os.chmod(directory, 0o1777)  # as the machine's own: sticky, open to all
+        # The app's layers share the scratch and its cap; made before a bind hides the stage.
+        layers_fd = self.app.make_layers(stage) if self.app is not None else -1
         for index, target in reversed(list(enumerate(self.targets))):
             linux.mount(f"{stage}/{index}", str(target), None, linux.MS_BIND)
         for path, fd in kept:
             _make_mount_point(path)
             linux.mount(f"/proc/self/fd/{fd}", str(path), None, linux.MS_BIND | linux.MS_REC)
             os.close(fd)
+        if self.app is not None:  # last: over the release bound back in above
+            self.app.mount(release_fd, layers_fd)
 
     @property
     def _inodes(self) -> int:

@@ -104,6 +104,17 @@ def read_token(path: Path) -> str | None:
     return token or None
 
 
+def _last_api_url(paths: HomePaths) -> str:
+    """Where the home's last server listened (its server.json, kept as it stopped), else
+    where a server listens by default: what the 'no server' message names."""
+    try:
+        last = read_server_json(paths.last_server_json) or {}
+    except UserError:
+        return DEFAULT_API_URL
+    url = last.get("api_url")
+    return url.rstrip("/") if isinstance(url, str) and url else DEFAULT_API_URL
+
+
 def locate_server(env: Mapping[str, str] | None = None, home: Path | None = None) -> ServerInfo:
     """Find the server from the environment and the home directory.
 
@@ -117,7 +128,7 @@ def locate_server(env: Mapping[str, str] | None = None, home: Path | None = None
     info = read_server_json(paths.server_json) or {}
     api_url = env.get("DYNOS_API_URL") or info.get("api_url")
     if not isinstance(api_url, str) or not api_url:
-        raise ServerUnreachable(DEFAULT_API_URL)
+        raise ServerUnreachable(_last_api_url(paths))
     token = env.get("DYNOS_API_KEY") or read_token(paths.credentials)
     domain = info.get("domain")
     router_port = info.get("router_port")
@@ -162,6 +173,8 @@ class ApiClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        # The X-Heroku-Warning headers of its answers, for the command to print (warn()).
+        self.warnings: list[str] = []
         headers = {"Accept": ACCEPT, "User-Agent": "dynos-cli"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -206,6 +219,7 @@ class ApiClient:
                 response = self._http.request(method, path, json=body, headers=headers)
         if response.status_code >= 400:
             raise error_from_response(response)
+        self.warnings += response.headers.get_list("x-heroku-warning")
         return response
 
     @staticmethod

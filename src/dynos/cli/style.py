@@ -95,6 +95,12 @@ def format_since(since: datetime, now: datetime, tz: tzinfo | None = None) -> st
     return f"{stamp} {suffix}" if suffix else stamp
 
 
+def warn(warnings: Sequence[str]) -> None:
+    """Print each warning on stderr as the heroku CLI does (an arrow, then ``Warning: ...``)."""
+    for warning in warnings:
+        click.echo(f" \u203a   Warning: {warning}", err=True)
+
+
 def echo_lines(lines: Sequence[str], *, err: bool = False) -> None:
     for line in lines:
         click.echo(line, err=err)

@@ -130,3 +130,18 @@ def apply_changes(
 def format_formation(entries: Iterable[FormationEntry]) -> str:
     """``web=2:Standard-1X worker=1:Standard-1X``, as `ps:scale` with no argument prints."""
     return " ".join(f"{e.type}={e.quantity}:{e.size.name}" for e in entries)
+
+
+def memory_warning(formation: Iterable[Scalable], host_bytes: int) -> str | None:
+    """A warning for a formation whose dynos' memory quotas add up to more than the host's
+    memory (None when they fit): accepted, as Heroku accepts what it can run, but its dynos
+    would cross their quotas (R14/R15) or the host would run out of memory."""
+    needed_mb = sum(entry.quantity * entry.size.memory_mb for entry in formation)
+    host_mb = host_bytes // (1024 * 1024)
+    if needed_mb <= host_mb:
+        return None
+    return (
+        f"This formation's dynos may use {needed_mb / 1024:.1f} GB of memory (their sizes' "
+        f"quotas), more than this host has ({host_mb / 1024:.1f} GB): they may be killed for "
+        "memory (R15) or starve the host. Scale down, or choose smaller sizes."
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from dynos.core.restart_policy import says_port_taken
 from dynos.core.states import DynoState
 from dynos.logs.hub import LogHub
 from dynos.manager.control import DynoControl
@@ -35,6 +36,9 @@ class DynoEventSink:
         record = self._records.get(key)
         if record is not None:
             self._logs.emit(record.app_name, "app", record.name, line)
+            # Also when up: whoever else holds the port answers the boot probe for it.
+            if record.port is not None:
+                record.port_taken = record.port_taken or says_port_taken(line)
 
     def dyno_up(self, key: str) -> None:
         record = self._records.get(key)
@@ -85,7 +89,12 @@ class DynoEventSink:
             now = self._clock()
             policy = self._control.settings.restart_policy
             record.crashes = policy.crash_count(record.crashes, record.started_at, now)
-            record.restart_at = now + policy.delay(record.crashes)
+            record.restart_at = now + policy.delay(record.crashes, record.port_taken)
+            if record.port_taken:
+                self._control.platform_log(
+                    record, f"Port {record.port} was taken by another process: a new one at restart"
+                )
+                record.port_taken = False
             self._control.change_state(record, DynoState.CRASHED)
         self._control.publish_routes()
         self._control.wake()

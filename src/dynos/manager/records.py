@@ -50,6 +50,7 @@ class DynoRecord:
     idling: bool = False  # being stopped to sleep: its exit makes it idle, not gone
     memory_reported_at: float | None = None  # last R14 report, to say it once a minute
     memory_killed: bool = False  # R15 already said for the current process
+    port_taken: bool = False  # the current process said its $PORT was in use
     scratch_full: bool = False  # its private scratch is full (said once until it is not)
     one_off: bool = False  # run.NNNN, started by `dynos run`: never restarted
     attachment: Attachment | None = None  # an attached one-off's client, until the dyno ends

@@ -10,8 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psutil
+
 from dynos.backends.attach import Terminal
-from dynos.core.scale import FormationEntry, ScaleChange, apply_changes, format_formation
+from dynos.core.scale import (
+    FormationEntry,
+    ScaleChange,
+    apply_changes,
+    format_formation,
+    memory_warning,
+)
 from dynos.errors import NotFound
 from dynos.manager.records import DynoRecord
 from dynos.platform.context import Services, api_log
@@ -69,6 +77,10 @@ class Dynos:
         api_log(self._services, app, f"Scaled to {scaled}")
         self._manager.wake()
         return formation
+
+    async def memory_warning(self, app: App) -> str | None:
+        """What to warn of after a scale: a formation that needs more memory than the host."""
+        return memory_warning(await self.formation(app), psutil.virtual_memory().total)
 
     # -- dynos ---------------------------------------------------------------------------------
 

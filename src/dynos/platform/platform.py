@@ -17,6 +17,7 @@ on the event loop, once the transaction has committed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import random
 import re
@@ -26,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dynos.core.app_settings import parse_setting
-from dynos.errors import DynosError, UserError
+from dynos.errors import Conflict, DynosError, UserError
 from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager
 from dynos.platform.addons import Addons
@@ -41,8 +42,20 @@ from dynos.store.store import Store
 
 # Matched with fullmatch: with match, a "$" would let a trailing newline through.
 APP_NAME = re.compile(r"[a-z][a-z0-9-]{1,28}[a-z0-9]")
-_ADJECTIVES = ("calm", "bold", "quiet", "brisk", "sunny", "misty", "swift", "amber", "lucky")
-_NOUNS = ("river", "harbor", "meadow", "summit", "forest", "canyon", "comet", "island", "delta")
+# A name made up for an app created without one: Heroku's adjective-noun-NNNNN pattern.
+# fmt: off
+_ADJECTIVES = (
+    "calm", "bold", "quiet", "brisk", "sunny", "misty", "swift", "amber", "lucky", "gentle",
+    "floating", "secure", "shielded", "radiant", "polar", "rocky", "serene", "stormy",
+    "golden", "hidden", "mighty", "silent", "vast", "young", "frozen", "glacial",
+)
+_NOUNS = (
+    "river", "harbor", "meadow", "summit", "forest", "canyon", "comet", "island", "delta",
+    "everglades", "sierra", "ocean", "savannah", "reef", "plateau", "tundra", "glade",
+    "falls", "beach", "lowlands", "mountain", "dawn", "cliffs", "springs", "brook",
+)
+# fmt: on
+NAME_ATTEMPTS = 5  # made-up names tried before giving up (a clash is one in 60 million)
 
 
 class Platform:
@@ -79,16 +92,24 @@ class Platform:
         return await self.store.get_app(name_or_id)
 
     async def create_app(self, name: str | None) -> App:
-        if name is None:
-            name = _random_name()
-        _check_app_name(name)
+        """The app ``name``, or one of a made-up name when None. Raises UserError
+        (Conflict for a name taken)."""
+        if name is not None:
+            _check_app_name(name)
+        names = [name] if name is not None else [_random_name() for _ in range(NAME_ATTEMPTS)]
 
-        def create(db: Database) -> App:
+        def create(db: Database, name: str) -> App:
             app = db.create_app(name)
             db.create_release(app.id, "Initial release", slug_id=None, processes={}, config={})
             return app
 
-        app = await self.store.transaction(create)
+        for index, each in enumerate(names):
+            try:
+                app = await self.store.transaction(functools.partial(create, name=each))
+                break
+            except Conflict:
+                if index == len(names) - 1:
+                    raise
         api_log(self, app, "Initial release")
         self.manager.wake()
         return app
@@ -154,7 +175,7 @@ def _check_app_name(name: str) -> None:
 
 def _random_name() -> str:
     rng = random.SystemRandom()
-    return f"{rng.choice(_ADJECTIVES)}-{rng.choice(_NOUNS)}-{rng.randint(1000, 9999)}"
+    return f"{rng.choice(_ADJECTIVES)}-{rng.choice(_NOUNS)}-{rng.randint(10000, 99999)}"
 
 
 def local_account() -> Account:

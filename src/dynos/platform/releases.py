@@ -38,6 +38,13 @@ class ConfigRelease:
     description: str
 
 
+# What the platform sets in each dyno's environment over any config var (manager/environment.py).
+PLATFORM_VARS = {
+    "PORT": "the port a web dyno must listen on, a new one for each dyno: read $PORT",
+    "DYNO": "the dyno's name, such as web.1",
+}
+
+
 class Releases:
     def __init__(
         self, services: Services, builder: Builder, slugs_dir: Path, unpack_limits: UnpackLimits
@@ -156,6 +163,11 @@ class Releases:
                 )
             if value is not None and not isinstance(value, str):
                 raise UserError(f"Config var {key} must be a string or null, not {value!r}.")
+            if value is not None and key in PLATFORM_VARS:  # unsetting one is harmless
+                raise UserError(
+                    f"{key} cannot be set: the platform sets it in every dyno "
+                    f"({PLATFORM_VARS[key]}), over any config var. Nothing was changed."
+                )
         made = await self._store.transaction(lambda db: release_config(db, app, changes))
         if made.release is not None:
             announce_release(self._services, app, made.description, made.release)

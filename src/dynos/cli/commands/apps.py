@@ -50,11 +50,13 @@ def apps_list() -> None:
 
 
 @click.command()
-@click.argument("name")
-def apps_create(name: str) -> None:
-    """Create an app called NAME."""
-    with connect() as api, action(f"Creating {app_label(name)}"):
-        app = api.post("/apps", {"name": name})
+@click.argument("name", required=False)
+def apps_create(name: str | None) -> None:
+    """Create an app called NAME (without one, a name is made up, as Heroku does)."""
+    with connect() as api, action(f"Creating {app_label(name) if name else 'app'}") as doing:
+        app = api.post("/apps", {"name": name} if name else {})
+        if not name and isinstance(app, dict):
+            doing.done(f"done, {app_label(str(app.get('name')))}")
     if isinstance(app, dict) and app.get("web_url"):
         click.echo(app["web_url"])
 

@@ -61,8 +61,10 @@ def stream_logs(api: ApiClient, app: str, body: dict[str, object]) -> None:
 )
 @click.option("-t", "--tail", is_flag=True, help="Keep streaming new lines until Ctrl-C.")
 @click.option("-p", "--ps", "process_type", metavar="TYPE", help="Only this process type.")
-@click.option("-d", "--dyno", metavar="DYNO", help="Only this dyno (web.1) or type (web).")
-@click.option("-s", "--source", metavar="SOURCE", help="Only this source: app or dynos.")
+@click.option("-d", "--dyno", metavar="DYNO", help="Only this dyno (web.1), type (web) or router.")
+@click.option(
+    "-s", "--source", metavar="SOURCE", help="Only this source: app or heroku (also: dynos)."
+)
 def logs(
     app: str | None,
     num: int,

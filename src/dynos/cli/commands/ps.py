@@ -22,6 +22,7 @@ from dynos.cli.style import (
     header,
     parse_time,
     table,
+    warn,
 )
 from dynos.core.scale import ScaleChange, parse_scale_arg
 from dynos.core.sizes import DEFAULT_SIZE, find_size
@@ -177,6 +178,7 @@ def ps_scale(app: str | None, changes: tuple[str, ...]) -> None:
         with action("Scaling dynos") as progress:
             updated = api.patch(app_path(name, "formation"), {"updates": scale_updates(parsed)})
             progress.done(format_now_running(updated or [], [c.type for c in parsed]))
+        warn(api.warnings)
 
 
 def type_updates(args: Sequence[str], formation: Sequence[Formation]) -> list[dict[str, object]]:
@@ -212,6 +214,7 @@ def ps_type(app: str | None, sizes: tuple[str, ...]) -> None:
             updates = type_updates(sizes, current)
             with action(f"Scaling dynos on {app_label(name)}"):
                 api.patch(app_path(name, "formation"), {"updates": updates})
+            warn(api.warnings)
         formation = api.get(app_path(name, "formation")) or []
     if not formation:
         raise no_process_types(name)
@@ -288,6 +291,7 @@ COMMANDS: dict[str, click.Command] = {
     "ps:type": ps_type,
     "ps:resize": ps_type,
     "ps:restart": ps_restart,
+    "restart": ps_restart,  # Heroku's alias
     "ps:stop": ps_stop,
     "sizes": sizes_list,
 }

@@ -6,6 +6,10 @@ TTY, restored on exit), its stdout and stderr come back as they are written, and
 command's exit status becomes ours. ``run:detached`` starts it and says where the output
 goes: the app's logs. Status lines go to stderr so that stdout carries only the command's
 output, as with Heroku's.
+
+As with ``heroku run``, the command's own options anywhere before a ``--`` are the command's
+(``dynos run python manage.py migrate -a myapp``); after ``--`` every word is the dyno
+command's (``dynos run -a myapp -- ls -a``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,45 @@ def build_command(args: Sequence[str]) -> str:
     return shlex.join(args)
 
 
+def hoist_options(args: Sequence[str], options: Mapping[str, bool]) -> list[str]:
+    """``args`` as click should parse them: the ``options`` found anywhere before the first
+    ``--`` (name: whether it takes a value; ``--app=x`` and ``-ax`` forms too) first, then
+    ``--``, then the command's words in their order, ``--`` removed."""
+    hoisted: list[str] = []
+    words: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            words += args[index + 1 :]
+            break
+        if arg.startswith("--"):
+            name, attached = arg.split("=", 1)[0], "=" in arg
+        else:
+            name, attached = arg[:2], len(arg) > 2
+        if arg.startswith("-") and name in options:
+            hoisted.append(arg)
+            if options[name] and not attached and index + 1 < len(args):
+                index += 1
+                hoisted.append(args[index])
+        else:
+            words.append(arg)
+        index += 1
+    return [*hoisted, "--", *words]
+
+
+class RunCommand(click.Command):
+    """A command whose options may also follow its COMMAND words, as ``heroku run``'s."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        options: dict[str, bool] = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                for name in (*param.opts, *param.secondary_opts):
+                    options[name] = not param.is_flag
+        return super().parse_args(ctx, hoist_options(args, options))
+
+
 def parse_env(values: Sequence[str]) -> dict[str, str]:
     """``-e K=V`` options (each may hold several, separated by ``;``, as Heroku's) as a dict.
 
@@ -79,7 +122,7 @@ def _request(
     return body
 
 
-@click.command(context_settings={"allow_interspersed_args": False})
+@click.command(cls=RunCommand)
 @app_option
 @click.option("-s", "--size", metavar="SIZE", help="Dyno size (default Standard-1X).")
 @click.option(
@@ -90,7 +133,10 @@ def _request(
 def run(
     app: str | None, size: str | None, env: tuple[str, ...], no_tty: bool, args: tuple[str, ...]
 ) -> None:
-    """Run COMMAND in a one-off dyno attached to this terminal; exit with its status."""
+    """Run COMMAND in a one-off dyno attached to this terminal; exit with its status.
+
+    Options may come before or after COMMAND; put -- before a COMMAND whose own options
+    are also ours (dynos run -a APP -- ls -a)."""
     variables = parse_env(env)
     name = require_app(app)
     command = build_command(args)
@@ -122,7 +168,7 @@ def run(
     click.get_current_context().exit(status)
 
 
-@click.command()
+@click.command(cls=RunCommand)
 @app_option
 @click.option("-s", "--size", metavar="SIZE", help="Dyno size (default Standard-1X).")
 @click.option(
@@ -133,7 +179,7 @@ def run(
 def run_detached(
     app: str | None, size: str | None, env: tuple[str, ...], tail: bool, args: tuple[str, ...]
 ) -> None:
-    """Run COMMAND in a one-off dyno whose output goes to the app's logs."""
+    """Run COMMAND in a one-off dyno whose output goes to the app's logs (options as run's)."""
     variables = parse_env(env)
     name = require_app(app)
     command = build_command(args)
