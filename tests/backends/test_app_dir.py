@@ -13,9 +13,20 @@ from dynos.backends.base import DynoSpec
 from dynos.backends.local import LocalBackend
 from dynos.backends.sandbox import Sandboxes
 from dynos.core.sizes import DEFAULT_SIZE
-from tests.backends.test_containment import OPENED, Events, run
+from tests.backends.test_containment import OPENED, Events, dynos_cleaned_up  # noqa: F401
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.anyio,
+    pytest.mark.usefixtures("dynos_cleaned_up"),  # imported above: test_containment.py's
+]
+
+
+@pytest.fixture
+def anyio_backend() -> object:
+    """uvloop, the server's event loop."""
+    return ("asyncio", {"use_uvloop": True})
+
 
 # Says what it found, writes in its app directory (a new file, a change to the release's
 # file, a socket), says it did, and stays.
@@ -39,42 +50,39 @@ def release_in(tmp_path: Path) -> Path:
     return release
 
 
-def scenario(sandboxes: Sandboxes, release: Path, copies: Path | None = None) -> None:
-    async def both() -> None:
-        events = Events()
-        local = LocalBackend(events, sandboxes=sandboxes)
-        OPENED.append(local)
-        await local.start(spec(release, "one"))
-        await events.until(lambda: events.lines.count("wrote") == 1)
-        await local.start(spec(release, "two"))  # a second dyno of the same release
-        await events.until(lambda: events.lines.count("wrote") == 2)
-        first, second = [line for line in events.lines if line.startswith("found ")]
-        for found in (first, second):  # each from the release alone, HOME its app dir
-            assert found.startswith("found data.txt original home="), found
-            home, pwd = found.split(" home=")[1].split(" pwd=")
-            assert home == pwd
-        if copies is not None:
-            assert len(list(copies.iterdir())) == 2
-        await local.stop("one", grace=5)
-        await local.stop("two", grace=5)
-        assert sorted(p.name for p in release.iterdir()) == ["data.txt"]
-        assert (release / "data.txt").read_text() == "original\n"
-        if copies is not None:
-            assert list(copies.iterdir()) == []  # each copy went with its dyno
-
-    run("uvloop", both)
+async def scenario(sandboxes: Sandboxes, release: Path, copies: Path | None = None) -> None:
+    events = Events()
+    local = LocalBackend(events, sandboxes=sandboxes)
+    OPENED.append(local)
+    await local.start(spec(release, "one"))
+    await events.until(lambda: events.lines.count("wrote") == 1)
+    await local.start(spec(release, "two"))  # a second dyno of the same release
+    await events.until(lambda: events.lines.count("wrote") == 2)
+    first, second = [line for line in events.lines if line.startswith("found ")]
+    for found in (first, second):  # each from the release alone, HOME its app dir
+        assert found.startswith("found data.txt original home="), found
+        home, pwd = found.split(" home=")[1].split(" pwd=")
+        assert home == pwd
+    if copies is not None:
+        assert len(list(copies.iterdir())) == 2
+    await local.stop("one", grace=5)
+    await local.stop("two", grace=5)
+    assert sorted(p.name for p in release.iterdir()) == ["data.txt"]
+    assert (release / "data.txt").read_text() == "original\n"
+    if copies is not None:
+        assert list(copies.iterdir()) == []  # each copy went with its dyno
 
 
-def test_a_copy_of_the_release_is_each_dynos_own_and_goes_with_it(tmp_path: Path) -> None:
+async def test_a_copy_of_the_release_is_each_dynos_own_and_goes_with_it(tmp_path: Path) -> None:
     release = release_in(tmp_path)
     copies = tmp_path / "app-dirs"
-    scenario(Sandboxes(app_copies=AppCopy(copies)), release, copies)
+    await scenario(Sandboxes(app_copies=AppCopy(copies)), release, copies)
 
 
-def test_an_overlay_in_a_user_namespace_is_each_dynos_own_and_goes_with_it(
+async def test_an_overlay_in_a_user_namespace_is_each_dynos_own_and_goes_with_it(
     tmp_path: Path,
 ) -> None:
     if not unprivileged_overlay_works(tmp_path):
         pytest.skip("this kernel refuses overlayfs in unprivileged user namespaces")
     release = release_in(tmp_path)
-    scenario(Sandboxes(unprivileged_overlays=True), release)
+    await scenario(Sandboxes(unprivileged_overlays=True), release)
