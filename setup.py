@@ -19,15 +19,21 @@ from setuptools.command.build_ext import build_ext
 COMPILED = [
     f"src/dynos/router/{name}.py"
     for name in (
+        "answer",
         "balancer",
         "client",
         "exchange",
+        "exchange_state",
         "forwarding",
         "http",
         "metrics",
+        "request_head",
         "request_log",
+        "retry",
         "routing_table",
+        "tunnel",
         "upstream",
+        "upstream_listener",
     )
 ]
 

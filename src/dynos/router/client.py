@@ -18,94 +18,62 @@ Timeouts are not timers per request: the router's tick calls ``check_deadlines``
 connection (a head not finished in ``header_timeout`` -> dropped; idle past
 ``keepalive_timeout`` -> closed; the active request past its app's timeout -> H12).
 
-Refused input: a malformed request -> 400, a request line over 8 KB -> 414, a header line over
-8 KB, a head over 64 KB or more than 1,000 headers -> 431; anything that could be framed two
-ways (Content-Length with Transfer-Encoding, several lengths, a coding other than ``chunked``,
-bad chunks, obs-fold, bare LF: httptools' llhttp refuses them, forwarding.py checks the
-framing again) -> 400 and the connection closed; so does an HTTP/0.9 request line, as soon as
-it ends. A connection past the router's caps (router/limits.py) gets 503 before it is read.
+Refused input: request_head.py has the rules (400, 414, 431), applied here as httptools reads
+the head; a refused head closes the connection. A connection past the router's caps
+(router/limits.py) gets 503 before it is read.
 When a response ends before its request body was read (an error page, a dyno answering
 early), the connection closes: the response says ``Connection: close``, and the router keeps
 reading and dropping for ``LINGER_TIMEOUT`` after its FIN, so that the client reads the
 response instead of a reset.
 
 A WebSocket upgrade is forwarded with its ``Upgrade`` header; if the dyno answers 101 the
-connection becomes a tunnel (``start_tunnel``); if not, what the client sent after the head is
-read as the next request. Other upgrades (h2c) reach the dyno as plain requests.
+connection becomes a tunnel (``start_tunnel``, router/tunnel.py); if not, what the client
+sent after the head is read as the next request. Other upgrades (h2c) reach the dyno as plain
+requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import httptools
 
+from dynos.router.answer import HTML, Answer
+from dynos.router.context import RouterContext
 from dynos.router.errors import bad_request_page, too_many_connections_page
-from dynos.router.exchange import HTML, Exchange
-from dynos.router.forwarding import MalformedRequest, forward_request
-from dynos.router.http import BodyKind, Headers, simple_response
-
-if TYPE_CHECKING:
-    from dynos.router.proxy import Router
+from dynos.router.exchange import Exchange
+from dynos.router.forwarding import MalformedRequest
+from dynos.router.http import Headers, simple_response
+from dynos.router.request_head import (
+    HEAD_READ_LIMIT,
+    MAX_HEAD,
+    MAX_HEADER_LINE,
+    MAX_HEADERS,
+    MAX_REQUEST_LINE,
+    RequestIds,
+    forward_head,
+    request_line_status,
+)
+from dynos.router.tunnel import Tunnel
 
 log = logging.getLogger(__name__)
 
 BUFFER_LIMIT = 256 * 1024  # request body held while a dyno connection opens
 LINGER_TIMEOUT = 2.0
-# Request heads: Heroku's router answers 414 past 8192 bytes of request line and 431 past 8192
-# in one header line. httptools gathers a header before handing it over, so reads that end
-# inside a head are counted too: one header trickled in without end is cut off at
-# HEAD_READ_LIMIT (bytes of reads, so some slack for pipelining).
-MAX_REQUEST_LINE = 8192
-MAX_HEADER_LINE = 8192
-MAX_HEADERS = 1000
-MAX_HEAD = 64 * 1024
-HEAD_READ_LIMIT = MAX_HEAD + 1024 * 1024
+__all__ = ["BUFFER_LIMIT", "ClientConnection", "RequestIds"]  # RequestIds: request_head.py's
 TOO_MANY_CONNECTIONS = simple_response(
     503, too_many_connections_page(), content_type=HTML, close=True
 )
 
 
-class RequestIds:
-    """Request ids: version 4 UUIDs, unique without a syscall or a 128-bit number each.
-
-    60 bits are drawn once (per router process) and the other 62 count up from a random
-    start, so ids never repeat within a process and collide across processes with odds of
-    one in 2**60; ``uuid.uuid4`` reads ``os.urandom`` for every id. An id names a request in
-    the logs; it is not a secret, and the next one is guessable.
-    """
-
-    def __init__(self) -> None:
-        bits = random.SystemRandom()
-        h = f"{bits.getrandbits(60):015x}"
-        self.prefix = f"{h[:8]}-{h[8:12]}-4{h[12:]}-"
-        self.sequence = bits.getrandbits(61)
-
-    def new(self) -> str:
-        n = self.sequence = (self.sequence + 1) & 0x3FFF_FFFF_FFFF_FFFF  # 62 bits
-        return f"{self.prefix}{0x8000 | n >> 48:04x}-{n & 0xFFFF_FFFF_FFFF:012x}"
-
-
-new_request_id = RequestIds().new
-
-
-def _websocket_upgrade(headers: Headers) -> bytes:
-    """The Upgrade header's value when it asks for WebSocket, else b""."""
-    for name, value in headers:
-        if name.lower() == b"upgrade":
-            return value if value.strip().lower() == b"websocket" else b""
-    return b""
-
-
 class ClientConnection(asyncio.Protocol):
     transport: asyncio.Transport
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: RouterContext) -> None:
         self.router = router
         self.draining = False  # close once the requests read so far are answered
         self.client_congested = False  # the client's socket is full: dynos' reading paused
@@ -132,7 +100,7 @@ class ClientConnection(asyncio.Protocol):
         self._cut_by_router = False
         self._upgrading: Exchange | None = None  # a forwarded upgrade waiting for its answer
         self._held: bytes | None = None  # what came after that upgrade's head
-        self._tunnel: Exchange | None = None
+        self._tunnel: Tunnel | None = None
         self._head_since = 0.0  # reading a head since (or waiting for the first one)
         self._idle_since = 0.0  # idle between requests since
         self._timer: asyncio.TimerHandle | None = None  # the linger timer only
@@ -201,12 +169,16 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.client_congested = True
-        if self._active is not None and self._active.upstream is not None:
+        if self._tunnel is not None:
+            self._tunnel.client_congested(True)
+        elif self._active is not None and self._active.upstream is not None:
             self._active.upstream.pause_reading()
 
     def resume_writing(self) -> None:
         self.client_congested = False
-        if self._active is not None and self._active.upstream is not None:
+        if self._tunnel is not None:
+            self._tunnel.client_congested(False)
+        elif self._active is not None and self._active.upstream is not None:
             self._active.upstream.resume_reading()
 
     # ---- writing ------------------------------------------------------------------------
@@ -224,7 +196,7 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:
-            self._tunnel.tunnel_send(data)
+            self._tunnel.from_client(data)
             return
         if self._lingering:
             return
@@ -282,15 +254,11 @@ class ClientConnection(asyncio.Protocol):
             self._malformed = 400
             return
         line = self._line
-        if line is None:
-            return
-        end = line.find(b"\n")
-        if end >= 0:
-            self._line = None  # the request line is complete: nothing more to check
-            if b" HTTP/" not in line[:end]:
-                self._malformed = 400
-        elif len(line) > MAX_REQUEST_LINE + 16:
-            self._line = None  # on_url answers 414
+        if line is not None:
+            status = request_line_status(line)
+            if status is not None:
+                self._line = None  # nothing more to check
+                self._malformed = status
 
     def on_message_begin(self) -> None:
         self._message_open = True
@@ -323,42 +291,25 @@ class ClientConnection(asyncio.Protocol):
         parser = self._parser
         method = parser.get_method()
         version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            raise MalformedRequest("not HTTP/1.0 or HTTP/1.1")
-        http10 = version == "1.0"
         url = self._url
-        if not url.startswith(b"/") and not (url == b"*" and method == b"OPTIONS"):
-            raise MalformedRequest("a request target that is not a path")
-        headers = self._headers
-        upgrade = b""
-        upgrading = parser.should_upgrade()
-        if upgrading:
-            if method == b"CONNECT":
-                raise MalformedRequest("CONNECT")
-            upgrade = _websocket_upgrade(headers) if method == b"GET" else b""
-        fwd = forward_request(
+        fwd, upgrade = forward_head(
             method,
+            version,
             url,
-            headers,
+            self._headers,
+            upgrading=parser.should_upgrade(),
             client_ip=self.client_ip,
             router_port=self.router.port,
             request_start_ms=int(time.time() * 1000),
-            new_request_id=new_request_id,
-            upgrade=upgrade,
         )
-        if not fwd.host and not http10:
-            raise MalformedRequest("HTTP/1.1 request without a Host header")
-        if upgrading and fwd.body is not BodyKind.NONE:
-            # httptools stops at the head of an upgrade: a body after it cannot be framed.
-            raise MalformedRequest("an upgrade with a body")
         ex = Exchange(
             self,
             method,
             url,
-            http10=http10,
+            http10=version == "1.0",
             keep_alive=parser.should_keep_alive(),
             fwd=fwd,
-            started=time.monotonic(),
+            started=self.router.clock(),
             upgrade=upgrade,
         )
         if upgrade:
@@ -393,9 +344,9 @@ class ClientConnection(asyncio.Protocol):
 
     # ---- what exchanges tell their connection -------------------------------------------
 
-    def response_sent(self, ex: Exchange) -> None:
+    def response_sent(self, ex: Answer) -> None:
         """``ex`` has written its whole response."""
-        if ex is self._upgrading and not ex.tunnel:
+        if ex is self._upgrading and ex.tunnel is None:
             self._upgrade_refused()
         if ex is not self._active or self._lingering:
             return
@@ -409,13 +360,13 @@ class ClientConnection(asyncio.Protocol):
             self._linger()
         # else: a bodiless request whose end is being parsed; end_of_request comes next
 
-    def start_tunnel(self, ex: Exchange) -> None:
-        """The dyno accepted ``ex``'s upgrade: pass bytes through both ways from now on."""
+    def start_tunnel(self, tunnel: Tunnel) -> None:
+        """The dyno accepted the upgrade: pass bytes through ``tunnel`` from now on."""
         self._upgrading = None
-        self._tunnel = ex
+        self._tunnel = tunnel
         held, self._held = self._held, None
         if held:
-            ex.tunnel_send(held)
+            tunnel.from_client(held)
         self.sync_reading()
 
     def set_upstream_congested(self, congested: bool) -> None:
@@ -502,14 +453,15 @@ class ClientConnection(asyncio.Protocol):
         self._message_open = False
         if broken is not None:
             # The bad bytes are inside this request's body: it cannot be completed.
+            started, done = broken.response_started, broken.response_done
             broken.abandon()
             if broken in self._queue:
                 self._queue.remove(broken)
             elif broken is self._active:
                 self._active = None
-                if broken.response_started:
+                if started:
                     self._lingering = True
-                    if broken.response_done:
+                    if done:
                         self.transport.close()  # the answer is written; keep it
                     else:
                         self.transport.abort()

@@ -33,6 +33,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from dynos.logs.hub import LogHub
 from dynos.router.client import ClientConnection
+from dynos.router.context import Connection
 from dynos.router.limits import ConnectionCounts, ConnectionLimits, Refusal, limits_for
 from dynos.router.metrics import RouterMetrics, metrics_registry
 from dynos.router.request_log import RequestLog
@@ -71,6 +72,7 @@ class Router:
         pool: UpstreamPool | None = None,
         random: Callable[[], float] = random.random,
         limits: ConnectionLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.table = table
         self.logs = logs
@@ -79,17 +81,18 @@ class Router:
         self.drain_timeout = drain_timeout
         self.wake_timeout = wake_timeout
         self.tick = tick
-        self.pool = pool if pool is not None else UpstreamPool()
+        self.pool = pool if pool is not None else UpstreamPool(clock=clock)
         self.random = random
         self.request_log = RequestLog(logs)
         self.metrics = RouterMetrics()
         self.metrics_registry: CollectorRegistry = metrics_registry(self.metrics)
         self.port = 0
-        self.now = time.monotonic()  # updated every tick: for timeouts, not for durations
+        self.clock = clock
+        self.now = clock()  # updated every tick: for timeouts, not for durations
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
-        self._connections: set[ClientConnection] = set()
+        self._connections: set[Connection] = set()
         if limits is None:
             limits = limits_for(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         self.counts = ConnectionCounts(limits)
@@ -159,7 +162,7 @@ class Router:
 
     # ---- called by ClientConnection -----------------------------------------------------
 
-    def connection_opened(self, conn: ClientConnection) -> bool:
+    def connection_opened(self, conn: Connection) -> bool:
         """Take ``conn`` in, or refuse it (False): it would pass a cap of ``limits``."""
         refusal = self.counts.admit(conn.client_ip)
         if refusal is not None:
@@ -186,7 +189,7 @@ class Router:
             conn.drain()  # accepted just before the listening socket closed
         return True
 
-    def connection_closed(self, conn: ClientConnection) -> None:
+    def connection_closed(self, conn: Connection) -> None:
         if conn not in self._connections:
             return  # refused: never counted
         self._connections.discard(conn)
@@ -198,7 +201,7 @@ class Router:
     # ---- the tick -----------------------------------------------------------------------
 
     def _on_tick(self) -> None:
-        now = self.now = time.monotonic()
+        now = self.now = self.clock()
         for conn in list(self._connections):
             conn.check_deadlines(now)
         self._ticker = self.loop.call_later(self.tick, self._on_tick)
