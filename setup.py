@@ -27,6 +27,7 @@ COMPILED = [
         "forwarding",
         "http",
         "metrics",
+        "pipeline",
         "request_head",
         "request_log",
         "retry",

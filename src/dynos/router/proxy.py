@@ -8,10 +8,11 @@ app's log, Heroku's ``at=info method=GET path="/" ... status=200 bytes=1234``
 error page and an H-code line (``dynos.router.errors``). Per-app counters, a latency histogram
 and in-flight gauges are in ``metrics_registry`` (``dynos.router.metrics``).
 
-The work per connection is in ``dynos.router.client`` (client side), ``dynos.router.exchange``
-(one request) and ``dynos.router.upstream`` (dyno side, with the keep-alive pool). This module
-binds the socket, runs the one timer that checks every connection's deadlines (``tick``), and
-shuts the whole thing down in order.
+The work per connection is in ``dynos.router.client`` and ``pipeline`` (client side),
+``dynos.router.exchange`` and ``answer`` (one request), ``tunnel`` (after a 101) and
+``dynos.router.upstream`` (dyno side, with the keep-alive pool); they see this class through
+``context.RouterContext``. This module binds the socket, runs the one timer that checks every
+connection's deadlines (``tick``), and shuts the whole thing down in order.
 
 One Router per process, one event loop. The server runs one in its own process and, with
 ``--router-processes N``, N - 1 more in processes of their own on the same port
@@ -57,6 +58,8 @@ class Router:
     counts, quarantine, idle connections); ``logs`` gets one line per request that reached a
     known app (``source="dynos"``, ``dyno="router"``). ``limits``: the most client
     connections held, per address and in all (default: from the process's descriptor limit).
+    ``clock``: what every timeout and duration reads (``time.monotonic``; a test's
+    ``FakeClock`` moves by hand, and ``check_deadlines`` applies the move at once).
     """
 
     def __init__(
@@ -200,8 +203,13 @@ class Router:
 
     # ---- the tick -----------------------------------------------------------------------
 
-    def _on_tick(self) -> None:
+    def check_deadlines(self) -> None:
+        """Read the clock and time out what is late (every ``tick``; a test with a fake clock
+        calls it after moving the clock)."""
         now = self.now = self.clock()
         for conn in list(self._connections):
             conn.check_deadlines(now)
+
+    def _on_tick(self) -> None:
+        self.check_deadlines()
         self._ticker = self.loop.call_later(self.tick, self._on_tick)
