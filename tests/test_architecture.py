@@ -179,7 +179,7 @@ def test_no_router_circle_even_under_type_checking() -> None:
     found = [sorted(c) for c in cycles(import_graph(ROUTER)) if any(_in(m, ROUTER) for m in c)]
     assert not found, (
         f"import circles through dynos.router, counting its TYPE_CHECKING imports: {found}. "
-        "Type against router/context.py's protocols (or exchange.ClientSide) instead."
+        "Type against router/context.py's protocols (or answer.ClientSide) instead."
     )
 
 
