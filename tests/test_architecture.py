@@ -25,8 +25,9 @@ FORBIDDEN_IN_API = ("dynos.store", "dynos.manager", "dynos.backends")
 # There is no module-level cycle today. The circles issue 12 names (store <-> backups) close
 # only through imports under TYPE_CHECKING, which do not run: they are for those items to
 # remove, and test_no_import_cycles does not count them. router client <-> exchange <-> proxy
-# (item 3) is gone, and test_no_router_circle_even_under_type_checking keeps it gone. manager <-> watch is gone, and
-# test_no_manager_circle_even_under_type_checking keeps it gone. platform <-> addons is gone
+# (item 3) is gone, and test_no_router_circle_even_under_type_checking keeps it gone.
+# manager <-> watch is gone, and test_no_manager_circle_even_under_type_checking keeps it
+# gone. platform <-> addons is gone
 # (addons depends on platform.context's Services, not on Platform).
 STRICT_PACKAGES = ("dynos.manager",)  # their TYPE_CHECKING imports count as edges too
 ROUTER = ("dynos.router",)  # the same, for the router: its modules see proxy.Router through
