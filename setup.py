@@ -19,17 +19,24 @@ from setuptools.command.build_ext import build_ext
 COMPILED = [
     f"src/dynos/router/{name}.py"
     for name in (
+        "answer",
         "balancer",
         "client",
         "dyno_slot",
         "exchange",
+        "exchange_state",
         "forwarding",
         "http",
         "metrics",
+        "pipeline",
+        "request_head",
         "request_log",
+        "retry",
         "route",
         "routing_table",
+        "tunnel",
         "upstream",
+        "upstream_listener",
     )
 ]
 

@@ -22,13 +22,16 @@ SRC = Path(__file__).parents[1] / "src"
 PACKAGE = SRC / "dynos"
 FORBIDDEN_IN_API = ("dynos.store", "dynos.manager", "dynos.backends")
 
-# There is no module-level cycle today. The circles issue 12 names (router client <->
-# exchange <-> proxy, item 3; store <-> backups too) close only through imports under
-# TYPE_CHECKING, which do not run: they are for those items to remove, and
-# test_no_import_cycles does not count them. manager <-> watch is gone, and
-# test_no_manager_circle_even_under_type_checking keeps it gone. platform <-> addons is gone
+# There is no module-level cycle today. The circles issue 12 names (store <-> backups) close
+# only through imports under TYPE_CHECKING, which do not run: they are for those items to
+# remove, and test_no_import_cycles does not count them. router client <-> exchange <-> proxy
+# (item 3) is gone, and test_no_router_circle_even_under_type_checking keeps it gone.
+# manager <-> watch is gone, and test_no_manager_circle_even_under_type_checking keeps it
+# gone. platform <-> addons is gone
 # (addons depends on platform.context's Services, not on Platform).
 STRICT_PACKAGES = ("dynos.manager",)  # their TYPE_CHECKING imports count as edges too
+ROUTER = ("dynos.router",)  # the same, for the router: its modules see proxy.Router through
+# router/context.py's protocols and the upstream connection through a generic listener
 
 
 def module_name(path: Path) -> str:
@@ -170,6 +173,14 @@ def test_no_manager_circle_even_under_type_checking() -> None:
     assert not found, (
         f"import circles through {STRICT_PACKAGES}, counting their TYPE_CHECKING imports: "
         f"{found}. The manager's helpers take a manager.control.DynoControl, not the manager."
+    )
+
+
+def test_no_router_circle_even_under_type_checking() -> None:
+    found = [sorted(c) for c in cycles(import_graph(ROUTER)) if any(_in(m, ROUTER) for m in c)]
+    assert not found, (
+        f"import circles through dynos.router, counting its TYPE_CHECKING imports: {found}. "
+        "Type against router/context.py's protocols (or answer.ClientSide) instead."
     )
 
 

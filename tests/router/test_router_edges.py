@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from dynos.router.upstream import UpstreamPool
+from dynos.testing.fakes import FakeClock
 from tests.router.router_harness import (
     APP,
     HOST,
@@ -233,12 +234,21 @@ async def test_http10_client_asking_for_keep_alive_gets_it() -> None:
 
 
 async def test_idle_client_connection_is_closed_after_the_keepalive_timeout() -> None:
+    clock = FakeClock()
     async with fake_dynos("web.1") as [dyno]:
         table = table_with(APP, [dyno.endpoint])
-        async with running_router(table, keepalive_timeout=0.05) as r:
+        async with running_router(table, clock=clock) as r:  # keepalive_timeout 75
             reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
             writer.write(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % H)
-            received = await reader.read(-1)  # returns once the router closes
+            head = await reader.readuntil(b"\r\n\r\n")  # idle once the answer is out
+            clock.advance(74)
+            r.router.check_deadlines()
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await reader.read(-1)  # still open at 74 s
+            clock.advance(1.1)
+            r.router.check_deadlines()
+            received = head + await reader.read(-1)  # returns once the router closes
             writer.close()
             await writer.wait_closed()
     assert received.startswith(b"HTTP/1.1 200 OK\r\n")

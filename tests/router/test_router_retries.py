@@ -10,6 +10,7 @@ import pytest
 
 from dynos.router.dyno_slot import DynoSlot
 from dynos.router.upstream import UpstreamConnection, UpstreamPool
+from dynos.testing.fakes import FakeClock
 from tests.router.router_harness import (
     APP,
     HOST,
@@ -133,21 +134,59 @@ async def test_dyno_not_answering_within_the_app_timeout_gives_h12() -> None:
     )
 
 
-async def test_request_timeout_is_per_app_and_a_fast_answer_is_unaffected() -> None:
+async def test_h12_comes_at_the_apps_timeout_on_the_routers_clock() -> None:
+    """Heroku's 30 s, on a fake clock: nothing at 29.9 s, H12 with service=30000ms at 30."""
+    clock = FakeClock()
     async with fake_dynos("web.1") as [dyno]:
         table = table_with(APP, [])
-        table.set_app(APP, [dyno.endpoint], request_timeout=0.2)
-        async with running_router(table) as r, client(r.port) as http:
+        table.set_app(APP, [dyno.endpoint], request_timeout=30)
+        async with running_router(table, clock=clock) as r, client(r.port) as http:
+            answer = asyncio.create_task(http.get("/slow"))
+            await dyno.arrived.get()
+            clock.advance(29.9)
+            r.router.check_deadlines()
+            await asyncio.sleep(0)
+            assert not answer.done()
+            assert table.in_flight(APP, "web.1") == 1
+            clock.advance(0.1)
+            r.router.check_deadlines()
+            response = await answer
+            lines = r.router_lines(APP)
+            assert table.in_flight(APP, "web.1") == 0
+    assert response.status_code == 503
+    assert re.fullmatch(
+        r'at=error code=H12 desc="Request timeout" method=GET path="/slow" .* '
+        r"dyno=web\.1 connect=0ms service=30000ms status=503 bytes= protocol=http",
+        lines[0],
+    )
+
+
+async def test_request_timeout_is_per_app_and_a_fast_answer_is_unaffected() -> None:
+    clock = FakeClock()
+    async with fake_dynos("web.1") as [dyno]:
+        table = table_with(APP, [])
+        table.set_app(APP, [dyno.endpoint], request_timeout=30)
+        async with running_router(table, clock=clock) as r, client(r.port) as http:
             fast = await http.get("/")
-            await asyncio.sleep(0.3)  # longer than the timeout, between requests
+            clock.advance(31)  # longer than the timeout, between requests
+            r.router.check_deadlines()
             again = await http.get("/")
     assert (fast.status_code, again.status_code) == (200, 200)
 
 
 async def test_client_that_does_not_finish_its_head_in_time_is_dropped() -> None:
-    async with running_router(table_with(APP, []), header_timeout=0.1) as r:
+    clock = FakeClock()
+    async with running_router(table_with(APP, []), clock=clock) as r:  # header_timeout 20
         reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(b"GET / HTTP/1.1\r\nHost: %s\r\nX-Slow: " % H)
+        await asyncio.sleep(0.05)  # the router reads the start of the head
+        clock.advance(19)
+        r.router.check_deadlines()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await reader.read(-1)  # still open at 19 s
+        clock.advance(1.1)
+        r.router.check_deadlines()
         async with asyncio.timeout(2):
             received = await reader.read(-1)
         writer.close()

@@ -8,10 +8,11 @@ app's log, Heroku's ``at=info method=GET path="/" ... status=200 bytes=1234``
 error page and an H-code line (``dynos.router.errors``). Per-app counters, a latency histogram
 and in-flight gauges are in ``metrics_registry`` (``dynos.router.metrics``).
 
-The work per connection is in ``dynos.router.client`` (client side), ``dynos.router.exchange``
-(one request) and ``dynos.router.upstream`` (dyno side, with the keep-alive pool). This module
-binds the socket, runs the one timer that checks every connection's deadlines (``tick``), and
-shuts the whole thing down in order.
+The work per connection is in ``dynos.router.client`` and ``pipeline`` (client side),
+``dynos.router.exchange`` and ``answer`` (one request), ``tunnel`` (after a 101) and
+``dynos.router.upstream`` (dyno side, with the keep-alive pool); they see this class through
+``context.RouterContext``. This module binds the socket, runs the one timer that checks every
+connection's deadlines (``tick``), and shuts the whole thing down in order.
 
 One Router per process, one event loop. The server runs one in its own process and, with
 ``--router-processes N``, N - 1 more in processes of their own on the same port
@@ -33,6 +34,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from dynos.logs.hub import LogHub
 from dynos.router.client import ClientConnection
+from dynos.router.context import Connection
 from dynos.router.limits import ConnectionCounts, ConnectionLimits, Refusal, limits_for
 from dynos.router.metrics import RouterMetrics, metrics_registry
 from dynos.router.request_log import RequestLog
@@ -56,6 +58,8 @@ class Router:
     counts, quarantine, idle connections); ``logs`` gets one line per request that reached a
     known app (``source="dynos"``, ``dyno="router"``). ``limits``: the most client
     connections held, per address and in all (default: from the process's descriptor limit).
+    ``clock``: what every timeout and duration reads (``time.monotonic``; a test's
+    ``FakeClock`` moves by hand, and ``check_deadlines`` applies the move at once).
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class Router:
         pool: UpstreamPool | None = None,
         random: Callable[[], float] = random.random,
         limits: ConnectionLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.table = table
         self.logs = logs
@@ -79,17 +84,18 @@ class Router:
         self.drain_timeout = drain_timeout
         self.wake_timeout = wake_timeout
         self.tick = tick
-        self.pool = pool if pool is not None else UpstreamPool()
+        self.pool = pool if pool is not None else UpstreamPool(clock=clock)
         self.random = random
         self.request_log = RequestLog(logs)
         self.metrics = RouterMetrics()
         self.metrics_registry: CollectorRegistry = metrics_registry(self.metrics)
         self.port = 0
-        self.now = time.monotonic()  # updated every tick: for timeouts, not for durations
+        self.clock = clock
+        self.now = clock()  # updated every tick: for timeouts, not for durations
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
-        self._connections: set[ClientConnection] = set()
+        self._connections: set[Connection] = set()
         if limits is None:
             limits = limits_for(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         self.counts = ConnectionCounts(limits)
@@ -159,7 +165,7 @@ class Router:
 
     # ---- called by ClientConnection -----------------------------------------------------
 
-    def connection_opened(self, conn: ClientConnection) -> bool:
+    def connection_opened(self, conn: Connection) -> bool:
         """Take ``conn`` in, or refuse it (False): it would pass a cap of ``limits``."""
         refusal = self.counts.admit(conn.client_ip)
         if refusal is not None:
@@ -186,7 +192,7 @@ class Router:
             conn.drain()  # accepted just before the listening socket closed
         return True
 
-    def connection_closed(self, conn: ClientConnection) -> None:
+    def connection_closed(self, conn: Connection) -> None:
         if conn not in self._connections:
             return  # refused: never counted
         self._connections.discard(conn)
@@ -197,8 +203,13 @@ class Router:
 
     # ---- the tick -----------------------------------------------------------------------
 
-    def _on_tick(self) -> None:
-        now = self.now = time.monotonic()
+    def check_deadlines(self) -> None:
+        """Read the clock and time out what is late (every ``tick``; a test with a fake clock
+        calls it after moving the clock)."""
+        now = self.now = self.clock()
         for conn in list(self._connections):
             conn.check_deadlines(now)
+
+    def _on_tick(self) -> None:
+        self.check_deadlines()
         self._ticker = self.loop.call_later(self.tick, self._on_tick)

@@ -13,23 +13,27 @@ Why some things are done the way they are:
   that the listener may hand the connection to the next request straight away. A read that
   does not complete the response ends with ``response_flush``: the listener collects what
   one read produced and writes it to the client in one call (one syscall, not one per piece).
-- A 101 to a request that asked to upgrade switches the connection to a tunnel: what follows
-  goes to ``tunnel_data`` unparsed, and the connection is never pooled again.
+- A 101 to a request that asked to upgrade switches the connection to a tunnel: the listener
+  hands it a ``TunnelListener`` (``open_tunnel``, router/tunnel.py), what follows goes to
+  that unparsed, and the connection is never pooled again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
-from typing import Protocol, cast
+from collections.abc import Callable
+from typing import cast
 
 import httptools
 from mypy_extensions import mypyc_attr
 
 from dynos.router.dyno_slot import DynoSlot, IdleConnection
 from dynos.router.http import BodyKind, Headers, response_body_kind
+from dynos.router.upstream_listener import ResponseListener, TunnelListener, UpstreamFailure
+
+__all__ = ["ResponseListener", "TunnelListener", "UpstreamConnection", "UpstreamFailure"]
 
 log = logging.getLogger(__name__)
 
@@ -40,55 +44,18 @@ IDLE_TIMEOUT = 4.0
 MAX_IDLE_PER_BACKEND = 64
 
 
-class UpstreamFailure(enum.Enum):
-    CLOSED = "closed"  # the dyno closed the connection before the response was complete
-    BAD_RESPONSE = "bad-response"  # the dyno sent something that is not an HTTP/1.1 response
-
-
-class ResponseListener(Protocol):
-    """What an upstream connection tells the request it carries (the client connection)."""
-
-    def response_interim(self, status: int, reason: bytes, headers: Headers) -> None: ...
-
-    def response_head(
-        self, status: int, reason: bytes, headers: Headers, body: BodyKind
-    ) -> None: ...
-
-    def response_body(self, data: bytes) -> None: ...
-
-    def response_flush(self) -> None: ...
-
-    def response_complete(self, conn: UpstreamConnection, reusable: bool) -> None: ...
-
-    def response_upgraded(
-        self, conn: UpstreamConnection, reason: bytes, headers: Headers, rest: bytes
-    ) -> None: ...
-
-    def upstream_failed(self, conn: UpstreamConnection, failure: UpstreamFailure) -> None: ...
-
-    def upstream_write_paused(self) -> None: ...
-
-    def upstream_write_resumed(self) -> None: ...
-
-    def tunnel_data(self, data: bytes) -> None: ...
-
-    def tunnel_closed(self) -> None: ...
-
-    def platform_error(self) -> None: ...
-
-
 # Tests subclass the connection and the pool to plant failures (the module is compiled).
 @mypyc_attr(allow_interpreted_subclasses=True)
 class UpstreamConnection(asyncio.Protocol):
     def __init__(self, slot: DynoSlot, pool: UpstreamPool) -> None:
         self.slot = slot
         self.endpoint = slot.endpoint  # the address connected to (a slot's may change)
-        self.listener: ResponseListener | None = None
+        self.listener: ResponseListener[UpstreamConnection] | None = None
         self.transport: asyncio.Transport | None = None
         self.requests = 0  # requests sent so far; > 1 means the connection was reused
         self.received = False  # whether any byte of the current response arrived
         self.closed = False
-        self.tunnel = False  # switched protocols: bytes pass through unparsed
+        self.tunnel: TunnelListener | None = None  # after a 101: bytes pass through unparsed
         self.idle_since = 0.0
         self._pool = pool
         self._parser = httptools.HttpResponseParser(self)
@@ -110,7 +77,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def send(
         self,
-        listener: ResponseListener,
+        listener: ResponseListener[UpstreamConnection],
         data: list[bytes],
         *,
         head_request: bool,
@@ -149,8 +116,14 @@ class UpstreamConnection(asyncio.Protocol):
             self._reading = True
             self.transport.resume_reading()
 
+    def open_tunnel(self, tunnel: TunnelListener) -> None:
+        """The dyno switched protocols: from now on ``tunnel`` gets what it sends."""
+        self.listener = None
+        self.tunnel = tunnel
+
     def close(self) -> None:
         self.listener = None
+        self.tunnel = None
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()
@@ -163,19 +136,20 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         listener = self.listener
         if listener is None:
+            tunnel = self.tunnel
+            if tunnel is not None:
+                tunnel.tunnel_data(data)
+                return
             # Nothing asked: an idle dyno connection must stay silent.
             self._pool.discard(self)
             self.close()
-            return
-        if self.tunnel:
-            listener.tunnel_data(data)
             return
         self.received = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             if self._switching and self.listener is listener:
-                self.tunnel = True
+                # The listener opens the tunnel (open_tunnel) before it writes anything.
                 listener.response_upgraded(self, self._reason, self._headers, data[exc.args[0] :])
                 return
             self._bad_response = True  # 101 to a request that did not ask to upgrade
@@ -202,12 +176,15 @@ class UpstreamConnection(asyncio.Protocol):
             listener.response_flush()
 
     def eof_received(self) -> bool | None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            self.tunnel = None
+            tunnel.tunnel_closed()
+            return False
         listener = self.listener
         if listener is not None:
             self.listener = None
-            if self.tunnel:
-                listener.tunnel_closed()
-            elif self._head_seen and self._body is BodyKind.UNTIL_CLOSE:
+            if self._head_seen and self._body is BodyKind.UNTIL_CLOSE:
                 listener.response_complete(self, False)
             else:
                 listener.upstream_failed(self, UpstreamFailure.CLOSED)
@@ -216,22 +193,26 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         listener = self.listener
-        self.listener = None
-        if listener is not None:
-            if self.tunnel:
-                listener.tunnel_closed()
-            else:
-                listener.upstream_failed(self, UpstreamFailure.CLOSED)
+        tunnel = self.tunnel
+        self.listener = self.tunnel = None
+        if tunnel is not None:
+            tunnel.tunnel_closed()
+        elif listener is not None:
+            listener.upstream_failed(self, UpstreamFailure.CLOSED)
         else:
             self._pool.discard(self)
 
     def pause_writing(self) -> None:
         if self.listener is not None:
             self.listener.upstream_write_paused()
+        elif self.tunnel is not None:
+            self.tunnel.upstream_write_paused()
 
     def resume_writing(self) -> None:
         if self.listener is not None:
             self.listener.upstream_write_resumed()
+        elif self.tunnel is not None:
+            self.tunnel.upstream_write_resumed()
 
     # ---- httptools callbacks ------------------------------------------------------------
 
@@ -298,8 +279,10 @@ class UpstreamPool:
         idle_timeout: float = IDLE_TIMEOUT,
         max_idle_per_backend: int = MAX_IDLE_PER_BACKEND,
         connect_timeout: float = CONNECT_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.idle_timeout = idle_timeout
+        self.clock = clock  # the router's: idle_since is a reading of it
         self.max_idle_per_backend = max_idle_per_backend
         self.connect_timeout = connect_timeout
         self._with_idle: set[DynoSlot] = set()
@@ -377,7 +360,7 @@ class UpstreamPool:
 
     def _close_expired(self) -> None:
         loop = asyncio.get_running_loop()
-        deadline = time.monotonic() - self.idle_timeout
+        deadline = self.clock() - self.idle_timeout
         for slot in list(self._with_idle):
             fresh: list[IdleConnection] = []
             for conn in cast(list[UpstreamConnection], slot.idle):
