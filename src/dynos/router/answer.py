@@ -13,6 +13,7 @@ import asyncio
 from typing import Protocol
 
 from dynos.router.context import RouterContext
+from dynos.router.dyno_slot import DynoSlot
 from dynos.router.errors import H21, H27, RouterError, application_error_page
 from dynos.router.exchange_state import (
     STARTED,
@@ -25,7 +26,6 @@ from dynos.router.forwarding import ForwardedRequest
 from dynos.router.http import LAST_CHUNK, BodyKind, chunk, simple_response
 from dynos.router.metrics import AppMetrics
 from dynos.router.retry import Attempts, ReplayBody
-from dynos.router.dyno_slot import DynoSlot
 from dynos.router.routing_table import AppRoute
 from dynos.router.tunnel import Tunnel
 from dynos.router.upstream import UpstreamConnection
