@@ -1,7 +1,9 @@
 """Deploys: ``POST /apps/{app}/deploys`` with the app directory as a ``.tar.gz``.
 
-The answer streams as NDJSON: ``{"output": line}`` for each build line, then
-``{"release": ...}``, or ``{"error": {"id", "message"}}`` when the build fails.
+The answer streams as NDJSON: ``{"output": line}`` for each line of the build, and of the
+release phase when the Procfile has one; then ``{"release": ...}`` once the release is live,
+or ``{"error": {"id", "message"}}`` when the build (``build_failed``) or the release phase
+(``release_failed``: the release before keeps serving) failed.
 """
 
 from __future__ import annotations
@@ -46,15 +48,17 @@ def deploy_routes(platform: Platform) -> list[BaseRoute]:
             if size == 0:
                 raise BadRequest("Send the app directory as a .tar.gz request body.")
             slug = await platform.releases.unpack(Path(upload.name))
-        return StreamingResponse(stream(app, slug), media_type="application/x-ndjson")
+        stream = deploy_stream(app, slug, str(request.base_url))
+        return StreamingResponse(stream, media_type="application/x-ndjson")
 
-    async def stream(app: App, slug: Slug) -> AsyncIterator[bytes]:
+    async def deploy_stream(app: App, slug: Slug, base_url: str) -> AsyncIterator[bytes]:
         try:
             async for item in platform.releases.deploy(app, slug):
                 if isinstance(item, str):
                     yield _ndjson({"output": item})
                 else:
-                    yield _ndjson({"release": await release_json(platform, app, item)})
+                    shaped = await release_json(platform, app, item, base_url)
+                    yield _ndjson({"release": shaped})
         except DynosError as exc:
             yield _ndjson({"error": exc.to_json()})
 

@@ -35,6 +35,7 @@ from dynos.core.reconcile import (
     next_deadline,
     plan_actions,
 )
+from dynos.core.sizes import DynoSize
 from dynos.core.states import DynoState
 from dynos.errors import DynosError, NotFound
 from dynos.logs.hub import LogHub
@@ -166,6 +167,12 @@ class DynoManager:
     def hang_up(self, record: DynoRecord) -> None:
         """The client of an attached one-off dyno went away: end the dyno."""
         self._one_offs.hang_up(record)
+
+    async def run_release_command(
+        self, app_id: str, release: Release, size: DynoSize
+    ) -> tuple[DynoRecord, Terminal]:
+        """Run a pending release's release command: see :meth:`OneOffRunner.run_release_command`."""
+        return await self._one_offs.run_release_command(app_id, release, size)
 
     # -- the loop ----------------------------------------------------------------------------
 
