@@ -75,8 +75,7 @@ def test_the_reason_says_how_it_ended() -> None:
         "Release command was killed by signal 9 (status 137)."
     )
     assert PhaseOutcome(PhaseEnd.TIMED_OUT, 143).reason(3600) == (
-        "Release command timed out after 1 hour (the server's --release-timeout) and was "
-        "stopped."
+        "Release command timed out after 1 hour (the server's --release-timeout) and was stopped."
     )
     assert "server stopped" in PhaseOutcome(PhaseEnd.INTERRUPTED).reason(60)
     assert "server's log" in PhaseOutcome(PhaseEnd.ERROR).reason(60)

@@ -235,6 +235,13 @@ def test_no_release_is_made_while_a_release_command_runs(
     assert "The release command of v3 is still running" in refused.stderr
     deploy = server.cli("deploy", "-a", "busy", str(release_app(tmp_path, "next")), check=False)
     assert deploy.returncode == 1 and "v3 is still running" in deploy.stderr
+    with server.api() as api:  # refused before the upload is read or anything built
+        response = api.post(
+            "/apps/busy/deploys",
+            content=tarball(release_app(tmp_path, "third")),
+            headers={"Content-Type": "application/gzip"},
+        )
+    assert response.status_code == 409 and response.json()["id"] == "conflict"
     assert [r["version"] for r in get(server, "/apps/busy/releases")] == [1, 2, 3]
     # Stopping the release dyno fails its release, as Heroku's dyno manager does.
     name = next(n for n in dyno_states(server, "busy") if n.startswith("release."))

@@ -142,7 +142,7 @@ def test_migrating_a_v3_database_keeps_its_releases_and_drops_release_from_forma
     conn.executescript(
         "INSERT INTO apps VALUES ('a1', 'old', '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z');"
         "INSERT INTO releases VALUES ('r1', 'a1', 1, 'Deploy', 's1',"
-        " '{\"web\": \"w\", \"release\": \"r\"}', '{}', '2024-01-01T00:00:00Z');"
+        ' \'{"web": "w", "release": "r"}\', \'{}\', \'2024-01-01T00:00:00Z\');'
         "INSERT INTO formation VALUES ('f1', 'a1', 'web', 1, 'Standard-1X',"
         " '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z');"
         "INSERT INTO formation VALUES ('f2', 'a1', 'release', 0, 'Standard-1X',"

@@ -31,6 +31,7 @@ GZIP_TYPES = ("application/gzip", "application/x-gzip")
 def deploy_routes(platform: Platform) -> list[BaseRoute]:
     async def deploy(request: Request) -> Response:
         app = await platform.get_app(request.path_params["app"])
+        await platform.releases.check_can_release(app)  # before a long upload and build
         kind, _ = media_type(request.headers.get("content-type"))
         if kind not in GZIP_TYPES:
             raise UnsupportedMediaType(

@@ -76,6 +76,10 @@ class Releases:
     async def get(self, app: App, id_or_version: str) -> Release:
         return await self._store.get_release(app.id, id_or_version)
 
+    async def check_can_release(self, app: App) -> None:
+        """Conflict while a release phase of ``app`` runs (see :func:`check_no_pending`)."""
+        await self._store.call(check_no_pending, app)
+
     async def by_output_key(self, key: str) -> Release | None:
         """The release whose output_stream_url has this secret, if any."""
         return await self._store.release_by_output_key(key)
@@ -103,7 +107,7 @@ class Releases:
         """
         released = False
         try:
-            await self._store.call(check_no_pending, app)
+            await self.check_can_release(app)
             if slug.needs_build:
                 async for line in self.builder.build(app.id, slug, await self.build_size(app)):
                     yield line
