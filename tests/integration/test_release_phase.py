@@ -349,3 +349,23 @@ def test_output_urls_need_their_key(server: RunningServer, tmp_path: Path) -> No
         # The rest of the API still wants the token.
         assert plain.get(url.split("/release-output/")[0] + "/apps").status_code == 401
     assert os.path.basename(url) == key
+
+
+def test_destroying_an_app_during_its_release_phase_leaves_nothing(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    server.create_app("doomed")
+    server.deploy("doomed", release_app(tmp_path))  # v2
+    server.cli("config:set", "RELEASE_SLEEP=600", "-a", "doomed")  # v3
+    wait_for(
+        lambda: any(n.startswith("release.") for n in dyno_states(server, "doomed")),
+        what="the release dyno",
+    )
+    outputs = server.home / "release-output"
+    assert len(list(outputs.iterdir())) == 2
+    server.cli("apps:destroy", "doomed", "--confirm", "doomed")
+    wait_for(lambda: not list(outputs.iterdir()), timeout=10, what="the output files removed")
+    server.create_app("doomed")  # the name is free, and the new app has no pending release
+    server.deploy("doomed", release_app(tmp_path, "again"))
+    assert release(server, "doomed", 2)["status"] == "succeeded"
+    assert len(list(outputs.iterdir())) == 1

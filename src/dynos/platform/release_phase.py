@@ -65,6 +65,7 @@ class _Run:
     truncated: bool = False
     outcome: PhaseOutcome | None = None  # set when it has ended
     done: bool = False
+    discarded: bool = False  # its app was destroyed: nothing more is written
 
     def notify(self) -> None:
         self.changed.set()
@@ -182,6 +183,8 @@ class ReleasePhases:
     def _append(self, run: _Run, text: str, *, always: bool = False) -> None:
         """Add ``text`` to the output file (small appends to a local file, on the loop), up
         to MAX_OUTPUT; past it, one line says the rest is only in the app's log."""
+        if run.discarded:
+            return
         data = text.encode()
         if run.written + len(data) > MAX_OUTPUT and not always:
             if run.truncated:
@@ -189,7 +192,7 @@ class ReleasePhases:
             run.truncated = True
             data = b"(the release command's further output is not kept here: see 'logs')\n"
         try:
-            with open(run.path, "ab") as file:  # gone with its app: nothing is written then
+            with open(run.path, "ab") as file:
                 file.write(data)
         except OSError as exc:
             log.warning("release output %s: %s", run.path, exc)
@@ -244,6 +247,9 @@ class ReleasePhases:
     def remove_output(self, release_ids: list[str]) -> None:
         """An app was destroyed: its releases' output goes with it."""
         for release_id in release_ids:
+            run = self._runs.get(release_id)
+            if run is not None:  # its command may still be writing its last lines
+                run.discarded = True
             self.output_path(release_id).unlink(missing_ok=True)
 
 
