@@ -65,7 +65,7 @@ def deploy_lines(server: RunningServer, app: str, directory: Path) -> list[dict[
             timeout=120,
         )
     assert response.status_code == 200, response.text
-    return [json.loads(line) for line in response.text.splitlines()]
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
 
 
 def web_release(server: RunningServer, app: str) -> int:
@@ -369,3 +369,24 @@ def test_destroying_an_app_during_its_release_phase_leaves_nothing(
     server.deploy("doomed", release_app(tmp_path, "again"))
     assert release(server, "doomed", 2)["status"] == "succeeded"
     assert len(list(outputs.iterdir())) == 1
+
+
+def test_a_quiet_release_command_keeps_the_deploy_stream_alive(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    server.create_app("quiet")
+    server.cli("config:set", "RELEASE_SLEEP=22", "-a", "quiet")
+    with server.api() as api:
+        response = api.post(
+            "/apps/quiet/deploys",
+            content=tarball(release_app(tmp_path)),
+            headers={"Content-Type": "application/gzip"},
+            timeout=120,
+        )
+    lines = response.text.split("\n")
+    assert "" in lines[:-1], "\n".join(
+        lines
+    )  # a blank line after 20 s of silence (the last is the final \n)
+    assert json.loads(lines[-2])["release"]["status"] == "succeeded"
+    result = server.cli("releases", "-a", "quiet")
+    assert "Current: v3" in result.stdout

@@ -3,7 +3,8 @@
 The answer streams as NDJSON: ``{"output": line}`` for each line of the build, and of the
 release phase when the Procfile has one; then ``{"release": ...}`` once the release is live,
 or ``{"error": {"id", "message"}}`` when the build (``build_failed``) or the release phase
-(``release_failed``: the release before keeps serving) failed.
+(``release_failed``: the release before keeps serving) failed. A blank line now and then
+while a release command is silent keeps the connection alive; clients skip it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dynos.errors import BadRequest, DynosError, UnsupportedMediaType, UserError
 from dynos.platform.build import Slug
 from dynos.platform.models import App
 from dynos.platform.platform import Platform
+from dynos.platform.release_phase import Heartbeat
 
 MAX_UPLOAD = 500 * 1024 * 1024  # Heroku's slug size limit
 GZIP_TYPES = ("application/gzip", "application/x-gzip")
@@ -57,6 +59,8 @@ def deploy_routes(platform: Platform) -> list[BaseRoute]:
             async for item in platform.releases.deploy(app, slug):
                 if isinstance(item, str):
                     yield _ndjson({"output": item})
+                elif isinstance(item, Heartbeat):
+                    yield b"\n"  # a long quiet release command: the client skips it
                 else:
                     shaped = await release_json(platform, app, item, base_url)
                     yield _ndjson({"release": shaped})

@@ -237,6 +237,9 @@ class DynoManager:
         for state in self._view.values():
             release = state.release
             if release is None or release.slug_id is None:
+                # No code is live (its first deploy's release phase may be running): no
+                # formation dyno runs, but the app is wanted, so its one-off dynos are kept.
+                desired.append(DesiredApp(state.app.id, release.version if release else 0, ()))
                 continue
             processes = tuple(
                 DesiredProcess(f.type, f.quantity, f.size, release.processes[f.type])

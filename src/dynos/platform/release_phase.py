@@ -47,7 +47,15 @@ from dynos.store.store import Store
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 64 * 1024
+HEARTBEAT = 20.0  # seconds of silence after which a follower is told the command still runs
+
+
+class Heartbeat:
+    """No output for HEARTBEAT seconds: the command still runs. A deploy's stream sends a
+    blank line for it, so that no client or proxy gives up on a long, quiet migration."""
+
+
+STILL_RUNNING = Heartbeat()
 
 
 def new_output_key() -> str:
@@ -200,9 +208,10 @@ class ReleasePhases:
         run.written += len(data)
         run.notify()
 
-    async def follow(self, release: Release) -> AsyncIterator[str | PhaseOutcome]:
-        """The release command's output lines, from the first, live while it runs; then,
-        when this server ran it to its end, how it ended (for the deploy that waits)."""
+    async def follow(self, release: Release) -> AsyncIterator[str | Heartbeat | PhaseOutcome]:
+        """The release command's output lines, from the first, live while it runs (with a
+        :data:`STILL_RUNNING` after each HEARTBEAT of silence); then, when this server ran it
+        to its end, how it ended (for the deploy that waits)."""
         run = self._runs.get(release.id)
         offset = 0
         pending = b""
@@ -217,7 +226,10 @@ class ReleasePhases:
             if finished:
                 break
             assert changed is not None
-            await changed.wait()
+            try:
+                await asyncio.wait_for(changed.wait(), HEARTBEAT)
+            except TimeoutError:
+                yield STILL_RUNNING
         if pending:
             yield pending.decode("utf-8", "replace")
         if run is not None and run.outcome is not None:

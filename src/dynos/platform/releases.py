@@ -34,7 +34,13 @@ from dynos.core.sizes import DynoSize
 from dynos.errors import Conflict, ReleaseFailed, UserError
 from dynos.platform.build import Builder, Slug
 from dynos.platform.context import Services, announce_release
-from dynos.platform.release_phase import ReleasePhases, dyno_size, new_output_key, sync_formation
+from dynos.platform.release_phase import (
+    Heartbeat,
+    ReleasePhases,
+    dyno_size,
+    new_output_key,
+    sync_formation,
+)
 from dynos.platform.slug_archive import UnpackLimits, unpack_slug
 from dynos.store.database import Database
 from dynos.store.models import App, Release
@@ -95,7 +101,7 @@ class Releases:
         them). Off the event loop: a large tarball takes a while."""
         return await asyncio.to_thread(unpack_slug, upload, self.slugs_dir, self.unpack_limits)
 
-    async def deploy(self, app: App, slug: Slug) -> AsyncIterator[str | Release]:
+    async def deploy(self, app: App, slug: Slug) -> AsyncIterator[str | Heartbeat | Release]:
         """Build ``slug`` and release it: yields build output lines, then the new Release;
         with a release phase, its output, then the release once it is live.
 
@@ -123,14 +129,19 @@ class Releases:
             if not released:
                 shutil.rmtree(slug.path, ignore_errors=True)
 
-    async def follow_phase(self, app: App, release: Release) -> AsyncIterator[str | Release]:
-        """A pending release's release command output, as it runs; then the release, live.
-        Raises ReleaseFailed when the phase failed (or could not end here)."""
+    async def follow_phase(
+        self, app: App, release: Release
+    ) -> AsyncIterator[str | Heartbeat | Release]:
+        """A pending release's release command output, as it runs (a Heartbeat in its long
+        silences); then the release, live. Raises ReleaseFailed when the phase failed (or
+        could not end here)."""
         yield f"-----> Running release command: {release_command(release.processes)}"
         outcome = PhaseOutcome(PhaseEnd.INTERRUPTED)
         async for item in self.phases.follow(release):
             if isinstance(item, PhaseOutcome):
                 outcome = item
+            elif isinstance(item, Heartbeat):
+                yield item
             else:
                 yield "       " + item
         final = await self._store.get_release(app.id, release.id)
