@@ -269,9 +269,10 @@ def test_a_release_command_past_the_release_timeout_fails(tmp_path: Path) -> Non
         server.stop()
 
 
-def test_a_release_cut_off_by_the_servers_death_fails_at_the_next_start(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    server = start_server(home, "--stop-grace", "2")
+def test_a_release_cut_off_by_the_servers_death_fails_at_the_next_start(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    home = server.home
     server.create_app("cutoff")
     server.deploy("cutoff", release_app(tmp_path))  # v2
     web_up_on(server, "cutoff", 2)
@@ -306,9 +307,10 @@ def test_a_release_cut_off_by_the_servers_death_fails_at_the_next_start(tmp_path
         again.stop()
 
 
-def test_a_release_command_running_when_the_server_stops_fails(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    server = start_server(home, "--stop-grace", "2")
+def test_a_release_command_running_when_the_server_stops_fails(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    home = server.home
     server.create_app("stopped")
     server.deploy("stopped", release_app(tmp_path))  # v2
     server.cli("config:set", "RELEASE_SLEEP=600", "-a", "stopped")  # v3
@@ -316,15 +318,20 @@ def test_a_release_command_running_when_the_server_stops_fails(tmp_path: Path) -
         lambda: any(n.startswith("release.") for n in dyno_states(server, "stopped")),
         what="the release dyno",
     )
-    follower: dict[str, str] = {}
+    url = release(server, "stopped", 3)["output_stream_url"]
+    received: list[str] = []
 
-    def follow() -> None:  # a releases:output left following it ends with the server
-        follower["out"] = server.cli("releases:output", "v3", "-a", "stopped", check=False).stdout
+    def follow() -> None:  # a client following the output: its stream ends with the server
+        with httpx.Client(timeout=60) as plain, plain.stream("GET", url) as response:
+            received.extend(response.iter_lines())
 
     reader = threading.Thread(target=follow)
     reader.start()
+    wait_for(lambda: received, what="the follower's first line")
     assert server.stop() == 0
     reader.join(timeout=60)
+    assert not reader.is_alive()
+    assert received[0].startswith("release command in release.")
     again = start_server(home, "--stop-grace", "2")
     try:
         assert release(again, "stopped", 3)["status"] == "failed"
