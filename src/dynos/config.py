@@ -44,6 +44,7 @@ class ServerConfig:
     backup_every: float = 3600.0  # seconds between backups of the database (0: none)
     backup_keep: int = 24  # scheduled backups kept in <home>/backups
     build_timeout: float = 900.0  # seconds a build may take (Heroku's 15 minutes)
+    release_timeout: float = 3600.0  # seconds a release command may take (Heroku's hour)
     max_unpacked_size: int = 1024  # MB an upload may unpack to (all its files together)
     max_unpacked_files: int = 100_000  # files, directories and links an upload may hold
     scratch_mb: int = 512  # private scratch (/tmp, /dev/shm ...) of a Standard-1X dyno, as root

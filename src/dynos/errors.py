@@ -21,6 +21,7 @@ drawing)::
     │   └── RangeNotSatisfiable    api/ranges.py: 416
     ├── PlatformError              500: the platform could not do it (a process, a file)
     │   ├── BuildFailed            a build step failed or timed out
+    │   ├── ReleaseFailed          a release command failed: the release before serves on
     │   ├── Unavailable            503 unavailable: try again later
     │   │   ├── DatabaseLocked     another process holds the database
     │   │   └── DatabaseDamaged    the file is not a sound database: restore a backup
@@ -104,6 +105,13 @@ class PlatformError(DynosError):
 
 class BuildFailed(PlatformError):
     id = "build_failed"
+    status = 422
+
+
+class ReleaseFailed(PlatformError):
+    """A release phase failed (non-zero exit, crash, timeout): the release never went live."""
+
+    id = "release_failed"
     status = 422
 
 

@@ -253,7 +253,15 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         python,
         builder=builder,
         unpack_limits=limits,
+        release_timeout=config.release_timeout,
     )
+    # Before any dyno starts: a release command cut off with a server that died failed.
+    for release in await platform.release_phases.recover():
+        log.info(
+            "release %s of app %s failed: the server stopped during its release command",
+            release.version,
+            release.app_id,
+        )
     addons = platform.addons = Addons(platform, paths.addons, users=users, sandboxes=sandboxes)
     log.info("dyno sizes enforced with %s", manager.backend.limits)  # type: ignore[attr-defined]
     if router_compiled():
@@ -341,6 +349,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
             log.info("stopping: closing the API and the router, then stopping every dyno")
             api_server.should_exit = True
             await asyncio.gather(router.close(), router_processes.close())
+            await platform.release_phases.close()  # their releases fail, the dynos then stop
             await manager.close()
             for task in background:
                 task.cancel()
@@ -348,6 +357,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         # Whatever ended the TaskGroup (a failing component included), no dyno outlives the
         # server: close() is a no-op for dynos already stopped above.
         await router_processes.close()
+        await platform.release_phases.close()
         await manager.close()
         await addons.close()
         with contextlib.suppress(OSError):  # kept: the CLI names its URL when none runs

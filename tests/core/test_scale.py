@@ -71,6 +71,12 @@ def test_apply_changes_refuses_unknown_process_types() -> None:
         apply_changes(CURRENT, [parse_scale_arg("clock=1")])
 
 
+def test_apply_changes_says_the_release_phase_is_not_scaled() -> None:
+    with pytest.raises(UserError, match="release is the release phase's command") as raised:
+        apply_changes(CURRENT, [parse_scale_arg("release=1")])
+    assert not isinstance(raised.value, NotFound)
+
+
 def test_parse_quantity_accepts_numbers_and_heroku_strings() -> None:
     assert parse_quantity("web", 2) == ("=", 2)
     assert parse_quantity("web", "+1") == ("+", 1)

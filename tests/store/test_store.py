@@ -1,9 +1,11 @@
 """The state database itself (synchronous, as the store's thread uses it): no event loop."""
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from dynos.core.release_phase import ReleaseStatus
 from dynos.core.sizes import DEFAULT_SIZE, find_size
 from dynos.errors import Conflict, NotFound, UserError
 from dynos.store.database import Database
@@ -94,3 +96,61 @@ def test_formation_sizes_come_back_as_sizes_and_unknown_names_are_refused(
     assert formation == {"web": DEFAULT_SIZE, "worker": find_size("Standard-2X")}
     row = store._conn.execute("SELECT size FROM formation WHERE type = 'worker'").fetchone()
     assert row["size"] == "Standard-2X"  # the database keeps the name
+
+
+def test_the_live_release_is_the_newest_that_succeeded(store: Database) -> None:
+    app = store.create_app("foo")
+    first = store.create_release(app.id, "a", slug_id="s", processes={}, config={})
+    pending = store.create_release(
+        app.id,
+        "b",
+        slug_id="s",
+        processes={"release": "x"},
+        config={},
+        status=ReleaseStatus.PENDING,
+        output_key="k1",
+    )
+    assert store.current_release(app.id) == first
+    assert [s.release for s in store.app_states()] == [first]
+    assert store.pending_releases(app.id) == [pending] == store.pending_releases()
+    assert store.release_by_output_key("k1") == pending
+    assert store.release_by_output_key("k2") is None
+    failed = store.set_release_status(pending.id, ReleaseStatus.FAILED)
+    assert (failed.status, failed.version) == (ReleaseStatus.FAILED, 2)
+    assert failed.updated_at is not None
+    assert store.current_release(app.id) == first
+    assert store.pending_releases() == []
+    with pytest.raises(ValueError, match="from failed to succeeded"):
+        store.set_release_status(pending.id, ReleaseStatus.SUCCEEDED)
+    third = store.create_release(
+        app.id, "c", slug_id="s", processes={}, config={}, status=ReleaseStatus.PENDING
+    )
+    live = store.set_release_status(third.id, ReleaseStatus.SUCCEEDED)
+    assert store.current_release(app.id) == live
+    assert [s.release for s in store.app_states()] == [live]
+    with pytest.raises(NotFound):
+        store.set_release_status("no-such-release", ReleaseStatus.FAILED)
+
+
+def test_migrating_a_v3_database_keeps_its_releases_and_drops_release_from_formation(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dynos.db"
+    conn = sqlite3.connect(path)
+    for number, migration in enumerate(MIGRATIONS[:3], start=1):
+        conn.executescript(f"BEGIN; {migration} PRAGMA user_version = {number}; COMMIT;")
+    conn.executescript(
+        "INSERT INTO apps VALUES ('a1', 'old', '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z');"
+        "INSERT INTO releases VALUES ('r1', 'a1', 1, 'Deploy', 's1',"
+        ' \'{"web": "w", "release": "r"}\', \'{}\', \'2024-01-01T00:00:00Z\');'
+        "INSERT INTO formation VALUES ('f1', 'a1', 'web', 1, 'Standard-1X',"
+        " '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z');"
+        "INSERT INTO formation VALUES ('f2', 'a1', 'release', 0, 'Standard-1X',"
+        " '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z');"
+    )
+    conn.close()
+    db = Database(path)
+    release = db.current_release("a1")
+    assert release is not None and release.status is ReleaseStatus.SUCCEEDED
+    assert release.output_key is None
+    assert [f.type for f in db.formation("a1")] == ["web"]

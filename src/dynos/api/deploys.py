@@ -1,7 +1,10 @@
 """Deploys: ``POST /apps/{app}/deploys`` with the app directory as a ``.tar.gz``.
 
-The answer streams as NDJSON: ``{"output": line}`` for each build line, then
-``{"release": ...}``, or ``{"error": {"id", "message"}}`` when the build fails.
+The answer streams as NDJSON: ``{"output": line}`` for each line of the build, and of the
+release phase when the Procfile has one; then ``{"release": ...}`` once the release is live,
+or ``{"error": {"id", "message"}}`` when the build (``build_failed``) or the release phase
+(``release_failed``: the release before keeps serving) failed. A blank line now and then
+while a release command is silent keeps the connection alive; clients skip it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dynos.errors import BadRequest, DynosError, UnsupportedMediaType, UserError
 from dynos.platform.build import Slug
 from dynos.platform.models import App
 from dynos.platform.platform import Platform
+from dynos.platform.release_phase import Heartbeat
 
 MAX_UPLOAD = 500 * 1024 * 1024  # Heroku's slug size limit
 GZIP_TYPES = ("application/gzip", "application/x-gzip")
@@ -29,6 +33,7 @@ GZIP_TYPES = ("application/gzip", "application/x-gzip")
 def deploy_routes(platform: Platform) -> list[BaseRoute]:
     async def deploy(request: Request) -> Response:
         app = await platform.get_app(request.path_params["app"])
+        await platform.releases.check_can_release(app)  # before a long upload and build
         kind, _ = media_type(request.headers.get("content-type"))
         if kind not in GZIP_TYPES:
             raise UnsupportedMediaType(
@@ -46,15 +51,19 @@ def deploy_routes(platform: Platform) -> list[BaseRoute]:
             if size == 0:
                 raise BadRequest("Send the app directory as a .tar.gz request body.")
             slug = await platform.releases.unpack(Path(upload.name))
-        return StreamingResponse(stream(app, slug), media_type="application/x-ndjson")
+        stream = deploy_stream(app, slug, str(request.base_url))
+        return StreamingResponse(stream, media_type="application/x-ndjson")
 
-    async def stream(app: App, slug: Slug) -> AsyncIterator[bytes]:
+    async def deploy_stream(app: App, slug: Slug, base_url: str) -> AsyncIterator[bytes]:
         try:
             async for item in platform.releases.deploy(app, slug):
                 if isinstance(item, str):
                     yield _ndjson({"output": item})
+                elif isinstance(item, Heartbeat):
+                    yield b"\n"  # a long quiet release command: the client skips it
                 else:
-                    yield _ndjson({"release": await release_json(platform, app, item)})
+                    shaped = await release_json(platform, app, item, base_url)
+                    yield _ndjson({"release": shaped})
         except DynosError as exc:
             yield _ndjson({"error": exc.to_json()})
 

@@ -31,7 +31,7 @@ from dynos.api.errors import CatchAll, dynos_error, http_error
 from dynos.api.formation import formation_routes
 from dynos.api.logs import STREAM_PREFIX, log_routes
 from dynos.api.one_off import one_off_routes
-from dynos.api.releases import release_routes
+from dynos.api.releases import OUTPUT_PREFIX, release_routes
 from dynos.errors import DynosError, NotFound
 from dynos.platform.platform import Platform
 
@@ -67,7 +67,7 @@ class Api:
             middleware=[Middleware(CatchAll)],
             exception_handlers={DynosError: dynos_error, HTTPException: http_error},
         )
-        self.app: ASGIApp = BearerAuth(app, token, open_prefixes=(STREAM_PREFIX,))
+        self.app: ASGIApp = BearerAuth(app, token, open_prefixes=(STREAM_PREFIX, OUTPUT_PREFIX))
 
 
 def metrics_routes(metrics: CollectorRegistry | None) -> list[BaseRoute]:

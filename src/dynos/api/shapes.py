@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from dynos.core.release_phase import ReleaseStatus
 from dynos.core.sizes import SIZES, DynoSize, find_size
 from dynos.platform.models import Account, App, Dyno, Formation, Release
 
@@ -81,21 +82,27 @@ def app(record: App, acc: Account, web_url: str, released_at: datetime | None) -
     }
 
 
-def release(record: Release, app_record: App, acc: Account, current: bool) -> JSON:
+def release(
+    record: Release, app_record: App, acc: Account, current: bool, output_url: str | None
+) -> JSON:
+    """A release; ``output_url`` is where its release phase's output streams (None without
+    one), ``current`` whether it is the live release."""
     return {
         "id": record.id,
         "version": record.version,
         "description": record.description,
-        "status": "succeeded",
+        "status": str(record.status),
         "current": current,
         "created_at": timestamp(record.created_at),
-        "updated_at": timestamp(record.created_at),
+        "updated_at": timestamp(record.updated_at or record.created_at),
         "app": {"id": app_record.id, "name": app_record.name},
         "slug": {"id": record.slug_id} if record.slug_id else None,
         "user": {"id": acc.id, "email": acc.email},
         "addon_plan_names": [],
-        "output_stream_url": None,
-        "eligible_for_rollback": record.slug_id is not None,
+        "output_stream_url": output_url,
+        # A failed release never ran: the heroku CLI's `rollback` skips to one that did.
+        "eligible_for_rollback": record.slug_id is not None
+        and record.status is ReleaseStatus.SUCCEEDED,
     }
 
 

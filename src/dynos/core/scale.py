@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from dynos.core.release_phase import RELEASE_TYPE
 from dynos.core.sizes import DynoSize, find_size
 from dynos.errors import NotFound, UserError
 
@@ -107,6 +108,11 @@ def apply_changes(
     result: dict[str, FormationEntry] = {}
     for change in changes:
         entry: Scalable | None = result.get(change.type) or current.get(change.type)
+        if entry is None and change.type == RELEASE_TYPE:
+            raise UserError(
+                "release is the release phase's command, not a process type to scale: it "
+                "runs once for each new release, before the release goes live."
+            )
         if entry is None:
             known = ", ".join(sorted(current)) or "none: deploy the app first"
             raise NotFound(f"No such process type {change.type!r}. Process types: {known}.")

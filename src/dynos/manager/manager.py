@@ -35,6 +35,7 @@ from dynos.core.reconcile import (
     next_deadline,
     plan_actions,
 )
+from dynos.core.sizes import DynoSize
 from dynos.core.states import DynoState
 from dynos.errors import DynosError, NotFound
 from dynos.logs.hub import LogHub
@@ -166,6 +167,12 @@ class DynoManager:
         """The client of an attached one-off dyno went away: end the dyno."""
         self._one_offs.hang_up(record)
 
+    async def run_release_command(
+        self, app_id: str, release: Release, size: DynoSize
+    ) -> tuple[DynoRecord, Terminal]:
+        """Run a pending release's release command: see :meth:`OneOffRunner.run_release_command`."""
+        return await self._one_offs.run_release_command(app_id, release, size)
+
     # -- the loop ----------------------------------------------------------------------------
 
     @property
@@ -229,6 +236,9 @@ class DynoManager:
         for state in self._view.values():
             release = state.release
             if release is None or release.slug_id is None:
+                # No code is live (its first deploy's release phase may be running): no
+                # formation dyno runs, but the app is wanted, so its one-off dynos are kept.
+                desired.append(DesiredApp(state.app.id, release.version if release else 0, ()))
                 continue
             processes = tuple(
                 DesiredProcess(f.type, f.quantity, f.size, release.processes[f.type])

@@ -6,20 +6,27 @@ restarted, and the manager forgets it once its process has exited (Heroku's ``St
 from up to complete``). A detached one starts at once and its output goes to the app's logs.
 An attached one starts only when its client connects to its ``attach_url``, so that none of
 its output is lost; if no client comes within :data:`ATTACH_TIMEOUT` it is given up (R13).
+
+A release command (the release phase, platform/release_phase.py) runs the same way as a
+one-off ``release.NNNN`` of the pending release it decides on, not of the live one, with
+pipes the platform reads in place of a client's terminal.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import random
 from collections.abc import Callable, Collection, Mapping
 
 from dynos.backends.attach import Terminal
-from dynos.core.sizes import DEFAULT_SIZE, find_size
+from dynos.core.release_phase import RELEASE_TYPE
+from dynos.core.sizes import DEFAULT_SIZE, DynoSize, find_size
 from dynos.core.states import DynoState
 from dynos.errors import Conflict, Unauthorized, UserError
 from dynos.manager.control import DynoControl
 from dynos.manager.records import Attachment, DynoRecord
+from dynos.store.models import Release
 from dynos.store.store import Store
 
 ATTACH_TIMEOUT = 60.0  # seconds an attached one-off dyno waits for its client
@@ -103,6 +110,32 @@ class OneOffRunner:
             record, release, env=attachment.env, terminal=attachment.terminal
         )
         return attachment.terminal
+
+    async def run_release_command(
+        self, app_id: str, release: Release, size: DynoSize
+    ) -> tuple[DynoRecord, Terminal]:
+        """Start ``release``'s release command as the one-off dyno ``release.NNNN``; return
+        it and the pipes of its output and exit status (:meth:`Terminal.output`,
+        :meth:`Terminal.exit_status`). A process that cannot start ends with status 1."""
+        app = await self._store.get_app(app_id)
+        taken = [r.number for r in self._control.dynos(app.id) if r.type == RELEASE_TYPE]
+        record = DynoRecord(
+            app_id=app.id,
+            app_name=app.name,
+            type=RELEASE_TYPE,
+            number=pick_run_number(taken),
+            release_version=release.version,
+            release_id=release.id,
+            size=size,
+            command=release.processes[RELEASE_TYPE],
+            one_off=True,
+        )
+        terminal = Terminal(tty=False)
+        # No client to wait for: the platform reads the pipes from the start.
+        record.attachment = Attachment(False, {}, math.inf, terminal=terminal)
+        self._control.add(record)
+        await self._control.launch(record, release, terminal=terminal)
+        return record, terminal
 
     def hang_up(self, record: DynoRecord) -> None:
         """The client of an attached one-off dyno went away: end the dyno."""

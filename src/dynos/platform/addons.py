@@ -33,6 +33,7 @@ from dynos.backends.cgroups import Limits
 from dynos.backends.isolation import AppUsers
 from dynos.backends.sandbox import Sandboxes
 from dynos.core.redis_plans import RedisPlan, find_plan
+from dynos.core.release_phase import Trigger
 from dynos.core.restart_policy import RestartPolicy
 from dynos.core.sizes import DynoSize
 from dynos.errors import Conflict, DynosError, NotFound, PlatformError, Unavailable, UserError
@@ -356,6 +357,8 @@ def _check_free(db: Database, app: App) -> None:
 def _release(db: Database, app: App, description: str, url: str | None) -> Release:
     """A new release of ``app`` with REDIS_URL set to ``url`` (unset when None); runs in the
     caller's transaction, in the store's thread."""
-    release = release_config(db, app, {CONFIG_VAR: url}, description).release
+    # Heroku runs the release phase for a new add-on, not when one's config var goes.
+    trigger = Trigger.ADDON_ATTACH if url is not None else Trigger.ADDON_DETACH
+    release = release_config(db, app, {CONFIG_VAR: url}, description, trigger).release
     assert release is not None  # a described release is always made
     return release

@@ -7,7 +7,8 @@ each concern (:mod:`~dynos.platform.releases`, :mod:`~dynos.platform.dynos`,
 no module of platform/ imports another in a circle.
 
 :func:`api_log` writes the ``app[api]: ... by user ...`` line Heroku writes for each user
-action; :func:`announce_release` says a release was made and lets the dynos restart on it.
+action; :func:`announce_release` says a release was made and lets the dynos restart on it, or
+starts its release phase first (platform/release_phase.py).
 Every use-case logs through these two, so the lines read the same wherever they come from.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from dynos.core.release_phase import ReleaseStatus
 from dynos.logs.hub import LogHub
 from dynos.logs.logline import APP
 from dynos.manager.manager import DynoManager
@@ -27,6 +29,10 @@ from dynos.store.store import Store
 class Account:
     id: str
     email: str
+
+
+class PhaseRunner(Protocol):
+    def start(self, app: App, release: Release) -> None: ...
 
 
 class Services(Protocol):
@@ -42,6 +48,9 @@ class Services(Protocol):
     @property
     def account(self) -> Account: ...
 
+    @property
+    def release_phases(self) -> PhaseRunner: ...
+
 
 def api_log(services: Services, app: App, message: str) -> None:
     """An ``app[api]`` log line, as Heroku writes one for each user action."""
@@ -51,7 +60,10 @@ def api_log(services: Services, app: App, message: str) -> None:
 
 def announce_release(services: Services, app: App, description: str, release: Release) -> None:
     """Log what made ``release`` and that it was created, then wake the manager, which
-    restarts the dynos on it. Call it once the release's transaction has committed."""
+    restarts the dynos on it; a pending release runs its release phase first, and the dynos
+    restart only if it succeeds. Call it once the release's transaction has committed."""
     api_log(services, app, description)
     api_log(services, app, f"Release v{release.version} created")
+    if release.status is ReleaseStatus.PENDING:
+        services.release_phases.start(app, release)
     services.manager.wake()

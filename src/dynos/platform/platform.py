@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dynos.core.app_settings import parse_setting
+from dynos.core.release_phase import RELEASE_TIMEOUT
 from dynos.errors import Conflict, DynosError, UserError
 from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager
@@ -34,6 +35,7 @@ from dynos.platform.addons import Addons
 from dynos.platform.build import Builder
 from dynos.platform.context import Account, api_log
 from dynos.platform.dynos import Dynos
+from dynos.platform.release_phase import ReleasePhases
 from dynos.platform.releases import Releases
 from dynos.platform.slug_archive import UnpackLimits
 from dynos.store.database import Database
@@ -70,6 +72,7 @@ class Platform:
         *,
         builder: Builder | None = None,
         unpack_limits: UnpackLimits | None = None,
+        release_timeout: float = RELEASE_TIMEOUT,
     ) -> None:
         self.store = store
         self.manager = manager
@@ -78,7 +81,12 @@ class Platform:
         self.account = account
         self.python = python  # builds use the interpreter that dynos run
         builder = builder or Builder(python, slugs_dir.parent / "builds")
-        self.releases = Releases(self, builder, slugs_dir, unpack_limits or UnpackLimits())
+        self.release_phases = ReleasePhases(
+            self, slugs_dir.parent / "release-output", release_timeout
+        )
+        self.releases = Releases(
+            self, builder, slugs_dir, unpack_limits or UnpackLimits(), self.release_phases
+        )
         self.dynos = Dynos(self)
         self.addons: Addons | None = None  # the managed add-ons, when server.py runs them
 
@@ -123,18 +131,19 @@ class Platform:
     async def destroy_app(self, app: App) -> None:
         """Forget the app, stop its dynos (waiting for them) and remove its slugs."""
 
-        def delete(db: Database) -> set[str]:
-            slugs = {r.slug_id for r in db.list_releases(app.id) if r.slug_id}
+        def delete(db: Database) -> tuple[set[str], list[str]]:
+            releases = db.list_releases(app.id)
             db.delete_app(app.id)
-            return slugs
+            return {r.slug_id for r in releases if r.slug_id}, [r.id for r in releases]
 
-        slugs = await self.store.transaction(delete)
+        slugs, release_ids = await self.store.transaction(delete)
         await self.manager.wait_app_stopped(app.id)
         if self.addons is not None:  # after the dynos, which may use them until they stop
             await self.addons.app_destroyed(app.id)
         await self.manager.release_app(app.id)
         for slug_id in slugs:
             shutil.rmtree(self.slugs_dir / slug_id, ignore_errors=True)
+        self.release_phases.remove_output(release_ids)
         self.logs.forget(app.name)
 
     # -- platform settings -------------------------------------------------------------------

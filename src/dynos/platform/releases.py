@@ -1,7 +1,11 @@
 """Releases: deploys, rollbacks and config vars, each of which makes a new release.
 
 A release is immutable (a slug, the Procfile's process types, the config vars); every change
-to code or config makes a new one, which the manager then restarts the dynos on. A
+to code or config makes a new one, which the manager then restarts the dynos on. One with a
+``release`` process type is ``pending`` first, while its release command runs
+(platform/release_phase.py), and goes live only if that succeeds; while an app has a pending
+release, no other release of it can be made (Conflict), so that releases go live in the
+order they were made and each builds on the live one. A
 read-modify-write (a new release from the current one's config) is one function run in the
 store's thread inside one transaction (:func:`release_config`), so two requests at once
 cannot interleave inside it; logging and waking the manager happen back on the event loop,
@@ -17,10 +21,26 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dynos.core.sizes import DEFAULT_SIZE, DynoSize
-from dynos.errors import UserError
+from dynos.core.release_phase import (
+    PhaseEnd,
+    PhaseOutcome,
+    ReleaseStatus,
+    Trigger,
+    failure_message,
+    initial_status,
+    release_command,
+)
+from dynos.core.sizes import DynoSize
+from dynos.errors import Conflict, ReleaseFailed, UserError
 from dynos.platform.build import Builder, Slug
 from dynos.platform.context import Services, announce_release
+from dynos.platform.release_phase import (
+    Heartbeat,
+    ReleasePhases,
+    dyno_size,
+    new_output_key,
+    sync_formation,
+)
 from dynos.platform.slug_archive import UnpackLimits, unpack_slug
 from dynos.store.database import Database
 from dynos.store.models import App, Release
@@ -47,11 +67,17 @@ PLATFORM_VARS = {
 
 class Releases:
     def __init__(
-        self, services: Services, builder: Builder, slugs_dir: Path, unpack_limits: UnpackLimits
+        self,
+        services: Services,
+        builder: Builder,
+        slugs_dir: Path,
+        unpack_limits: UnpackLimits,
+        phases: ReleasePhases,
     ) -> None:
         self._services = services
         self._store = services.store
         self.builder = builder
+        self.phases = phases
         self.slugs_dir = slugs_dir
         self.unpack_limits = unpack_limits
 
@@ -63,7 +89,16 @@ class Releases:
     async def get(self, app: App, id_or_version: str) -> Release:
         return await self._store.get_release(app.id, id_or_version)
 
+    async def check_can_release(self, app: App) -> None:
+        """Conflict while a release phase of ``app`` runs (see :func:`check_no_pending`)."""
+        await self._store.call(check_no_pending, app)
+
+    async def by_output_key(self, key: str) -> Release | None:
+        """The release whose output_stream_url has this secret, if any."""
+        return await self._store.release_by_output_key(key)
+
     async def current(self, app: App) -> Release | None:
+        """The live release: the newest that succeeded."""
         return await self._store.current_release(app.id)
 
     # -- deploys -------------------------------------------------------------------------------
@@ -73,46 +108,78 @@ class Releases:
         them). Off the event loop: a large tarball takes a while."""
         return await asyncio.to_thread(unpack_slug, upload, self.slugs_dir, self.unpack_limits)
 
-    async def deploy(self, app: App, slug: Slug) -> AsyncIterator[str | Release]:
-        """Build ``slug`` and release it: yields build output lines, then the new Release.
+    async def deploy(self, app: App, slug: Slug) -> AsyncIterator[str | Heartbeat | Release]:
+        """Build ``slug`` and release it: yields build output lines, then the new Release;
+        with a release phase, its output, then the release once it is live.
 
         A failed build raises BuildFailed after its output; the slug is removed and the
-        app keeps its current release and formation. A build gets the limits of the app's
-        largest dyno size (:meth:`build_size`).
+        app keeps its current release and formation. A failed release phase raises
+        ReleaseFailed after its output: the release stays (``failed``), the live one serves.
+        Conflict, before anything is built, while another release phase of the app runs.
+        A build gets the limits of the app's largest dyno size (:meth:`build_size`).
         """
         released = False
         try:
+            await self.check_can_release(app)
             if slug.needs_build:
                 async for line in self.builder.build(app.id, slug, await self.build_size(app)):
                     yield line
             yield f"-----> Discovering process types: {', '.join(slug.processes)}"
             release = await self._release_slug(app, slug)
             released = True
-            yield release
+            if release.status is ReleaseStatus.PENDING:
+                async for item in self.follow_phase(app, release):
+                    yield item
+            else:
+                yield release
         finally:
             if not released:
                 shutil.rmtree(slug.path, ignore_errors=True)
 
+    async def follow_phase(
+        self, app: App, release: Release
+    ) -> AsyncIterator[str | Heartbeat | Release]:
+        """A pending release's release command output, as it runs (a Heartbeat in its long
+        silences); then the release, live. Raises ReleaseFailed when the phase failed (or
+        could not end here)."""
+        yield f"-----> Running release command: {release_command(release.processes)}"
+        outcome = PhaseOutcome(PhaseEnd.INTERRUPTED)
+        async for item in self.phases.follow(release):
+            if isinstance(item, PhaseOutcome):
+                outcome = item
+            elif isinstance(item, Heartbeat):
+                yield item
+            else:
+                yield "       " + item
+        final = await self._store.get_release(app.id, release.id)
+        if final.status is ReleaseStatus.SUCCEEDED:
+            yield final
+            return
+        live = await self.current(app)
+        live_version = live.version if live is not None and live.slug_id else None
+        reason = outcome.reason(self.phases.timeout)
+        raise ReleaseFailed(failure_message(app.name, final.version, live_version, reason))
+
     async def build_size(self, app: App) -> DynoSize:
         """The largest size in the app's formation (whatever its quantity: a type scaled to 0
         still runs at its size when scaled up), the default size when it has none yet."""
-        sizes = [entry.size for entry in await self._store.formation(app.id)]
-        return max(sizes, key=lambda size: size.memory_mb, default=DEFAULT_SIZE)
+        return await dyno_size(self._store, app)
 
     async def _release_slug(self, app: App, slug: Slug) -> Release:
         description = f"Deploy {slug.id[:8]}"
 
         def release_it(db: Database) -> Release:
+            check_no_pending(db, app)  # again: the build took a while
             current = db.current_release(app.id)
-            release = db.create_release(
-                app.id,
+            return new_release(
+                db,
+                app,
                 description,
+                Trigger.DEPLOY,
                 slug_id=slug.id,
                 processes=slug.processes,
                 config=current.config if current else {},
             )
-            _sync_formation(db, app, slug.processes)
-            return release
 
         release = await self._store.transaction(release_it)
         announce_release(self._services, app, description, release)
@@ -133,15 +200,16 @@ class Releases:
         description = f"Rollback to v{target.version}"
 
         def roll_back(db: Database) -> Release:
-            release = db.create_release(
-                app.id,
+            check_no_pending(db, app)
+            return new_release(
+                db,
+                app,
                 description,
+                Trigger.ROLLBACK,
                 slug_id=target.slug_id,
                 processes=target.processes,
                 config=target.config,
             )
-            _sync_formation(db, app, target.processes)
-            return release
 
         release = await self._store.transaction(roll_back)
         announce_release(self._services, app, description, release)
@@ -179,13 +247,16 @@ def release_config(
     app: App,
     changes: Mapping[str, object],
     description: str | None = None,
+    trigger: Trigger = Trigger.CONFIG,
 ) -> ConfigRelease:
-    """A new release of the current one's code with config ``changes`` (a string sets a var,
+    """A new release of the live one's code with config ``changes`` (a string sets a var,
     None unsets it); inside the caller's transaction, in the store's thread.
 
     Without a ``description`` it says which vars were set and removed, and no release is
     made when the config stays the same. With one (an add-on's ``Attach REDIS``) the release
     is made whatever changed: the user asked for that action, and the history shows it.
+    ``trigger`` decides whether its release phase runs (not for an add-on's detach).
+    Conflict while another release of the app is pending.
     """
     current = db.current_release(app.id)
     assert current is not None  # every app has its "Initial release"
@@ -206,9 +277,12 @@ def release_config(
         if unset_keys:
             parts.append(f"Remove {', '.join(unset_keys)} config vars")
         description = " and ".join(parts)
-    release = db.create_release(
-        app.id,
+    check_no_pending(db, app)
+    release = new_release(
+        db,
+        app,
         description,
+        trigger,
         slug_id=current.slug_id,
         processes=current.processes,
         config=config,
@@ -216,16 +290,40 @@ def release_config(
     return ConfigRelease(config, release, description)
 
 
-def _sync_formation(db: Database, app: App, processes: Mapping[str, str]) -> None:
-    """Fit the formation to a release's process types (inside the caller's transaction).
+def new_release(
+    db: Database,
+    app: App,
+    description: str,
+    trigger: Trigger,
+    *,
+    slug_id: str | None,
+    processes: Mapping[str, str],
+    config: Mapping[str, str],
+) -> Release:
+    """The app's next release (inside the caller's transaction): pending when its release
+    phase is to run (announce_release starts it), else live at once, the formation fitted
+    to its process types."""
+    status = initial_status(processes, slug_id, trigger)
+    pending = status is ReleaseStatus.PENDING
+    release = db.create_release(
+        app.id,
+        description,
+        slug_id=slug_id,
+        processes=processes,
+        config=config,
+        status=status,
+        output_key=new_output_key() if pending else None,
+    )
+    if not pending:
+        sync_formation(db, app, release.processes)
+    return release
 
-    Types the release lacks are dropped, new ones start at 0 dynos (``web`` at 1 on the
-    first deploy); the others keep their quantity and size.
-    """
-    existing = {f.type: f for f in db.formation(app.id)}
-    for type_ in existing.keys() - processes.keys():
-        db.delete_formation(app.id, type_)
-    first_deploy = not existing
-    for type_ in processes.keys() - existing.keys():
-        quantity = 1 if first_deploy and type_ == "web" else 0
-        db.set_formation(app.id, type_, quantity, DEFAULT_SIZE)
+
+def check_no_pending(db: Database, app: App) -> None:
+    """Conflict while a release phase of ``app`` runs: a release made meanwhile would build
+    on a release that may never go live, or overtake it."""
+    for pending in db.pending_releases(app.id):
+        raise Conflict(
+            f"The release command of v{pending.version} is still running: wait for it to "
+            f"end (dynos releases:output v{pending.version} -a {app.name}), then try again."
+        )

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from dynos.core.release_phase import ReleaseStatus, check_status_change
 from dynos.core.sizes import DynoSize, find_size
 from dynos.errors import Conflict, NotFound
 from dynos.store.models import Addon, App, AppState, Formation, Release
@@ -109,14 +110,14 @@ class Database:
     # -- the whole desired state, for the manager ---------------------------------------------
 
     def app_states(self) -> list[AppState]:
-        """Every app with its current release, formation and settings, from one snapshot."""
+        """Every app with its live release, formation and settings, from one snapshot."""
         with self._snapshot():
             apps = [app_from_row(row) for row in self._conn.execute("SELECT * FROM apps")]
             releases = {
                 row["app_id"]: release_from_row(row)
                 for row in self._conn.execute(
                     "SELECT r.* FROM releases r JOIN (SELECT app_id, MAX(version) AS version"
-                    " FROM releases GROUP BY app_id) newest"
+                    " FROM releases WHERE status = 'succeeded' GROUP BY app_id) newest"
                     " ON r.app_id = newest.app_id AND r.version = newest.version"
                 )
             }
@@ -187,10 +188,16 @@ class Database:
         slug_id: str | None,
         processes: Mapping[str, str],
         config: Mapping[str, str],
+        status: ReleaseStatus = ReleaseStatus.SUCCEEDED,
+        output_key: str | None = None,
     ) -> Release:
-        """Add the app's next release (v1, v2, ...); its version is one above the newest."""
+        """Add the app's next release (v1, v2, ...); its version is one above the newest.
+        A pending one (its release phase to run) goes live only by :meth:`set_release_status`.
+        """
         with self.transaction():
-            return self._insert_release(app_id, description, slug_id, processes, config)
+            return self._insert_release(
+                app_id, description, slug_id, processes, config, status, output_key
+            )
 
     def _insert_release(
         self,
@@ -199,6 +206,8 @@ class Database:
         slug_id: str | None,
         processes: Mapping[str, str],
         config: Mapping[str, str],
+        status: ReleaseStatus = ReleaseStatus.SUCCEEDED,
+        output_key: str | None = None,
     ) -> Release:
         (last,) = self._conn.execute(
             "SELECT COALESCE(MAX(version), 0) FROM releases WHERE app_id = ?", (app_id,)
@@ -212,22 +221,54 @@ class Database:
             dict(processes),
             dict(config),
             now(),
+            status,
+            output_key,
         )
         self._conn.execute(
-            "INSERT INTO releases (id, app_id, version, description, slug_id, processes, config,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO releases (id, app_id, version, description, slug_id, processes,"
+            " config, created_at, status, output_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                release.id,
-                app_id,
-                release.version,
-                description,
-                slug_id,
+                *(release.id, app_id, release.version, description, slug_id),
                 json.dumps(release.processes),
                 json.dumps(release.config),
                 time_text(release.created_at),
+                str(status),
+                output_key,
             ),
         )
         return release
+
+    def set_release_status(self, release_id: str, status: ReleaseStatus) -> Release:
+        """Move a pending release to ``status`` (checked against core/release_phase.py's
+        table: ValueError otherwise). NotFound when the release is gone with its app."""
+        row = self._conn.execute("SELECT * FROM releases WHERE id = ?", (release_id,)).fetchone()
+        if row is None:
+            raise NotFound("That release is gone: its app was destroyed.")
+        check_status_change(release_from_row(row).status, status)
+        self._conn.execute(
+            "UPDATE releases SET status = ?, updated_at = ? WHERE id = ?",
+            (str(status), time_text(now()), release_id),
+        )
+        return release_from_row(
+            self._conn.execute("SELECT * FROM releases WHERE id = ?", (release_id,)).fetchone()
+        )
+
+    def pending_releases(self, app_id: str | None = None) -> list[Release]:
+        """The releases whose release phase has not ended: of one app, or of all."""
+        if app_id is None:
+            rows = self._conn.execute(
+                "SELECT * FROM releases WHERE status = 'pending' ORDER BY app_id, version"
+            )
+        else:
+            rows = self._conn.execute(
+                "SELECT * FROM releases WHERE status = 'pending' AND app_id = ? ORDER BY version",
+                (app_id,),
+            )
+        return [release_from_row(row) for row in rows.fetchall()]
+
+    def release_by_output_key(self, key: str) -> Release | None:
+        row = self._conn.execute("SELECT * FROM releases WHERE output_key = ?", (key,)).fetchone()
+        return None if row is None else release_from_row(row)
 
     def list_releases(self, app_id: str) -> list[Release]:
         rows = self._conn.execute(
@@ -236,8 +277,11 @@ class Database:
         return [release_from_row(row) for row in rows]
 
     def current_release(self, app_id: str) -> Release | None:
+        """The live release: the newest that succeeded (pending and failed ones never ran)."""
         row = self._conn.execute(
-            "SELECT * FROM releases WHERE app_id = ? ORDER BY version DESC LIMIT 1", (app_id,)
+            "SELECT * FROM releases WHERE app_id = ? AND status = 'succeeded'"
+            " ORDER BY version DESC LIMIT 1",
+            (app_id,),
         ).fetchone()
         return None if row is None else release_from_row(row)
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from dynos.core.release_phase import ReleaseStatus
 from dynos.core.sizes import DynoSize
 
 
@@ -19,7 +20,9 @@ class App:
 
 @dataclass(frozen=True)
 class Release:
-    """Immutable: a slug (the code), the Procfile's process types and the config vars."""
+    """A slug (the code), the Procfile's process types and the config vars, never changed;
+    and its status, which a release phase moves once from pending (core/release_phase.py).
+    The app's live release is its newest succeeded one."""
 
     id: str
     app_id: str
@@ -29,6 +32,9 @@ class Release:
     processes: dict[str, str]
     config: dict[str, str]
     created_at: datetime
+    status: ReleaseStatus = ReleaseStatus.SUCCEEDED
+    output_key: str | None = None  # the secret of its release phase's output URL, if it has one
+    updated_at: datetime | None = None  # when its status last changed (None: as created)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,6 @@ class AppState:
     """One app's whole desired state, read at once: what the manager reconciles towards."""
 
     app: App
-    release: Release | None  # the current one
+    release: Release | None  # the live one: the newest that succeeded
     formation: tuple[Formation, ...]  # web first, then by type
     settings: Mapping[str, object]

@@ -9,6 +9,7 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 
+from dynos.core.release_phase import ReleaseStatus
 from dynos.core.sizes import find_size
 from dynos.store.models import Addon, App, Formation, Release
 
@@ -44,6 +45,9 @@ def release_from_row(row: sqlite3.Row) -> Release:
         json.loads(row["processes"]),
         json.loads(row["config"]),
         time_from_text(row["created_at"]),
+        ReleaseStatus(row["status"]),
+        row["output_key"],
+        time_from_text(row["updated_at"]) if row["updated_at"] else None,
     )
 
 

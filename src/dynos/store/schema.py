@@ -67,6 +67,16 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at  TEXT NOT NULL
     );
     """,
+    # 4: the release phase. A release's status (pending while its release command runs,
+    # then succeeded or failed; every release before this one succeeded) and the secret of
+    # its output_stream_url. ``release`` is no formation type any more: it used to become one.
+    """
+    ALTER TABLE releases ADD COLUMN status TEXT NOT NULL DEFAULT 'succeeded';
+    ALTER TABLE releases ADD COLUMN output_key TEXT;
+    ALTER TABLE releases ADD COLUMN updated_at TEXT;
+    CREATE UNIQUE INDEX releases_output_key ON releases (output_key);
+    DELETE FROM formation WHERE type = 'release';
+    """,
 )
 
 

@@ -109,6 +109,12 @@ class Store:
     async def get_release(self, app_id: str, id_or_version: str) -> Release:
         return await self.call(Database.get_release, app_id, id_or_version)
 
+    async def pending_releases(self, app_id: str | None = None) -> list[Release]:
+        return await self.call(Database.pending_releases, app_id)
+
+    async def release_by_output_key(self, key: str) -> Release | None:
+        return await self.call(Database.release_by_output_key, key)
+
     async def formation(self, app_id: str) -> list[Formation]:
         return await self.call(Database.formation, app_id)
 

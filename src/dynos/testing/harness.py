@@ -73,7 +73,8 @@ class RunningServer:
                 headers={"Content-Type": "application/gzip"},
             )
         response.raise_for_status()
-        lines = [json.loads(line) for line in response.text.splitlines()]
+        # Blank lines keep the stream alive during a quiet release phase.
+        lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
         assert "release" in lines[-1], lines
         return lines[-1]["release"]  # type: ignore[no-any-return]
 

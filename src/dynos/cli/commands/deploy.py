@@ -1,8 +1,10 @@
-"""``deploy [DIR]``: send an app directory to the server, stream the build, print the release.
+"""``deploy [DIR]``: send an app directory to the server, stream the build and the release
+phase, print the release.
 
 The directory goes up as one ``.tar.gz`` (without ``.git``, ``__pycache__`` and ``.venv``);
-the answer is NDJSON: ``{"output": ...}`` per build line, then ``{"release": ...}`` or
-``{"error": ...}`` (docs/api.md, "dynos extras").
+the answer is NDJSON: ``{"output": ...}`` per line of the build and of the release command,
+then ``{"release": ...}`` once it is live, or ``{"error": ...}`` (docs/api.md, "dynos
+extras"): a failed build or release phase exits non-zero, and the release before serves on.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import click
 from dynos.cli.client import ApiClient
 from dynos.cli.session import app_option, app_path, connect, require_app
 from dynos.cli.style import app_label
-from dynos.errors import BuildFailed, DynosError, UserError
+from dynos.errors import BuildFailed, DynosError, ReleaseFailed, UserError
 
 SKIPPED_DIRS = frozenset({".git", "__pycache__", ".venv"})
 
@@ -51,8 +53,8 @@ def pack_directory(root: Path) -> bytes:
 def follow_build(events: Iterable[Any], echo: Callable[[str], None]) -> Mapping[str, Any]:
     """Print each ``output`` line through ``echo`` and return the release.
 
-    Raises BuildFailed for an ``error`` event and DynosError when the stream ends without
-    a result.
+    Raises ReleaseFailed for a ``release_failed`` error, BuildFailed for any other ``error``
+    event, and DynosError when the stream ends without a result.
     """
     for event in events:
         if not isinstance(event, dict):
@@ -65,6 +67,8 @@ def follow_build(events: Iterable[Any], echo: Callable[[str], None]) -> Mapping[
         elif "error" in event:
             error = event["error"]
             message = error.get("message") if isinstance(error, dict) else None
+            if isinstance(error, dict) and error.get("id") == ReleaseFailed.id:
+                raise ReleaseFailed(str(message or "the release command failed"))
             raise BuildFailed(str(message or "the build failed"))
     raise DynosError("the deploy ended without a release: see 'dynos logs' and try again")
 

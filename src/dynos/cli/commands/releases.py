@@ -1,4 +1,5 @@
-"""``releases``: an app's releases, newest first, in Heroku's layout."""
+"""``releases``: an app's releases, newest first, in Heroku's layout; ``releases:output``:
+what a release's release command printed (live while it runs)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any
 
 import click
 
+from dynos.cli.client import ApiClient
 from dynos.cli.session import app_option, app_path, connect, require_app
 from dynos.cli.style import echo_lines, format_since, header, parse_time, table
+from dynos.errors import DynosError
 
 Release = Mapping[str, Any]
 
@@ -102,4 +105,41 @@ def releases_list(app: str | None, num: int, as_json: bool) -> None:
     echo_lines(format_releases(name, releases, datetime.now(UTC), limit=num))
 
 
-COMMANDS: dict[str, click.Command] = {"releases": releases_list}
+def print_release_output(api: ApiClient, release: Release) -> bool:
+    """Print a release's release command output, following it while the command runs, as
+    the heroku CLI does (from ``output_stream_url``). False when it has none."""
+    url = release.get("output_stream_url")
+    if not isinstance(url, str) or not url:
+        return False
+    for line in api.stream_text(url, read_timeout=None):
+        click.echo(line)
+    return True
+
+
+@click.command()
+@app_option
+@click.argument("release", required=False)
+def releases_output(app: str | None, release: str | None) -> None:
+    """Show the output of RELEASE's release command (default: the newest release); while
+    the command runs, follow it until it ends."""
+    name = require_app(app)
+    with connect() as api:
+        if release is None:
+            releases: list[Release] = api.get(app_path(name, "releases")) or []
+            if not releases:
+                raise DynosError(f"{name} has no releases.")
+            chosen = max(releases, key=_version)
+        else:
+            chosen = api.get(app_path(name, "releases", release))
+        if not print_release_output(api, chosen):
+            click.echo(
+                f"Release v{_version(chosen)} has no release command output: only a release "
+                "of a Procfile with a 'release:' line has one.",
+                err=True,
+            )
+
+
+COMMANDS: dict[str, click.Command] = {
+    "releases": releases_list,
+    "releases:output": releases_output,
+}

@@ -111,6 +111,12 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
     "Seconds a build may take; then every process of it is killed and the deploy fails.",
 )
 @_setting(
+    "release-timeout",
+    click.FloatRange(min=0, min_open=True),
+    "Seconds a release command (the Procfile's release:) may take; then it is stopped and "
+    "its release fails.",
+)
+@_setting(
     "max-unpacked-size",
     click.IntRange(min=1),
     "MB an uploaded app directory may unpack to (checked as it unpacks).",
