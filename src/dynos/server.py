@@ -246,7 +246,14 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         builder=builder,
         unpack_limits=limits,
     )
-    addons = platform.addons = Addons(platform, paths.addons, users=users, sandboxes=sandboxes)
+    addons = platform.addons = Addons(
+        platform,
+        paths.addons,
+        users=users,
+        sandboxes=sandboxes,
+        postgres_dir=paths.postgres,
+        storage_cap_mb=config.pg_storage_cap_mb or None,
+    )
     log.info("dyno sizes enforced with %s", manager.backend.limits)  # type: ignore[attr-defined]
     if router_compiled():
         log.info("router: compiled with mypyc")

@@ -1,0 +1,392 @@
+"""Postgres add-ons: a database and a role each, in the server's one cluster
+(:mod:`dynos.platform.postgres_server`).
+
+Creating one starts the cluster if it is not running (initdb the first time), makes a role
+with a random password and its plan's connection limit and a database it owns that no other
+role may connect to, and only then records the add-on and releases the app with its URL
+(``DATABASE_URL`` first, ``HEROKU_POSTGRESQL_<COLOR>_URL`` after: the rules are in
+:mod:`dynos.core.postgres_plans`). Destroying one releases the app without it, then drops the
+database (its connections ended) and the role, and deletes its backups.
+
+While the cluster runs, a check every ``CHECK_INTERVAL`` seconds (and every ``pg:info``) holds
+each database to its storage cap: past it INSERT, UPDATE and CREATE are revoked from the role
+(reads, DELETE and TRUNCATE still work, as on Heroku) and the app's log says so; once it is
+back within the cap they are granted again. A cluster that dies is logged and started again
+with the dyno restart back-off.
+
+Backups are ``pg_dump`` custom-format files, made as the add-on's own role, kept under the
+cluster's ``backups/<add-on>/b001.dump`` (root's alone); a restore runs ``pg_restore --clean``
+as that role, so that what it makes is the role's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dynos.core import postgres_plans as plans
+from dynos.core.restart_policy import RestartPolicy
+from dynos.errors import DynosError, NotFound, PlatformError, Unavailable
+from dynos.logs.logline import APP, PLATFORM
+from dynos.platform.context import Services
+from dynos.platform.postgres_server import SUPERUSER, Cluster, run
+from dynos.store.models import Addon, App
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL = 30.0  # seconds between storage checks
+LOG_SOURCE = "heroku-postgres"  # app[heroku-postgres]: as Heroku's lines about a database
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """What pg:info shows about one add-on's database."""
+
+    addon: Addon
+    plan: plans.PostgresPlan
+    status: str  # "Available", "Over Plan Capacity: Access Restricted", "Unavailable"
+    version: str
+    data_size: int
+    storage_cap: int
+    tables: int
+    connections: int
+
+
+@dataclass(frozen=True)
+class Backup:
+    id: str  # "b001"
+    addon: Addon
+    size: int
+    created_at: datetime
+    path: Path
+
+
+class PostgresDatabases:
+    """The Postgres add-ons of every app, in one cluster."""
+
+    def __init__(
+        self,
+        platform: Services,
+        cluster: Cluster,
+        policy: RestartPolicy | None = None,
+        *,
+        storage_cap_mb: int | None = None,
+    ) -> None:
+        self._platform = platform
+        self._store = platform.store
+        self.cluster = cluster
+        self._policy = policy or RestartPolicy()
+        self._cap_mb = storage_cap_mb  # the server's own cap below every plan's (a small disk)
+        self._start_lock = asyncio.Lock()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._checker: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- the cluster ------------------------------------------------------------------------------
+
+    async def ensure_running(self) -> None:
+        """Start the cluster unless it runs; PlatformError when it cannot."""
+        async with self._start_lock:
+            if self.cluster.running:
+                return
+            self._stopping = False
+            await self.cluster.start()
+            if self._supervisor is None or self._supervisor.done():
+                self._supervisor = asyncio.create_task(self._supervise())
+            if self._checker is None or self._checker.done():
+                self._checker = asyncio.create_task(self._check_periodically())
+
+    async def start(self, addons: list[Addon]) -> None:
+        """At server start: run the cluster when any app has a database (a failure is logged
+        and retried by the supervisor only once it ran; here it is logged)."""
+        if not addons:
+            return
+        try:
+            await self.ensure_running()
+        except DynosError as exc:
+            log.error("the Postgres cluster did not start: %s", exc.message)
+            for addon in addons:
+                await self._log(addon, f"{addon.name} is unavailable: {exc.message}")
+
+    async def close(self) -> None:
+        self._stopping = True
+        for task in (self._checker, self._supervisor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.cluster.stop()
+
+    async def _supervise(self) -> None:
+        crashes, started = 0, time.monotonic()
+        while not self._stopping:
+            process = self.cluster.process
+            if process is not None:
+                status = await process.wait()
+                if self._stopping:
+                    return
+                oom_killed = await self.cluster.finished()
+                why = " (killed at its memory cap)" if oom_killed else ""
+                log.warning("the Postgres cluster exited with status %s%s", status, why)
+                await self._log_all(f"Postgres exited with status {status}{why}")
+            crashes = self._policy.crash_count(crashes, started, time.monotonic())
+            await asyncio.sleep(self._policy.delay(crashes))
+            started = time.monotonic()
+            try:
+                async with self._start_lock:
+                    if not self._stopping and not self.cluster.running:
+                        await self.cluster.start()
+            except DynosError as exc:
+                log.error("the Postgres cluster did not start: %s", exc.message)
+                continue
+            await self._log_all("Postgres is up again")
+
+    # -- add-ons ----------------------------------------------------------------------------------
+
+    async def provision(self, addon_name: str, plan: plans.PostgresPlan) -> tuple[int, str]:
+        """Make the role and database of a new add-on; its port and password. On failure
+        nothing is left of it."""
+        await self.ensure_running()
+        name = plans.database_name(addon_name)
+        password = _password()
+        await self._drop(name)  # what a failed destroy may have left under this name
+        try:
+            await self.cluster.sql(
+                f"CREATE ROLE {name} LOGIN PASSWORD '{password}' "
+                f"CONNECTION LIMIT {plan.connections}",
+                f"CREATE DATABASE {name} OWNER {name}",
+                f"REVOKE ALL ON DATABASE {name} FROM PUBLIC",
+            )
+        except BaseException:
+            with contextlib.suppress(DynosError):
+                await self._drop(name)
+            raise
+        return self.cluster.admin().port, password
+
+    async def deprovision(self, addon: Addon) -> None:
+        """Drop the add-on's database and role, delete its backups."""
+        await self.ensure_running()
+        await self._drop(plans.database_name(addon.name))
+        directory = self._backup_dir(addon)
+        for backup in directory.glob("*.dump"):
+            backup.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+
+    async def drop_unrecorded(self, recorded: list[Addon]) -> None:
+        """Drop every database and role no recorded add-on has (an app destroyed with its
+        add-ons, a destroy cut short). Only while the cluster runs."""
+        if not self.cluster.running:
+            return
+        keep = {plans.database_name(a.name) for a in recorded}
+        rows = await self.cluster.sql(
+            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' "
+            "UNION SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' "
+            f"AND rolname <> '{SUPERUSER}'"
+        )
+        for (name,) in rows:
+            if name not in keep and plans.IDENTIFIER.fullmatch(name):
+                await self._drop(name)
+
+    async def drop_database(self, addon_name: str) -> None:
+        """Drop the database and role of the add-on ``addon_name`` (recorded or not)."""
+        await self._drop(plans.database_name(addon_name))
+
+    async def _drop(self, name: str) -> None:
+        await self.cluster.sql(
+            f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"DROP ROLE IF EXISTS {name}"
+        )
+
+    # -- pg:info and the storage cap ---------------------------------------------------------------
+
+    def storage_cap(self, plan: plans.PostgresPlan) -> int:
+        if self._cap_mb is None:
+            return plan.storage_bytes
+        return min(plan.storage_bytes, self._cap_mb * 1024 * 1024)
+
+    async def info(self, addon: Addon) -> DatabaseInfo:
+        """The database's state, after holding it to its cap."""
+        plan = plans.plan_of(addon.plan)
+        cap = self.storage_cap(plan)
+        try:
+            await self.ensure_running()
+            restricted = await self.enforce(addon)
+            name = plans.database_name(addon.name)
+            [[size, connections, version]] = await self.cluster.sql(
+                f"SELECT pg_database_size('{name}'), "
+                f"(SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'), "
+                "current_setting('server_version')"
+            )
+            [[tables]] = await self.cluster.sql(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN "
+                "('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'",
+                database=name,
+            )
+        except PlatformError as exc:
+            log.warning("pg:info of %s: %s", addon.name, exc.message)
+            return DatabaseInfo(addon, plan, "Unavailable", "", 0, cap, 0, 0)
+        status = "Over Plan Capacity: Access Restricted" if restricted else "Available"
+        return DatabaseInfo(
+            addon, plan, status, version, int(size), cap, int(tables), int(connections)
+        )
+
+    async def enforce(self, addon: Addon) -> bool:
+        """Hold one database to its storage cap; whether it is restricted now."""
+        name = plans.database_name(addon.name)
+        cap = self.storage_cap(plans.plan_of(addon.plan))
+        [[size, may_create]] = await self.cluster.sql(
+            f"SELECT pg_database_size('{name}'), has_database_privilege('{name}', '{name}', "
+            "'CREATE')"
+        )
+        restricted = may_create != "t"
+        action = plans.storage_action(int(size), cap, restricted)
+        if action is None:
+            return restricted
+        schemas = await self.cluster.sql(
+            f"SELECT quote_ident(nspname) FROM pg_namespace WHERE nspowner = '{name}'::regrole "
+            "OR nspname = 'public'",
+            database=name,
+        )
+        names = ", ".join(schema for (schema,) in schemas) or "public"
+        mb, cap_mb = int(size) / 2**20, cap / 2**20
+        if action == "restrict":
+            await self.cluster.sql(
+                f"REVOKE CREATE ON DATABASE {name} FROM {name}",
+                f"REVOKE CREATE ON SCHEMA {names} FROM {name}, pg_database_owner",
+                f"REVOKE INSERT, UPDATE ON ALL TABLES IN SCHEMA {names} FROM {name}",
+                database=name,
+            )
+            await self._log(
+                addon,
+                f"{addon.name} is over its plan's storage ({mb:.1f} MB of {cap_mb:.0f} MB): "
+                "INSERT, UPDATE and CREATE are revoked until data is deleted or the plan is "
+                "upgraded",
+            )
+            return True
+        await self.cluster.sql(
+            f"GRANT CREATE ON DATABASE {name} TO {name}",
+            f"GRANT CREATE ON SCHEMA {names} TO {name}",
+            "GRANT CREATE ON SCHEMA public TO pg_database_owner",
+            f"GRANT INSERT, UPDATE ON ALL TABLES IN SCHEMA {names} TO {name}",
+            database=name,
+        )
+        await self._log(
+            addon,
+            f"{addon.name} is within its plan's storage again ({mb:.1f} MB of {cap_mb:.0f} MB): "
+            "INSERT, UPDATE and CREATE are granted again",
+        )
+        return False
+
+    async def _check_periodically(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(CHECK_INTERVAL)
+            if not self.cluster.running:
+                continue
+            for addon in await self._store.list_addons():
+                if addon.service != plans.SERVICE:
+                    continue
+                try:
+                    await self.enforce(addon)
+                except DynosError as exc:
+                    log.warning("storage check of %s: %s", addon.name, exc.message)
+
+    # -- backups ---------------------------------------------------------------------------------
+
+    def backups(self, addon: Addon) -> list[Backup]:
+        """The add-on's backups, oldest first."""
+        found = []
+        for path in self._backup_dir(addon).glob(f"{plans.BACKUP_PREFIX}*.dump"):
+            with contextlib.suppress(DynosError, OSError):
+                number = plans.backup_number(path.stem)
+                info = path.stat()
+                created = datetime.fromtimestamp(info.st_mtime, UTC)
+                backup = Backup(plans.backup_id(number), addon, info.st_size, created, path)
+                found.append((number, backup))
+        return [backup for _, backup in sorted(found, key=lambda pair: pair[0])]
+
+    def backup(self, addon: Addon, backup_id: str | None) -> Backup:
+        """One backup by id (``b001``), or the latest when None; NotFound otherwise."""
+        backups = self.backups(addon)
+        if backup_id is None:
+            if backups:
+                return backups[-1]
+        else:
+            wanted = plans.backup_id(plans.backup_number(backup_id))
+            for backup in backups:
+                if backup.id == wanted:
+                    return backup
+        raise NotFound(
+            f"No backup {backup_id or ''} of {addon.name}: capture one first "
+            "(dynos pg:backups:capture)."
+            if backup_id is None
+            else f"No backup {backup_id} of {addon.name}: run 'dynos pg:backups' to list them."
+        )
+
+    async def capture(self, addon: Addon) -> Backup:
+        """pg_dump the database, as its role, in custom format."""
+        await self.ensure_running()
+        directory = self._backup_dir(addon)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        existing = self.backups(addon)
+        number = plans.backup_number(existing[-1].id) + 1 if existing else 1
+        path = directory / f"{plans.backup_id(number)}.dump"
+        partial = path.with_suffix(".partial")
+        argv = [self.cluster.program("pg_dump"), "-Fc", "-f", str(partial)]
+        code, _, err = await self._client(addon, argv)
+        if code != 0:
+            partial.unlink(missing_ok=True)
+            raise PlatformError(f"pg_dump of {addon.name} failed: {err.strip()[-500:]}")
+        partial.chmod(0o600)
+        partial.rename(path)
+        return self.backup(addon, plans.backup_id(number))
+
+    async def restore(self, addon: Addon, backup: Backup) -> None:
+        """Replace the database's contents with ``backup``'s (objects the backup does not
+        have stay; those it has are dropped and made again), as the add-on's role."""
+        await self.ensure_running()
+        argv = [self.cluster.program("pg_restore"), "--clean", "--if-exists", "--no-owner"]
+        argv += ["--no-acl", "--exit-on-error", "--single-transaction", str(backup.path)]
+        code, _, err = await self._client(addon, argv)
+        if code != 0:
+            raise PlatformError(
+                f"Restoring {backup.id} into {addon.name} failed, nothing was changed: "
+                f"{err.strip()[-500:]}"
+            )
+
+    async def _client(self, addon: Addon, argv: list[str]) -> tuple[int, str, str]:
+        """Run pg_dump or pg_restore against the add-on's database as its role."""
+        name = plans.database_name(addon.name)
+        dsn = self.cluster.dsn(name, name, addon.port)
+        return await run([*argv, "-d", dsn], {"PGPASSWORD": addon.password})
+
+    def _backup_dir(self, addon: Addon) -> Path:
+        return self.cluster.backups / addon.name
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _log(self, addon: Addon, message: str) -> None:
+        with contextlib.suppress(NotFound, Unavailable):
+            app = await self._store.get_app(addon.app_id)
+            self._platform.logs.emit(app.name, APP, LOG_SOURCE, message)
+
+    async def _log_all(self, message: str) -> None:
+        with contextlib.suppress(Unavailable):
+            apps: dict[str, App] = {}
+            for addon in await self._store.list_addons():
+                if addon.service == plans.SERVICE and addon.app_id not in apps:
+                    with contextlib.suppress(NotFound):
+                        apps[addon.app_id] = await self._store.get_app(addon.app_id)
+            for app in apps.values():
+                self._platform.logs.emit(app.name, PLATFORM, LOG_SOURCE, message)
+
+
+def _password() -> str:
+    """Hex: it goes into SQL as a literal and into a URL as it is."""
+    return secrets.token_hex(24)
