@@ -94,7 +94,7 @@ def make_certificate(directory: Path) -> None:
     libpq's ``sslmode=require`` encrypts without checking it, as Heroku's apps do."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dynos postgres")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
