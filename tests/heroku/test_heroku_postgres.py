@@ -52,3 +52,15 @@ def test_addons_info_shows_the_database(heroku: Heroku, server: RunningServer) -
         assert f"=== {name}" in result.stdout
         assert "heroku-postgresql:essential-0" in result.stdout
         assert "DATABASE" in result.stdout and APP in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_addons_lists_every_kind_with_its_attachment(heroku: Heroku, server: RunningServer) -> None:
+    """It used to fail at once on GET /apps/{app}/addon-attachments, whatever the add-ons."""
+    heroku("apps:create", "herokuredis")
+    heroku("addons:create", "heroku-redis:mini", "-a", "herokuredis")
+    result = heroku("addons", "-a", "herokuredis")
+    [addon] = get(server, "/apps/herokuredis/addons")
+    assert f"redis ({addon['name']})" in result.stdout and "as REDIS" in result.stdout
+    everywhere = heroku("addons", "--all").stdout
+    assert addon["name"] in everywhere and "postgresql-" in everywhere
