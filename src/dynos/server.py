@@ -39,6 +39,7 @@ from dynos.home_lock import hold_home
 from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager, ManagerSettings
 from dynos.platform.addons import Addons
+from dynos.platform.postgres_server import reclaim_cluster
 from dynos.platform.build import Builder
 from dynos.platform.platform import Platform, local_account
 from dynos.platform.slug_archive import MB, UnpackLimits
@@ -204,6 +205,8 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
     users = AppUsers(paths.home) if isolate else None
     if users is not None:
         close_home(paths.home)
+        # A killed server's Postgres data is still its cluster user's, whose files go next.
+        reclaim_cluster(paths.postgres)
         removed = users.remove_stale()
         if removed:
             log.info("removed %d app users left by servers that died", removed)

@@ -294,3 +294,24 @@ def test_a_server_without_root_runs_postgres_as_its_own_user(tmp_path: Path) -> 
         assert cluster and {p.uids().real for p in cluster} == {NOBODY}
     finally:
         running.stop()
+
+
+@pytest.mark.skipif(not ROOT, reason="the cluster's own user exists only as root")
+def test_data_survives_a_killed_server_whose_cluster_user_goes(tmp_path: Path) -> None:
+    """A killed server's users go, with every file they own, when the next server starts:
+    the cluster's data, its user's while it ran, must not go with them."""
+    home = tmp_path / "home"
+    running = start_server(home, "--stop-grace", "2")
+    running.create_app("pgkilled")
+    running.cli("addons:create", "heroku-postgresql", "-a", "pgkilled")
+    url = config(running, "pgkilled")["DATABASE_URL"]
+    query(url, "CREATE TABLE t (v text); INSERT INTO t VALUES ('survives')")
+    assert (home / "postgres" / "data").stat().st_uid != 0  # its user's while it runs
+    running.process.kill()
+    running.process.wait()
+    again = start_server(home, "--stop-grace", "2")
+    try:
+        wait_for(lambda: psql(url, "SELECT 1").returncode == 0, timeout=60)
+        assert query(url, "SELECT v FROM t") == "survives"
+    finally:
+        again.stop()

@@ -365,6 +365,16 @@ class Cluster:
         self._on_line(line)
 
 
+def reclaim_cluster(root: Path) -> None:
+    """As root, at start, before the users of a server that was killed are removed with every
+    file they own: take its cluster's data back from the cluster's user (its processes were
+    killed with the rest of that server's). ``<home>/postgres`` must be passable for the
+    cluster, so that removal would reach the data, where it cannot reach ``<home>/addons``."""
+    data = root / "data"
+    if data.is_dir() and not data.is_symlink():
+        take_back(data)  # all of it: a kill halfway through a hand-over leaves a mix
+
+
 async def run(argv: Sequence[str], env: dict[str, str]) -> tuple[int, str, str]:
     """Run a Postgres client program; its exit status, stdout and stderr."""
     environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGCONNECT_TIMEOUT": "10"}
