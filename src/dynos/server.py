@@ -39,9 +39,9 @@ from dynos.home_lock import hold_home
 from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager, ManagerSettings
 from dynos.platform.addons import Addons
-from dynos.platform.postgres_server import reclaim_cluster
 from dynos.platform.build import Builder
 from dynos.platform.platform import Platform, local_account
+from dynos.platform.postgres_server import reclaim_cluster
 from dynos.platform.slug_archive import MB, UnpackLimits
 from dynos.priority import raise_platform_priority
 from dynos.router import compiled as router_compiled
