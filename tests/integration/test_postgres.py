@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,19 +219,16 @@ def test_the_cluster_runs_sandboxed_and_data_survives_a_server_restart(
     create(server, "pglong", "heroku-postgresql")
     url = config(server, "pglong")["DATABASE_URL"]
     query(url, "CREATE TABLE t (v text); INSERT INTO t VALUES ('durable')")
-    postmasters = [
-        p
-        for p in psutil.Process(server.process.pid).children(recursive=True)
-        if p.name() == "postgres" and p.ppid() != 1 and "postgres" not in p.parent().name()
-    ]
-    assert len(postmasters) == 1
-    owner = pwd.getpwuid(postmasters[0].uids().real).pw_name
+    data = server.home / "postgres" / "data"
+    postmaster = psutil.Process(int((data / "postmaster.pid").read_text().split()[0]))
+    assert postmaster.name() == "postgres"
+    assert server.process.pid in [p.pid for p in postmaster.parents()]  # the server's child
+    owner = pwd.getpwuid(postmaster.uids().real).pw_name
     if ROOT:  # its own unprivileged user, not root and not any app's
         assert owner.startswith("dyno-addon-")
-    data = server.home / "postgres" / "data"
 
     assert server.stop() == 0
-    assert not postmasters[0].is_running()
+    assert not postmaster.is_running()
     if ROOT:  # taken back by root while no cluster runs: the user goes with the server
         assert data.stat().st_uid == 0
     restarted = start_server(server.home, "--stop-grace", "2", "--pg-storage-cap-mb", str(CAP_MB))
@@ -315,3 +313,30 @@ def test_data_survives_a_killed_server_whose_cluster_user_goes(tmp_path: Path) -
         assert query(url, "SELECT v FROM t") == "survives"
     finally:
         again.stop()
+
+
+def test_a_cluster_whose_port_was_taken_moves_and_the_apps_get_new_urls(tmp_path: Path) -> None:
+    """The port is picked free once and kept; another process may hold it at a later start."""
+    home = tmp_path / "home"
+    running = start_server(home, "--stop-grace", "2")
+    try:
+        running.create_app("pgmoved")
+        running.cli("addons:create", "heroku-postgresql", "-a", "pgmoved")
+        old = config(running, "pgmoved")["DATABASE_URL"]
+        query(old, "CREATE TABLE t (v text); INSERT INTO t VALUES ('moved along')")
+    finally:
+        running.stop()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", urlsplit(old).port or 0))
+        squatter.listen()
+        again = start_server(home, "--stop-grace", "2")
+        try:
+            wait_for(lambda: config(again, "pgmoved")["DATABASE_URL"] != old, timeout=60)
+            new = config(again, "pgmoved")["DATABASE_URL"]
+            assert urlsplit(new).password == urlsplit(old).password
+            assert query(new, "SELECT v FROM t") == "moved along"
+            with again.api() as api:
+                releases = api.get("/apps/pgmoved/releases").json()
+            assert releases[-1]["description"] == "Update DATABASE by heroku-postgresql"
+        finally:
+            again.stop()

@@ -29,7 +29,8 @@ from dynos.errors import PlatformError, UserError
 from dynos.platform.addons import Addons
 from dynos.platform.models import Addon, App
 from dynos.platform.platform import Platform
-from dynos.platform.postgres import Backup, DatabaseInfo
+from dynos.platform.postgres import DatabaseInfo
+from dynos.platform.postgres_backups import Backup
 
 JSON = dict[str, Any]
 LATEST = "latest"
@@ -81,7 +82,7 @@ def postgres_routes(platform: Platform) -> list[BaseRoute]:
 
     def chosen(addon: Addon, request: Request) -> Backup:
         wanted = request.path_params["backup"]
-        return addons().postgres.backup(addon, None if wanted == LATEST else wanted)
+        return addons().postgres.backups.get(addon, None if wanted == LATEST else wanted)
 
     async def info(request: Request) -> Response:
         app, addon = await database(request)
@@ -89,11 +90,11 @@ def postgres_routes(platform: Platform) -> list[BaseRoute]:
 
     async def list_backups(request: Request) -> Response:
         app, addon = await database(request)
-        return JSONResponse([backup_json(b, app) for b in addons().postgres.backups(addon)])
+        return JSONResponse([backup_json(b, app) for b in addons().postgres.backups.list_of(addon)])
 
     async def capture(request: Request) -> Response:
         app, addon = await database(request)
-        backup = await addons().postgres.capture(addon)
+        backup = await addons().postgres.backups.capture(addon)
         return JSONResponse(backup_json(backup, app), status_code=201)
 
     async def backup_info(request: Request) -> Response:
@@ -118,7 +119,7 @@ def postgres_routes(platform: Platform) -> list[BaseRoute]:
                 f'{{"confirm": "{app.name}"}} (dynos pg:backups:restore --confirm {app.name}).'
             )
         backup = chosen(addon, request)
-        await addons().postgres.restore(addon, backup)
+        await addons().postgres.backups.restore(addon, backup)
         return JSONResponse(backup_json(backup, app))
 
     prefix = "/apps/{app}/addons/{addon}"

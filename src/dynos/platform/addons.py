@@ -125,13 +125,11 @@ class Addons:
         self._users = users  # None: add-on servers run as the server's user
         self._sandboxes = sandboxes or Sandboxes()
         self._running: dict[str, _Running] = {}  # by add-on id
-        users_ = users
         cluster = Cluster(
             postgres_dir or data_dir.parent / "postgres",
             self._sandboxes,
-            lambda: users_.for_addon("postgres") if users_ is not None else None,
+            users,
             platform.manager.backend.allocate_port,
-            lambda line: log.info("postgres: %s", line),
         )
         self.postgres = PostgresDatabases(
             platform, cluster, self._policy, storage_cap_mb=storage_cap_mb
@@ -171,7 +169,10 @@ class Addons:
                 "dashes, starting with a letter and not ending with a dash."
             )
         if postgres_plans.is_postgres(plan):
-            return await self._create_postgres(app, postgres_plans.plan_of(plan), name)
+            chosen_plan = postgres_plans.plan_of(plan)
+            return await self.postgres.create(
+                app, chosen_plan, name or await self._new_name("postgresql")
+            )
         chosen = plan_for(plan)
         program = find_redis_server()
         await self._store.call(_check_free, app)
@@ -208,45 +209,6 @@ class Addons:
             raise
         announce_release(self._platform, app, description, release)
         self._watch(_Running(addon, redis))
-        return addon
-
-    async def _create_postgres(
-        self, app: App, plan: postgres_plans.PostgresPlan, name: str | None
-    ) -> Addon:
-        """A database and role for ``app``, then the record and the release with its URL
-        (DATABASE_URL, or a HEROKU_POSTGRESQL_<COLOR>_URL when the app has that)."""
-        name = name or await self._new_name("postgresql")
-        if any(a.name == name for a in await self.list()):
-            raise Conflict(f"An add-on called {name} exists already: choose another name.")
-        port, password = await self.postgres.provision(name, plan)
-        database = postgres_plans.database_name(name)
-        url = postgres_plans.database_url(database, password, port)
-
-        def record(db: Database) -> tuple[Addon, Release, str]:
-            current = db.current_release(app.id)
-            taken = {a.config_var for a in db.list_addons(app.id)}
-            taken |= set(current.config if current is not None else ())
-            var = postgres_plans.config_var_for(taken)
-            attachment = postgres_plans.attachment_name(var)
-            description = f"Attach {attachment} (@ref:{name})"
-            addon = db.create_addon(
-                app.id,
-                name,
-                service=postgres_plans.SERVICE,
-                plan=f"{postgres_plans.SERVICE}:{plan.name}",
-                config_var=var,
-                port=port,
-                password=password,
-            )
-            return addon, _release_var(db, app, var, url, description), description
-
-        try:
-            addon, release, description = await self._store.transaction(record)
-        except BaseException:
-            with contextlib.suppress(DynosError):
-                await self.postgres.drop_database(name)
-            raise
-        announce_release(self._platform, app, description, release)
         return addon
 
     async def destroy(self, app: App, addon: Addon) -> None:

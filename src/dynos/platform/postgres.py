@@ -14,9 +14,7 @@ each database to its storage cap: past it INSERT, UPDATE and CREATE are revoked 
 back within the cap they are granted again. A cluster that dies is logged and started again
 with the dyno restart back-off.
 
-Backups are ``pg_dump`` custom-format files, made as the add-on's own role, kept under the
-cluster's ``backups/<add-on>/b001.dump`` (root's alone); a restore runs ``pg_restore --clean``
-as that role, so that what it makes is the role's.
+Backups are :mod:`dynos.platform.postgres_backups`.
 """
 
 from __future__ import annotations
@@ -27,16 +25,17 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
 from dynos.core import postgres_plans as plans
 from dynos.core.restart_policy import RestartPolicy
-from dynos.errors import DynosError, NotFound, PlatformError, Unavailable
+from dynos.errors import Conflict, DynosError, NotFound, PlatformError, Unavailable
 from dynos.logs.logline import APP, PLATFORM
-from dynos.platform.context import Services
-from dynos.platform.postgres_server import SUPERUSER, Cluster, run
-from dynos.store.models import Addon, App
+from dynos.platform.context import Services, announce_release
+from dynos.platform.postgres_backups import Backups
+from dynos.platform.postgres_server import SUPERUSER, Cluster, PortTaken
+from dynos.platform.releases import release_config
+from dynos.store.database import Database
+from dynos.store.models import Addon, App, Release
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +55,6 @@ class DatabaseInfo:
     storage_cap: int
     tables: int
     connections: int
-
-
-@dataclass(frozen=True)
-class Backup:
-    id: str  # "b001"
-    addon: Addon
-    size: int
-    created_at: datetime
-    path: Path
 
 
 class PostgresDatabases:
@@ -87,20 +77,54 @@ class PostgresDatabases:
         self._supervisor: asyncio.Task[None] | None = None
         self._checker: asyncio.Task[None] | None = None
         self._stopping = False
+        self.backups = Backups(cluster, self.ensure_running)
 
     # -- the cluster ------------------------------------------------------------------------------
 
     async def ensure_running(self) -> None:
-        """Start the cluster unless it runs; PlatformError when it cannot."""
+        """Start the cluster unless it runs; PlatformError when it cannot (the supervisor
+        then tries again with the dynos' back-off)."""
         async with self._start_lock:
             if self.cluster.running:
                 return
             self._stopping = False
-            await self.cluster.start()
             if self._supervisor is None or self._supervisor.done():
                 self._supervisor = asyncio.create_task(self._supervise())
             if self._checker is None or self._checker.done():
                 self._checker = asyncio.create_task(self._check_periodically())
+            await self._start_cluster()
+
+    async def _start_cluster(self) -> None:
+        """Start it (under the start lock); on a port another process took meanwhile, on a
+        new port, with every app released with its databases' new URLs."""
+        try:
+            await self.cluster.start()
+        except PortTaken as exc:
+            log.warning("%s: moving the Postgres cluster to another port", exc.message)
+            port = self.cluster.move_port().port
+            await self.cluster.start()
+            await self._repoint(port)
+
+    async def _repoint(self, port: int) -> None:
+        """Record ``port`` for every database and release each app with its new URLs."""
+
+        def move(db: Database) -> list[tuple[App, Release, str]]:
+            released = []
+            for addon in db.list_addons():
+                if addon.service != plans.SERVICE:
+                    continue
+                db.set_addon_port(addon.id, port)
+                app = db.get_app(addon.app_id)
+                url = plans.database_url(plans.database_name(addon.name), addon.password, port)
+                attachment = plans.attachment_name(addon.config_var)
+                description = f"Update {attachment} by heroku-postgresql"
+                release = release_config(db, app, {addon.config_var: url}, description).release
+                if release is not None:
+                    released.append((app, release, description))
+            return released
+
+        for app, release, description in await self._store.transaction(move):
+            announce_release(self._platform, app, description, release)
 
     async def start(self, addons: list[Addon]) -> None:
         """At server start: run the cluster when any app has a database (a failure is logged
@@ -124,6 +148,8 @@ class PostgresDatabases:
         await self.cluster.stop()
 
     async def _supervise(self) -> None:
+        """Start the cluster again whenever it dies or did not start, with the dynos'
+        back-off (a start already under way elsewhere is waited for, not repeated)."""
         crashes, started = 0, time.monotonic()
         while not self._stopping:
             process = self.cluster.process
@@ -140,14 +166,54 @@ class PostgresDatabases:
             started = time.monotonic()
             try:
                 async with self._start_lock:
-                    if not self._stopping and not self.cluster.running:
-                        await self.cluster.start()
+                    if self._stopping or self.cluster.running:
+                        continue
+                    await self._start_cluster()
             except DynosError as exc:
                 log.error("the Postgres cluster did not start: %s", exc.message)
                 continue
             await self._log_all("Postgres is up again")
 
     # -- add-ons ----------------------------------------------------------------------------------
+
+    async def create(self, app: App, plan: plans.PostgresPlan, name: str) -> Addon:
+        """A database and role for ``app`` called after the add-on ``name``, then the record
+        and the release with its URL (DATABASE_URL, or a HEROKU_POSTGRESQL_<COLOR>_URL when
+        the app has that). Conflict when the name is taken; on any failure nothing is left."""
+        if any(a.name == name for a in await self._store.list_addons()):
+            raise Conflict(f"An add-on called {name} exists already: choose another name.")
+        port, password = await self.provision(name, plan)
+        database = plans.database_name(name)
+        url = plans.database_url(database, password, port)
+
+        def record(db: Database) -> tuple[Addon, Release, str]:
+            current = db.current_release(app.id)
+            taken = {a.config_var for a in db.list_addons(app.id)}
+            taken |= set(current.config if current is not None else ())
+            var = plans.config_var_for(taken)
+            attachment = plans.attachment_name(var)
+            description = f"Attach {attachment} (@ref:{name})"
+            addon = db.create_addon(
+                app.id,
+                name,
+                service=plans.SERVICE,
+                plan=f"{plans.SERVICE}:{plan.name}",
+                config_var=var,
+                port=port,
+                password=password,
+            )
+            release = release_config(db, app, {var: url}, description).release
+            assert release is not None  # a described release is always made
+            return addon, release, description
+
+        try:
+            addon, release, description = await self._store.transaction(record)
+        except BaseException:
+            with contextlib.suppress(DynosError):
+                await self.drop_database(name)
+            raise
+        announce_release(self._platform, app, description, release)
+        return addon
 
     async def provision(self, addon_name: str, plan: plans.PostgresPlan) -> tuple[int, str]:
         """Make the role and database of a new add-on; its port and password. On failure
@@ -173,11 +239,7 @@ class PostgresDatabases:
         """Drop the add-on's database and role, delete its backups."""
         await self.ensure_running()
         await self._drop(plans.database_name(addon.name))
-        directory = self._backup_dir(addon)
-        for backup in directory.glob("*.dump"):
-            backup.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            directory.rmdir()
+        self.backups.delete_all(addon)
 
     async def drop_unrecorded(self, recorded: list[Addon]) -> None:
         """Drop every database and role no recorded add-on has (an app destroyed with its
@@ -296,78 +358,6 @@ class PostgresDatabases:
                     await self.enforce(addon)
                 except DynosError as exc:
                     log.warning("storage check of %s: %s", addon.name, exc.message)
-
-    # -- backups ---------------------------------------------------------------------------------
-
-    def backups(self, addon: Addon) -> list[Backup]:
-        """The add-on's backups, oldest first."""
-        found = []
-        for path in self._backup_dir(addon).glob(f"{plans.BACKUP_PREFIX}*.dump"):
-            with contextlib.suppress(DynosError, OSError):
-                number = plans.backup_number(path.stem)
-                info = path.stat()
-                created = datetime.fromtimestamp(info.st_mtime, UTC)
-                backup = Backup(plans.backup_id(number), addon, info.st_size, created, path)
-                found.append((number, backup))
-        return [backup for _, backup in sorted(found, key=lambda pair: pair[0])]
-
-    def backup(self, addon: Addon, backup_id: str | None) -> Backup:
-        """One backup by id (``b001``), or the latest when None; NotFound otherwise."""
-        backups = self.backups(addon)
-        if backup_id is None:
-            if backups:
-                return backups[-1]
-        else:
-            wanted = plans.backup_id(plans.backup_number(backup_id))
-            for backup in backups:
-                if backup.id == wanted:
-                    return backup
-        raise NotFound(
-            f"No backup {backup_id or ''} of {addon.name}: capture one first "
-            "(dynos pg:backups:capture)."
-            if backup_id is None
-            else f"No backup {backup_id} of {addon.name}: run 'dynos pg:backups' to list them."
-        )
-
-    async def capture(self, addon: Addon) -> Backup:
-        """pg_dump the database, as its role, in custom format."""
-        await self.ensure_running()
-        directory = self._backup_dir(addon)
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        existing = self.backups(addon)
-        number = plans.backup_number(existing[-1].id) + 1 if existing else 1
-        path = directory / f"{plans.backup_id(number)}.dump"
-        partial = path.with_suffix(".partial")
-        argv = [self.cluster.program("pg_dump"), "-Fc", "-f", str(partial)]
-        code, _, err = await self._client(addon, argv)
-        if code != 0:
-            partial.unlink(missing_ok=True)
-            raise PlatformError(f"pg_dump of {addon.name} failed: {err.strip()[-500:]}")
-        partial.chmod(0o600)
-        partial.rename(path)
-        return self.backup(addon, plans.backup_id(number))
-
-    async def restore(self, addon: Addon, backup: Backup) -> None:
-        """Replace the database's contents with ``backup``'s (objects the backup does not
-        have stay; those it has are dropped and made again), as the add-on's role."""
-        await self.ensure_running()
-        argv = [self.cluster.program("pg_restore"), "--clean", "--if-exists", "--no-owner"]
-        argv += ["--no-acl", "--exit-on-error", "--single-transaction", str(backup.path)]
-        code, _, err = await self._client(addon, argv)
-        if code != 0:
-            raise PlatformError(
-                f"Restoring {backup.id} into {addon.name} failed, nothing was changed: "
-                f"{err.strip()[-500:]}"
-            )
-
-    async def _client(self, addon: Addon, argv: list[str]) -> tuple[int, str, str]:
-        """Run pg_dump or pg_restore against the add-on's database as its role."""
-        name = plans.database_name(addon.name)
-        dsn = self.cluster.dsn(name, name, addon.port)
-        return await run([*argv, "-d", dsn], {"PGPASSWORD": addon.password})
-
-    def _backup_dir(self, addon: Addon) -> Path:
-        return self.cluster.backups / addon.name
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -38,17 +37,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from dynos.backends.cgroups import Limits
-from dynos.backends.isolation import DynoUser
+from dynos.backends.isolation import AppUsers, DynoUser
 from dynos.backends.sandbox import Sandbox, Sandboxes
 from dynos.core.sizes import DynoSize
 from dynos.errors import PlatformError
 from dynos.platform.ownership import hand_over, take_back
+from dynos.platform.postgres_tls import make_certificate, write_private
+
+log = logging.getLogger(__name__)
 
 SUPERUSER = "dynos"
 INSTALL_HINT = "apt-get install -y postgresql"
@@ -59,7 +56,12 @@ MAX_CONNECTIONS = 600  # the cluster's; each role has its plan's limit below it
 # The cgroup: a quota of 512 MB (cap 1 GB), enough for shared_buffers and a few hundred
 # backends; pids for max_connections plus the background workers.
 CLUSTER_SIZE = DynoSize("postgres", (), 512, 1, False, 1, MAX_CONNECTIONS + 64)
+BIND_FAILED = "could not create any TCP/IP sockets"  # postgres's words when its port is taken
 PROGRAMS = ("postgres", "initdb", "pg_isready", "psql", "pg_dump", "pg_restore")
+
+
+class PortTaken(PlatformError):
+    """The cluster's port is another process's now (it was free when it was picked)."""
 
 
 def find_bindir() -> Path:
@@ -87,37 +89,6 @@ class Admin:
 
     port: int
     password: str
-
-
-def make_certificate(directory: Path) -> None:
-    """A self-signed certificate for 127.0.0.1 and localhost (server.crt, server.key 0600):
-    libpq's ``sslmode=require`` encrypts without checking it, as Heroku's apps do."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dynos postgres")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    _write(directory / "server.key", key_pem, 0o600)
-    _write(directory / "server.crt", certificate.public_bytes(serialization.Encoding.PEM), 0o600)
 
 
 HBA = f"""\
@@ -152,17 +123,17 @@ class Cluster:
         self,
         root: Path,
         sandboxes: Sandboxes,
-        user: Callable[[], DynoUser | None],
+        users: AppUsers | None,
         allocate_port: Callable[[], int],
-        on_line: Callable[[str], None],
     ) -> None:
+        """``users``: where the cluster's own user comes from (None: it runs as the server's
+        user, without root); ``allocate_port``: a free loopback port, once."""
         self.root = root
         self.data = root / "data"
         self.backups = root / "backups"
         self._sandboxes = sandboxes
-        self._user = user  # None: the server's own user (no root)
+        self._users = users
         self._allocate_port = allocate_port
-        self._on_line = on_line
         self._bindir: Path | None = None
         self.process: asyncio.subprocess.Process | None = None
         self._sandbox: Sandbox | None = None
@@ -178,6 +149,13 @@ class Cluster:
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
+    def move_port(self) -> Admin:
+        """Another process took the cluster's port while it was down: pick a free one."""
+        moved = Admin(self._allocate_port(), self.admin().password)
+        recorded = {"port": moved.port, "password": moved.password}
+        write_private(self.root / "admin.json", json.dumps(recorded).encode(), 0o600)
+        return moved
+
     def admin(self) -> Admin:
         """The port and superuser password, made (and kept) the first time."""
         path = self.root / "admin.json"
@@ -186,7 +164,9 @@ class Cluster:
             return Admin(int(recorded["port"]), str(recorded["password"]))
         admin = Admin(self._allocate_port(), secrets.token_hex(32))
         self._layout()
-        _write(path, json.dumps({"port": admin.port, "password": admin.password}).encode(), 0o600)
+        write_private(
+            path, json.dumps({"port": admin.port, "password": admin.password}).encode(), 0o600
+        )
         return admin
 
     # -- start and stop -------------------------------------------------------------------------
@@ -195,7 +175,7 @@ class Cluster:
         """initdb the first time, then start ``postgres`` and return once it accepts the
         superuser. PlatformError (quoting its last lines) when it does not."""
         admin = self.admin()
-        user = self._user()
+        user = self._users.for_addon("postgres") if self._users is not None else None
         self._layout()
         if not (self.data / "PG_VERSION").exists():
             await self._initdb(admin, user)
@@ -204,7 +184,7 @@ class Cluster:
             fresh = False
         if not (self.data / "server.key").exists():
             make_certificate(self.data)
-        _write(self.data / "pg_hba.conf", HBA.encode(), 0o600)
+        write_private(self.data / "pg_hba.conf", HBA.encode(), 0o600)
         if user is not None:
             take_back(self.data)  # from the last run's user, whose uid may be another's now
             hand_over(self.data, user)
@@ -312,7 +292,7 @@ class Cluster:
         only the cluster's user may read, for as long as initdb runs (initdb cannot read it
         from a socket, which is what asyncio gives a child as its stdin)."""
         password_file = self.root / "initdb-password"
-        _write(password_file, admin.password.encode() + b"\n", 0o600)
+        write_private(password_file, admin.password.encode() + b"\n", 0o600)
         if user is not None:
             hand_over(self.data, user)
             os.chown(password_file, user.uid, user.gid)
@@ -358,11 +338,13 @@ class Cluster:
                 return
             await asyncio.sleep(POLL)
         said = " / ".join(self._tail) or "no output"
+        if any(BIND_FAILED in line for line in self._tail):
+            raise PortTaken(f"postgres could not listen on port {admin.port}: {said}")
         raise PlatformError(f"postgres did not start: {said}")
 
     def _remember(self, line: str) -> None:
         self._tail[:] = [*self._tail[-(OUTPUT_TAIL - 1) :], line]
-        self._on_line(line)
+        log.info("postgres: %s", line)  # the server's log: it tells of every app's queries
 
 
 def reclaim_cluster(root: Path) -> None:
@@ -406,11 +388,3 @@ def _postmaster_pid(data: Path) -> int | None:
             return int(file.readline().strip())
     except (OSError, ValueError):
         return None
-
-
-def _write(path: Path, content: bytes, mode: int) -> None:
-    """Replace ``path`` with ``content``, never readable beyond ``mode`` even for a moment."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    with os.fdopen(fd, "wb") as file:
-        file.write(content)
