@@ -76,7 +76,7 @@ _ALIASES = {
     "hobby-basic": "essential-1",
 }
 _HIGH_AVAILABILITY_TIERS = ("premium", "private", "shield")  # the standard sizes, with HA
-IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 def is_postgres(argument: str) -> bool:
@@ -134,7 +134,7 @@ def database_name(addon_name: str) -> str:
     underscores for dashes, a valid unquoted identifier for every valid add-on name (lowercase
     letters, digits and dashes, starting with a letter). UserError for anything else."""
     name = addon_name.replace("-", "_")
-    if not IDENTIFIER.fullmatch(name):
+    if not _IDENTIFIER.fullmatch(name):
         raise UserError(f"Invalid add-on name {addon_name!r} for a database.")
     return name
 

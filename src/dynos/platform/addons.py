@@ -29,6 +29,7 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -229,14 +230,18 @@ class Addons:
         await self._stop(addon.id)
         shutil.rmtree(self._data_dir / addon.name, ignore_errors=True)
 
-    async def app_destroyed(self, app_id: str) -> None:
-        """The app is gone (its add-on records with it): stop its services, delete their data."""
+    async def app_destroyed(self, app_id: str, addons: Sequence[Addon]) -> None:
+        """The app is gone, its add-on records (``addons``) with it: stop its services,
+        delete their data, drop its databases."""
         for running in [r for r in self._running.values() if r.addon.app_id == app_id]:
             await self._stop(running.addon.id)
             shutil.rmtree(self._data_dir / running.addon.name, ignore_errors=True)
-        recorded = [a for a in await self.list() if a.service == postgres_plans.SERVICE]
-        with contextlib.suppress(DynosError):  # else the next destroy or start drops them
-            await self.postgres.drop_unrecorded(recorded)
+        for addon in addons:
+            if addon.service == postgres_plans.SERVICE:
+                try:
+                    await self.postgres.deprovision(addon)
+                except DynosError as exc:
+                    log.warning("could not drop the database of %s: %s", addon.name, exc.message)
 
     # -- server start and stop ------------------------------------------------------------------
 
@@ -249,8 +254,6 @@ class Addons:
             self.postgres.start(databases),
             *(self._boot(addon) for addon in addons if addon.service == SERVICE),
         )
-        with contextlib.suppress(DynosError):
-            await self.postgres.drop_unrecorded(databases)
 
     async def close(self) -> None:
         """Stop every add-on (at server shutdown, after the dynos)."""

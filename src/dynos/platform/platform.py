@@ -36,7 +36,7 @@ from dynos.platform.dynos import Dynos
 from dynos.platform.releases import Releases
 from dynos.platform.slug_archive import UnpackLimits
 from dynos.store.database import Database
-from dynos.store.models import App
+from dynos.store.models import Addon, App
 from dynos.store.store import Store
 
 # Matched with fullmatch: with match, a "$" would let a trailing newline through.
@@ -102,15 +102,16 @@ class Platform:
     async def destroy_app(self, app: App) -> None:
         """Forget the app, stop its dynos (waiting for them) and remove its slugs."""
 
-        def delete(db: Database) -> set[str]:
+        def delete(db: Database) -> tuple[set[str], list[Addon]]:
             slugs = {r.slug_id for r in db.list_releases(app.id) if r.slug_id}
+            addons = db.list_addons(app.id)  # their records go with the app
             db.delete_app(app.id)
-            return slugs
+            return slugs, addons
 
-        slugs = await self.store.transaction(delete)
+        slugs, addons = await self.store.transaction(delete)
         await self.manager.wait_app_stopped(app.id)
         if self.addons is not None:  # after the dynos, which may use them until they stop
-            await self.addons.app_destroyed(app.id)
+            await self.addons.app_destroyed(app.id, addons)
         await self.manager.release_app(app.id)
         for slug_id in slugs:
             shutil.rmtree(self.slugs_dir / slug_id, ignore_errors=True)

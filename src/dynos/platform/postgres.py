@@ -32,7 +32,7 @@ from dynos.errors import Conflict, DynosError, NotFound, PlatformError, Unavaila
 from dynos.logs.logline import APP, PLATFORM
 from dynos.platform.context import Services, announce_release
 from dynos.platform.postgres_backups import Backups
-from dynos.platform.postgres_server import SUPERUSER, Cluster, PortTaken
+from dynos.platform.postgres_server import Cluster, PortTaken
 from dynos.platform.releases import release_config
 from dynos.store.database import Database
 from dynos.store.models import Addon, App, Release
@@ -240,21 +240,6 @@ class PostgresDatabases:
         await self.ensure_running()
         await self._drop(plans.database_name(addon.name))
         self.backups.delete_all(addon)
-
-    async def drop_unrecorded(self, recorded: list[Addon]) -> None:
-        """Drop every database and role no recorded add-on has (an app destroyed with its
-        add-ons, a destroy cut short). Only while the cluster runs."""
-        if not self.cluster.running:
-            return
-        keep = {plans.database_name(a.name) for a in recorded}
-        rows = await self.cluster.sql(
-            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' "
-            "UNION SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' "
-            f"AND rolname <> '{SUPERUSER}'"
-        )
-        for (name,) in rows:
-            if name not in keep and plans.IDENTIFIER.fullmatch(name):
-                await self._drop(name)
 
     async def drop_database(self, addon_name: str) -> None:
         """Drop the database and role of the add-on ``addon_name`` (recorded or not)."""
