@@ -96,14 +96,16 @@ class PostgresDatabases:
 
     async def _start_cluster(self) -> None:
         """Start it (under the start lock); on a port another process took meanwhile, on a
-        new port, with every app released with its databases' new URLs."""
+        new port. Every database recorded on another port than the cluster's (the port moved,
+        now or at a start cut short before its apps were released) gets its app released with
+        its new URL."""
         try:
             await self.cluster.start()
         except PortTaken as exc:
             log.warning("%s: moving the Postgres cluster to another port", exc.message)
-            port = self.cluster.move_port().port
+            self.cluster.move_port()
             await self.cluster.start()
-            await self._repoint(port)
+        await self._repoint(self.cluster.admin().port)
 
     async def _repoint(self, port: int) -> None:
         """Record ``port`` for every database and release each app with its new URLs."""
@@ -111,7 +113,7 @@ class PostgresDatabases:
         def move(db: Database) -> list[tuple[App, Release, str]]:
             released = []
             for addon in db.list_addons():
-                if addon.service != plans.SERVICE:
+                if addon.service != plans.SERVICE or addon.port == port:
                     continue
                 db.set_addon_port(addon.id, port)
                 app = db.get_app(addon.app_id)
@@ -127,8 +129,8 @@ class PostgresDatabases:
             announce_release(self._platform, app, description, release)
 
     async def start(self, addons: list[Addon]) -> None:
-        """At server start: run the cluster when any app has a database (a failure is logged
-        and retried by the supervisor only once it ran; here it is logged)."""
+        """At server start: run the cluster when any app has a database. A failure is logged
+        on each of those apps, and the supervisor tries again."""
         if not addons:
             return
         try:
