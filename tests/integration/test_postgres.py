@@ -340,3 +340,29 @@ def test_a_cluster_whose_port_was_taken_moves_and_the_apps_get_new_urls(tmp_path
             assert releases[-1]["description"] == "Update DATABASE by heroku-postgresql"
         finally:
             again.stop()
+
+
+def test_bad_input_to_the_postgres_and_attachment_routes_is_a_clear_error(
+    server: RunningServer,
+) -> None:
+    server.create_app("pginput")
+    create(server, "pginput", "heroku-postgresql")
+    base = "/apps/pginput/addons/DATABASE"
+    with server.api() as api:
+        cases = [
+            api.post("/actions/addons/resolve", json={"addon": 5}),
+            api.post("/actions/addon-attachments/resolve", json={"addon_attachment": ""}),
+            api.post("/actions/addons/resolve", json={"addon": "DATABASE", "app": ["x"]}),
+            api.post("/addon-attachments", json={"addon": "x", "app": "pginput"}),
+            api.post(f"{base}/backups/latest/restore", json={"confirm": "other"}),
+            api.post(f"{base}/backups/b1%27;/restore", json={"confirm": "pginput"}),
+            api.get(f"{base}/backups/0/download"),
+        ]
+        for response in cases:
+            assert response.status_code == 422, response.text
+            assert response.json()["id"] == "invalid_params"
+        missing = api.get("/apps/pginput/addons/HEROKU_POSTGRESQL_NONE/postgres")
+        assert missing.status_code == 404
+        assert api.get(f"{base}/backups/latest").status_code == 404  # none captured yet
+        resolved = api.post("/actions/addons/resolve", json={"addon": "DATABASE", "app": "pginput"})
+        assert [a["addon_service"]["name"] for a in resolved.json()] == ["heroku-postgresql"]
