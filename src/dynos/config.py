@@ -48,6 +48,8 @@ class ServerConfig:
     max_unpacked_size: int = 1024  # MB an upload may unpack to (all its files together)
     max_unpacked_files: int = 100_000  # files, directories and links an upload may hold
     scratch_mb: int = 512  # private scratch (/tmp, /dev/shm ...) of a Standard-1X dyno, as root
+    # A storage cap on every Postgres database below its plan's (a small disk); 0: the plans'.
+    pg_storage_cap_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,3 +97,8 @@ class HomePaths:
     def addons(self) -> Path:
         """Each add-on's data (and its password, in its config): closed to everyone else."""
         return self.home / "addons"
+
+    @property
+    def postgres(self) -> Path:
+        """The Postgres cluster of the add-ons, its credentials and backups."""
+        return self.home / "postgres"

@@ -41,6 +41,7 @@ from dynos.manager.manager import DynoManager, ManagerSettings
 from dynos.platform.addons import Addons
 from dynos.platform.build import Builder
 from dynos.platform.platform import Platform, local_account
+from dynos.platform.postgres_server import reclaim_cluster
 from dynos.platform.slug_archive import MB, UnpackLimits
 from dynos.priority import raise_platform_priority
 from dynos.router import compiled as router_compiled
@@ -212,6 +213,8 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
     users = AppUsers(paths.home) if isolate else None
     if users is not None:
         close_home(paths.home)
+        # A killed server's Postgres data is still its cluster user's, whose files go next.
+        reclaim_cluster(paths.postgres)
         removed = users.remove_stale()
         if removed:
             log.info("removed %d app users left by servers that died", removed)
@@ -262,7 +265,14 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
             release.version,
             release.app_id,
         )
-    addons = platform.addons = Addons(platform, paths.addons, users=users, sandboxes=sandboxes)
+    addons = platform.addons = Addons(
+        platform,
+        paths.addons,
+        users=users,
+        sandboxes=sandboxes,
+        postgres_dir=paths.postgres,
+        storage_cap_mb=config.pg_storage_cap_mb or None,
+    )
     log.info("dyno sizes enforced with %s", manager.backend.limits)  # type: ignore[attr-defined]
     if router_compiled():
         log.info("router: compiled with mypyc")

@@ -78,6 +78,26 @@ CASES = [
     Case("GET", "/dyno-sizes/{size_id}", "dyno-size", "Info"),
     Case("GET", f"/apps/{APP}/collaborators", "collaborator", "List"),
     Case("GET", f"/apps/{APP}/addons", "add-on", "List By App"),
+    # Last: a database releases the app (its dynos restart).
+    Case("POST", f"/apps/{APP}/addons", "add-on", "Create", 201, {"plan": "heroku-postgresql"}),
+    Case("GET", f"/apps/{APP}/addons/DATABASE", "add-on", "Info By App"),
+    Case("GET", "/addon-attachments", "add-on-attachment", "List"),
+    Case("GET", f"/apps/{APP}/addon-attachments", "add-on-attachment", "List by App"),
+    Case("GET", f"/apps/{APP}/addon-attachments/DATABASE", "add-on-attachment", "Info by App"),
+    Case(
+        "POST",
+        "/actions/addon-attachments/resolve",
+        "add-on-attachment",
+        "Resolution",
+        body={"addon_attachment": "DATABASE", "app": APP},
+    ),
+    Case(
+        "POST",
+        "/actions/addons/resolve",
+        "add-on",
+        "Resolution",
+        body={"addon": "DATABASE", "app": APP},
+    ),
 ]
 
 

@@ -140,7 +140,8 @@ def test_unknown_add_on_is_one_clear_line_and_changes_nothing(server: RunningSer
     result = server.cli("addons:create", "memcached", "-a", "plain", check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "dynos: Unknown add-on 'memcached': dynos provides redis (dynos addons:create redis)."
+        "dynos: Unknown add-on 'memcached': dynos provides redis and heroku-postgresql "
+        "(dynos addons:create heroku-postgresql)."
     )
     with server.api() as api:
         assert len(api.get("/apps/plain/releases").json()) == 1

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from dynos.api.addon_attachments import attachment_routes
 from dynos.api.addons import addon_routes
 from dynos.api.app_settings import settings_routes
 from dynos.api.apps import app_routes
@@ -31,6 +32,7 @@ from dynos.api.errors import CatchAll, dynos_error, http_error
 from dynos.api.formation import formation_routes
 from dynos.api.logs import STREAM_PREFIX, log_routes
 from dynos.api.one_off import one_off_routes
+from dynos.api.postgres import postgres_routes
 from dynos.api.releases import OUTPUT_PREFIX, release_routes
 from dynos.errors import DynosError, NotFound
 from dynos.platform.platform import Platform
@@ -59,6 +61,8 @@ class Api:
             *settings_routes(platform),
             *one_off_routes(platform, api_url),
             *addon_routes(platform),
+            *attachment_routes(platform),
+            *postgres_routes(platform),
             *compat_routes(platform),
             *metrics_routes(metrics),
         ]

@@ -243,6 +243,29 @@ class ApiClient:
             answer += page
         return answer
 
+    def download(self, path: str, target: Path) -> int:
+        """GET ``path`` into the file ``target`` as it comes (written beside it, then moved
+        into place); the bytes written."""
+        partial = target.with_name(f".{target.name}.partial")
+        written = 0
+        try:
+            with self._http.stream("GET", path, timeout=httpx.Timeout(60.0)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(response)
+                with partial.open("wb") as file:
+                    for chunk in response.iter_bytes():
+                        file.write(chunk)
+                        written += len(chunk)
+            partial.replace(target)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        except OSError as exc:
+            raise UserError(f"Cannot write {target}: {exc.strerror or exc}.") from exc
+        finally:
+            partial.unlink(missing_ok=True)
+        return written
+
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, body)
 

@@ -20,6 +20,7 @@ from dynos.cli.commands import (
     config,
     deploy,
     logs,
+    pg,
     ps,
     releases,
     run,
@@ -75,7 +76,7 @@ def cli() -> None:
     """
 
 
-for _module in (addons, apps, config, deploy, logs, ps, releases, run, server, settings, up):
+for _module in (addons, apps, config, deploy, logs, pg, ps, releases, run, server, settings, up):
     for _name, _command in _module.COMMANDS.items():
         cli.add_command(_command, name=_name)
 

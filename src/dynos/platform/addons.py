@@ -1,7 +1,10 @@
 """Add-ons: backing services the platform runs for an app, Heroku's model for them.
 
-One kind so far, ``redis``: a managed redis-server (:mod:`dynos.platform.redis_server`), in
-one of Heroku's plan sizes (:mod:`dynos.core.redis_plans`; ``mini`` unless one is named).
+Two kinds: ``redis``, a managed redis-server (:mod:`dynos.platform.redis_server`), in one of
+Heroku's plan sizes (:mod:`dynos.core.redis_plans`; ``mini`` unless one is named); and
+``heroku-postgresql``, a database of the server's one Postgres cluster
+(:mod:`dynos.platform.postgres`, whose docstring tells its life; this module records it and
+releases the app as for Redis).
 Creating one starts the service and waits until it answers; only then is it recorded and the
 app released with its config var (``REDIS_URL``), so that no release ever points at a
 service that did not come up. Destroying one releases the app without the var, stops the
@@ -26,12 +29,14 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynos.backends.cgroups import Limits
 from dynos.backends.isolation import AppUsers
 from dynos.backends.sandbox import Sandboxes
+from dynos.core import postgres_plans
 from dynos.core.redis_plans import RedisPlan, find_plan
 from dynos.core.release_phase import Trigger
 from dynos.core.restart_policy import RestartPolicy
@@ -39,6 +44,8 @@ from dynos.core.sizes import DynoSize
 from dynos.errors import Conflict, DynosError, NotFound, PlatformError, Unavailable, UserError
 from dynos.logs.logline import APP, PLATFORM
 from dynos.platform.context import Services, announce_release
+from dynos.platform.postgres import PostgresDatabases
+from dynos.platform.postgres_server import Cluster
 from dynos.platform.redis_server import (
     RedisProcess,
     find_redis_server,
@@ -65,7 +72,10 @@ def service_for(plan: str) -> str:
     service = plan.strip().lower().partition(":")[0]
     if service in ("redis", "heroku-redis"):
         return SERVICE
-    raise UserError(f"Unknown add-on {plan!r}: dynos provides redis (dynos addons:create redis).")
+    raise UserError(
+        f"Unknown add-on {plan!r}: dynos provides redis and heroku-postgresql "
+        "(dynos addons:create heroku-postgresql)."
+    )
 
 
 def plan_for(argument: str) -> RedisPlan:
@@ -105,7 +115,11 @@ class Addons:
         *,
         users: AppUsers | None = None,
         sandboxes: Sandboxes | None = None,
+        postgres_dir: Path | None = None,
+        storage_cap_mb: int | None = None,
     ) -> None:
+        """``postgres_dir``: the Postgres cluster's home (``<home>/postgres`` by default);
+        ``storage_cap_mb``: a cap on every database below its plan's."""
         self._platform = platform
         self._store = platform.store
         self._data_dir = data_dir
@@ -113,6 +127,15 @@ class Addons:
         self._users = users  # None: add-on servers run as the server's user
         self._sandboxes = sandboxes or Sandboxes()
         self._running: dict[str, _Running] = {}  # by add-on id
+        cluster = Cluster(
+            postgres_dir or data_dir.parent / "postgres",
+            self._sandboxes,
+            users,
+            platform.manager.backend.allocate_port,
+        )
+        self.postgres = PostgresDatabases(
+            platform, cluster, self._policy, storage_cap_mb=storage_cap_mb
+        )
 
     # -- what the API asks --------------------------------------------------------------------
 
@@ -120,13 +143,14 @@ class Addons:
         return await self._store.list_addons(app.id if app else None)
 
     async def find(self, app: App, name_or_id: str) -> Addon:
-        """The app's add-on by name, id, attachment (``REDIS``) or service (``redis``) when
-        that is unambiguous; NotFound otherwise."""
+        """The app's add-on by name, id, attachment (``REDIS``, ``DATABASE``), config var
+        or service (``redis``, ``postgresql``) when that is unambiguous; NotFound otherwise."""
         addons = await self.list(app)
+        wanted = name_or_id.lower()
         for addon in addons:
-            if name_or_id in (addon.name, addon.id):
+            if name_or_id in (addon.name, addon.id) or wanted in _attachment_names(addon):
                 return addon
-        loose = [a for a in addons if name_or_id.lower() in (a.service, ATTACHMENT.lower())]
+        loose = [a for a in addons if wanted in _service_names(a)]
         if len(loose) == 1:
             return loose[0]
         raise NotFound(
@@ -141,15 +165,20 @@ class Addons:
         missing or does not start. On any error nothing is left: no record, no release, no
         process, no data.
         """
-        chosen = plan_for(plan)
         if name is not None and not ADDON_NAME.fullmatch(name):
             raise UserError(
                 f"Invalid add-on name {name!r}: use 3 to 30 lowercase letters, digits and "
                 "dashes, starting with a letter and not ending with a dash."
             )
+        if postgres_plans.is_postgres(plan):
+            chosen_plan = postgres_plans.plan_of(plan)
+            return await self.postgres.create(
+                app, chosen_plan, name or await self._new_name("postgresql")
+            )
+        chosen = plan_for(plan)
         program = find_redis_server()
         await self._store.call(_check_free, app)
-        name = name or await self._new_name()
+        name = name or await self._new_name(SERVICE)
         port = self._platform.manager.backend.allocate_port()  # a free loopback port
         password = secrets.token_hex(32)
         data = self._data_dir / name
@@ -187,33 +216,52 @@ class Addons:
     async def destroy(self, app: App, addon: Addon) -> None:
         """Release the app without the add-on's config var, stop the service, delete its
         data."""
-        description = f"Detach {ATTACHMENT} (@ref:{addon.name})"
+        attachment = postgres_plans.attachment_name(addon.config_var)
+        description = f"Detach {attachment} (@ref:{addon.name})"
 
         def forget(db: Database) -> Release:
             db.delete_addon(addon.id)
-            return _release(db, app, description, None)
+            return _release_var(db, app, addon.config_var, None, description)
 
         release = await self._store.transaction(forget)
         announce_release(self._platform, app, description, release)
+        if addon.service == postgres_plans.SERVICE:
+            await self.postgres.deprovision(addon)
+            return
         await self._stop(addon.id)
         shutil.rmtree(self._data_dir / addon.name, ignore_errors=True)
 
-    async def app_destroyed(self, app_id: str) -> None:
-        """The app is gone (its add-on records with it): stop its services, delete their data."""
+    async def app_destroyed(self, app_id: str, addons: Sequence[Addon]) -> None:
+        """The app is gone, its add-on records (``addons``) with it: stop its services,
+        delete their data, drop its databases."""
         for running in [r for r in self._running.values() if r.addon.app_id == app_id]:
             await self._stop(running.addon.id)
             shutil.rmtree(self._data_dir / running.addon.name, ignore_errors=True)
+        for addon in addons:
+            if addon.service == postgres_plans.SERVICE:
+                try:
+                    await self.postgres.deprovision(addon)
+                except DynosError as exc:
+                    log.warning("could not drop the database of %s: %s", addon.name, exc.message)
 
     # -- server start and stop ------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start every recorded add-on (at server start, before any dyno); one that fails is
         logged and retried in the background."""
-        await asyncio.gather(*(self._boot(addon) for addon in await self.list()))
+        addons = await self.list()
+        databases = [a for a in addons if a.service == postgres_plans.SERVICE]
+        await asyncio.gather(
+            self.postgres.start(databases),
+            *(self._boot(addon) for addon in addons if addon.service == SERVICE),
+        )
 
     async def close(self) -> None:
         """Stop every add-on (at server shutdown, after the dynos)."""
-        await asyncio.gather(*(self._stop(addon_id) for addon_id in list(self._running)))
+        await asyncio.gather(
+            self.postgres.close(),
+            *(self._stop(addon_id) for addon_id in list(self._running)),
+        )
 
     # -- processes ------------------------------------------------------------------------------
 
@@ -328,12 +376,12 @@ class Addons:
             app = await self._store.get_app(addon.app_id)
             self._platform.logs.emit(app.name, source, addon.name, message)
 
-    async def _new_name(self) -> str:
+    async def _new_name(self, service: str) -> str:
         """``redis-solid-31337``: Heroku's add-on name pattern, unique on this platform."""
         taken = {a.name for a in await self.list()}
         rng = random.SystemRandom()
         while True:
-            name = f"{SERVICE}-{rng.choice(_WORDS)}-{rng.randint(10000, 99999)}"
+            name = f"{service}-{rng.choice(_WORDS)}-{rng.randint(10000, 99999)}"
             if name not in taken:
                 return name
 
@@ -355,10 +403,27 @@ def _check_free(db: Database, app: App) -> None:
 
 
 def _release(db: Database, app: App, description: str, url: str | None) -> Release:
-    """A new release of ``app`` with REDIS_URL set to ``url`` (unset when None); runs in the
+    """A new release of ``app`` with REDIS_URL set to ``url`` (unset when None)."""
+    return _release_var(db, app, CONFIG_VAR, url, description)
+
+
+def _release_var(db: Database, app: App, var: str, url: str | None, description: str) -> Release:
+    """A new release of ``app`` with ``var`` set to ``url`` (unset when None); runs in the
     caller's transaction, in the store's thread."""
     # Heroku runs the release phase for a new add-on, not when one's config var goes.
     trigger = Trigger.ADDON_ATTACH if url is not None else Trigger.ADDON_DETACH
-    release = release_config(db, app, {CONFIG_VAR: url}, description, trigger).release
+    release = release_config(db, app, {var: url}, description, trigger).release
     assert release is not None  # a described release is always made
     return release
+
+
+def _attachment_names(addon: Addon) -> tuple[str, ...]:
+    """What names the add-on's attachment, lowercased: ``database``, ``database_url``."""
+    var = addon.config_var.lower()
+    return (var, var.removesuffix("_url"))
+
+
+def _service_names(addon: Addon) -> tuple[str, ...]:
+    if addon.service == postgres_plans.SERVICE:
+        return postgres_plans.ALIASES_OF_SERVICE
+    return (addon.service, f"heroku-{addon.service}")

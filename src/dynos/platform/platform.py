@@ -39,7 +39,7 @@ from dynos.platform.release_phase import ReleasePhases
 from dynos.platform.releases import Releases
 from dynos.platform.slug_archive import UnpackLimits
 from dynos.store.database import Database
-from dynos.store.models import App
+from dynos.store.models import Addon, App
 from dynos.store.store import Store
 
 # Matched with fullmatch: with match, a "$" would let a trailing newline through.
@@ -131,15 +131,16 @@ class Platform:
     async def destroy_app(self, app: App) -> None:
         """Forget the app, stop its dynos (waiting for them) and remove its slugs."""
 
-        def delete(db: Database) -> tuple[set[str], list[str]]:
+        def delete(db: Database) -> tuple[set[str], list[str], list[Addon]]:
             releases = db.list_releases(app.id)
+            addons = db.list_addons(app.id)  # their records go with the app
             db.delete_app(app.id)
-            return {r.slug_id for r in releases if r.slug_id}, [r.id for r in releases]
+            return {r.slug_id for r in releases if r.slug_id}, [r.id for r in releases], addons
 
-        slugs, release_ids = await self.store.transaction(delete)
+        slugs, release_ids, addons = await self.store.transaction(delete)
         await self.manager.wait_app_stopped(app.id)
         if self.addons is not None:  # after the dynos, which may use them until they stop
-            await self.addons.app_destroyed(app.id)
+            await self.addons.app_destroyed(app.id, addons)
         await self.manager.release_app(app.id)
         for slug_id in slugs:
             shutil.rmtree(self.slugs_dir / slug_id, ignore_errors=True)

@@ -81,7 +81,9 @@ def addons_list(app: str | None, as_json: bool) -> None:
 @click.argument("service")
 def addons_create(app: str | None, name: str | None, service: str) -> None:
     """Create an add-on: SERVICE is redis[:PLAN] (a managed redis-server of one of Heroku's
-    plan sizes, mini by default; sets REDIS_URL)."""
+    plan sizes, mini by default; sets REDIS_URL) or heroku-postgresql[:PLAN] (a database of
+    the server's Postgres, essential-0 by default; sets DATABASE_URL, or
+    HEROKU_POSTGRESQL_<COLOR>_URL when the app has one)."""
     target = require_app(app)
     body: dict[str, object] = {"plan": service}
     if name:

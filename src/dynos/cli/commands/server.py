@@ -132,6 +132,12 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
     "Private scratch space (its own /tmp, /dev/shm ...) of a Standard-1X dyno, in MB; other "
     "sizes scale with their memory quota. As root only; it counts as the dyno's memory.",
 )
+@_setting(
+    "pg-storage-cap-mb",
+    click.IntRange(min=0),
+    "Cap every Postgres database at this many MB when its plan allows more (a small disk); "
+    "0: each plan's own cap.",
+)
 def server(home: Path | None, **settings: Any) -> None:
     """Run the dynos server (API, router and dynos) until Ctrl-C or SIGTERM."""
     # Imported here: the rest of the CLI only talks to a server and need not load one.
