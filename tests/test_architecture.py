@@ -295,3 +295,15 @@ def test_relative_imports_resolve_against_the_package() -> None:
     tree = ast.parse("from . import shapes\nfrom ..errors import NotFound\n")
     imported = set(module_level_imports(tree, "dynos.api.routes", False))
     assert {"dynos.api.shapes", "dynos.errors"} <= imported
+
+
+MAX_MODULE_LINES = 400  # issue 12: one module per concept; a longer one holds two
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = {
+        str(path.relative_to(SRC)): lines
+        for path in sorted(SRC.rglob("*.py"))
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}, f"split these by concept: {long}"

@@ -11,17 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import logging
 import os
-import resource
-import secrets
 import shutil
 import signal
 import socket
 from collections.abc import Generator
 from dataclasses import dataclass
-from pathlib import Path
 
 import uvicorn
 
@@ -49,6 +45,7 @@ from dynos.router.limits import ConnectionLimits, chosen_limits
 from dynos.router.processes import RouterProcesses, listening_sockets
 from dynos.router.proxy import Router
 from dynos.router.routing_table import RoutingTable
+from dynos.server_files import ensure_token, raise_fd_limit, retire_server_json, write_server_json
 from dynos.store import backups
 from dynos.store.store import Store
 
@@ -69,39 +66,6 @@ def serve(config: ServerConfig) -> None:
             runner.run(_serve(config, repeats))
     finally:
         repeats.flush(every=True)
-
-
-def raise_fd_limit() -> int:
-    """Raise the soft limit of open file descriptors to the hard one; return it.
-
-    Every client connection costs the router one or two descriptors, and the soft limit is
-    often 1024 where the hard one allows far more. Processes the server starts inherit it.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:  # Linux refuses an unlimited one; nr_open is the cap
-        try:
-            hard = int(Path("/proc/sys/fs/nr_open").read_text())
-        except (OSError, ValueError):
-            hard = soft
-    if soft != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (OSError, ValueError) as exc:
-            log.info("file descriptor limit left at %d: %s", soft, exc)
-    return soft
-
-
-def ensure_token(paths: HomePaths) -> str:
-    """The API token, created (mode 0600) on first start."""
-    try:
-        return paths.credentials.read_text().split()[0]
-    except (FileNotFoundError, IndexError):
-        token = secrets.token_hex(32)
-        fd = os.open(paths.credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(token + "\n")
-        return token
 
 
 def _bind(host: str, port: int, flag: str) -> socket.socket:
@@ -328,7 +292,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
             timeout_graceful_shutdown=2,
         )
     )
-    _write_server_json(paths, api_url, config.domain, router_port)
+    write_server_json(paths, api_url, config.domain, router_port)
     log.info(
         "API on %s, router on port %d (apps at http://<app>.%s:%d/), home %s",
         api_url,
@@ -371,7 +335,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         await manager.close()
         await addons.close()
         with contextlib.suppress(OSError):  # kept: the CLI names its URL when none runs
-            paths.server_json.replace(paths.last_server_json)
+            retire_server_json(paths)
         sandboxes.close()
         if ports is not None:  # every dyno is gone: no port is left to guard
             ports.close()
@@ -386,17 +350,4 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _write_server_json(paths: HomePaths, api_url: str, domain: str, router_port: int) -> None:
-    info = {
-        "api_url": api_url,
-        "router_url": f"http://{domain}:{router_port}",
-        "router_port": router_port,
-        "domain": domain,
-        "pid": os.getpid(),
-    }
-    tmp = Path(f"{paths.server_json}.tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(paths.server_json)
-
-
-__all__ = ["ensure_token", "serve"]
+__all__ = ["serve"]

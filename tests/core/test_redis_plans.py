@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dynos.core.redis_plans import DEFAULT_PLAN, MB, find_plan
+from dynos.core.redis_plans import DEFAULT_PLAN, MB, cgroup_size, find_plan, plan_for
 from dynos.errors import UserError
-from dynos.platform.addons import cgroup_size, plan_for
 from dynos.platform.redis_server import redis_config
 
 

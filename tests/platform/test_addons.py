@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from dynos.core.redis_plans import service_for
 from dynos.errors import PlatformError, UserError
-from dynos.platform.addons import Addons, service_for
+from dynos.platform.addons import Addons
 from dynos.platform.platform import Platform, local_account
 from tests.manager.test_manager import World
 

@@ -145,6 +145,12 @@ class Sandboxes:
         )
         if self._shared is not None:
             held += f", private scratch per dyno ({self._scratch_mb} MB for a Standard-1X)"
+            if self._app_overlays:
+                held += ", an overlay of its release as each dyno's app directory"
+        elif self._unprivileged_overlays:
+            held += ", an overlay of its release (in a user namespace) as each dyno's app directory"
+        elif self._app_copies is not None:
+            held += ", a copy of its release as each dyno's app directory"
         return held
 
     def scratch_for(self, size: DynoSize) -> int | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dynos.core.sizes import DynoSize
 from dynos.errors import UserError
 
 MB = 1024 * 1024
@@ -50,6 +51,7 @@ PLANS: tuple[RedisPlan, ...] = (
     RedisPlan("premium-12", 50 * 1024, 65000),
     RedisPlan("premium-14", 100 * 1024, 65000),
 )
+SERVICE = "redis"  # the service an add-on of these plans records
 DEFAULT_PLAN = PLANS[0]  # Heroku's, when `addons:create heroku-redis` names none
 
 _BY_NAME = {plan.name: plan for plan in PLANS}
@@ -72,3 +74,30 @@ def find_plan(name: str) -> RedisPlan:
         known = ", ".join(f"{p.name} ({p.memory_mb} MB)" for p in PLANS)
         raise UserError(f"Unknown Redis plan {name!r}. Use one of: {known}.")
     return plan
+
+
+def service_for(plan: str) -> str:
+    """The service a ``addons:create`` argument names: ``redis``, or Heroku's
+    ``heroku-redis`` with any plan (``heroku-redis:mini``). UserError for anything else."""
+    service = plan.strip().lower().partition(":")[0]
+    if service in ("redis", "heroku-redis"):
+        return SERVICE
+    raise UserError(
+        f"Unknown add-on {plan!r}: dynos provides redis and heroku-postgresql "
+        "(dynos addons:create heroku-postgresql)."
+    )
+
+
+def plan_for(argument: str) -> RedisPlan:
+    """The plan a ``addons:create`` argument names (``redis:premium-0``), or a recorded
+    add-on's plan; the default plan when it names none. UserError for an unknown one."""
+    service_for(argument)
+    return find_plan(argument.partition(":")[2])
+
+
+def cgroup_size(plan: RedisPlan) -> DynoSize:
+    """The limits of an add-on's cgroup, as a size: cgroups cap memory at twice a size's
+    quota, so the quota is half the plan's cap; redis-server needs a few threads and the
+    child of a snapshot."""
+    quota_mb = plan.memory_cap_bytes // (2 * 1024 * 1024)
+    return DynoSize(f"redis {plan.name}", (), quota_mb, 1, False, 1, 64)

@@ -37,10 +37,9 @@ from dynos.backends.cgroups import Limits
 from dynos.backends.isolation import AppUsers
 from dynos.backends.sandbox import Sandboxes
 from dynos.core import postgres_plans
-from dynos.core.redis_plans import RedisPlan, find_plan
+from dynos.core.redis_plans import SERVICE, RedisPlan, cgroup_size, plan_for
 from dynos.core.release_phase import Trigger
 from dynos.core.restart_policy import RestartPolicy
-from dynos.core.sizes import DynoSize
 from dynos.errors import Conflict, DynosError, NotFound, PlatformError, Unavailable, UserError
 from dynos.logs.logline import APP, PLATFORM
 from dynos.platform.context import Services, announce_release
@@ -59,38 +58,10 @@ from dynos.store.models import Addon, App, Release
 
 log = logging.getLogger(__name__)
 
-SERVICE = "redis"
 CONFIG_VAR = "REDIS_URL"
 ATTACHMENT = "REDIS"  # Heroku's attachment name: the config var without _URL
 ADDON_NAME = re.compile(r"[a-z][a-z0-9-]{1,28}[a-z0-9]")
 _WORDS = ("solid", "curved", "clear", "silent", "rugged", "tidy", "vivid", "deep", "round")
-
-
-def service_for(plan: str) -> str:
-    """The service a ``addons:create`` argument names: ``redis``, or Heroku's
-    ``heroku-redis`` with any plan (``heroku-redis:mini``). UserError for anything else."""
-    service = plan.strip().lower().partition(":")[0]
-    if service in ("redis", "heroku-redis"):
-        return SERVICE
-    raise UserError(
-        f"Unknown add-on {plan!r}: dynos provides redis and heroku-postgresql "
-        "(dynos addons:create heroku-postgresql)."
-    )
-
-
-def plan_for(argument: str) -> RedisPlan:
-    """The plan a ``addons:create`` argument names (``redis:premium-0``), or a recorded
-    add-on's plan; the default plan when it names none. UserError for an unknown one."""
-    service_for(argument)
-    return find_plan(argument.partition(":")[2])
-
-
-def cgroup_size(plan: RedisPlan) -> DynoSize:
-    """The limits of an add-on's cgroup, as a size: cgroups cap memory at twice a size's
-    quota, so the quota is half the plan's cap; redis-server needs a few threads and the
-    child of a snapshot."""
-    quota_mb = plan.memory_cap_bytes // (2 * 1024 * 1024)
-    return DynoSize(f"redis {plan.name}", (), quota_mb, 1, False, 1, 64)
 
 
 @dataclass

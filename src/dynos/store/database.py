@@ -3,7 +3,8 @@
 ``Database`` is synchronous and belongs to one thread: the store's own (:mod:`.store`), which
 runs every call off the event loop, so that a slow or locked database never stalls the router
 or the API. Multi-step changes (a release plus its formation) run in one transaction. Rows
-become records (and times text) in rows.py.
+become records (and times text) in rows.py; the connection and its transactions are
+connection.py's.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from dynos.core.release_phase import ReleaseStatus, check_status_change
 from dynos.core.sizes import DynoSize, find_size
 from dynos.errors import Conflict, NotFound
+from dynos.store.connection import StateConnection
 from dynos.store.models import Addon, App, AppState, Formation, Release
 from dynos.store.rows import (
     addon_from_row,
@@ -28,8 +28,6 @@ from dynos.store.rows import (
     release_from_row,
     time_text,
 )
-from dynos.store.schema import migrate
-from dynos.store.sqlite import copy_database, open_connection, store_error
 
 T = TypeVar("T")
 
@@ -42,70 +40,13 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-class Database:
+class Database(StateConnection):
     """The state database, for the one thread that opened it (sqlite3 checks)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        conn = open_connection(path, create=True)
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self.schema_version = migrate(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise (store_error(exc, path) or exc) from exc
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-
-    def close(self) -> None:
-        self._conn.close()
-
-    @property
-    def changes(self) -> int:
-        """Rows changed since this database was opened (tells whether a backup is due)."""
-        return self._conn.total_changes
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Group several writes: all of them land, or none. Nests: an inner one joins the
-        outer. The write lock is taken at once, so a locked database fails before anything."""
-        if self._conn.in_transaction:
-            yield
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:  # COMMIT itself may fail: never leave one open
-                self._conn.execute("ROLLBACK")
-            raise
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        """Several reads that see one state of the database. Deferred: in WAL mode a reader
-        never waits for a writer, not even another process's."""
-        if self._conn.in_transaction:
-            yield
-            return
-        self._conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self._conn.execute("COMMIT")
 
     def in_transaction(self, change: Callable[[Database], T]) -> T:
         """``change(self)`` in one transaction; the store runs use-cases' writes this way."""
         with self.transaction():
             return change(self)
-
-    def backup_to(self, target: Path) -> None:
-        copy_database(self._conn, target)
 
     # -- the whole desired state, for the manager ---------------------------------------------
 
