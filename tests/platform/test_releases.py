@@ -72,7 +72,9 @@ async def test_a_later_deploy_keeps_the_formation_of_the_types_it_still_has(stag
 class FailingBuilder(Builder):
     """A build that fails the way pip does, after some output (the real one runs pip)."""
 
-    async def build(self, app_id: str, slug: Slug, size: DynoSize) -> AsyncIterator[str]:
+    async def build(
+        self, app_id: str, slug: Slug, size: DynoSize, config: object = None
+    ) -> AsyncIterator[str]:
         yield "-----> Installing requirements with pip"
         raise BuildFailed("pip install failed: see the output above.")
 

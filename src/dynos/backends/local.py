@@ -137,7 +137,7 @@ class LocalBackend:
             # Joining the cgroup, the private scratch and dropping to the app's user happen in
             # the child, before exec, so no instruction of the dyno's command runs unconfined.
             process = await sandbox.spawn(
-                ["/bin/sh", "-c", shell_command(spec.command)],
+                start_command(spec.command, spec.cwd),
                 wrap_setup=terminal.child_setup if terminal else None,
                 cwd=spec.cwd,
                 env=spec.env,
@@ -257,6 +257,25 @@ _NOT_A_PROGRAM = (
 )
 # A command that starts with an assignment (FOO=1 cmd) or a redirection (2>/dev/null cmd).
 _ASSIGNMENT_OR_REDIRECTION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*=|\d*[<>])")
+
+
+# Heroku's dynos source these before the command, with the config vars already set: the
+# buildpacks' .profile.d scripts first, then the app's own .profile.
+SOURCE_PROFILE = (
+    'for f in .profile.d/*.sh; do if [ -r "$f" ]; then . "./$f"; fi; done; '
+    "if [ -r .profile ]; then . ./.profile; fi; "
+)
+
+
+def start_command(command: str, app_dir: Path) -> list[str]:
+    """The dyno's argv: its command through a shell, which first sources the app's
+    ``.profile.d/*.sh`` and ``.profile`` when it has them (with bash, as Heroku's dynos do,
+    where there is one); the command then replaces the shell all the same."""
+    script = shell_command(command)
+    if not (app_dir / ".profile").exists() and not (app_dir / ".profile.d").is_dir():
+        return ["/bin/sh", "-c", script]
+    shell = "/bin/bash" if Path("/bin/bash").exists() else "/bin/sh"
+    return [shell, "-c", SOURCE_PROFILE + script]
 
 
 def shell_command(command: str) -> str:

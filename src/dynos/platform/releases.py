@@ -76,7 +76,8 @@ class Releases:
         released = False
         try:
             if slug.needs_build:
-                async for line in self.builder.build(app.id, slug, await self.build_size(app)):
+                size, config = await self.build_size(app), await self.config(app)
+                async for line in self.builder.build(app.id, slug, size, config):
                     yield line
             yield f"-----> Discovering process types: {', '.join(slug.processes)}"
             release = await self._release_slug(app, slug)
