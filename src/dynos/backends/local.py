@@ -106,7 +106,7 @@ class LocalBackend:
             limits=cg.Limits.of(spec.size),
             user=user,
             scratch_bytes=self._sandboxes.scratch_for(spec.size),
-            visible=(spec.cwd,),
+            visible=(spec.cwd, *server_python(spec.cwd)),
             niceness=0 if held else nice_for(spec.size),
         )
 
@@ -298,6 +298,25 @@ def shell_command(command: str) -> str:
     if any(set(word) <= set(";&|()") for word in words):
         return command
     return f"exec {command}"
+
+
+def server_python(slug: Path) -> tuple[Path, ...]:
+    """The interpreter a slug's ``.venv`` was made from, when it is one of the server's copies
+    (``<home>/pythons/<name>``, next to ``<home>/slugs``): the dyno's scratch must not hide it
+    (a home under /tmp, in tests). Anything else the file names is ignored: the build wrote
+    it, and it must not make the dyno see more."""
+    pythons = slug.parent.parent / "pythons"
+    try:
+        config = (slug / ".venv" / "pyvenv.cfg").read_text(errors="replace")
+    except OSError:
+        return ()
+    for line in config.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            prefix = Path(value.strip()).parent
+            if prefix.parent == pythons and prefix.is_dir() and not prefix.is_symlink():
+                return (prefix,)
+    return ()
 
 
 def nice_for(size: DynoSize) -> int:

@@ -214,7 +214,8 @@ class Builder:
             raise PlatformError(f"Could not set up the build: {exc}") from exc
         base = build_environment(work, self.python)
         env = step_environment(base, config, slug.path, plan, cache.uv)
-        visible = (slug.path, work, cache.uv)
+        self.pythons.open_dir()
+        visible = (slug.path, work, cache.uv, self.pythons.dir)
         step = _Step(f"build-{slug.id}", slug.path, env, size, user, visible)
         try:
             if hooks["pre_compile"] is not None:

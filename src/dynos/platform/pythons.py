@@ -43,6 +43,11 @@ class HostPythons:
         self.uv = uv
         self._versions: dict[tuple[str, float], Version | None] = {}
 
+    def open_dir(self) -> None:
+        """``<home>/pythons``: root's, open to all (whatever the server's umask)."""
+        self.dir.mkdir(exist_ok=True)
+        self.dir.chmod(0o755)
+
     def find(self) -> list[Interpreter]:
         found: dict[str, Interpreter] = {}
         for interpreter in [*self._on_path(), *self._pyenv(), *self._uv_managed()]:
@@ -105,7 +110,7 @@ class HostPythons:
             "UV_HTTP_RETRIES": "0",  # no network fails at once, not after a minute of retries
             "UV_NO_CONFIG": "1",
         }
-        self.dir.mkdir(mode=0o755, exist_ok=True)
+        self.open_dir()
         try:
             result = subprocess.run(
                 [self.uv, "python", "install", "--no-bin", wanted],
@@ -136,7 +141,7 @@ class HostPythons:
         name = f"{interpreter.source}-{format_version(interpreter.version)}"
         copy = self.dir / name
         if not (copy / "bin" / source.name).exists():
-            self.dir.mkdir(mode=0o755, exist_ok=True)
+            self.open_dir()
             partial = self.dir / f".{name}.partial"
             shutil.rmtree(partial, ignore_errors=True)
             shutil.copytree(prefix, partial, symlinks=True, ignore=_left_out)
@@ -156,7 +161,9 @@ class HostPythons:
         with contextlib.suppress(OSError):
             if copy.stat().st_mtime == source.st_mtime and copy.stat().st_size == source.st_size:
                 return str(copy)
-        copy.parent.mkdir(parents=True, mode=0o755, exist_ok=True)
+        self.open_dir()
+        copy.parent.mkdir(mode=0o755, exist_ok=True)
+        copy.parent.chmod(0o755)
         partial = copy.with_name(f".{copy.name}.partial")
         shutil.copy2(path, partial)
         _open_to_all(partial)
