@@ -151,6 +151,9 @@ def requested_python(files: Mapping[str, str], manager: PackageManager) -> Pytho
     return PythonRequest(None, "default")
 
 
+MINIMUM = (3, 8)  # the oldest Python uv makes virtualenvs for
+
+
 @dataclass(frozen=True)
 class Interpreter:
     version: Version  # (3, 13, 1)
@@ -163,14 +166,15 @@ class Interpreter:
 
 def choose_interpreter(request: PythonRequest, found: Iterable[Interpreter]) -> Interpreter | None:
     """The newest of ``found`` that serves ``request``; None when none does."""
-    fitting = [i for i in found if i.matches(request.version) and i.version >= (3, 8)]
+    fitting = [i for i in found if i.matches(request.version) and i.version >= MINIMUM]
     return max(fitting, key=lambda i: i.version, default=None)
 
 
 def no_interpreter(request: PythonRequest, found: Iterable[Interpreter], download: str) -> str:
     """The one line a build fails with when no interpreter serves ``request``: what was asked
     for, what the host has, how to fix it. ``download``: why uv could not fetch one."""
-    have = sorted({format_version(i.version) for i in found}, key=lambda v: _version(v) or ())
+    usable = {i.version for i in found if i.version >= MINIMUM}
+    have = [format_version(version) for version in sorted(usable)]
     listed = ", ".join(have) if have else "none"
     return (
         f"Python {request.describe()} was requested (in {request.origin}), but this server has "
