@@ -54,7 +54,7 @@ def test_several_package_manager_files_fail_naming_them_in_herokus_order() -> No
 
 
 def test_no_package_manager_file_fails_saying_what_to_add() -> None:
-    with pytest.raises(BuildFailed, match="add a requirements.txt"):
+    with pytest.raises(BuildFailed, match=r"add a requirements\.txt"):
         detect_package_manager({"Procfile"})
     with pytest.raises(BuildFailed, match="pipenv lock"):
         detect_package_manager({"Procfile", "Pipfile"})
@@ -69,7 +69,7 @@ def test_python_version_files_in_herokus_forms() -> None:
         with pytest.raises(BuildFailed, match=r"\.python-version"):
             parse_python_version_file(wrong)
     for wrong in ("3.12.7", "python-3", "python 3.12"):
-        with pytest.raises(BuildFailed, match="runtime.txt"):
+        with pytest.raises(BuildFailed, match=r"runtime\.txt"):
             parse_runtime_txt(wrong)
 
 
@@ -178,7 +178,8 @@ files = []
     ]
     poetry1 = '[[package]]\nname = "six"\nversion = "1.16.0"\ncategory = "main"\noptional = false\n'
     assert poetry_lock_requirements(poetry1) == ["six==1.16.0"]
-    git = '[[package]]\nname = "x"\nversion = "1"\ngroups = ["main"]\n[package.source]\ntype = "git"\n'
+    git = '[[package]]\nname = "x"\nversion = "1"\ngroups = ["main"]\n'
+    git += '[package.source]\ntype = "git"\n'
     with pytest.raises(BuildFailed, match="from a git"):
         poetry_lock_requirements(git)
     bad = '[[package]]\nname = "x; rm -rf /"\nversion = "1"\ngroups = ["main"]\n'
