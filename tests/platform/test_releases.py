@@ -8,6 +8,7 @@ request is refused before anything is written, logged or woken.
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,7 +36,8 @@ async def test_a_first_deploy_releases_the_slug_and_starts_one_web_dyno(stage: S
 
     output, release = await deploy(stage, app, slug)
 
-    assert output == ["-----> Discovering process types: web, worker"]
+    assert output[0] == "-----> Discovering process types: web, worker"
+    assert re.fullmatch(r"-----> Slug size: \d+ B", output[1]) and len(output) == 2
     assert (release.version, release.slug_id, release.processes) == (3, slug.id, PROCFILE)
     assert release.config == {"GREETING": "hello"}  # the config vars stay with the app
     assert (await stage.platform.releases.current(app)) == release

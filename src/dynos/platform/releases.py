@@ -21,7 +21,7 @@ from dynos.core.sizes import DEFAULT_SIZE, DynoSize
 from dynos.errors import UserError
 from dynos.platform.build import Builder, Slug
 from dynos.platform.context import Services, announce_release
-from dynos.platform.slug_archive import UnpackLimits, unpack_slug
+from dynos.platform.slug_archive import UnpackLimits, describe_size, slug_size, unpack_slug
 from dynos.store.database import Database
 from dynos.store.models import App, Release
 
@@ -80,6 +80,8 @@ class Releases:
                 async for line in self.builder.build(app.id, slug, size, config):
                     yield line
             yield f"-----> Discovering process types: {', '.join(slug.processes)}"
+            size_bytes = await asyncio.to_thread(slug_size, slug.path)
+            yield f"-----> Slug size: {describe_size(size_bytes)}"
             release = await self._release_slug(app, slug)
             released = True
             yield release

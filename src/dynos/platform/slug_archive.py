@@ -255,6 +255,27 @@ def apply_slugignore(slug: Path) -> int:
     return removed
 
 
+def slug_size(slug: Path) -> int:
+    """The bytes of the slug's files (links and directories not counted), as built."""
+    total = 0
+    for dirpath, _, filenames in os.walk(slug):
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(dirpath, name))
+                if stat.S_ISREG(info.st_mode):
+                    total += info.st_size
+    return total
+
+
+def describe_size(n: int) -> str:
+    """``512 B``, ``12.3 KB``, ``45.6 MB``, as the build output shows a slug's size."""
+    if n < 1024:
+        return f"{n} B"
+    if n < MB:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / MB:.1f} MB"
+
+
 def _unpack(tarball: Path, dest: Path, limits: UnpackLimits) -> None:
     tally = Tally()
     data_filter = getattr(tarfile, "data_filter", None)  # Python 3.11.4 and later
