@@ -149,13 +149,21 @@ class Builder:
         self.timeout = timeout
         self.cache_dir = cache_dir or builds_dir.parent / "build-cache"
         self.uv = uv or find_uv()
+        self._saving: dict[str, asyncio.Task[None]] = {}  # cache saves under way, by app
         self.pythons = pythons or HostPythons(
             builds_dir.parent / "pythons", shared=users is not None, uv=self.uv
         )
 
-    def forget(self, app_id: str) -> None:
-        """The app was destroyed: its build cache goes."""
-        BuildCache(self.cache_dir / app_id).discard()
+    async def forget(self, app_id: str) -> None:
+        """The app was destroyed: its build cache goes (once a save under way is done)."""
+        await self._saved(app_id)
+        await asyncio.to_thread(BuildCache(self.cache_dir / app_id).discard)
+
+    async def _saved(self, app_id: str) -> None:
+        """Wait for the app's last build to have saved its cache."""
+        saving = self._saving.pop(app_id, None)
+        if saving is not None:
+            await asyncio.shield(saving)
 
     async def build(
         self,
@@ -179,6 +187,7 @@ class Builder:
         builds_dir = self._builds_dir
         work = builds_dir / slug.id
         cache = BuildCache(self.cache_dir / app_id)
+        await self._saved(app_id)
         yield "-----> Python app detected"
         yield (
             f"-----> Building with the limits of a {size.name} dyno, for up to "
@@ -243,7 +252,9 @@ class Builder:
                     yield "       " + line
         finally:
             await asyncio.to_thread(self._clean_up, slug, work, user, cache)
-        yield await save_cache(cache, slug.path, plan)
+        # The copy is made while the release goes out: the app's next build waits for it.
+        self._saving[app_id] = asyncio.create_task(save_cache(cache, slug.path, plan))
+        yield "-----> Saving cache"
 
     def _clean_up(self, slug: Slug, work: Path, user: DynoUser | None, cache: BuildCache) -> None:
         """After the build's processes are gone: the slug and uv's cache back to root, the

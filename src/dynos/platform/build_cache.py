@@ -5,8 +5,10 @@
 of it and installs nothing. ``uv/`` is uv's own download and wheel cache, which any build of
 the app uses, as Heroku keeps pip's. Both are root's between builds (so they outlive the app's
 user, which a server removes when it stops, and no later owner of its uid can read them);
-``uv/`` is handed to the app's user for its build only. The environment is copied, never
-linked: a slug is never changed once a release uses it, and the cache must not change with it.
+``uv/`` is handed to the app's user for its build only. The environment moves into the new
+slug and a copy of it comes back once the slug is released (in the background: a client does
+not wait for it, the app's next build does); never a link, since a slug is never changed once
+a release uses it, and the cache must not change with it.
 """
 
 from __future__ import annotations
@@ -55,8 +57,11 @@ class BuildCache:
             take_back(self.uv)
 
     def restore(self, dest: Path) -> None:
-        """A copy of the cached environment at ``dest``."""
-        _copy(self.venv, dest)
+        """Move the cached environment to ``dest`` (a rename: no file is copied, as Heroku
+        moves its cache into the build); the cache is empty until the next :meth:`save`."""
+        with contextlib.suppress(FileNotFoundError):
+            self._key_file.unlink()
+        self.venv.rename(dest)
 
     def save(self, venv: Path, key: dict[str, str]) -> None:
         """Keep a copy of ``venv`` as the cache for ``key``, replacing the last one whole."""

@@ -16,7 +16,6 @@ on the event loop, once the transaction has committed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import getpass
 import random
@@ -115,7 +114,7 @@ class Platform:
         await self.manager.release_app(app.id)
         for slug_id in slugs:
             shutil.rmtree(self.slugs_dir / slug_id, ignore_errors=True)
-        await asyncio.to_thread(self.releases.builder.forget, app.id)
+        await self.releases.builder.forget(app.id)
         self.logs.forget(app.name)
 
     # -- platform settings -------------------------------------------------------------------

@@ -206,17 +206,13 @@ def hook(slug: Path, name: str) -> tuple[str, ...] | None:
 Runner = Callable[..., AsyncIterator[str]]
 
 
-async def save_cache(cache: BuildCache, slug: Path, plan: Plan) -> str:
-    """Keep the slug's environment for the next build; what the output says."""
-    if plan.restore:
-        return "-----> Cache unchanged"
+async def save_cache(cache: BuildCache, slug: Path, plan: Plan) -> None:
+    """Keep a copy of the slug's environment for the app's next build."""
     try:
         await asyncio.to_thread(cache.save, slug / ".venv", plan.key)
     except OSError as exc:
         log.warning("could not save the build cache in %s: %s", cache.root, exc)
         await asyncio.to_thread(cache.discard)
-        return "-----> Could not save the build cache: the next build installs anew"
-    return "-----> Saving cache"
 
 
 def remove_uploaded_venv(slug: Path) -> bool:
