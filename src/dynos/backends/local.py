@@ -5,8 +5,9 @@ only the environment the manager built. A simple command that runs a program (no
 compound or builtin) is run as ``exec <command>``, as bash does by itself and Heroku's dynos
 therefore show: the app is the dyno's main process, gets its signals first hand and exits
 with its own status, and no shell waits beside each dyno (dash, Debian's sh, would otherwise
-fork it and wait). Output is read line by line and handed to the events sink. A web dyno is
-up once a TCP connect to its PORT succeeds.
+fork it and wait). An app with a ``.profile`` or ``.profile.d`` gets bash instead, which sources
+them first, as Heroku's dynos do (:func:`start_command`). Output is read line by line and
+handed to the events sink. A web dyno is up once a TCP connect to its PORT succeeds.
 
 A dyno is every process it starts, however detached: as root its cgroup holds them, without
 root its reaper does. A stop signals them all; when the main process exits, whatever it left
