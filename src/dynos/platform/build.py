@@ -150,6 +150,7 @@ class Builder:
         self.cache_dir = cache_dir or builds_dir.parent / "build-cache"
         self.uv = uv or find_uv()
         self._saving: dict[str, asyncio.Task[None]] = {}  # cache saves under way, by app
+        self._locks: dict[str, asyncio.Lock] = {}  # one build of an app at a time
         self.pythons = pythons or HostPythons(
             builds_dir.parent / "pythons", shared=users is not None, uv=self.uv
         )
@@ -158,6 +159,7 @@ class Builder:
         """The app was destroyed: its build cache goes (once a save under way is done)."""
         await self._saved(app_id)
         await asyncio.to_thread(BuildCache(self.cache_dir / app_id).discard)
+        self._locks.pop(app_id, None)
 
     async def _saved(self, app_id: str) -> None:
         """Wait for the app's last build to have saved its cache."""
@@ -171,6 +173,21 @@ class Builder:
         slug: Slug,
         size: DynoSize,
         config: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[str]:
+        """One build of an app at a time (they share its cache): see :meth:`_build`."""
+        lock = self._locks.setdefault(app_id, asyncio.Lock())
+        if lock.locked():
+            yield "-----> Waiting for the app's other build to finish"
+        async with lock:
+            async for line in self._build(app_id, slug, size, config):
+                yield line
+
+    async def _build(
+        self,
+        app_id: str,
+        slug: Slug,
+        size: DynoSize,
+        config: Mapping[str, str] | None,
     ) -> AsyncIterator[str]:
         """Build the slug as Heroku's Python buildpack would, yielding output lines:
         Python, the dependencies into ``.venv`` with uv, collectstatic, the hooks
