@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
+import tomllib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +69,7 @@ class Plan:
     interpreter: Interpreter
     key: dict[str, str]
     restore: bool  # the cache's environment serves this build as it is
+    project: str | None = None  # a uv project's name, from its pyproject.toml
     lines: list[str] = field(default_factory=list)  # what deciding it says
 
 
@@ -110,7 +113,18 @@ def plan_build(slug: Path, pythons: HostPythons, cache: BuildCache) -> Plan:
     if reasons:
         lines.append("-----> Discarding cache since:")
         lines += [f"       - {reason}" for reason in reasons]
-    return Plan(manager, request, interpreter, key, cached == key, lines)
+    project = _project_name(slug) if manager == UV else None
+    return Plan(manager, request, interpreter, key, cached == key, project, lines)
+
+
+def _project_name(slug: Path) -> str | None:
+    """The ``[project] name`` of the app's pyproject.toml, if it names one."""
+    try:
+        data = tomllib.loads(_read(slug / "pyproject.toml"))
+    except (BuildFailed, tomllib.TOMLDecodeError):
+        return None
+    name = data.get("project", {}).get("name")
+    return name if isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9._-]+", name) else None
 
 
 def _read(path: Path) -> str:
@@ -137,7 +151,12 @@ def install_commands(plan: Plan, uv: str, slug: Path, requirements: Path) -> lis
     if plan.manager == PIP:
         commands.append((uv, "pip", "install", "--python", str(venv), "-r", PIP.file))
     elif plan.manager == UV:
-        commands.append((uv, "sync", "--locked", "--no-default-groups"))
+        # The project itself (when it is a package) installed as a copy of this slug's code,
+        # anew each build: an editable one would point at the slug it was first built in.
+        sync: tuple[str, ...] = (uv, "sync", "--locked", "--no-default-groups", "--no-editable")
+        if plan.project is not None:
+            sync += ("--reinstall-package", plan.project)
+        commands.append(sync)
     else:
         commands.append((uv, "pip", "sync", "--python", str(venv), str(requirements)))
     return commands
