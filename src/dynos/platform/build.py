@@ -232,16 +232,18 @@ class Builder:
             if plan.restore:
                 yield "-----> Restoring cache"
                 await asyncio.to_thread(cache.restore, slug.path / ".venv")
-            cache.open_for(user)
+            if not plan.restore:  # a restored environment needs no download: uv's cache waits
+                cache.open_for(user)
             if user is not None:
                 hand_over(slug.path, user)
         except OSError as exc:
             await asyncio.to_thread(self._clean_up, slug, work, user, cache)
             raise PlatformError(f"Could not set up the build: {exc}") from exc
         base = build_environment(work, self.python)
-        env = step_environment(base, config, slug.path, plan, cache.uv)
+        uv_cache = work / "tmp" / "uv" if plan.restore else cache.uv
+        env = step_environment(base, config, slug.path, plan, uv_cache)
         self.pythons.open_dir()
-        visible = (slug.path, work, cache.uv, self.pythons.dir)
+        visible = (slug.path, work, uv_cache, self.pythons.dir)
         step = _Step(f"build-{slug.id}", slug.path, env, size, user, visible)
         try:
             if hooks["pre_compile"] is not None:

@@ -52,9 +52,11 @@ class BuildCache:
             hand_over(self.uv, user)
 
     def close(self, user: DynoUser | None) -> None:
-        """After the build's processes are gone: ``uv/`` root's again."""
-        if user is not None and self.uv.exists():
-            take_back(self.uv)
+        """After the build's processes are gone: ``uv/`` root's again (if it was handed
+        over: it is the user's only while it owns the top)."""
+        with contextlib.suppress(FileNotFoundError):
+            if user is not None and self.uv.lstat().st_uid == user.uid:
+                take_back(self.uv)
 
     def restore(self, dest: Path) -> None:
         """Move the cached environment to ``dest`` (a rename: no file is copied, as Heroku
