@@ -243,7 +243,7 @@ class Builder:
         uv_cache = work / "tmp" / "uv" if plan.restore else cache.uv
         env = step_environment(base, config, slug.path, plan, uv_cache)
         self.pythons.open_dir()
-        visible = (slug.path, work, uv_cache, self.pythons.dir)
+        visible = (slug.path, work, self.pythons.dir, *(() if plan.restore else (cache.uv,)))
         step = _Step(f"build-{slug.id}", slug.path, env, size, user, visible)
         try:
             if hooks["pre_compile"] is not None:
