@@ -147,7 +147,9 @@ def install_commands(plan: Plan, uv: str, slug: Path, requirements: Path) -> lis
     venv = slug / ".venv"
     if not plan.restore:
         python = plan.interpreter.path
-        commands.append((uv, "venv", "--quiet", "--relocatable", "--seed", "-p", python, str(venv)))
+        # No pip in it (as in uv's own environments): seeding it costs a first build about
+        # half a second and a hook can use uv's environment as it is.
+        commands.append((uv, "venv", "--quiet", "--relocatable", "-p", python, str(venv)))
     if plan.manager == PIP:
         commands.append((uv, "pip", "install", "--python", str(venv), "-r", PIP.file))
     elif plan.manager == UV:
