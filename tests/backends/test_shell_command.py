@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from dynos.backends.local import shell_command
+from dynos.backends.local import shell_command, start_command
 
 
 @pytest.mark.parametrize(
@@ -75,3 +76,20 @@ def test_a_compound_command_still_runs_every_part() -> None:
     command = shell_command("echo one && echo two; echo three")
     out = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True).stdout
     assert out.split() == ["one", "two", "three"]
+
+
+def test_an_app_with_a_profile_starts_through_bash_which_sources_it_first(
+    tmp_path: Path,
+) -> None:
+    assert start_command("python3 web.py", tmp_path) == ["/bin/sh", "-c", "exec python3 web.py"]
+    (tmp_path / ".profile.d").mkdir()
+    (tmp_path / ".profile.d" / "a.sh").write_text("export ORDER=${ORDER:-}a,\n")
+    (tmp_path / ".profile").write_text("export ORDER=${ORDER:-}profile\n")
+    argv = start_command('echo "$ORDER $KEPT"', tmp_path)
+    assert argv[0] == "/bin/bash"
+    env = {"PATH": "/usr/bin:/bin", "KEPT": "config var"}
+    ran = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert ran.stdout == "a,profile config var\n"
+    # After the profile, a simple command still replaces the shell.
+    python = start_command("python3 -c 'import os; print(os.getppid() != 1)'", tmp_path)
+    assert python[2].endswith("exec python3 -c 'import os; print(os.getppid() != 1)'")

@@ -140,9 +140,15 @@ def test_a_build_runs_as_the_app_user_in_a_cgroup_of_its_largest_size(
         if not stat.S_ISLNK(info.st_mode):
             assert info.st_mode & (stat.S_IWOTH | stat.S_ISUID) == 0, path
     assert list((server.home / "builds").iterdir()) == []
-    wait_for(lambda: dyno_states(server, "builder") == {"web.1": "up"}, what="the new release")
-    with server.router("builder") as router:
-        assert router.get("/").json()["prefix"] == str(slug / ".venv")
+
+    # The release's dynos answer from its slug's environment (the last release's web.1 may
+    # still be up when the deploy's answer ends: wait for the restart onto this one).
+    def prefix() -> object:
+        with server.router("builder") as router:
+            response = router.get("/")
+        return response.json()["prefix"] if response.status_code == 200 else None
+
+    wait_for(lambda: prefix() == str(slug / ".venv"), 60, "the new release's web.1")
 
 
 @as_root

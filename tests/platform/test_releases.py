@@ -8,6 +8,7 @@ request is refused before anything is written, logged or woken.
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,7 +36,8 @@ async def test_a_first_deploy_releases_the_slug_and_starts_one_web_dyno(stage: S
 
     output, release = await deploy(stage, app, slug)
 
-    assert output == ["-----> Discovering process types: web, worker"]
+    assert output[0] == "-----> Discovering process types: web, worker"
+    assert re.fullmatch(r"-----> Slug size: \d+ B", output[1]) and len(output) == 2
     assert (release.version, release.slug_id, release.processes) == (3, slug.id, PROCFILE)
     assert release.config == {"GREETING": "hello"}  # the config vars stay with the app
     assert (await stage.platform.releases.current(app)) == release
@@ -72,7 +74,9 @@ async def test_a_later_deploy_keeps_the_formation_of_the_types_it_still_has(stag
 class FailingBuilder(Builder):
     """A build that fails the way pip does, after some output (the real one runs pip)."""
 
-    async def build(self, app_id: str, slug: Slug, size: DynoSize) -> AsyncIterator[str]:
+    async def build(
+        self, app_id: str, slug: Slug, size: DynoSize, config: object = None
+    ) -> AsyncIterator[str]:
         yield "-----> Installing requirements with pip"
         raise BuildFailed("pip install failed: see the output above.")
 

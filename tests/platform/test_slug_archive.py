@@ -210,3 +210,23 @@ def test_admit_judges_a_member_from_its_header_alone() -> None:
         admit(member("a/b.txt/c"), tally, limits)
     with pytest.raises(Refused, match="more than 0 MB"):
         admit(member("c.txt", size=41), tally, limits)
+
+
+def test_slugignore_removes_what_it_lists_before_the_build_links_as_links(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not the slug's")
+    upload = pack(
+        (member(".slugignore"), b"# large files\n*.psd\n/media\nlinked\n"),
+        (member("art/logo.psd"), b"psd"),
+        (member("art/logo.png"), b"png"),
+        (member("media/video.mp4"), b"mp4"),
+        (member("app/media/keep.txt"), b"kept: /media is anchored at the top"),
+        member("linked", tarfile.SYMTYPE, linkname="app"),
+    )
+    slug = unpack(tmp_path, upload)
+    assert not (slug / "art" / "logo.psd").exists() and (slug / "art" / "logo.png").exists()
+    assert not (slug / "media").exists()
+    assert (slug / "app" / "media" / "keep.txt").exists()
+    assert not os.path.lexists(slug / "linked") and (slug / "app").is_dir()
+    assert (slug / "Procfile").exists() and (slug / ".slugignore").exists()

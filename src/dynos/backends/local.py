@@ -6,8 +6,9 @@ manager built. A simple command that runs a program (no list, pipe,
 compound or builtin) is run as ``exec <command>``, as bash does by itself and Heroku's dynos
 therefore show: the app is the dyno's main process, gets its signals first hand and exits
 with its own status, and no shell waits beside each dyno (dash, Debian's sh, would otherwise
-fork it and wait). Output is read line by line and handed to the events sink. A web dyno is
-up once a TCP connect to its PORT succeeds.
+fork it and wait). An app with a ``.profile`` or ``.profile.d`` gets bash instead, which sources
+them first, as Heroku's dynos do (:func:`start_command`). Output is read line by line and
+handed to the events sink. A web dyno is up once a TCP connect to its PORT succeeds.
 
 A dyno is every process it starts, however detached: as root its cgroup holds them, without
 root its reaper does. A stop signals them all; when the main process exits, whatever it left
@@ -107,7 +108,7 @@ class LocalBackend:
             limits=cg.Limits.of(spec.size),
             user=user,
             scratch_bytes=self._sandboxes.scratch_for(spec.size),
-            visible=(spec.cwd,),
+            visible=(spec.cwd, *server_python(spec.cwd)),
             niceness=0 if held else nice_for(spec.size),
             release=spec.cwd,
             size=spec.size,
@@ -156,7 +157,7 @@ class LocalBackend:
             # Joining the cgroup, the private scratch and dropping to the app's user happen in
             # the child, before exec, so no instruction of the dyno's command runs unconfined.
             process = await sandbox.spawn(
-                ["/bin/sh", "-c", shell_command(spec.command)],
+                start_command(spec.command, spec.cwd),
                 wrap_setup=terminal.child_setup if terminal else None,
                 # Entered after its overlay is mounted: a cwd is entered before it by the
                 # standard library's spawn, and would be the release below the overlay.
@@ -282,6 +283,25 @@ _NOT_A_PROGRAM = (
 _ASSIGNMENT_OR_REDIRECTION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*=|\d*[<>])")
 
 
+# Heroku's dynos source these before the command, with the config vars already set: the
+# buildpacks' .profile.d scripts first, then the app's own .profile.
+SOURCE_PROFILE = (
+    'for f in .profile.d/*.sh; do if [ -r "$f" ]; then . "./$f"; fi; done; '
+    "if [ -r .profile ]; then . ./.profile; fi; "
+)
+
+
+def start_command(command: str, app_dir: Path) -> list[str]:
+    """The dyno's argv: its command through a shell, which first sources the app's
+    ``.profile.d/*.sh`` and ``.profile`` when it has them (with bash, as Heroku's dynos do,
+    where there is one); the command then replaces the shell all the same."""
+    script = shell_command(command)
+    if not (app_dir / ".profile").exists() and not (app_dir / ".profile.d").is_dir():
+        return ["/bin/sh", "-c", script]
+    shell = "/bin/bash" if Path("/bin/bash").exists() else "/bin/sh"
+    return [shell, "-c", SOURCE_PROFILE + script]
+
+
 def shell_command(command: str) -> str:
     """What ``sh -c`` runs for a Procfile or one-off ``command``: ``exec command`` when that
     means the same (one simple command, which the app process then replaces the shell for),
@@ -302,6 +322,25 @@ def shell_command(command: str) -> str:
     if any(set(word) <= set(";&|()") for word in words):
         return command
     return f"exec {command}"
+
+
+def server_python(slug: Path) -> tuple[Path, ...]:
+    """The interpreter a slug's ``.venv`` was made from, when it is one of the server's copies
+    (``<home>/pythons/<name>``, next to ``<home>/slugs``): the dyno's scratch must not hide it
+    (a home under /tmp, in tests). Anything else the file names is ignored: the build wrote
+    it, and it must not make the dyno see more."""
+    pythons = slug.parent.parent / "pythons"
+    try:
+        config = (slug / ".venv" / "pyvenv.cfg").read_text(errors="replace")
+    except OSError:
+        return ()
+    for line in config.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            prefix = Path(value.strip()).parent
+            if prefix.parent == pythons and prefix.is_dir() and not prefix.is_symlink():
+                return (prefix,)
+    return ()
 
 
 def nice_for(size: DynoSize) -> int:

@@ -7,6 +7,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from dynos.core.python_build import web_concurrency
+from dynos.core.sizes import DynoSize
+
 
 def dyno_environment(
     config: dict[str, str],
@@ -14,11 +17,14 @@ def dyno_environment(
     name: str,
     port: int | None,
     python: str = sys.executable,
+    size: DynoSize | None = None,
 ) -> dict[str, str]:
     """A dyno's whole environment: the app's config vars and the platform's basics.
 
     Nothing of the server's own environment leaks in (its token, its ``DYNOS_*`` settings).
     The Python that runs dynos is on PATH, after the release's own virtualenv if it has one.
+    A Python app's dynos (a slug with a ``.venv``) of ``size`` get ``WEB_CONCURRENCY`` by
+    its memory and the host's cores, as on Heroku, unless the config sets it.
     """
     path = [str(slug / ".venv" / "bin"), os.path.dirname(python)]
     path += ["/usr/local/bin", "/usr/bin", "/bin"]
@@ -32,6 +38,11 @@ def dyno_environment(
     }
     if port is not None:
         env["PORT"] = str(port)
+    if size is not None and (slug / ".venv").is_dir():
+        # What Heroku's Python buildpack sets at dyno start; a .profile may still change it.
+        env["DYNO_RAM"] = str(size.memory_mb)
+        if "WEB_CONCURRENCY" not in config:
+            env["WEB_CONCURRENCY"] = str(web_concurrency(size.memory_mb, os.cpu_count() or 1))
     return env
 
 

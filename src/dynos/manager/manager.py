@@ -300,7 +300,9 @@ class DynoManager:
             name=record.name,
             command=record.command,
             cwd=slug,
-            env=dyno_environment(config, slug, record.name, record.port, self._settings.python),
+            env=dyno_environment(
+                config, slug, record.name, record.port, self._settings.python, record.size
+            ),
             port=record.port,
             size=record.size,
             app_id=record.app_id,

@@ -38,7 +38,23 @@ from dynos.backends.isolation import AppUsers, DynoUser
 from dynos.backends.sandbox import Sandbox, Sandboxes
 from dynos.core.sizes import DynoSize
 from dynos.errors import BuildFailed, PlatformError
+from dynos.platform.build_cache import BuildCache
 from dynos.platform.ownership import hand_over, take_back
+from dynos.platform.python_build import (
+    COLLECTSTATIC,
+    COLLECTSTATIC_FAILED,
+    collectstatic_disabled,
+    django_app,
+    hook,
+    install_commands,
+    locked_requirements,
+    plan_build,
+    python_app,
+    remove_uploaded_venv,
+    save_cache,
+    step_environment,
+)
+from dynos.platform.pythons import NETWORK_VARIABLES, HostPythons
 
 BUILD_TIMEOUT = 15 * 60.0  # seconds: Heroku's build time limit
 LINE_LIMIT = 1 << 20  # a longer output line is passed on in pieces
@@ -53,15 +69,31 @@ class Slug:
 
     @property
     def needs_build(self) -> bool:
-        return (self.path / "requirements.txt").is_file()
+        return python_app(self.path)
+
+
+def find_uv() -> str | None:
+    """uv's binary, from the ``uv`` package installed with dynos."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        return shutil.which("uv")
+    try:
+        return str(find_uv_bin())
+    except FileNotFoundError:
+        return shutil.which("uv")
 
 
 def build_environment(
     work: Path, python: str, server_env: Mapping[str, str] = os.environ
 ) -> dict[str, str]:
-    """A build's whole environment: nothing of the server's but pip's settings (an index URL,
-    a proxy's certificate) that the operator set for builds."""
-    env = {key: value for key, value in server_env.items() if key.startswith("PIP_")}
+    """A build's whole environment: nothing of the server's but the settings the operator
+    set for builds: pip's and uv's (an index URL), certificates and proxies."""
+    env = {
+        key: value
+        for key, value in server_env.items()
+        if key.startswith(("PIP_", "UV_")) or key.upper() in NETWORK_VARIABLES
+    }
     path = [os.path.dirname(python), "/usr/local/bin", "/usr/bin", "/bin"]
     env.update(
         PATH=os.pathsep.join(path),
@@ -93,8 +125,10 @@ class _Step:
 
 
 class Builder:
-    """Runs builds with ``python``, in build directories under ``builds_dir``, each step in a
-    sandbox of ``sandboxes`` (the server's); as root (``users`` given) as the app's user."""
+    """Runs builds in build directories under ``builds_dir``, each step in a sandbox of
+    ``sandboxes`` (the server's); as root (``users`` given) as the app's user. ``python`` is
+    the interpreter of last resort (the server's); ``pythons`` finds the host's others,
+    ``cache_dir`` holds each app's build cache, ``uv`` is uv's binary."""
 
     def __init__(
         self,
@@ -104,58 +138,148 @@ class Builder:
         sandboxes: Sandboxes | None = None,
         users: AppUsers | None = None,
         timeout: float = BUILD_TIMEOUT,
+        cache_dir: Path | None = None,
+        pythons: HostPythons | None = None,
+        uv: str | None = None,
     ) -> None:
         self.python = python
         self._builds_dir = builds_dir
         self._sandboxes = sandboxes or Sandboxes()
         self._users = users
         self.timeout = timeout
+        self.cache_dir = cache_dir or builds_dir.parent / "build-cache"
+        self.uv = uv or find_uv()
+        self._saving: dict[str, asyncio.Task[None]] = {}  # cache saves under way, by app
+        self._locks: dict[str, asyncio.Lock] = {}  # one build of an app at a time
+        self.pythons = pythons or HostPythons(
+            builds_dir.parent / "pythons", shared=users is not None, uv=self.uv
+        )
 
-    async def build(self, app_id: str, slug: Slug, size: DynoSize) -> AsyncIterator[str]:
-        """Install the slug's requirements.txt into ``.venv``, yielding output lines.
+    async def forget(self, app_id: str) -> None:
+        """The app was destroyed: its build cache goes (once a save under way is done)."""
+        await self._saved(app_id)
+        await asyncio.to_thread(BuildCache(self.cache_dir / app_id).discard)
+        self._locks.pop(app_id, None)
+
+    async def _saved(self, app_id: str) -> None:
+        """Wait for the app's last build to have saved its cache."""
+        saving = self._saving.pop(app_id, None)
+        if saving is not None:
+            await asyncio.shield(saving)
+
+    async def build(
+        self,
+        app_id: str,
+        slug: Slug,
+        size: DynoSize,
+        config: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[str]:
+        """One build of an app at a time (they share its cache): see :meth:`_build`."""
+        lock = self._locks.setdefault(app_id, asyncio.Lock())
+        if lock.locked():
+            yield "-----> Waiting for the app's other build to finish"
+        async with lock:
+            async for line in self._build(app_id, slug, size, config):
+                yield line
+
+    async def _build(
+        self,
+        app_id: str,
+        slug: Slug,
+        size: DynoSize,
+        config: Mapping[str, str] | None,
+    ) -> AsyncIterator[str]:
+        """Build the slug as Heroku's Python buildpack would, yielding output lines:
+        Python, the dependencies into ``.venv`` with uv, collectstatic, the hooks
+        (:mod:`dynos.platform.python_build`). ``config``: the app's config vars, which the
+        app's build steps see.
 
         Raises BuildFailed when a step fails or the deadline passes; the caller removes the
         slug.
         """
+        config = dict(config or {})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         user = self._users.for_app(app_id) if self._users is not None else None
         builds_dir = self._builds_dir
         work = builds_dir / slug.id
+        cache = BuildCache(self.cache_dir / app_id)
+        await self._saved(app_id)
+        yield "-----> Python app detected"
+        yield (
+            f"-----> Building with the limits of a {size.name} dyno, for up to "
+            f"{describe_timeout(self.timeout)}"
+        )
+        if self.uv is None:
+            raise BuildFailed(
+                "uv is not installed on the server, and builds install with it: install "
+                "dynos with its dependencies (pip install uv)."
+            )
+        uv = await asyncio.to_thread(self.pythons.usable_tool, self.uv)
+        if remove_uploaded_venv(slug.path):
+            yield "-----> Removed the upload's .venv: the build makes the slug's own"
+        plan = await asyncio.to_thread(plan_build, slug.path, self.pythons, cache)
+        for line in plan.lines:
+            yield line
+        hooks = {name: hook(slug.path, name) for name in ("pre_compile", "post_compile")}
+        requirements = work / "requirements.txt"
+        pins = await asyncio.to_thread(locked_requirements, plan, slug.path)
         try:
             _make_build_dir(builds_dir, work, user)
+            if pins is not None:
+                requirements.write_text("\n".join(pins) + "\n")
+                requirements.chmod(0o644)
+            if plan.restore:
+                yield "-----> Restoring cache"
+                await asyncio.to_thread(cache.restore, slug.path / ".venv")
+            if not plan.restore:  # a restored environment needs no download: uv's cache waits
+                cache.open_for(user)
             if user is not None:
                 hand_over(slug.path, user)
         except OSError as exc:
-            await asyncio.to_thread(self._clean_up, slug, work, user)
+            await asyncio.to_thread(self._clean_up, slug, work, user, cache)
             raise PlatformError(f"Could not set up the build: {exc}") from exc
-        env = build_environment(work, self.python)
-        step = _Step(f"build-{slug.id}", slug.path, env, size, user, (slug.path, work))
-        venv = slug.path / ".venv"
-        pip = (
-            *(str(venv / "bin" / "python"), "-m", "pip", "install"),
-            *("--disable-pip-version-check", "--progress-bar", "off", "-r", "requirements.txt"),
-        )
+        base = build_environment(work, self.python)
+        uv_cache = work / "tmp" / "uv" if plan.restore else cache.uv
+        env = step_environment(base, config, slug.path, plan, uv_cache)
+        self.pythons.open_dir()
+        visible = (slug.path, work, self.pythons.dir, *(() if plan.restore else (cache.uv,)))
+        step = _Step(f"build-{slug.id}", slug.path, env, size, user, visible)
         try:
-            yield "-----> Python app detected"
+            if hooks["pre_compile"] is not None:
+                yield "-----> Running pre-compile hook"
+                async for line in self._run(hooks["pre_compile"], step, deadline):
+                    yield "       " + line
             yield (
-                f"-----> Building with the limits of a {size.name} dyno, for up to "
-                f"{describe_timeout(self.timeout)}"
+                f"-----> Installing dependencies with uv from {plan.manager.file} "
+                f"({plan.manager.name})"
             )
-            yield f"-----> Creating virtualenv with {self.python}"
-            venv_step = (self.python, "-m", "venv", str(venv))
-            async for line in self._run(venv_step, step, deadline):
-                yield line
-            yield "-----> Installing requirements with pip"
-            async for line in self._run(pip, step, deadline):
-                yield "       " + line
+            for command in install_commands(plan, uv, slug.path, requirements):
+                async for line in self._run(command, step, deadline):
+                    yield "       " + line
+            if django_app(slug.path):
+                if collectstatic_disabled(config):
+                    yield "-----> Skipping Django collectstatic since DISABLE_COLLECTSTATIC is set"
+                else:
+                    yield "-----> $ python manage.py collectstatic --noinput"
+                    run = self._run(COLLECTSTATIC, step, deadline, failed=COLLECTSTATIC_FAILED)
+                    async for line in run:
+                        yield "       " + line
+            if hooks["post_compile"] is not None:
+                yield "-----> Running post-compile hook"
+                async for line in self._run(hooks["post_compile"], step, deadline):
+                    yield "       " + line
         finally:
-            await asyncio.to_thread(self._clean_up, slug, work, user)
+            await asyncio.to_thread(self._clean_up, slug, work, user, cache)
+        # The copy is made while the release goes out: the app's next build waits for it.
+        self._saving[app_id] = asyncio.create_task(save_cache(cache, slug.path, plan))
+        yield "-----> Saving cache"
 
-    def _clean_up(self, slug: Slug, work: Path, user: DynoUser | None) -> None:
-        """After the build's processes are gone: the slug back to root, the build directory
-        removed."""
+    def _clean_up(self, slug: Slug, work: Path, user: DynoUser | None, cache: BuildCache) -> None:
+        """After the build's processes are gone: the slug and uv's cache back to root, the
+        build directory removed."""
         shutil.rmtree(work, ignore_errors=True)
+        cache.close(user)
         if user is not None and slug.path.exists():
             take_back(slug.path)
 
@@ -172,7 +296,9 @@ class Builder:
         except OSError as exc:
             raise PlatformError(f"Could not set up the build's limits: {exc}") from exc
 
-    async def _run(self, argv: tuple[str, ...], step: _Step, deadline: float) -> AsyncIterator[str]:
+    async def _run(
+        self, argv: tuple[str, ...], step: _Step, deadline: float, failed: str | None = None
+    ) -> AsyncIterator[str]:
         """Run one step, yielding its output lines; BuildFailed when it fails or the deadline
         passes. Every process of the step is gone when this returns or raises."""
         sandbox = self._sandbox(step)
@@ -214,6 +340,8 @@ class Builder:
                 sandbox.kill()
                 await asyncio.shield(reaper)
         status = reaper.result()
+        if status != 0 and failed is not None:
+            raise BuildFailed(failed)
         if status != 0:
             raise BuildFailed(
                 f"Build failed: {Path(argv[0]).name} {' '.join(argv[1:3])} exited with status "

@@ -145,6 +145,7 @@ class Platform:
         for slug_id in slugs:
             shutil.rmtree(self.slugs_dir / slug_id, ignore_errors=True)
         self.release_phases.remove_output(release_ids)
+        await self.releases.builder.forget(app.id)
         self.logs.forget(app.name)
 
     # -- platform settings -------------------------------------------------------------------

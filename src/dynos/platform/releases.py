@@ -41,7 +41,7 @@ from dynos.platform.release_phase import (
     new_output_key,
     sync_formation,
 )
-from dynos.platform.slug_archive import UnpackLimits, unpack_slug
+from dynos.platform.slug_archive import UnpackLimits, describe_size, slug_size, unpack_slug
 from dynos.store.database import Database
 from dynos.store.models import App, Release
 
@@ -122,9 +122,12 @@ class Releases:
         try:
             await self.check_can_release(app)
             if slug.needs_build:
-                async for line in self.builder.build(app.id, slug, await self.build_size(app)):
+                size, config = await self.build_size(app), await self.config(app)
+                async for line in self.builder.build(app.id, slug, size, config):
                     yield line
             yield f"-----> Discovering process types: {', '.join(slug.processes)}"
+            size_bytes = await asyncio.to_thread(slug_size, slug.path)
+            yield f"-----> Slug size: {describe_size(size_bytes)}"
             release = await self._release_slug(app, slug)
             released = True
             if release.status is ReleaseStatus.PENDING:

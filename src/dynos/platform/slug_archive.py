@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from dynos.core.procfile import parse_procfile
+from dynos.core.slugignore import parse_slugignore
 from dynos.errors import BadRequest, UserError
 from dynos.platform.build import Slug
 
@@ -217,11 +218,62 @@ def unpack_slug(tarball: Path, slugs_dir: Path, limits: UnpackLimits | None = No
             raise BadRequest(
                 f"The upload is not a readable .tar.gz of an app directory ({exc})."
             ) from exc
+        apply_slugignore(path)
         processes = parse_procfile(_read_procfile(path))
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
     return Slug(slug_id, path, processes)
+
+
+def apply_slugignore(slug: Path) -> int:
+    """Remove what the slug's ``.slugignore`` lists (core/slugignore.py), before the build
+    sees it, as on Heroku; links are removed as links, never followed. Returns how many
+    files and directories went."""
+    try:
+        fd = os.open(slug / ".slugignore", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    with os.fdopen(fd, "rb") as file:
+        ignore = parse_slugignore(file.read(MB).decode("utf-8", "replace"))
+    removed = 0
+    for dirpath, dirnames, filenames in os.walk(slug):
+        here = Path(dirpath).relative_to(slug)
+        for name in list(dirnames):
+            if ignore.ignores((here / name).as_posix()):
+                dirnames.remove(name)
+                path = Path(dirpath) / name
+                if path.is_symlink():
+                    path.unlink()
+                else:
+                    shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        for name in filenames:
+            if ignore.ignores((here / name).as_posix()):
+                (Path(dirpath) / name).unlink()
+                removed += 1
+    return removed
+
+
+def slug_size(slug: Path) -> int:
+    """The bytes of the slug's files (links and directories not counted), as built."""
+    total = 0
+    for dirpath, _, filenames in os.walk(slug):
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(dirpath, name))
+                if stat.S_ISREG(info.st_mode):
+                    total += info.st_size
+    return total
+
+
+def describe_size(n: int) -> str:
+    """``512 B``, ``12.3 KB``, ``45.6 MB``, as the build output shows a slug's size."""
+    if n < 1024:
+        return f"{n} B"
+    if n < MB:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / MB:.1f} MB"
 
 
 def _unpack(tarball: Path, dest: Path, limits: UnpackLimits) -> None:

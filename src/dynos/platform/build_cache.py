@@ -1,0 +1,90 @@
+"""An app's build cache, ``<home>/build-cache/<app id>``: its last environment and uv's cache.
+
+``venv/`` is the virtualenv of the app's last build and ``key.json`` what it was built from
+(:func:`dynos.core.python_build.cache_key`); a build whose key is the same starts from a copy
+of it and installs nothing. ``uv/`` is uv's own download and wheel cache, which any build of
+the app uses, as Heroku keeps pip's. Both are root's between builds (so they outlive the app's
+user, which a server removes when it stops, and no later owner of its uid can read them);
+``uv/`` is handed to the app's user for its build only. The environment moves into the new
+slug and a copy of it comes back once the slug is released (in the background: a client does
+not wait for it, the app's next build does); never a link, since a slug is never changed once
+a release uses it, and the cache must not change with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from dynos.backends.isolation import DynoUser
+from dynos.platform.ownership import hand_over, take_back
+
+
+class BuildCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.venv = root / "venv"
+        self.uv = root / "uv"
+        self._key_file = root / "key.json"
+
+    def key(self) -> dict[str, str] | None:
+        """What the cached environment was built from; None when there is none."""
+        if not self.venv.is_dir():
+            return None
+        try:
+            key = json.loads(self._key_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return {str(k): str(v) for k, v in key.items()} if isinstance(key, dict) else None
+
+    def open_for(self, user: DynoUser | None) -> None:
+        """Ready the cache for a build: ``uv/`` handed to the build's ``user``; the cache's
+        directories passable, not listable, by others (the user reaches ``uv/`` only)."""
+        self.root.parent.mkdir(mode=0o711, exist_ok=True)
+        self.root.mkdir(mode=0o711, exist_ok=True)
+        self.uv.mkdir(mode=0o700, exist_ok=True)
+        if user is not None:
+            self.root.parent.chmod(0o711)
+            self.root.chmod(0o711)
+            hand_over(self.uv, user)
+
+    def close(self, user: DynoUser | None) -> None:
+        """After the build's processes are gone: ``uv/`` root's again (if it was handed
+        over: it is the user's only while it owns the top)."""
+        with contextlib.suppress(FileNotFoundError):
+            if user is not None and self.uv.lstat().st_uid == user.uid:
+                take_back(self.uv)
+
+    def restore(self, dest: Path) -> None:
+        """Move the cached environment to ``dest`` (a rename: no file is copied, as Heroku
+        moves its cache into the build); the cache is empty until the next :meth:`save`."""
+        with contextlib.suppress(FileNotFoundError):
+            self._key_file.unlink()
+        self.venv.rename(dest)
+
+    def save(self, venv: Path, key: dict[str, str]) -> None:
+        """Keep a copy of ``venv`` as the cache for ``key``, replacing the last one whole."""
+        partial = self.root / "venv.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        _copy(venv, partial)
+        with contextlib.suppress(FileNotFoundError):
+            self._key_file.unlink()  # no key while the environment is being replaced
+        shutil.rmtree(self.venv, ignore_errors=True)
+        partial.rename(self.venv)
+        self._key_file.write_text(json.dumps(key))
+
+    def discard(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _copy(source: Path, dest: Path) -> None:
+    """``cp -a`` (links stay links, modes and times kept): several times faster than
+    shutil.copytree on a virtualenv's thousands of small files."""
+    result = subprocess.run(
+        ["cp", "-a", "--", str(source), str(dest)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise OSError(f"cp -a {source} {dest}: {result.stderr.strip()}")

@@ -1,0 +1,241 @@
+"""The host's Python interpreters, found for builds, and made usable by an app's user.
+
+A build asks for a version (:mod:`dynos.core.python_build`); this module says what the host
+has: ``python3.X`` on PATH (never pyenv's shims, which are scripts that need pyenv), pyenv's
+versions, and uv-managed ones (the server's own, under ``<home>/pythons/uv``). When none fits,
+``uv python install`` may fetch one into ``<home>/pythons/uv``, where the network allows.
+
+A build runs as the app's unprivileged user, and so do its dynos through the virtualenv's
+link to the interpreter. As root, an interpreter under a closed directory (pyenv in /root) is
+out of their reach: it is copied once into ``<home>/pythons/<name>`` (root's, readable by
+all, its tests and site-packages left out), and an absolute RUNPATH to its own ``lib`` (how
+pyenv links ``libpython``) becomes ``$ORIGIN/../lib``, so the copy loads its own library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+from dynos.core.python_build import Interpreter, PythonRequest, Version, format_version
+
+log = logging.getLogger(__name__)
+
+SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+_PYTHON_NAME = re.compile(r"python3(\.[0-9]+)?")
+_VERSION_DIR = re.compile(r"(?:cpython-)?([0-9]+)\.([0-9]+)\.([0-9]+)(?:[-+].*)?")
+_LEFT_OUT = {"test", "idlelib", "site-packages", "tkinter", "turtledemo", "__phello__"}
+
+
+class HostPythons:
+    """The interpreters of this host; ``pythons_dir`` (``<home>/pythons``) holds the copies
+    and uv's downloads. ``shared``: builds run as other users (the server is root)."""
+
+    def __init__(self, pythons_dir: Path, *, shared: bool, uv: str | None) -> None:
+        self.dir = pythons_dir
+        self.shared = shared
+        self.uv = uv
+        self._versions: dict[tuple[str, float], Version | None] = {}
+
+    def open_dir(self) -> None:
+        """``<home>/pythons``: root's, open to all (whatever the server's umask)."""
+        self.dir.mkdir(exist_ok=True)
+        self.dir.chmod(0o755)
+
+    def find(self) -> list[Interpreter]:
+        found: dict[str, Interpreter] = {}
+        for interpreter in [*self._on_path(), *self._pyenv(), *self._uv_managed()]:
+            found.setdefault(os.path.realpath(interpreter.path), interpreter)
+        return list(found.values())
+
+    def _on_path(self) -> list[Interpreter]:
+        dirs = [*os.environ.get("PATH", "").split(os.pathsep), *SYSTEM_PATH]
+        found = []
+        for directory in dict.fromkeys(d for d in dirs if d and "/.pyenv/" not in d + "/"):
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(directory):
+                    if _PYTHON_NAME.fullmatch(entry.name):
+                        version = self._version_of(entry.path)
+                        if version is not None:
+                            found.append(Interpreter(version, entry.path, "PATH"))
+        return found
+
+    def _version_of(self, path: str) -> Version | None:
+        """The version an interpreter reports (cached by path and change time); None for
+        anything that is not a working Python (a script, a broken link)."""
+        try:
+            if open(path, "rb").read(2) == b"#!":  # noqa: SIM115 - a two-byte peek
+                return None
+            key = (os.path.realpath(path), os.stat(path).st_mtime)
+        except OSError:
+            return None
+        if key not in self._versions:
+            try:
+                out = subprocess.run(
+                    [path, "-I", "-c", "import sys; print(*sys.version_info[:3])"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    check=True,
+                ).stdout
+                self._versions[key] = tuple(int(part) for part in out.split())
+            except (OSError, subprocess.SubprocessError, ValueError):
+                self._versions[key] = None
+        return self._versions[key]
+
+    def _pyenv(self) -> list[Interpreter]:
+        root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+        return _versions_in(root / "versions", "pyenv")
+
+    def _uv_managed(self) -> list[Interpreter]:
+        return _versions_in(self.dir / "uv", "uv")
+
+    def download(self, request: PythonRequest) -> tuple[Interpreter | None, str]:
+        """``uv python install`` of the version asked for, into ``<home>/pythons/uv``: the
+        interpreter, or None and why not (one clause)."""
+        if self.uv is None or request.version is None:
+            return None, "uv is not installed to download one"
+        wanted = format_version(request.version)
+        env = {
+            **_network_env(),
+            "PATH": os.pathsep.join(SYSTEM_PATH),
+            "HOME": str(self.dir),
+            "UV_PYTHON_INSTALL_DIR": str(self.dir / "uv"),
+            "UV_HTTP_RETRIES": "0",  # no network fails at once, not after a minute of retries
+            "UV_NO_CONFIG": "1",
+        }
+        self.open_dir()
+        try:
+            result = subprocess.run(
+                [self.uv, "python", "install", "--no-bin", wanted],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=env,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return None, f"uv could not download it ({exc})"
+        if result.returncode != 0:
+            lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+            cause = lines[-1].removeprefix("Caused by:").strip() if lines else "no output"
+            return None, f"uv could not download it ({cause})"
+        for interpreter in self._uv_managed():
+            if interpreter.matches(request.version):
+                _open_to_all(self.dir / "uv")
+                return interpreter, ""
+        return None, "uv installed nothing that matches"
+
+    def usable(self, interpreter: Interpreter) -> Interpreter:
+        """``interpreter``, or a copy of it in ``<home>/pythons`` that every user can run."""
+        if not self.shared or _world_reachable(Path(interpreter.path)):
+            return interpreter
+        source = Path(os.path.realpath(interpreter.path))
+        prefix = source.parent.parent  # <prefix>/bin/python3.X
+        name = f"{interpreter.source}-{format_version(interpreter.version)}"
+        copy = self.dir / name
+        if not (copy / "bin" / source.name).exists():
+            self.open_dir()
+            partial = self.dir / f".{name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(prefix, partial, symlinks=True, ignore=_left_out)
+            relocate_runpath(partial / "bin" / source.name, str(prefix / "lib"))
+            _open_to_all(partial)
+            partial.rename(copy)
+            log.info("copied Python %s from %s to %s", name, prefix, copy)
+        return Interpreter(interpreter.version, str(copy / "bin" / source.name), interpreter.source)
+
+    def usable_tool(self, path: str) -> str:
+        """``path`` (uv's binary), or a copy of it in ``<home>/pythons/bin`` that every
+        user can run, made again when the original changes."""
+        if not self.shared or _world_reachable(Path(path)):
+            return path
+        copy = self.dir / "bin" / Path(path).name
+        source = os.stat(path)
+        with contextlib.suppress(OSError):
+            if copy.stat().st_mtime == source.st_mtime and copy.stat().st_size == source.st_size:
+                return str(copy)
+        self.open_dir()
+        copy.parent.mkdir(mode=0o755, exist_ok=True)
+        copy.parent.chmod(0o755)
+        partial = copy.with_name(f".{copy.name}.partial")
+        shutil.copy2(path, partial)
+        _open_to_all(partial)
+        partial.rename(copy)
+        return str(copy)
+
+
+def _left_out(directory: str, names: list[str]) -> set[str]:
+    left = {name for name in names if name in _LEFT_OUT}
+    if os.path.basename(directory).startswith("config-"):
+        left |= {name for name in names if name.endswith(".a")}  # the static libpython
+    return left
+
+
+def _versions_in(directory: Path, source: str) -> list[Interpreter]:
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            match = _VERSION_DIR.fullmatch(entry.name)
+            python = Path(entry.path, "bin", "python3")
+            if match and python.exists():
+                version = tuple(int(part) for part in match.groups())
+                found.append(Interpreter(version, str(python), source))
+    return found
+
+
+def relocate_runpath(binary: Path, old: str) -> None:
+    """Make an ELF's RUNPATH ``old`` (its own prefix's lib) ``$ORIGIN/../lib``, in place: the
+    new string is shorter and ends with a NUL, so nothing else in the file moves. A binary
+    without that string (a static build) is left as it is."""
+    data = bytearray(binary.read_bytes())
+    needle = b"\0" + old.encode() + b"\0"
+    at = data.find(needle)
+    if at < 0 or data.find(needle, at + 1) >= 0:
+        return
+    new = b"$ORIGIN/../lib"
+    data[at + 1 : at + 1 + len(old)] = new + b"\0" * (len(old) - len(new))
+    binary.write_bytes(bytes(data))
+
+
+def _open_to_all(root: Path) -> None:
+    """Root's, readable (and where executable, runnable) by every user, writable by none."""
+    for path in [root, *root.rglob("*")]:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            os.lchown(path, 0, 0)
+            continue
+        os.chown(path, 0, 0)
+        mode = stat.S_IMODE(info.st_mode) & 0o755 | 0o444
+        if stat.S_ISDIR(info.st_mode) or info.st_mode & 0o100:
+            mode |= 0o111
+        os.chmod(path, mode)
+
+
+def _world_reachable(path: Path) -> bool:
+    try:
+        resolved = path.resolve(strict=True)
+        return all(p.stat().st_mode & stat.S_IXOTH for p in resolved.parents) and bool(
+            resolved.stat().st_mode & stat.S_IXOTH
+        )
+    except OSError:
+        return False
+
+
+NETWORK_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+
+
+def _network_env(server_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The operator's network settings for downloads: certificates, proxies, uv's own."""
+    env = dict(os.environ) if server_env is None else server_env
+    return {
+        key: value
+        for key, value in env.items()
+        if key.upper() in NETWORK_VARIABLES or key.startswith("UV_")
+    }
