@@ -362,6 +362,26 @@ def test_the_dyno_reads_exactly_the_requests_the_router_logged(scene: Scene, dat
     assert all(entry.status == 200 for entry in logged)
 
 
+def test_requests_after_an_h2c_upgrade_the_router_does_not_tunnel_reach_the_dyno(
+    scene: Scene,
+) -> None:
+    """Found by the property above: an upgrade to h2c (not tunnelled: sent on as a plain
+    request) followed by more requests on the connection. The next request was read inside
+    the handler of the first one's upgrade, so Python made that upgrade the context of the
+    next request's parse error, and the router took it for a bug of its own (a 503)."""
+    data = (
+        b"GET /r0 HTTP/1.1\r\nHost: foo.localhost\r\nX-Request-Id: rrrrrrrrrrrrrrrrrrrrrrrr\r\n"
+        b"X-Request-Id: rrrrrrrrrrrrrrrrrrrrrrrr\r\nUpgrade: h2c\r\n"
+        b"Connection: connection\r\nConnection: upgrade\r\n\r\n"
+        b"GET /r1 HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 0\r\nUpgrade: h2c\r\n"
+        b"Connection: upgrade\r\n\r\n" + closing_request()
+    )
+    received, logged, seen = scene.exchange(data)
+    assert_dyno_read_what_the_router_logged(logged, seen)
+    assert all(entry.status == 200 for entry in logged)
+    assert len(re.findall(rb"HTTP/1\.1 200 ", received)) == len(logged)
+
+
 # ---- the dyno side: a response nobody asked for ---------------------------------------------
 
 

@@ -68,6 +68,7 @@ class ClientConnection(Pipeline):
             return
         between = not self._message_open  # this read starts a request (or the first one did)
         completed = self._completed
+        after_upgrade = b""
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -78,8 +79,10 @@ class ClientConnection(Pipeline):
                 self.sync_reading()
             elif rest and not self._malformed:
                 # An upgrade the router does not tunnel (h2c) went to the dyno as a plain
-                # request; what follows its head is the next request.
-                self.data_received(rest)
+                # request; what follows its head is the next request, read below: not in
+                # this handler, where Python would make this upgrade the context of any
+                # error the next request's callbacks raise, and hide why it failed.
+                after_upgrade = rest
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, MalformedRequest):
@@ -106,6 +109,8 @@ class ClientConnection(Pipeline):
             self._line = None
         if self._malformed:
             self._reject_malformed()
+        elif after_upgrade:
+            self.data_received(after_upgrade)
 
     def _check_request_line(self) -> None:
         """Refuse an HTTP/0.9 request line (``GET /``, no version) as soon as it ends.
