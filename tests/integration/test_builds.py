@@ -4,7 +4,6 @@ setup.py), confined, on a deadline, and an upload is judged before it is unpacke
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import pwd
 import re
@@ -17,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -45,19 +45,8 @@ def server(shared_server: RunningServer) -> Iterator[RunningServer]:
     yield from each_test(shared_server)
 
 
-def deploy(server: RunningServer, app: str, directory: Path) -> tuple[str, dict[str, object]]:
-    """Deploy ``directory``: the build output, and the last line (a release or an error)."""
-    with server.api() as api:
-        response = api.post(
-            f"/apps/{app}/deploys",
-            content=tarball(directory),
-            headers={"Content-Type": "application/gzip"},
-            timeout=120,
-        )
-    assert response.status_code == 200, response.text
-    lines = [json.loads(line) for line in response.text.splitlines()]
-    output = "\n".join(line["output"] for line in lines if "output" in line)
-    return output, lines[-1]
+def deploy(server: RunningServer, app: str, directory: Path) -> tuple[str, dict[str, Any]]:
+    return server.deploy_output(app, directory)
 
 
 def app_with_package(tmp_path: Path, setup_py: str, name: str = "pkg") -> Path:

@@ -10,29 +10,19 @@ import shutil
 import subprocess
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from uv import find_uv_bin
 
-from dynos.testing.harness import RunningServer, dyno_states, tarball, wait_for
+from dynos.testing.harness import RunningServer, dyno_states, wait_for
 
 ENVECHO = Path(__file__).parent / "apps" / "envecho"
 SIX = "six==1.17.0"  # a small pure-Python package: one file
 
 
-def deploy(server: RunningServer, app: str, directory: Path) -> tuple[str, dict[str, object]]:
-    """Deploy ``directory``: the build output, and the last line (a release or an error)."""
-    with server.api() as api:
-        response = api.post(
-            f"/apps/{app}/deploys",
-            content=tarball(directory),
-            headers={"Content-Type": "application/gzip"},
-            timeout=300,
-        )
-    assert response.status_code == 200, response.text
-    lines = [json.loads(line) for line in response.text.splitlines()]
-    output = "\n".join(line["output"] for line in lines if "output" in line)
-    return output, lines[-1]
+def deploy(server: RunningServer, app: str, directory: Path) -> tuple[str, dict[str, Any]]:
+    return server.deploy_output(app, directory)
 
 
 def released(server: RunningServer, app: str, directory: Path) -> tuple[str, Path]:

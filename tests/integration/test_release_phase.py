@@ -57,15 +57,7 @@ def release(server: RunningServer, app: str, version: int) -> dict[str, Any]:
 
 
 def deploy_lines(server: RunningServer, app: str, directory: Path) -> list[dict[str, Any]]:
-    with server.api() as api:
-        response = api.post(
-            f"/apps/{app}/deploys",
-            content=tarball(directory),
-            headers={"Content-Type": "application/gzip"},
-            timeout=120,
-        )
-    assert response.status_code == 200, response.text
-    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+    return server.deploy_lines(app, directory, timeout=120)
 
 
 def web_release(server: RunningServer, app: str) -> int:

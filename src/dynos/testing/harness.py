@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -66,17 +67,29 @@ class RunningServer:
         return result
 
     def deploy(self, app: str, directory: Path) -> dict[str, object]:
+        """Deploy ``directory``; the release it made (AssertionError if it made none)."""
+        lines = self.deploy_lines(app, directory)
+        assert "release" in lines[-1], lines
+        return lines[-1]["release"]  # type: ignore[no-any-return]
+
+    def deploy_lines(self, app: str, directory: Path, timeout: float = 300) -> list[dict[str, Any]]:
+        """Deploy ``directory``: every line of the deploy's stream, the last a release or an
+        error. Blank lines keep the stream alive during a quiet release phase: skipped."""
         with self.api() as api:
             response = api.post(
                 f"/apps/{app}/deploys",
                 content=tarball(directory),
                 headers={"Content-Type": "application/gzip"},
+                timeout=timeout,
             )
-        response.raise_for_status()
-        # Blank lines keep the stream alive during a quiet release phase.
-        lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
-        assert "release" in lines[-1], lines
-        return lines[-1]["release"]  # type: ignore[no-any-return]
+        assert response.status_code == 200, response.text
+        return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+    def deploy_output(self, app: str, directory: Path) -> tuple[str, dict[str, Any]]:
+        """Deploy ``directory``: its build output, and the last line (a release or an error)."""
+        lines = self.deploy_lines(app, directory)
+        output = "\n".join(line["output"] for line in lines if "output" in line)
+        return output, lines[-1]
 
     def create_app(self, name: str) -> None:
         with self.api() as api:
