@@ -128,6 +128,12 @@ def test_answer_conforms_to_the_schema(
     if body is not None:
         body = {k: v.format(**ids) if isinstance(v, str) else v for k, v in body.items()}
     response = api.request(case.method, case.path.format(**ids), json=body)
+    if case.settled and response.status_code == 404:
+        # Seen twice in clean-clone CI runs: worker.1 reported up, then "not running" to the
+        # restart just after (an open question, noted in the closing note of 2026-12-01).
+        # This test is about the answer's shape: ask again once the dynos are up again.
+        wait_for(lambda: all_up(server), what=f"{APP}'s dynos up again")
+        response = api.request(case.method, case.path.format(**ids), json=body)
     assert response.status_code == case.status, response.text
     assert response.headers["content-type"] == "application/json"
     assert problems(response.json(), case.definition, case.title) == []
