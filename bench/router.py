@@ -13,6 +13,14 @@ What runs (all on this machine, which is what the figures are about):
 - wrk (``-t2 -c64``, 5 s) against (a) the router, (b) nginx, (c) the dynos directly: the last
   is two wrk processes of ``-t1 -c32`` at once, one per dyno; its req/s is their sum, its p50
   the mean of theirs and its p99 the larger one.
+- HTTPS (issue 14): the same wrk against the router's HTTPS port and against nginx
+  terminating TLS for the same two dynos (``listen ... ssl``, Mozilla's "intermediate"
+  settings, the same ECDSA certificate the router serves, from the server's own CA), with
+  keep-alive (``router-tls``, ``nginx-tls``) and with a new connection, so a full handshake,
+  per request (``Connection: close``: ``router-hs``, ``nginx-hs``; wrk resumes no session).
+  wrk sends the app's host as its TLS server name (SNI): it runs in a mount namespace of its
+  own whose /etc/hosts names ``bench.localhost`` (the machine's is left alone).
+  ``--only http`` or ``--only https`` runs one half.
 
 For the two proxies it also prints the CPU time (user + system, from ``/proc``) the proxy's
 processes spent per request during the run: the dynos server process (router, API and manager
@@ -87,6 +95,8 @@ class Server:
     api_url: str
     router_port: int
     token: str
+    https_port: int
+    home: Path
 
     def api(self) -> httpx.Client:
         return httpx.Client(
@@ -95,11 +105,17 @@ class Server:
 
 
 @contextmanager
-def dynos_server(home: Path, *options: str) -> Iterator[Server]:
-    """A ``dynos server`` with ``options`` (``--router-processes 2``), on free ports."""
+def dynos_server(
+    home: Path, *options: str, extra_env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """A ``dynos server`` with ``options`` (``--router-processes 2``), on free ports;
+    ``extra_env`` added to its environment (``PYTHONPATH``: another checkout's dynos)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DYNOS_")}
+    env.update(extra_env or {})
     command = [sys.executable, "-m", "dynos", "server", "--home", str(home), *options]
     command += ["--api-port", "0", "--router-port", "0", "--router-host", "127.0.0.1"]
+    command += ["--rendezvous-port", "0"]
+    command += ["--https-port", "0"]
     server_log = open(home.parent / "server.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(command, env=env, stdout=server_log, stderr=subprocess.STDOUT)
     try:
@@ -107,7 +123,7 @@ def dynos_server(home: Path, *options: str) -> Iterator[Server]:
         wait_until(info_path.exists, 30, "dynos server to start", process)
         info = json.loads(info_path.read_text())
         token = (home / "credentials").read_text().strip()
-        yield Server(process, info["api_url"], info["router_port"], token)
+        yield Server(process, info["api_url"], info["router_port"], token, info["https_port"], home)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -223,6 +239,27 @@ http {{
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
     }}
+    # TLS as https://ssl-config.mozilla.org/ writes it for nginx 1.22, "intermediate".
+    server {{
+        listen 127.0.0.1:{tls_listen} ssl;
+        server_name {host};
+        ssl_certificate {chain};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers {ciphers};
+        ssl_prefer_server_ciphers off;
+        ssl_session_timeout 1d;
+        ssl_session_cache shared:MozSSL:10m;
+        ssl_session_tickets off;
+        location / {{
+            proxy_pass http://dynos;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+        }}
+    }}
 }}
 """
 
@@ -235,16 +272,27 @@ def free_port() -> int:
 
 
 @contextmanager
-def nginx(prefix: Path, dyno_ports: list[int], priority: int) -> Iterator[tuple[int, int]]:
-    """nginx in front of the dynos: yields its port and its master process's pid."""
-    listen = free_port()
+def nginx(
+    prefix: Path, dyno_ports: list[int], priority: int, tls_dir: Path
+) -> Iterator[tuple[int, int, int]]:
+    """nginx in front of the dynos, also terminating TLS with the certificate the router
+    serves for the app: yields its port, its TLS port and its master process's pid."""
+    from dynos.router.tls import INTERMEDIATE_CIPHERS
+
+    listen, tls_listen = free_port(), free_port()
     conf = prefix / "nginx.conf"
+    host = f"{APP}.{DOMAIN}"
     conf.write_text(
         NGINX_CONF.format(
             prefix=prefix,
             port1=dyno_ports[0],
             port2=dyno_ports[1],
             listen=listen,
+            tls_listen=tls_listen,
+            host=host,
+            chain=tls_dir / "issued" / f"{host}.pem",
+            key=tls_dir / "issued" / f"{host}.key",
+            ciphers=INTERMEDIATE_CIPHERS,
             priority=priority,
             # As root the server closes dyno ports to all but its own uid and the app's
             # (docs/security.md): nginx's workers must run as root too to reach the dynos,
@@ -259,7 +307,7 @@ def nginx(prefix: Path, dyno_ports: list[int], priority: int) -> Iterator[tuple[
     )
     try:
         wait_until(lambda: port_open(listen), 10, "nginx to listen", process)
-        yield listen, process.pid
+        yield listen, tls_listen, process.pid
     finally:
         process.send_signal(signal.SIGQUIT)
         try:
@@ -298,19 +346,49 @@ def parse_wrk(output: str) -> Result:
     return Result(float(rps.group(1)), _latency(output, "50"), _latency(output, "99"), errors)
 
 
-def wrk_command(port: int, threads: int, connections: int, duration: float) -> list[str]:
-    return [
+@dataclass(frozen=True)
+class Target:
+    ports: list[int]
+    tls: bool = False  # https://bench.localhost:PORT/, the app's host as the server name
+    close: bool = False  # Connection: close: a new connection (a handshake) per request
+
+
+HOSTS_FILE = Path(tempfile.gettempdir()) / f"dynos-bench-hosts-{os.getpid()}"
+
+
+def wrk_command(
+    port: int, threads: int, connections: int, duration: float, target: Target
+) -> list[str]:
+    command = [
         *("wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency"),
-        *("-H", f"Host: {APP}.{DOMAIN}", f"http://127.0.0.1:{port}/"),
+        *("-H", f"Host: {APP}.{DOMAIN}"),
+    ]
+    if target.close:
+        command += ["-H", "Connection: close"]
+    if not target.tls:
+        return [*command, f"http://127.0.0.1:{port}/"]
+    # wrk sends its URL's host as the TLS server name, and must resolve it: in a mount
+    # namespace of its own, /etc/hosts is a copy that names the app's host.
+    HOSTS_FILE.write_text(f"127.0.0.1 localhost {APP}.{DOMAIN}\n")
+    wrk = " ".join(
+        [*command[:5], "-H", f"'Host: {APP}.{DOMAIN}'"]
+        + (["-H", "'Connection: close'"] if target.close else [])
+    )
+    return [
+        *("unshare", "--mount", "--propagation", "private", "sh", "-c"),
+        f"mount --bind {HOSTS_FILE} /etc/hosts && exec {wrk} https://{APP}.{DOMAIN}:{port}/",
     ]
 
 
-def run_wrk(ports: list[int], threads: int, connections: int, duration: float) -> Result:
+def run_wrk(target: Target, threads: int, connections: int, duration: float) -> Result:
     """wrk against one port, or split evenly over several at once (the direct run)."""
+    ports = target.ports
     share = len(ports)
     processes = [
         subprocess.Popen(
-            wrk_command(port, max(1, threads // share), max(1, connections // share), duration),
+            wrk_command(
+                port, max(1, threads // share), max(1, connections // share), duration, target
+            ),
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -362,8 +440,29 @@ def show(name: str, result: Result) -> str:
     errors = f"  errors {result.errors}" if result.errors else ""
     cpu = f"  CPU {result.cpu_us:5.1f} us/req" if result.cpu_us is not None else ""
     return (
-        f"  {name:<7} {result.rps:>10,.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+        f"  {name:<10} {result.rps:>10,.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
         f"p99 {result.p99_ms:6.2f} ms{cpu}{errors}"
+    )
+
+
+def ratios(label: str, results: dict[str, list[Result]], median: dict[str, Result]) -> None:
+    """``label``/nginx's: of the medians, and within each round (the two ran a few seconds
+    apart), then their median: steadier when the machine's speed drifts between rounds."""
+    ours, theirs = ("router", "nginx") if label == "http" else (f"router-{label}", f"nginx-{label}")
+    router, nginx_ = median[ours], median[theirs]
+    print(
+        f"{ours}/{theirs}: throughput {router.rps / nginx_.rps:.2f}, "
+        f"p99 {router.p99_ms / nginx_.p99_ms:.2f}x"
+    )
+    pairs = list(zip(results[ours], results[theirs], strict=True))
+    per_round = [r.rps / n.rps for r, n in pairs]
+    per_round_p99 = [r.p99_ms / n.p99_ms for r, n in pairs]
+    print(
+        f"{ours}/{theirs} per round: throughput "
+        + " ".join(f"{x:.2f}" for x in per_round)
+        + f" (median {statistics.median(per_round):.2f}), p99 "
+        + " ".join(f"{x:.2f}" for x in per_round_p99)
+        + f" (median {statistics.median(per_round_p99):.2f}x)"
     )
 
 
@@ -383,8 +482,11 @@ def main() -> None:
         help="nginx's worker_priority (0, its default, as a user would leave it; -10 gives "
         "nginx the router's own priority)",
     )
+    parser.add_argument(
+        "--only", choices=("http", "https"), help="run only the HTTP or the HTTPS targets"
+    )
     args = parser.parse_args()
-    for tool in ("wrk", "nginx"):
+    for tool in ("wrk", "nginx", "unshare"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed: apt-get install -y wrk nginx")
 
@@ -397,32 +499,25 @@ def main() -> None:
             Path(tmp) / "home", "--router-processes", str(args.router_processes)
         ) as server:
             dyno_ports = deploy_app(server)
-            with nginx(prefix, dyno_ports, args.nginx_worker_priority) as (nginx_port, nginx_pid):
-                targets = {
-                    "router": [server.router_port],
-                    "nginx": [nginx_port],
-                    "direct": dyno_ports,
-                }
-                # The server process and its router processes; nginx's master and workers.
-                proxy_pid = {"router": server.process.pid, "nginx": nginx_pid}
-                for ports in targets.values():  # warm up: connections, pools, caches
-                    run_wrk(ports, args.threads, args.connections, 1)
-                results: dict[str, list[Result]] = {name: [] for name in targets}
-                names = list(targets)
-                for round_ in range(args.rounds):
-                    print(f"round {round_ + 1}")
-                    order = names[round_ % len(names) :] + names[: round_ % len(names)]
-                    for name in order:
-                        pid = proxy_pid.get(name)
-                        cpu_before = cpu_seconds(pid, dynos_server=name == "router") if pid else 0.0
-                        result = run_wrk(
-                            targets[name], args.threads, args.connections, args.duration
-                        )
-                        if pid:
-                            used = cpu_seconds(pid, dynos_server=name == "router") - cpu_before
-                            result.cpu_us = used / (result.rps * args.duration) * 1e6
-                        results[name].append(result)
-                        print(show(name, result), flush=True)
+            with nginx(prefix, dyno_ports, args.nginx_worker_priority, server.home / "tls") as (
+                nginx_port,
+                nginx_tls,
+                nginx_pid,
+            ):
+                targets: dict[str, Target] = {}
+                if args.only != "https":
+                    targets["router"] = Target([server.router_port])
+                    targets["nginx"] = Target([nginx_port])
+                    targets["direct"] = Target(dyno_ports)
+                if args.only != "http":
+                    targets["router-tls"] = Target([server.https_port], tls=True)
+                    targets["nginx-tls"] = Target([nginx_tls], tls=True)
+                    targets["router-hs"] = Target([server.https_port], tls=True, close=True)
+                    targets["nginx-hs"] = Target([nginx_tls], tls=True, close=True)
+                try:
+                    results = run_rounds(args, targets, server.process.pid, nginx_pid)
+                finally:
+                    HOSTS_FILE.unlink(missing_ok=True)
 
     median = {
         name: Result(
@@ -440,27 +535,45 @@ def main() -> None:
     )
     for name, result in median.items():
         print(show(name, result))
-    router, nginx_, direct = median["router"], median["nginx"], median["direct"]
-    print(
-        f"router/nginx: throughput {router.rps / nginx_.rps:.2f}, "
-        f"p99 {router.p99_ms / nginx_.p99_ms:.2f}x"
-    )
-    print(
-        f"router/direct: throughput {router.rps / direct.rps:.2f}, "
-        f"p99 {router.p99_ms / direct.p99_ms:.2f}x"
-    )
-    # The same ratios within each round (the two ran a few seconds apart), then their median:
-    # steadier than the ratio of medians when the machine's speed drifts between rounds.
-    pairs = list(zip(results["router"], results["nginx"], strict=True))
-    per_round = [r.rps / n.rps for r, n in pairs]
-    per_round_p99 = [r.p99_ms / n.p99_ms for r, n in pairs]
-    print(
-        "router/nginx per round: throughput "
-        + " ".join(f"{x:.2f}" for x in per_round)
-        + f" (median {statistics.median(per_round):.2f}), p99 "
-        + " ".join(f"{x:.2f}" for x in per_round_p99)
-        + f" (median {statistics.median(per_round_p99):.2f}x)"
-    )
+    if args.only != "https":
+        ratios("http", results, median)
+        router, direct = median["router"], median["direct"]
+        print(
+            f"router/direct: throughput {router.rps / direct.rps:.2f}, "
+            f"p99 {router.p99_ms / direct.p99_ms:.2f}x"
+        )
+    if args.only != "http":
+        ratios("tls", results, median)
+        ratios("hs", results, median)
+
+
+def run_rounds(
+    args: argparse.Namespace, targets: dict[str, Target], server_pid: int, nginx_pid: int
+) -> dict[str, list[Result]]:
+    # The server process and its router processes; nginx's master and workers.
+    proxy_pid = {
+        name: server_pid if name.startswith("router") else nginx_pid
+        for name in targets
+        if name != "direct"
+    }
+    for target in targets.values():  # warm up: connections, pools, caches
+        run_wrk(target, args.threads, args.connections, 1)
+    results: dict[str, list[Result]] = {name: [] for name in targets}
+    names = list(targets)
+    for round_ in range(args.rounds):
+        print(f"round {round_ + 1}")
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]
+        for name in order:
+            pid = proxy_pid.get(name)
+            router = name.startswith("router")
+            cpu_before = cpu_seconds(pid, dynos_server=router) if pid else 0.0
+            result = run_wrk(targets[name], args.threads, args.connections, args.duration)
+            if pid:
+                used = cpu_seconds(pid, dynos_server=router) - cpu_before
+                result.cpu_us = used / (result.rps * args.duration) * 1e6
+            results[name].append(result)
+            print(show(name, result), flush=True)
+    return results
 
 
 if __name__ == "__main__":

@@ -12,6 +12,12 @@ The markers are given here, by directory, file or test, rather than in each modu
 the whole map is in one place (``pytest -m "not slow"`` is the quick run; ``-m "not
 integration"`` runs only what needs no real server, dyno process, Unix user or nftables).
 A path below that no longer exists is an error, so the map cannot silently go stale.
+
+The suite runs in two pytest-xdist workers (pyproject's addopts, ``--dist loadscope``): each
+module runs whole on one worker, in order, so the tests that share its server stay together
+(a package-scoped fixture is made once per worker that runs one of its modules). Every test
+must hold its own against the other worker: ports bound at 0, its own homes, Unix users and
+apps (a server tags its users with its home), no state in the machine that another reads.
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ SLOW_FILES = (
     # 1.3 to 3.8 s each: useradd and userdel, and a removed user's files looked for on every
     # filesystem (backends/mounts.py: files_owned_by).
     "tests/backends/test_app_users.py",
+    # 1 to 5 s each: Debian's pebble started per test, and ACME orders that poll once a second.
+    "tests/acm/test_acme_client.py",
+    # 5 to 12 s: a couple of thousand hostile requests, in process, to every route.
+    "tests/api/test_fuzz.py",
 )
 SLOW_TESTS = (
     "tests/backends/test_firewall.py::"
@@ -58,6 +68,9 @@ SLOW_TESTS = (
     "tests/backends/test_orphans.py::"
     "test_recorded_processes_still_running_are_killed_with_their_descendants",
     "tests/backends/test_orphans.py::test_what_stays_in_a_dead_leaders_session_is_killed",
+    # 2 to 3 s: a router process started (Python's start-up and imports).
+    "tests/router/test_router_challenges.py::"
+    "test_every_router_process_answers_once_publish_returns",
 )
 
 
@@ -95,3 +108,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         if _under(path, SLOW_DIRS) or path in SLOW_FILES or f"{path}::{name}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+    # Modules of real servers first: pytest-xdist hands whole modules out in this order to
+    # whichever worker is free, and the long ones done early leave short ones to even out
+    # the two workers' ends. A module's tests keep their order.
+    items.sort(key=lambda item: not item.get_closest_marker("integration"))

@@ -31,4 +31,6 @@ class Hello(BaseHTTPRequestHandler):
 if __name__ == "__main__":
     port = int(os.environ["PORT"])
     print(f"listening on port {port}", flush=True)
-    ThreadingHTTPServer(("127.0.0.1", port), Hello).serve_forever()
+    # Every address, as Heroku asks of web dynos: in a container (--backend docker) the
+    # router comes from outside; on the host the platform's firewall guards the port.
+    ThreadingHTTPServer(("0.0.0.0", port), Hello).serve_forever()

@@ -1,27 +1,30 @@
 """The queue example's web process: enqueues jobs and shows how the queue is doing.
 
 POST /jobs?count=200&seconds=0.1   enqueue jobs (each sleeps `seconds`, then counts its run)
-GET  /stats                        JSON: queued, workers, finished, failed, ran, ran_twice
-POST /reset                        forget the run counts of earlier jobs
+GET  /stats                        JSON: queued, workers, finished, failed, ran, ran_twice,
+                                   first_started (epoch seconds the first job since /reset began)
+POST /reset                        forget the run counts and first start of earlier jobs
 GET  /                             the same as /stats, as text
 """
 
 import json
 import os
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from redis import Redis
 from rq import Queue, Worker
-from tasks import RUNS, work
+from tasks import FIRST_START, RUNS, work
 
 MAX_JOBS = 100_000
 
 
-def stats(connection: Redis) -> dict[str, int]:
+def stats(connection: Redis) -> dict[str, float | None]:
     queue = Queue(connection=connection)
     runs = [int(n) for n in connection.hvals(RUNS)]
+    first = connection.get(FIRST_START)
     return {
         "queued": queue.count,
         "workers": Worker.count(connection=connection),
@@ -29,6 +32,7 @@ def stats(connection: Redis) -> dict[str, int]:
         "failed": queue.failed_job_registry.count,
         "ran": len(runs),
         "ran_twice": sum(1 for n in runs if n > 1),
+        "first_started": float(first) if first is not None else None,
     }
 
 
@@ -38,8 +42,9 @@ def enqueue(connection: Redis, count: int, seconds: float) -> dict[str, object]:
     jobs = [
         Queue.prepare_data(work, (seconds, f"{batch}-{n}"), result_ttl=3600) for n in range(count)
     ]
+    enqueued_at = time.time()
     queue.enqueue_many(jobs)
-    return {"batch": batch, "enqueued": count}
+    return {"batch": batch, "enqueued": count, "enqueued_at": enqueued_at}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -70,7 +75,7 @@ class Handler(BaseHTTPRequestHandler):
             seconds = float(query.get("seconds", ["1"])[0])
             self.answer(201, enqueue(redis, count, seconds))
         elif url.path == "/reset":
-            redis.delete(RUNS)
+            redis.delete(RUNS, FIRST_START)
             self.answer(200, {"reset": True})
         else:
             self.answer(404, {"error": f"no page {url.path}"})
@@ -101,4 +106,6 @@ class Handler(BaseHTTPRequestHandler):
 if __name__ == "__main__":
     port = int(os.environ["PORT"])
     print(f"listening on port {port}", flush=True)
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    # Every address, as Heroku asks of web dynos: in a container (--backend docker) the
+    # router comes from outside; on the host the platform's firewall guards the port.
+    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()

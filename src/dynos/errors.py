@@ -18,7 +18,9 @@ drawing)::
     │   ├── NotFound               404 not_found
     │   ├── Conflict               409 conflict
     │   ├── Refused                platform/slug_archive.py: an upload that breaks a rule
-    │   └── RangeNotSatisfiable    api/ranges.py: 416
+    │   ├── RangeNotSatisfiable    api/ranges.py: 416
+    │   ├── EngineUnavailable      backends/engine.py: 503, no Docker engine answers
+    │   └── StackImageMissing      backends/engine.py: 503, run `dynos stack:build`
     ├── PlatformError              500: the platform could not do it (a process, a file)
     │   ├── BuildFailed            a build step failed or timed out
     │   ├── ReleaseFailed          a release command failed: the release before serves on

@@ -1,51 +1,64 @@
 """`dynos server`: wiring only. Build the components, run them in one TaskGroup, stop in order.
 
-Shutdown order (SIGTERM or SIGINT): stop accepting API and router connections, let in-flight
-requests finish briefly, then stop every dyno (SIGTERM to each of its processes, SIGKILL after
-the grace period), then the add-ons' services (which dynos may use until they stop), then exit
-0. No dyno or add-on process outlives the server. Add-ons start before the first dyno does.
+Shutdown order (SIGTERM or SIGINT): stop accepting API, router and rendezvous connections,
+let in-flight requests finish briefly, then stop every dyno (SIGTERM to each of its processes,
+SIGKILL after the grace period; an attached one's client is then told its exit status), then
+the add-ons' services (which dynos may use until they stop), then exit 0. No dyno or add-on
+process outlives the server. Add-ons start before the first dyno does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import shutil
 import signal
-import socket
-from collections.abc import Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import uvicorn
-
 from dynos import server_log
+from dynos.api.git_http import REQUEST_TIMEOUT, GitHttp
+from dynos.api.rendezvous import RendezvousListener, certificate_hosts, rendezvous_context
 from dynos.api.routes import Api
-from dynos.backends.base import DynoEvents
+from dynos.backends.base import Backend, DynoEvents
 from dynos.backends.firewall import guard_ports
 from dynos.backends.isolation import AppUsers, close_home, isolation_available, runtime_python
 from dynos.backends.local import LocalBackend
 from dynos.backends.sandbox import Sandboxes
 from dynos.config import HomePaths, ServerConfig
+from dynos.core.acm import renewal_policy
+from dynos.core.certificates import ServedCertificate
+from dynos.core.drain_queue import DeliveryRules
 from dynos.core.restart_policy import RestartPolicy
-from dynos.errors import DatabaseDamaged, PlatformError, UserError
+from dynos.errors import DatabaseDamaged
 from dynos.home_lock import hold_home
 from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager, ManagerSettings
+from dynos.platform.acm import Acm
+from dynos.platform.acme_client import AcmeClient
 from dynos.platform.addons import Addons
 from dynos.platform.build import Builder
+from dynos.platform.builders import SlugBuilder
+from dynos.platform.certificates import Certificates
+from dynos.platform.git_push import GitPushes
+from dynos.platform.git_repos import GitRepos
+from dynos.platform.metrics import Metrics
 from dynos.platform.platform import Platform, local_account
 from dynos.platform.postgres_server import reclaim_cluster
 from dynos.platform.slug_archive import MB, UnpackLimits
 from dynos.priority import raise_platform_priority
 from dynos.router import compiled as router_compiled
+from dynos.router.challenges import ChallengeBoard
 from dynos.router.limits import ConnectionLimits, chosen_limits
-from dynos.router.processes import RouterProcesses, listening_sockets
+from dynos.router.processes import RouterProcesses
 from dynos.router.proxy import Router
+from dynos.router.route import DynoEndpoint
 from dynos.router.routing_table import RoutingTable
+from dynos.server_backend import DOCKER_ISOLATION, DOCKER_NETWORK, docker_wiring
 from dynos.server_files import ensure_token, raise_fd_limit, retire_server_json, write_server_json
+from dynos.server_listen import bind, router_sockets, url_host, uvicorn_server
 from dynos.store import backups
 from dynos.store.store import Store
 
@@ -66,32 +79,6 @@ def serve(config: ServerConfig) -> None:
             runner.run(_serve(config, repeats))
     finally:
         repeats.flush(every=True)
-
-
-def _bind(host: str, port: int, flag: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise UserError(
-                f"Port {port} on {host} is already in use: stop what uses it, or pass "
-                f"{flag} with another port (0 picks a free one)."
-            ) from exc
-        raise UserError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from exc
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
-class _ApiServer(uvicorn.Server):
-    """uvicorn, minus its own signal handling: the dynos server owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 async def _serve(config: ServerConfig, repeats: server_log.RepeatFilter) -> None:
@@ -197,6 +184,14 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
             ports=ports,
         )
 
+    backend_factory: Callable[[DynoEvents], Backend] = local_backend
+    builder: SlugBuilder = Builder(
+        python, paths.builds, sandboxes=sandboxes, users=users, timeout=config.build_timeout
+    )
+    if config.backend == "docker":  # the engine and the stack image are checked here
+        docker = docker_wiring(config, paths)
+        backend_factory, builder = docker.backend, docker.builder
+    metrics = Metrics(store, logs)
     settings = ManagerSettings(
         slugs_dir=paths.slugs,
         stop_grace=config.stop_grace,
@@ -205,11 +200,10 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         cycle_after=config.cycle_after,
         boot_timeout=config.boot_timeout,
         python=python,
+        runtime_metrics_every=config.runtime_metrics_every,
+        on_usage=metrics.usage,
     )
-    manager = DynoManager(store, local_backend, logs, routes, settings)
-    builder = Builder(
-        python, paths.builds, sandboxes=sandboxes, users=users, timeout=config.build_timeout
-    )
+    manager = DynoManager(store, backend_factory, logs, routes, settings)
     limits = UnpackLimits(config.max_unpacked_size * MB, config.max_unpacked_files)
     platform = Platform(
         store,
@@ -221,6 +215,8 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         builder=builder,
         unpack_limits=limits,
         release_timeout=config.release_timeout,
+        domain=config.domain,
+        metrics=metrics,
     )
     # Before any dyno starts: a release command cut off with a server that died failed.
     for release in await platform.release_phases.recover():
@@ -229,6 +225,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
             release.version,
             release.app_id,
         )
+    certificates = platform.certificates = Certificates(paths.tls, config.domain, store)
     addons = platform.addons = Addons(
         platform,
         paths.addons,
@@ -236,6 +233,18 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         sandboxes=sandboxes,
         postgres_dir=paths.postgres,
         storage_cap_mb=config.pg_storage_cap_mb or None,
+    )
+    # Automatic certificates; the directory is asked nothing before an app turns ACM on.
+    board = ChallengeBoard(routes, router_processes if config.router_processes > 1 else None)
+    acme = AcmeClient(
+        *(config.acme_directory, paths.acme, board),
+        ca_bundle=config.acme_ca_bundle,
+        email=config.acme_email,
+    )
+    policy = renewal_policy(config.acme_renew_before)
+    acm = platform.acm = Acm(
+        *(store, logs, acme, certificates, config.domain, policy),
+        custom_domains=platform.domains.custom_hostnames,
     )
     log.info("dyno sizes enforced with %s", manager.backend.limits)  # type: ignore[attr-defined]
     if router_compiled():
@@ -253,52 +262,81 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         boot.connections.per_client,
         boot.nofile,
     )
-    if isolate:
+    if config.backend == "docker":
+        log.info("isolation: %s", DOCKER_ISOLATION)
+        log.info("network: %s", DOCKER_NETWORK)
+    elif isolate:
         log.info("isolation: each app's dynos run as the app's own unprivileged user")
     else:
         log.info("isolation: off (not running as root): dynos run as %s", local_account().email)
-    log.info("network: %s", network)
+    if config.backend != "docker":
+        log.info("network: %s", network)
 
-    api_sock = _bind(config.api_host, config.api_port, "--api-port")
+    api_sock = bind(config.api_host, config.api_port, "--api-port")
     api_port = api_sock.getsockname()[1]
     router = Router(routes, logs, limits=boot.connections.share(config.router_processes))
+    # Once a second: the router's cumulative figures, summed over its processes.
+    metrics.attach_router(lambda: {a: m.to_json() for a, m in router.metrics.total().items()})
+
+    def certificates_changed(served: list[ServedCertificate]) -> None:
+        router.tls.update(served)
+        router_processes.certificates_changed(served)
+
+    certificates.on_change = certificates_changed
+    await certificates.start()  # the CA on first start; a certificate per app host
+    drains = platform.drains  # they trust the platform CA too (an app can be a drain)
+    drains.allow_loopback, drains.ca_file = config.drains_allow_loopback, certificates.ca_path
+    drains.rules = DeliveryRules(capacity=config.drain_buffer)
+    await drains.sync()
+    # Custom domains get the CA's certificates and must be covered by an app's own and ACM's.
+    await platform.domains.watch(certificates.set_custom_domains)
+    await platform.domains.watch(lambda _app, _hosts: acm.hosts_changed())
     try:
-        sockets = listening_sockets(config.router_host, config.router_port, config.router_processes)
+        sockets = router_sockets(config.router_host, config.router_port, config, "--router-port")
+        tls_sockets = router_sockets(config.router_host, config.https_port, config, "--https-port")
         router_port = await router.start(sock=sockets[0])
-    except OSError as exc:
+        https_port = await router.start_https(sock=tls_sockets[0])
+    except BaseException:
         api_sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise UserError(
-                f"Port {config.router_port} is already in use: stop what uses it, or pass "
-                "--router-port with another port (0 picks a free one)."
-            ) from exc
-        raise PlatformError(f"Cannot start the router: {exc}") from exc
-    await router_processes.start(router, sockets[1:])
-    api_url = f"http://{_url_host(config.api_host)}:{api_port}"
-    router_url = f"http://{{app}}.{config.domain}:{router_port}/"
+        raise
+    await router_processes.start(router, list(zip(sockets[1:], tls_sockets[1:], strict=True)))
+    rendezvous = RendezvousListener(
+        platform, rendezvous_context(paths.tls, certificate_hosts(config.api_host, config.domain))
+    )
+    rendezvous_sock = bind(config.api_host, config.rendezvous_port, "--rendezvous-port")
+    rendezvous_port = await rendezvous.start(rendezvous_sock)
+    api_url = f"http://{url_host(config.api_host)}:{api_port}"
+    router_url = f"https://{{app}}.{config.domain}:{https_port}/"
+    git_url = f"https://git.{config.domain}:{https_port}/{{app}}.git"
+    # The git service: on loopback, reached through the router as the host git.<domain>.
+    pushes = GitPushes(platform.releases, router_url, paths.git / "tmp")
+    platform.git = GitRepos.prepared(paths.git, pushes)
+    git_sock = bind("127.0.0.1", 0, "--router-port")
+    git_port = git_sock.getsockname()[1]
+    routes.set_platform_route("git", DynoEndpoint("git", "127.0.0.1", git_port), REQUEST_TIMEOUT)
     api = Api(
         platform,
         token,
         router_url=router_url,
         api_url=api_url,
+        git_url=git_url,
         metrics=router.metrics_registry,
+        rendezvous_port=rendezvous_port,
     )
-    api_server = _ApiServer(
-        uvicorn.Config(
-            api.app,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-        )
-    )
-    write_server_json(paths, api_url, config.domain, router_port)
+    api_server = uvicorn_server(api.app)
+    git_server = uvicorn_server(GitHttp(platform, token, git_url))
+    write_server_json(paths, api_url, config.domain, router_port, https_port, rendezvous_port)
     log.info(
-        "API on %s, router on port %d (apps at http://<app>.%s:%d/), home %s",
+        "API on %s (the dashboard at %s/), router on ports %d and %d (apps at "
+        "https://<app>.%s:%d/, trusting the CA %s), heroku run attaching on port %d, home %s",
+        api_url,
         api_url,
         router_port,
+        https_port,
         config.domain,
-        router_port,
+        https_port,
+        certificates.ca_path,
+        rendezvous_port,
         paths.home,
     )
 
@@ -312,19 +350,28 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
             background = [
                 group.create_task(manager.run()),
                 group.create_task(server_log.flush_now_and_then(boot.repeats)),
+                group.create_task(certificates.keep_fresh()),
+                group.create_task(platform.autoscaling.run()),
+                group.create_task(metrics.run()),
             ]
             if config.backup_every > 0:
                 every, keep = config.backup_every, config.backup_keep
                 background.append(
                     group.create_task(backups.keep_backups(store, paths.backups, every, keep))
                 )
+            background.append(group.create_task(acm.run()))
             group.create_task(api_server.serve(sockets=[api_sock]))
+            group.create_task(git_server.serve(sockets=[git_sock]))
             await stop.wait()
             log.info("stopping: closing the API and the router, then stopping every dyno")
             api_server.should_exit = True
+            git_server.should_exit = True
+            rendezvous.stop_accepting()
             await asyncio.gather(router.close(), router_processes.close())
+            await metrics.close()  # the open minute, with the last requests' figures
             await platform.release_phases.close()  # their releases fail, the dynos then stop
             await manager.close()
+            await rendezvous.close(grace=2)  # each client is told its dyno's exit status
             for task in background:
                 task.cancel()
     finally:
@@ -333,7 +380,9 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         await router_processes.close()
         await platform.release_phases.close()
         await manager.close()
+        await rendezvous.close()
         await addons.close()
+        await platform.drains.close()
         with contextlib.suppress(OSError):  # kept: the CLI names its URL when none runs
             retire_server_json(paths)
         sandboxes.close()
@@ -342,12 +391,6 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         if users is not None:
             users.remove_all()
     log.info("stopped")
-
-
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", "::", ""):
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
 
 
 __all__ = ["serve"]

@@ -50,11 +50,21 @@ def ensure_token(paths: HomePaths) -> str:
         return token
 
 
-def write_server_json(paths: HomePaths, api_url: str, domain: str, router_port: int) -> None:
+def write_server_json(
+    paths: HomePaths,
+    api_url: str,
+    domain: str,
+    router_port: int,
+    https_port: int,
+    rendezvous_port: int,
+) -> None:
     info = {
         "api_url": api_url,
         "router_url": f"http://{domain}:{router_port}",
         "router_port": router_port,
+        "rendezvous_port": rendezvous_port,
+        "https_port": https_port,
+        "ca": str(paths.tls / "ca.pem"),
         "domain": domain,
         "pid": os.getpid(),
     }

@@ -233,3 +233,33 @@ async def test_a_wrong_deploy_is_refused_and_changes_nothing(
     assert (await stage.releases(app), set(stage.slugs_dir.iterdir())) == before
     assert stage.api_lines(app) == []
     assert stage.wakes == 0
+
+
+async def test_app_features_list_read_and_switch_preboot(client: Client) -> None:
+    base = f"/apps/{client.app.name}/features"
+    listed = (await client.http.get(base)).json()
+    assert sorted((f["name"], f["enabled"], f["state"]) for f in listed) == [
+        ("log-runtime-metrics", False, "beta"),
+        ("preboot", False, "general"),
+    ]
+    preboot = next(f for f in listed if f["name"] == "preboot")
+    by_id = (await client.http.get(f"{base}/{preboot['id']}")).json()
+    assert by_id["name"] == "preboot"
+    switched = await client.http.patch(f"{base}/preboot", json={"enabled": True})
+    assert switched.status_code == 200 and switched.json()["enabled"] is True
+    assert (await client.http.get(f"{base}/preboot")).json()["enabled"] is True
+    states = await client.stage.store.app_states()
+    assert [s.features for s in states if s.app.id == client.app.id] == [frozenset({"preboot"})]
+    log = client.stage.logs.recent(client.app.name, 50)
+    assert any(f"Enable preboot {BY}" in line.message for line in log)
+
+
+async def test_a_wrong_feature_request_is_refused_and_changes_nothing(client: Client) -> None:
+    base = f"/apps/{client.app.name}/features"
+    unknown = await client.http.get(f"{base}/spaces-dns-discovery")
+    assert unknown.status_code == 404 and "Features: preboot" in unknown.json()["message"]
+    for body in ({}, {"enabled": "yes"}, {"enabled": None}):
+        refused = await client.http.patch(f"{base}/preboot", json=body)
+        assert refused.status_code == 422, body
+        assert refused.json()["id"] == "invalid_params"
+    assert (await client.http.get(f"{base}/preboot")).json()["enabled"] is False

@@ -39,6 +39,7 @@ def state(api: httpx.Client) -> dict[str, Any]:
         "settings": get(f"/apps/{APP}/settings"),
         "addons": get(f"/apps/{APP}/addons"),
         "dynos": sorted(d["name"] for d in get(f"/apps/{APP}/dynos")),
+        "domains": sorted(d["hostname"] for d in get(f"/apps/{APP}/domains")),
     }
 
 
@@ -54,6 +55,8 @@ JSON_REQUESTS = [
     ("POST", f"/apps/{APP}/dynos", {"command": "sleep 60"}),
     ("POST", f"/apps/{APP}/addons", {"plan": "redis"}),
     ("POST", f"/apps/{APP}/log-sessions", {"lines": 1}),
+    ("POST", f"/apps/{APP}/domains", {"hostname": "csrf.example.com", "sni_endpoint": None}),
+    ("PATCH", f"/apps/{APP}/domains/{APP}.localhost", {"sni_endpoint": None}),
 ]
 FORM_TYPES = [
     "text/plain",
@@ -130,6 +133,9 @@ def test_names_with_a_trailing_newline_are_refused(api: httpx.Client, app: str) 
     assert response.status_code == 422, response.text
     response = api.patch(f"/apps/{APP}/config-vars", json={"KEY\n": "v"})
     assert response.status_code == 422, response.text
+    for hostname in ("www.example.com\n", "www.example.com\nHost: evil.example"):
+        response = api.post(f"/apps/{APP}/domains", json={"hostname": hostname})
+        assert response.status_code == 422, (hostname, response.text)
     assert state(api) == before
     assert api.delete("/apps/nl-app").status_code == 200
 

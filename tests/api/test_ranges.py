@@ -37,6 +37,12 @@ def test_parameters_may_come_without_spaces() -> None:
     )
 
 
+def test_heroku_cli_paginator_range_parses() -> None:
+    """``heroku domains`` pages with a semicolon after the parameters."""
+    assert parse_range("id ..; max=1000;", ("id",)) == Range("id", max=1000)
+    assert parse_range("id ]abc..; max=5;", ("id",)) == Range("id", "abc", True, max=5)
+
+
 def test_exclusive_start_and_end_bounds_parse() -> None:
     assert parse_range("name ]web.1..web.9; max=5", ("name",)) == Range(
         "name", "web.1", True, "web.9", 5

@@ -68,7 +68,10 @@ def test_starting_removes_users_of_this_home_and_of_homes_that_are_gone(
     shutil.rmtree(gone_home)
     left_by_me = mine.for_app(str(uuid.uuid4()))
     running_elsewhere = other.for_app(str(uuid.uuid4()))
-    assert mine.remove_stale() == 2
+    # The gone home's user is any server's to remove: a server that starts meanwhile on this
+    # machine (in the other pytest-xdist worker, say) may remove it first. This home's user
+    # is this server's alone.
+    assert mine.remove_stale() in (1, 2)
     assert not exists(left_by_gone.name)
     assert not exists(left_by_me.name)
     assert exists(running_elsewhere.name)

@@ -12,6 +12,7 @@ import pytest
 from dynos.cli.commands.apps import format_app_info, format_apps
 from dynos.cli.commands.config import format_config, list_keys, parse_assignments
 from dynos.cli.commands.deploy import follow_build, pack_directory
+from dynos.cli.commands.features import format_features
 from dynos.cli.commands.logs import log_session_body
 from dynos.cli.commands.ps import (
     format_formation_line,
@@ -175,6 +176,11 @@ def test_app_info_counts_dynos_per_type() -> None:
         "Dynos:       web: 2, worker: 1",
         "Released At: 2026-11-27T03:50:00Z",
     ]
+    app["git_url"] = "https://git.localhost:5443/hello.git"
+    assert format_app_info(app, dynos)[1:3] == [
+        "Web URL:     http://hello.localhost:5000/",
+        "Git URL:     https://git.localhost:5443/hello.git",
+    ]
 
 
 def test_log_session_maps_process_type_to_the_dyno_filter() -> None:
@@ -221,3 +227,13 @@ def test_up_scales_web_to_two_and_other_types_to_one() -> None:
         {"type": "worker", "quantity": 1},
         {"type": "web", "quantity": 2},
     ]
+
+
+def test_features_are_listed_as_the_heroku_cli_lists_them() -> None:
+    features = [
+        {"name": "preboot", "enabled": True, "state": "general", "description": "Seamless"},
+        {"name": "beta-thing", "enabled": False, "state": "beta", "description": "Hidden"},
+    ]
+    assert format_features("shop", features) == ["=== App Features shop", "[+] preboot  Seamless"]
+    features[0]["enabled"] = False
+    assert format_features("shop", features)[1] == "[ ] preboot  Seamless"

@@ -13,6 +13,7 @@ from dynos.core.python_build import (
     POETRY,
     UV,
     Interpreter,
+    PackageManager,
     PythonRequest,
     cache_changes,
     cache_key,
@@ -24,6 +25,8 @@ from dynos.core.python_build import (
     pipfile_lock_requirements,
     poetry_lock_requirements,
     requested_python,
+    reuse_environment,
+    self_contained,
     web_concurrency,
 )
 from dynos.errors import BuildFailed
@@ -117,18 +120,90 @@ def test_no_matching_interpreter_is_one_line_with_what_was_asked_what_is_there_a
 
 
 def test_the_cache_key_changes_with_python_manager_or_dependencies() -> None:
-    key = cache_key((3, 13, 0), PIP, b"django==5.2\n")
+    py313 = Interpreter((3, 13, 0), "/usr/bin/python3.13", "PATH")
+
+    def key_of(
+        interpreter: Interpreter = py313,
+        manager: PackageManager = PIP,
+        text: bytes = b"django==5.2\n",
+        platform: str = "linux-x86_64",
+    ) -> dict[str, str]:
+        return cache_key(interpreter, manager, text, platform)
+
+    key = key_of()
     assert cache_changes(None, key) == []
-    assert cache_changes(key, cache_key((3, 13, 0), PIP, b"django==5.2\n")) == []
-    assert cache_changes(key, cache_key((3, 13, 0), PIP, b"django==5.1\n")) == [
+    assert cache_changes(key, key_of()) == []
+    assert cache_changes(key, key_of(text=b"django==5.1\n")) == [
         "The contents of requirements.txt changed"
     ]
-    assert cache_changes(key, cache_key((3, 12, 1), PIP, b"django==5.2\n")) == [
+    assert cache_changes(key, key_of(Interpreter((3, 12, 1), "/usr/bin/python3.12", "PATH"))) == [
         "The Python version changed from 3.13.0 to 3.12.1"
     ]
-    assert cache_changes(key, cache_key((3, 13, 0), UV, b"x")) == [
+    moved = Interpreter((3, 13, 0), "/root/.pyenv/versions/3.13.0/bin/python3", "pyenv")
+    assert cache_changes(key, key_of(moved)) == [
+        "The Python interpreter moved from /usr/bin/python3.13 to "
+        "/root/.pyenv/versions/3.13.0/bin/python3"
+    ]
+    assert cache_changes(key, key_of(platform="linux-aarch64")) == [
+        "The platform changed from linux-x86_64 to linux-aarch64"
+    ]
+    assert cache_changes(key, key_of(manager=UV, text=b"x")) == [
         "The package manager changed from pip to uv"
     ]
+    older = {k: key[k] for k in ("python", "package_manager", "dependencies")}
+    assert cache_changes(older, key) == ["The cache was made by another version of dynos"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "# nothing\n\n",
+        "Django==5.2.19\ngunicorn>=23 ; python_version >= '3.11'  # the server\n",
+        "psycopg[binary]==3.3.9\nwhitenoise~=6.12\n",
+        "six==1.17.0 \\\n    --hash=sha256:abc\n",
+        "--index-url https://pypi.example/simple\nrequests\n",
+        "--extra-index-url=https://x.example/simple\nrequests[socks]\n",
+        "pkg @ https://example.com/pkg-1.0.tar.gz#sha256=abc\n",
+    ],
+)
+def test_a_requirements_file_that_says_all_it_installs_is_self_contained(text: str) -> None:
+    assert self_contained(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-r base.txt\n",
+        "Django\n--requirement=other.txt\n",
+        "-c constraints.txt\nDjango\n",
+        "-e .\n",
+        ".\n",
+        "./vendor/pkg\n",
+        "/abs/pkg\n",
+        "vendor/pkg-1.0-py3-none-any.whl\n",
+        "pkg-1.0.tar.gz\n",
+        "pkg @ file:///srv/pkg\n",
+        "pkg @ git+https://github.com/x/pkg@main\n",
+        "Django==${DJANGO_VERSION}\n",
+        "--find-links ./wheels\nDjango\n",
+        "-f ./wheels\n",
+    ],
+)
+def test_a_requirements_file_that_reads_anything_else_is_not(text: str) -> None:
+    assert not self_contained(text)
+
+
+def test_the_cached_environment_is_reused_only_when_uv_has_nothing_to_decide() -> None:
+    pins = "Django==5.2.19\n"
+    assert reuse_environment(True, True, False, PIP, pins)
+    assert reuse_environment(True, True, False, POETRY, "")  # its pins are the lock's
+    assert reuse_environment(True, True, False, PIPENV, "{}")
+    assert not reuse_environment(False, True, False, PIP, pins)  # another key
+    assert not reuse_environment(True, False, False, PIP, pins)  # not sealed after uv
+    assert not reuse_environment(True, True, True, PIP, pins)  # a hook
+    assert not reuse_environment(True, True, False, UV, "")  # uv sync installs the project
+    assert not reuse_environment(True, True, False, PIP, "-r base.txt\n")
 
 
 def test_a_pipfile_lock_becomes_its_default_packages_pinned() -> None:

@@ -63,6 +63,24 @@ def test_replacement_waits_while_a_sibling_is_starting_or_stopping() -> None:
         assert plan_actions([APP], actual, now=0) == []
 
 
+def test_a_dyno_down_for_its_replacement_is_started_and_holds_back_its_siblings() -> None:
+    # Stopped for a restart, its process gone: the manager keeps its name, down, until this.
+    actual = [
+        running("web", 1, state=DynoState.DOWN, release_version=2),
+        running("web", 2, release_version=2),
+        running("worker", 1),
+    ]
+    assert plan_actions([APP], actual, now=0) == [
+        StartDyno("a1", "web", 1, 3, "Standard-1X", "python3 web.py")
+    ]
+
+
+def test_a_dyno_down_for_its_replacement_and_scaled_away_is_stopped() -> None:
+    app = replace(APP, processes=(replace(WEB, quantity=1), WORKER))
+    actual = [running("web", 1), running("web", 2, state=DynoState.DOWN), running("worker", 1)]
+    assert plan_actions([app], actual, now=0) == [StopDyno("a1", "web.2", "scale")]
+
+
 def test_replacement_waits_while_a_sibling_is_missing() -> None:
     actual = [running("web", 2, release_version=2), running("worker", 1)]
     actions = plan_actions([APP], actual, now=0)
@@ -123,3 +141,22 @@ def test_process_type_gone_from_release_is_stopped() -> None:
     app = replace(APP, processes=(WEB,))
     actual = [running("web", 1), running("web", 2), running("worker", 1)]
     assert plan_actions([app], actual, now=0) == [StopDyno("a1", "worker.1", "scale")]
+
+
+def test_a_preboot_app_s_serving_outdated_web_dynos_are_left_to_the_preboot() -> None:
+    actual = [running("web", 1, release_version=2), running("web", 2, release_version=2)]
+    actual.append(running("worker", 1, release_version=2))
+    actions = plan_actions([APP], actual, now=0, preboot={("a1", "web")})
+    # The worker rolls as always; the web dynos are the preboot's to replace.
+    assert actions == [StopDyno("a1", "worker.1", "restart")]
+    crashed = [running("web", 1, release_version=2, state=DynoState.CRASHED), running("web", 2)]
+    crashed.append(running("worker", 1))
+    assert plan_actions([APP], crashed, now=0, preboot={("a1", "web")}) == [
+        StopDyno("a1", "web.1", "restart")
+    ]
+
+
+def test_a_held_type_is_neither_started_stopped_nor_replaced() -> None:
+    actual = [running("web", 1, release_version=2), running("web", 5), running("worker", 1)]
+    assert plan_actions([APP], actual, now=0, held={("a1", "web")}) == []
+    assert plan_actions([APP], [running("worker", 1)], now=0, held={("a1", "web")}) == []

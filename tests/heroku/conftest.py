@@ -1,7 +1,8 @@
 """The real heroku CLI (npm ``heroku@11.10.0``), installed once into a cache directory.
 
 The install goes to ``$DYNOS_TEST_CACHE/heroku`` (default ``~/.cache/dynos-test/heroku``) and
-is reused while it holds that version; the first one takes about a minute. Each command runs
+is reused while it holds that version; the first one takes about a minute (one worker installs,
+under a file lock, while the others wait). Each command runs
 with a throwaway HOME and XDG directories, so nothing is read from or written to the user's
 own heroku setup, and with every call that would leave the machine switched off (update
 checks, analytics, telemetry) or pointed at the dynos server (the delinquency lookup the CLI
@@ -10,6 +11,7 @@ makes beside ``GET /account``).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -74,8 +76,14 @@ def heroku_bin() -> Path:
     if shutil.which("npm") is None or shutil.which("node") is None:
         pytest.skip("npm and node are not installed: the heroku CLI end-to-end tests need them")
     prefix = cache_dir()
-    if installed_version(prefix) != HEROKU_VERSION:
-        npm_install(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    # The suite runs in several pytest-xdist workers, each with this session fixture: one
+    # installs while the others wait, then finds it done (the install replaces the prefix,
+    # which must not happen under a worker already running the CLI from it).
+    with (prefix.parent / "heroku.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if installed_version(prefix) != HEROKU_VERSION:
+            npm_install(prefix)
     return prefix / "node_modules" / ".bin" / "heroku"
 
 

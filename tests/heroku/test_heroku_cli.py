@@ -72,7 +72,7 @@ def log_lines(output: str) -> list[str]:
 def test_apps_create_makes_the_app(heroku: Heroku, server: RunningServer) -> None:
     result = heroku("apps:create", APP)
     assert f"Creating {APP}... done" in result.stderr
-    assert result.stdout.startswith(f"http://{APP}.localhost:{server.router_port}/ | ")
+    assert result.stdout.startswith(f"https://{APP}.localhost:{server.https_port}/ | ")
     assert get(server, f"/apps/{APP}")["name"] == APP
 
 
@@ -89,7 +89,7 @@ def test_apps_lists_the_users_apps(heroku: Heroku, server: RunningServer) -> Non
 def test_apps_info_shows_the_app(heroku: Heroku, server: RunningServer) -> None:
     out = heroku("apps:info", "-a", APP).stdout
     assert out.startswith(f"=== {APP}\n")
-    assert f"Web URL:        http://{APP}.localhost:{server.router_port}/" in out
+    assert f"Web URL:        https://{APP}.localhost:{server.https_port}/" in out
     assert "Dynos:          web: 1" in out
     assert "Region:         local" in out
 
@@ -154,6 +154,19 @@ def test_ps_resize_resizes_every_type(heroku: Heroku, server: RunningServer) -> 
         ),
         what="dynos restarted at Standard-1X",
     )
+
+
+def test_ps_autoscale_enable_refuses_itself_on_dynos_that_are_not_performance(
+    heroku: Heroku,
+) -> None:
+    """The heroku CLI checks the web size itself, from the formation this server answers
+    (dynos's own ps:autoscale:enable allows every size)."""
+    result = heroku(
+        *("ps:autoscale:enable", "--min", "1", "--max", "2", "--p95", "500", "-a", APP),
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "only available with Performance or Private dynos" in result.stderr, result
 
 
 def test_ps_restart_restarts_every_dyno(heroku: Heroku, server: RunningServer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -48,8 +49,13 @@ def redis_or_nothing(url: str, *command: str) -> bytes:
 
 
 def redis_processes(server: RunningServer) -> list[psutil.Process]:
-    children = psutil.Process(server.process.pid).children(recursive=True)
-    return [p for p in children if p.name() == "redis-server"]
+    found = []
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        # A short-lived child (a dyno's shell, a build step) may be gone before its name is read.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if child.name() == "redis-server":
+                found.append(child)
+    return found
 
 
 def test_redis_add_on_sets_redis_url_in_a_release_and_the_dynos_get_it(

@@ -21,7 +21,14 @@ from typing import Any
 import psutil
 import pytest
 
-from dynos.testing.harness import RunningServer, dyno_states, start_server, tarball, wait_for
+from dynos.testing.harness import (
+    RunningServer,
+    dyno_states,
+    start_server,
+    tarball,
+    wait_for,
+    wait_for_dynos,
+)
 from tests.integration.conftest import each_test, started
 
 ENVECHO = Path(__file__).parent / "apps" / "envecho"
@@ -66,7 +73,7 @@ def app_user(server: RunningServer, app: str) -> pwd.struct_passwd:
 
 
 def running_up(server: RunningServer, app: str) -> None:
-    wait_for(lambda: dyno_states(server, app) == {"web.1": "up"}, what=f"{app}'s web.1 up")
+    wait_for_dynos(server, app, {"web.1": "up"})
 
 
 REPORT_SETUP = """

@@ -209,12 +209,13 @@ def test_shared_memory_a_one_off_wrote_is_charged_to_it_and_freed_when_it_exits(
     try:
         app = deploy(server, tmp_path, "web: sleep 1000\n")
         fill = f"dd if=/dev/zero of=/dev/shm/{marker} bs=1M count=20 2>/dev/null"
-        dyno = run_detached(server, app, f"{fill}; echo pid $$; exec sleep 3")
+        # Alive long enough to be looked at on a loaded machine (3 s was not, once).
+        dyno = run_detached(server, app, f"{fill}; echo pid $$; exec sleep 15")
         wait_for(lambda: f"app[{dyno}]: pid " in server.logs(app), what="the shm written")
         pid = int(re.findall(rf"app\[{dyno}\]: pid (\d+)", server.logs(app))[0])
         assert _shmem_charged(pid) >= 20 * 1024 * 1024
         assert not Path("/dev/shm", marker).exists()
-        wait_for(lambda: exited(server, app, dyno), what="the one-off's exit")
+        wait_for(lambda: exited(server, app, dyno), timeout=60, what="the one-off's exit")
         assert not Path("/dev/shm", marker).exists()
     finally:
         Path("/dev/shm", marker).unlink(missing_ok=True)
@@ -271,7 +272,9 @@ def test_the_next_server_reaps_what_a_killed_one_left(tmp_path: Path) -> None:
     finally:
         children = psutil.Process(first.process.pid).children()
         watchdog = [c for c in children if "watchdog.py" in " ".join(c.cmdline())]
-        for process in [first.process, *watchdog]:
+        # The watchdog first: killed after the server, it can see the server die (its
+        # parent-death signal) and reap before its own kill lands (a CI run saw that).
+        for process in [*watchdog, first.process]:
             process.kill()
         first.process.wait()
     time.sleep(0.5)
@@ -321,6 +324,7 @@ def test_a_second_server_on_the_same_home_refuses_to_start(tmp_path: Path) -> No
             [
                 *(sys.executable, "-m", "dynos", "server", "--home", str(home)),
                 *("--api-port", "0", "--router-port", "0", "--router-host", "127.0.0.1"),
+                *("--rendezvous-port", "0"),
             ],
             stderr=subprocess.PIPE,
             text=True,

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for
+from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for, wait_for_dynos
 from tests.integration.conftest import each_test, started
 
 LIFECYCLE = Path(__file__).parent / "apps" / "lifecycle"
@@ -91,10 +91,10 @@ def test_memory_over_twice_the_quota_is_killed_with_r15(quick: RunningServer) ->
 def test_stop_escalates_to_sigkill_after_the_grace_period_with_r12(quick: RunningServer) -> None:
     deploy(quick, "r12")
     quick.scale("r12", web=1, stubborn=1)
-    wait_for(lambda: dyno_states(quick, "r12") == {"web.1": "up", "stubborn.1": "up"})
+    wait_for_dynos(quick, "r12", {"web.1": "up", "stubborn.1": "up"})
     wait_for(lambda: "app[stubborn.1]: started" in quick.logs("r12"))  # its handler is set
     quick.scale("r12", web=0, stubborn=0)
-    wait_for(lambda: dyno_states(quick, "r12") == {}, what="both stopped")
+    wait_for_dynos(quick, "r12", {})
     text = quick.logs("r12")
     assert "dynos[stubborn.1]: Stopping all processes with SIGTERM" in text
     assert "dynos[stubborn.1]: Error R12 (Exit timeout)" in text
@@ -123,7 +123,7 @@ def test_router_answers_h10_when_every_web_dyno_crashed(
     (app_dir / "Procfile").write_text("web: exit 1\n")
     deploy(quick, "dead", app_dir)
     wait_for(lambda: quick.logs("dead").count("Process exited with status 1") >= 2)
-    wait_for(lambda: dyno_states(quick, "dead") == {"web.1": "crashed"})
+    wait_for_dynos(quick, "dead", {"web.1": "crashed"})
     with quick.router("dead") as router:
         response = router.get("/")
     assert response.status_code == 503
@@ -132,9 +132,9 @@ def test_router_answers_h10_when_every_web_dyno_crashed(
 
 def test_lone_1x_web_dyno_idles_and_wakes_on_the_next_request(quick: RunningServer) -> None:
     deploy(quick, "sleeper")
-    wait_for(lambda: dyno_states(quick, "sleeper") == {"web.1": "up"})
+    wait_for_dynos(quick, "sleeper", {"web.1": "up"})
     quick.cli("settings:set", "idle_after=2", "-a", "sleeper")
-    wait_for(lambda: dyno_states(quick, "sleeper") == {"web.1": "idle"}, what="idle")
+    wait_for_dynos(quick, "sleeper", {"web.1": "idle"})
     assert log_has(quick, "sleeper", "dynos[web.1]: Idling", "State changed from up to down")
     with quick.router("sleeper") as router:
         started = time.monotonic()
@@ -151,9 +151,9 @@ def test_two_web_dynos_or_a_2x_never_idle(quick: RunningServer) -> None:
     deploy(quick, "busy")
     quick.scale("busy", web=2)
     quick.cli("settings:set", "idle_after=1", "-a", "busy")
-    wait_for(lambda: dyno_states(quick, "busy") == {"web.1": "up", "web.2": "up"})
+    wait_for_dynos(quick, "busy", {"web.1": "up", "web.2": "up"})
     quick.cli("ps:scale", "web=1:2X", "-a", "busy")
-    wait_for(lambda: dyno_states(quick, "busy") == {"web.1": "up"})
+    wait_for_dynos(quick, "busy", {"web.1": "up"})
     time.sleep(3)  # three idle periods: a 1X would have idled by now
     assert dyno_states(quick, "busy") == {"web.1": "up"}
     assert "Idling" not in quick.logs("busy")
@@ -166,8 +166,8 @@ def test_dynos_run_as_their_apps_user_and_cannot_read_the_platform(
     quick = own_quick  # it counts the users of its server, then stops it
     deploy(quick, "jailed")
     deploy(quick, "other")
-    wait_for(lambda: dyno_states(quick, "jailed") == {"web.1": "up"})
-    wait_for(lambda: dyno_states(quick, "other") == {"web.1": "up"})
+    wait_for_dynos(quick, "jailed", {"web.1": "up"})
+    wait_for_dynos(quick, "other", {"web.1": "up"})
     with quick.api() as api:
         slugs = {
             app: quick.home / "slugs" / api.get(f"/apps/{app}/releases").json()[-1]["slug"]["id"]
@@ -203,7 +203,7 @@ def test_dynos_run_as_their_apps_user_and_cannot_read_the_platform(
 
 def test_health_check_path_decides_when_a_web_dyno_gets_traffic(quick: RunningServer) -> None:
     deploy(quick, "checked")
-    wait_for(lambda: dyno_states(quick, "checked") == {"web.1": "up"})
+    wait_for_dynos(quick, "checked", {"web.1": "up"})
     quick.cli("settings:set", "health_check_path=/unhealthy", "-a", "checked")
     quick.cli("ps:restart", "-a", "checked")
     # /unhealthy answers 500: the dyno never counts as up, and the boot timeout ends it.
@@ -214,7 +214,7 @@ def test_health_check_path_decides_when_a_web_dyno_gets_traffic(quick: RunningSe
     assert "up" not in dyno_states(quick, "checked").values()
     quick.cli("settings:set", "health_check_path=/healthy", "-a", "checked")
     quick.cli("ps:restart", "-a", "checked")
-    wait_for(lambda: dyno_states(quick, "checked") == {"web.1": "up"}, what="healthy")
+    wait_for_dynos(quick, "checked", {"web.1": "up"})
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="orphans are found through cgroups, as root")
@@ -224,7 +224,7 @@ def test_dynos_of_a_killed_server_are_reaped_by_the_next_one(tmp_path: Path) -> 
     # detached processes, and a server without root).
     first = start_server(tmp_path / "home")
     deploy(first, "orphan")
-    wait_for(lambda: dyno_states(first, "orphan") == {"web.1": "up"})
+    wait_for_dynos(first, "orphan", {"web.1": "up"})
     children = psutil.Process(first.process.pid).children(recursive=True)
     watchdog = [c for c in children if "watchdog.py" in " ".join(c.cmdline())]
     dynos = [c for c in children if c not in watchdog]

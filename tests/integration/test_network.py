@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from dynos.backends.firewall import table_name
-from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for
+from dynos.testing.harness import RunningServer, start_server, wait_for, wait_for_dynos
 from tests.backends.test_firewall import connect_as, nft
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="firewall rules need root")
@@ -37,8 +37,8 @@ def test_only_the_router_and_the_apps_own_dynos_reach_a_web_dyno(tmp_path: Path)
             server.create_app(app)
             server.deploy(app, NEIGHBOURS)
         server.scale("guarded", web=1, worker=1)
-        wait_for(lambda: dyno_states(server, "guarded") == {"web.1": "up", "worker.1": "up"})
-        wait_for(lambda: dyno_states(server, "intruder") == {"web.1": "up"})
+        wait_for_dynos(server, "guarded", {"web.1": "up", "worker.1": "up"})
+        wait_for_dynos(server, "intruder", {"web.1": "up"})
 
         # The router gets through from both its processes: the kernel spreads new
         # connections over their sockets, so 20 of them all landing on one is 1 in 500,000.

@@ -129,13 +129,13 @@ def test_attach_websocket_carries_input_output_and_the_exit_status(server: Runni
         )
     assert response.status_code == 201
     dyno = response.json()
-    assert dyno["state"] == "starting" and dyno["attach_url"].startswith("ws://")
-    with connect(dyno["attach_url"], proxy=None) as socket:
+    assert dyno["state"] == "starting" and dyno["attach_websocket_url"].startswith("ws://")
+    with connect(dyno["attach_websocket_url"], proxy=None) as socket:
         socket.send(b"ping\n")
         socket.send(json.dumps({"eof": True}))
         assert socket.recv(timeout=20) == b"\x01ping\n"
         assert json.loads(socket.recv(timeout=20)) == {"exit": 0}
-    with connect(dyno["attach_url"], proxy=None) as again:  # used: the dyno is gone
+    with connect(dyno["attach_websocket_url"], proxy=None) as again:  # used: the dyno is gone
         assert "error" in json.loads(again.recv(timeout=20))
 
 

@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 from dynos.backends.cgroups import Cgroups
-from tests.integration.conftest import EXAMPLES, RunningServer, dyno_states, wait_for
+from dynos.testing.harness import wait_for_dynos
+from tests.integration.conftest import EXAMPLES, RunningServer, wait_for
 
 # As root without cgroups, sizes become nice values and dynos run at theirs (tests/test_priority.py
 # and tests/backends cover that path).
@@ -28,7 +29,7 @@ def test_the_server_outranks_its_dynos_and_add_on_servers(server: RunningServer)
     server.create_app("ranked")
     server.deploy("ranked", EXAMPLES / "hello")
     server.scale("ranked", web=2)
-    wait_for(lambda: dyno_states(server, "ranked") == {"web.1": "up", "web.2": "up"})
+    wait_for_dynos(server, "ranked", {"web.1": "up", "web.2": "up"})
     if shutil.which("redis-server"):
         server.cli("addons:create", "redis", "-a", "ranked")
     platform = psutil.Process(server.process.pid)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import textwrap
 from pathlib import Path
@@ -98,20 +99,28 @@ def test_a_rebuild_with_the_same_dependencies_installs_nothing(
     assert "+ six==1.17.0" in output and "Saving cache" in output
     assert installed(slug, "six.py")
 
-    output, again = released(server, "cached", app)
-    assert "Restoring cache" in output
-    assert "Installed" not in output and "+ six" not in output, output
-    assert installed(again, "six.py") and again != slug
     cache = server.home / "build-cache"
     [app_cache] = cache.iterdir()
+    wait_for(lambda: (app_cache / "key.json").exists(), what="the first build's cache saved")
+    output, again = released(server, "cached", app)
+    assert "Restoring cache" in output
+    # uv does not even run: the environment was sealed right after its install.
+    assert "requirements.txt (pip) is unchanged since the cached environment" in output, output
+    assert "Installed" not in output and "Checked" not in output, output
+    assert installed(again, "six.py") and again != slug
 
-    def owned_by_root() -> bool:  # root's between builds
+    def sealed() -> bool:  # root's between builds, writable by root only, whatever dynos did
         try:
-            return all(p.lstat().st_uid == 0 for p in [app_cache, *app_cache.rglob("*")])
+            saved = [p.lstat() for p in [app_cache, *app_cache.rglob("*")]]
         except FileNotFoundError:  # the background save renamed its copy under the walk
             return False
+        return (app_cache / "key.json").exists() and all(
+            (i.st_uid, i.st_gid) == (0, 0) and (stat.S_ISLNK(i.st_mode) or not i.st_mode & 0o7022)
+            for i in saved
+        )
 
-    wait_for(owned_by_root, what="the build cache, root's after the save")
+    wait_for(sealed, what="the build cache, root's and sealed after the save")
+    assert stat.S_IMODE((app_cache / "venv").stat().st_mode) == 0o700
 
     (app / "requirements.txt").write_text("six==1.16.0\n")
     output, _ = released(server, "cached", app)
@@ -216,6 +225,11 @@ def test_hooks_config_vars_slugignore_profile_and_web_concurrency(
     assert (slug / "made_by_pre_compile.txt").read_text() == "hello from config\n"
     assert not (slug / "big").exists() and not (slug / "art" / "logo.psd").exists()
     assert (slug / "art").is_dir() and (slug / ".slugignore").exists()
+    # With hooks (which may change the dependencies or the environment) uv checks again.
+    [app_cache] = (server.home / "build-cache").iterdir()
+    wait_for(lambda: (app_cache / "key.json").exists(), what="the first build's cache saved")
+    output, _ = released(server, "hooks", app)
+    assert "Restoring cache" in output and "Installing dependencies with uv" in output, output
 
     env = web_env(server, "hooks")
     assert env["FROM_PROFILE"] == "yes"

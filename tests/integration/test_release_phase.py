@@ -77,7 +77,9 @@ def web_up_on(server: RunningServer, app: str, version: int) -> None:
         states = dyno_states(server, app)
         return states.get("web.1") == "up" and web_release(server, app) == version
 
-    wait_for(up_on_it, what=f"{app}'s web.1 up on v{version}")
+    # A replacement stops the old dyno, then boots the new one: under a loaded CI run (two
+    # xdist workers on two cores) this once took longer than 30 s, so the wait is generous.
+    wait_for(up_on_it, timeout=90.0, what=f"{app}'s web.1 up on v{version}")
 
 
 def settled(server: RunningServer, app: str, version: int) -> dict[str, Any]:

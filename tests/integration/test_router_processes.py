@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for
+from dynos.testing.harness import RunningServer, start_server, wait_for, wait_for_dynos
 from tests.integration.conftest import EXAMPLES
 
 PROCESSES = 3
@@ -29,7 +29,7 @@ def routed(tmp_path: Path) -> Iterator[RunningServer]:
         server.create_app("hello")
         server.deploy("hello", EXAMPLES / "hello")
         server.scale("hello", web=2)
-        wait_for(lambda: dyno_states(server, "hello") == {"web.1": "up", "web.2": "up"})
+        wait_for_dynos(server, "hello", {"web.1": "up", "web.2": "up"})
         yield server
     finally:
         if server.process.poll() is None:
@@ -113,7 +113,7 @@ def test_a_dyno_stops_only_once_another_processs_request_to_it_is_done(
         server.create_app("steady")
         server.deploy("steady", STEADY)
         server.scale("steady", web=1)
-        wait_for(lambda: dyno_states(server, "steady") == {"web.1": "up"})
+        wait_for_dynos(server, "steady", {"web.1": "up"})
         [worker] = router_workers(server)
         for _ in range(100):  # a connection the other process accepted (half of them)
             conn = HTTPConnection("127.0.0.1", server.router_port, timeout=30)
@@ -158,7 +158,7 @@ def test_a_second_server_on_the_router_port_is_refused(
     second = subprocess.run(
         [
             *(sys.executable, "-m", "dynos", "server", "--home", str(tmp_path / "second")),
-            *("--api-port", "0", "--router-host", "127.0.0.1"),
+            *("--api-port", "0", "--router-host", "127.0.0.1", "--rendezvous-port", "0"),
             *("--router-port", str(routed.router_port), "--router-processes", str(PROCESSES)),
         ],
         capture_output=True,

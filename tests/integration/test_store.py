@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for
+from dynos.testing.harness import RunningServer, start_server, wait_for_dynos
 
 ENVECHO = Path(__file__).parent / "apps" / "envecho"
 
@@ -22,7 +22,7 @@ def test_a_locked_database_gets_a_json_503_while_the_router_keeps_answering(
 ) -> None:
     server.create_app("locked")
     server.deploy("locked", ENVECHO)
-    wait_for(lambda: dyno_states(server, "locked") == {"web.1": "up"}, what="web.1 up")
+    wait_for_dynos(server, "locked", {"web.1": "up"})
     written: dict[str, httpx.Response] = {}
 
     def write() -> None:
@@ -65,6 +65,7 @@ def start_on(home: Path) -> subprocess.CompletedProcess[str]:
         [
             *(sys.executable, "-m", "dynos", "server", "--home", str(home)),
             *("--api-port", "0", "--router-port", "0", "--router-host", "127.0.0.1"),
+            *("--rendezvous-port", "0"),
         ],
         capture_output=True,
         text=True,

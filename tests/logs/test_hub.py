@@ -49,3 +49,19 @@ async def test_follow_receives_lines_emitted_after_subscribing() -> None:
     first = await asyncio.wait_for(anext(subscription), 5)
     subscription.close()
     assert [first.message] == ["after"]
+
+
+def test_sinks_get_each_line_of_their_app_until_removed() -> None:
+    hub = LogHub()
+    got: list[str] = []
+
+    def sink(line: LogLine) -> None:
+        got.append(line.message)
+
+    hub.add_sink("foo", sink)
+    hub.emit("foo", "app", "web.1", "one")
+    hub.emit("bar", "app", "web.1", "other app")
+    hub.remove_sink("foo", sink)
+    hub.emit("foo", "app", "web.1", "after")
+    hub.remove_sink("foo", sink)  # twice: nothing to do
+    assert got == ["one"]

@@ -194,12 +194,87 @@ async def test_restart_request_replaces_only_the_named_dyno(w: World) -> None:
     assert w.states() == {"worker.1": "up", "worker.2": "up"}
 
 
+async def test_a_restarted_dyno_is_never_missing_between_its_process_and_the_next(
+    w: World,
+) -> None:
+    # Seen in clean-clone CI: worker.1 listed up (its replacement's stop under way), then a
+    # restart of worker.1 answered 404 in the moment between the old process's exit and the
+    # reconcile that starts the new one. The name now stays, down, until the new one starts.
+    await w.scale(web=0, worker=1)
+    await w.settle()
+    old = w.manager.find_dyno(w.app.id, "worker.1")
+    w.manager.request_restart(w.app.id, "worker.1")
+    await w.manager.reconcile()  # the stop only: the loop starts the successor once woken
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert w.fake.stopped == ["worker.1"] and w.fake.running == {}
+    assert w.states() == {"worker.1": "down"}
+    assert w.manager.request_restart(w.app.id, "worker.1")  # found, not NotFound
+    await w.settle()
+    new = w.manager.find_dyno(w.app.id, "worker.1")
+    assert w.states() == {"worker.1": "up"} and new.id != old.id
+    assert len(w.fake.running) == 1
+
+
+async def test_a_crashed_dyno_outdated_by_a_release_is_down_until_its_successor_starts(
+    w: World,
+) -> None:
+    await w.scale(web=0, worker=1)
+    await w.settle()
+    w.fake.crash("worker.1")
+    await w.settle()  # first crash: restarted at once
+    w.fake.crash("worker.1")
+    await w.settle()
+    assert w.states() == {"worker.1": "crashed"}  # second quick crash: waits 1 s
+    await w.write(
+        lambda db: db.create_release(
+            w.app.id, "Deploy", slug_id="slug", processes={"worker": "python3 w2.py"}, config={}
+        )
+    )
+    await w.manager.reconcile()
+    assert w.states() == {"worker.1": "down"}  # its name stays while the release rolls
+    await w.manager.reconcile()
+    assert w.states() == {"worker.1": "up"}
+    assert [s.command for s in w.fake.running.values()] == ["python3 w2.py"]
+
+
+async def test_scaling_down_a_dyno_that_waits_for_its_successor_forgets_it(w: World) -> None:
+    await w.scale(web=0, worker=1)
+    await w.settle()
+    w.manager.request_restart(w.app.id, "worker.1")
+    await w.manager.reconcile()
+    await asyncio.sleep(0)
+    assert w.states() == {"worker.1": "down"}
+    await w.scale(web=0, worker=0)
+    await w.settle()
+    assert w.states() == {} and w.fake.running == {}
+
+
 async def test_close_stops_every_dyno(w: World) -> None:
     await w.scale(web=0, worker=3)
     await w.settle()
     await w.manager.close()
     assert sorted(w.fake.stopped) == ["worker.1", "worker.2", "worker.3"]
     assert w.fake.running == {}
+
+
+async def test_a_dyno_whose_start_is_under_way_when_the_server_stops_is_stopped_too(
+    w: World,
+) -> None:
+    """A worker started as a module's server stopped outlived it once (a CI-machine leak)."""
+    gate = w.fake.start_gate = asyncio.Event()
+    await w.scale(web=0, worker=1)
+    reconciling = asyncio.create_task(w.manager.reconcile())
+    async with asyncio.timeout(5):
+        while w.states() != {"worker.1": "starting"}:
+            await asyncio.sleep(0.01)  # the start is under way, waiting at the gate
+    assert w.fake.running == {} and not reconciling.done()
+    closing = asyncio.create_task(w.manager.close())
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.wait_for(closing, 5)
+    await reconciling
+    assert w.fake.running == {} and w.fake.stopped == ["worker.1"]
 
 
 async def test_memory_watch_reports_r14_once_a_minute_and_kills_at_r15(w: World) -> None:

@@ -105,11 +105,31 @@ async def test_attached_one_off_starts_only_for_its_client_with_the_right_token(
 
 async def test_attached_one_off_whose_client_never_comes_is_given_up_with_r13(w: World) -> None:
     record = await w.manager.run_one_off(w.app.id, "bash", attach=True)
-    w.clock.advance(ATTACH_TIMEOUT + 1)
+    w.clock.advance(ATTACH_TIMEOUT - 1)
+    await w.settle()
+    assert w.states() == {record.name: "starting"}
+    w.clock.advance(1)
     await w.settle()
     assert w.states() == {} and w.fake.started == []
     said = [line.message for line in w.logs.recent("foo", 10, dyno=record.name)]
     assert "Error R13 (Attach error) -> Failed to attach to process" in said
+
+
+def test_an_unattached_one_off_is_given_up_well_within_30_seconds() -> None:
+    # The manager sleeps until the earliest client deadline (OneOffRunner.attach_deadline),
+    # so the dyno goes at ATTACH_TIMEOUT, not a tick later: tests/heroku measures it.
+    assert ATTACH_TIMEOUT <= 25
+
+
+async def test_a_client_that_leaves_after_its_dyno_exited_hangs_up_nothing(w: World) -> None:
+    record = await w.manager.run_one_off(w.app.id, "true", attach=True)
+    assert record.attachment is not None
+    terminal = await w.manager.attach(w.app.id, record.name, record.attachment.token)
+    w.fake.crash(record.name, 0)
+    assert await terminal.exit_status() == 0
+    w.manager.hang_up(record)
+    said = [line.message for line in w.logs.recent("foo", 10, dyno=record.name)]
+    assert not any("SIGHUP" in line for line in said), said
 
 
 def test_a_procfile_type_as_the_command_stands_for_its_command() -> None:

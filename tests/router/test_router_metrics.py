@@ -7,9 +7,10 @@ import asyncio
 import pytest
 from prometheus_client import generate_latest
 
+from dynos.core import latency
 from dynos.logs.hub import LogHub
 from dynos.router.errors import H12
-from dynos.router.metrics import AppMetrics, RouterMetrics, metrics_registry
+from dynos.router.metrics import _TOP, AppMetrics, RouterMetrics, _bucket, metrics_registry
 from dynos.router.request_log import RequestLog, request_line
 from tests.router.router_harness import APP, client, fake_dynos, running_router, table_with
 
@@ -69,6 +70,54 @@ def test_other_router_processes_add_up_and_stay_counted_after_they_exit() -> Non
     assert 'dynos_router_requests_total{app="foo",status="200"} 2.0' in after
     assert 'dynos_router_requests_total{app="foo",status="502"} 1.0' in after
     assert 'dynos_router_requests_in_flight{app="foo"} 0.0' in after
+
+
+def test_the_routers_inlined_buckets_are_core_latencys() -> None:
+    assert _TOP == latency.TOP
+    for ms in (*range(-3, 70_000), 262_143, 262_144, 10**9):
+        assert _bucket(ms) == latency.bucket(ms), ms
+
+
+def test_service_queue_errors_and_arrivals_travel_and_add_up() -> None:
+    metrics = RouterMetrics()
+    here = metrics.app("foo")
+    here.arrived = 3
+    here.observe_dyno(12, 0, True)
+    here.observe_dyno(300, 40, False)
+    here.observe_error("H12")
+    other = AppMetrics()
+    other.arrived = 1
+    other.observe_dyno(12, 2, True)
+    other.observe_error("H12")
+    metrics.elsewhere[1] = {"foo": AppMetrics.from_json(other.to_json())}
+    total = metrics.total()["foo"].to_json()
+    assert total["arrived"] == 4 and total["answered"] == 2
+    assert total["errors"] == {"H12": 2}
+    assert total["service"] == {str(latency.bucket(12)): 2, str(latency.bucket(300)): 1}
+    assert total["queue"] == {"0": 1, "2": 1, str(latency.bucket(40)): 1}
+    metrics.retire(1)
+    assert metrics.total()["foo"].to_json()["service"][str(latency.bucket(12))] == 2
+
+
+async def test_the_router_counts_service_times_queue_times_and_h_codes() -> None:
+    async with fake_dynos("web.1") as [dyno]:
+        table = table_with(APP, [dyno.endpoint])
+        async with running_router(table) as r, client(r.port) as http:
+            for _ in range(4):
+                assert (await http.get("/")).status_code == 200
+            figures = r.router.metrics.apps[APP].to_json()
+    assert figures["arrived"] == 4 and figures["answered"] == 4
+    assert sum(figures["service"].values()) == 4 and sum(figures["queue"].values()) == 4
+    assert figures["errors"] == {}
+
+
+async def test_a_router_error_is_counted_by_its_code() -> None:
+    table = table_with(APP, [])  # no web dyno: H14
+    async with running_router(table) as r, client(r.port) as http:
+        assert (await http.get("/")).status_code == 503
+        figures = r.router.metrics.apps[APP].to_json()
+    assert figures["errors"] == {"H14": 1} and figures["arrived"] == 1
+    assert figures["answered"] == 0 and figures["service"] == {}
 
 
 def test_a_latency_on_a_bucket_bound_falls_in_that_bucket() -> None:

@@ -278,3 +278,23 @@ async def test_waiting_for_dynos_ends_when_the_app_gets_one_or_goes() -> None:
     await asyncio.sleep(0)
     table.remove_app("bar")
     assert not await waiting
+
+
+def test_a_platform_route_is_routed_and_kept_whatever_the_manager_publishes() -> None:
+    followers = Followers()
+    table = RoutingTable("localhost", followers=followers)
+    service = DynoEndpoint("git", "127.0.0.1", 6001)
+    table.set_platform_route("git", service, request_timeout=120.0)
+    assert followers.changes == 1
+    route = table.lookup("git.localhost:5000")
+    assert route is not None and route.endpoints == (service,) and route.request_timeout == 120
+    table.set_app("shop", [WEB1])
+    table.retain({"shop"})  # the manager's apps: the git service is none of them
+    table.set_app("git", [WEB2])  # an app of that name (made before it was reserved)
+    route = table.lookup("git.localhost")
+    assert route is not None and route.endpoints == (service,)
+    # Router processes get it with the rest.
+    follower = RoutingTable("localhost")
+    follower.apply_snapshot(json.loads(json.dumps(table.snapshot())))
+    followed = follower.lookup("git.localhost")
+    assert followed is not None and followed.endpoints == (service,)

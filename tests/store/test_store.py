@@ -154,3 +154,20 @@ def test_migrating_a_v3_database_keeps_its_releases_and_drops_release_from_forma
     assert release is not None and release.status is ReleaseStatus.SUCCEEDED
     assert release.output_key is None
     assert [f.type for f in db.formation("a1")] == ["web"]
+
+
+def test_log_drains_per_app_unique_url_limited_and_gone_with_the_app(store: Database) -> None:
+    foo, bar = store.create_app("foo"), store.create_app("bar")
+    first = store.add_log_drain(foo.id, "https://a.example.com/", "d.1")
+    store.add_log_drain(bar.id, "https://a.example.com/", "d.2")  # another app may share a URL
+    assert (first.app_name, first.url, first.token) == ("foo", "https://a.example.com/", "d.1")
+    with pytest.raises(Conflict, match="already added"):
+        store.add_log_drain(foo.id, "https://a.example.com/", "d.3")
+    for n in range(4):
+        store.add_log_drain(foo.id, f"https://{n}.example.com/", f"d.foo{n}")
+    with pytest.raises(UserError, match="the most it may have"):
+        store.add_log_drain(foo.id, "https://6.example.com/", "d.6")
+    assert [d.token for d in store.log_drains(foo.id)][:2] == ["d.1", "d.foo0"]
+    assert store.delete_log_drain(first.id) and not store.delete_log_drain(first.id)
+    store.delete_app(foo.id)
+    assert [d.token for d in store.log_drains()] == ["d.2"]

@@ -17,17 +17,25 @@ from dynos.platform.models import App
 from dynos.platform.platform import Platform
 
 
-def app_routes(platform: Platform, router_url: str) -> list[BaseRoute]:
-    """``router_url`` is where an app is served, ``{app}`` standing for its name."""
+async def app_shape(platform: Platform, router_url: str, app: App, git_url: str = "") -> JSON:
+    """The app as the Platform API shows it (``router_url``, ``git_url``: see ``app_routes``)."""
+    release = await platform.releases.current(app)
+    return shapes.app(
+        app,
+        platform.account,
+        router_url.format(app=app.name),
+        release.created_at if release else None,
+        git_url.format(app=app.name),
+        acm=platform.acm is not None and await platform.acm.is_enabled(app),
+    )
+
+
+def app_routes(platform: Platform, router_url: str, git_url: str = "") -> list[BaseRoute]:
+    """``router_url`` is where an app is served and ``git_url`` its git repository,
+    ``{app}`` standing for its name."""
 
     async def app_json(app: App) -> JSON:
-        release = await platform.releases.current(app)
-        return shapes.app(
-            app,
-            platform.account,
-            router_url.format(app=app.name),
-            release.created_at if release else None,
-        )
+        return await app_shape(platform, router_url, app, git_url)
 
     async def get_account(request: Request) -> Response:
         apps = await platform.list_apps()

@@ -4,6 +4,8 @@
 dynos.api.addons) before it prints anything. dynos answers them truthfully for a
 single-account platform: the owner is the one collaborator, and no app is in a pipeline (404,
 as Heroku answers for an uncoupled app).
+
+(``heroku domains:add`` lists the app's SNI endpoints first: api/sni_endpoints.py answers.)
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from starlette.routing import BaseRoute, Route
 from dynos.api import shapes
 from dynos.api.lists import JSON, list_response
 from dynos.api.params import json_object, scale_change
+from dynos.core.scale import ScaleChange
 from dynos.errors import UserError
 from dynos.platform.models import App
 from dynos.platform.platform import Platform
@@ -26,10 +27,10 @@ def formation_routes(platform: Platform) -> list[BaseRoute]:
             shapes.formation(f, app, processes.get(f.type, "")) for f in await dynos.formation(app)
         ]
 
-    async def warning_headers(app: App) -> dict[str, str]:
+    async def warning_headers(app: App, changes: list[ScaleChange]) -> dict[str, str]:
         """Heroku's warning header, which the heroku CLI prints as a warning."""
-        warning = await dynos.memory_warning(app)
-        return {WARNING_HEADER: warning} if warning else {}
+        warnings = await scale_warnings(platform, app, changes)
+        return {WARNING_HEADER: " ".join(warnings)} if warnings else {}
 
     async def list_all(request: Request) -> Response:
         app = await platform.get_app(request.path_params["app"])
@@ -49,14 +50,15 @@ def formation_routes(platform: Platform) -> list[BaseRoute]:
         changes = [scale_change(await dynos.type_name(app, u.get("type")), u) for u in updates]
         changed = {f.type for f in await dynos.scale(app, changes)}
         shaped = [f for f in await formation_json(app) if f["type"] in changed]
-        return JSONResponse(shaped, headers=await warning_headers(app))
+        return JSONResponse(shaped, headers=await warning_headers(app, changes))
 
     async def update(request: Request) -> Response:
         app = await platform.get_app(request.path_params["app"])
         type_ = await dynos.type_name(app, request.path_params["type"])
-        await dynos.scale(app, [scale_change(type_, await json_object(request))])
+        change = scale_change(type_, await json_object(request))
+        await dynos.scale(app, [change])
         shaped = _by_type(await formation_json(app), type_)
-        return JSONResponse(shaped, headers=await warning_headers(app))
+        return JSONResponse(shaped, headers=await warning_headers(app, [change]))
 
     async def restart_type(request: Request) -> Response:
         app = await platform.get_app(request.path_params["app"])
@@ -77,6 +79,19 @@ def formation_routes(platform: Platform) -> list[BaseRoute]:
         Route("/apps/{app}/formations/{type}", restart_type, methods=["DELETE"]),
         Route("/apps/{app}/formations/{type}/actions/stop", stop_type, methods=["POST"]),
     ]
+
+
+async def scale_warnings(platform: Platform, app: App, changes: list[ScaleChange]) -> list[str]:
+    """What to tell whoever just scaled ``app`` by hand (the API, the dashboard): a formation
+    bigger than the host, and the autoscaling this manual scale turned off (it does so)."""
+    off = await platform.autoscaling.overridden_by(app, changes)
+    warnings = [
+        f"Autoscaling of {type_} is now off: a manual scale overrides it until "
+        f"'dynos ps:autoscale:enable {type_}' turns it on again."
+        for type_ in off
+    ]
+    memory = await platform.dynos.memory_warning(app)
+    return warnings + ([memory] if memory else [])
 
 
 def _by_type(formation: list[JSON], type_: object) -> JSON:

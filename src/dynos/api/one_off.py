@@ -2,14 +2,20 @@
 
 ``POST /apps/{app}/dynos`` with ``{"command": "bash", "attach": true, "size": "2X",
 "env": {"K": "v"}, "force_no_tty": false}`` answers 201 with the dyno. A detached dyno runs at
-once and logs its output. An attached one has an ``attach_url`` (``ws://.../attach?token=``,
-the token being its credential, as a log session's URL is) and starts when a client connects:
+once and logs its output. An attached one starts when a client connects, by either of two
+doors, with the same one-use secret (the first client to show it has the dyno):
 
-- client -> server: binary frames are stdin; text frames are JSON, ``{"resize": [cols, rows]}``
-  (the terminal changed size) or ``{"eof": true}`` (stdin ended);
-- server -> client: binary frames are output, their first byte the stream (1 stdout, 2 stderr;
-  with a TTY everything is 1); then one text frame ``{"exit": status}`` and the close. A dyno
-  that cannot be attached sends ``{"error": {"id", "message"}}`` and closes instead.
+- ``attach_url``: ``rendezvous://HOST:PORT/<app id>/<dyno>/<secret>``, Heroku's rendezvous
+  protocol over TLS that the heroku CLI speaks (core/rendezvous.py, api/rendezvous.py). HOST
+  is the host the client reached this API at (the listener binds beside the API);
+- ``attach_websocket_url``: ``ws://.../attach?token=<secret>``, the WebSocket ``dynos run``
+  uses, which keeps stdout and stderr apart and follows the terminal's size:
+
+  - client -> server: binary frames are stdin; text frames are JSON, ``{"resize": [cols,
+    rows]}`` (the terminal changed size) or ``{"eof": true}`` (stdin ended);
+  - server -> client: binary frames are output, their first byte the stream (1 stdout, 2
+    stderr; with a TTY everything is 1); then one text frame ``{"exit": status}`` and the
+    close. A dyno that cannot be attached sends ``{"error": {"id", "message"}}`` and closes.
 
 A client that goes away ends its dyno (SIGHUP, then SIGTERM), as Heroku's do.
 """
@@ -28,13 +34,17 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dynos.api import shapes
 from dynos.api.params import json_object, optional_str
+from dynos.core.rendezvous import attach_url
 from dynos.errors import DynosError, UserError
 from dynos.platform.models import Terminal
 from dynos.platform.platform import Platform
 
 
-def one_off_routes(platform: Platform, api_url: str) -> list[BaseRoute]:
-    """``POST /apps/{app}/dynos`` and the attach WebSocket; ``api_url`` as clients reach it."""
+def one_off_routes(
+    platform: Platform, api_url: str, rendezvous_port: int | None = None
+) -> list[BaseRoute]:
+    """``POST /apps/{app}/dynos`` and the attach WebSocket; ``api_url`` as clients reach it,
+    ``rendezvous_port`` the rendezvous listener's (None: no ``attach_url``)."""
     dynos = platform.dynos
     ws_base = "ws" + api_url.removeprefix("http")  # http -> ws, https -> wss
 
@@ -56,8 +66,13 @@ def one_off_routes(platform: Platform, api_url: str) -> list[BaseRoute]:
         )
         answer = shapes.dyno(record)
         if record.attachment is not None:
+            token = record.attachment.token
             path = f"/apps/{quote(app.name)}/dynos/{record.name}/attach"
-            answer["attach_url"] = f"{ws_base}{path}?token={record.attachment.token}"
+            answer["attach_websocket_url"] = f"{ws_base}{path}?token={token}"
+            if rendezvous_port is not None:
+                # The host this client reached the API at reaches the listener too.
+                host = request.url.hostname or "127.0.0.1"
+                answer["attach_url"] = attach_url(host, rendezvous_port, app.id, record.name, token)
         return JSONResponse(answer, status_code=201)
 
     async def attach(websocket: WebSocket) -> None:

@@ -67,7 +67,9 @@ def parse_range(header: str | None, fields: Sequence[str]) -> Range | None:
     first, _, last = bounds.partition("..")
     exclusive = first.startswith("]")
     result = Range(field, first.removeprefix("]") or None, exclusive, last or None)
-    for param in params.split(","):
+    # Parameters are comma-separated; the heroku CLI's paginator also ends them with a
+    # semicolon (``id ..; max=1000;``), so a semicolon separates them too.
+    for param in params.replace(";", ",").split(","):
         key, _, value = param.strip().partition("=")
         key, value = key.strip(), value.strip()
         if not key:

@@ -12,9 +12,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from dynos.core.hostnames import DomainKind
 from dynos.core.release_phase import ReleaseStatus
 from dynos.core.sizes import SIZES, DynoSize, find_size
-from dynos.platform.models import Account, App, Dyno, Formation, Release
+from dynos.platform.models import Account, App, Domain, Dyno, Formation, Release, SniEndpoint
 
 JSON = dict[str, Any]
 
@@ -53,8 +54,17 @@ def account(acc: Account, created_at: datetime) -> JSON:
     }
 
 
-def app(record: App, acc: Account, web_url: str, released_at: datetime | None) -> JSON:
-    """An app. ``git_url`` is empty: dynos has no git server (deploys are uploads)."""
+def app(
+    record: App,
+    acc: Account,
+    web_url: str,
+    released_at: datetime | None,
+    git_url: str = "",
+    *,
+    acm: bool = False,
+) -> JSON:
+    """An app; ``git_url`` is where ``git push`` deploys it (empty on a server without
+    the git service). ``acm``: whether Automatic Certificate Management is on."""
     return {
         "id": record.id,
         "name": record.name,
@@ -62,7 +72,7 @@ def app(record: App, acc: Account, web_url: str, released_at: datetime | None) -
         "updated_at": timestamp(record.updated_at),
         "released_at": timestamp(released_at) if released_at else None,
         "web_url": web_url,
-        "git_url": "",
+        "git_url": git_url,
         "owner": {"id": acc.id, "email": acc.email},
         "organization": None,
         "team": None,
@@ -72,7 +82,7 @@ def app(record: App, acc: Account, web_url: str, released_at: datetime | None) -
         "build_stack": STACK,
         "buildpack_provided_description": None,
         "maintenance": False,
-        "acm": False,
+        "acm": acm,
         "archived_at": None,
         "internal_routing": None,
         "repo_size": None,
@@ -163,6 +173,36 @@ def size_by_name_or_id(name_or_id: str) -> JSON:
         if size_id(size) == name_or_id:
             return dyno_size(size)
     return dyno_size(find_size(name_or_id))
+
+
+def domain(
+    record: Domain,
+    app_record: App,
+    dns_target: str,
+    acm: tuple[str | None, str | None] = (None, None),
+    sni_endpoint: SniEndpoint | None = None,
+) -> JSON:
+    """An app's domain. A custom one is routed as soon as it is added (``status``
+    ``succeeded``), and its DNS record should point at ``dns_target``, the app's own hostname;
+    the app's own domain has no record to make (``none``). ``acm``: its ``acm_status`` and
+    ``acm_status_reason`` (null while ACM is off). ``sni_endpoint``: the app's certificate
+    the router serves for it (``{id, name}``), null where the platform's serves it."""
+    custom = record.kind is DomainKind.CUSTOM
+    return {
+        "id": record.id,
+        "hostname": record.hostname,
+        "kind": str(record.kind),
+        "cname": dns_target if custom else None,
+        "status": "succeeded" if custom else "none",
+        "acm_status": acm[0],
+        "acm_status_reason": acm[1],
+        "sni_endpoint": (
+            None if sni_endpoint is None else {"id": sni_endpoint.id, "name": sni_endpoint.name}
+        ),
+        "app": {"id": app_record.id, "name": app_record.name},
+        "created_at": timestamp(record.created_at),
+        "updated_at": timestamp(record.updated_at),
+    }
 
 
 def owner_collaborator(record: App, acc: Account) -> JSON:

@@ -10,7 +10,8 @@ A :class:`Terminal` is made by the manager when the client connects and travels 
 in the :class:`~dynos.backends.base.DynoSpec`. The backend spawns the process with the
 terminal's :meth:`~Terminal.child_stdio` and :meth:`~Terminal.child_setup`, then calls
 :meth:`~Terminal.connect`; the manager calls :meth:`~Terminal.finish` with the exit status.
-The API's WebSocket bridge is the client's side: :meth:`~Terminal.output`, :meth:`~Terminal.write`,
+The client's side is the API's WebSocket bridge (api/one_off.py) or the rendezvous listener
+(api/rendezvous.py): :meth:`~Terminal.output`, :meth:`~Terminal.write`,
 :meth:`~Terminal.resize`, :meth:`~Terminal.close_input`, :meth:`~Terminal.exit_status`.
 Everything runs on the event loop's thread; file descriptors are non-blocking and polled with
 ``add_reader``/``add_writer``, which both asyncio's loop and uvloop support for ptys and pipes.
@@ -176,6 +177,11 @@ class Terminal:
                 yield getter.result()
             else:  # exited: what is still queued comes out on the next turns
                 getter.cancel()
+
+    @property
+    def exited(self) -> bool:
+        """Whether the process has exited (its status is known)."""
+        return self._exit.done()
 
     async def exit_status(self) -> int:
         """The exit code, or 128 + the signal number that ended the process."""

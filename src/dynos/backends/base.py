@@ -32,6 +32,20 @@ class DynoSpec:
     terminal: Terminal | None = None  # an attached one-off: stdio to a client, not to the logs
 
 
+@dataclass(frozen=True)
+class DynoUsage:
+    """What a dyno uses, as Heroku's log-runtime-metrics reports it: memory in bytes, pages
+    paged in and out (0 where the kernel does not count them), and the CPU seconds its
+    processes have used so far (the load is their rate)."""
+
+    rss: int
+    swap: int = 0
+    cache: int = 0
+    pgpgin: int = 0
+    pgpgout: int = 0
+    cpu_seconds: float = 0.0
+
+
 class DynoEvents(Protocol):
     def dyno_output(self, key: str, line: str) -> None: ...
 
@@ -61,8 +75,18 @@ class Backend(Protocol):
         """A free port for a web dyno to bind."""
         ...
 
+    def address(self, key: str) -> str | None:
+        """The host at which the router reaches the running web dyno ``key`` on its port
+        (None: not running): loopback for a process, the container's own address for a
+        container, a pod's or task's for a cluster."""
+        ...
+
     def memory_used(self, key: str) -> int | None:
         """Resident memory of the dyno's processes in bytes, None if it is not running."""
+        ...
+
+    def usage(self, key: str) -> DynoUsage | None:
+        """Memory and CPU used by the dyno's processes, None if it is not running."""
         ...
 
     def kill(self, key: str) -> None:

@@ -131,6 +131,23 @@ class Cgroups:
             swap = int((group.memory_dir / "memory.swap.current").read_text())
         return stat.get("anon", 0) + swap + stat.get("shmem", 0)
 
+    def memory_stat(self, group: DynoCgroup) -> tuple[int, int, int, int, int]:
+        """(rss, swap, cache, pgpgin, pgpgout) of the group: memory in bytes, paging in
+        pages (v2 counts no pages paged: 0)."""
+        stat = _read_stat(group.memory_dir / "memory.stat")
+        if self.version == 1:
+            return (
+                stat.get("total_rss", 0),
+                stat.get("total_swap", 0),
+                stat.get("total_cache", 0),
+                stat.get("total_pgpgin", 0),
+                stat.get("total_pgpgout", 0),
+            )
+        swap = 0
+        with contextlib.suppress(OSError, ValueError):
+            swap = int((group.memory_dir / "memory.swap.current").read_text())
+        return stat.get("anon", 0), swap, stat.get("file", 0), 0, 0
+
     def members(self, group: DynoCgroup) -> list[int]:
         """The live processes in the group (an exited one waiting to be reaped is not)."""
         try:

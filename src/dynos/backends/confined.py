@@ -26,6 +26,7 @@ import psutil
 from dynos.backends import cgroups as cg
 from dynos.backends import reaper
 from dynos.backends.appdir import AppCopy, UnprivilegedOverlay
+from dynos.backends.base import DynoUsage
 from dynos.backends.isolation import DynoUser
 from dynos.backends.orphans import ProcessRegistry
 from dynos.backends.scratch import Scratch, scratch_usage
@@ -256,11 +257,44 @@ class Sandbox:
             self._registry.record(self.name, self._process.pid, [p.pid for p in processes])
         return total
 
+    def usage(self) -> DynoUsage | None:
+        """Its processes' memory (the cgroup's figures where there is one, else their
+        resident sets) and the CPU seconds its live processes used, their reaped children's
+        included (a process that exited takes its own with it: the load is a rate over
+        what is running)."""
+        if self._process is None:
+            return None
+        cgroups, group = self._cgroups, self._group
+        try:
+            if group is not None and cgroups is not None:
+                pids = cgroups.members(group)
+                processes = [psutil.Process(pid) for pid in pids if _exists(pid)]
+            else:
+                processes = psutil.Process(self._process.pid).children(recursive=True)
+        except psutil.Error:
+            return None
+        rss = 0
+        cpu = 0.0
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                cpu += times.user + times.system + times.children_user + times.children_system
+                rss += process.memory_info().rss
+        if group is not None and cgroups is not None:
+            with contextlib.suppress(OSError, ValueError):
+                rss, swap, cache, pgpgin, pgpgout = cgroups.memory_stat(group)
+                return DynoUsage(rss, swap, cache, pgpgin, pgpgout, cpu)
+        return DynoUsage(rss, cpu_seconds=cpu)
+
     def scratch_usage(self) -> tuple[int, int] | None:
         """(used, cap) of its private scratch in bytes; None without one, or once gone."""
         if self._scratch is None or self._process is None or not self._scratch.targets:
             return None
         return scratch_usage(self._process.pid, self._scratch.targets[0])
+
+
+def _exists(pid: int) -> bool:
+    return psutil.pid_exists(pid)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -29,11 +29,13 @@ import math
 import re
 import shlex
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from dynos.backends import cgroups as cg
-from dynos.backends.base import DynoEvents, DynoSpec
+from dynos.backends.base import DynoEvents, DynoSpec, DynoUsage
 from dynos.backends.firewall import PortGuard
 from dynos.backends.isolation import AppUsers, DynoUser, open_slug_to
 from dynos.backends.ports import DynoPorts
@@ -93,6 +95,9 @@ class LocalBackend:
         """A free port outside the kernel's ephemeral range (ports.py), the dyno's until it
         has ended."""
         return self._dyno_ports.allocate()
+
+    def address(self, key: str) -> str | None:
+        return "127.0.0.1" if key in self._dynos else None
 
     def _prepare(self, spec: DynoSpec) -> Sandbox:
         """The dyno's sandbox: its cgroup, user and scratch."""
@@ -179,9 +184,10 @@ class LocalBackend:
             dyno.readers = terminal.connect(process.pid)
         else:
             assert process.stdout is not None and process.stderr is not None
+            emit = partial(self._events.dyno_output, spec.key)
             dyno.readers = [
-                asyncio.create_task(self._pump(spec.key, process.stdout)),
-                asyncio.create_task(self._pump(spec.key, process.stderr)),
+                asyncio.create_task(pump_lines(process.stdout, emit)),
+                asyncio.create_task(pump_lines(process.stderr, emit)),
             ]
         dyno.tasks = [*dyno.readers, asyncio.create_task(self._watch(dyno))]
         if spec.port is None:
@@ -200,16 +206,6 @@ class LocalBackend:
         dyno.all_gone.set()
         await dyno.exited.wait()
         return killed
-
-    async def _pump(self, key: str, stream: asyncio.StreamReader) -> None:
-        while True:
-            try:
-                raw = await stream.readline()
-            except ValueError:  # a line longer than LINE_LIMIT: take what is buffered
-                raw = await stream.read(LINE_LIMIT)
-            if not raw:
-                return
-            self._events.dyno_output(key, raw.decode("utf-8", "replace").rstrip("\r\n"))
 
     async def _watch(self, dyno: _Dyno) -> None:
         returncode = await _exit_of(dyno.process)
@@ -235,7 +231,7 @@ class LocalBackend:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._boot_timeout
         while dyno.process.returncode is None:
-            if await _answers(port, dyno.spec.health_path):
+            if await answers("127.0.0.1", port, dyno.spec.health_path):
                 if dyno.process.returncode is None:
                     self._events.dyno_up(dyno.spec.key)
                 return
@@ -247,6 +243,10 @@ class LocalBackend:
     def memory_used(self, key: str) -> int | None:
         dyno = self._dynos.get(key)
         return None if dyno is None else dyno.sandbox.memory_used()
+
+    def usage(self, key: str) -> DynoUsage | None:
+        dyno = self._dynos.get(key)
+        return None if dyno is None else dyno.sandbox.usage()
 
     def scratch_usage(self, key: str) -> tuple[int, int] | None:
         dyno = self._dynos.get(key)
@@ -362,11 +362,11 @@ async def _exit_of(process: asyncio.subprocess.Process) -> int:
     return process.returncode
 
 
-async def _answers(port: int, health_path: str | None) -> bool:
-    """Whether the dyno accepts connections on ``port`` (and answers ``health_path`` with a
-    2xx or 3xx status, when the app set one)."""
+async def answers(host: str, port: int, health_path: str | None) -> bool:
+    """Whether the dyno accepts connections on ``host``:``port`` (and answers ``health_path``
+    with a 2xx or 3xx status, when the app set one)."""
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection(host, port)
     except OSError:
         return False
     try:
@@ -382,3 +382,15 @@ async def _answers(port: int, health_path: str | None) -> bool:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+async def pump_lines(stream: asyncio.StreamReader, emit: Callable[[str], None]) -> None:
+    """Each line of a dyno's output to ``emit``, until its end (the docker backend's too)."""
+    while True:
+        try:
+            raw = await stream.readline()
+        except ValueError:  # a line longer than LINE_LIMIT: take what is buffered
+            raw = await stream.read(LINE_LIMIT)
+        if not raw:
+            return
+        emit(raw.decode("utf-8", "replace").rstrip("\r\n"))

@@ -66,6 +66,7 @@ class ServerInfo:
     router_port: int | None = None
     router_url: str | None = None
     pid: int | None = None  # the server process, as it wrote itself into server.json
+    https_port: int | None = None
 
 
 def home_from_env(env: Mapping[str, str]) -> Path:
@@ -134,6 +135,7 @@ def locate_server(env: Mapping[str, str] | None = None, home: Path | None = None
     router_port = info.get("router_port")
     router_url = info.get("router_url")
     pid = info.get("pid")
+    https_port = info.get("https_port")
     return ServerInfo(
         api_url=api_url.rstrip("/"),
         token=token,
@@ -141,6 +143,7 @@ def locate_server(env: Mapping[str, str] | None = None, home: Path | None = None
         router_port=router_port if isinstance(router_port, int) else None,
         router_url=router_url if isinstance(router_url, str) else None,
         pid=pid if isinstance(pid, int) else None,
+        https_port=https_port if isinstance(https_port, int) else None,
     )
 
 
@@ -271,6 +274,9 @@ class ApiClient:
 
     def patch(self, path: str, body: Any) -> Any:
         return self.request("PATCH", path, body)
+
+    def put(self, path: str, body: Any) -> Any:
+        return self.request("PUT", path, body)
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)

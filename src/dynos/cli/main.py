@@ -17,15 +17,24 @@ import click
 from dynos.cli.commands import (
     addons,
     apps,
+    autoscale,
+    certs,
+    certs_auto,
     config,
     deploy,
+    domains,
+    drains,
+    features,
+    git,
     logs,
+    metrics,
     pg,
     ps,
     releases,
     run,
     server,
     settings,
+    stack,
     up,
 )
 from dynos.errors import DynosError
@@ -76,7 +85,11 @@ def cli() -> None:
     """
 
 
-for _module in (addons, apps, config, deploy, logs, pg, ps, releases, run, server, settings, up):
+for _module in (
+    *(addons, apps, autoscale, certs, certs_auto, config, deploy, domains, features, git),
+    *(drains, logs, metrics, pg),
+    *(ps, releases, run, server, settings, stack, up),
+):
     for _name, _command in _module.COMMANDS.items():
         cli.add_command(_command, name=_name)
 

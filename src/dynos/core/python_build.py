@@ -187,11 +187,17 @@ def no_interpreter(request: PythonRequest, found: Iterable[Interpreter], downloa
 # -- the build cache -------------------------------------------------------------------------
 
 
-def cache_key(python: Version, manager: PackageManager, dependencies: bytes) -> dict[str, str]:
+def cache_key(
+    interpreter: Interpreter, manager: PackageManager, dependencies: bytes, platform: str
+) -> dict[str, str]:
     """What a cached environment was built from: a rebuild whose key is the same installs
-    nothing; any other is built anew (uv's download cache still serves it)."""
+    nothing; any other is built anew (uv's download cache still serves it). The interpreter's
+    path is in it, as its version is (the environment runs it), and the host's ``platform``
+    (its system and machine: the wheels installed are built for them)."""
     return {
-        "python": format_version(python),
+        "python": format_version(interpreter.version),
+        "interpreter": interpreter.path,
+        "platform": platform,
         "package_manager": manager.name,
         "dependencies": hashlib.sha256(dependencies).hexdigest(),
     }
@@ -201,17 +207,92 @@ def cache_changes(cached: Mapping[str, str] | None, key: Mapping[str, str]) -> l
     """Why the cache cannot serve ``key``, as the output says it: empty when it can."""
     if cached is None:
         return []
+    if set(cached) != set(key):
+        return ["The cache was made by another version of dynos"]
     reasons = []
-    if cached.get("python") != key["python"]:
-        reasons.append(f"The Python version changed from {cached.get('python')} to {key['python']}")
-    if cached.get("package_manager") != key["package_manager"]:
+    if cached["python"] != key["python"]:
+        reasons.append(f"The Python version changed from {cached['python']} to {key['python']}")
+    elif cached["interpreter"] != key["interpreter"]:
         reasons.append(
-            f"The package manager changed from {cached.get('package_manager')} to "
+            f"The Python interpreter moved from {cached['interpreter']} to {key['interpreter']}"
+        )
+    if cached["platform"] != key["platform"]:
+        reasons.append(f"The platform changed from {cached['platform']} to {key['platform']}")
+    if cached["package_manager"] != key["package_manager"]:
+        reasons.append(
+            f"The package manager changed from {cached['package_manager']} to "
             f"{key['package_manager']}"
         )
-    elif cached.get("dependencies") != key["dependencies"]:
+    elif cached["dependencies"] != key["dependencies"]:
         reasons.append(f"The contents of {_file_of(key['package_manager'])} changed")
     return reasons
+
+
+# Options of a requirements file that name no file: what they change is in the file's text.
+_TEXT_OPTIONS = (
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "--trusted-host",
+    "--pre",
+    "--prefer-binary",
+    "--only-binary",
+    "--no-binary",
+)
+_NAMED = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(?:\[[A-Za-z0-9._,\s-]*\])?")
+_ARCHIVE = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+def self_contained(requirements: str) -> bool:
+    """Whether a requirements.txt says all it installs in its own text: only requirements
+    by name (with versions, extras, markers, hashes, or a remote ``@ https://`` URL) and
+    options that name no file. Not one that includes or constrains by another file (``-r``,
+    ``-c``), installs a path or a local archive (``-e .``, ``./pkg``, ``file:``), or reads
+    an environment variable (``${VAR}``, from config vars): what those install can change
+    while the text stays the same, so a build must ask uv again."""
+    text = re.sub(r"\\\n", " ", requirements)
+    for raw in text.splitlines():
+        line = re.sub(r"(^|\s)#.*", "", raw).strip()
+        if not line:
+            continue
+        if "$" in line or "file:" in line:
+            return False
+        if line.startswith("-"):
+            option = re.split(r"[\s=]", line, maxsplit=1)[0]
+            if option not in _TEXT_OPTIONS:
+                return False
+            continue
+        named = _NAMED.match(line)
+        if named is None:
+            return False
+        name = named.group().split("[")[0].strip()
+        if name.endswith(_ARCHIVE):
+            return False
+        rest = line[named.end() :].lstrip()
+        if rest.startswith("@") and not rest[1:].lstrip().startswith(("https://", "http://")):
+            return False
+        if rest and not rest.startswith(("@", "=", "<", ">", "~", "!", ";", "--", "(")):
+            return False
+    return True
+
+
+def reuse_environment(
+    key_matches: bool,
+    sealed: bool,
+    hooks: bool,
+    manager: PackageManager,
+    dependencies: str,
+) -> bool:
+    """Whether a build takes the cached environment as it is, read-only, and runs no uv:
+    its key is the same (``key_matches``), the build that made it ``sealed`` it right after
+    uv's install (so only uv wrote it, from the same dependencies), this build has no hook
+    (``bin/pre_compile`` could change the dependencies; both may write the environment), and
+    uv would have nothing to decide: a pip requirements file that is :func:`self_contained`,
+    or the pins of a Poetry or Pipenv lock; never a uv project, whose own code ``uv sync``
+    installs anew each build."""
+    if not (key_matches and sealed) or hooks or manager == UV:
+        return False
+    return manager != PIP or self_contained(dependencies)
 
 
 def _file_of(name: str) -> str:

@@ -7,7 +7,7 @@ already stopping is left alone, and a dyno name is never started twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 from dynos.core.sizes import DynoSize
@@ -75,7 +75,12 @@ Action = StartDyno | StopDyno
 
 
 def plan_actions(
-    desired: Sequence[DesiredApp], running: Sequence[RunningDyno], now: float
+    desired: Sequence[DesiredApp],
+    running: Sequence[RunningDyno],
+    now: float,
+    *,
+    held: Set[tuple[str, str]] = frozenset(),
+    preboot: Set[tuple[str, str]] = frozenset(),
 ) -> list[Action]:
     """Stops first (highest-numbered dynos first), then starts, lowest number first.
 
@@ -83,14 +88,24 @@ def plan_actions(
     dyno being replaced at a time, and none while any of its dynos is starting or stopping, so
     the others keep serving. A crashed dyno is replaced at once: it serves nothing anyway.
     An idle dyno is left asleep until the manager wakes it, whatever changed meanwhile.
+
+    ``held``: (app id, type) pairs a preboot is replacing (core/preboot.py): left alone,
+    no start, no stop. ``preboot``: pairs whose serving dynos a preboot replaces: an
+    outdated one that is up is left to it (a crashed one is replaced here, as always).
     """
     wanted = {app.app_id: app for app in desired}
     stops: list[StopDyno] = []
     starts: list[StartDyno] = []
     present = {(d.app_id, d.name) for d in running}
-    busy = {(d.app_id, d.type) for d in running if d.stopping or d.state is DynoState.STARTING}
+    busy = {
+        (d.app_id, d.type)
+        for d in running
+        if d.stopping or d.state in (DynoState.STARTING, DynoState.DOWN)
+    }
     for app in desired:
         for process in app.processes:
+            if (app.app_id, process.type) in held:
+                continue
             for number in range(1, process.quantity + 1):
                 if (app.app_id, f"{process.type}.{number}") not in present:
                     starts.append(_start(app, process, number))
@@ -102,15 +117,21 @@ def plan_actions(
             if dyno.app_id not in wanted:
                 stops.append(StopDyno(dyno.app_id, dyno.name, "scale"))
             continue
+        if (dyno.app_id, dyno.type) in held:
+            continue
         target = wanted.get(dyno.app_id)
         wanted_process = _process(target, dyno.type)
         if target is None or wanted_process is None or dyno.number > wanted_process.quantity:
             stops.append(StopDyno(dyno.app_id, dyno.name, "scale"))
+        elif dyno.state is DynoState.DOWN:  # stopped to be replaced: its successor starts
+            starts.append(_start(target, wanted_process, dyno.number))
         elif dyno.state is DynoState.IDLE:
             continue
         elif _outdated(dyno, target, wanted_process):
             if dyno.state is DynoState.CRASHED:
                 stops.append(StopDyno(dyno.app_id, dyno.name, "restart"))
+            elif (dyno.app_id, dyno.type) in preboot:
+                continue  # the preboot starts its replacement beside it (manager/preboot.py)
             elif (dyno.app_id, dyno.type) not in busy:
                 stops.append(StopDyno(dyno.app_id, dyno.name, "restart"))
                 busy.add((dyno.app_id, dyno.type))

@@ -80,6 +80,18 @@ class DynoControl(Protocol):
         runs none."""
         ...
 
+    def rename(self, record: DynoRecord, retired_name: str | None) -> None:
+        """Track ``record`` under its retired name during a preboot (None: its own again)."""
+        ...
+
+    def check_startup(self, record: DynoRecord) -> None:
+        """``record`` listens on its port: run its startup checks, then make it up."""
+        ...
+
+    def watch_liveness(self, record: DynoRecord) -> None:
+        """``record`` is up: run its liveness checks while it stays so."""
+        ...
+
     def forget(self, record: DynoRecord) -> None:
         """Stop tracking ``record``, whose process is gone."""
         ...

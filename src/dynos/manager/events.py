@@ -44,8 +44,15 @@ class DynoEventSink:
         record = self._records.get(key)
         if record is None or record.stopping or record.state is not DynoState.STARTING:
             return
+        record.host = self._control.backend.address(key) or record.host
+        if record.checks.gating and record.port is not None:
+            self._control.check_startup(record)  # up, and routed, once they pass
+            return
         self._control.change_state(record, DynoState.UP)
+        self._control.watch_liveness(record)
         self._control.publish_routes()
+        if record.held:
+            self._control.wake()  # a preboot waits for it
 
     def dyno_boot_timeout(self, key: str) -> None:
         record = self._records.get(key)
@@ -84,7 +91,10 @@ class DynoEventSink:
             record.move_to(DynoState.IDLE)  # silent: manager/idling.py said "up to down"
         elif record.stopping:
             self._control.change_state(record, DynoState.DOWN)
-            self._control.forget(record)
+            if record.replaced:  # kept, down, for the reconcile to start its successor
+                record.stopping = record.replaced = False
+            else:
+                self._control.forget(record)
         else:
             now = self._clock()
             policy = self._control.settings.restart_policy

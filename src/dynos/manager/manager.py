@@ -4,11 +4,10 @@ It reads the desired state from the store, asks the pure planner what to do, and
 actions out through the backend. It wakes on every change of desired state (``wake()``), on
 every event from the backend, and when a crashed dyno's back-off ends.
 
-It owns the dyno records and the reconcile loop; the rest is done by helpers that act
-through :class:`~dynos.manager.control.DynoControl`, which the manager implements:
-events.py (the backend's events), one_off.py (``dynos run``), publisher.py (the router's
-table, from :func:`dynos.core.routes.routes_from_dynos`), idling.py and watch.py (memory,
-idling and cycling checks on a tick).
+It owns the dyno records and the reconcile loop; the helpers act through
+:class:`~dynos.manager.control.DynoControl`, which the manager implements: events.py,
+one_off.py, publisher.py, idling.py, watch.py, health.py, preboot.py (docs/architecture.md).
+``close`` waits for a reconcile under way, so a dyno it was starting stops with the rest.
 
 Each reconcile reads the whole desired state in one store call (off the event loop) and keeps
 it as ``view``: what runs between reconciles (backend events, the router waking an idle app,
@@ -27,23 +26,20 @@ from typing import Any
 
 from dynos.backends.attach import Terminal
 from dynos.backends.base import Backend, DynoEvents, DynoSpec
-from dynos.core.reconcile import (
-    DesiredApp,
-    DesiredProcess,
-    StartDyno,
-    StopDyno,
-    next_deadline,
-    plan_actions,
-)
+from dynos.core.healthchecks import NO_CHECKS
+from dynos.core.reconcile import StartDyno, StopDyno, next_deadline, plan_actions
 from dynos.core.sizes import DynoSize
 from dynos.core.states import DynoState
 from dynos.errors import DynosError, NotFound
 from dynos.logs.hub import LogHub
 from dynos.logs.logline import PLATFORM
+from dynos.manager.desired import desired_apps
 from dynos.manager.environment import dyno_environment, health_path
 from dynos.manager.events import DynoEventSink
+from dynos.manager.health import HealthChecker, SlugChecks
 from dynos.manager.idling import Idler
 from dynos.manager.one_off import OneOffRunner
+from dynos.manager.preboot import Preboots
 from dynos.manager.publisher import RoutePublisher
 from dynos.manager.records import DynoRecord
 from dynos.manager.settings import ManagerSettings
@@ -85,11 +81,15 @@ class DynoManager:
         self._stopped = asyncio.Event()  # set each time a dyno is forgotten
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._reconciling = asyncio.Lock()
         self._starts = 0
         self._view: dict[str, AppState] = {}  # by app id, as the last reconcile read it
         self._publisher = RoutePublisher(routes)
         self._one_offs = OneOffRunner(self, store, clock)
         self._idler = Idler(self, routes)
+        self._health = HealthChecker(self, self._spawn, routes.domain)
+        self._checks_of = SlugChecks(settings.slugs_dir)  # each slug's app.json checks
+        self._preboots = Preboots(self, self._checks_of, clock)
 
     # -- what the API asks --------------------------------------------------------------------
 
@@ -189,9 +189,11 @@ class DynoManager:
 
     async def refresh(self) -> None:
         """Read the desired state now and push the router's table from it (a change that
-        the router must follow at once, such as an app's request timeout)."""
+        the router must follow at once: a request timeout, a custom domain), returning once
+        every router process follows it."""
         await self._load()
         self.publish_routes()
+        await self._publisher.wait_followers()
 
     async def _load(self) -> None:
         self._view = {state.app.id: state for state in await self._store.app_states()}
@@ -212,58 +214,46 @@ class DynoManager:
                 await self.reconcile()
             except DynosError as exc:  # a broken app must not stop the others
                 log.error("reconcile failed: %s", exc.message)
-            deadline = next_deadline([r.snapshot() for r in self._records.values()])
+            # A crashed dyno's restart, or an attached one-off's last moment for its client.
+            deadlines = [next_deadline([r.snapshot() for r in self._records.values()])]
+            deadlines.append(self._one_offs.attach_deadline())
             timeout = IDLE_TICK
-            if deadline is not None:
+            for deadline in (d for d in deadlines if d is not None):
                 timeout = max(0.0, min(timeout, deadline - self._clock()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
     async def reconcile(self) -> None:
+        async with self._reconciling:
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
         self._one_offs.expire_attachments()
         await self._load()
-        desired = self._desired()
-        snapshot = [r.snapshot() for r in self._records.values()]
-        for action in plan_actions(desired, snapshot, self._clock()):
+        desired = desired_apps(self._view.values())
+        await self._preboots.tick(self._view, desired)
+        # A preboot's retired dynos are its own: the planner sees the formation's dynos only.
+        snapshot = [r.snapshot() for r in self._records.values() if r.retired_name is None]
+        held, preboot = self._preboots.held(), self._preboots.preboot_types(self._view.values())
+        for action in plan_actions(desired, snapshot, self._clock(), held=held, preboot=preboot):
             if isinstance(action, StopDyno):
-                self.stop(self._records[(action.app_id, action.name)])
+                record = self._records[(action.app_id, action.name)]
+                record.replaced = action.reason == "restart"
+                self.stop(record)
             else:
                 await self._start(action)
         self.publish_routes()
 
-    def _desired(self) -> list[DesiredApp]:
-        desired = []
-        for state in self._view.values():
-            release = state.release
-            if release is None or release.slug_id is None:
-                # No code is live (its first deploy's release phase may be running): no
-                # formation dyno runs, but the app is wanted, so its one-off dynos are kept.
-                desired.append(DesiredApp(state.app.id, release.version if release else 0, ()))
-                continue
-            processes = tuple(
-                DesiredProcess(f.type, f.quantity, f.size, release.processes[f.type])
-                for f in state.formation
-                if f.type in release.processes
-            )
-            desired.append(DesiredApp(state.app.id, release.version, processes))
-        return desired
-
     async def _start(self, action: StartDyno) -> None:
         state = self._view.get(action.app_id)
-        if state is None or state.release is None or state.release.slug_id is None:
-            return  # destroyed (or emptied) since the action was planned: nothing to start
+        if self._closing or state is None or state.release is None or not state.release.slug_id:
+            return  # the server stops, or the app was destroyed (or emptied) since planned
         app, release = state.app, state.release
         record = self._records.get((app.id, action.name))
-        if record is None:
+        if record is None or record.state is DynoState.DOWN:  # new, or the successor of one
             record = DynoRecord(
-                app.id,
-                app.name,
-                action.type,
-                action.number,
-                release.version,
-                release.id,
-                action.size,
-                action.command,
+                *(app.id, app.name, action.type, action.number),
+                *(release.version, release.id, action.size, action.command),
             )
             self._records[(app.id, action.name)] = record
         else:  # a crashed dyno restarted by the policy, or an idle one woken
@@ -291,6 +281,7 @@ class DynoManager:
         record.port = self.backend.allocate_port() if record.type == "web" else None
         state = self._view.get(record.app_id)
         record.health_path = health_path(state.settings if state else {}, record.type)
+        record.checks = self._checks_of(release.slug_id) if record.type == "web" else NO_CHECKS
         self._events.track(record)
         slug = self._settings.slugs_dir / release.slug_id
         config = {**release.config, **(env or {})}
@@ -318,8 +309,13 @@ class DynoManager:
 
     def stop(self, record: DynoRecord) -> None:
         record.stopping = True
-        if record.key is None:  # crashed or idle, not running: nothing to signal
-            self.forget(record)
+        if record.key is None:  # crashed, idle or down, not running: nothing to signal
+            if record.replaced and record.state is not DynoState.DOWN:
+                self.change_state(record, DynoState.DOWN)  # kept for its successor
+                record.stopping = record.replaced = False
+                self.wake()
+            else:
+                self.forget(record)
             return
         self.platform_log(record, "Stopping all processes with SIGTERM")
         self._spawn(self._stop_process(record.key, record))
@@ -342,6 +338,17 @@ class DynoManager:
 
     def add(self, record: DynoRecord) -> None:
         self._records[(record.app_id, record.name)] = record
+
+    def rename(self, record: DynoRecord, retired_name: str | None) -> None:
+        self._records.pop((record.app_id, record.name), None)
+        record.retired_name = retired_name
+        self._records[(record.app_id, record.name)] = record
+
+    def check_startup(self, record: DynoRecord) -> None:
+        self._health.startup(record)
+
+    def watch_liveness(self, record: DynoRecord) -> None:
+        self._health.liveness(record)
 
     def forget(self, record: DynoRecord) -> None:
         self._records.pop((record.app_id, record.name), None)
@@ -377,16 +384,17 @@ class DynoManager:
         self.publish_routes()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
+        self._tasks.add(task := asyncio.create_task(coro))
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         """Stop every dyno (SIGTERM, SIGKILL after the grace period) and wait for them."""
         self._closing = True
         self._wakeup.set()
-        for record in list(self._records.values()):
-            if not record.stopping:
-                self.stop(record)
+        async with self._reconciling:  # its starts done (later ones bail out), all seen here
+            for record in list(self._records.values()):
+                record.replaced = False  # nothing is started again
+                if not record.stopping:
+                    self.stop(record)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

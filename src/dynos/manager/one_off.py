@@ -5,7 +5,9 @@ outside the formation: the planner leaves it alone (until its app is destroyed),
 restarted, and the manager forgets it once its process has exited (Heroku's ``State changed
 from up to complete``). A detached one starts at once and its output goes to the app's logs.
 An attached one starts only when its client connects to its ``attach_url``, so that none of
-its output is lost; if no client comes within :data:`ATTACH_TIMEOUT` it is given up (R13).
+its output is lost; if no client comes within :data:`ATTACH_TIMEOUT` it is given up (R13):
+the manager wakes at :meth:`OneOffRunner.attach_deadline` for it, so that a client that never
+connects (a ``heroku run`` whose TLS handshake failed) holds nothing for long.
 
 A release command (the release phase, platform/release_phase.py) runs the same way as a
 one-off ``release.NNNN`` of the pending release it decides on, not of the live one, with
@@ -15,6 +17,7 @@ pipes the platform reads in place of a client's terminal.
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 import random
 from collections.abc import Callable, Collection, Mapping
@@ -29,8 +32,12 @@ from dynos.manager.records import Attachment, DynoRecord
 from dynos.store.models import Release
 from dynos.store.store import Store
 
-ATTACH_TIMEOUT = 60.0  # seconds an attached one-off dyno waits for its client
+# Seconds an attached one-off dyno waits for its client: ample for a client that connects
+# right after creating it (the heroku CLI, dynos run), and the dyno is gone well within 30 s.
+ATTACH_TIMEOUT = 25.0
 RUN_NUMBERS = range(1000, 10000)  # run.NNNN: four random digits, as Heroku's
+
+log = logging.getLogger(__name__)
 
 
 class OneOffRunner:
@@ -99,7 +106,10 @@ class OneOffRunner:
         """
         record = self._control.find_dyno(app_id, name)
         attachment = record.attachment
-        if attachment is None or not hmac.compare_digest(attachment.token, token):
+        if attachment is None or not hmac.compare_digest(
+            attachment.token.encode(),
+            token.encode(),  # bytes: any token, even not ASCII
+        ):
             raise Unauthorized(f"Wrong attach token for {name}: use the dyno's attach_url.")
         if attachment.terminal is not None:
             raise Conflict(f"{name} has a client attached already.")
@@ -139,13 +149,24 @@ class OneOffRunner:
 
     def hang_up(self, record: DynoRecord) -> None:
         """The client of an attached one-off dyno went away: end the dyno."""
-        if record.stopping or record.attachment is None or record.attachment.terminal is None:
+        terminal = record.attachment.terminal if record.attachment else None
+        if record.stopping or terminal is None or terminal.exited:  # exited: nothing to end
             return
         self._control.platform_log(
             record, "Client connection closed. Sending SIGHUP to all processes"
         )
-        record.attachment.terminal.hang_up()
+        terminal.hang_up()
         self._control.stop(record)
+
+    def attach_deadline(self) -> float | None:
+        """The earliest time an attached one-off's client may still come, for the manager's
+        sleep; None when no one-off waits for one."""
+        waiting = [
+            r.attachment.deadline
+            for r in self._control.all_dynos()
+            if r.attachment is not None and r.attachment.terminal is None
+        ]
+        return min(waiting, default=None)
 
     def expire_attachments(self) -> None:
         """Give up the attached one-offs whose client did not come in time (R13)."""
@@ -155,6 +176,12 @@ class OneOffRunner:
             if attachment and not attachment.terminal and attachment.deadline <= now:
                 self._control.platform_log(
                     record, "Error R13 (Attach error) -> Failed to attach to process"
+                )
+                log.info(
+                    "%s of app %s stopped: no client attached within %.0f s",
+                    record.name,
+                    record.app_name,
+                    ATTACH_TIMEOUT,
                 )
                 self._control.change_state(record, DynoState.DOWN)
                 self._control.forget(record)

@@ -1,5 +1,6 @@
 """Keeps the router's table in step with the dynos: the manager publishes after every change
-of a web dyno's state, and the publisher writes what :func:`routes_from_dynos` says."""
+of a web dyno's state (and of an app's custom domains), and the publisher writes what
+:func:`routes_from_dynos` says."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from dynos.router.route import DynoEndpoint
 from dynos.router.routing_table import RoutingTable
 from dynos.store.models import AppState
 
-DYNO_HOST = "127.0.0.1"  # dynos listen on loopback: only the router reaches them
+# How long a wait for the router processes to follow lasts at most (they answer in
+# milliseconds; one that is restarting gets the whole table when it is back).
+FOLLOW_TIMEOUT = 2.0
 
 
 class RoutePublisher:
@@ -24,13 +27,16 @@ class RoutePublisher:
         id), and drop the apps that are gone."""
         names = set()
         for state in view:
-            routes = routes_from_dynos(state.app.name, state.settings, web_dynos(state.app.id))
+            routes = routes_from_dynos(
+                state.app.name, state.settings, web_dynos(state.app.id), state.domains
+            )
             self._routes.set_app(
                 routes.app_name,
-                [DynoEndpoint(name, DYNO_HOST, port) for name, port in routes.upstreams],
+                [DynoEndpoint(name, host, port) for name, host, port in routes.upstreams],
                 crashed=routes.crashed,
                 idle=routes.idle,
                 request_timeout=routes.request_timeout,
+                hosts=routes.hosts,
             )
             names.add(routes.app_name)
         self._routes.retain(names)
@@ -39,3 +45,8 @@ class RoutePublisher:
         """Return once the dyno (out of the rotation already) serves no request, or after
         ``grace`` seconds."""
         await self._routes.wait_drained(app_name, dyno_name, grace)
+
+    async def wait_followers(self, timeout: float = FOLLOW_TIMEOUT) -> None:
+        """Return once every router process routes as the last publish said (or after
+        ``timeout``)."""
+        await self._routes.wait_followers(timeout)

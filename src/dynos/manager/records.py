@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dynos.backends.attach import Terminal
+from dynos.core.healthchecks import NO_CHECKS, HealthChecks
 from dynos.core.reconcile import RunningDyno
 from dynos.core.sizes import DynoSize
 from dynos.core.states import DynoState, check_transition
@@ -38,6 +39,7 @@ class DynoRecord:
     state: DynoState = DynoState.STARTING
     key: str | None = None  # the backend's key of the current process, None once it exited
     port: int | None = None
+    host: str = "127.0.0.1"  # where the router reaches it on its port (Backend.address)
     health_path: str | None = None  # web: the path its readiness probe asks, if the app set one
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -46,6 +48,10 @@ class DynoRecord:
     crashes: int = 0  # consecutive crashes, for the restart policy
     restart_at: float | None = None
     stopping: bool = False
+    # Stopped to be replaced (restart, new release, size or command): once its process exits
+    # it stays, down, until the reconcile starts its successor, so the name never disappears
+    # while the formation wants it (a client that saw it up can still name it).
+    replaced: bool = False
     restart_requested: bool = False
     idling: bool = False  # being stopped to sleep: its exit makes it idle, not gone
     memory_reported_at: float | None = None  # last R14 report, to say it once a minute
@@ -54,10 +60,15 @@ class DynoRecord:
     scratch_full: bool = False  # its private scratch is full (said once until it is not)
     one_off: bool = False  # run.NNNN, started by `dynos run`: never restarted
     attachment: Attachment | None = None  # an attached one-off's client, until the dyno ends
+    checks: HealthChecks = NO_CHECKS  # web: its release's app.json health checks
+    # Preboot (manager/preboot.py): a new dyno is held out of the router until the switch;
+    # an old one serves under its retired name (web.1.v5) while the new web.1 boots.
+    held: bool = False
+    retired_name: str | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.type}.{self.number}"
+        return self.retired_name or f"{self.type}.{self.number}"
 
     def move_to(self, state: DynoState) -> DynoState:
         """Change state (checked against the transition table); return the old state.

@@ -1,4 +1,5 @@
-"""Periodic checks on running dynos: memory (R14/R15), scratch space, idling, daily cycling.
+"""Periodic checks on running dynos: memory (R14/R15), scratch space, idling, daily cycling,
+and the samples of memory and load (manager/usage.py).
 
 The decisions are pure (``core.memory``, ``core.scratch``, ``core.idling``); this loop
 samples the backend and the router's table, and asks the manager to act (through
@@ -17,6 +18,7 @@ from dynos.core.scratch import assess_scratch
 from dynos.core.states import DynoState
 from dynos.manager.control import DynoControl
 from dynos.manager.idling import Idler
+from dynos.manager.usage import UsageSampler
 from dynos.router.routing_table import RoutingTable
 
 
@@ -29,6 +31,7 @@ class DynoWatch:
     ) -> None:
         self._manager = manager
         self._idler = Idler(manager, routes)
+        self._usage = UsageSampler(manager)
         self._clock = clock
 
     async def run(self, every: float) -> None:
@@ -42,6 +45,7 @@ class DynoWatch:
         self._check_scratch()
         self._check_idling(now)
         self._check_cycling(now)
+        self._usage.check(now)
 
     def _check_memory(self, now: float) -> None:
         backend = self._manager.backend

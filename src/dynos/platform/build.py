@@ -14,9 +14,10 @@ workloads'. Its environment is its own, not the server's: PATH, LANG, and HOME a
 build directory ``<home>/builds/<slug id>`` removed afterwards; only pip's ``PIP_*`` settings
 pass through from the server's environment. The slug is handed to the app's user for the build
 and taken back by root afterwards (read-only to the app from then on, as
-:func:`dynos.backends.isolation.open_slug_to` expects). The rest of the server's home stays
-closed to the build: the home and ``slugs/`` may be passed through, not listed, and everything
-else in them is root's alone.
+:func:`dynos.backends.isolation.open_slug_to` expects), but for its environment once sealed
+(:mod:`dynos.platform.python_build`): root's already, read-only to the build, not walked.
+The rest of the server's home stays closed to the build: the home and ``slugs/`` may be
+passed through, not listed, and everything else in them is root's alone.
 
 A build has a deadline (``--build-timeout``, 15 minutes as on Heroku). When it passes, or
 when the client goes away, every process of the build is killed and the build fails. When a
@@ -26,6 +27,7 @@ step ends, whatever it left running is killed too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -39,12 +41,14 @@ from dynos.backends.sandbox import Sandbox, Sandboxes
 from dynos.core.sizes import DynoSize
 from dynos.errors import BuildFailed, PlatformError
 from dynos.platform.build_cache import BuildCache
-from dynos.platform.ownership import hand_over, take_back
+from dynos.platform.ownership import Sealed, dir_id, hand_over, seal, take_back
 from dynos.platform.python_build import (
     COLLECTSTATIC,
     COLLECTSTATIC_FAILED,
+    build_environment,
     collectstatic_disabled,
     django_app,
+    find_uv,
     hook,
     install_commands,
     locked_requirements,
@@ -54,7 +58,7 @@ from dynos.platform.python_build import (
     save_cache,
     step_environment,
 )
-from dynos.platform.pythons import NETWORK_VARIABLES, HostPythons
+from dynos.platform.pythons import HostPythons
 
 BUILD_TIMEOUT = 15 * 60.0  # seconds: Heroku's build time limit
 LINE_LIMIT = 1 << 20  # a longer output line is passed on in pieces
@@ -70,39 +74,6 @@ class Slug:
     @property
     def needs_build(self) -> bool:
         return python_app(self.path)
-
-
-def find_uv() -> str | None:
-    """uv's binary, from the ``uv`` package installed with dynos."""
-    try:
-        from uv import find_uv_bin
-    except ImportError:
-        return shutil.which("uv")
-    try:
-        return str(find_uv_bin())
-    except FileNotFoundError:
-        return shutil.which("uv")
-
-
-def build_environment(
-    work: Path, python: str, server_env: Mapping[str, str] = os.environ
-) -> dict[str, str]:
-    """A build's whole environment: nothing of the server's but the settings the operator
-    set for builds: pip's and uv's (an index URL), certificates and proxies."""
-    env = {
-        key: value
-        for key, value in server_env.items()
-        if key.startswith(("PIP_", "UV_")) or key.upper() in NETWORK_VARIABLES
-    }
-    path = [os.path.dirname(python), "/usr/local/bin", "/usr/bin", "/bin"]
-    env.update(
-        PATH=os.pathsep.join(path),
-        HOME=str(work / "home"),
-        TMPDIR=str(work / "tmp"),
-        LANG="C.UTF-8",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
 
 
 def describe_timeout(seconds: float) -> str:
@@ -150,6 +121,7 @@ class Builder:
         self.cache_dir = cache_dir or builds_dir.parent / "build-cache"
         self.uv = uv or find_uv()
         self._saving: dict[str, asyncio.Task[None]] = {}  # cache saves under way, by app
+        self._venv_bytes: dict[str, int] = {}  # by slug id, until its release reads it
         self._locks: dict[str, asyncio.Lock] = {}  # one build of an app at a time
         self.pythons = pythons or HostPythons(
             builds_dir.parent / "pythons", shared=users is not None, uv=self.uv
@@ -218,26 +190,33 @@ class Builder:
         uv = await asyncio.to_thread(self.pythons.usable_tool, self.uv)
         if remove_uploaded_venv(slug.path):
             yield "-----> Removed the upload's .venv: the build makes the slug's own"
-        plan = await asyncio.to_thread(plan_build, slug.path, self.pythons, cache)
+        hooks = {name: hook(slug.path, name) for name in ("pre_compile", "post_compile")}
+        has_hooks = any(command is not None for command in hooks.values())
+        plan = await asyncio.to_thread(plan_build, slug.path, self.pythons, cache, has_hooks)
         for line in plan.lines:
             yield line
-        hooks = {name: hook(slug.path, name) for name in ("pre_compile", "post_compile")}
         requirements = work / "requirements.txt"
+        venv = slug.path / ".venv"
+        sealed: Sealed | None = None  # the .venv, once root's and read-only to the build
         pins = await asyncio.to_thread(locked_requirements, plan, slug.path)
         try:
             _make_build_dir(builds_dir, work, user)
+            slug.path.chmod(0o700)  # the build's alone (a sealed .venv is readable by all)
             if pins is not None:
                 requirements.write_text("\n".join(pins) + "\n")
                 requirements.chmod(0o644)
             if plan.restore:
                 yield "-----> Restoring cache"
-                await asyncio.to_thread(cache.restore, slug.path / ".venv")
+                restored = await asyncio.to_thread(cache.restore, venv)
+                if plan.reuse and restored.sealed and user is not None:
+                    sealed = Sealed(dir_id(venv.lstat()), restored.bytes)
             if not plan.restore:  # a restored environment needs no download: uv's cache waits
                 cache.open_for(user)
             if user is not None:
-                hand_over(slug.path, user)
+                keep = (".venv",) if sealed is not None else ()
+                await asyncio.to_thread(hand_over, slug.path, user, keep)
         except OSError as exc:
-            await asyncio.to_thread(self._clean_up, slug, work, user, cache)
+            await asyncio.to_thread(self._clean_up, slug, work, user, cache, None)
             raise PlatformError(f"Could not set up the build: {exc}") from exc
         base = build_environment(work, self.python)
         uv_cache = work / "tmp" / "uv" if plan.restore else cache.uv
@@ -250,13 +229,22 @@ class Builder:
                 yield "-----> Running pre-compile hook"
                 async for line in self._run(hooks["pre_compile"], step, deadline):
                     yield "       " + line
-            yield (
-                f"-----> Installing dependencies with uv from {plan.manager.file} "
-                f"({plan.manager.name})"
-            )
-            for command in install_commands(plan, uv, slug.path, requirements):
-                async for line in self._run(command, step, deadline):
-                    yield "       " + line
+            if sealed is not None:
+                yield (
+                    f"-----> {plan.manager.file} ({plan.manager.name}) is unchanged since the "
+                    "cached environment was installed: nothing to install"
+                )
+            else:
+                yield (
+                    f"-----> Installing dependencies with uv from {plan.manager.file} "
+                    f"({plan.manager.name})"
+                )
+                for command in install_commands(plan, uv, slug.path, requirements):
+                    async for line in self._run(command, step, deadline):
+                        yield "       " + line
+                if user is not None and not has_hooks:  # only uv wrote it: keep it so
+                    sealed = await asyncio.to_thread(seal, venv)
+                    venv.chmod(0o755)
             if django_app(slug.path):
                 if collectstatic_disabled(config):
                     yield "-----> Skipping Django collectstatic since DISABLE_COLLECTSTATIC is set"
@@ -270,18 +258,33 @@ class Builder:
                 async for line in self._run(hooks["post_compile"], step, deadline):
                     yield "       " + line
         finally:
-            await asyncio.to_thread(self._clean_up, slug, work, user, cache)
+            intact = await asyncio.to_thread(self._clean_up, slug, work, user, cache, sealed)
+        if intact and sealed is not None and sealed.bytes is not None:  # size known
+            self._venv_bytes[slug.id] = sealed.bytes
         # The copy is made while the release goes out: the app's next build waits for it.
-        self._saving[app_id] = asyncio.create_task(save_cache(cache, slug.path, plan))
+        self._saving[app_id] = asyncio.create_task(save_cache(cache, slug.path, plan, intact))
         yield "-----> Saving cache"
 
-    def _clean_up(self, slug: Slug, work: Path, user: DynoUser | None, cache: BuildCache) -> None:
+    def venv_bytes(self, slug_id: str) -> dict[str, int]:
+        """The slug's ``.venv`` size if known (sealed: unchanged since), for ``slug_size``."""
+        size = self._venv_bytes.pop(slug_id, None)
+        return {".venv": size} if size is not None else {}
+
+    def _clean_up(
+        self, slug: Slug, work: Path, user: DynoUser | None, cache: BuildCache, env: Sealed | None
+    ) -> bool:
         """After the build's processes are gone: the slug and uv's cache back to root, the
-        build directory removed."""
+        build directory removed. True when the slug's ``.venv`` is still the sealed ``env``
+        (not walked: nothing in it was the build's to change, only moving it whole)."""
         shutil.rmtree(work, ignore_errors=True)
         cache.close(user)
-        if user is not None and slug.path.exists():
-            take_back(slug.path)
+        if user is None or not slug.path.exists():
+            return False
+        take_back(slug.path, env.dir if env is not None else None)
+        with contextlib.suppress(FileNotFoundError):
+            now = (slug.path / ".venv").lstat()
+            return env is not None and now.st_uid == 0 and dir_id(now) == env.dir
+        return False
 
     def _sandbox(self, step: _Step) -> Sandbox:
         sandboxes = self._sandboxes

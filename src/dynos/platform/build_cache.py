@@ -1,14 +1,22 @@
 """An app's build cache, ``<home>/build-cache/<app id>``: its last environment and uv's cache.
 
 ``venv/`` is the virtualenv of the app's last build and ``key.json`` what it was built from
-(:func:`dynos.core.python_build.cache_key`); a build whose key is the same starts from a copy
-of it and installs nothing. ``uv/`` is uv's own download and wheel cache, which any build of
-the app uses, as Heroku keeps pip's. Both are root's between builds (so they outlive the app's
+(:func:`dynos.core.python_build.cache_key`); a build whose key is the same starts from it
+and installs nothing. ``uv/`` is uv's own download and wheel cache, which any build of the
+app uses, as Heroku keeps pip's. Both are root's between builds (so they outlive the app's
 user, which a server removes when it stops, and no later owner of its uid can read them);
 ``uv/`` is handed to the app's user for its build only. The environment moves into the new
 slug and a copy of it comes back once the slug is released (in the background: a client does
 not wait for it, the app's next build does); never a link, since a slug is never changed once
 a release uses it, and the cache must not change with it.
+
+The copy is made in ``partial/`` (root's, 0700: nobody else reaches it while it is made) and
+sealed there (:func:`dynos.platform.ownership.seal`): root's, read-only to others, whatever
+the slug's files had become meanwhile (a dyno's start opens them to the app's group). So the
+environment a build restores is one nobody but root could have changed since it was sealed;
+``venv.json`` says whether the build that made it sealed it right after uv's install (then
+only uv wrote it, from the key's dependencies, and a build with the same key needs neither
+uv nor write access to it) and how many bytes its files hold.
 """
 
 from __future__ import annotations
@@ -17,10 +25,19 @@ import contextlib
 import json
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from dynos.backends.isolation import DynoUser
-from dynos.platform.ownership import hand_over, take_back
+from dynos.platform.ownership import hand_over, seal, take_back
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a restored environment is known to be."""
+
+    sealed: bool  # sealed right after uv's install: it is exactly what uv made of the key
+    bytes: int | None  # its files' size, when known
 
 
 class BuildCache:
@@ -29,6 +46,7 @@ class BuildCache:
         self.venv = root / "venv"
         self.uv = root / "uv"
         self._key_file = root / "key.json"
+        self._facts_file = root / "venv.json"
 
     def key(self) -> dict[str, str] | None:
         """What the cached environment was built from; None when there is none."""
@@ -39,6 +57,20 @@ class BuildCache:
         except (OSError, ValueError):
             return None
         return {str(k): str(v) for k, v in key.items()} if isinstance(key, dict) else None
+
+    def sealed(self) -> bool:
+        """Whether the cached environment was sealed right after uv's install."""
+        return self._facts().sealed
+
+    def _facts(self) -> Restored:
+        try:
+            facts = json.loads(self._facts_file.read_text())
+        except (OSError, ValueError):
+            return Restored(False, None)
+        if not isinstance(facts, dict):
+            return Restored(False, None)
+        size = facts.get("bytes")
+        return Restored(facts.get("sealed") is True, size if isinstance(size, int) else None)
 
     def open_for(self, user: DynoUser | None) -> None:
         """Ready the cache for a build: ``uv/`` handed to the build's ``user``; the cache's
@@ -58,22 +90,35 @@ class BuildCache:
             if user is not None and self.uv.lstat().st_uid == user.uid:
                 take_back(self.uv)
 
-    def restore(self, dest: Path) -> None:
+    def restore(self, dest: Path) -> Restored:
         """Move the cached environment to ``dest`` (a rename: no file is copied, as Heroku
-        moves its cache into the build); the cache is empty until the next :meth:`save`."""
-        with contextlib.suppress(FileNotFoundError):
-            self._key_file.unlink()
+        moves its cache into the build), its top opened to pass through (what is in it is
+        readable by all, writable by root only; the slug around it is closed); the cache is
+        empty until the next :meth:`save`."""
+        facts = self._facts()
+        for done in (self._key_file, self._facts_file):
+            with contextlib.suppress(FileNotFoundError):
+                done.unlink()
         self.venv.rename(dest)
+        dest.chmod(0o755)
+        return facts
 
-    def save(self, venv: Path, key: dict[str, str]) -> None:
-        """Keep a copy of ``venv`` as the cache for ``key``, replacing the last one whole."""
-        partial = self.root / "venv.partial"
+    def save(self, venv: Path, key: dict[str, str], *, sealed: bool) -> None:
+        """Keep a sealed copy of ``venv`` as the cache for ``key``, replacing the last one
+        whole. ``sealed``: the build sealed ``venv`` right after uv's install."""
+        partial = self.root / "partial"
         shutil.rmtree(partial, ignore_errors=True)
-        _copy(venv, partial)
-        with contextlib.suppress(FileNotFoundError):
-            self._key_file.unlink()  # no key while the environment is being replaced
+        partial.mkdir(mode=0o700)
+        copy = partial / "venv"
+        _copy(venv, copy)
+        size = seal(copy).bytes
+        for stale in (self._key_file, self._facts_file):  # no key while it is being replaced
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
         shutil.rmtree(self.venv, ignore_errors=True)
-        partial.rename(self.venv)
+        copy.rename(self.venv)
+        partial.rmdir()
+        self._facts_file.write_text(json.dumps({"sealed": sealed, "bytes": size}))
         self._key_file.write_text(json.dumps(key))
 
     def discard(self) -> None:

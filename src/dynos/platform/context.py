@@ -14,10 +14,12 @@ Every use-case logs through these two, so the lines read the same wherever they 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Protocol
 
 from dynos.core.release_phase import ReleaseStatus
+from dynos.errors import DynosError
 from dynos.logs.hub import LogHub
 from dynos.logs.logline import APP
 from dynos.manager.manager import DynoManager
@@ -67,3 +69,14 @@ def announce_release(services: Services, app: App, description: str, release: Re
     if release.status is ReleaseStatus.PENDING:
         services.release_phases.start(app, release)
     services.manager.wake()
+
+
+async def route_now(services: Services) -> None:
+    """Wake the manager, and push the router's table from the store at once: for a change
+    the router must follow before the request answers (a custom domain, a renamed or
+    destroyed app, a request timeout). The change is committed: a store that cannot be read
+    right now must not turn it into an error (the reconcile that wake() asked for publishes
+    it, or logs why not)."""
+    services.manager.wake()
+    with contextlib.suppress(DynosError):
+        await services.manager.refresh()

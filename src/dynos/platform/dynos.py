@@ -62,8 +62,11 @@ class Dynos:
                 return entry.type
         return type_or_id
 
-    async def scale(self, app: App, changes: list[ScaleChange]) -> list[Formation]:
-        """Apply ``ps:scale`` / ``ps:type`` changes; all of them, or none when one is wrong."""
+    async def scale(
+        self, app: App, changes: list[ScaleChange], by_user: bool = True
+    ) -> list[Formation]:
+        """Apply ``ps:scale`` / ``ps:type`` changes; all of them, or none when one is wrong.
+        ``by_user`` false: the platform scales (the autoscaler logs a line of its own)."""
 
         def scale_in_db(db: Database) -> tuple[list[FormationEntry], list[Formation]]:
             current = {f.type: f for f in db.formation(app.id)}
@@ -73,8 +76,9 @@ class Dynos:
             return list(updated.values()), [f for f in db.formation(app.id) if f.type in updated]
 
         updated, formation = await self._store.transaction(scale_in_db)
-        scaled = format_formation(updated).replace("=", "@")
-        api_log(self._services, app, f"Scaled to {scaled}")
+        if by_user:
+            scaled = format_formation(updated).replace("=", "@")
+            api_log(self._services, app, f"Scaled to {scaled}")
         self._manager.wake()
         return formation
 

@@ -11,6 +11,19 @@ from __future__ import annotations
 from dynos.backends.attach import Terminal
 from dynos.manager.records import DynoRecord as Dyno
 from dynos.platform.context import Account
-from dynos.store.models import Addon, App, Formation, Release
+from dynos.store.drains import LogDrain
+from dynos.store.models import Addon, App, AppFeature, Domain, Formation, Release, SniEndpoint
 
-__all__ = ["Account", "Addon", "App", "Dyno", "Formation", "Release", "Terminal"]
+__all__ = [
+    "Account",
+    "Addon",
+    "App",
+    "AppFeature",
+    "Domain",
+    "Dyno",
+    "Formation",
+    "LogDrain",
+    "Release",
+    "SniEndpoint",
+    "Terminal",
+]

@@ -4,7 +4,8 @@ The API (src/dynos/api) reaches the store, the manager and the backends only thr
 (tests/test_architecture.py holds it to that). :class:`Platform` does the apps and their
 settings itself, and hands the other concerns to a use-case object each:
 ``platform.releases`` (deploys, rollbacks, config vars: :mod:`dynos.platform.releases`),
-``platform.dynos`` (formation, restarts, one-off dynos: :mod:`dynos.platform.dynos`) and
+``platform.dynos`` (formation, restarts, one-off dynos: :mod:`dynos.platform.dynos`),
+``platform.domains`` (an app's hostnames, custom domains: :mod:`dynos.platform.domains`) and
 ``platform.addons`` (:mod:`dynos.platform.addons`, when the server runs them).
 
 Each use-case validates everything first, then writes desired state to the store in one
@@ -16,7 +17,6 @@ on the event loop, once the transaction has committed.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import getpass
 import random
@@ -31,10 +31,19 @@ from dynos.core.release_phase import RELEASE_TIMEOUT
 from dynos.errors import Conflict, DynosError, UserError
 from dynos.logs.hub import LogHub
 from dynos.manager.manager import DynoManager
+from dynos.platform.acm import Acm
 from dynos.platform.addons import Addons
+from dynos.platform.autoscaling import Autoscaling
 from dynos.platform.build import Builder
-from dynos.platform.context import Account, api_log
+from dynos.platform.builders import SlugBuilder
+from dynos.platform.certificates import Certificates
+from dynos.platform.context import Account, api_log, route_now
+from dynos.platform.domains import Domains
+from dynos.platform.drains import Drains
 from dynos.platform.dynos import Dynos
+from dynos.platform.features import Features
+from dynos.platform.git_repos import GitRepos
+from dynos.platform.metrics import Metrics
 from dynos.platform.release_phase import ReleasePhases
 from dynos.platform.releases import Releases
 from dynos.platform.slug_archive import UnpackLimits
@@ -57,6 +66,8 @@ _NOUNS = (
     "falls", "beach", "lowlands", "mountain", "dawn", "cliffs", "springs", "brook",
 )
 # fmt: on
+# Names of the platform's own hosts under the domain (git.<domain> is the git service).
+RESERVED_NAMES = frozenset({"git"})
 NAME_ATTEMPTS = 5  # made-up names tried before giving up (a clash is one in 60 million)
 
 
@@ -70,10 +81,13 @@ class Platform:
         account: Account,
         python: str = sys.executable,
         *,
-        builder: Builder | None = None,
+        builder: SlugBuilder | None = None,
         unpack_limits: UnpackLimits | None = None,
         release_timeout: float = RELEASE_TIMEOUT,
+        domain: str = "localhost",
+        metrics: Metrics | None = None,
     ) -> None:
+        """``domain``: the platform's own (``ServerConfig.domain``); apps are ``APP.<domain>``."""
         self.store = store
         self.manager = manager
         self.logs = logs
@@ -88,7 +102,18 @@ class Platform:
             self, builder, slugs_dir, unpack_limits or UnpackLimits(), self.release_phases
         )
         self.dynos = Dynos(self)
+        self.domains = Domains(self, domain, lambda: self.certificates)
+        self.features = Features(self)  # app features: preboot
+        self.drains = Drains(self)  # log drains; their senders run once server.py syncs
+        # Issue 16's metrics; server.py gives the one the manager's samples go to.
+        self.metrics = metrics or Metrics(store, logs)
+        # Its watches run from server.py; web types read the router's view from the metrics.
+        self.autoscaling = Autoscaling(self, self.dynos, self.metrics.web_window)
         self.addons: Addons | None = None  # the managed add-ons, when server.py runs them
+        self.acm: Acm | None = None  # automatic certificates, when server.py runs them
+        # The router's certificates, when server.py serves HTTPS (tests may go without).
+        self.certificates: Certificates | None = None
+        self.git: GitRepos | None = None  # the apps' git repositories, when server.py serves them
 
     # -- apps ----------------------------------------------------------------------------------
 
@@ -119,17 +144,27 @@ class Platform:
                 if index == len(names) - 1:
                     raise
         api_log(self, app, "Initial release")
+        if self.certificates is not None:
+            self.certificates.app_created(app)
         self.manager.wake()
         return app
 
     async def rename_app(self, app: App, name: str) -> App:
         _check_app_name(name)
         renamed = await self.store.transaction(lambda db: db.rename_app(app.id, name))
-        self.manager.wake()
+        self.metrics.forget(app.name)  # what it keeps by name; the stored periods are by id
+        if self.certificates is not None:
+            self.certificates.app_renamed(app.name, renamed)
+            # A certificate its old hostname chose goes with that name.
+            await self.certificates.pin(renamed, f"{app.name}.{self.domains.platform_domain}", None)
+        await route_now(self)  # its hostname, and its custom domains, follow the new name
+        await self.domains.app_renamed(renamed)
+        await self.drains.sync()  # the log hub knows the app by its new name
         return renamed
 
     async def destroy_app(self, app: App) -> None:
-        """Forget the app, stop its dynos (waiting for them) and remove its slugs."""
+        """Forget the app, stop its dynos (waiting for them), remove its slugs and its git
+        repository."""
 
         def delete(db: Database) -> tuple[set[str], list[str], list[Addon]]:
             releases = db.list_releases(app.id)
@@ -138,6 +173,9 @@ class Platform:
             return {r.slug_id for r in releases if r.slug_id}, [r.id for r in releases], addons
 
         slugs, release_ids, addons = await self.store.transaction(delete)
+        await route_now(self)  # its hostnames (custom domains too) route nowhere from now
+        self.domains.app_destroyed(app)
+        await self.drains.sync()  # its drains went with it
         await self.manager.wait_app_stopped(app.id)
         if self.addons is not None:  # after the dynos, which may use them until they stop
             await self.addons.app_destroyed(app.id, addons)
@@ -145,8 +183,18 @@ class Platform:
         for slug_id in slugs:
             shutil.rmtree(self.slugs_dir / slug_id, ignore_errors=True)
         self.release_phases.remove_output(release_ids)
+        if self.certificates is not None:
+            self.certificates.app_destroyed(app)
         await self.releases.builder.forget(app.id)
+        if self.git is not None:
+            self.git.remove(app)
         self.logs.forget(app.name)
+        self.metrics.forget(app.name)
+
+    async def app_hostnames(self, app: App) -> list[str]:
+        """Every hostname the router sends to ``app``: ``APP.<domain>``, then its custom
+        domains (for certificates, which must name each)."""
+        return await self.domains.hostnames(app)
 
     # -- platform settings -------------------------------------------------------------------
 
@@ -167,12 +215,7 @@ class Platform:
             f"{k}={v}" if v is not None else f"{k} unset" for k, v in parsed.items()
         )
         api_log(self, app, f"Settings changed: {described}")
-        self.manager.wake()
-        # The router's per-app timeout follows at once. The change is committed: a store
-        # that cannot be read right now must not turn it into an error (the reconcile that
-        # wake() asked for publishes it, or logs why not).
-        with contextlib.suppress(DynosError):
-            await self.manager.refresh()
+        await route_now(self)  # the router's per-app timeout follows at once
         return settings
 
 
@@ -181,6 +224,11 @@ def _check_app_name(name: str) -> None:
         raise UserError(
             f"Invalid app name {name!r}: use 3 to 30 lowercase letters, digits and dashes, "
             "starting with a letter and not ending with a dash."
+        )
+    if name in RESERVED_NAMES:
+        raise UserError(
+            f"The name {name!r} is reserved: git.<domain> is the platform's git server. "
+            "Choose another name."
         )
 
 

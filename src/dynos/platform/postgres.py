@@ -159,7 +159,12 @@ class PostgresDatabases:
                 status = await process.wait()
                 if self._stopping:
                     return
-                oom_killed = await self.cluster.finished()
+                async with self._start_lock:  # a start under way elsewhere ends first
+                    if self.cluster.process is not process:
+                        # That start stopped this process and made another (a port taken
+                        # moves it): finishing now would release the new one's sandbox.
+                        continue
+                    oom_killed = await self.cluster.finished()
                 why = " (killed at its memory cap)" if oom_killed else ""
                 log.warning("the Postgres cluster exited with status %s%s", status, why)
                 await self._log_all(f"Postgres exited with status {status}{why}")

@@ -5,9 +5,13 @@
 2. An interpreter from the host (:mod:`dynos.platform.pythons`), or the build fails with
    one line saying what was asked for, what the host has, and how to fix it.
 3. The cached environment when its key is the same (nothing to install), else a new one.
+   When uv would have nothing to decide (:func:`dynos.core.python_build.reuse_environment`)
+   uv does not run at all and the environment stays sealed: root's, read-only to the build.
 4. In the sandbox, as the app's user, with the app's config vars: ``bin/pre_compile``, the
    virtualenv and the install, ``manage.py collectstatic --noinput`` when the app is Django's
-   (unless ``DISABLE_COLLECTSTATIC``), ``bin/post_compile``.
+   (unless ``DISABLE_COLLECTSTATIC``), ``bin/post_compile``. Without hooks the environment is
+   sealed once uv is done (:func:`dynos.platform.ownership.seal`): collectstatic runs the
+   app's code, which may read it, not change it; the cache can then trust it as uv made it.
 5. The environment kept in the cache for the next build.
 
 The virtualenv is the slug's ``.venv`` (relocatable, so a cached copy works in a new slug),
@@ -43,14 +47,16 @@ from dynos.core.python_build import (
     pipfile_lock_requirements,
     poetry_lock_requirements,
     requested_python,
+    reuse_environment,
 )
 from dynos.errors import BuildFailed
 from dynos.platform.build_cache import BuildCache
-from dynos.platform.pythons import HostPythons
+from dynos.platform.pythons import NETWORK_VARIABLES, HostPythons
 
 log = logging.getLogger(__name__)
 
 MAX_READ = 16 * 1024 * 1024  # a lock file larger than this is no lock file
+HOST_PLATFORM = f"{os.uname().sysname}-{os.uname().machine}".lower()  # in the cache's key
 VERSION_FILES = ("runtime.txt", ".python-version", PIPENV.file)
 COLLECTSTATIC = ("python", "manage.py", "collectstatic", "--noinput")
 # Config vars the build's own settings win over: where things are, what runs, what loads.
@@ -69,6 +75,7 @@ class Plan:
     interpreter: Interpreter
     key: dict[str, str]
     restore: bool  # the cache's environment serves this build as it is
+    reuse: bool  # ... sealed, read-only, and uv does not run (reuse_environment)
     project: str | None = None  # a uv project's name, from its pyproject.toml
     lines: list[str] = field(default_factory=list)  # what deciding it says
 
@@ -80,9 +87,10 @@ def python_app(slug: Path) -> bool:
     return any((slug / name).is_file() for name in names)
 
 
-def plan_build(slug: Path, pythons: HostPythons, cache: BuildCache) -> Plan:
+def plan_build(slug: Path, pythons: HostPythons, cache: BuildCache, hooks: bool) -> Plan:
     """Read what the app asks for and settle the interpreter and the cache (as root, off the
-    event loop). Raises BuildFailed with what to change."""
+    event loop); ``hooks``: the app has a ``bin/pre_compile`` or ``bin/post_compile``. Raises
+    BuildFailed with what to change."""
     names = {entry.name for entry in os.scandir(slug) if entry.is_file(follow_symlinks=False)}
     manager = detect_package_manager(names)
     files = {name: _read(slug / name) for name in VERSION_FILES if name in names}
@@ -106,15 +114,17 @@ def plan_build(slug: Path, pythons: HostPythons, cache: BuildCache) -> Plan:
     interpreter = pythons.usable(chosen)
     where = f" from {chosen.source}" if chosen.source != "PATH" else ""
     lines.append(f"-----> Python {format_version(interpreter.version)}{where}: {interpreter.path}")
-    dependencies = _read(slug / manager.file).encode()
-    key = cache_key(interpreter.version, manager, dependencies)
+    dependencies = _read(slug / manager.file)
+    key = cache_key(interpreter, manager, dependencies.encode(), HOST_PLATFORM)
     cached = cache.key()
     reasons = cache_changes(cached, key)
     if reasons:
         lines.append("-----> Discarding cache since:")
         lines += [f"       - {reason}" for reason in reasons]
     project = _project_name(slug) if manager == UV else None
-    return Plan(manager, request, interpreter, key, cached == key, project, lines)
+    restore = cached == key
+    reuse = reuse_environment(restore, restore and cache.sealed(), hooks, manager, dependencies)
+    return Plan(manager, request, interpreter, key, restore, reuse, project, lines)
 
 
 def _project_name(slug: Path) -> str | None:
@@ -138,6 +148,39 @@ def _read(path: Path) -> str:
     if len(data) > MAX_READ:
         raise BuildFailed(f"{path.name} is over 16 MB: that is no lock file.")
     return data.decode("utf-8", "replace")
+
+
+def find_uv() -> str | None:
+    """uv's binary, from the ``uv`` package installed with dynos."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        return shutil.which("uv")
+    try:
+        return str(find_uv_bin())
+    except FileNotFoundError:
+        return shutil.which("uv")
+
+
+def build_environment(
+    work: Path, python: str, server_env: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """A build's whole environment: nothing of the server's but the settings the operator
+    set for builds: pip's and uv's (an index URL), certificates and proxies."""
+    env = {
+        key: value
+        for key, value in server_env.items()
+        if key.startswith(("PIP_", "UV_")) or key.upper() in NETWORK_VARIABLES
+    }
+    path = [os.path.dirname(python), "/usr/local/bin", "/usr/bin", "/bin"]
+    env.update(
+        PATH=os.pathsep.join(path),
+        HOME=str(work / "home"),
+        TMPDIR=str(work / "tmp"),
+        LANG="C.UTF-8",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
 
 
 def install_commands(plan: Plan, uv: str, slug: Path, requirements: Path) -> list[tuple[str, ...]]:
@@ -227,10 +270,11 @@ def hook(slug: Path, name: str) -> tuple[str, ...] | None:
 Runner = Callable[..., AsyncIterator[str]]
 
 
-async def save_cache(cache: BuildCache, slug: Path, plan: Plan) -> None:
-    """Keep a copy of the slug's environment for the app's next build."""
+async def save_cache(cache: BuildCache, slug: Path, plan: Plan, sealed: bool) -> None:
+    """Keep a copy of the slug's environment for the app's next build. ``sealed``: the
+    build sealed it right after uv's install."""
     try:
-        await asyncio.to_thread(cache.save, slug / ".venv", plan.key)
+        await asyncio.to_thread(cache.save, slug / ".venv", plan.key, sealed=sealed)
     except OSError as exc:
         log.warning("could not save the build cache in %s: %s", cache.root, exc)
         await asyncio.to_thread(cache.discard)

@@ -85,6 +85,9 @@ def redis_config(port: int, password: str, plan: RedisPlan) -> str:
             f"maxmemory {plan.maxmemory_bytes}",
             f"maxmemory-policy {EVICTION_POLICY}",
             f"maxclients {plan.max_clients}",
+            # Keyspace events of list commands: a worker autoscaler learns of a pushed job at
+            # once, without polling (platform/autoscaling.py).
+            "notify-keyspace-events Kl",
             "",
         ]
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,8 @@ from dynos.core.release_phase import (
 )
 from dynos.core.sizes import DynoSize
 from dynos.errors import Conflict, ReleaseFailed, UserError
-from dynos.platform.build import Builder, Slug
+from dynos.platform.build import Slug
+from dynos.platform.builders import SlugBuilder
 from dynos.platform.context import Services, announce_release
 from dynos.platform.release_phase import (
     Heartbeat,
@@ -69,7 +70,7 @@ class Releases:
     def __init__(
         self,
         services: Services,
-        builder: Builder,
+        builder: SlugBuilder,
         slugs_dir: Path,
         unpack_limits: UnpackLimits,
         phases: ReleasePhases,
@@ -108,7 +109,9 @@ class Releases:
         them). Off the event loop: a large tarball takes a while."""
         return await asyncio.to_thread(unpack_slug, upload, self.slugs_dir, self.unpack_limits)
 
-    async def deploy(self, app: App, slug: Slug) -> AsyncIterator[str | Heartbeat | Release]:
+    async def deploy(
+        self, app: App, slug: Slug, source: str | None = None
+    ) -> AsyncGenerator[str | Heartbeat | Release, None]:
         """Build ``slug`` and release it: yields build output lines, then the new Release;
         with a release phase, its output, then the release once it is live.
 
@@ -116,7 +119,9 @@ class Releases:
         app keeps its current release and formation. A failed release phase raises
         ReleaseFailed after its output: the release stays (``failed``), the live one serves.
         Conflict, before anything is built, while another release phase of the app runs.
-        A build gets the limits of the app's largest dyno size (:meth:`build_size`).
+        A build gets the limits of the app's largest dyno size (:meth:`build_size`). The
+        release is described as ``Deploy <source>`` (a pushed commit's short id), else by
+        the slug's id.
         """
         released = False
         try:
@@ -126,9 +131,10 @@ class Releases:
                 async for line in self.builder.build(app.id, slug, size, config):
                     yield line
             yield f"-----> Discovering process types: {', '.join(slug.processes)}"
-            size_bytes = await asyncio.to_thread(slug_size, slug.path)
+            known = self.builder.venv_bytes(slug.id)
+            size_bytes = await asyncio.to_thread(slug_size, slug.path, known)
             yield f"-----> Slug size: {describe_size(size_bytes)}"
-            release = await self._release_slug(app, slug)
+            release = await self._release_slug(app, slug, source or slug.id[:8])
             released = True
             if release.status is ReleaseStatus.PENDING:
                 async for item in self.follow_phase(app, release):
@@ -168,8 +174,8 @@ class Releases:
         still runs at its size when scaled up), the default size when it has none yet."""
         return await dyno_size(self._store, app)
 
-    async def _release_slug(self, app: App, slug: Slug) -> Release:
-        description = f"Deploy {slug.id[:8]}"
+    async def _release_slug(self, app: App, slug: Slug, source: str) -> Release:
+        description = f"Deploy {source}"
 
         def release_it(db: Database) -> Release:
             check_no_pending(db, app)  # again: the build took a while

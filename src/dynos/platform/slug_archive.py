@@ -29,6 +29,7 @@ import shutil
 import stat
 import tarfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from typing import Any
 from dynos.core.procfile import parse_procfile
 from dynos.core.slugignore import parse_slugignore
 from dynos.errors import BadRequest, UserError
+from dynos.manager.health import read_healthchecks
 from dynos.platform.build import Slug
 
 MB = 1024 * 1024
@@ -204,7 +206,8 @@ def unpack_slug(tarball: Path, slugs_dir: Path, limits: UnpackLimits | None = No
     """Unpack ``tarball`` into a new slug directory and read its Procfile.
 
     Raises BadRequest for something that is not a .tar.gz, Refused for a member or a size the
-    slug may not have, UserError for a missing or malformed Procfile; in every case nothing
+    slug may not have, UserError for a missing or malformed Procfile or app.json's health
+    checks (core/healthchecks.py); in every case nothing
     is left behind.
     """
     limits = limits or UnpackLimits()
@@ -220,6 +223,7 @@ def unpack_slug(tarball: Path, slugs_dir: Path, limits: UnpackLimits | None = No
             ) from exc
         apply_slugignore(path)
         processes = parse_procfile(_read_procfile(path))
+        read_healthchecks(path)  # a bad app.json fails the deploy here, before any build
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
@@ -255,10 +259,15 @@ def apply_slugignore(slug: Path) -> int:
     return removed
 
 
-def slug_size(slug: Path) -> int:
-    """The bytes of the slug's files (links and directories not counted), as built."""
-    total = 0
-    for dirpath, _, filenames in os.walk(slug):
+def slug_size(slug: Path, known: Mapping[str, int] | None = None) -> int:
+    """The bytes of the slug's files (links and directories not counted), as built.
+    ``known``: directories at its top whose bytes the build measured (and nobody could
+    change since): counted as such, not walked."""
+    known = known or {}
+    total = sum(known.values())
+    for dirpath, dirnames, filenames in os.walk(slug):
+        if dirpath == str(slug):
+            dirnames[:] = [name for name in dirnames if name not in known]
         for name in filenames:
             with contextlib.suppress(OSError):
                 info = os.lstat(os.path.join(dirpath, name))

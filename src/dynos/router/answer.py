@@ -232,12 +232,12 @@ class Answer:
         self._log(error, error.status, None, connect_ms, service_ms)
         self._respond(error.status, application_error_page(self.app, self.fwd.request_id))
 
-    def _respond(self, status: int, page: bytes) -> None:
+    def _respond(self, status: int, page: bytes, content_type: bytes = HTML) -> None:
         self._decide_keep_alive()
         response = simple_response(
             status,
             page,
-            content_type=HTML,
+            content_type=content_type,
             close=not self.keep_alive,
             http10_keep_alive=self.http10 and self.keep_alive,
             head_only=self.method == b"HEAD",
@@ -327,4 +327,10 @@ class Answer:
         )
         stats = self.stats
         if stats is not None:
-            stats.observe(status, self.router.clock() - self.started)
+            now = self.router.clock()
+            stats.observe(status, now - self.started)
+            if error is not None:
+                stats.observe_error(error.code)
+            if service_ms is not None and self.sent_at:
+                queue_ms = int((self.sent_at - self.started) * 1000.0 + 0.5)
+                stats.observe_dyno(service_ms, queue_ms, error is None)

@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 class ClientConnection(Pipeline):
     """Reads a client's requests; ``Pipeline`` answers them in order."""
 
-    def __init__(self, router: RouterContext) -> None:
+    def __init__(self, router: RouterContext, *, https: bool = False) -> None:
         super().__init__(router)
+        # Came to the router's TLS port: the dyno is told so (X-Forwarded-Proto, -Port).
+        self.https = https
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: Headers = []
@@ -167,8 +169,9 @@ class ClientConnection(Pipeline):
             self._headers,
             upgrading=parser.should_upgrade(),
             client_ip=self.client_ip,
-            router_port=self.router.port,
+            router_port=self.router.https_port if self.https else self.router.port,
             request_start_ms=int(time.time() * 1000),
+            https=self.https,
         )
         ex = Exchange(
             self,

@@ -43,6 +43,7 @@ class RouterContext(Protocol):
     clock: Callable[[], float]
     now: float
     port: int
+    https_port: int  # 0: no TLS port
     header_timeout: float
     keepalive_timeout: float
     wake_timeout: float

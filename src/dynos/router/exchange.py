@@ -21,6 +21,7 @@ import logging
 
 from dynos.router.answer import ABANDONED, DONE, RECEIVED, TUNNEL, Answer, whole_ms
 from dynos.router.balancer import QUARANTINE, pick_dyno
+from dynos.router.challenges import challenge_answer
 from dynos.router.dyno_slot import DynoSlot
 from dynos.router.errors import (
     H10,
@@ -50,6 +51,7 @@ WAKING = ResponseState.WAKING
 CONNECTING = ResponseState.CONNECTING
 SENT = ResponseState.SENT
 RESPONDING = ResponseState.RESPONDING
+PLAIN_TEXT = b"text/plain"
 
 
 class Exchange(Answer):
@@ -62,7 +64,13 @@ class Exchange(Answer):
     def start(self) -> None:
         """Route the request: answer it here, wait for a dyno to wake, or send it to one."""
         router = self.router
-        route = router.table.lookup(self.fwd.host)
+        table = router.table
+        if table.challenges:  # an ACME order is open: its HTTP-01 answers come first
+            answer = challenge_answer(table.challenges, self.method, self.fwd.host, self.target)
+            if answer is not None:
+                self._respond(200, answer, PLAIN_TEXT)  # no app: no log line
+                return
+        route = table.lookup(self.fwd.host)
         if route is None:
             self._respond(404, no_such_app_page(self.fwd.host))  # no app: no log line
             return
@@ -72,6 +80,7 @@ class Exchange(Answer):
         stats = router.metrics.apps.get(route.app) or router.metrics.app(route.app)
         self.stats = stats
         stats.in_flight += 1
+        stats.arrived += 1
         if route.slots:
             self._dispatch()
         elif route.idle or route.waking_since is not None:

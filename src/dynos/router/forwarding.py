@@ -48,7 +48,7 @@ _MAX_LENGTH_DIGITS = 18  # a body up to an exabyte: int() stays a machine word
 _REQUEST_LENGTHS = frozenset(len(name) for name in _REQUEST_SPECIAL)
 _RESPONSE_LENGTHS = frozenset(len(name) for name in _RESPONSE_SPECIAL)
 _ROUTER_TAIL = (
-    b"X-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n"
+    b"X-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
     b"X-Forwarded-Port: %d\r\nX-Request-Start: %d\r\nVia: %s\r\n"
 )
 
@@ -107,6 +107,7 @@ def forward_request(
     request_start_ms: int,
     new_request_id: Callable[[], str],
     upgrade: bytes = b"",
+    https: bool = False,
 ) -> ForwardedRequest:
     """The request head to send to a dyno for a client's request.
 
@@ -177,6 +178,7 @@ def forward_request(
         % (
             rid.encode("ascii"),
             forwarded_for,
+            b"https" if https else b"http",
             router_port,
             request_start_ms,
             via + b", " + VIA if via else VIA,

@@ -8,13 +8,20 @@ scrape from a coroutine on that loop (``prometheus_client.generate_latest(regist
     dynos_router_requests_total{app,status}           counter
     dynos_router_request_duration_seconds{app}        histogram: head read -> response sent
     dynos_router_requests_in_flight{app}              gauge
+
+Each app's figures also hold what the metrics of issue 16 need (platform/metrics.py reads
+them once a second from ``total()``): the service times and queue times (head read -> sent
+to a dyno) on core/latency.py's fixed-bucket histograms, the H codes counted, and the
+requests that arrived and that a dyno answered. They are cumulative, like the counters, and
+travel in the same ``stats`` message the router processes already send: no message per
+request.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -24,17 +31,35 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from dynos.core import latency
+
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class AppMetrics:
-    __slots__ = ("buckets", "in_flight", "statuses", "sum")
+    __slots__ = (
+        "answered",
+        "arrived",
+        "buckets",
+        "errors",
+        "in_flight",
+        "queue",
+        "service",
+        "statuses",
+        "sum",
+    )
 
     def __init__(self) -> None:
         self.statuses: dict[int, int] = {}
         self.buckets = [0] * (len(BUCKETS) + 1)  # per bucket, not cumulative; last is +Inf
         self.sum = 0.0
         self.in_flight = 0
+        self.arrived = 0  # requests routed to the app (counted when they start)
+        self.answered = 0  # requests a dyno answered (no H code)
+        # core/latency.py's buckets, a count per bucket (sparse only when shipped)
+        self.service = [0] * latency.BUCKETS  # service= times (ms)
+        self.queue = [0] * latency.BUCKETS  # head read -> sent to a dyno (ms)
+        self.errors: dict[str, int] = {}  # H code -> requests
 
     def observe(self, status: int, seconds: float) -> None:
         statuses = self.statuses
@@ -42,12 +67,28 @@ class AppMetrics:
         self.buckets[bisect_left(BUCKETS, seconds)] += 1
         self.sum += seconds
 
+    def observe_dyno(self, service_ms: int, queue_ms: int, answered: bool) -> None:
+        """A request a dyno took: its service time and how long it waited for one (ms)."""
+        self.service[_bucket(service_ms)] += 1
+        self.queue[_bucket(queue_ms)] += 1
+        if answered:
+            self.answered += 1
+
+    def observe_error(self, code: str) -> None:
+        errors = self.errors
+        errors[code] = errors.get(code, 0) + 1
+
     def to_json(self) -> dict[str, Any]:
         return {
             "statuses": {str(k): v for k, v in self.statuses.items()},
             "buckets": self.buckets,
             "sum": self.sum,
             "in_flight": self.in_flight,
+            "arrived": self.arrived,
+            "answered": self.answered,
+            "service": _sparse(self.service),
+            "queue": _sparse(self.queue),
+            "errors": self.errors,
         }
 
     @classmethod
@@ -57,6 +98,13 @@ class AppMetrics:
         metrics.buckets = [int(n) for n in data["buckets"]]
         metrics.sum = float(data["sum"])
         metrics.in_flight = int(data["in_flight"])
+        metrics.arrived = int(data.get("arrived", 0))
+        metrics.answered = int(data.get("answered", 0))
+        for index, count in latency.from_json(data.get("service")).items():
+            metrics.service[index] = count
+        for index, count in latency.from_json(data.get("queue")).items():
+            metrics.queue[index] = count
+        metrics.errors = {str(k): int(v) for k, v in data.get("errors", {}).items()}
         return metrics
 
     def add(self, other: AppMetrics) -> None:
@@ -65,6 +113,30 @@ class AppMetrics:
         self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
         self.sum += other.sum
         self.in_flight += other.in_flight
+        self.arrived += other.arrived
+        self.answered += other.answered
+        self.service = [a + b for a, b in zip(self.service, other.service, strict=True)]
+        self.queue = [a + b for a, b in zip(self.queue, other.queue, strict=True)]
+        for code, count in other.errors.items():
+            self.errors[code] = self.errors.get(code, 0) + count
+
+
+_TOP: Final = (1 << 18) - 1  # latency.TOP, a compiled constant here
+
+
+def _bucket(ms: int) -> int:
+    """core/latency.py's ``bucket``, inlined: compiled, these are machine integer operations
+    (tests/router/test_router_metrics.py checks they agree)."""
+    if ms < 8:
+        return ms if ms > 0 else 0
+    if ms > _TOP:
+        ms = _TOP
+    bits = ms.bit_length()
+    return (bits - 3) * 8 + ((ms >> (bits - 4)) & 7)
+
+
+def _sparse(counts: list[int]) -> dict[str, int]:
+    return {str(index): count for index, count in enumerate(counts) if count}
 
 
 class RouterMetrics(Collector):

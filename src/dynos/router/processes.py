@@ -14,13 +14,18 @@ the one owner of the routes, the logs and the metrics; each process talks to it 
 socketpair, one JSON object a line:
 
     server -> process   {"routes": [...]}               every change of the routing table
+                        {"certificates": [...]}         every change of the certificates
+                                                        served (names and file paths)
                         {"drain": [id, app, dyno, timeout]}
+                        {"challenges": [id, {token: [names, answer]}]}
+                                                        the open ACME challenges (challenges.py)
                         {"close": true}                 stop accepting, finish, exit
     process -> server   {"logs": [[iso time, app, line, app, line, ...], ...]}
                                                         router lines, a list per loop turn,
                                                         every LOG_EVERY seconds
                         {"wake": app}                   a request waits for a sleeping app
                         {"drained": id}                 no request in flight to that dyno
+                        {"challenged": id}              the challenges are in place
                         {"stats": {...}, "last": {...}} metrics and last request per app,
                                                         every STATS_EVERY seconds
 
@@ -44,10 +49,14 @@ import time
 from datetime import datetime
 from typing import Any
 
+from dynos.core.certificates import ServedCertificate
 from dynos.logs.hub import LogHub
 from dynos.logs.logline import PLATFORM
+from dynos.router.challenges import challenges_to_json
 from dynos.router.metrics import AppMetrics
 from dynos.router.proxy import BACKLOG, Router
+from dynos.router.routing_table import Challenge
+from dynos.router.tls import to_json
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,7 @@ RESTART_DELAY = 1.0  # seconds before a router process that died is started agai
 RESTART_DELAY_MAX = 30.0  # doubling up to this while it keeps dying
 STABLE_AFTER = 60.0  # seconds a process must have lived for the delay to start over
 LINE_LIMIT = 16 * 1024 * 1024  # one message (a routing table, a batch of log lines)
+CHALLENGE_TIMEOUT = 5.0  # seconds to wait for the processes to take new ACME challenges
 
 
 def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
@@ -121,7 +131,8 @@ class RouterProcesses:
     def __init__(self, logs: LogHub) -> None:
         self._logs = logs
         self._router: Router | None = None
-        self._sockets: dict[int, socket.socket] = {}
+        self._sockets: dict[int, tuple[socket.socket, socket.socket]] = {}
+        self._certificates: list[ServedCertificate] = []
         self._processes: dict[int, _Process] = {}
         self._drain_ids = itertools.count(1)
         self._routes_due = False
@@ -135,10 +146,13 @@ class RouterProcesses:
             raise RuntimeError("the router processes are not started")
         return self._router
 
-    async def start(self, router: Router, sockets: list[socket.socket]) -> None:
-        """Start one process per socket in ``sockets`` (the listening sockets of
-        ``listening_sockets`` other than ``router``'s), each holding as many connections as
-        ``router`` does (its ``limits``: the server gives every process its share)."""
+    async def start(
+        self, router: Router, sockets: list[tuple[socket.socket, socket.socket]]
+    ) -> None:
+        """Start one process per pair in ``sockets`` (the listening sockets of
+        ``listening_sockets`` other than ``router``'s: HTTP, then HTTPS), each holding as
+        many connections as ``router`` does (its ``limits``: the server gives every process
+        its share)."""
         self._router = router
         self._sockets = dict(enumerate(sockets, start=1))
         for number in self._sockets:
@@ -152,8 +166,9 @@ class RouterProcesses:
             process.send({"close": True})
         # The processes hold their own copies: a connection that arrives from now on is
         # refused at once rather than left waiting in a queue nobody accepts from.
-        for sock in self._sockets.values():
-            sock.close()
+        for pair in self._sockets.values():
+            for sock in pair:
+                sock.close()
         if self._router is None:
             return
         await asyncio.gather(*(p.stop(self._router.drain_timeout + 5) for p in processes))
@@ -182,6 +197,13 @@ class RouterProcesses:
             for process in self._processes.values():
                 process.send_line(line)
 
+    def certificates_changed(self, certificates: list[ServedCertificate]) -> None:
+        """The certificates to serve changed (platform/certificates.py): tell every process."""
+        self._certificates = list(certificates)
+        line = encode_message({"certificates": to_json(self._certificates)})
+        for process in self._processes.values():
+            process.send_line(line)
+
     async def drain(self, app: str, dyno: str, timeout: float) -> None:
         if not self._processes:
             return
@@ -194,11 +216,25 @@ class RouterProcesses:
             async with asyncio.timeout(timeout):
                 await asyncio.gather(*waits)
 
+    async def challenges_changed(self, challenges: dict[str, Challenge]) -> None:
+        """``ChallengeFollowers``: every process answers ``challenges`` once this returns
+        (an ACME server may look as soon as it is told to)."""
+        if not self._processes:
+            return
+        data = challenges_to_json(challenges)
+        waits = [
+            process.acknowledged("challenges", next(self._drain_ids), data)
+            for process in self._processes.values()
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CHALLENGE_TIMEOUT):
+                await asyncio.gather(*waits)
+
     # ---- the processes ---------------------------------------------------------------------
 
     async def _spawn(self, number: int, restart_delay: float) -> None:
         ours, theirs = socket.socketpair()
-        listening = self._sockets[number].fileno()
+        listening, tls_listening = (sock.fileno() for sock in self._sockets[number])
         router = self.router
         limits = router.counts.limits
         try:
@@ -207,11 +243,12 @@ class RouterProcesses:
                 "-m",
                 "dynos.router.worker",
                 str(listening),
+                str(tls_listening),
                 str(theirs.fileno()),
                 router.table.domain,
                 str(limits.total),
                 str(limits.per_client),
-                pass_fds=(listening, theirs.fileno()),
+                pass_fds=(listening, tls_listening, theirs.fileno()),
                 stdin=asyncio.subprocess.DEVNULL,
             )
         except BaseException:
@@ -222,8 +259,12 @@ class RouterProcesses:
         reader, writer = await asyncio.open_connection(sock=ours, limit=LINE_LIMIT)
         child = _Process(number, process, reader, writer, restart_delay)
         self._processes[number] = child
+        # Certificates first: the process starts its TLS port once it has them.
+        child.send({"certificates": to_json(self._certificates)})
         routes = encode_message({"routes": router.table.snapshot()})
         child.send_line(routes)
+        if router.table.challenges:
+            child.send({"challenges": [0, challenges_to_json(router.table.challenges)]})
         child.reading = asyncio.create_task(self._serve(child))
         self._serving.add(child.reading)
         child.reading.add_done_callback(self._serving.discard)
@@ -281,6 +322,8 @@ class RouterProcesses:
                         table.note_request(app, at)
                 elif "drained" in message:
                     child.drained(message["drained"])
+                elif "challenged" in message:
+                    child.drained(message["challenged"])
                 elif "wake" in message:
                     table.wake(message["wake"])
         except (ConnectionError, ValueError) as exc:
@@ -319,11 +362,15 @@ class _Process:
             self.writer.write(line)
 
     async def drain(self, drain_id: int, app: str, dyno: str, timeout: float) -> None:
+        await self.acknowledged("drain", drain_id, app, dyno, timeout)
+
+    async def acknowledged(self, kind: str, drain_id: int, *args: Any) -> None:
+        """Send ``{kind: [drain_id, *args]}``; return once the process answers that id."""
         if self._lost:  # nothing is in flight in a process that is gone
             return
         waiter = asyncio.get_running_loop().create_future()
         self._drains[drain_id] = waiter
-        self.send({"drain": [drain_id, app, dyno, timeout]})
+        self.send({kind: [drain_id, *args]})
         try:
             await waiter
         finally:

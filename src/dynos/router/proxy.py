@@ -39,6 +39,7 @@ from dynos.router.limits import ConnectionCounts, ConnectionLimits, Refusal, lim
 from dynos.router.metrics import RouterMetrics, metrics_registry
 from dynos.router.request_log import RequestLog
 from dynos.router.routing_table import RoutingTable
+from dynos.router.tls import RouterTls
 from dynos.router.upstream import UpstreamPool
 
 KEEPALIVE_TIMEOUT = 75.0  # idle client connection (nginx's default)
@@ -90,10 +91,13 @@ class Router:
         self.metrics = RouterMetrics()
         self.metrics_registry: CollectorRegistry = metrics_registry(self.metrics)
         self.port = 0
+        self.https_port = 0  # the TLS port, once start_https bound it
+        self.tls = RouterTls()  # its certificates: told by the server (update)
         self.clock = clock
         self.now = clock()  # updated every tick: for timeouts, not for durations
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
+        self._https_server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self._connections: set[Connection] = set()
         if limits is None:
@@ -131,6 +135,31 @@ class Router:
         self._on_tick()
         return self.port
 
+    async def start_https(
+        self, host: str = "", port: int = 0, *, sock: socket.socket | None = None
+    ) -> int:
+        """Accept TLS connections on ``sock`` (or ``host:port``), with ``tls``'s certificates;
+        return the port. Its requests take the same path as the HTTP port's, with
+        ``X-Forwarded-Proto: https`` and this port in ``X-Forwarded-Port``. ``start`` first.
+        """
+        if self._server is None or self._https_server is not None:
+            raise RuntimeError("start the router first, and its TLS port once")
+        context = self.tls.context
+
+        def connection() -> ClientConnection:
+            return ClientConnection(self, https=True)
+
+        if sock is not None:
+            self._https_server = await self.loop.create_server(
+                connection, sock=sock, backlog=BACKLOG, ssl=context, ssl_handshake_timeout=10
+            )
+        else:
+            self._https_server = await self.loop.create_server(
+                connection, host, port, backlog=BACKLOG, ssl=context, ssl_handshake_timeout=10
+            )
+        self.https_port = int(self._https_server.sockets[0].getsockname()[1])
+        return self.https_port
+
     async def close(self) -> None:
         """Stop accepting, close idle connections, give requests in flight ``drain_timeout``.
 
@@ -142,6 +171,8 @@ class Router:
             return
         self._closing = True
         server.close()
+        if self._https_server is not None:
+            self._https_server.close()
         for conn in list(self._connections):
             conn.drain()
         if self._connections:
@@ -157,6 +188,8 @@ class Router:
             self._ticker = None
         self.pool.close()
         await server.wait_closed()
+        if self._https_server is not None:
+            await self._https_server.wait_closed()
         self.request_log.flush()
 
     def flush_logs(self) -> None:

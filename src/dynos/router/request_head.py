@@ -83,6 +83,7 @@ def forward_head(
     router_port: int,
     request_start_ms: int,
     new_request_id: Callable[[], str] = new_request_id,
+    https: bool = False,
 ) -> tuple[ForwardedRequest, bytes]:
     """The head as it goes to a dyno, and the protocol a WebSocket upgrade asks for (b""
     when none); raises ``MalformedRequest`` for a head the router refuses.
@@ -107,6 +108,7 @@ def forward_head(
         request_start_ms=request_start_ms,
         new_request_id=new_request_id,
         upgrade=upgrade,
+        https=https,
     )
     if not fwd.host and version == "1.1":
         raise MalformedRequest("HTTP/1.1 request without a Host header")

@@ -36,12 +36,20 @@ class Route:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     # The app's only web dyno is asleep (or coming): a request wakes it and waits for it.
     idle: bool = False
+    # Its custom domains: more hostnames (lowercase, no port) that route to it.
+    hosts: tuple[str, ...] = ()
+
+
+def host_name(host: str) -> str:
+    """The name a ``Host`` header value gives, as hostnames are kept: without the port,
+    lowercase, without a trailing dot (``WWW.Example.com.:5000`` -> ``www.example.com``)."""
+    return host.split(":", 1)[0].lower().removesuffix(".")
 
 
 def app_for_host(host: str, suffix: str) -> str | None:
     """The app a ``Host`` header value names under the domain ``suffix`` (``.localhost``):
     ``foo.localhost:5000`` -> ``foo``; None for a host outside the domain."""
-    name = host.split(":", 1)[0].lower()
+    name = host_name(host)
     if not name.endswith(suffix):
         return None
     return name[: -len(suffix)]
@@ -56,6 +64,7 @@ def routes_to_json(routes: list[Route]) -> list[dict[str, Any]]:
             "crashed": route.crashed,
             "request_timeout": route.request_timeout,
             "idle": route.idle,
+            "hosts": list(route.hosts),
         }
         for route in routes
     ]
@@ -70,6 +79,7 @@ def routes_from_json(data: list[dict[str, Any]]) -> list[Route]:
             crashed=item["crashed"],
             request_timeout=item["request_timeout"],
             idle=item["idle"],
+            hosts=tuple(item["hosts"]),
         )
         for item in data
     ]

@@ -24,12 +24,23 @@ from typing import Any, Protocol
 
 from dynos.core.app_settings import DEFAULT_REQUEST_TIMEOUT
 from dynos.router.dyno_slot import DynoSlot
-from dynos.router.route import DynoEndpoint, Route, app_for_host, routes_from_json, routes_to_json
+from dynos.router.route import (
+    DynoEndpoint,
+    Route,
+    app_for_host,
+    host_name,
+    routes_from_json,
+    routes_to_json,
+)
 
 log = logging.getLogger(__name__)
 
 WAKE_RETRY = 75.0  # an app still asleep this long after on_wake is asked to wake again
 HOST_CACHE_SIZE = 1024
+
+# An open ACME HTTP-01 challenge: the host names its token was given for, and the answer
+# (the key authorization). The router answers them itself: challenges.py.
+Challenge = tuple[frozenset[str], bytes]
 
 
 class RouteFollowers(Protocol):
@@ -97,7 +108,24 @@ class RoutingTable:
         self._apps: dict[str, AppRoute] = {}
         self._slots: dict[tuple[str, str], DynoSlot] = {}  # routable, or still busy
         self._hosts: dict[str, AppRoute] = {}  # Host header value -> route, known apps only
+        # A custom domain's hostname -> its app's route (Route.hosts of every app).
+        self._custom_hosts: dict[str, AppRoute] = {}
         self._dyno_waiters: dict[str, list[asyncio.Future[bool]]] = {}
+        # token -> Challenge, while an ACME order is open; written by challenges.ChallengeBoard
+        # (or a router process's copy of it), read per request only when not empty.
+        self.challenges: dict[str, Challenge] = {}
+        # Names under the domain served by the platform itself (``git``): routed as apps
+        # are, never replaced or dropped by the manager's routes.
+        self._platform: set[str] = set()
+
+    # ---- what the server says ---------------------------------------------------------------
+
+    def set_platform_route(self, name: str, endpoint: DynoEndpoint, request_timeout: float) -> None:
+        """Route ``name.<domain>`` to a service of the platform at ``endpoint`` (the git
+        service): an entry like an app's, so that requests to it take the same path."""
+        self._platform.add(name)
+        self._set_route(Route(name, (endpoint,), request_timeout=request_timeout))
+        self._changed()
 
     # ---- what the manager says --------------------------------------------------------------
 
@@ -109,14 +137,25 @@ class RoutingTable:
         crashed: bool = False,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         idle: bool = False,
+        hosts: Iterable[str] = (),
     ) -> None:
         """Replace the app's route. A dyno left out gets no new request from now on.
+        ``hosts``: its custom domains (lowercase hostnames), which route to it too.
 
         Idle keep-alive connections to a left-out dyno (or to a dyno whose address changed)
-        are closed at once; its requests in flight go on (see ``wait_drained``).
+        are closed at once; its requests in flight go on (see ``wait_drained``). A name the
+        platform serves itself is not an app's (platform.RESERVED_NAMES): left as it is.
         """
+        if app in self._platform:
+            log.warning("an app named %r is not routed: the platform serves that host", app)
+            return
         route = Route(
-            app, tuple(endpoints), crashed=crashed, request_timeout=request_timeout, idle=idle
+            app,
+            tuple(endpoints),
+            crashed=crashed,
+            request_timeout=request_timeout,
+            idle=idle,
+            hosts=tuple(hosts),
         )
         self._set_route(route)
         self._changed()
@@ -128,8 +167,8 @@ class RoutingTable:
             self._changed()
 
     def retain(self, apps: set[str]) -> None:
-        """Forget every app not in ``apps`` (destroyed or renamed)."""
-        gone = self._apps.keys() - apps
+        """Forget every app not in ``apps`` (destroyed or renamed); platform routes stay."""
+        gone = self._apps.keys() - apps - self._platform
         for app in gone:
             self._drop(self._apps.pop(app))
         if gone:
@@ -151,6 +190,14 @@ class RoutingTable:
         if slot is not None:
             waits.append(slot.drained(timeout))
         await asyncio.gather(*waits)
+
+    async def wait_followers(self, timeout: float) -> None:
+        """Return once the router processes beside this one route as this table does now,
+        or after ``timeout``. They apply the table's changes in the order sent, and answer a
+        drain of a dyno they have no request for at once: a drain of no dyno (app and dyno
+        ``""``, names nothing can have) comes back once the changes before it are applied."""
+        if self._followers is not None:
+            await self._followers.drain("", "", timeout)
 
     def last_request_at(self, app: str) -> float:
         """``time.monotonic()`` of the app's last request (of its route's creation before any).
@@ -194,14 +241,18 @@ class RoutingTable:
     # ---- what the router asks -----------------------------------------------------------------
 
     def lookup(self, host: str) -> AppRoute | None:
-        """The route for a ``Host`` header value (``foo.localhost:5000`` -> app ``foo``)."""
+        """The route for a ``Host`` header value (``foo.localhost:5000`` -> app ``foo``; a
+        custom domain's hostname -> its app). One dict lookup once the value was seen: the
+        first request with it finds it and remembers it."""
         route = self._hosts.get(host)
         if route is not None:
             return route
+        # An app's own name first: a custom domain never shadows one (the platform refuses
+        # custom domains under its domain, but a server may start with another --domain).
         app = app_for_host(host, self._suffix)
-        if app is None:
-            return None
-        route = self._apps.get(app)
+        route = None if app is None else self._apps.get(app)
+        if route is None:
+            route = self._custom_hosts.get(host_name(host))
         if route is not None:
             if len(self._hosts) >= HOST_CACHE_SIZE:
                 self._hosts.clear()
@@ -245,7 +296,13 @@ class RoutingTable:
         route = self._apps.get(app)
         if route is None:
             route = self._apps[app] = AppRoute(given, self._clock())
+            old_hosts: tuple[str, ...] = ()
+            self._hosts.clear()  # its name may have been remembered as a custom domain
+        else:
+            old_hosts = route.route.hosts
         route.route = given
+        if given.hosts != old_hosts:
+            self._move_hosts(route, old_hosts, given.hosts)
         slots = []
         for endpoint in given.endpoints:
             key = (app, endpoint.dyno)
@@ -270,8 +327,22 @@ class RoutingTable:
         if self._slots.get(key) is slot:
             del self._slots[key]
 
+    def _move_hosts(self, route: AppRoute, old: tuple[str, ...], new: tuple[str, ...]) -> None:
+        """The app's custom domains changed from ``old`` to ``new``. A hostname goes to the
+        route that names it last, and leaves only by the route that holds it: when a domain
+        moves between two apps, their routes come in one publish, in either order."""
+        for name in old:
+            if self._custom_hosts.get(name) is route:
+                del self._custom_hosts[name]
+        for name in new:
+            self._custom_hosts[name] = route
+        self._hosts.clear()  # a remembered Host value may name a domain that moved
+
     def _drop(self, route: AppRoute) -> None:
         self._hosts.clear()
+        for name in route.route.hosts:
+            if self._custom_hosts.get(name) is route:
+                del self._custom_hosts[name]
         for slot in route.slots:
             slot.retire()
         route.slots = ()

@@ -1,10 +1,12 @@
 """One more router process, started by the server (see processes.py for the protocol).
 
-    python -m dynos.router.worker LISTENING_FD CONTROL_FD DOMAIN MAX_CONNECTIONS PER_CLIENT
+    python -m dynos.router.worker HTTP_FD HTTPS_FD CONTROL_FD DOMAIN MAX_CONNECTIONS PER_CLIENT
 
-It accepts on the server's listening socket and routes with a copy of the server's routing
-table, kept up to date over the control socket; its log lines, wake-ups and metrics go back
-the same way. When the control socket closes (the server is gone) it stops at once.
+It accepts on the server's listening sockets (HTTP, and HTTPS once the server has told it
+the certificates to serve: it loads them from the server's files) and routes with a copy of
+the server's routing table, kept up to date over the control socket; its log lines,
+wake-ups and metrics go back the same way. When the control socket closes (the server is
+gone) it stops at once.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from typing import Any
 
 from dynos import server_log
 from dynos.logs.hub import LogHub
+from dynos.router.challenges import challenges_from_json
 from dynos.router.limits import ConnectionLimits
 from dynos.router.processes import LINE_LIMIT, LOG_EVERY, STATS_EVERY, encode_message
 from dynos.router.proxy import Router
 from dynos.router.routing_table import RoutingTable
+from dynos.router.tls import from_json
 
 
 class _Control:
@@ -82,6 +86,7 @@ class ForwardedLogs(LogHub):
 
 async def serve(
     listening: socket.socket,
+    tls_listening: socket.socket,
     control_sock: socket.socket,
     domain: str,
     limits: ConnectionLimits,
@@ -104,10 +109,18 @@ async def serve(
             message = json.loads(line)
             if "routes" in message:
                 table.apply_snapshot(message["routes"])
+            elif "certificates" in message:
+                router.tls.update(from_json(message["certificates"]))
+                if router.https_port == 0 and router.tls.ready:
+                    await router.start_https(sock=tls_listening)
             elif "drain" in message:
                 task = asyncio.create_task(_drain(router, logs, control, *message["drain"]))
                 drains.add(task)
                 task.add_done_callback(drains.discard)
+            elif "challenges" in message:
+                challenge_id, challenges = message["challenges"]
+                table.challenges = challenges_from_json(challenges)
+                control.send({"challenged": challenge_id})
             elif "close" in message:
                 break
         else:
@@ -162,11 +175,13 @@ async def _report(router: Router, logs: ForwardedLogs, control: _Control) -> Non
 
 
 def main() -> None:
-    listening_fd, control_fd, domain = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    limits = ConnectionLimits(total=int(sys.argv[4]), per_client=int(sys.argv[5]))
+    listening_fd, tls_fd, control_fd = (int(arg) for arg in sys.argv[1:4])
+    domain = sys.argv[4]
+    limits = ConnectionLimits(total=int(sys.argv[5]), per_client=int(sys.argv[6]))
     # Its lines go to the server's stderr, as the server's own do, repeats held back alike.
     repeats = server_log.configure(f"dynos router process {os.getpid()}")
     listening = socket.socket(fileno=listening_fd)
+    tls_listening = socket.socket(fileno=tls_fd)
     control = socket.socket(fileno=control_fd)
     try:
         import uvloop
@@ -175,7 +190,7 @@ def main() -> None:
     except ImportError:
         runner = asyncio.Runner()
     with runner:
-        runner.run(serve(listening, control, domain, limits, repeats))
+        runner.run(serve(listening, tls_listening, control, domain, limits, repeats))
 
 
 if __name__ == "__main__":

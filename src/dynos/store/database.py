@@ -18,14 +18,20 @@ from typing import TypeVar
 from dynos.core.release_phase import ReleaseStatus, check_status_change
 from dynos.core.sizes import DynoSize, find_size
 from dynos.errors import Conflict, NotFound
-from dynos.store.connection import StateConnection
-from dynos.store.models import Addon, App, AppState, Formation, Release
+from dynos.store.acm import AcmTable
+from dynos.store.autoscaling import AutoscalingTable
+from dynos.store.certificates import CertificateRows
+from dynos.store.domains import DomainQueries
+from dynos.store.drains import LogDrainTable
+from dynos.store.metrics import MetricsTables
+from dynos.store.models import Addon, App, AppFeature, AppState, Formation, Release
 from dynos.store.rows import (
     addon_from_row,
     app_from_row,
     formation_from_row,
     now,
     release_from_row,
+    time_from_text,
     time_text,
 )
 
@@ -40,8 +46,12 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-class Database(StateConnection):
-    """The state database, for the one thread that opened it (sqlite3 checks)."""
+class Database(
+    CertificateRows, DomainQueries, AcmTable, AutoscalingTable, LogDrainTable, MetricsTables
+):
+    """The state database, for the one thread that opened it (sqlite3 checks). Custom
+    domains' queries are domains.py's (``DomainQueries``, on the same connection), apps'
+    certificates' certificates.py's, ACM's acm.py's."""
 
     def in_transaction(self, change: Callable[[Database], T]) -> T:
         """``change(self)`` in one transaction; the store runs use-cases' writes this way."""
@@ -68,12 +78,18 @@ class Database(StateConnection):
             ):
                 formation.setdefault(row["app_id"], []).append(formation_from_row(row))
             settings = self.all_app_settings()
+            hostnames = self.hostnames_by_app()
+            features: dict[str, set[str]] = {}
+            for row in self._conn.execute("SELECT app_id, name FROM app_features WHERE enabled"):
+                features.setdefault(row["app_id"], set()).add(row["name"])
         return [
             AppState(
                 app,
                 releases.get(app.id),
                 tuple(formation.get(app.id, ())),
                 settings.get(app.id, {}),
+                hostnames.get(app.id, ()),
+                frozenset(features.get(app.id, ())),
             )
             for app in sorted(apps, key=lambda a: a.name)
         ]
@@ -273,6 +289,27 @@ class Database(StateConnection):
                 " ON CONFLICT (app_id, name) DO UPDATE SET value = excluded.value",
                 (app_id, name, json.dumps(value)),
             )
+
+    # -- app features -------------------------------------------------------------------------
+
+    def app_feature(self, app_id: str, name: str) -> AppFeature:
+        row = self._conn.execute(
+            "SELECT * FROM app_features WHERE app_id = ? AND name = ?", (app_id, name)
+        ).fetchone()
+        if row is None:
+            return AppFeature(app_id, name, False, None, None)
+        created, updated = time_from_text(row["created_at"]), time_from_text(row["updated_at"])
+        return AppFeature(app_id, name, bool(row["enabled"]), created, updated)
+
+    def set_app_feature(self, app_id: str, name: str, enabled: bool) -> AppFeature:
+        at = time_text(now())
+        self._conn.execute(
+            "INSERT INTO app_features (app_id, name, enabled, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (app_id, name) DO UPDATE"
+            " SET enabled = excluded.enabled, updated_at = excluded.updated_at",
+            (app_id, name, int(enabled), at, at),
+        )
+        return self.app_feature(app_id, name)
 
     # -- formation --------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from dynos.core.hostnames import DomainKind
 from dynos.core.release_phase import ReleaseStatus
 from dynos.core.sizes import DynoSize
 
@@ -65,6 +66,19 @@ class Addon:
 
 
 @dataclass(frozen=True)
+class Domain:
+    """A hostname the router sends to an app. The store keeps the custom ones; the app's own
+    (``APP.<domain>``, kind ``heroku``) is made by the platform from the app's name."""
+
+    id: str
+    app_id: str
+    hostname: str  # lowercase, no trailing dot (core/hostnames.py)
+    created_at: datetime
+    updated_at: datetime
+    kind: DomainKind = DomainKind.CUSTOM
+
+
+@dataclass(frozen=True)
 class AppState:
     """One app's whole desired state, read at once: what the manager reconciles towards."""
 
@@ -72,3 +86,29 @@ class AppState:
     release: Release | None  # the live one: the newest that succeeded
     formation: tuple[Formation, ...]  # web first, then by type
     settings: Mapping[str, object]
+    domains: tuple[str, ...] = ()  # its custom domains' hostnames, which route to it too
+    features: frozenset[str] = frozenset()  # the names of its enabled app features
+
+
+@dataclass(frozen=True)
+class SniEndpoint:
+    """An app's own TLS certificate (its private key is not here: ``Database.sni_key``)."""
+
+    id: str
+    app_id: str
+    name: str  # e.g. "stegosaurus-31337", as Heroku names them
+    source: str  # core.certificates.CertificateSource: "own" or "acm"
+    certificate_chain: str  # PEM, the leaf first
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AppFeature:
+    """An app's setting of one feature (core/features.py); None times: never changed."""
+
+    app_id: str
+    name: str
+    enabled: bool
+    created_at: datetime | None
+    updated_at: datetime | None

@@ -77,6 +77,119 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX releases_output_key ON releases (output_key);
     DELETE FROM formation WHERE type = 'release';
     """,
+    # 5: apps' own TLS certificates (the Platform API's sni-endpoints; ACME's too, by source).
+    # The private key stays in this file (the server's only, 0600) and in <home>/tls/own/.
+    """
+    CREATE TABLE sni_endpoints (
+        id                TEXT PRIMARY KEY,
+        app_id            TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        name              TEXT NOT NULL UNIQUE,
+        source            TEXT NOT NULL,  -- own (certs:add) or acm (ACME)
+        certificate_chain TEXT NOT NULL,  -- PEM, the leaf first
+        private_key       TEXT NOT NULL,  -- PEM, never in an answer or a log
+        created_at        TEXT NOT NULL,
+        updated_at        TEXT NOT NULL
+    );
+    CREATE INDEX sni_endpoints_app ON sni_endpoints (app_id);
+    """,
+    # 6: automatic certificate management (core/acm.py): a row per app with ACM on, its
+    # status and the names and dates of the certificate it got (served as an sni-endpoint
+    # of source acm, migration 5).
+    """
+    CREATE TABLE acm (
+        app_id      TEXT PRIMARY KEY REFERENCES apps(id) ON DELETE CASCADE,
+        status      TEXT NOT NULL,
+        reason      TEXT,
+        failures    INTEGER NOT NULL DEFAULT 0,
+        retry_at    TEXT,
+        hosts       TEXT NOT NULL DEFAULT '[]',  -- JSON: the names the certificate covers
+        not_before  TEXT,
+        not_after   TEXT,
+        updated_at  TEXT NOT NULL
+    );
+    """,
+    # 7: custom domains: more hostnames the router sends to an app. A hostname belongs to one
+    # app at most (stored lowercase, without a trailing dot: core/hostnames.py), and goes
+    # with its app.
+    """
+    CREATE TABLE domains (
+        id          TEXT PRIMARY KEY,
+        app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        hostname    TEXT NOT NULL UNIQUE,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE INDEX domains_app ON domains (app_id);
+    """,
+    # 8: app features (Heroku's labs switches, core/features.py): a row once an app changed
+    # one; a feature without a row is off.
+    """
+    CREATE TABLE app_features (
+        app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (app_id, name)
+    );
+    """,
+    # 9: autoscaling policies (core/autoscaling.py's, as JSON), one per process type at most;
+    # a type without a row is scaled by hand only.
+    """
+    CREATE TABLE autoscaling (
+        app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        type        TEXT NOT NULL,
+        policy      TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (app_id, type)
+    );
+    """,
+    # 10: log drains: where an app's log lines are also sent (core/drains.py checks the URL);
+    # the token is the drain's name in what it receives.
+    """
+    CREATE TABLE log_drains (
+        id          TEXT PRIMARY KEY,
+        app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        url         TEXT NOT NULL,
+        token       TEXT NOT NULL UNIQUE,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        UNIQUE (app_id, url)
+    );
+    """,
+    # 11: the certificate a domain chose (Heroku's domain ``sni_endpoint``: domains:add
+    # --cert, domains:update --cert, certs:add's question), by hostname: the app's own too.
+    # A domain without a row is served by platform/certificates.py's rule (core.assign).
+    """
+    CREATE TABLE domain_certificates (
+        app_id          TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        hostname        TEXT NOT NULL,
+        sni_endpoint_id TEXT NOT NULL REFERENCES sni_endpoints(id) ON DELETE CASCADE,
+        PRIMARY KEY (app_id, hostname)
+    );
+    CREATE INDEX domain_certificates_endpoint ON domain_certificates (sni_endpoint_id);
+    """,
+    # 12: metrics (core/metrics.py): a period of one app's process type, a minute (step 60,
+    # kept 24 h) or ten (step 600, kept 7 days), as JSON sums; and the events on their plots.
+    """
+    CREATE TABLE metric_periods (
+        app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        type        TEXT NOT NULL,
+        step        INTEGER NOT NULL CHECK (step IN (60, 600)),
+        at          INTEGER NOT NULL,  -- the period's start, epoch seconds
+        data        TEXT NOT NULL,
+        PRIMARY KEY (app_id, type, step, at)
+    );
+    CREATE INDEX metric_periods_age ON metric_periods (step, at);
+    CREATE TABLE metric_events (
+        id          INTEGER PRIMARY KEY,
+        app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        at          REAL NOT NULL,
+        kind        TEXT NOT NULL,
+        message     TEXT NOT NULL
+    );
+    CREATE INDEX metric_events_app ON metric_events (app_id, at);
+    """,
 )
 
 

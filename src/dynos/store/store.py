@@ -22,7 +22,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from dynos.store import backups
 from dynos.store.database import Database
-from dynos.store.models import Addon, App, AppState, Formation, Release
+from dynos.store.models import Addon, App, AppState, Domain, Formation, Release
 from dynos.store.sqlite import store_error
 
 T = TypeVar("T")
@@ -123,3 +123,6 @@ class Store:
 
     async def list_addons(self, app_id: str | None = None) -> list[Addon]:
         return await self.call(Database.list_addons, app_id)
+
+    async def list_domains(self, app_id: str) -> list[Domain]:
+        return await self.call(Database.list_domains, app_id)

@@ -6,9 +6,10 @@ say when a dyno comes up or exits. ``FakeClock`` is a clock a test moves by hand
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
-from dynos.backends.base import DynoEvents, DynoSpec
+from dynos.backends.base import DynoEvents, DynoSpec, DynoUsage
 
 
 class FakeClock:
@@ -29,15 +30,22 @@ class FakeBackend:
         self.started: list[DynoSpec] = []
         self.stopped: list[str] = []  # dyno names, in the order they were stopped
         self.memory: dict[str, int] = {}  # dyno name -> resident bytes a test says it uses
+        self.cpu: dict[str, float] = {}  # dyno name -> CPU seconds a test says it used
         self.killed: list[str] = []  # dyno names SIGKILLed by the memory watch
         self.scratch: dict[str, tuple[int, int]] = {}  # dyno name -> (used, cap) a test says
         self.released: list[str] = []  # app ids whose resources were released
         self._ports = itertools.count(40000)
+        self.start_gate: asyncio.Event | None = None  # set: each start waits for it first
 
     def allocate_port(self) -> int:
         return next(self._ports)
 
+    def address(self, key: str) -> str | None:
+        return "127.0.0.1" if key in self.running else None
+
     async def start(self, spec: DynoSpec) -> None:
+        if self.start_gate is not None:
+            await self.start_gate.wait()
         self.running[spec.key] = spec
         self.started.append(spec)
         if spec.port is None:
@@ -53,6 +61,12 @@ class FakeBackend:
     def memory_used(self, key: str) -> int | None:
         spec = self.running.get(key)
         return None if spec is None else self.memory.get(spec.name, 0)
+
+    def usage(self, key: str) -> DynoUsage | None:
+        spec = self.running.get(key)
+        if spec is None:
+            return None
+        return DynoUsage(self.memory.get(spec.name, 0), cpu_seconds=self.cpu.get(spec.name, 0.0))
 
     def kill(self, key: str) -> None:
         spec = self.running.pop(key, None)

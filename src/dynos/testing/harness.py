@@ -35,13 +35,28 @@ class RunningServer:
     api_url: str
     router_port: int
     token: str
+    https_port: int = 0
+
+    @property
+    def ca(self) -> Path:
+        """The server's CA certificate: what a TLS client trusts to reach its router."""
+        return self.home / "tls" / "ca.pem"
 
     def api(self) -> httpx.Client:
         return httpx.Client(
             base_url=self.api_url,
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=30,
+            transport=_Diagnosing(self),
         )
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the server's own log (stdout and stderr), and whether it still runs."""
+        path = self.home.parent / f"{self.home.name}-server.log"
+        said = path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+        status = self.process.poll()
+        state = "running" if status is None else f"exited {status}"
+        return f"server {state}; its log ends:\n{said}"
 
     def router(self, app: str) -> httpx.Client:
         """A client whose requests reach ``app`` through the router."""
@@ -108,6 +123,21 @@ class RunningServer:
         return self.process.wait(timeout=60)
 
 
+class _Diagnosing(httpx.HTTPTransport):
+    """An API transport whose connection errors carry the server's log tail: a reset or a
+    refusal in a loaded CI run otherwise leaves nothing to read."""
+
+    def __init__(self, server: RunningServer) -> None:
+        super().__init__()
+        self._server = server
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().handle_request(request)
+        except httpx.TransportError as exc:
+            raise type(exc)(f"{exc}\n{self._server.log_tail()}", request=request) from exc
+
+
 def tarball(directory: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
@@ -153,6 +183,8 @@ def start_server(
         [
             *(sys.executable, "-m", "dynos", "server", "--home", str(home)),
             *("--api-port", "0", "--router-port", "0", "--router-host", "127.0.0.1"),
+            *("--rendezvous-port", "0"),
+            *("--https-port", "0"),
             *extra,
         ],
         env=environment,
@@ -171,7 +203,9 @@ def start_server(
         time.sleep(0.05)
     info = json.loads(info_path.read_text())
     token = (home / "credentials").read_text().strip()
-    return RunningServer(process, home, info["api_url"], info["router_port"], token)
+    return RunningServer(
+        process, home, info["api_url"], info["router_port"], token, info.get("https_port", 0)
+    )
 
 
 def _as_user(uid: int) -> Callable[[], None]:
@@ -226,3 +260,22 @@ def wait_for(
 def dyno_states(server: RunningServer, app: str) -> dict[str, str]:
     with server.api() as api:
         return {d["name"]: d["state"] for d in api.get(f"/apps/{app}/dynos").json()}
+
+
+def wait_for_dynos(
+    server: RunningServer, app: str, expected: dict[str, str], timeout: float = 60.0
+) -> None:
+    """Wait until ``app``'s dynos are exactly ``expected``. On timeout the error carries what
+    was last seen and the app's log tail: a CI failure can be read without a rerun."""
+    seen: dict[str, str] = {}
+
+    def reached() -> bool:
+        nonlocal seen
+        seen = dyno_states(server, app)
+        return seen == expected
+
+    try:
+        wait_for(reached, timeout, f"{app}'s dynos {expected}")
+    except AssertionError as error:
+        log = server.logs(app, 60) if server.process.poll() is None else "(server exited)"
+        raise AssertionError(f"{error}; last seen {seen}; app log tail:\n{log}") from None

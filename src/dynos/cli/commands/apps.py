@@ -31,6 +31,8 @@ def format_app_info(app: Mapping[str, Any], dynos: Sequence[Mapping[str, Any]]) 
     """Heroku's ``apps:info`` block: ``=== name`` then aligned ``Key: value`` lines."""
     pairs: dict[str, object] = {}
     pairs["Web URL"] = app.get("web_url") or ""
+    if app.get("git_url"):
+        pairs["Git URL"] = app["git_url"]
     owner = app.get("owner")
     if isinstance(owner, Mapping) and owner.get("email"):
         pairs["Owner"] = owner["email"]

@@ -1,11 +1,11 @@
 """``run`` and ``run:detached``: one-off dynos.
 
 ``dynos run CMD`` creates an attached one-off dyno and connects this terminal to it over the
-dyno's attach WebSocket (docs/api.md): stdin goes to the dyno (in raw mode when stdin is a
-TTY, restored on exit), its stdout and stderr come back as they are written, and the
-command's exit status becomes ours. ``run:detached`` starts it and says where the output
-goes: the app's logs. Status lines go to stderr so that stdout carries only the command's
-output, as with Heroku's.
+dyno's attach WebSocket (``attach_websocket_url``, docs/api.md): stdin goes to the dyno (in
+raw mode when stdin is a TTY, restored on exit), its stdout and stderr come back as they are
+written, and the command's exit status becomes ours. ``run:detached`` starts it and says where
+the output goes: the app's logs. Status lines go to stderr so that stdout carries only the
+command's output, as with Heroku's.
 
 As with ``heroku run``, the command's own options anywhere before a ``--`` are the command's
 (``dynos run python manage.py migrate -a myapp``); after ``--`` every word is the dyno
@@ -152,9 +152,14 @@ def run(
         with connect_api() as api:
             body = _request(command, size, variables, True, with_tty)
             dyno = api.post(app_path(name, "dynos"), body)
-        url = dyno.get("attach_url") if isinstance(dyno, dict) else None
+        # The WebSocket, not attach_url (the heroku CLI's rendezvous): it keeps stderr apart,
+        # follows the window's size and needs no trust in the platform's CA.
+        url = dyno.get("attach_websocket_url") if isinstance(dyno, dict) else None
         if not isinstance(url, str):
-            raise DynosError("the dynos server did not return an attach_url for the dyno")
+            raise DynosError(
+                "the dynos server did not return an attach_websocket_url for the dyno: "
+                "is it older than this CLI?"
+            )
         socket = _open(url)
     except BaseException:
         click.echo(" !", err=True)

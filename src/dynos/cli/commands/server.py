@@ -19,6 +19,7 @@ import click
 from dynos.cli.client import home_from_env, read_token
 from dynos.cli.session import current_state
 from dynos.config import HomePaths, ServerConfig
+from dynos.core.containers import check_image_name
 from dynos.errors import UserError
 
 _DEFAULTS = ServerConfig(home=Path("."))
@@ -53,8 +54,19 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
 )
 @_setting("api-host", None, "Address the API listens on.")
 @_setting("api-port", PORT, "Port of the API.")
+@_setting(
+    "rendezvous-port",
+    PORT,
+    "Port where 'heroku run' attaches to one-off dynos (TLS, on the API's address).",
+)
 @_setting("router-host", None, "Address the router listens on.")
-@_setting("router-port", PORT, "Port of the router.")
+@_setting("router-port", PORT, "Port of the router (HTTP).")
+@_setting(
+    "https-port",
+    PORT,
+    "Port of the router's HTTPS side: TLS ends there, with certificates from the "
+    "server's own CA ('dynos certs:ca') or the apps' own.",
+)
 @_setting(
     "router-processes",
     click.IntRange(min=1),
@@ -91,6 +103,12 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
     SECONDS,
     "Restart dynos that have run this many seconds, one at a time with draining "
     "(daily cycling: 86400). Off unless given.",
+)
+@_setting(
+    "runtime-metrics-every",
+    click.FloatRange(min=0.1),
+    "Seconds between samples of each dyno's memory and load, for the metrics and the "
+    "log-runtime-metrics lines (Heroku's 20).",
 )
 @_setting(
     "crash-backoff",
@@ -138,6 +156,50 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
     "Cap every Postgres database at this many MB when its plan allows more (a small disk); "
     "0: each plan's own cap.",
 )
+@_setting(
+    "acme-directory",
+    None,
+    "ACME directory that automatic certificates (certs:auto:enable) come from; its HTTP-01 "
+    "challenges reach the router's port, which must be port 80 for the apps' hosts.",
+)
+@_setting(
+    "acme-ca-bundle",
+    click.Path(exists=True, dir_okay=False, path_type=Path),
+    "CA file to check the ACME directory's HTTPS with (default: the system's CAs); for a "
+    "test directory such as pebble.",
+)
+@_setting("acme-email", None, "Contact address of the server's ACME account (optional).")
+@_setting(
+    "acme-renew-before",
+    SECONDS,
+    "Renew automatic certificates this many seconds before they expire (default: when a "
+    "third of their lifetime is left, 30 days before at the latest).",
+)
+@_setting(
+    "drain-buffer",
+    click.IntRange(min=1, max=1_000_000),
+    "Lines held per log drain while it is slow or down; past that, lines are dropped and an "
+    "L10 line says how many.",
+)
+@click.option(
+    "--drains-allow-loopback",
+    "drains_allow_loopback",
+    is_flag=True,
+    envvar="DYNOS_DRAINS_ALLOW_LOOPBACK",
+    help="Let log drains reach loopback and link-local addresses (refused by default: the "
+    "server's own ports listen there); for tests and single-machine setups.",
+)
+@_setting(
+    "backend",
+    click.Choice(["local", "docker"]),
+    "What runs dynos: processes on this machine, or containers on the local Docker engine "
+    "(of a stack image: see --stack-image and 'dynos stack:build').",
+)
+@_setting(
+    "stack-image",
+    None,
+    "With --backend docker: the image builds and dynos run in ('dynos stack:build' makes it).",
+)
 def server(home: Path | None, **settings: Any) -> None:
     """Run the dynos server (API, router and dynos) until Ctrl-C or SIGTERM."""
     # Imported here: the rest of the CLI only talks to a server and need not load one.
@@ -145,6 +207,10 @@ def server(home: Path | None, **settings: Any) -> None:
 
     home = home if home is not None else home_from_env(os.environ)
     settings["cycle_after"] = settings["cycle_after"] or None  # 0 means off, as None does
+    try:
+        check_image_name(settings["stack_image"])
+    except ValueError as exc:
+        raise UserError(f"--stack-image: {exc}") from None
     config = ServerConfig(home=home.expanduser().resolve(), **settings)
     # serve() stops the dynos on SIGINT itself; a stray interrupt still ends quietly.
     with contextlib.suppress(KeyboardInterrupt):

@@ -90,6 +90,8 @@ class ServerProcess:
             "--home", str(home),
             "--api-port", str(api_port),
             "--router-port", str(router_port),
+            "--rendezvous-port", "0",  # a private server: a free port, in its server.json
+            "--https-port", "0",
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -201,8 +203,15 @@ def run_app(server: ServerProcess, root: Path, app: str) -> None:
         click.echo(f"Released v{release.get('version')}")
         dynos = wait_for_dynos(api, app, scale_up(api, app))
         port = info.router_port or server.router_port
-        url = f"http://{app}.{info.domain or 'localhost'}:{port}/"
-        click.echo(f"\n{app_label(app)} is running at {url}\n")
+        host = f"{app}.{info.domain or 'localhost'}"
+        url = f"http://{host}:{port}/"
+        if info.https_port:  # trusting the server's CA: `curl --cacert <home>/tls/ca.pem`
+            url += f" and https://{host}:{info.https_port}/"
+        click.echo(f"\n{app_label(app)} is running at {url}")
+        click.echo(
+            f"The dashboard is at {info.api_url}/ (its token is the first line of "
+            f"{server.home / 'credentials'})\n"
+        )
         echo_lines(format_ps(app, dynos, datetime.now(UTC)))
         click.echo("Following the logs (Ctrl-C stops the app and the server):")
         body = log_session_body(100, True)

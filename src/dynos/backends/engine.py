@@ -1,0 +1,85 @@
+"""The Docker engine, reached through the docker SDK; its failures as errors that say what
+to do. Blocking calls: the asyncio shells run them in threads."""
+
+from __future__ import annotations
+
+import shutil
+
+import docker
+import docker.errors
+from docker import DockerClient
+
+from dynos.errors import PlatformError, UserError
+
+NETWORK = "dynos"  # the dynos' own bridge: no dyno reaches another's container directly
+ENGINE_TIMEOUT = 300  # seconds the engine has to answer a call (a commit of a large slug)
+
+
+class EngineUnavailable(UserError):
+    """No Docker engine answers: not installed, not running, or not ours to use."""
+
+    id = "engine_unavailable"
+    status = 503
+
+
+class StackImageMissing(UserError):
+    id = "stack_image_missing"
+    status = 503
+
+
+def connect() -> DockerClient:
+    """A client of the local engine (DOCKER_HOST, else its socket), once it answered a ping;
+    EngineUnavailable saying what is wrong otherwise."""
+    if shutil.which("dockerd") is None and shutil.which("docker") is None:
+        raise EngineUnavailable(
+            "Docker is not installed: install it (apt-get install docker.io) and start the "
+            "engine (dockerd), or run the server with --backend local."
+        )
+    try:
+        client = docker.from_env(timeout=ENGINE_TIMEOUT)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise EngineUnavailable(
+            f"The Docker engine is not running or cannot be reached ({_reason(exc)}): start "
+            "it (dockerd, or systemctl start docker), or run the server with --backend local."
+        ) from None
+    return client
+
+
+def require_image(client: DockerClient, image: str) -> None:
+    """StackImageMissing unless the engine has ``image``."""
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise StackImageMissing(
+            f"The stack image {image} is not on the Docker engine: make it with "
+            f"'dynos stack:build --image {image}' (or pass another --stack-image)."
+        ) from None
+    except docker.errors.APIError as exc:
+        raise EngineUnavailable(
+            f"The Docker engine failed to list {image}: {_reason(exc)}."
+        ) from None
+
+
+def dyno_network(client: DockerClient) -> str:
+    """The bridge network dynos and builds join, made at first use without inter-container
+    traffic: a tenant's container reaches the internet, not another tenant's dyno."""
+    try:
+        client.networks.get(NETWORK)
+    except docker.errors.NotFound:
+        try:
+            client.networks.create(
+                NETWORK,
+                driver="bridge",
+                options={"com.docker.network.bridge.enable_icc": "false"},
+                labels={"io.dynos.network": "dynos"},
+            )
+        except docker.errors.APIError as exc:
+            if "already exists" not in str(exc):  # another server made it meanwhile
+                raise PlatformError(f"Could not make the dynos network: {_reason(exc)}") from None
+    return NETWORK
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,160 @@
+"""The container backend's rules: the stack image, a release's image, a dyno's container.
+
+Pure: names, labels, limits and environments in, nothing run. The shells are
+``backends/stack.py`` (debootstrap, ``docker import``), ``backends/docker.py`` (dynos as
+containers) and ``platform/container_build.py`` (builds in the stack image).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dynos.core.sizes import DynoSize
+
+DEFAULT_STACK_IMAGE = "dynos/stack:bookworm"
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+# What a build needs on top of minbase: an interpreter that makes virtualenvs, a compiler and
+# headers for packages without wheels, git for requirements from repositories, CAs for HTTPS.
+STACK_PACKAGES = ("python3", "python3-venv", "python3-dev", "gcc", "git", "ca-certificates")
+APP_DIR = "/app"  # where a release lives in its image, as on Heroku
+DYNO_UID = 1000  # dynos run as this unprivileged user in their container, never as root
+CONTAINER_PATH = "/app/.venv/bin:/usr/local/bin:/usr/bin:/bin"
+CPU_PERIOD = 100_000  # microseconds: the CFS period a size's CPU quota is a part of
+LABEL = "io.dynos"  # every label the platform sets begins so
+
+
+def debootstrap_argv(target: str, mirror: str = MIRROR) -> list[str]:
+    """debootstrap's command line for the stack's root filesystem in ``target``."""
+    return [
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(STACK_PACKAGES)}",
+        SUITE,
+        target,
+        mirror,
+    ]
+
+
+def import_changes() -> list[str]:
+    """The Dockerfile instructions ``docker import`` applies to the stack's rootfs."""
+    return [f"ENV PATH={CONTAINER_PATH}", "ENV LANG=C.UTF-8", f"WORKDIR {APP_DIR}"]
+
+
+_IMAGE_REFERENCE = re.compile(r"[a-z0-9]+([._/-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
+
+
+def check_image_name(name: str) -> str:
+    """``name`` if it is an image reference the engine takes (``repo[:tag]``); else ValueError
+    saying what one looks like."""
+    if not _IMAGE_REFERENCE.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not an image name: use lowercase letters, digits and . _ - /, "
+            "and an optional :tag (such as dynos/stack:bookworm)."
+        )
+    return name
+
+
+def release_image(app_name: str, slug_id: str) -> str:
+    """The image a slug's dynos run: the stack with the slug at /app. One per slug, so that
+    every release made from it (config changes, rollbacks) shares it."""
+    return f"dynos/{app_name}:slug-{slug_id}".lower()
+
+
+def server_id(home: str) -> str:
+    """What labels a server's containers, so a restarted server finds and removes its own
+    (and no other server's on the same engine)."""
+    return hashlib.sha256(home.encode()).hexdigest()[:16]
+
+
+def dyno_labels(server: str, app_id: str, app_name: str, name: str, key: str) -> dict[str, str]:
+    return {
+        f"{LABEL}.server": server,
+        f"{LABEL}.app-id": app_id,
+        f"{LABEL}.app": app_name,
+        f"{LABEL}.dyno": name,
+        f"{LABEL}.key": key,
+    }
+
+
+def container_name(server: str, boot: str, key: str) -> str:
+    """A container name for the dyno ``key`` ("<app id>/<name>/<n>", whose count starts
+    again with each server): unique per start of a server (``boot``) and of a dyno."""
+    return f"dynos-{server[:8]}-{boot}-" + re.sub(r"[^a-zA-Z0-9_.-]", "-", key)
+
+
+@dataclass(frozen=True)
+class ContainerLimits:
+    """A size as the engine's limits (the SDK's argument names)."""
+
+    mem_limit: int
+    memswap_limit: int
+    cpu_shares: int
+    cpu_period: int
+    cpu_quota: int
+    pids_limit: int
+
+
+def size_limits(size: DynoSize) -> ContainerLimits:
+    """Memory at the size's hard limit (twice its quota, where R15 happens) and no swap
+    beyond it; CPU by share, both as a weight against other dynos and as a quota of that many
+    cores' worth at most; the size's process limit."""
+    memory = size.memory_limit_bytes
+    return ContainerLimits(
+        mem_limit=memory,
+        memswap_limit=memory,
+        cpu_shares=1024 * size.cpu_share,
+        cpu_period=CPU_PERIOD,
+        cpu_quota=CPU_PERIOD * size.cpu_share,
+        pids_limit=size.max_processes,
+    )
+
+
+def container_environment(env: Mapping[str, str], slug: str) -> dict[str, str]:
+    """The manager's environment for a dyno (host paths of its slug) as the container sees
+    it: HOME is /app, PATH the release's virtualenv then the stack's. The app's config vars
+    pass unchanged."""
+    out = dict(env)
+    out["PATH"] = CONTAINER_PATH
+    if out.get("HOME") == slug:
+        out["HOME"] = APP_DIR
+    return out
+
+
+BUILD_FILES = ("requirements.txt", "uv.lock", "poetry.lock", "Pipfile.lock", "Pipfile")
+
+
+def build_script(files: set[str], collectstatic: bool) -> str:
+    """The bash script a container build runs in /app (the slug) as the stack's python3:
+    the hooks, the virtualenv and its requirements by pip, Django's collectstatic. Only a
+    requirements.txt is installed here: ValueError names the other package managers' files,
+    which the local backend's uv build reads."""
+    if "requirements.txt" not in files:
+        others = sorted(files & set(BUILD_FILES))
+        raise ValueError(
+            f"The docker backend builds apps with a requirements.txt; this one has "
+            f"{', '.join(others)}: export its requirements (uv export, poetry export, "
+            "pipenv requirements) to requirements.txt and deploy again."
+        )
+    steps = [
+        "set -eo pipefail",  # run by bash: a failing step fails the build despite its | indent
+        'say() { echo "-----> $*"; }',
+        'indent() { sed -u "s/^/       /"; }',
+        "hook() { if [ -f bin/$1 ]; then say Running ${1%_compile}-compile hook; "
+        "chmod +x bin/$1; bin/$1 2>&1 | indent; fi; }",
+        "hook pre_compile",
+        'say "Installing dependencies with pip from requirements.txt ($(python3 --version))"',
+        "python3 -m venv /app/.venv 2>&1 | indent",
+        "/app/.venv/bin/pip install --progress-bar off -r requirements.txt 2>&1 | indent",
+    ]
+    if collectstatic:
+        steps.append(
+            "if [ -f manage.py ] && /app/.venv/bin/python -c 'import django' 2>/dev/null; then "
+            'say "$ python manage.py collectstatic --noinput"; '
+            "/app/.venv/bin/python manage.py collectstatic --noinput 2>&1 | indent; fi"
+        )
+    steps.append("hook post_compile")
+    return "\n".join(steps)

@@ -1,0 +1,86 @@
+"""The container backend's pure rules: names, limits, environments, the build script."""
+
+from __future__ import annotations
+
+import pytest
+
+from dynos.core.containers import (
+    CONTAINER_PATH,
+    build_script,
+    check_image_name,
+    container_environment,
+    container_name,
+    debootstrap_argv,
+    release_image,
+    server_id,
+    size_limits,
+)
+from dynos.core.sizes import find_size
+
+
+def test_the_stack_is_minbase_bookworm_with_what_builds_need() -> None:
+    argv = debootstrap_argv("/tmp/rootfs")
+    assert argv[:2] == ["debootstrap", "--variant=minbase"]
+    assert argv[-3:] == ["bookworm", "/tmp/rootfs", "http://deb.debian.org/debian"]
+    included = argv[2].removeprefix("--include=").split(",")
+    assert {"python3", "python3-venv", "python3-dev", "gcc", "git", "ca-certificates"} <= set(
+        included
+    )
+
+
+@pytest.mark.parametrize("name", ["dynos/stack:bookworm", "stack", "registry.local/a/b:v1.2"])
+def test_image_names_the_engine_takes_pass(name: str) -> None:
+    assert check_image_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "Dynos/Stack", "a:b:c", "a b", "../x", "x:-tag"])
+def test_other_image_names_are_refused_saying_what_one_looks_like(name: str) -> None:
+    with pytest.raises(ValueError, match="dynos/stack:bookworm"):
+        check_image_name(name)
+
+
+def test_a_release_image_is_named_by_app_and_slug() -> None:
+    assert release_image("My-App", "AB12") == "dynos/my-app:slug-ab12"
+
+
+def test_container_names_differ_by_server_boot_and_start() -> None:
+    server = server_id("/var/lib/dynos")
+    assert server == server_id("/var/lib/dynos") != server_id("/srv/dynos")
+    first = container_name(server, "b1", "app-id/web.1/1")
+    assert first == f"dynos-{server[:8]}-b1-app-id-web.1-1"
+    assert first != container_name(server, "b2", "app-id/web.1/1")
+
+
+def test_sizes_become_memory_cpu_and_pids_limits() -> None:
+    one_x, perf_m = size_limits(find_size("1X")), size_limits(find_size("Performance-M"))
+    assert one_x.mem_limit == one_x.memswap_limit == 1024 * 1024 * 1024  # twice 512 MB
+    assert (one_x.cpu_shares, one_x.cpu_quota, one_x.cpu_period) == (1024, 100_000, 100_000)
+    assert one_x.pids_limit == 256
+    assert perf_m.cpu_shares == 4 * 1024 and perf_m.cpu_quota == 4 * perf_m.cpu_period
+    assert perf_m.mem_limit == 2 * 2560 * 1024 * 1024 and perf_m.pids_limit == 16384
+
+
+def test_the_container_environment_points_at_app_not_the_host_slug() -> None:
+    env = {"PATH": "/home/slugs/x/.venv/bin:/usr/bin", "HOME": "/home/slugs/x", "DYNO": "web.1"}
+    assert container_environment({**env, "SECRET": "1"}, "/home/slugs/x") == {
+        "PATH": CONTAINER_PATH,
+        "HOME": "/app",
+        "DYNO": "web.1",
+        "SECRET": "1",
+    }
+    # A HOME the app set itself is the app's.
+    assert container_environment({"HOME": "/data"}, "/home/slugs/x")["HOME"] == "/data"
+
+
+def test_the_build_script_installs_requirements_and_fails_on_any_step() -> None:
+    script = build_script({"requirements.txt"}, collectstatic=True)
+    assert script.startswith("set -eo pipefail\n")
+    assert "python3 -m venv /app/.venv" in script
+    assert "/app/.venv/bin/pip install --progress-bar off -r requirements.txt" in script
+    assert "collectstatic --noinput" in script
+    assert "collectstatic" not in build_script({"requirements.txt"}, collectstatic=False)
+
+
+def test_a_build_without_requirements_txt_says_how_to_make_one() -> None:
+    with pytest.raises(ValueError, match=r"uv.lock: export its requirements .* requirements.txt"):
+        build_script({"uv.lock", "pyproject.toml"}, collectstatic=True)
