@@ -95,7 +95,7 @@ class Server:
     api_url: str
     router_port: int
     token: str
-    https_port: int
+    https_port: int | None  # None: a server from before the HTTPS listener
     home: Path
 
     def api(self) -> httpx.Client:
@@ -106,16 +106,20 @@ class Server:
 
 @contextmanager
 def dynos_server(
-    home: Path, *options: str, extra_env: dict[str, str] | None = None
+    home: Path,
+    *options: str,
+    extra_env: dict[str, str] | None = None,
+    older: bool = False,
 ) -> Iterator[Server]:
     """A ``dynos server`` with ``options`` (``--router-processes 2``), on free ports;
-    ``extra_env`` added to its environment (``PYTHONPATH``: another checkout's dynos)."""
+    ``extra_env`` added to its environment (``PYTHONPATH``: another checkout's dynos);
+    ``older`` for a checkout from before the HTTPS and rendezvous listeners (no options
+    for their ports: they stay off)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DYNOS_")}
     env.update(extra_env or {})
     command = [sys.executable, "-m", "dynos", "server", "--home", str(home), *options]
     command += ["--api-port", "0", "--router-port", "0", "--router-host", "127.0.0.1"]
-    command += ["--rendezvous-port", "0"]
-    command += ["--https-port", "0"]
+    command += [] if older else ["--rendezvous-port", "0", "--https-port", "0"]
     server_log = open(home.parent / "server.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(command, env=env, stdout=server_log, stderr=subprocess.STDOUT)
     try:
@@ -123,7 +127,9 @@ def dynos_server(
         wait_until(info_path.exists, 30, "dynos server to start", process)
         info = json.loads(info_path.read_text())
         token = (home / "credentials").read_text().strip()
-        yield Server(process, info["api_url"], info["router_port"], token, info["https_port"], home)
+        yield Server(
+            process, info["api_url"], info["router_port"], token, info.get("https_port"), home
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         try:

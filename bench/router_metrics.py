@@ -20,11 +20,20 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
 from router import APP, Result, Target, cpu_seconds, deploy_app, dynos_server, machine, run_wrk
+
+
+def _server_help(src: Path) -> str:
+    """``dynos server --help`` as the checkout at ``src`` prints it."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    command = [sys.executable, "-m", "dynos", "server", "--help"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
 
 
 def main() -> None:
@@ -55,7 +64,9 @@ def main() -> None:
             home = Path(tmp) / name / "home"
             home.parent.mkdir()
             options = ("--router-processes", str(args.router_processes))
-            server = stack.enter_context(dynos_server(home, *options, extra_env=extra))
+            # An anchor from before the HTTPS listener has no --https-port.
+            older = name == "anchor" and "--https-port" not in _server_help(anchor_src)
+            server = stack.enter_context(dynos_server(home, *options, extra_env=extra, older=older))
             deploy_app(server)
             servers.append(server)
         # Which code each runs: only this checkout answers the metrics API.
