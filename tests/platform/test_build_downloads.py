@@ -71,6 +71,16 @@ def test_a_link_left_where_the_downloads_were_is_not_followed(tmp_path: Path) ->
     assert not cache.uv.exists() and not (cache.root / "incoming").exists()
     assert (secret / "key").read_text() == "root's"
 
+    # A link in place of the environment itself: nothing is taken from where it points.
+    elsewhere = tmp_path / "another-slug" / ".venv"
+    (elsewhere / "uv-cache").mkdir(parents=True)
+    venv = tmp_path / "slug2" / ".venv"
+    venv.parent.mkdir()
+    venv.symlink_to(elsewhere)
+    cache.take_in(venv / "uv-cache")
+    cache.keep_downloads()
+    assert (elsewhere / "uv-cache").is_dir() and not cache.uv.exists()
+
 
 def test_nothing_taken_in_keeps_nothing(tmp_path: Path) -> None:
     cache = BuildCache(tmp_path / "app")

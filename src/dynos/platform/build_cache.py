@@ -100,15 +100,25 @@ class BuildCache:
         processes are gone: moved at once where its user cannot reach it, to be kept by
         :meth:`keep_downloads` (its files are the environment's too); removed if it cannot
         be (it must not stay in the environment)."""
+        # By the environment's descriptor: the build's user owned the slug, and a link in
+        # place of .venv must not take root anywhere else.
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            parent = os.open(downloads.parent, flags)
+        except OSError:  # no environment (uv failed early), or a link: nothing of ours there
+            return
         try:
             self.root.parent.mkdir(mode=0o711, exist_ok=True)
             self.root.mkdir(mode=0o711, exist_ok=True)
             shutil.rmtree(self._incoming, ignore_errors=True)  # a server stopped before
             self._incoming.mkdir(mode=0o700)
-            downloads.rename(self._incoming / "uv")
+            os.rename(downloads.name, self._incoming / "uv", src_dir_fd=parent)
         except OSError as exc:
-            log.warning("could not keep a build's downloads in %s: %s", self.root, exc)
-            shutil.rmtree(downloads, ignore_errors=True)
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("could not keep a build's downloads in %s: %s", self.root, exc)
+            shutil.rmtree(downloads.name, ignore_errors=True, dir_fd=parent)
+        finally:
+            os.close(parent)
 
     def keep_downloads(self) -> None:
         """Copy what :meth:`take_in` moved in (if anything) into ``uv/``: new files, root's,
