@@ -19,13 +19,13 @@ only uv wrote it, from the key's dependencies, and a build with the same key nee
 uv nor write access to it) and how many bytes its files hold.
 
 A build that finds ``uv/`` empty (the app's first) downloads into a uv cache of its own, in
-its build directory, and uv links the environment's files to it rather than copying them
-(each package is written once, not twice). Such a cache cannot become ``uv/`` as it is: the
-next build hands ``uv/`` to the app's user, and with it the released slug's files. So it is
-moved out of the user's reach once the build's processes are gone (:meth:`take_in`: a rename
-into ``incoming/``, root's, 0700), and copied into ``uv/`` by root in the background
-(:meth:`keep_downloads`, before the environment's copy): new files, root's, shared with no
-slug.
+the new ``.venv`` while uv runs (on the environment's mount), and uv links the environment's
+files to it rather than copying them (each package is written once, not twice). Such a
+cache cannot become ``uv/`` as it is: the next build hands ``uv/`` to the app's user, and
+with it the released slug's files. So it is moved out of the user's reach as soon as uv's
+processes are gone (:meth:`take_in`: a rename into ``incoming/``, root's, 0700), and copied
+into ``uv/`` by root in the background (:meth:`keep_downloads`, before the environment's
+copy): new files, root's, shared with no slug.
 """
 
 from __future__ import annotations
