@@ -102,6 +102,13 @@ def test_a_rebuild_with_the_same_dependencies_installs_nothing(
     cache = server.home / "build-cache"
     [app_cache] = cache.iterdir()
     wait_for(lambda: (app_cache / "key.json").exists(), what="the first build's cache saved")
+    # The first build downloaded into a uv cache of its own, linked into its environment:
+    # the app's uv/ is a copy of it, which shares no file with the released slug.
+    assert not (slug / ".venv" / "uv-cache").exists() and not (app_cache / "incoming").exists()
+    assert list((app_cache / "uv").glob("archive-v0/*/six.py"))
+    assert not file_ids(app_cache / "uv") & file_ids(slug / ".venv")
+    [six] = slug.glob(".venv/lib/python3.*/site-packages/six.py")
+    assert six.stat().st_nlink == 1
     output, again = released(server, "cached", app)
     assert "Restoring cache" in output
     # uv does not even run: the environment was sealed right after its install.
@@ -126,6 +133,26 @@ def test_a_rebuild_with_the_same_dependencies_installs_nothing(
     output, _ = released(server, "cached", app)
     assert "Discarding cache since:\n       - The contents of requirements.txt changed" in output
     assert "+ six==1.16.0" in output
+
+
+def file_ids(root: Path) -> set[tuple[int, int]]:
+    return {(p.lstat().st_dev, p.lstat().st_ino) for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_failed_first_build_keeps_its_downloads_for_the_next(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    server.create_app("failing")
+    app = envecho(tmp_path, **{"requirements.txt": SIX + "\n", "bin/post_compile": "exit 3\n"})
+    output, last = deploy(server, "failing", app)
+    assert "error" in last and "+ six==1.17.0" in output, output
+    [app_cache] = (server.home / "build-cache").iterdir()
+    wait_for(lambda: list((app_cache / "uv").glob("archive-v0/*/six.py")), what="six kept")
+    wait_for(lambda: not (app_cache / "incoming").exists(), what="the build's own cache gone")
+    assert {p.lstat().st_uid for p in [app_cache, *app_cache.rglob("*")]} == {0}
+    (app / "bin" / "post_compile").unlink()
+    output, _ = released(server, "failing", app)  # from the app's cache now: nothing to fetch
+    assert "+ six==1.17.0" in output and "Prepared" not in output, output
 
 
 def test_several_package_manager_files_fail_the_build(

@@ -45,12 +45,14 @@ from dynos.platform.ownership import Sealed, dir_id, hand_over, seal, take_back
 from dynos.platform.python_build import (
     COLLECTSTATIC,
     COLLECTSTATIC_FAILED,
+    OWN_UV_CACHE,
     build_environment,
     collectstatic_disabled,
     django_app,
     find_uv,
     hook,
     install_commands,
+    keep_downloads,
     locked_requirements,
     plan_build,
     python_app,
@@ -59,10 +61,9 @@ from dynos.platform.python_build import (
     step_environment,
 )
 from dynos.platform.pythons import HostPythons
+from dynos.platform.step_output import LINE_LIMIT, step_output
 
 BUILD_TIMEOUT = 15 * 60.0  # seconds: Heroku's build time limit
-LINE_LIMIT = 1 << 20  # a longer output line is passed on in pieces
-DRAIN_TIMEOUT = 1.0  # seconds to read what a finished step left in its pipe
 
 
 @dataclass(frozen=True)
@@ -187,18 +188,29 @@ class Builder:
                 "uv is not installed on the server, and builds install with it: install "
                 "dynos with its dependencies (pip install uv)."
             )
-        uv = await asyncio.to_thread(self.pythons.usable_tool, self.uv)
         if remove_uploaded_venv(slug.path):
             yield "-----> Removed the upload's .venv: the build makes the slug's own"
         hooks = {name: hook(slug.path, name) for name in ("pre_compile", "post_compile")}
         has_hooks = any(command is not None for command in hooks.values())
-        plan = await asyncio.to_thread(plan_build, slug.path, self.pythons, cache, has_hooks)
+        # Side by side: uv's binary for the app's user (a copy once per server at worst),
+        # and the plan (the first on a server asks each host interpreter its version).
+        uv, plan = await asyncio.gather(
+            asyncio.to_thread(self.pythons.usable_tool, self.uv),
+            asyncio.to_thread(plan_build, slug.path, self.pythons, cache, has_hooks),
+        )
         for line in plan.lines:
             yield line
         requirements = work / "requirements.txt"
         venv = slug.path / ".venv"
         sealed: Sealed | None = None  # the .venv, once root's and read-only to the build
         pins = await asyncio.to_thread(locked_requirements, plan, slug.path)
+        # Nothing downloaded yet: a uv cache of the build's own, in the new environment (on
+        # its mount, so uv links from it), out of it once uv is done (BuildCache.take_in).
+        own = not plan.restore and not cache.has_downloads()
+        downloads = venv / OWN_UV_CACHE if own else None
+        # A restored environment needs no download: the app's uv cache waits.
+        uv_cache = downloads or (work / "tmp" / "uv" if plan.restore else cache.uv)
+        app_uv = (cache.uv,) if uv_cache == cache.uv else ()  # handed to the build
         try:
             _make_build_dir(builds_dir, work, user)
             slug.path.chmod(0o700)  # the build's alone (a sealed .venv is readable by all)
@@ -210,20 +222,20 @@ class Builder:
                 restored = await asyncio.to_thread(cache.restore, venv)
                 if plan.reuse and restored.sealed and user is not None:
                     sealed = Sealed(dir_id(venv.lstat()), restored.bytes)
-            if not plan.restore:  # a restored environment needs no download: uv's cache waits
+            if app_uv:
                 cache.open_for(user)
             if user is not None:
                 keep = (".venv",) if sealed is not None else ()
                 await asyncio.to_thread(hand_over, slug.path, user, keep)
         except OSError as exc:
-            await asyncio.to_thread(self._clean_up, slug, work, user, cache, None)
+            await asyncio.to_thread(self._clean_up, slug, work, user, cache, None, None)
             raise PlatformError(f"Could not set up the build: {exc}") from exc
         base = build_environment(work, self.python)
-        uv_cache = work / "tmp" / "uv" if plan.restore else cache.uv
-        env = step_environment(base, config, slug.path, plan, uv_cache)
+        env = step_environment(base, config, slug.path, plan, uv_cache, own_cache=own)
         self.pythons.open_dir()
-        visible = (slug.path, work, self.pythons.dir, *(() if plan.restore else (cache.uv,)))
+        visible = (slug.path, work, self.pythons.dir, *app_uv)
         step = _Step(f"build-{slug.id}", slug.path, env, size, user, visible)
+        built = False
         try:
             if hooks["pre_compile"] is not None:
                 yield "-----> Running pre-compile hook"
@@ -239,9 +251,11 @@ class Builder:
                     f"-----> Installing dependencies with uv from {plan.manager.file} "
                     f"({plan.manager.name})"
                 )
-                for command in install_commands(plan, uv, slug.path, requirements):
+                for command in install_commands(plan, uv, slug.path, requirements, own):
                     async for line in self._run(command, step, deadline):
                         yield "       " + line
+                if downloads is not None:  # before any more of the app's code runs
+                    await asyncio.to_thread(cache.take_in, downloads)
                 if user is not None and not has_hooks:  # only uv wrote it: keep it so
                     sealed = await asyncio.to_thread(seal, venv)
                     venv.chmod(0o755)
@@ -257,8 +271,12 @@ class Builder:
                 yield "-----> Running post-compile hook"
                 async for line in self._run(hooks["post_compile"], step, deadline):
                     yield "       " + line
+            built = True
         finally:
-            intact = await asyncio.to_thread(self._clean_up, slug, work, user, cache, sealed)
+            clean_up = (slug, work, user, cache, sealed, downloads)
+            intact = await asyncio.to_thread(self._clean_up, *clean_up)
+            if downloads is not None and not built:  # kept all the same, for the next try
+                self._saving[app_id] = asyncio.create_task(keep_downloads(cache))
         if intact and sealed is not None and sealed.bytes is not None:  # size known
             self._venv_bytes[slug.id] = sealed.bytes
         # The copy is made while the release goes out: the app's next build waits for it.
@@ -271,11 +289,20 @@ class Builder:
         return {".venv": size} if size is not None else {}
 
     def _clean_up(
-        self, slug: Slug, work: Path, user: DynoUser | None, cache: BuildCache, env: Sealed | None
+        self,
+        slug: Slug,
+        work: Path,
+        user: DynoUser | None,
+        cache: BuildCache,
+        env: Sealed | None,
+        downloads: Path | None,
     ) -> bool:
-        """After the build's processes are gone: the slug and uv's cache back to root, the
-        build directory removed. True when the slug's ``.venv`` is still the sealed ``env``
-        (not walked: nothing in it was the build's to change, only moving it whole)."""
+        """After the build's processes are gone: the slug and uv's cache back to root (the
+        build's own ``downloads`` out of its reach, a rename), the build directory removed.
+        True when the slug's ``.venv`` is still the sealed ``env`` (not walked: nothing in it
+        was the build's to change, only moving it whole)."""
+        if downloads is not None and os.path.lexists(downloads):  # uv failed
+            cache.take_in(downloads)
         shutil.rmtree(work, ignore_errors=True)
         cache.close(user)
         if user is None or not slug.path.exists():
@@ -326,7 +353,7 @@ class Builder:
         reaper = asyncio.create_task(reap())
         assert process.stdout is not None
         try:
-            async for raw in _output(process.stdout, reaper, deadline):
+            async for raw in step_output(process.stdout, reaper, deadline):
                 yield raw.decode("utf-8", "replace").rstrip()
             remaining = deadline - asyncio.get_running_loop().time()
             await asyncio.wait({reaper}, timeout=max(0.0, remaining))
@@ -351,41 +378,6 @@ class Builder:
                 f"{status}. Fix the error above and deploy again; the previous release keeps "
                 "running."
             )
-
-
-async def _output(
-    stream: asyncio.StreamReader, reaper: asyncio.Task[int], deadline: float
-) -> AsyncIterator[bytes]:
-    """The step's output, a line at a time, until its end; TimeoutError past ``deadline``.
-    Once the step has ended, a pipe that stays open (held by a process that escaped the
-    kill) is read for DRAIN_TIMEOUT more, no longer."""
-    loop = asyncio.get_running_loop()
-    while True:
-        read = asyncio.ensure_future(_read_line(stream))
-        try:
-            if not reaper.done():
-                remaining = max(0.0, deadline - loop.time())
-                await asyncio.wait({read, reaper}, timeout=remaining, return_when="FIRST_COMPLETED")
-                if not read.done() and not reaper.done():
-                    raise TimeoutError
-            if not read.done():
-                remaining = max(0.0, deadline - loop.time())
-                await asyncio.wait({read}, timeout=min(DRAIN_TIMEOUT, remaining))
-                if not read.done():
-                    return
-            raw = read.result()
-        finally:
-            read.cancel()
-        if not raw:
-            return
-        yield raw
-
-
-async def _read_line(stream: asyncio.StreamReader) -> bytes:
-    try:
-        return await stream.readline()
-    except ValueError:  # a line longer than LINE_LIMIT: take what is buffered
-        return await stream.read(LINE_LIMIT)
 
 
 def _make_build_dir(builds_dir: Path, work: Path, user: DynoUser | None) -> None:

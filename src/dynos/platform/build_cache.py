@@ -17,19 +17,33 @@ environment a build restores is one nobody but root could have changed since it 
 ``venv.json`` says whether the build that made it sealed it right after uv's install (then
 only uv wrote it, from the key's dependencies, and a build with the same key needs neither
 uv nor write access to it) and how many bytes its files hold.
+
+A build that finds ``uv/`` empty (the app's first) downloads into a uv cache of its own, in
+the new ``.venv`` while uv runs (on the environment's mount), and uv links the environment's
+files to it rather than copying them (each package is written once, not twice). Such a
+cache cannot become ``uv/`` as it is: the next build hands ``uv/`` to the app's user, and
+with it the released slug's files. So it is moved out of the user's reach as soon as uv's
+processes are gone (:meth:`take_in`: a rename into ``incoming/``, root's, 0700), and copied
+into ``uv/`` by root in the background (:meth:`keep_downloads`, before the environment's
+copy): new files, root's, shared with no slug.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from dynos.backends.isolation import DynoUser
 from dynos.platform.ownership import hand_over, seal, take_back
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,7 @@ class BuildCache:
         self.uv = root / "uv"
         self._key_file = root / "key.json"
         self._facts_file = root / "venv.json"
+        self._incoming = root / "incoming"  # a first build's own uv cache, until kept
 
     def key(self) -> dict[str, str] | None:
         """What the cached environment was built from; None when there is none."""
@@ -71,6 +86,55 @@ class BuildCache:
             return Restored(False, None)
         size = facts.get("bytes")
         return Restored(facts.get("sealed") is True, size if isinstance(size, int) else None)
+
+    def has_downloads(self) -> bool:
+        """Whether ``uv/`` holds anything: else a build downloads into a cache of its own."""
+        try:
+            with os.scandir(self.uv) as entries:
+                return any(True for _ in entries)
+        except OSError:  # none yet (or no directory): nothing to reuse
+            return False
+
+    def take_in(self, downloads: Path) -> None:
+        """A build's own uv cache (``downloads``, in its new environment), once uv's
+        processes are gone: moved at once where its user cannot reach it, to be kept by
+        :meth:`keep_downloads` (its files are the environment's too); removed if it cannot
+        be (it must not stay in the environment)."""
+        # By the environment's descriptor: the build's user owned the slug, and a link in
+        # place of .venv must not take root anywhere else.
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            parent = os.open(downloads.parent, flags)
+        except OSError:  # no environment (uv failed early), or a link: nothing of ours there
+            return
+        try:
+            self.root.parent.mkdir(mode=0o711, exist_ok=True)
+            self.root.mkdir(mode=0o711, exist_ok=True)
+            shutil.rmtree(self._incoming, ignore_errors=True)  # a server stopped before
+            self._incoming.mkdir(mode=0o700)
+            os.rename(downloads.name, self._incoming / "uv", src_dir_fd=parent)
+        except OSError as exc:
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("could not keep a build's downloads in %s: %s", self.root, exc)
+            shutil.rmtree(downloads.name, ignore_errors=True, dir_fd=parent)
+        finally:
+            os.close(parent)
+
+    def keep_downloads(self) -> None:
+        """Copy what :meth:`take_in` moved in (if anything) into ``uv/``: new files, root's,
+        shared with no slug; then remove it."""
+        source = self._incoming / "uv"
+        try:
+            if stat.S_ISDIR(source.lstat().st_mode):  # what the build left there, not a link
+                copy = self._incoming / "copy"
+                _copy(source, copy)
+                take_back(copy)
+                shutil.rmtree(self.uv, ignore_errors=True)
+                copy.rename(self.uv)
+        except FileNotFoundError:
+            pass
+        finally:
+            shutil.rmtree(self._incoming, ignore_errors=True)
 
     def open_for(self, user: DynoUser | None) -> None:
         """Ready the cache for a build: ``uv/`` handed to the build's ``user``; the cache's

@@ -32,12 +32,13 @@ from dynos.core.containers import (
 )
 from dynos.core.sizes import DynoSize
 from dynos.errors import BuildFailed, PlatformError
-from dynos.platform.build import BUILD_TIMEOUT, LINE_LIMIT, Slug, describe_timeout
+from dynos.platform.build import BUILD_TIMEOUT, Slug, describe_timeout
 from dynos.platform.python_build import (
     NOT_FROM_CONFIG,
     collectstatic_disabled,
     remove_uploaded_venv,
 )
+from dynos.platform.step_output import LINE_LIMIT
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # the host's CAs, which pip trusts
 PIP_SETTINGS = ("PIP_DEFAULT_TIMEOUT", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_INDEX_URL")

@@ -59,6 +59,7 @@ MAX_READ = 16 * 1024 * 1024  # a lock file larger than this is no lock file
 HOST_PLATFORM = f"{os.uname().sysname}-{os.uname().machine}".lower()  # in the cache's key
 VERSION_FILES = ("runtime.txt", ".python-version", PIPENV.file)
 COLLECTSTATIC = ("python", "manage.py", "collectstatic", "--noinput")
+OWN_UV_CACHE = "uv-cache"  # a first build's own uv cache, in the new .venv while uv runs
 # Config vars the build's own settings win over: where things are, what runs, what loads.
 NOT_FROM_CONFIG = frozenset(
     {"PATH", "HOME", "TMPDIR", "PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV", "LD_PRELOAD"}
@@ -183,16 +184,20 @@ def build_environment(
     return env
 
 
-def install_commands(plan: Plan, uv: str, slug: Path, requirements: Path) -> list[tuple[str, ...]]:
+def install_commands(
+    plan: Plan, uv: str, slug: Path, requirements: Path, own_cache: bool = False
+) -> list[tuple[str, ...]]:
     """The uv commands that make the slug's ``.venv`` (unless restored) and install into it.
-    ``requirements``: where a Poetry or Pipenv lock's pins are written for ``uv pip sync``."""
+    ``requirements``: where a Poetry or Pipenv lock's pins are written for ``uv pip sync``.
+    ``own_cache``: uv's cache is the build's own, in the ``.venv`` that does not exist yet."""
     commands: list[tuple[str, ...]] = []
     venv = slug / ".venv"
     if not plan.restore:
         python = plan.interpreter.path
         # No pip in it (as in uv's own environments): seeding it costs a first build about
         # half a second and a hook can use uv's environment as it is.
-        commands.append((uv, "venv", "--quiet", "--relocatable", "-p", python, str(venv)))
+        make = (uv, "venv", "--quiet", "--relocatable", *(("--no-cache",) if own_cache else ()))
+        commands.append((*make, "-p", python, str(venv)))
     if plan.manager == PIP:
         commands.append((uv, "pip", "install", "--python", str(venv), "-r", PIP.file))
     elif plan.manager == UV:
@@ -217,10 +222,17 @@ def locked_requirements(plan: Plan, slug: Path) -> list[str] | None:
 
 
 def step_environment(
-    base: Mapping[str, str], config: Mapping[str, str], slug: Path, plan: Plan, uv_cache: Path
+    base: Mapping[str, str],
+    config: Mapping[str, str],
+    slug: Path,
+    plan: Plan,
+    uv_cache: Path,
+    *,
+    own_cache: bool,
 ) -> dict[str, str]:
     """The environment of the app's build steps: its config vars (as on Heroku, where a
-    build sees them), under the build's own settings."""
+    build sees them), under the build's own settings. ``own_cache``: ``uv_cache`` is the
+    build's own, in the new ``.venv`` (:mod:`dynos.platform.build_cache`)."""
     env = {k: v for k, v in config.items() if k not in NOT_FROM_CONFIG and not k.startswith("LD_")}
     env.update(base)
     venv = slug / ".venv"
@@ -231,7 +243,10 @@ def step_environment(
         UV_CACHE_DIR=str(uv_cache),
         UV_PYTHON=plan.interpreter.path,
         UV_PYTHON_DOWNLOADS="never",
-        UV_LINK_MODE="copy",  # the cache is root's between builds: never share its inodes
+        # The app's cache is root's between builds and handed to its user for the next one:
+        # never share its inodes with a slug. A first build's own is copied before it is
+        # the app's (BuildCache.keep_downloads): uv links each file from it instead.
+        UV_LINK_MODE="hardlink" if own_cache else "copy",
         UV_COMPILE_BYTECODE="1",  # as pip does on Heroku: dynos start without compiling
         UV_NO_PROGRESS="1",
     )
@@ -270,9 +285,19 @@ def hook(slug: Path, name: str) -> tuple[str, ...] | None:
 Runner = Callable[..., AsyncIterator[str]]
 
 
+async def keep_downloads(cache: BuildCache) -> None:
+    """Keep what a build downloaded into its own uv cache (BuildCache.take_in) as the app's."""
+    try:
+        await asyncio.to_thread(cache.keep_downloads)
+    except OSError as exc:
+        log.warning("could not keep a build's downloads in %s: %s", cache.root, exc)
+
+
 async def save_cache(cache: BuildCache, slug: Path, plan: Plan, sealed: bool) -> None:
-    """Keep a copy of the slug's environment for the app's next build. ``sealed``: the
-    build sealed it right after uv's install."""
+    """Keep the build's downloads (if its uv cache was its own), then a copy of the slug's
+    environment for the app's next build. ``sealed``: the build sealed it right after uv's
+    install."""
+    await keep_downloads(cache)
     try:
         await asyncio.to_thread(cache.save, slug / ".venv", plan.key, sealed=sealed)
     except OSError as exc:

@@ -153,7 +153,8 @@ class HostPythons:
 
     def usable_tool(self, path: str) -> str:
         """``path`` (uv's binary), or a copy of it in ``<home>/pythons/bin`` that every
-        user can run, made again when the original changes."""
+        user can run, made again when the original changes: a hard link when the original
+        is root's and 0755 (nobody else can change it; the same filesystem), else a copy."""
         if not self.shared or _world_reachable(Path(path)):
             return path
         copy = self.dir / "bin" / Path(path).name
@@ -165,8 +166,15 @@ class HostPythons:
         copy.parent.mkdir(mode=0o755, exist_ok=True)
         copy.parent.chmod(0o755)
         partial = copy.with_name(f".{copy.name}.partial")
-        shutil.copy2(path, partial)
-        _open_to_all(partial)
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+        try:  # a link, when the binary is root's and runnable by all already: no 40 MB copy
+            if source.st_uid != 0 or stat.S_IMODE(source.st_mode) & 0o7777 != 0o755:
+                raise OSError("not root's 0755: a copy is opened to all instead")
+            os.link(path, partial)  # the file `source` describes
+        except OSError:
+            shutil.copy2(path, partial)
+            _open_to_all(partial)
         partial.rename(copy)
         return str(copy)
 
