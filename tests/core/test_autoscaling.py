@@ -219,6 +219,11 @@ def test_a_step_is_seen_from_the_requests_in_flight_and_sized_a_second_later() -
     draining = WebSample(67, 900, 2200, 70, 75, in_flight=100, busy=90)
     assert draining.wait_ms is not None and draining.wait_ms > 1000
     assert autoscaler.observe(draining, quantity=4, starting=0) is None
+    # One request in flight at each reading is no proof of a busy dyno (a light load has
+    # one now and then): what 10.5/s answered says of a dyno is not taken from it.
+    chance = web()
+    assert chance.observe(WebSample(60.8, 60, 80, 32.5, 10.5, in_flight=30, busy=1), 1, 0)
+    assert chance.capacity_per_dyno is None
     # A queue-time target is the router's own wait: the dynos' backlog is not it.
     queue_time = WebAutoscaler(WebPolicy(1, 10, WebMetric.QUEUE_TIME, 50))
     assert queue_time.observe(WebSample(60.8, 5, 5, 32.5, 10, in_flight=30), 1, 0) is None

@@ -206,20 +206,21 @@ class WebAutoscaler:
 
     def _learn(self, sample: WebSample, serving: int) -> None:
         """What one dyno can take, from a sample over the target: ``answered`` by the
-        ``serving`` dynos, up and busy through the rate window (as many requests in flight
-        as dynos at every reading of it; a dyno that came up inside the window answered for
-        part of it only, one still starting answers nothing): busy dynos over their target
-        answer about as fast as they can. The estimate is the best such reading of the last
-        ``CAPACITY_MEMORY`` seconds, for readings run low, never high: after a scale-up the
-        backlog stays queued at the dynos that had it while the new ones, not yet busy, take
-        the arrivals; requests the router gave up on (H12) still cost a serial app their
-        time without being answered. A low estimate overshot and then held the extra dynos
-        (the down rule keeps a dyno the rest could not take at that estimate), so readings
-        taken while requests failed are left out (unless there is no other), and one
-        minute's best stands. A minute, not for ever: an app that became slower is seen."""
+        ``serving`` dynos, each up and busy through the rate window: twice as many requests
+        in flight as dynos at every reading of it, the one that opens it included (one served
+        and one waiting each; a single one can be a light load's chance: at bench/autoscale.py's
+        step a dyno idle half the window read as taking 10.5/s, and 4 dynos became 8). Busy
+        dynos over their target answer about as fast as they can. The estimate is the best
+        reading of the last ``CAPACITY_MEMORY`` seconds, for readings run low, never high:
+        after a scale-up the backlog stays queued at the dynos that had it while the new
+        ones, not yet busy, take the arrivals; requests the router gave up on (H12) still
+        cost a serial app their time without being answered. A low estimate overshot and then
+        held the extra dynos (the down rule keeps a dyno the rest could not take at that
+        estimate), so readings taken while requests failed are left out (unless there is no
+        other). A minute, not for ever: an app that became slower is seen within one."""
         if sample.at - self.serving_since < RATE_WINDOW:
             return
-        if sample.answered <= 0 or serving < 1 or sample.busy < serving:
+        if sample.answered <= 0 or serving < 1 or sample.busy < 2 * serving:
             return
         readings = self.readings
         while readings and readings[0][0] < sample.at - CAPACITY_MEMORY:

@@ -214,7 +214,12 @@ class Autoscaling:
                 quantity = await self._quantity(app_id, type_)
                 if quantity is None:
                     return  # the type is gone with its Procfile line
-                starting = sum(1 for d in dynos if d.state is DynoState.STARTING)
+                # Not up yet: starting, or not even made yet (the manager's next turn makes
+                # the records of a scale-up; until then they would read as up, and a dyno's
+                # capacity as what the few up answered over all of them).
+                present = [d for d in dynos if d.state is not DynoState.DOWN]
+                starting = sum(1 for d in present if d.state is DynoState.STARTING)
+                starting += max(0, quantity - len(present))
                 decision = autoscaler.observe(sample, quantity, starting)
                 if decision is not None:
                     await self._apply(app_id, type_, decision, state)
