@@ -114,6 +114,7 @@ class WebAutoscaler:
     low_since: float | None = None  # first of the run of samples under LOW * target
     capacity_per_dyno: float | None = None  # learnt: answered / q while over the target
     readings: deque[tuple[float, float]] = field(default_factory=deque)  # (at, answered / q)
+    breach_load: float | None = None  # arrivals per dyno up at the last sample over target
     serving: int | None = None  # the type's dynos up at the last sample
     serving_since: float = -math.inf  # since when that many are (before the first: long)
     decisions: list[Decision] = field(default_factory=list)
@@ -139,6 +140,8 @@ class WebAutoscaler:
         self.serving = quantity - starting
         if panicking or breached:
             self._learn(sample, quantity - starting)
+            if quantity > starting:
+                self.breach_load = sample.arrivals / (quantity - starting)
         if self.phase is Phase.SETTLING:
             # While requests in flight wait and their backlog still grows, the step may have
             # been too small (it was decided on the step's first second): up again at once
@@ -165,8 +168,6 @@ class WebAutoscaler:
             if quantity >= policy.maximum:
                 return None
             wanted = self._needed(sample.arrivals) or quantity + 1
-            if wanted <= quantity and sample.answered >= sample.arrivals:
-                return None  # enough dynos, and they keep up: an old backlog drains
             # A panic goes straight to what the arrivals need, as Knative's panic mode does:
             # the backlog grows by the missing capacity every second, and doubling once per
             # sample and settle (30 s a step) let bench/autoscale.py's 5 -> 60/s step queue
@@ -231,10 +232,14 @@ class WebAutoscaler:
         self.capacity_per_dyno = max(reading for _, reading in readings)
 
     def _room_for(self, arrivals: float, fewer: int) -> bool:
-        """Whether ``fewer`` dynos take ``arrivals`` well below what one could take."""
-        if self.capacity_per_dyno is None:
+        """Whether ``fewer`` dynos take ``arrivals`` well below what one can take and below
+        the load per dyno at the last breach: a target breached by queueing (10/s on one
+        50 ms dyno against 200 ms) says less than a busy dyno's rate, which is never read
+        there (too few requests in flight)."""
+        bounds = [b for b in (self.capacity_per_dyno, self.breach_load) if b]
+        if not bounds:
             return True
-        return arrivals / fewer < DOWN_HEADROOM * self.capacity_per_dyno
+        return arrivals / fewer < DOWN_HEADROOM * min(bounds)
 
     def _decide(
         self, at: float, previous: int, quantity: int, sample: WebSample, reason: str
