@@ -13,18 +13,19 @@ flight: sent to a dyno, or waiting for one), and the requests it gave up on late
   answered requests only shows it once the backlog's first requests come back: a dyno's
   accept queue filled in 3 s at bench/autoscale.py's step, and requests the router could not
   connect for 5 s were answered H19. Not when the dynos answer more than arrives
-  (``DRAINING``), or the estimate below says the dynos suffice and they answer at least what
-  arrives: then the backlog is old and drains by itself. Dynos over their target answer
+  (``DRAINING``): then the backlog drains by itself. Busy dynos over their target answer
   about as fast as they can, so ``answered / q`` is what one dyno can take: the best such
-  reading of the last ``CAPACITY_MEMORY`` seconds, readings taken while requests failed left
-  out (``_learn`` says why). The step is to ``ceil(arrived / that / UTILISATION)`` dynos:
-  at least one more, never more than doubling except in a panic (Knative's panic mode: a
-  backlog that grows each second must not wait for a step per 30 s).
+  reading of the last ``CAPACITY_MEMORY`` seconds (``_learn`` says which readings count).
+  The step is to ``ceil(arrived / that / UTILISATION)`` dynos: at least one more (just one
+  while that is unknown), never more than doubling except in a panic (Knative's panic mode:
+  a backlog that grows each second must not wait for a step per 30 s).
   After a change nothing happens until the new dynos are up and ``SETTLE`` seconds of traffic
-  have reached them.
+  have reached them, but while the wait is over twice the target and fewer are answered
+  than arrive: then up again at once to what the arrivals need (never down).
 - *Down* one dyno at a time (Heroku's pace), and only when every sample of ``DOWN_AFTER``
   seconds was under half the target, the last change is ``DOWN_AFTER`` old, and the dynos
-  left would each take less than ``DOWN_HEADROOM`` of what one can take. Without that last
+  left would each take less than ``DOWN_HEADROOM`` of what one can take and of the load per
+  dyno at the last sample over the target (``_room_for``). Without that last
   rule a steady load that needs ``q`` dynos and is fast with ``q`` would be scaled to
   ``q - 1``, slow again, and scaled back: a flap. The band between half the target and the
   target holds.
