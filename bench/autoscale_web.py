@@ -1,6 +1,8 @@
 """The web half of bench/autoscale.py: a step of open-loop load on the serial app, autoscaled
 against a fixed formation sized for the peak.
 
+    python bench/autoscale_web.py [--phases 60:5,180:60,150:5] [--max 8] [--no-anchor]
+
 A private dynos server runs ``bench/apps/serial_web`` (one request at a time, 50 ms each: one
 dyno answers 20 requests/s). The load is open-loop: requests leave at a fixed rate whatever
 the answers do (each its own task), so a slow formation meets a growing backlog, not a
@@ -14,7 +16,8 @@ from 5 to 60 requests/s and back. Two runs under the same profile, in the same s
 
 Reported for each: the time from the step until the p95 of the client-measured latency (per
 5 s bucket of the requests due in it) is under the target and stays there for the rest of
-the run; the failed requests; the dyno-seconds (the web dynos up, read from the API each
+the run; the failed requests, and the H codes the router logged for them (its ``at=error``
+lines, streamed); the dyno-seconds (the web dynos up, read from the API each
 second, summed over the run); for the autoscaled run the ``app[autoscaler]`` decisions, with
 the seconds from the step, and their reversals (a change of direction).
 """
