@@ -78,6 +78,7 @@ def main() -> int:
         default="60:5,180:60,150:5",
         help="the web load, seconds:requests-per-second,... (the step ends the first phase)",
     )
+    parser.set_defaults(anchor=True)  # autoscale_web.py's --no-anchor
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

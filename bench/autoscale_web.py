@@ -1,6 +1,8 @@
 """The web half of bench/autoscale.py: a step of open-loop load on the serial app, autoscaled
 against a fixed formation sized for the peak.
 
+    python bench/autoscale_web.py [--phases 60:5,180:60,150:5] [--max 8] [--no-anchor]
+
 A private dynos server runs ``bench/apps/serial_web`` (one request at a time, 50 ms each: one
 dyno answers 20 requests/s). The load is open-loop: requests leave at a fixed rate whatever
 the answers do (each its own task), so a slow formation meets a growing backlog, not a
@@ -14,7 +16,8 @@ from 5 to 60 requests/s and back. Two runs under the same profile, in the same s
 
 Reported for each: the time from the step until the p95 of the client-measured latency (per
 5 s bucket of the requests due in it) is under the target and stays there for the rest of
-the run; the failed requests; the dyno-seconds (the web dynos up, read from the API each
+the run; the failed requests, and the H codes the router logged for them (its ``at=error``
+lines, streamed); the dyno-seconds (the web dynos up, read from the API each
 second, summed over the run); for the autoscaled run the ``app[autoscaler]`` decisions, with
 the seconds from the step, and their reversals (a change of direction).
 """
@@ -33,12 +36,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from bench_server import dynos_up, scale_and_wait, wait_until
+from bench_server import dynos_up, machine, private_server, scale_and_wait, wait_until
 
 from dynos.testing.harness import RunningServer
 
@@ -48,6 +51,7 @@ P95_TARGET_MS = 500
 BUCKET = 5.0  # seconds per p95 bucket
 REVERSALS_TARGET = 1
 SCALE = re.compile(r"scale from=(\d+) to=(\d+)")
+CODE = re.compile(r" at=error code=(H\d+) ")
 FIXED = 4  # the fixed formation sized for the peak
 
 
@@ -154,15 +158,16 @@ def measure(server: RunningServer, run: Run, phases: list[tuple[float, float]]) 
 
 
 @contextmanager
-def autoscaler_lines(server: RunningServer) -> Iterator[list[str]]:
-    """The ``app[autoscaler]`` lines logged while inside, with their timestamps. Streamed
-    (``logs -t``): the app's log ring holds 5,000 lines, a minute and a half of router lines
-    at 60 requests/s, so the step's decisions would be gone by the end of the run."""
+def streamed_lines(server: RunningServer, dyno: str, marker: str) -> Iterator[list[str]]:
+    """The app's log lines of ``dyno`` (``autoscaler``, ``router``) that hold ``marker``,
+    logged while inside, with their timestamps. Streamed (``logs -t``): the app's log ring
+    holds 5,000 lines, a minute and a half of router lines at 60 requests/s, so the step's
+    decisions would be gone by the end of the run."""
     env = {**os.environ, "DYNOS_HOME": str(server.home)}
     env.pop("DYNOS_API_URL", None)
     env.pop("DYNOS_API_KEY", None)
     tail = subprocess.Popen(
-        [sys.executable, "-m", "dynos", "logs", "-t", "-n", "0", "-d", "autoscaler", "-a", APP],
+        [sys.executable, "-m", "dynos", "logs", "-t", "-n", "0", "-d", dyno, "-a", APP],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
@@ -172,7 +177,7 @@ def autoscaler_lines(server: RunningServer) -> Iterator[list[str]]:
     def read() -> None:
         assert tail.stdout is not None
         for line in tail.stdout:
-            if "app[autoscaler]: " in line:
+            if marker in line:
                 lines.append(line.rstrip())
 
     reader = threading.Thread(target=read, daemon=True)
@@ -180,10 +185,23 @@ def autoscaler_lines(server: RunningServer) -> Iterator[list[str]]:
     try:
         yield lines
     finally:
-        time.sleep(1)  # the last decision's line on its way
+        time.sleep(1)  # the last lines on their way
         tail.terminate()
         tail.wait(timeout=10)
         reader.join(timeout=5)
+
+
+def autoscaler_lines(server: RunningServer) -> AbstractContextManager[list[str]]:
+    return streamed_lines(server, "autoscaler", "app[autoscaler]: ")
+
+
+def router_errors(server: RunningServer) -> AbstractContextManager[list[str]]:
+    """The router's ``at=error`` lines: which H code answered each failed request."""
+    return streamed_lines(server, "router", " at=error ")
+
+
+def error_codes(lines: list[str]) -> dict[str, int]:
+    return dict(Counter(m[1] for m in map(CODE.search, lines) if m))
 
 
 def reversals(lines: list[str]) -> int:
@@ -228,6 +246,7 @@ def report(run: Run, step: float) -> float | None:
 
 
 def web(args: argparse.Namespace, server: RunningServer) -> bool:
+    """The autoscaled run, then (``args.anchor``) the fixed one; whether the targets are met."""
     phases = [(float(s), float(r)) for s, r in (p.split(":") for p in args.phases.split(","))]
     step = phases[0][0]  # the step up comes at the end of the first phase
     profile = ", ".join(f"{s:g} s at {r:g}/s" for s, r in phases)
@@ -242,9 +261,12 @@ def web(args: argparse.Namespace, server: RunningServer) -> bool:
     wait_until(lambda: "watching" in server.cli("ps:autoscale", "-a", APP).stdout, 30, "the watch")
     auto = Run(f"autoscaled 1..{args.max}")
     started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    with autoscaler_lines(server) as said:
+    with autoscaler_lines(server) as said, router_errors(server) as errors:
         measure(server, auto, phases)
     auto_recovery = report(auto, step)
+    print(f"  router errors by H code: {error_codes(errors) or 'none'}")
+    for line in errors[:5]:
+        print(f"    {line}")
     print(
         f"  app[autoscaler] lines ({len(said)}; the load began at {started}Z, "
         f"the step {step:g} s later):"
@@ -256,14 +278,20 @@ def web(args: argparse.Namespace, server: RunningServer) -> bool:
     peak = max((up for _, up in auto.dynos), default=0)
     came_down = ended_at < peak
 
-    server.cli("ps:scale", f"web={FIXED}", "-a", APP)  # turns the autoscaling off, and says so
-    wait_until(lambda: dynos_up(server, APP, "web") == FIXED, 120, f"web={FIXED} up")
-    time.sleep(10)  # the autoscaler's watch is gone; let the dynos take their first requests
     fixed = Run(f"fixed web={FIXED}")
-    measure(server, fixed, phases)
-    fixed_recovery = report(fixed, step)
+    fixed_recovery: float | None = None
+    if args.anchor:
+        server.cli("ps:scale", f"web={FIXED}", "-a", APP)  # turns the autoscaling off, says so
+        wait_until(lambda: dynos_up(server, APP, "web") == FIXED, 120, f"web={FIXED} up")
+        time.sleep(10)  # the autoscaler's watch is gone; let the dynos take their first requests
+        with router_errors(server) as errors:
+            measure(server, fixed, phases)
+        fixed_recovery = report(fixed, step)
+        print(f"  router errors by H code: {error_codes(errors) or 'none'}")
+    else:  # a look at the autoscaler alone: no anchor, so no ratio
+        print(f"(no anchor: the fixed web={FIXED} was not run)")
 
-    ratio = auto.dyno_seconds / fixed.dyno_seconds if fixed.dyno_seconds else float("nan")
+    ratio = auto.dyno_seconds / fixed.dyno_seconds if args.anchor else float("nan")
     print(
         f"\nweb: p95 back under {P95_TARGET_MS} ms after the step: autoscaled "
         + (f"{auto_recovery:.0f} s" if auto_recovery is not None else "never")
@@ -287,3 +315,30 @@ def web(args: argparse.Namespace, server: RunningServer) -> bool:
     settled = auto_recovery is not None
     print(f"web: p95 settled under {P95_TARGET_MS} ms: {'met' if settled else 'MISSED'}")
     return met_flips and met_failed and settled
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--max", type=int, default=8, help="the autoscaling's --max")
+    parser.add_argument(
+        "--phases",
+        default="60:5,180:60,150:5",
+        help="the web load, seconds:requests-per-second,... (the step ends the first phase)",
+    )
+    parser.add_argument(
+        "--no-anchor",
+        dest="anchor",
+        action="store_false",
+        help="skip the fixed formation (a look at the autoscaler alone: no ratio, not a figure)",
+    )
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with private_server() as server:
+        met = web(args, server)
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

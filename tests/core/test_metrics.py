@@ -89,6 +89,7 @@ def totals(statuses: dict[int, int], service_ms: list[int], **kw: int) -> Reques
         arrived=kw.get("arrived", sum(statuses.values())),
         answered=kw.get("answered", sum(statuses.values())),
         errors={k: v for k, v in kw.items() if k.startswith("H")},
+        in_flight=kw.get("in_flight", 0),
     )
 
 
@@ -126,6 +127,22 @@ def test_the_autoscaler_window_over_the_last_seconds() -> None:
     assert minute.arrivals == pytest.approx(130 / 60)
     assert r.window("a", T0 + 200, 60).p95_ms is None  # nothing in the last minute
     assert r.window("nobody", T0, 60).arrivals == 0
+
+
+def test_a_short_window_ends_at_the_last_reading_and_holds_what_is_in_flight() -> None:
+    r = Recorder()
+    r.requests(T0 + 0.5, {"a": totals({}, [])})
+    r.requests(T0 + 1.5, {"a": totals({200: 20}, [50] * 20, arrived=60, in_flight=40)})
+    r.requests(T0 + 2.5, {"a": totals({200: 40}, [50] * 40, arrived=120, in_flight=80, H19=2)})
+    # Asked at T0 + 3.2, before the reading of second T0 + 3: the 2 s are T0+1 and T0+2,
+    # not T0+2 alone over two seconds (which halved the rates).
+    now = r.window("a", T0 + 3.2, 2)
+    assert now.arrivals == pytest.approx(60) and now.answered == pytest.approx(20)
+    assert now.in_flight == 80 and now.failed == pytest.approx(1)
+    assert now.busy == 0  # none in flight at the reading that opened the window
+    assert r.window("a", T0 + 3.2, 1).busy == 40  # from T0 + 1.5 on, 40 at least
+    # Readings that stopped (no router) do not hold the window at the last one.
+    assert r.window("a", T0 + 30, 2).arrivals == 0
 
 
 def test_usage_samples_make_means_and_maxima() -> None:

@@ -1,8 +1,8 @@
 """``/apps/{app}/formation/{type}/autoscaling`` (dynos' own: Heroku's autoscaling lives in
 its metrics service, outside the Platform API). ``GET`` reads a type's policy, its status and
-its last decisions; ``PUT`` with a policy (core/autoscaling.py's ``parse_policy`` fields)
-turns it on or changes it; ``DELETE`` turns it off. ``GET /apps/{app}/autoscaling`` lists
-the app's types that have a policy."""
+its last decisions; ``PUT`` with a policy (core/autoscaling_policy.py's ``parse_policy``
+fields) turns it on or changes it; ``DELETE`` turns it off. ``GET /apps/{app}/autoscaling``
+lists the app's types that have a policy."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from dynos.api.lists import JSON
 from dynos.api.params import json_object
-from dynos.core.autoscaling import policy_json
+from dynos.core.autoscaling_policy import policy_json
 from dynos.platform.autoscaling import TypeState
 from dynos.platform.platform import Platform
 

@@ -117,6 +117,7 @@ class RequestTotals:
     errors: dict[str, int] = field(default_factory=dict)
     arrived: int = 0
     answered: int = 0
+    in_flight: int = 0  # not cumulative: the requests the router holds for the app now
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RequestTotals:
@@ -127,6 +128,7 @@ class RequestTotals:
             errors={str(k): int(v) for k, v in data.get("errors", {}).items()},
             arrived=int(data.get("arrived", 0)),
             answered=int(data.get("answered", 0)),
+            in_flight=int(data.get("in_flight", 0)),
         )
 
     def since(self, before: RequestTotals) -> RequestTotals:
@@ -138,6 +140,7 @@ class RequestTotals:
             _count_difference(self.errors, before.errors),
             _one_difference(self.arrived, before.arrived),
             _one_difference(self.answered, before.answered),
+            self.in_flight,
         )
 
     @property
@@ -168,6 +171,9 @@ class WebWindow:
     queue_p95_ms: float | None  # head read -> sent to a dyno
     arrivals: float  # requests per second that reached the router
     answered: float  # requests per second the dynos answered
+    failed: float = 0.0  # requests per second the router answered with an H code
+    in_flight: int = 0  # requests the router holds for the app at the last reading
+    busy: int = 0  # the fewest in flight at any reading from the window's start to its end
 
 
 @dataclass(frozen=True)
@@ -191,11 +197,12 @@ class Recorder:
         self._open: dict[tuple[str, str], Period] = {}
         self._minute: int | None = None  # the open minute's start (epoch seconds)
         self._ring: dict[str, deque[tuple[int, RequestTotals]]] = {}
+        self._read: int | None = None  # the second of the last reading
 
     def requests(self, now: float, totals: Mapping[str, RequestTotals]) -> None:
         """A reading of the router's cumulative figures at ``now`` (epoch seconds)."""
         self._open_minute(now)
-        second = int(now)
+        second = self._read = int(now)
         for app, total in totals.items():
             before = self._last.get(app)
             self._last[app] = total
@@ -258,23 +265,39 @@ class Recorder:
         return self._minute, period
 
     def window(self, app: str, now: float, seconds: int) -> WebWindow:
-        """The last ``seconds`` (at most ``RING_SECONDS``) of the app's web requests."""
+        """The last ``seconds`` (at most ``RING_SECONDS``) of the app's web requests, up to
+        the last reading: a window of 2 s asked for just before this second's reading must
+        not count one second's requests over two (the web autoscaler's rates)."""
         service: latency.Histogram = {}
         queue: latency.Histogram = {}
-        arrived = answered = 0
-        since = int(now) - seconds
+        arrived = answered = failed = 0
+        end = int(now)
+        if self._read is not None and 0 <= end - self._read <= 1:
+            end = self._read
+        since = end - seconds
+        last = self._last.get(app)
+        in_flight = 0 if last is None else last.in_flight
+        # No reading at the window's start (nothing happened in that second, or none was
+        # taken): none is known to have been in flight then.
+        busy = in_flight if any(second == since for second, _ in self._ring.get(app, ())) else 0
         for second, delta in self._ring.get(app, ()):
-            if second > since:
+            if since <= second <= end:  # the reading that opens the window, for ``busy``
+                busy = min(busy, delta.in_flight)
+            if since < second <= end:
                 latency.merge(service, delta.service)
                 latency.merge(queue, delta.queue)
                 arrived += delta.arrived
                 answered += delta.answered
+                failed += sum(delta.errors.values())
         return WebWindow(
             seconds,
             latency.percentile(service, 0.95),
             latency.percentile(queue, 0.95),
             arrived / seconds,
             answered / seconds,
+            failed / seconds,
+            in_flight,
+            busy,
         )
 
     def _open_minute(self, now: float) -> None:

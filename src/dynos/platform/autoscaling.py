@@ -12,9 +12,11 @@ scale-up is capped at what the host's memory holds (every dyno's quota), with a 
 line saying so (core/autoscaling.py ``host_room``).
 
 A web type's autoscaler samples the router's view of the app every ``SAMPLE_EVERY`` seconds
-(platform/metrics.py ``web_window``: the p95 of the service or queue time over the stable and
-panic windows, the requests arrived and answered per second) and hands it to the rules of
-core/autoscaling.py, with how many of the type's dynos are still starting.
+(one: platform/metrics.py ``web_window`` reads the metrics' one-second slots, no store): the
+p95 of the service or queue time over the stable and panic windows, the requests arrived and
+answered per second over the last ``RATE_WINDOW`` seconds, the requests the router holds now
+and those it gave up on lately; and hands it to the rules of core/autoscaling.py, with how
+many of the type's dynos are still starting.
 
 A manual ``ps:scale`` of a type's quantity turns its autoscaling off until it is enabled
 again (:meth:`Autoscaling.overridden_by`), and says so.
@@ -36,16 +38,19 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from dynos.core.autoscaling import (
+    RATE_WINDOW,
     SAMPLE_EVERY,
     Decision,
     HostRoom,
     WebAutoscaler,
-    WebMetric,
-    WebPolicy,
     WebSample,
     WorkerAutoscaler,
-    WorkerPolicy,
     host_room,
+)
+from dynos.core.autoscaling_policy import (
+    WebMetric,
+    WebPolicy,
+    WorkerPolicy,
     parse_policy,
     queue_keys,
 )
@@ -66,7 +71,7 @@ COOLING_READ = 1.0  # while a scale-down's cooldown runs
 RETRY = 5.0  # seconds before a watch that lost Redis (or has none) tries again
 KEPT_DECISIONS = 20  # per type, for ``ps:autoscale``
 STABLE_WINDOW = 60  # seconds of the web autoscaler's stable p95 (Knative's stable window)
-PANIC_WINDOW = 10  # seconds of its panic p95, and of the arrival and answer rates
+PANIC_WINDOW = 10  # seconds of its panic p95, and of the requests that failed
 REDIS_URL = "REDIS_URL"
 
 
@@ -209,7 +214,12 @@ class Autoscaling:
                 quantity = await self._quantity(app_id, type_)
                 if quantity is None:
                     return  # the type is gone with its Procfile line
-                starting = sum(1 for d in dynos if d.state is DynoState.STARTING)
+                # Not up yet: starting, or not even made yet (the manager's next turn makes
+                # the records of a scale-up; until then they would read as up, and a dyno's
+                # capacity as what the few up answered over all of them).
+                present = [d for d in dynos if d.state is not DynoState.DOWN]
+                starting = sum(1 for d in present if d.state is DynoState.STARTING)
+                starting += max(0, quantity - len(present))
                 decision = autoscaler.observe(sample, quantity, starting)
                 if decision is not None:
                     await self._apply(app_id, type_, decision, state)
@@ -222,11 +232,21 @@ class Autoscaling:
     def _web_sample(self, app_name: str, metric: WebMetric) -> WebSample:
         stable = self._web_window(app_name, STABLE_WINDOW)
         panic = self._web_window(app_name, PANIC_WINDOW)
+        now = self._web_window(app_name, RATE_WINDOW)
         if metric is WebMetric.RESPONSE_TIME:
             stable_ms, panic_ms = stable.p95_ms, panic.p95_ms
         else:
             stable_ms, panic_ms = stable.queue_p95_ms, panic.queue_p95_ms
-        return WebSample(time.monotonic(), stable_ms, panic_ms, panic.arrivals, panic.answered)
+        return WebSample(
+            time.monotonic(),
+            stable_ms,
+            panic_ms,
+            now.arrivals,
+            now.answered,
+            in_flight=now.in_flight,
+            failed=panic.failed,
+            busy=now.busy,
+        )
 
     async def _follow(
         self, app_id: str, type_: str, url: str, autoscaler: WorkerAutoscaler, state: TypeState

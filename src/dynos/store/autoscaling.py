@@ -1,5 +1,6 @@
-"""The ``autoscaling`` table: each process type's autoscaling policy, as core/autoscaling.py
-reads it (JSON). A mixin of ``Database``, so that its queries run in the store's thread."""
+"""The ``autoscaling`` table: each process type's autoscaling policy, as
+core/autoscaling_policy.py reads it (JSON). A mixin of ``Database``, so that its queries run
+in the store's thread."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from dynos.core.autoscaling import WebPolicy, WorkerPolicy, parse_policy, policy_json
+from dynos.core.autoscaling_policy import WebPolicy, WorkerPolicy, parse_policy, policy_json
 from dynos.store.rows import now, time_text
 
 
