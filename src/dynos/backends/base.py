@@ -46,6 +46,19 @@ class DynoUsage:
     cpu_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a running dyno is, beyond the host ``Backend.address`` gives: the port the
+    router reaches it at where the cluster picked one (None: the port it was given), and the
+    cluster node it runs on (None: this machine)."""
+
+    port: int | None = None
+    node: str | None = None
+
+
+HERE = Placement()
+
+
 class DynoEvents(Protocol):
     def dyno_output(self, key: str, line: str) -> None: ...
 
@@ -79,6 +92,10 @@ class Backend(Protocol):
         """The host at which the router reaches the running web dyno ``key`` on its port
         (None: not running): loopback for a process, the container's own address for a
         container, a pod's or task's for a cluster."""
+        ...
+
+    def placement(self, key: str) -> Placement:
+        """The running dyno ``key``'s port and node where a cluster chose them."""
         ...
 
     def memory_used(self, key: str) -> int | None:
