@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dynos.core.containers import LABEL, size_limits
 from dynos.core.sizes import DynoSize
@@ -72,12 +73,12 @@ class ServiceSpec:
     stop_grace_ns: int
     user: str
     workdir: str
-    restart_condition: str = "on-failure"
+    restart_condition: Literal["none", "on-failure", "any"] = "on-failure"
     restart_delay_ns: int = RESTART_DELAY_NS
     restart_attempts: int = RESTART_ATTEMPTS
     restart_window_ns: int = RESTART_WINDOW_NS
     # Rolling updates start a new task before stopping the one it replaces, one at a time.
-    update_order: str = "start-first"
+    update_order: Literal["start-first", "stop-first"] = "start-first"
     update_parallelism: int = 1
     placement_spread: str = "node.id"  # a type's tasks spread over the nodes
     endpoint_mode: str = "dnsrr"  # no VIP (it needs IPVS)
