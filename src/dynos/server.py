@@ -371,6 +371,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
             await metrics.close()  # the open minute, with the last requests' figures
             await platform.release_phases.close()  # their releases fail, the dynos then stop
             await manager.close()
+            await manager.backend.close(config.stop_grace)  # what the backend holds (swarm)
             await rendezvous.close(grace=2)  # each client is told its dyno's exit status
             for task in background:
                 task.cancel()

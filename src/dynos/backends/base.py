@@ -117,3 +117,8 @@ class Backend(Protocol):
     async def release_app(self, app_id: str) -> None:
         """The app was destroyed and none of its dynos runs: free what it held (its user)."""
         ...
+
+    async def close(self, grace: float) -> None:
+        """At server shutdown, once the manager stopped its dynos: stop what is left and
+        free what the backend holds (a cluster's services, a registry process)."""
+        ...

@@ -56,6 +56,7 @@ from dynos.errors import PlatformError
 log = logging.getLogger("dynos")
 POLL_INTERVAL = 0.5  # seconds between reads of the tasks while dynos run
 ONE_OFF_TYPES = ("run", "release")  # dynos run, release phases: containers, not services
+STOP_GATHER = 0.2  # seconds a stop waits for the stops that come with it
 STOP_MARGIN = 30.0  # seconds past the grace a stopped task has to be reported gone
 
 
@@ -313,6 +314,11 @@ class SwarmBackend:
         service = self._services[dyno.service]
         if service.slots.get(dyno.slot) == key:
             del service.slots[dyno.slot]
+        # Stops that come together (a scale down, ps:stop of a type, the server's shutdown)
+        # are one change of the service: each waits for the others to take their slots out.
+        await asyncio.sleep(STOP_GATHER)
+        if dyno.exited.is_set():
+            return False
         if dyno.task is None:
             self._finish(dyno, 0)
             return False
@@ -358,7 +364,8 @@ class SwarmBackend:
         await self._one_offs.release_app(app_id)
 
     async def close(self, grace: float) -> None:
-        """Stop every dyno: the services go (Swarm stops their tasks with the grace)."""
+        """The services go (Swarm stops what tasks are left with the grace), and the
+        server's own registry."""
         for service in self._services.values():
             if service.id is not None:
                 with contextlib.suppress(*ENGINE_ERRORS):

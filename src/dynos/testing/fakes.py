@@ -43,6 +43,9 @@ class FakeBackend:
     def address(self, key: str) -> str | None:
         return "127.0.0.1" if key in self.running else None
 
+    async def close(self, grace: float) -> None:
+        self.running.clear()
+
     def placement(self, key: str) -> Placement:
         return HERE
 

@@ -1,0 +1,159 @@
+"""`dynos server --backend swarm` on a 2-node swarm: process types as services.
+
+Needs `scripts/swarm-lab up` (the machine's engine a manager, a second engine in a network
+namespace joined as a worker, the lab's registry on 127.0.0.1:5000): .ci/run starts it.
+These tests fail, never skip, without it, as CI must run them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from dynos.core.containers import LABEL, server_id
+from dynos.testing.harness import RunningServer, start_server, wait_for_dynos
+from tests.integration.conftest import each_test, wait_for
+
+SWARM_APP = Path(__file__).parent / "apps" / "swarm"
+LAB_REGISTRY = "127.0.0.1:5000"
+LAB_WORKER_SOCKET = "unix:///run/dynos-lab/node2.sock"
+QUICK = ("--backend", "swarm", "--registry", LAB_REGISTRY, "--stop-grace", "2")
+QUICK += ("--crash-backoff", "2")
+LAB_MISSING = "no 2-node swarm here: run `scripts/swarm-lab up` as root first (.ci/run does)"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
+    swarm = client.info().get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        pytest.fail(LAB_MISSING)
+    ready = [n for n in client.api.nodes() if (n.get("Status") or {}).get("State") == "ready"]
+    if len(ready) < 2:
+        pytest.fail(f"{len(ready)} ready node(s): {LAB_MISSING}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def shared_server(
+    tmp_path_factory: pytest.TempPathFactory, engine: docker.DockerClient
+) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("swarm") / "home", *QUICK)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def server(shared_server: RunningServer) -> Iterator[RunningServer]:
+    yield from each_test(shared_server)
+
+
+def services(engine: docker.DockerClient, server: RunningServer, app: str) -> dict[str, Any]:
+    """The server's services of ``app``, by process type."""
+    labels = [f"{LABEL}.server={server_id(str(server.home))}", f"{LABEL}.app={app}"]
+    found = engine.api.services(filters={"label": labels})
+    return {s["Spec"]["Labels"][f"{LABEL}.type"]: s for s in found}
+
+
+def ps_json(server: RunningServer, app: str) -> dict[str, dict[str, Any]]:
+    listed = json.loads(server.cli("ps", "--json", "--app", app).stdout)
+    return {dyno["name"]: dyno for dyno in listed}
+
+
+def answers(server: RunningServer, app: str, count: int = 30) -> list[dict[str, Any]]:
+    with server.router(app) as router:
+        return [router.get("/").json() for _ in range(count)]
+
+
+def test_a_formation_runs_as_services_spread_over_both_nodes_and_routed(
+    server: RunningServer, engine: docker.DockerClient
+) -> None:
+    server.create_app("spread")
+    server.deploy("spread", SWARM_APP)
+    server.scale("spread", web=2, worker=1)
+    wait_for_dynos(server, "spread", {"web.1": "up", "web.2": "up", "worker.1": "up"}, 180)
+    # One service per type, replicas = quantity, the size's limits, start-first updates.
+    made = services(engine, server, "spread")
+    assert set(made) == {"web", "worker"}
+    web = made["web"]["Spec"]
+    assert web["Mode"]["Replicated"]["Replicas"] == 2
+    limits = web["TaskTemplate"]["Resources"]["Limits"]
+    assert limits["MemoryBytes"] == 1024 * 1024 * 1024 and limits["NanoCPUs"] == 10**9
+    assert web["TaskTemplate"]["RestartPolicy"]["Condition"] == "on-failure"
+    assert web["UpdateConfig"]["Order"] == "start-first"
+    assert web["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
+    # Spread over the two nodes; ps says which, and the router reaches both.
+    dynos = ps_json(server, "spread")
+    assert {dynos["web.1"]["node"], dynos["web.2"]["node"]} == {
+        n["Description"]["Hostname"] for n in engine.api.nodes()
+    }
+    seen = {answer["dyno"] for answer in answers(server, "spread")}
+    assert seen == {"web.1", "web.2"}  # DYNO from each task's slot
+    assert all(answer["uid"] == 1000 for answer in answers(server, "spread", 4))
+    wait_for(lambda: "app[worker.1]: worker worker.1 working" in server.logs("spread"), 60)
+
+
+def test_scaling_down_config_changes_and_restarts_on_the_swarm(
+    server: RunningServer, engine: docker.DockerClient
+) -> None:
+    server.create_app("shop")
+    server.deploy("shop", SWARM_APP)
+    server.scale("shop", web=3)
+    wait_for_dynos(server, "shop", {"web.1": "up", "web.2": "up", "web.3": "up"}, 180)
+    server.scale("shop", web=1)
+    wait_for_dynos(server, "shop", {"web.1": "up"}, 120)
+    wait_for(
+        lambda: (
+            services(engine, server, "shop")["web"]["Spec"]["Mode"]["Replicated"]["Replicas"] == 1
+        ),
+        60,
+        "the web service scaled to 1",
+    )
+    # A config change is a new service spec, rolled out; the new value is served.
+    server.cli("config:set", "GREETING=bonjour", "--app", "shop")
+    wait_for(
+        lambda: {a["greeting"] for a in answers(server, "shop", 5)} == {"bonjour"},
+        120,
+        "the new config served",
+    )
+    wait_for_dynos(server, "shop", {"web.1": "up"}, 120)
+    server.cli("ps:restart", "web.1", "--app", "shop")
+    wait_for(
+        lambda: (
+            ps_json(server, "shop").get("web.1", {}).get("state") == "up"
+            and "Restart web.1" in server.logs("shop")
+            and server.logs("shop").count("app[web.1]: web.1 listening on 5000") >= 3
+        ),
+        120,
+        "web.1 restarted as a new task",
+    )
+    assert {a["greeting"] for a in answers(server, "shop", 5)} == {"bonjour"}
+    server.scale("shop", web=0)
+    wait_for(lambda: ps_json(server, "shop") == {}, 120, "no dyno left")
+    wait_for(
+        lambda: (
+            services(engine, server, "shop")["web"]["Spec"]["Mode"]["Replicated"]["Replicas"] == 0
+        ),
+        60,
+        "the web service at 0",
+    )
+
+
+def test_not_a_swarm_manager_and_an_unreachable_registry_are_one_clear_line(
+    tmp_path: Path, engine: docker.DockerClient
+) -> None:
+    for extra, env, said in (
+        ((), {"DOCKER_HOST": LAB_WORKER_SOCKET}, "This Docker engine is not a swarm manager"),
+        (("--registry", "127.0.0.1:9"), {}, "No registry answers at http://127.0.0.1:9/v2/"),
+        ((), {"DOCKER_HOST": "unix:///nonexistent.sock"}, "The Docker engine is not running"),
+    ):
+        with pytest.raises(AssertionError) as failed:
+            start_server(tmp_path / "home", "--backend", "swarm", *extra, env=env)
+        assert said in str(failed.value)
+        assert "Traceback" not in str(failed.value)
