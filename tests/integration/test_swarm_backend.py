@@ -16,7 +16,7 @@ import docker
 import pytest
 
 from dynos.core.containers import LABEL, server_id
-from dynos.testing.harness import RunningServer, start_server, wait_for_dynos
+from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for_dynos
 from tests.integration.conftest import each_test, wait_for
 
 SWARM_APP = Path(__file__).parent / "apps" / "swarm"
@@ -157,3 +157,29 @@ def test_not_a_swarm_manager_and_an_unreachable_registry_are_one_clear_line(
             start_server(tmp_path / "home", "--backend", "swarm", *extra, env=env)
         assert said in str(failed.value)
         assert "Traceback" not in str(failed.value)
+
+
+def test_a_lone_web_dyno_idles_to_zero_replicas_and_wakes_on_a_request(
+    server: RunningServer, engine: docker.DockerClient
+) -> None:
+    server.create_app("sleeper")
+    server.deploy("sleeper", SWARM_APP)
+    server.scale("sleeper", web=1)
+    wait_for_dynos(server, "sleeper", {"web.1": "up"}, 180)
+    server.cli("settings:set", "idle_after=2", "-a", "sleeper")
+    wait_for_dynos(server, "sleeper", {"web.1": "idle"}, 120)
+    web = services(engine, server, "sleeper")["web"]
+    assert web["Spec"]["Mode"]["Replicated"]["Replicas"] == 0
+    with server.router("sleeper") as router:
+        response = router.get("/", timeout=60)
+    assert response.status_code == 200 and response.json()["dyno"] == "web.1"
+    assert dyno_states(server, "sleeper") == {"web.1": "up"}
+    assert "dynos[web.1]: Unidling" in server.logs("sleeper")
+
+
+def test_one_off_dynos_run_as_containers_on_the_manager(server: RunningServer) -> None:
+    server.create_app("once")
+    server.deploy("once", SWARM_APP)
+    server.cli("run:detached", "echo one-off says $DYNO", "--app", "once")
+    wait_for(lambda: "one-off says run." in server.logs("once"), 120, "the one-off's output")
+    wait_for(lambda: "Process exited with status 0" in server.logs("once"), 60, "its exit")
