@@ -38,7 +38,7 @@ from dynos.backends.base import Placement as DynoPlacement
 from dynos.backends.docker import ENGINE_ERRORS, DockerBackend
 from dynos.backends.images import ReleaseImages
 from dynos.backends.local import LINE_LIMIT, PROBE_INTERVAL, answers, pump_lines, start_command
-from dynos.backends.swarm_engine import read_cluster, service_body
+from dynos.backends.swarm_engine import Nodes, read_cluster, service_body
 from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, container_environment, server_id
 from dynos.core.swarm import (
     SERVICE_PORT,
@@ -58,6 +58,7 @@ POLL_INTERVAL = 0.5  # seconds between reads of the tasks while dynos run
 ONE_OFF_TYPES = ("run", "release")  # dynos run, release phases: containers, not services
 STOP_GATHER = 0.2  # seconds a stop waits for the stops that come with it
 STOP_MARGIN = 30.0  # seconds past the grace a stopped task has to be reported gone
+NODE_DOWN = 137  # the exit status shown for a dyno whose node went down: killed with it
 
 
 @dataclass
@@ -116,7 +117,7 @@ class SwarmBackend:
         self._services: dict[str, _Service] = {}
         self._dynos: dict[str, _Dyno] = {}
         self._claims = Claims()
-        self._nodes: dict[str, tuple[str, str]] = {}  # node id → (hostname, address)
+        self._nodes: Nodes = {}
         self._poller: asyncio.Task[None] | None = None
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="swarm")
         self._cli = shutil.which("docker") or "docker"
@@ -249,10 +250,15 @@ class SwarmBackend:
         current = next((t for t in views if t.id == dyno.task.id), None)
         if current is None or current.ended:
             self._finish(dyno, exit_status(current) if current else 0)
+        elif self._nodes.get(current.node_id, ("", "", False))[2]:
+            # Its node is down (Swarm said so after its heartbeats stopped): out of the
+            # router now; Swarm starts its slot elsewhere, and the manager's restart takes it.
+            self._events.dyno_output(dyno.spec.key, f"(dynos) node {dyno.node} is down")
+            self._finish(dyno, NODE_DOWN)
 
     def _place(self, dyno: _Dyno, task: TaskView) -> None:
         dyno.task = task
-        hostname, address = self._nodes.get(task.node_id, ("?", ""))
+        hostname, address, _down = self._nodes.get(task.node_id, ("?", "", False))
         dyno.node, dyno.ip, dyno.port = hostname, address or None, task.published_port
         dyno.tasks.append(asyncio.create_task(self._follow_logs(dyno, task.id)))
         dyno.tasks.append(asyncio.create_task(self._probe(dyno)))

@@ -17,12 +17,13 @@ from docker.types import (
 
 from dynos.core.swarm import ServiceSpec, TaskView, task_view
 
-Nodes = dict[str, tuple[str, str]]  # node id → (hostname, address)
+Nodes = dict[str, tuple[str, str, bool]]  # node id → (hostname, address, down)
 
 
 def read_cluster(api: Any, names: list[str]) -> tuple[dict[str, list[TaskView]], Nodes]:
-    """The tasks of the services ``names``, by service id, and every node's hostname and
-    address (where the router reaches the ports its tasks publish)."""
+    """The tasks of the services ``names``, by service id, and every node's hostname,
+    address (where the router reaches the ports its tasks publish) and whether Swarm found
+    it down."""
     by_service: dict[str, list[TaskView]] = {}
     if names:
         for task in api.tasks(filters={"service": names}):
@@ -34,7 +35,8 @@ def read_cluster(api: Any, names: list[str]) -> tuple[dict[str, list[TaskView]],
         if address in ("", "0.0.0.0"):  # a manager can report this: its swarm address then
             manager = str((node.get("ManagerStatus") or {}).get("Addr") or "")
             address = manager.rpartition(":")[0] or "127.0.0.1"
-        nodes[str(node["ID"])] = (str(description.get("Hostname", "?")), address)
+        down = status.get("State") == "down"
+        nodes[str(node["ID"])] = (str(description.get("Hostname", "?")), address, down)
     return by_service, nodes
 
 
