@@ -8,6 +8,10 @@ These tests fail, never skip, without it, as CI must run them.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from dynos.testing.harness import RunningServer, dyno_states, start_server, wait
 from tests.integration.conftest import each_test, wait_for
 
 SWARM_APP = Path(__file__).parent / "apps" / "swarm"
+LAB_SCRIPT = Path(__file__).parents[2] / "scripts" / "swarm-lab"
 LAB_REGISTRY = "127.0.0.1:5000"
 LAB_WORKER_SOCKET = "unix:///run/dynos-lab/node2.sock"
 QUICK = ("--backend", "swarm", "--registry", LAB_REGISTRY, "--stop-grace", "2")
@@ -183,3 +188,34 @@ def test_one_off_dynos_run_as_containers_on_the_manager(server: RunningServer) -
     server.cli("run:detached", "echo one-off says $DYNO", "--app", "once")
     wait_for(lambda: "one-off says run." in server.logs("once"), 120, "the one-off's output")
     wait_for(lambda: "Process exited with status 0" in server.logs("once"), 60, "its exit")
+
+
+def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(
+    server: RunningServer, engine: docker.DockerClient
+) -> None:
+    """kill -9 of the second node's engine: Swarm finds the node down (about 15 s here) and
+    starts its tasks on the manager; the dynos there are out of the router at once and back
+    once their new tasks answer. Last in the module: it restarts the lab's worker after."""
+    server.create_app("survivor")
+    server.deploy("survivor", SWARM_APP)
+    server.scale("survivor", web=2)
+    wait_for_dynos(server, "survivor", {"web.1": "up", "web.2": "up"}, 180)
+    nodes = {d["node"] for d in ps_json(server, "survivor").values()}
+    assert nodes == {"dynos-lab-2", engine.info()["Name"]}
+    pid = int(Path("/run/dynos-lab/node2.pid").read_text())
+    try:
+        os.kill(pid, signal.SIGKILL)
+        failed, deadline = 0, time.monotonic() + 120
+        with server.router("survivor") as router:
+            while time.monotonic() < deadline:
+                failed += router.get("/").status_code != 200
+                dynos = ps_json(server, "survivor")
+                placed = {d["node"] for d in dynos.values() if d["state"] == "up"}
+                if len(dynos) == 2 and placed == {engine.info()["Name"]}:
+                    break
+                time.sleep(0.2)
+        assert placed == {engine.info()["Name"]}, "the dead node's dyno did not come back"
+        assert failed == 0
+        assert "(dynos) node dynos-lab-2 is down" in server.logs("survivor")
+    finally:
+        subprocess.run([str(LAB_SCRIPT), "up"], check=True, capture_output=True, timeout=180)
