@@ -94,6 +94,7 @@ def test_the_template_changes_with_the_release_config_and_size_not_with_the_dyno
     assert spec(size=find_size("standard-1x")).template != base
     assert spec(command=["python3", "other.py"]).template != base
     assert spec().container_labels[TEMPLATE_LABEL] == base
+    assert "io.dynos.server" not in spec().container_labels  # docker's leftovers, not these
 
 
 def engine_task(**changes: object) -> dict[str, object]:

@@ -190,6 +190,33 @@ def test_one_off_dynos_run_as_containers_on_the_manager(server: RunningServer) -
     wait_for(lambda: "Process exited with status 0" in server.logs("once"), 60, "its exit")
 
 
+def test_a_killed_server_s_successor_adopts_its_services_without_restarting_a_dyno(
+    tmp_path: Path, engine: docker.DockerClient
+) -> None:
+    home = tmp_path / "home"
+    first = start_server(home, *QUICK)
+    try:
+        first.create_app("kept")
+        first.deploy("kept", SWARM_APP)
+        first.scale("kept", web=2)
+        wait_for_dynos(first, "kept", {"web.1": "up", "web.2": "up"}, 180)
+        service = services(engine, first, "kept")["web"]
+        before = {t["ID"] for t in engine.api.tasks(filters={"service": service["ID"]})}
+    finally:
+        first.process.kill()  # no shutdown: its services stay
+        first.process.wait()
+    second = start_server(home, *QUICK)
+    try:
+        wait_for_dynos(second, "kept", {"web.1": "up", "web.2": "up"}, 180)
+        tasks = engine.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
+        assert {t["ID"] for t in tasks} <= before  # the same tasks: no dyno restarted
+        assert len(tasks) == 2
+        assert {a["dyno"] for a in answers(second, "kept")} == {"web.1", "web.2"}
+    finally:
+        second.stop()
+    assert services(engine, second, "kept") == {}  # a server that stops takes them along
+
+
 def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(
     server: RunningServer, engine: docker.DockerClient
 ) -> None:

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from docker import DockerClient
 
@@ -37,8 +37,8 @@ from dynos.backends.base import DynoEvents, DynoSpec, DynoUsage
 from dynos.backends.base import Placement as DynoPlacement
 from dynos.backends.docker import ENGINE_ERRORS, DockerBackend
 from dynos.backends.images import ReleaseImages
-from dynos.backends.local import LINE_LIMIT, PROBE_INTERVAL, answers, pump_lines, start_command
-from dynos.backends.swarm_engine import Nodes, read_cluster, service_body
+from dynos.backends.local import PROBE_INTERVAL, answers, start_command
+from dynos.backends.swarm_engine import Nodes, follow_task_logs, read_cluster, service_body
 from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, container_environment, server_id
 from dynos.core.swarm import (
     SERVICE_PORT,
@@ -56,6 +56,7 @@ from dynos.errors import PlatformError
 log = logging.getLogger("dynos")
 POLL_INTERVAL = 0.5  # seconds between reads of the tasks while dynos run
 ONE_OFF_TYPES = ("run", "release")  # dynos run, release phases: containers, not services
+ADOPT_WINDOW = 120.0  # seconds a restarted server's starts have to adopt the services left
 STOP_GATHER = 0.2  # seconds a stop waits for the stops that come with it
 STOP_MARGIN = 30.0  # seconds past the grace a stopped task has to be reported gone
 NODE_DOWN = 137  # the exit status shown for a dyno whose node went down: killed with it
@@ -69,6 +70,7 @@ class _Service:
     id: str | None = None
     force: int = 0  # bumped to make Swarm replace every task (a dyno's restart)
     applied: tuple[str, int, int] | None = None  # (template, replicas, force) last sent
+    floor: int = 0  # an adopted service's replicas, kept until the adoption window ends
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -104,7 +106,7 @@ class SwarmBackend:
     ) -> None:
         self._events = events
         self._client = client
-        self._api: Any = client.api  # the SDK's low-level calls are untyped
+        self._api: Any = cast(Any, client.api)  # the SDK's low-level calls are untyped
         self._boot_timeout = boot_timeout
         self._server = server_id(str(home))
         self._registry = registry_address
@@ -119,11 +121,18 @@ class SwarmBackend:
         self._claims = Claims()
         self._nodes: Nodes = {}
         self._poller: asyncio.Task[None] | None = None
+        self._adoption: asyncio.Task[None] | None = None
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="swarm")
         self._cli = shutil.which("docker") or "docker"
-        removed = self._remove_leftovers()
-        if removed:
-            log.info("removed %d dyno services left by a server that died", removed)
+        # A server before this one on the same home died and left its services running: the
+        # manager's starts adopt their tasks (same slot and spec: no dyno restarts); what no
+        # start adopts within ADOPT_WINDOW is removed.
+        left: list[dict[str, Any]] = self._api.services(
+            filters={"label": f"{LABEL}.server={self._server}"}
+        )
+        self._leftovers = {service["Spec"]["Name"]: service for service in left}
+        if self._leftovers:
+            log.info("adopting %d dyno services a server before left", len(self._leftovers))
 
     @property
     def limits(self) -> str:
@@ -131,12 +140,17 @@ class SwarmBackend:
         nodes = len(self._api.nodes())
         return f"Docker {version} swarm service limits (memory, CPUs, pids) over {nodes} nodes"
 
-    def _remove_leftovers(self) -> int:
-        leftovers = self._api.services(filters={"label": f"{LABEL}.server={self._server}"})
-        for service in leftovers:
+    async def _remove_unadopted(self) -> None:
+        await asyncio.sleep(ADOPT_WINDOW)
+        leftovers, self._leftovers = self._leftovers, {}
+        for name, left in leftovers.items():
+            adopted = self._services.get(name)
             with contextlib.suppress(*ENGINE_ERRORS):
-                self._api.remove_service(service["ID"])
-        return len(leftovers)
+                if adopted is None:
+                    await self._call(self._api.remove_service, left["ID"])
+                elif adopted.floor:
+                    adopted.floor = 0  # the replicas the manager's dynos need, from now
+                    await self._sync(adopted)
 
     async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -185,6 +199,12 @@ class SwarmBackend:
             user=f"{DYNO_UID}:{DYNO_UID}",
             workdir=APP_DIR,
         )
+        if name not in self._services and name in self._leftovers:
+            left = self._leftovers[name]
+            force = int(left["Spec"]["TaskTemplate"].get("ForceUpdate", 0))
+            floor = int(left["Spec"]["Mode"].get("Replicated", {}).get("Replicas", 0))
+            adopted = _Service(name, wanted, id=str(left["ID"]), force=force, floor=floor)
+            self._services[name] = adopted
         service = self._services.setdefault(name, _Service(name, wanted))
         service.wanted = wanted
         service.slots[slot] = spec.key
@@ -192,6 +212,8 @@ class SwarmBackend:
         self._dynos[spec.key] = _Dyno(spec, name, slot, wanted.template, deadline)
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll())
+        if self._leftovers and self._adoption is None:
+            self._adoption = asyncio.create_task(self._remove_unadopted())
         try:
             await self._sync(service)
         except ENGINE_ERRORS as exc:
@@ -203,7 +225,7 @@ class SwarmBackend:
         """Send the service's spec when it changed: its template, replicas or forced
         replacement. Serialized per service; a call that waited sends the newest state."""
         async with service.lock:
-            replicas = replicas_for(list(service.slots))
+            replicas = max(replicas_for(list(service.slots)), service.floor)
             state = (service.wanted.template, replicas, service.force)
             if service.applied == state:
                 return
@@ -260,7 +282,8 @@ class SwarmBackend:
         dyno.task = task
         hostname, address, _down = self._nodes.get(task.node_id, ("?", "", False))
         dyno.node, dyno.ip, dyno.port = hostname, address or None, task.published_port
-        dyno.tasks.append(asyncio.create_task(self._follow_logs(dyno, task.id)))
+        emit = partial(self._events.dyno_output, dyno.spec.key)
+        dyno.tasks.append(asyncio.create_task(follow_task_logs(self._cli, task.id, emit)))
         dyno.tasks.append(asyncio.create_task(self._probe(dyno)))
 
     async def _probe(self, dyno: _Dyno) -> None:
@@ -279,25 +302,6 @@ class SwarmBackend:
                 self._events.dyno_boot_timeout(dyno.spec.key)
                 return
             await asyncio.sleep(PROBE_INTERVAL)
-
-    async def _follow_logs(self, dyno: _Dyno, task_id: str) -> None:
-        """The task's output, wherever it runs, through the manager's ``service logs``."""
-        argv = [self._cli, "service", "logs", "--follow", "--raw", task_id]
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=LINE_LIMIT,
-        )
-        assert process.stdout is not None and process.stderr is not None
-        emit = partial(self._events.dyno_output, dyno.spec.key)
-        try:
-            await asyncio.gather(pump_lines(process.stdout, emit), pump_lines(process.stderr, emit))
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
 
     def _finish(self, dyno: _Dyno, status: int) -> None:
         key = dyno.spec.key
@@ -372,10 +376,13 @@ class SwarmBackend:
     async def close(self, grace: float) -> None:
         """The services go (Swarm stops what tasks are left with the grace), and the
         server's own registry."""
-        for service in self._services.values():
-            if service.id is not None:
+        if self._adoption is not None:
+            self._adoption.cancel()
+        ids = [s.id for s in self._services.values()] + [s["ID"] for s in self._leftovers.values()]
+        for service_id in ids:
+            if service_id is not None:
                 with contextlib.suppress(*ENGINE_ERRORS):
-                    await self._call(self._api.remove_service, service.id)
+                    await self._call(self._api.remove_service, service_id)
         for dyno in list(self._dynos.values()):
             self._finish(dyno, 0)
         await self._one_offs.close(grace)

@@ -1,8 +1,11 @@
 """The swarm backend's engine calls: a service spec as the API's arguments, and the tasks and
-nodes read back. Blocking: the backend runs them in threads."""
+nodes read back (blocking: the backend runs them in threads); a task's output followed."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from docker.types import (
@@ -15,6 +18,7 @@ from docker.types import (
     UpdateConfig,
 )
 
+from dynos.backends.local import LINE_LIMIT, pump_lines
 from dynos.core.swarm import ServiceSpec, TaskView, task_view
 
 Nodes = dict[str, tuple[str, str, bool]]  # node id → (hostname, address, down)
@@ -78,3 +82,21 @@ def service_body(spec: ServiceSpec, replicas: int, force: int) -> dict[str, Any]
         "update_config": UpdateConfig(parallelism=spec.update_parallelism, order=spec.update_order),
         "endpoint_spec": {"Mode": spec.endpoint_mode, "Ports": ports},
     }
+
+
+async def follow_task_logs(cli: str, task_id: str, emit: Callable[[str], None]) -> None:
+    """A task's output, wherever it runs, through the manager's ``docker service logs``."""
+    process = await asyncio.create_subprocess_exec(
+        *(cli, "service", "logs", "--follow", "--raw", task_id),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        limit=LINE_LIMIT,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        await asyncio.gather(pump_lines(process.stdout, emit), pump_lines(process.stderr, emit))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()

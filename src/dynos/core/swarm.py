@@ -129,7 +129,9 @@ def service_spec(
         command=tuple(command),
         env=tuple(f"{k}={v}" for k, v in sorted(environment.items())),
         labels=dict(labels),
-        container_labels={**labels, TEMPLATE_LABEL: template},
+        # Not the service's labels: the docker backend's one-offs on the same engine remove
+        # the containers labelled with their server's id at its start.
+        container_labels={f"{LABEL}.service": name, TEMPLATE_LABEL: template},
         replicas=replicas,
         mem_limit=limits.mem_limit,
         nano_cpus=size.cpu_share * NANO,
