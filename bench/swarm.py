@@ -1,0 +1,130 @@
+"""`ps:scale web=1 -> web=8` on the swarm backend, against one container's own start.
+
+    python bench/swarm.py [--rounds 3]
+
+Needs `scripts/swarm-lab up` (a 2-node swarm on this machine, its registry on
+127.0.0.1:5000). A real ``dynos server --backend swarm`` deploys tests/integration/apps/swarm
+(a stdlib HTTP server: no build), runs web=1, then per round scales to 8 and times until the
+router has answered from all eight (web.1 .. web.8, spread over both nodes), then back to 1.
+The anchor, side by side in the same run: the same release image started as one container
+with ``docker run -d`` on the manager's engine, timed until it answers on its port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from bench_server import machine, private_server
+
+from dynos.testing.harness import RunningServer, wait_for_dynos
+
+APP = "spread"
+SWARM_APP = Path(__file__).resolve().parents[1] / "tests" / "integration" / "apps" / "swarm"
+
+
+def routed_all(server: RunningServer, count: int, timeout: float = 300) -> float:
+    """Seconds until the router has answered from web.1 .. web.<count>."""
+    started = time.monotonic()
+    wanted = {f"web.{n}" for n in range(1, count + 1)}
+    seen: set[str] = set()
+    with server.router(APP) as router:
+        while seen != wanted:
+            if time.monotonic() - started > timeout:
+                raise SystemExit(f"only {sorted(seen)} answered in {timeout:g} s")
+            answer = router.get("/")
+            if answer.status_code == 200:
+                seen.add(answer.json()["dyno"])
+            else:
+                time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def release_image(server: RunningServer) -> str:
+    services = subprocess.run(
+        ["docker", "service", "ls", "--format", "{{.Name}} {{.Image}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    for line in services:
+        if f"-{APP}-web " in line:
+            return line.split()[1]
+    raise SystemExit("no web service of the app")
+
+
+def one_container(image: str) -> float:
+    """Seconds from `docker run -d` of ``image`` (the app's web process) to its answer."""
+    started = time.monotonic()
+    container = subprocess.run(
+        [
+            *("docker", "run", "-d", "--rm", "-e", "PORT=5000", "-e", "DYNO=web.1"),
+            *("-p", "127.0.0.1::5000", image, "python3", "web.py"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    try:
+        port = (
+            subprocess.run(
+                ["docker", "port", container, "5000/tcp"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.split(":")[-1]
+            .strip()
+        )
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as answer:
+                    json.load(answer)
+                    return time.monotonic() - started
+            except OSError:
+                time.sleep(0.02)
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    scaled: list[float] = []
+    single: list[float] = []
+    with private_server("--backend", "swarm", "--registry", "127.0.0.1:5000") as server:
+        server.create_app(APP)
+        server.deploy(APP, SWARM_APP)
+        server.scale(APP, web=1)
+        wait_for_dynos(server, APP, {"web.1": "up"}, 300)
+        image = release_image(server)
+        for round_ in range(args.rounds):
+            single.append(one_container(image))
+            started = time.monotonic()
+            server.scale(APP, web=8)
+            routed_all(server, 8)
+            scaled.append(time.monotonic() - started)
+            nodes = {d["node"] for d in json.loads(server.cli("ps", "--json", "-a", APP).stdout)}
+            print(
+                f"round {round_ + 1}: one container answers in {single[-1]:.2f} s; web=1 -> 8 "
+                f"all routed in {scaled[-1]:.2f} s over nodes {sorted(nodes)}",
+                flush=True,
+            )
+            server.scale(APP, web=1)
+            wait_for_dynos(server, APP, {"web.1": "up"}, 300)
+    print(f"\n{machine()}")
+    one, eight = statistics.median(single), statistics.median(scaled)
+    print(f"median: one container {one:.2f} s; web=1 -> 8 all routed {eight:.2f} s")
+    print(f"scale to 8 / one container start: {eight / one:.1f}x")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
