@@ -1,6 +1,6 @@
 """`ps:scale web=1 -> web=8` on the swarm backend, against one container's own start.
 
-    python bench/swarm.py [--rounds 3]
+    python bench/swarm.py [--rounds 3] [--kill-node]
 
 Needs `scripts/swarm-lab up` (a 2-node swarm on this machine, its registry on
 127.0.0.1:5000). A real ``dynos server --backend swarm`` deploys tests/integration/apps/swarm
@@ -8,15 +8,23 @@ Needs `scripts/swarm-lab up` (a 2-node swarm on this machine, its registry on
 router has answered from all eight (web.1 .. web.8, spread over both nodes), then back to 1.
 The anchor, side by side in the same run: the same release image started as one container
 with ``docker run -d`` on the manager's engine, timed until it answers on its port.
+
+``--kill-node``: then, at web=2 over both nodes and GETs one after another through the
+router, ``kill -9`` of the second node's dockerd: the failed GETs, the seconds until the
+dead node's dyno is out of the router, and until both dynos are up again (on the manager);
+the lab's worker is started again after (``scripts/swarm-lab up``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -93,9 +101,57 @@ def one_container(image: str) -> float:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True)
 
 
+def states(server: RunningServer) -> dict[str, tuple[str, str]]:
+    listed = json.loads(server.cli("ps", "--json", "-a", APP).stdout)
+    return {d["name"]: (d["state"], d["node"]) for d in listed}
+
+
+def kill_node(server: RunningServer) -> None:
+    server.scale(APP, web=2)
+    wait_for_dynos(server, APP, {"web.1": "up", "web.2": "up"}, 300)
+    dead = "dynos-lab-2"
+    if dead not in {node for _state, node in states(server).values()}:
+        raise SystemExit("web=2 is not spread over both nodes: run again")
+    counts = {"ok": 0, "failed": 0}
+    done = threading.Event()
+
+    def load() -> None:
+        with server.router(APP) as router:
+            while not done.is_set():
+                ok = router.get("/").status_code == 200
+                counts["ok" if ok else "failed"] += 1
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    time.sleep(2)
+    killed = time.monotonic()
+    os.kill(int(Path("/run/dynos-lab/node2.pid").read_text()), signal.SIGKILL)
+    out = back = None
+    try:
+        while back is None and time.monotonic() - killed < 120:
+            now = states(server)
+            if out is None and all(node != dead or state != "up" for state, node in now.values()):
+                out = time.monotonic() - killed
+            all_up = len(now) == 2 and all(state == "up" for state, _node in now.values())
+            if out is not None and all_up and dead not in {node for _s, node in now.values()}:
+                back = time.monotonic() - killed
+            time.sleep(0.1)
+    finally:
+        done.set()
+        loader.join()
+        lab = Path(__file__).resolve().parents[1] / "scripts" / "swarm-lab"
+        subprocess.run([str(lab), "up"], capture_output=True, check=True)
+    print(
+        f"kill -9 of {dead}'s dockerd: {counts['failed']} of {sum(counts.values())} GETs "
+        f"failed; its dyno out of the router after {out or float('nan'):.1f} s; both up "
+        f"again after {back or float('nan'):.1f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--kill-node", action="store_true")
     args = parser.parse_args()
     scaled: list[float] = []
     single: list[float] = []
@@ -119,6 +175,8 @@ def main() -> None:
             )
             server.scale(APP, web=1)
             wait_for_dynos(server, APP, {"web.1": "up"}, 300)
+        if args.kill_node:
+            kill_node(server)
     print(f"\n{machine()}")
     one, eight = statistics.median(single), statistics.median(scaled)
     print(f"median: one container {one:.2f} s; web=1 -> 8 all routed {eight:.2f} s")
