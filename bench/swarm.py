@@ -1,6 +1,6 @@
 """`ps:scale web=1 -> web=8` on the swarm backend, against one container's own start.
 
-    python bench/swarm.py [--rounds 3] [--kill-node]
+    python bench/swarm.py [--rounds 3] [--deploy] [--kill-node]
 
 Needs `scripts/swarm-lab up` (a 2-node swarm on this machine, its registry on
 127.0.0.1:5000). A real ``dynos server --backend swarm`` deploys tests/integration/apps/swarm
@@ -9,6 +9,8 @@ router has answered from all eight (web.1 .. web.8, spread over both nodes), the
 The anchor, side by side in the same run: the same release image started as one container
 with ``docker run -d`` on the manager's engine, timed until it answers on its port.
 
+``--deploy``: then, at web=2 and GETs one after another through the router, a config change
+(a new release, rolled out by Swarm): the failed GETs until both dynos serve it.
 ``--kill-node``: then, at web=2 over both nodes and GETs one after another through the
 router, ``kill -9`` of the second node's dockerd: the failed GETs, the seconds until the
 dead node's dyno is out of the router, and until both dynos are up again (on the manager);
@@ -106,6 +108,55 @@ def states(server: RunningServer) -> dict[str, tuple[str, str]]:
     return {d["name"]: (d["state"], d["node"]) for d in listed}
 
 
+class Load:
+    """GETs one after another through the router, in a thread, counted."""
+
+    def __init__(self, server: RunningServer) -> None:
+        self.counts = {"ok": 0, "failed": 0}
+        self.greetings: set[str] = set()
+        self._done = threading.Event()
+        self._server = server
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with self._server.router(APP) as router:
+            while not self._done.is_set():
+                answer = router.get("/")
+                ok = answer.status_code == 200
+                self.counts["ok" if ok else "failed"] += 1
+                if ok:
+                    self.greetings.add(f"{answer.json()['dyno']}={answer.json()['greeting']}")
+
+    def stop(self) -> str:
+        self._done.set()
+        self._thread.join()
+        return f"{self.counts['failed']} of {sum(self.counts.values())} GETs failed"
+
+
+def deploy_under_load(server: RunningServer) -> None:
+    server.scale(APP, web=2)
+    wait_for_dynos(server, APP, {"web.1": "up", "web.2": "up"}, 300)
+    load = Load(server)
+    time.sleep(2)
+    started = time.monotonic()
+    server.cli("config:set", "GREETING=rolled", "-a", APP)
+    while {"web.1=rolled", "web.2=rolled"} - load.greetings:
+        if time.monotonic() - started > 120:
+            break
+        time.sleep(0.1)
+    rolled = time.monotonic() - started
+    time.sleep(2)
+    codes: dict[str, int] = {}
+    for word in server.logs(APP).split():
+        if word.startswith("code=H"):
+            codes[word[5:]] = codes.get(word[5:], 0) + 1
+    print(
+        f"config change under GETs: {load.stop()} (router codes in the log: {codes}); both "
+        f"dynos served it after {rolled:.1f} s"
+    )
+
+
 def kill_node(server: RunningServer) -> None:
     server.scale(APP, web=2)
     wait_for_dynos(server, APP, {"web.1": "up", "web.2": "up"}, 300)
@@ -151,6 +202,7 @@ def kill_node(server: RunningServer) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--deploy", action="store_true")
     parser.add_argument("--kill-node", action="store_true")
     args = parser.parse_args()
     scaled: list[float] = []
@@ -175,6 +227,8 @@ def main() -> None:
             )
             server.scale(APP, web=1)
             wait_for_dynos(server, APP, {"web.1": "up"}, 300)
+        if args.deploy:
+            deploy_under_load(server)
         if args.kill_node:
             kill_node(server)
     print(f"\n{machine()}")
