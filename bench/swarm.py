@@ -64,7 +64,7 @@ def release_image(server: RunningServer) -> str:
         check=True,
     ).stdout.split("\n")
     for line in services:
-        if f"-{APP}-web " in line:
+        if f"-{APP}-web-" in line:
             return line.split()[1]
     raise SystemExit("no web service of the app")
 

@@ -94,6 +94,8 @@ def test_the_template_changes_with_the_release_config_and_size_not_with_the_dyno
     assert spec(size=find_size("standard-1x")).template != base
     assert spec(command=["python3", "other.py"]).template != base
     assert spec().container_labels[TEMPLATE_LABEL] == base
+    assert spec().name == f"dynos-abcdef01-shop-web-{base[:8]}"
+    assert len(spec(name="x" * 63).name) <= 63
     assert "io.dynos.server" not in spec().container_labels  # docker's leftovers, not these
 
 
@@ -165,6 +167,16 @@ def test_a_restarted_dyno_waits_for_a_new_task_of_its_slot() -> None:
     assert claims.claim("new", 1, "abc", [old, replacement]) == replacement
     claims.release("old")
     assert claims.by_key == {"new": "b"}
+
+
+def test_a_stopped_dyno_s_task_is_retired_while_it_still_runs() -> None:
+    claims = Claims()
+    old = running("a", 1)
+    assert claims.claim("old", 1, "abc", [old]) == old
+    claims.release("old", retire=True)  # out of the router; Swarm replaces it soon
+    assert claims.claim("new", 1, "abc", [old]) is None
+    fresh = running("b", 1)
+    assert claims.claim("new", 1, "abc", [old, fresh]) == fresh
 
 
 def test_replicas_cover_the_highest_slot() -> None:

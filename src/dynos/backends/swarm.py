@@ -1,21 +1,19 @@
 """The swarm backend: each process type of an app is a Swarm service; its tasks are the dynos.
 
 Behind the same seam as the local and docker backends (base.py). The manager still decides
-per dyno; this backend maps its calls onto one service per app and type
-(``core.swarm.service_spec``): a ``start`` of ``web.3`` makes the ``web`` service's replicas
-cover slot 3 (and updates the service when the release, config or size changed: a rolling
-update that starts new tasks first), and the dyno is the running task of slot 3 made from
-that spec (``core.swarm.Claims``). A ``stop`` lowers the replicas, or, when the slot stays
-(a restart), forces the service to replace its tasks. A task that ends unasked is reported
-as the dyno's exit, and the manager's restart claims the task Swarm started in its place.
+per dyno; a ``start`` of ``web.3`` makes the service of its type and release
+(``core.swarm.service_spec``) cover slot 3, and the dyno is the running task of slot 3 made
+from that spec (``core.swarm.Claims``). A new release is a new service beside the old one,
+whose tasks serve until the manager has stopped its dynos. A ``stop`` lowers the replicas,
+or (a slot that stays: a restart) leaves the task to the successor's start, which forces
+the service to replace it. A task that ends unasked, or whose node is down, is the dyno's
+exit; the manager's restart claims the task Swarm started in its place.
 
-Images: the release image is made on the manager's engine (images.py) and pushed to the
-registry every node pulls from (registry.py). Ports: published in host mode at a port the
-node picks; ``address`` is the task's node address and ``placement`` its port and node,
-read from Swarm. One-off dynos (``run.N``, ``release.N``) run as containers on the manager's
-engine (docker.py): they need a terminal or the release's exit status, which a service has
-not. Logs: ``docker service logs --follow --raw`` of each task, through the manager.
-Memory: a task on another node has no cgroup here: no R14 on the swarm backend yet.
+Images: made on the manager's engine (images.py), pushed to the registry the nodes pull
+from (registry.py). Ports: host mode, at a port the node picks; ``address`` and
+``placement`` are the task's node address, port and node. One-off dynos run as containers
+on the manager's engine (docker.py). Logs: ``docker service logs`` of each task. No R14
+yet: a task on another node has no cgroup here.
 """
 
 from __future__ import annotations
@@ -24,8 +22,8 @@ import asyncio
 import contextlib
 import logging
 import shutil
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -37,19 +35,25 @@ from dynos.backends.base import DynoEvents, DynoSpec, DynoUsage
 from dynos.backends.base import Placement as DynoPlacement
 from dynos.backends.docker import ENGINE_ERRORS, DockerBackend
 from dynos.backends.images import ReleaseImages
-from dynos.backends.local import PROBE_INTERVAL, answers, start_command
-from dynos.backends.swarm_engine import Nodes, follow_task_logs, read_cluster, service_body
-from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, container_environment, server_id
+from dynos.backends.local import PROBE_INTERVAL, answers
+from dynos.backends.swarm_engine import (
+    Nodes,
+    SwarmDyno,
+    SwarmService,
+    dyno_service,
+    follow_task_logs,
+    read_cluster,
+    service_body,
+)
+from dynos.core.containers import LABEL, server_id
 from dynos.core.swarm import (
     SERVICE_PORT,
     Claims,
-    ServiceSpec,
     TaskView,
     dyno_slot,
     exit_status,
     replicas_for,
     service_name,
-    service_spec,
 )
 from dynos.errors import PlatformError
 
@@ -57,38 +61,10 @@ log = logging.getLogger("dynos")
 POLL_INTERVAL = 0.5  # seconds between reads of the tasks while dynos run
 ONE_OFF_TYPES = ("run", "release")  # dynos run, release phases: containers, not services
 ADOPT_WINDOW = 120.0  # seconds a restarted server's starts have to adopt the services left
+SUCCESSOR_WAIT = 10.0  # seconds a stopped dyno's slot waits for its successor's start
 STOP_GATHER = 0.2  # seconds a stop waits for the stops that come with it
 STOP_MARGIN = 30.0  # seconds past the grace a stopped task has to be reported gone
 NODE_DOWN = 137  # the exit status shown for a dyno whose node went down: killed with it
-
-
-@dataclass
-class _Service:
-    name: str
-    wanted: ServiceSpec  # the newest spec a start asked for (replicas filled in at sync)
-    slots: dict[int, str] = field(default_factory=dict)  # slot → the key that runs there
-    id: str | None = None
-    force: int = 0  # bumped to make Swarm replace every task (a dyno's restart)
-    applied: tuple[str, int, int] | None = None  # (template, replicas, force) last sent
-    floor: int = 0  # an adopted service's replicas, kept until the adoption window ends
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-@dataclass
-class _Dyno:
-    spec: DynoSpec
-    service: str
-    slot: int
-    template: str
-    deadline: float
-    task: TaskView | None = None
-    ip: str | None = None
-    port: int | None = None
-    node: str | None = None
-    stopping: bool = False
-    timed_out: bool = False
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class SwarmBackend:
@@ -116,12 +92,14 @@ class SwarmBackend:
         self._one_offs = DockerBackend(
             events, client, stack_image=stack_image, home=home, boot_timeout=boot_timeout
         )
-        self._services: dict[str, _Service] = {}
-        self._dynos: dict[str, _Dyno] = {}
+        self._services: dict[str, SwarmService] = {}
+        self._dynos: dict[str, SwarmDyno] = {}
         self._claims = Claims()
         self._nodes: Nodes = {}
         self._poller: asyncio.Task[None] | None = None
         self._adoption: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._current: dict[str, str] = {}  # a type's name → its newest release's service
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="swarm")
         self._cli = shutil.which("docker") or "docker"
         # A server before this one on the same home died and left its services running: the
@@ -179,37 +157,27 @@ class SwarmBackend:
             image = await self._call(registry.push, self._client, self._registry, local)
         except ENGINE_ERRORS as exc:
             raise PlatformError(f"Could not make the image of {spec.name}: {exc}") from None
-        name = service_name(self._server, spec.app_name, process_type)
-        wanted = service_spec(
-            name=name,
-            image=image,
-            command=start_command(spec.command, spec.cwd),
-            env=container_environment(spec.env, str(spec.cwd)),
-            process_type=process_type,
-            size=spec.size,
-            replicas=0,
-            web=spec.port is not None,
-            labels={
-                f"{LABEL}.server": self._server,
-                f"{LABEL}.app-id": spec.app_id,
-                f"{LABEL}.app": spec.app_name,
-                f"{LABEL}.type": process_type,
-            },
-            stop_grace=self._stop_grace,
-            user=f"{DYNO_UID}:{DYNO_UID}",
-            workdir=APP_DIR,
-        )
+        wanted = dyno_service(self._server, spec, process_type, image, self._stop_grace)
+        name, base = wanted.name, service_name(self._server, spec.app_name, process_type)
+        previous, self._current[base] = self._current.get(base), name
+        old = self._services.get(previous or "")
+        if old is not None and previous != name and not old.slots:
+            self._spawn(self._remove(old))  # a release before whose dynos are all stopped
         if name not in self._services and name in self._leftovers:
             left = self._leftovers[name]
             force = int(left["Spec"]["TaskTemplate"].get("ForceUpdate", 0))
             floor = int(left["Spec"]["Mode"].get("Replicated", {}).get("Replicas", 0))
-            adopted = _Service(name, wanted, id=str(left["ID"]), force=force, floor=floor)
+            adopted = SwarmService(name, wanted, id=str(left["ID"]), force=force, floor=floor)
             self._services[name] = adopted
-        service = self._services.setdefault(name, _Service(name, wanted))
+        service = self._services.setdefault(name, SwarmService(name, wanted))
+        service.base = base
+        if slot in service.replaced:  # the successor of a dyno stopped in this slot:
+            service.replaced.discard(slot)  # a restart, which Swarm does by force
+            service.force += 1
         service.wanted = wanted
         service.slots[slot] = spec.key
         deadline = asyncio.get_running_loop().time() + self._boot_timeout
-        self._dynos[spec.key] = _Dyno(spec, name, slot, wanted.template, deadline)
+        self._dynos[spec.key] = SwarmDyno(spec, name, slot, wanted.template, deadline)
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll())
         if self._leftovers and self._adoption is None:
@@ -221,7 +189,7 @@ class SwarmBackend:
             service.slots.pop(slot, None)
             raise PlatformError(f"Swarm refused the service of {spec.name}: {exc}") from None
 
-    async def _sync(self, service: _Service) -> None:
+    async def _sync(self, service: SwarmService) -> None:
         """Send the service's spec when it changed: its template, replicas or forced
         replacement. Serialized per service; a call that waited sends the newest state."""
         async with service.lock:
@@ -258,7 +226,7 @@ class SwarmBackend:
     def _names(self) -> list[str]:
         return [s.name for s in self._services.values() if s.id is not None]
 
-    def _observe(self, dyno: _Dyno, views: list[TaskView], now: float) -> None:
+    def _observe(self, dyno: SwarmDyno, views: list[TaskView], now: float) -> None:
         if dyno.task is None:
             if dyno.stopping:
                 return
@@ -278,7 +246,7 @@ class SwarmBackend:
             self._events.dyno_output(dyno.spec.key, f"(dynos) node {dyno.node} is down")
             self._finish(dyno, NODE_DOWN)
 
-    def _place(self, dyno: _Dyno, task: TaskView) -> None:
+    def _place(self, dyno: SwarmDyno, task: TaskView) -> None:
         dyno.task = task
         hostname, address, _down = self._nodes.get(task.node_id, ("?", "", False))
         dyno.node, dyno.ip, dyno.port = hostname, address or None, task.published_port
@@ -286,7 +254,7 @@ class SwarmBackend:
         dyno.tasks.append(asyncio.create_task(follow_task_logs(self._cli, task.id, emit)))
         dyno.tasks.append(asyncio.create_task(self._probe(dyno)))
 
-    async def _probe(self, dyno: _Dyno) -> None:
+    async def _probe(self, dyno: SwarmDyno) -> None:
         """Up once the task runs and, for a web dyno, answers at its node's port."""
         loop = asyncio.get_running_loop()
         if dyno.spec.port is None:
@@ -303,11 +271,11 @@ class SwarmBackend:
                 return
             await asyncio.sleep(PROBE_INTERVAL)
 
-    def _finish(self, dyno: _Dyno, status: int) -> None:
+    def _finish(self, dyno: SwarmDyno, status: int, retire: bool = False) -> None:
         key = dyno.spec.key
         if self._dynos.pop(key, None) is None:
             return
-        self._claims.release(key)
+        self._claims.release(key, retire)
         service = self._services.get(dyno.service)
         if service is not None and service.slots.get(dyno.slot) == key:
             del service.slots[dyno.slot]  # the next start or stop sends the replicas
@@ -332,12 +300,22 @@ class SwarmBackend:
         if dyno.task is None:
             self._finish(dyno, 0)
             return False
-        # Its task must end. Fewer replicas end the top slot's; a slot that stays (a
-        # restart) needs Swarm to replace the tasks, one at a time, new ones first. A
-        # service whose spec changed (a new release) replaces them anyway.
-        stays = dyno.slot in service.slots or dyno.slot <= replicas_for(list(service.slots))
-        if stays and dyno.template == service.wanted.template:
-            service.force += 1
+        if self._current.get(service.base) != service.name:
+            # A release before the type's newest: out of the router already, its dyno is
+            # done; its service (and its tasks) goes with the last of them.
+            self._finish(dyno, 143, retire=True)
+            if not service.slots:
+                await self._remove(service)
+            return False
+        if dyno.slot in service.slots or dyno.slot <= replicas_for(list(service.slots)):
+            # A slot that stays (a restart, or the first dyno of a deploy): done now, its
+            # task left to its successor's start (a new release's service, or a forced
+            # update of this one); none within SUCCESSOR_WAIT: forced then.
+            service.replaced.add(dyno.slot)
+            self._finish(dyno, 143, retire=True)
+            self._spawn(self._replace_later(service, dyno.slot))
+            return False
+        # Fewer replicas end the top slot's task: wait for it, as for a process.
         with contextlib.suppress(*ENGINE_ERRORS):
             await self._sync(service)
         try:
@@ -345,6 +323,24 @@ class SwarmBackend:
         except TimeoutError:
             self._finish(dyno, 137)
         return False
+
+    async def _replace_later(self, service: SwarmService, slot: int) -> None:
+        await asyncio.sleep(SUCCESSOR_WAIT)
+        if slot in service.replaced and self._current.get(service.base) == service.name:
+            service.replaced.discard(slot)
+            service.force += 1
+            with contextlib.suppress(*ENGINE_ERRORS):
+                await self._sync(service)
+
+    async def _remove(self, service: SwarmService) -> None:
+        self._services.pop(service.name, None)
+        if service.id is not None:
+            with contextlib.suppress(*ENGINE_ERRORS):
+                await self._call(self._api.remove_service, service.id)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self._background.add(task := asyncio.create_task(coroutine))
+        task.add_done_callback(self._background.discard)
 
     def kill(self, key: str) -> None:
         if key in self._dynos:

@@ -1,11 +1,13 @@
-"""The swarm backend's engine calls: a service spec as the API's arguments, and the tasks and
-nodes read back (blocking: the backend runs them in threads); a task's output followed."""
+"""The swarm backend's records of its services and dynos, and its engine calls: a service
+spec as the API's arguments, the tasks and nodes read back (blocking: the backend runs them
+in threads), a task's output followed."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from docker.types import (
@@ -18,10 +20,43 @@ from docker.types import (
     UpdateConfig,
 )
 
-from dynos.backends.local import LINE_LIMIT, pump_lines
-from dynos.core.swarm import ServiceSpec, TaskView, task_view
+from dynos.backends.base import DynoSpec
+from dynos.backends.local import LINE_LIMIT, pump_lines, start_command
+from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, container_environment
+from dynos.core.swarm import ServiceSpec, TaskView, service_name, service_spec, task_view
 
 Nodes = dict[str, tuple[str, str, bool]]  # node id → (hostname, address, down)
+
+
+@dataclass
+class SwarmService:
+    name: str
+    wanted: ServiceSpec  # the newest spec a start asked for (replicas filled in at sync)
+    slots: dict[int, str] = field(default_factory=dict)  # slot → the key that runs there
+    id: str | None = None
+    force: int = 0  # bumped to make Swarm replace every task (a dyno's restart)
+    applied: tuple[str, int, int] | None = None  # (template, replicas, force) last sent
+    floor: int = 0  # an adopted service's replicas, kept until the adoption window ends
+    replaced: set[int] = field(default_factory=set)  # slots whose dyno stopped, to restart
+    base: str = ""  # the type's name: the services of its releases share it
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class SwarmDyno:
+    spec: DynoSpec
+    service: str
+    slot: int
+    template: str
+    deadline: float
+    task: TaskView | None = None
+    ip: str | None = None
+    port: int | None = None
+    node: str | None = None
+    stopping: bool = False
+    timed_out: bool = False
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def read_cluster(api: Any, names: list[str]) -> tuple[dict[str, list[TaskView]], Nodes]:
@@ -100,3 +135,29 @@ async def follow_task_logs(cli: str, task_id: str, emit: Callable[[str], None]) 
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
+
+
+def dyno_service(
+    server: str, spec: DynoSpec, process_type: str, image: str, stop_grace: float
+) -> ServiceSpec:
+    """The service of ``spec``'s release and type, as a start of one of its dynos asks for
+    it (its replicas are filled in when it is sent)."""
+    return service_spec(
+        name=service_name(server, spec.app_name, process_type),
+        image=image,
+        command=start_command(spec.command, spec.cwd),
+        env=container_environment(spec.env, str(spec.cwd)),
+        process_type=process_type,
+        size=spec.size,
+        replicas=0,
+        web=spec.port is not None,
+        labels={
+            f"{LABEL}.server": server,
+            f"{LABEL}.app-id": spec.app_id,
+            f"{LABEL}.app": spec.app_name,
+            f"{LABEL}.type": process_type,
+        },
+        stop_grace=stop_grace,
+        user=f"{DYNO_UID}:{DYNO_UID}",
+        workdir=APP_DIR,
+    )

@@ -124,7 +124,9 @@ def service_spec(
     template = template_id(image, command, environment, size)
     limits = size_limits(size)
     return ServiceSpec(
-        name=name,
+        # One service per release of a type (its template): a new one starts beside the
+        # old, whose tasks serve until the manager has stopped its dynos.
+        name=f"{name[:54].rstrip('-')}-{template[:8]}",
         image=image,
         command=tuple(command),
         env=tuple(f"{k}={v}" for k, v in sorted(environment.items())),
@@ -221,6 +223,7 @@ class Claims:
     key's task stays claimed until it is gone, so a restarted dyno waits for a new task."""
 
     by_key: dict[str, str] = field(default_factory=dict)  # key → task id
+    retired: set[str] = field(default_factory=set)  # tasks of stopped dynos, still running
 
     def claim(
         self, key: str, slot: int, template: str, tasks: Sequence[TaskView]
@@ -230,7 +233,7 @@ class Claims:
         if key in self.by_key:
             mine = self.by_key[key]
             return next((t for t in tasks if t.id == mine), None)
-        taken = set(self.by_key.values())
+        taken = set(self.by_key.values()) | self.retired
         for task in sorted(tasks, key=lambda t: t.id):
             ours = task.slot == slot and task.template == template
             if ours and task.running and task.id not in taken:
@@ -238,8 +241,10 @@ class Claims:
                 return task
         return None
 
-    def release(self, key: str) -> None:
-        self.by_key.pop(key, None)
+    def release(self, key: str, retire: bool = False) -> None:
+        task = self.by_key.pop(key, None)
+        if retire and task is not None:
+            self.retired.add(task)
 
 
 def replicas_for(slots: Sequence[int]) -> int:
