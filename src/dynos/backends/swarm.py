@@ -219,7 +219,8 @@ class SwarmBackend:
             self._nodes = nodes
             now = asyncio.get_running_loop().time()
             for dyno in list(self._dynos.values()):
-                views = tasks.get(self._services[dyno.service].id or "", [])
+                service = self._services.get(dyno.service)  # None: removed meanwhile
+                views = tasks.get(service.id or "", []) if service else []
                 self._observe(dyno, views, now)
             await asyncio.sleep(POLL_INTERVAL)
 
@@ -289,7 +290,10 @@ class SwarmBackend:
         if dyno is None:
             return await self._one_offs.stop(key, grace)
         dyno.stopping = True
-        service = self._services[dyno.service]
+        service = self._services.get(dyno.service)
+        if service is None:  # removed meanwhile (apps:destroy): its tasks are gone
+            self._finish(dyno, 0)
+            return False
         if service.slots.get(dyno.slot) == key:
             del service.slots[dyno.slot]
         # Stops that come together (a scale down, ps:stop of a type, the server's shutdown)
