@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,34 @@ def engine() -> Iterator[docker.DockerClient]:
     client.close()
 
 
+def stop_and_clean(engine: docker.DockerClient, server: RunningServer) -> None:
+    """Stop ``server`` and remove its apps' release images (their local and registry tags):
+    the engine outlives the test run."""
+    with server.api() as api:
+        app_ids = [app["id"] for app in api.get("/apps").json()]
+    server.stop()
+
+    def removed(image_id: str) -> bool:
+        try:  # Swarm stops the removed services' tasks after the server has gone
+            engine.images.remove(image_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError:
+            return False
+        return True
+
+    for app_id in app_ids:
+        for image in engine.images.list(filters={"label": f"{LABEL}.app-id={app_id}"}):
+            wait_for(partial(removed, str(image.id)), 60, f"{image.tags} removed")
+
+
 @pytest.fixture(scope="module")
 def shared_server(
     tmp_path_factory: pytest.TempPathFactory, engine: docker.DockerClient
 ) -> Iterator[RunningServer]:
     running = start_server(tmp_path_factory.mktemp("swarm") / "home", *QUICK)
     yield running
-    running.stop()
+    stop_and_clean(engine, running)
 
 
 @pytest.fixture
@@ -213,7 +235,7 @@ def test_a_killed_server_s_successor_adopts_its_services_without_restarting_a_dy
         assert len(tasks) == 2
         assert {a["dyno"] for a in answers(second, "kept")} == {"web.1", "web.2"}
     finally:
-        second.stop()
+        stop_and_clean(engine, second)
     assert services(engine, second, "kept") == {}  # a server that stops takes them along
 
 
