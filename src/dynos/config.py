@@ -69,10 +69,12 @@ class ServerConfig:
     # single-machine setups only, where the server's own ports are not a tenant's target.
     drains_allow_loopback: bool = False
     drain_buffer: int = 10_000  # lines held per log drain; more are dropped and counted (L10)
-    # What runs dynos (server_backend.py): "local" processes, or "docker" containers of
-    # release images made on the stack image.
+    # What runs dynos (server_backend.py): "local" processes, "docker" containers of
+    # release images made on the stack image, or "swarm" services of them on a swarm whose
+    # nodes pull from ``registry`` (None: the server runs Debian's docker-registry itself).
     backend: str = "local"
     stack_image: str = DEFAULT_STACK_IMAGE
+    registry: str | None = None
 
 
 @dataclass(frozen=True)

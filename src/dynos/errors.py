@@ -20,7 +20,9 @@ drawing)::
     │   ├── Refused                platform/slug_archive.py: an upload that breaks a rule
     │   ├── RangeNotSatisfiable    api/ranges.py: 416
     │   ├── EngineUnavailable      backends/engine.py: 503, no Docker engine answers
-    │   └── StackImageMissing      backends/engine.py: 503, run `dynos stack:build`
+    │   ├── StackImageMissing      backends/engine.py: 503, run `dynos stack:build`
+    │   ├── NotSwarmManager        503: --backend swarm on an engine that is no swarm's manager
+    │   └── RegistryUnreachable    503: the registry the swarm's nodes pull from does not answer
     ├── PlatformError              500: the platform could not do it (a process, a file)
     │   ├── BuildFailed            a build step failed or timed out
     │   ├── ReleaseFailed          a release command failed: the release before serves on
@@ -96,6 +98,20 @@ class NotFound(UserError):
 class Conflict(UserError):
     id = "conflict"
     status = 409
+
+
+class NotSwarmManager(UserError):
+    """``--backend swarm`` on an engine that is not a manager of an active swarm."""
+
+    id = "not_swarm_manager"
+    status = 503
+
+
+class RegistryUnreachable(UserError):
+    """The registry the swarm's nodes pull release images from does not answer."""
+
+    id = "registry_unreachable"
+    status = 503
 
 
 class PlatformError(DynosError):

@@ -56,7 +56,7 @@ from dynos.router.processes import RouterProcesses
 from dynos.router.proxy import Router
 from dynos.router.route import DynoEndpoint
 from dynos.router.routing_table import RoutingTable
-from dynos.server_backend import DOCKER_ISOLATION, DOCKER_NETWORK, docker_wiring
+from dynos.server_backend import CONTAINER_NOTES, docker_wiring, swarm_wiring
 from dynos.server_files import ensure_token, raise_fd_limit, retire_server_json, write_server_json
 from dynos.server_listen import bind, router_sockets, url_host, uvicorn_server
 from dynos.store import backups
@@ -188,9 +188,9 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
     builder: SlugBuilder = Builder(
         python, paths.builds, sandboxes=sandboxes, users=users, timeout=config.build_timeout
     )
-    if config.backend == "docker":  # the engine and the stack image are checked here
-        docker = docker_wiring(config, paths)
-        backend_factory, builder = docker.backend, docker.builder
+    if config.backend in ("docker", "swarm"):  # the engine, stack image (swarm, registry)
+        wiring = (docker_wiring if config.backend == "docker" else swarm_wiring)(config, paths)
+        backend_factory, builder = wiring.backend, wiring.builder
     metrics = Metrics(store, logs)
     settings = ManagerSettings(
         slugs_dir=paths.slugs,
@@ -262,14 +262,14 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         boot.connections.per_client,
         boot.nofile,
     )
-    if config.backend == "docker":
-        log.info("isolation: %s", DOCKER_ISOLATION)
-        log.info("network: %s", DOCKER_NETWORK)
+    if config.backend in CONTAINER_NOTES:
+        log.info("isolation: %s", CONTAINER_NOTES[config.backend][0])
+        log.info("network: %s", CONTAINER_NOTES[config.backend][1])
     elif isolate:
         log.info("isolation: each app's dynos run as the app's own unprivileged user")
     else:
         log.info("isolation: off (not running as root): dynos run as %s", local_account().email)
-    if config.backend != "docker":
+    if config.backend == "local":
         log.info("network: %s", network)
 
     api_sock = bind(config.api_host, config.api_port, "--api-port")
@@ -371,6 +371,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
             await metrics.close()  # the open minute, with the last requests' figures
             await platform.release_phases.close()  # their releases fail, the dynos then stop
             await manager.close()
+            await manager.backend.close(config.stop_grace)  # what the backend holds (swarm)
             await rendezvous.close(grace=2)  # each client is told its dyno's exit status
             for task in background:
                 task.cancel()

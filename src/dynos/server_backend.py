@@ -1,6 +1,7 @@
-"""`dynos server --backend docker`: the docker backend and its builder, wired once the
-engine answers and has the stack image (else a one-line error, and the server does not
-start). The local backend's wiring stays in server.py."""
+"""`dynos server --backend docker|swarm`: the docker or swarm backend and its builder, wired
+once the engine answers and has the stack image (and, for swarm, is a swarm's manager and
+has a registry): else a one-line error, and the server does not start. The local backend's
+wiring stays in server.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from dataclasses import dataclass
 from dynos.backends.base import Backend, DynoEvents
 from dynos.backends.docker import DockerBackend
 from dynos.backends.engine import NETWORK, connect, require_image
+from dynos.backends.registry import DEFAULT_REGISTRY, PlatformRegistry, check
+from dynos.backends.swarm import SwarmBackend
 from dynos.config import HomePaths, ServerConfig
+from dynos.errors import NotSwarmManager
 from dynos.platform.container_build import ContainerBuilder
 
 DOCKER_ISOLATION = (
@@ -21,6 +25,20 @@ DOCKER_NETWORK = (
     f"dynos on the '{NETWORK}' bridge, which forbids traffic between containers; web dyno "
     "ports published on 127.0.0.1 for the router"
 )
+SWARM_ISOLATION = (
+    "each dyno is a task of its type's swarm service, a container of its release's image, as "
+    "an unprivileged user, without capabilities"
+)
+SWARM_NETWORK = (
+    "web tasks publish their port in host mode on their node's address (no routing mesh); "
+    "the router connects to each task's node and port"
+)
+
+# What the server's log says of each container backend: (isolation, network).
+CONTAINER_NOTES = {
+    "docker": (DOCKER_ISOLATION, DOCKER_NETWORK),
+    "swarm": (SWARM_ISOLATION, SWARM_NETWORK),
+}
 
 
 @dataclass(frozen=True)
@@ -48,5 +66,46 @@ def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
         config.stack_image,
         paths.home / "build-cache",
         timeout=config.build_timeout,
+    )
+    return DockerWiring(backend, builder)
+
+
+def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
+    """Raises EngineUnavailable, StackImageMissing, NotSwarmManager or RegistryUnreachable
+    (UserErrors) before anything starts."""
+    client = connect()
+    require_image(client, config.stack_image)
+    swarm = client.info().get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        state = swarm.get("LocalNodeState") or "unknown"
+        role = "a worker" if state == "active" else f"in swarm state '{state}'"
+        raise NotSwarmManager(
+            f"This Docker engine is not a swarm manager (it is {role}): run the server on a "
+            "manager, make this engine one (docker swarm init --advertise-addr ADDRESS; "
+            "scripts/swarm-lab up makes a 2-node swarm on this machine), or use --backend docker."
+        )
+    own = None
+    if config.registry is None:
+        own = PlatformRegistry(paths.home / "registry", DEFAULT_REGISTRY)
+        own.start()
+        address = own.address
+    else:
+        address = config.registry
+        check(address)
+
+    def backend(events: DynoEvents) -> SwarmBackend:
+        return SwarmBackend(
+            events,
+            client,
+            stack_image=config.stack_image,
+            home=paths.home,
+            registry_address=address,
+            own_registry=own,
+            boot_timeout=config.boot_timeout,
+            stop_grace=config.stop_grace,
+        )
+
+    builder = ContainerBuilder(
+        client, config.stack_image, paths.home / "build-cache", timeout=config.build_timeout
     )
     return DockerWiring(backend, builder)

@@ -138,6 +138,7 @@ def dyno(record: Dyno) -> JSON:
         "state": str(record.state),
         "command": record.command,
         "attach_url": None,
+        "node": record.node,  # a cluster backend's node (swarm), null on this machine
         "app": {"id": record.app_id, "name": record.app_name},
         "release": {"id": record.release_id, "version": record.release_version},
         "created_at": timestamp(record.created_at),

@@ -46,6 +46,19 @@ class DynoUsage:
     cpu_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a running dyno is, beyond the host ``Backend.address`` gives: the port the
+    router reaches it at where the cluster picked one (None: the port it was given), and the
+    cluster node it runs on (None: this machine)."""
+
+    port: int | None = None
+    node: str | None = None
+
+
+HERE = Placement()
+
+
 class DynoEvents(Protocol):
     def dyno_output(self, key: str, line: str) -> None: ...
 
@@ -81,6 +94,10 @@ class Backend(Protocol):
         container, a pod's or task's for a cluster."""
         ...
 
+    def placement(self, key: str) -> Placement:
+        """The running dyno ``key``'s port and node where a cluster chose them."""
+        ...
+
     def memory_used(self, key: str) -> int | None:
         """Resident memory of the dyno's processes in bytes, None if it is not running."""
         ...
@@ -99,4 +116,9 @@ class Backend(Protocol):
 
     async def release_app(self, app_id: str) -> None:
         """The app was destroyed and none of its dynos runs: free what it held (its user)."""
+        ...
+
+    async def close(self, grace: float) -> None:
+        """At server shutdown, once the manager stopped its dynos: stop what is left and
+        free what the backend holds (a cluster's services, a registry process)."""
         ...

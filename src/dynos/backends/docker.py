@@ -39,7 +39,7 @@ import requests
 from docker import DockerClient
 from docker.models.containers import Container
 
-from dynos.backends.base import DynoEvents, DynoSpec, DynoUsage
+from dynos.backends.base import HERE, DynoEvents, DynoSpec, DynoUsage, Placement
 from dynos.backends.container_cgroups import cgroup_cpu_seconds, cgroup_memory, memory_file
 from dynos.backends.engine import dyno_network
 from dynos.backends.images import ReleaseImages
@@ -135,6 +135,9 @@ class DockerBackend:
         in one more process: 28% of the throughput, docs/performance.md)."""
         dyno = self._dynos.get(key)
         return None if dyno is None else dyno.ip
+
+    def placement(self, key: str) -> Placement:
+        return HERE  # the port it was given, on this machine's engine
 
     async def start(self, spec: DynoSpec) -> None:
         # A start takes seconds (the release image, the container): a stop meanwhile waits

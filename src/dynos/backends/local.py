@@ -35,7 +35,7 @@ from functools import partial
 from pathlib import Path
 
 from dynos.backends import cgroups as cg
-from dynos.backends.base import DynoEvents, DynoSpec, DynoUsage
+from dynos.backends.base import HERE, DynoEvents, DynoSpec, DynoUsage, Placement
 from dynos.backends.firewall import PortGuard
 from dynos.backends.isolation import AppUsers, DynoUser, open_slug_to
 from dynos.backends.ports import DynoPorts
@@ -98,6 +98,9 @@ class LocalBackend:
 
     def address(self, key: str) -> str | None:
         return "127.0.0.1" if key in self._dynos else None
+
+    def placement(self, key: str) -> Placement:
+        return HERE
 
     def _prepare(self, spec: DynoSpec) -> Sandbox:
         """The dyno's sandbox: its cgroup, user and scratch."""

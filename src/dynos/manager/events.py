@@ -44,7 +44,11 @@ class DynoEventSink:
         record = self._records.get(key)
         if record is None or record.stopping or record.state is not DynoState.STARTING:
             return
-        record.host = self._control.backend.address(key) or record.host
+        backend = self._control.backend
+        record.host = backend.address(key) or record.host
+        placement = backend.placement(key)
+        record.port = placement.port or record.port
+        record.node = placement.node
         if record.checks.gating and record.port is not None:
             self._control.check_startup(record)  # up, and routed, once they pass
             return

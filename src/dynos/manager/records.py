@@ -40,6 +40,7 @@ class DynoRecord:
     key: str | None = None  # the backend's key of the current process, None once it exited
     port: int | None = None
     host: str = "127.0.0.1"  # where the router reaches it on its port (Backend.address)
+    node: str | None = None  # the cluster node it runs on (Backend.placement), None: here
     health_path: str | None = None  # web: the path its readiness probe asks, if the app set one
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from dynos.backends.base import DynoEvents, DynoSpec, DynoUsage
+from dynos.backends.base import HERE, DynoEvents, DynoSpec, DynoUsage, Placement
 
 
 class FakeClock:
@@ -42,6 +42,12 @@ class FakeBackend:
 
     def address(self, key: str) -> str | None:
         return "127.0.0.1" if key in self.running else None
+
+    async def close(self, grace: float) -> None:
+        self.running.clear()
+
+    def placement(self, key: str) -> Placement:
+        return HERE
 
     async def start(self, spec: DynoSpec) -> None:
         if self.start_gate is not None:

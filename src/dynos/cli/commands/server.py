@@ -191,14 +191,22 @@ def _setting(name: str, kind: click.ParamType[Any] | None, help: str) -> Callabl
 )
 @_setting(
     "backend",
-    click.Choice(["local", "docker"]),
-    "What runs dynos: processes on this machine, or containers on the local Docker engine "
-    "(of a stack image: see --stack-image and 'dynos stack:build').",
+    click.Choice(["local", "docker", "swarm"]),
+    "What runs dynos: processes on this machine, containers on the local Docker engine (of a "
+    "stack image: see --stack-image and 'dynos stack:build'), or services of a Docker Swarm "
+    "whose manager the local engine is.",
 )
 @_setting(
     "stack-image",
     None,
-    "With --backend docker: the image builds and dynos run in ('dynos stack:build' makes it).",
+    "With --backend docker or swarm: the image builds and dynos run in ('dynos stack:build' "
+    "makes it).",
+)
+@_setting(
+    "registry",
+    None,
+    "With --backend swarm: the registry (HOST:PORT) every node pulls release images from "
+    "(default: the server runs Debian's docker-registry on 127.0.0.1:5000).",
 )
 def server(home: Path | None, **settings: Any) -> None:
     """Run the dynos server (API, router and dynos) until Ctrl-C or SIGTERM."""

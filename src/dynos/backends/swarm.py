@@ -1,0 +1,391 @@
+"""The swarm backend: each process type of an app is a Swarm service; its tasks are the dynos.
+
+Behind the same seam as the local and docker backends (base.py). The manager still decides
+per dyno; a ``start`` of ``web.3`` makes the service of its type and release
+(``core.swarm.service_spec``) cover slot 3, and the dyno is the running task of slot 3 made
+from that spec (``core.swarm.Claims``). A new release is a new service beside the old one,
+whose tasks serve until the manager has stopped its dynos. A ``stop`` lowers the replicas,
+or (a slot that stays: a restart) leaves the task to the successor's start, which forces
+the service to replace it. A task that ends unasked, or whose node is down, is the dyno's
+exit; the manager's restart claims the task Swarm started in its place.
+
+Images: made on the manager's engine (images.py), pushed to the registry the nodes pull
+from (registry.py). Ports: host mode, at a port the node picks; ``address`` and
+``placement`` are the task's node address, port and node. One-off dynos run as containers
+on the manager's engine (docker.py). Logs: ``docker service logs`` of each task. No R14
+yet: a task on another node has no cgroup here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
+
+from docker import DockerClient
+
+from dynos.backends import registry
+from dynos.backends.base import DynoEvents, DynoSpec, DynoUsage
+from dynos.backends.base import Placement as DynoPlacement
+from dynos.backends.docker import ENGINE_ERRORS, DockerBackend
+from dynos.backends.images import ReleaseImages
+from dynos.backends.local import PROBE_INTERVAL, answers
+from dynos.backends.swarm_engine import (
+    Nodes,
+    SwarmDyno,
+    SwarmService,
+    dyno_service,
+    follow_task_logs,
+    read_cluster,
+    service_body,
+)
+from dynos.core.containers import LABEL, server_id
+from dynos.core.swarm import (
+    SERVICE_PORT,
+    Claims,
+    TaskView,
+    dyno_slot,
+    exit_status,
+    replicas_for,
+    service_name,
+)
+from dynos.errors import PlatformError
+
+log = logging.getLogger("dynos")
+POLL_INTERVAL = 0.5  # seconds between reads of the tasks while dynos run
+ONE_OFF_TYPES = ("run", "release")  # dynos run, release phases: containers, not services
+ADOPT_WINDOW = 120.0  # seconds a restarted server's starts have to adopt the services left
+SUCCESSOR_WAIT = 10.0  # seconds a stopped dyno's slot waits for its successor's start
+STOP_GATHER = 0.2  # seconds a stop waits for the stops that come with it
+STOP_MARGIN = 30.0  # seconds past the grace a stopped task has to be reported gone
+NODE_DOWN = 137  # the exit status shown for a dyno whose node went down: killed with it
+
+
+class SwarmBackend:
+    def __init__(
+        self,
+        events: DynoEvents,
+        client: DockerClient,
+        *,
+        stack_image: str,
+        home: Path,
+        registry_address: str,
+        own_registry: registry.PlatformRegistry | None = None,
+        boot_timeout: float = 60.0,
+        stop_grace: float = 30.0,
+    ) -> None:
+        self._events = events
+        self._client = client
+        self._api: Any = cast(Any, client.api)  # the SDK's low-level calls are untyped
+        self._boot_timeout = boot_timeout
+        self._server = server_id(str(home))
+        self._registry = registry_address
+        self._own_registry = own_registry  # stopped with the backend
+        self._stop_grace = stop_grace
+        self.images = ReleaseImages(client, stack_image)
+        self._one_offs = DockerBackend(
+            events, client, stack_image=stack_image, home=home, boot_timeout=boot_timeout
+        )
+        self._services: dict[str, SwarmService] = {}
+        self._dynos: dict[str, SwarmDyno] = {}
+        self._claims = Claims()
+        self._nodes: Nodes = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._adoption: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._current: dict[str, str] = {}  # a type's name → its newest release's service
+        self._pool = ThreadPoolExecutor(16, thread_name_prefix="swarm")
+        self._cli = shutil.which("docker") or "docker"
+        # A server before this one on the same home died and left its services running: the
+        # manager's starts adopt their tasks (same slot and spec: no dyno restarts); what no
+        # start adopts within ADOPT_WINDOW is removed.
+        left: list[dict[str, Any]] = self._api.services(
+            filters={"label": f"{LABEL}.server={self._server}"}
+        )
+        self._leftovers = {service["Spec"]["Name"]: service for service in left}
+        if self._leftovers:
+            log.info("adopting %d dyno services a server before left", len(self._leftovers))
+
+    @property
+    def limits(self) -> str:
+        version = self._client.version().get("Version", "?")
+        nodes = len(self._api.nodes())
+        return f"Docker {version} swarm service limits (memory, CPUs, pids) over {nodes} nodes"
+
+    async def _remove_unadopted(self) -> None:
+        await asyncio.sleep(ADOPT_WINDOW)
+        leftovers, self._leftovers = self._leftovers, {}
+        for name, left in leftovers.items():
+            adopted = self._services.get(name)
+            with contextlib.suppress(*ENGINE_ERRORS):
+                if adopted is None:
+                    await self._call(self._api.remove_service, left["ID"])
+                elif adopted.floor:
+                    adopted.floor = 0  # the replicas the manager's dynos need, from now
+                    await self._sync(adopted)
+
+    async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, partial(function, *args, **kwargs))
+
+    def allocate_port(self) -> int:
+        return SERVICE_PORT  # each task binds it in its own network; the node picks the host's
+
+    def address(self, key: str) -> str | None:
+        dyno = self._dynos.get(key)
+        return self._one_offs.address(key) if dyno is None else dyno.ip
+
+    def placement(self, key: str) -> DynoPlacement:
+        dyno = self._dynos.get(key)
+        if dyno is None:
+            return self._one_offs.placement(key)
+        return DynoPlacement(port=dyno.port, node=dyno.node)
+
+    async def start(self, spec: DynoSpec) -> None:
+        process_type, slot = dyno_slot(spec.name)
+        if spec.terminal is not None or process_type in ONE_OFF_TYPES:
+            await self._one_offs.start(spec)
+            return
+        try:
+            local = await self._call(self.images.ensure, spec.app_id, spec.app_name, spec.cwd)
+            image = await self._call(registry.push, self._client, self._registry, local)
+        except ENGINE_ERRORS as exc:
+            raise PlatformError(f"Could not make the image of {spec.name}: {exc}") from None
+        wanted = dyno_service(self._server, spec, process_type, image, self._stop_grace)
+        name, base = wanted.name, service_name(self._server, spec.app_name, process_type)
+        previous, self._current[base] = self._current.get(base), name
+        old = self._services.get(previous or "")
+        if old is not None and previous != name and not old.slots:
+            self._spawn(self._remove(old))  # a release before whose dynos are all stopped
+        if name not in self._services and name in self._leftovers:
+            left = self._leftovers[name]
+            force = int(left["Spec"]["TaskTemplate"].get("ForceUpdate", 0))
+            floor = int(left["Spec"]["Mode"].get("Replicated", {}).get("Replicas", 0))
+            adopted = SwarmService(name, wanted, id=str(left["ID"]), force=force, floor=floor)
+            self._services[name] = adopted
+        service = self._services.setdefault(name, SwarmService(name, wanted))
+        service.base = base
+        if slot in service.replaced:  # the successor of a dyno stopped in this slot:
+            service.replaced.discard(slot)  # a restart, which Swarm does by force
+            service.force += 1
+        service.wanted = wanted
+        service.slots[slot] = spec.key
+        deadline = asyncio.get_running_loop().time() + self._boot_timeout
+        self._dynos[spec.key] = SwarmDyno(spec, name, slot, wanted.template, deadline)
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll())
+        if self._leftovers and self._adoption is None:
+            self._adoption = asyncio.create_task(self._remove_unadopted())
+        try:
+            await self._sync(service)
+        except ENGINE_ERRORS as exc:
+            self._dynos.pop(spec.key, None)
+            service.slots.pop(slot, None)
+            raise PlatformError(f"Swarm refused the service of {spec.name}: {exc}") from None
+
+    async def _sync(self, service: SwarmService) -> None:
+        """Send the service's spec when it changed: its template, replicas or forced
+        replacement. Serialized per service; a call that waited sends the newest state."""
+        async with service.lock:
+            replicas = max(replicas_for(list(service.slots)), service.floor)
+            state = (service.wanted.template, replicas, service.force)
+            if service.applied == state:
+                return
+            body = service_body(service.wanted, replicas, service.force)
+            if service.id is None:
+                created = await self._call(self._api.create_service, **body)
+                service.id = str(created["ID"])
+            else:
+                current = await self._call(self._api.inspect_service, service.id)
+                version = int(current["Version"]["Index"])
+                await self._call(self._api.update_service, service.id, version, **body)
+            service.applied = state
+
+    async def _poll(self) -> None:
+        """Read the services' tasks and the nodes while dynos run: claim, place, end."""
+        while self._dynos:
+            try:
+                tasks, nodes = await self._call(read_cluster, self._api, self._names())
+            except ENGINE_ERRORS as exc:
+                log.warning("swarm: could not read the tasks: %s", exc)
+                await asyncio.sleep(POLL_INTERVAL * 4)
+                continue
+            self._nodes = nodes
+            now = asyncio.get_running_loop().time()
+            for dyno in list(self._dynos.values()):
+                service = self._services.get(dyno.service)  # None: removed meanwhile
+                views = tasks.get(service.id or "", []) if service else []
+                self._observe(dyno, views, now)
+            await asyncio.sleep(POLL_INTERVAL)
+
+    def _names(self) -> list[str]:
+        return [s.name for s in self._services.values() if s.id is not None]
+
+    def _observe(self, dyno: SwarmDyno, views: list[TaskView], now: float) -> None:
+        if dyno.task is None:
+            if dyno.stopping:
+                return
+            task = self._claims.claim(dyno.spec.key, dyno.slot, dyno.template, views)
+            if task is not None:
+                self._place(dyno, task)
+            elif now > dyno.deadline and not dyno.timed_out:
+                dyno.timed_out = True
+                self._events.dyno_boot_timeout(dyno.spec.key)
+            return
+        current = next((t for t in views if t.id == dyno.task.id), None)
+        if current is None or current.ended:
+            self._finish(dyno, exit_status(current) if current else 0)
+        elif self._nodes.get(current.node_id, ("", "", False))[2]:
+            # Its node is down (Swarm said so after its heartbeats stopped): out of the
+            # router now; Swarm starts its slot elsewhere, and the manager's restart takes it.
+            self._events.dyno_output(dyno.spec.key, f"(dynos) node {dyno.node} is down")
+            self._finish(dyno, NODE_DOWN)
+
+    def _place(self, dyno: SwarmDyno, task: TaskView) -> None:
+        dyno.task = task
+        hostname, address, _down = self._nodes.get(task.node_id, ("?", "", False))
+        dyno.node, dyno.ip, dyno.port = hostname, address or None, task.published_port
+        emit = partial(self._events.dyno_output, dyno.spec.key)
+        dyno.tasks.append(asyncio.create_task(follow_task_logs(self._cli, task.id, emit)))
+        dyno.tasks.append(asyncio.create_task(self._probe(dyno)))
+
+    async def _probe(self, dyno: SwarmDyno) -> None:
+        """Up once the task runs and, for a web dyno, answers at its node's port."""
+        loop = asyncio.get_running_loop()
+        if dyno.spec.port is None:
+            self._events.dyno_up(dyno.spec.key)
+            return
+        while not dyno.exited.is_set():
+            if dyno.ip and dyno.port and await answers(dyno.ip, dyno.port, dyno.spec.health_path):
+                if not dyno.exited.is_set():
+                    self._events.dyno_up(dyno.spec.key)
+                return
+            if loop.time() > dyno.deadline and not dyno.timed_out:
+                dyno.timed_out = True
+                self._events.dyno_boot_timeout(dyno.spec.key)
+                return
+            await asyncio.sleep(PROBE_INTERVAL)
+
+    def _finish(self, dyno: SwarmDyno, status: int, retire: bool = False) -> None:
+        key = dyno.spec.key
+        if self._dynos.pop(key, None) is None:
+            return
+        self._claims.release(key, retire)
+        service = self._services.get(dyno.service)
+        if service is not None and service.slots.get(dyno.slot) == key:
+            del service.slots[dyno.slot]  # the next start or stop sends the replicas
+        for task in dyno.tasks:
+            task.cancel()
+        dyno.exited.set()
+        self._events.dyno_exited(key, status)
+
+    async def stop(self, key: str, grace: float) -> bool:
+        dyno = self._dynos.get(key)
+        if dyno is None:
+            return await self._one_offs.stop(key, grace)
+        dyno.stopping = True
+        service = self._services.get(dyno.service)
+        if service is None:  # removed meanwhile (apps:destroy): its tasks are gone
+            self._finish(dyno, 0)
+            return False
+        if service.slots.get(dyno.slot) == key:
+            del service.slots[dyno.slot]
+        # Stops that come together (a scale down, ps:stop of a type, the server's shutdown)
+        # are one change of the service: each waits for the others to take their slots out.
+        await asyncio.sleep(STOP_GATHER)
+        if dyno.exited.is_set():
+            return False
+        if dyno.task is None:
+            self._finish(dyno, 0)
+            return False
+        if self._current.get(service.base) != service.name:
+            # A release before the type's newest: out of the router already, its dyno is
+            # done; its service (and its tasks) goes with the last of them.
+            self._finish(dyno, 143, retire=True)
+            if not service.slots:
+                await self._remove(service)
+            return False
+        if dyno.slot in service.slots or dyno.slot <= replicas_for(list(service.slots)):
+            # A slot that stays (a restart, or the first dyno of a deploy): done now, its
+            # task left to its successor's start (a new release's service, or a forced
+            # update of this one); none within SUCCESSOR_WAIT: forced then.
+            service.replaced.add(dyno.slot)
+            self._finish(dyno, 143, retire=True)
+            self._spawn(self._replace_later(service, dyno.slot))
+            return False
+        # Fewer replicas end the top slot's task: wait for it, as for a process.
+        with contextlib.suppress(*ENGINE_ERRORS):
+            await self._sync(service)
+        try:
+            await asyncio.wait_for(dyno.exited.wait(), grace + STOP_MARGIN)
+        except TimeoutError:
+            self._finish(dyno, 137)
+        return False
+
+    async def _replace_later(self, service: SwarmService, slot: int) -> None:
+        await asyncio.sleep(SUCCESSOR_WAIT)
+        if slot in service.replaced and self._current.get(service.base) == service.name:
+            service.replaced.discard(slot)
+            service.force += 1
+            with contextlib.suppress(*ENGINE_ERRORS):
+                await self._sync(service)
+
+    async def _remove(self, service: SwarmService) -> None:
+        self._services.pop(service.name, None)
+        if service.id is not None:
+            with contextlib.suppress(*ENGINE_ERRORS):
+                await self._call(self._api.remove_service, service.id)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self._background.add(task := asyncio.create_task(coroutine))
+        task.add_done_callback(self._background.discard)
+
+    def kill(self, key: str) -> None:
+        if key in self._dynos:
+            self._dynos[key].tasks.append(asyncio.create_task(self._kill(key)))
+        else:
+            self._one_offs.kill(key)
+
+    async def _kill(self, key: str) -> None:
+        await self.stop(key, 0)
+
+    def memory_used(self, key: str) -> int | None:
+        return None if key in self._dynos else self._one_offs.memory_used(key)
+
+    def usage(self, key: str) -> DynoUsage | None:
+        return None if key in self._dynos else self._one_offs.usage(key)
+
+    def scratch_usage(self, key: str) -> tuple[int, int] | None:
+        return None
+
+    async def release_app(self, app_id: str) -> None:
+        for name, service in list(self._services.items()):
+            if service.wanted.labels.get(f"{LABEL}.app-id") == app_id:
+                del self._services[name]
+                if service.id is not None:
+                    with contextlib.suppress(*ENGINE_ERRORS):
+                        await self._call(self._api.remove_service, service.id)
+        await self._one_offs.release_app(app_id)
+
+    async def close(self, grace: float) -> None:
+        """The services go (Swarm stops what tasks are left with the grace), and the
+        server's own registry."""
+        if self._adoption is not None:
+            self._adoption.cancel()
+        ids = [s.id for s in self._services.values()] + [s["ID"] for s in self._leftovers.values()]
+        for service_id in ids:
+            if service_id is not None:
+                with contextlib.suppress(*ENGINE_ERRORS):
+                    await self._call(self._api.remove_service, service_id)
+        for dyno in list(self._dynos.values()):
+            self._finish(dyno, 0)
+        await self._one_offs.close(grace)
+        self._pool.shutdown(wait=False)
+        if self._own_registry is not None:
+            self._own_registry.stop()

@@ -1,0 +1,163 @@
+"""The swarm backend's records of its services and dynos, and its engine calls: a service
+spec as the API's arguments, the tasks and nodes read back (blocking: the backend runs them
+in threads), a task's output followed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from docker.types import (
+    ContainerSpec,
+    Placement,
+    PlacementPreference,
+    RestartPolicy,
+    ServiceMode,
+    TaskTemplate,
+    UpdateConfig,
+)
+
+from dynos.backends.base import DynoSpec
+from dynos.backends.local import LINE_LIMIT, pump_lines, start_command
+from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, container_environment
+from dynos.core.swarm import ServiceSpec, TaskView, service_name, service_spec, task_view
+
+Nodes = dict[str, tuple[str, str, bool]]  # node id → (hostname, address, down)
+
+
+@dataclass
+class SwarmService:
+    name: str
+    wanted: ServiceSpec  # the newest spec a start asked for (replicas filled in at sync)
+    slots: dict[int, str] = field(default_factory=dict)  # slot → the key that runs there
+    id: str | None = None
+    force: int = 0  # bumped to make Swarm replace every task (a dyno's restart)
+    applied: tuple[str, int, int] | None = None  # (template, replicas, force) last sent
+    floor: int = 0  # an adopted service's replicas, kept until the adoption window ends
+    replaced: set[int] = field(default_factory=set)  # slots whose dyno stopped, to restart
+    base: str = ""  # the type's name: the services of its releases share it
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class SwarmDyno:
+    spec: DynoSpec
+    service: str
+    slot: int
+    template: str
+    deadline: float
+    task: TaskView | None = None
+    ip: str | None = None
+    port: int | None = None
+    node: str | None = None
+    stopping: bool = False
+    timed_out: bool = False
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def read_cluster(api: Any, names: list[str]) -> tuple[dict[str, list[TaskView]], Nodes]:
+    """The tasks of the services ``names``, by service id, and every node's hostname,
+    address (where the router reaches the ports its tasks publish) and whether Swarm found
+    it down."""
+    by_service: dict[str, list[TaskView]] = {}
+    if names:
+        for task in api.tasks(filters={"service": names}):
+            by_service.setdefault(str(task.get("ServiceID")), []).append(task_view(task))
+    nodes: Nodes = {}
+    for node in api.nodes():
+        description, status = node.get("Description") or {}, node.get("Status") or {}
+        address = str(status.get("Addr") or "")
+        if address in ("", "0.0.0.0"):  # a manager can report this: its swarm address then
+            manager = str((node.get("ManagerStatus") or {}).get("Addr") or "")
+            address = manager.rpartition(":")[0] or "127.0.0.1"
+        down = status.get("State") == "down"
+        nodes[str(node["ID"])] = (str(description.get("Hostname", "?")), address, down)
+    return by_service, nodes
+
+
+def service_body(spec: ServiceSpec, replicas: int, force: int) -> dict[str, Any]:
+    """The engine API's arguments (create_service, update_service) for ``spec``."""
+    container = ContainerSpec(
+        spec.image,
+        command=list(spec.command),
+        env=list(spec.env),
+        labels=dict(spec.container_labels),
+        user=spec.user,
+        workdir=spec.workdir,
+        stop_grace_period=spec.stop_grace_ns,
+        init=True,
+        cap_drop=["ALL"],
+    )
+    limits = {"NanoCPUs": spec.nano_cpus, "MemoryBytes": spec.mem_limit, "Pids": spec.pids_limit}
+    template = TaskTemplate(
+        container,
+        resources={"Limits": limits},  # type: ignore[arg-type]  # the SDK's has no Pids
+        restart_policy=RestartPolicy(
+            condition=spec.restart_condition,
+            delay=spec.restart_delay_ns,
+            max_attempts=spec.restart_attempts,
+            window=spec.restart_window_ns,
+        ),
+        placement=Placement(preferences=[PlacementPreference("spread", spec.placement_spread)]),
+        force_update=force,
+    )
+    ports = []
+    if spec.target_port is not None:
+        # Host mode: no routing mesh (it needs IPVS); the node picks each task's host port.
+        ports = [{"Protocol": "tcp", "TargetPort": spec.target_port, "PublishMode": "host"}]
+    return {
+        "task_template": template,
+        "name": spec.name,
+        "labels": dict(spec.labels),
+        "mode": ServiceMode("replicated", replicas=replicas),
+        "update_config": UpdateConfig(parallelism=spec.update_parallelism, order=spec.update_order),
+        "endpoint_spec": {"Mode": spec.endpoint_mode, "Ports": ports},
+    }
+
+
+async def follow_task_logs(cli: str, task_id: str, emit: Callable[[str], None]) -> None:
+    """A task's output, wherever it runs, through the manager's ``docker service logs``."""
+    process = await asyncio.create_subprocess_exec(
+        *(cli, "service", "logs", "--follow", "--raw", task_id),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        limit=LINE_LIMIT,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        await asyncio.gather(pump_lines(process.stdout, emit), pump_lines(process.stderr, emit))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+def dyno_service(
+    server: str, spec: DynoSpec, process_type: str, image: str, stop_grace: float
+) -> ServiceSpec:
+    """The service of ``spec``'s release and type, as a start of one of its dynos asks for
+    it (its replicas are filled in when it is sent)."""
+    return service_spec(
+        name=service_name(server, spec.app_name, process_type),
+        image=image,
+        command=start_command(spec.command, spec.cwd),
+        env=container_environment(spec.env, str(spec.cwd)),
+        process_type=process_type,
+        size=spec.size,
+        replicas=0,
+        web=spec.port is not None,
+        labels={
+            f"{LABEL}.server": server,
+            f"{LABEL}.app-id": spec.app_id,
+            f"{LABEL}.app": spec.app_name,
+            f"{LABEL}.type": process_type,
+        },
+        stop_grace=stop_grace,
+        user=f"{DYNO_UID}:{DYNO_UID}",
+        workdir=APP_DIR,
+    )

@@ -1,0 +1,270 @@
+"""`dynos server --backend swarm` on a 2-node swarm: process types as services.
+
+Needs `scripts/swarm-lab up` (the machine's engine a manager, a second engine in a network
+namespace joined as a worker, the lab's registry on 127.0.0.1:5000): .ci/run starts it.
+These tests fail, never skip, without it, as CI must run them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from dynos.core.containers import LABEL, server_id
+from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for_dynos
+from tests.integration.conftest import each_test, wait_for
+
+SWARM_APP = Path(__file__).parent / "apps" / "swarm"
+LAB_SCRIPT = Path(__file__).parents[2] / "scripts" / "swarm-lab"
+LAB_REGISTRY = "127.0.0.1:5000"
+LAB_WORKER_SOCKET = "unix:///run/dynos-lab/node2.sock"
+QUICK = ("--backend", "swarm", "--registry", LAB_REGISTRY, "--stop-grace", "2")
+QUICK += ("--crash-backoff", "2")
+LAB_MISSING = "no 2-node swarm here: run `scripts/swarm-lab up` as root first (.ci/run does)"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
+    swarm = client.info().get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        pytest.fail(LAB_MISSING)
+    ready = [n for n in client.api.nodes() if (n.get("Status") or {}).get("State") == "ready"]
+    if len(ready) < 2:
+        pytest.fail(f"{len(ready)} ready node(s): {LAB_MISSING}")
+    yield client
+    client.close()
+
+
+def stop_and_clean(engine: docker.DockerClient, server: RunningServer) -> None:
+    """Stop ``server`` and remove its apps' release images (their local and registry tags):
+    the engine outlives the test run."""
+    with server.api() as api:
+        app_ids = [app["id"] for app in api.get("/apps").json()]
+    server.stop()
+
+    def removed(image_id: str) -> bool:
+        try:  # Swarm stops the removed services' tasks after the server has gone
+            engine.images.remove(image_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError:
+            return False
+        return True
+
+    for app_id in app_ids:
+        for image in engine.images.list(filters={"label": f"{LABEL}.app-id={app_id}"}):
+            wait_for(partial(removed, str(image.id)), 60, f"{image.tags} removed")
+
+
+@pytest.fixture(scope="module")
+def shared_server(
+    tmp_path_factory: pytest.TempPathFactory, engine: docker.DockerClient
+) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("swarm") / "home", *QUICK)
+    yield running
+    stop_and_clean(engine, running)
+
+
+@pytest.fixture
+def server(shared_server: RunningServer) -> Iterator[RunningServer]:
+    yield from each_test(shared_server)
+
+
+def services(engine: docker.DockerClient, server: RunningServer, app: str) -> dict[str, Any]:
+    """The server's services of ``app``, by process type."""
+    labels = [f"{LABEL}.server={server_id(str(server.home))}", f"{LABEL}.app={app}"]
+    found = engine.api.services(filters={"label": labels})
+    return {s["Spec"]["Labels"][f"{LABEL}.type"]: s for s in found}
+
+
+def ps_json(server: RunningServer, app: str) -> dict[str, dict[str, Any]]:
+    listed = json.loads(server.cli("ps", "--json", "--app", app).stdout)
+    return {dyno["name"]: dyno for dyno in listed}
+
+
+def answers(server: RunningServer, app: str, count: int = 30) -> list[dict[str, Any]]:
+    with server.router(app) as router:
+        return [router.get("/").json() for _ in range(count)]
+
+
+def test_a_formation_runs_as_services_spread_over_both_nodes_and_routed(
+    server: RunningServer, engine: docker.DockerClient
+) -> None:
+    server.create_app("spread")
+    server.deploy("spread", SWARM_APP)
+    server.scale("spread", web=2, worker=1)
+    wait_for_dynos(server, "spread", {"web.1": "up", "web.2": "up", "worker.1": "up"}, 180)
+    # One service per type, replicas = quantity, the size's limits, start-first updates.
+    made = services(engine, server, "spread")
+    assert set(made) == {"web", "worker"}
+    web = made["web"]["Spec"]
+    assert web["Mode"]["Replicated"]["Replicas"] == 2
+    limits = web["TaskTemplate"]["Resources"]["Limits"]
+    assert limits["MemoryBytes"] == 1024 * 1024 * 1024 and limits["NanoCPUs"] == 10**9
+    assert web["TaskTemplate"]["RestartPolicy"]["Condition"] == "on-failure"
+    assert web["UpdateConfig"]["Order"] == "start-first"
+    assert web["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
+    # Spread over the two nodes; ps says which, and the router reaches both.
+    dynos = ps_json(server, "spread")
+    assert {dynos["web.1"]["node"], dynos["web.2"]["node"]} == {
+        n["Description"]["Hostname"] for n in engine.api.nodes()
+    }
+    seen = {answer["dyno"] for answer in answers(server, "spread")}
+    assert seen == {"web.1", "web.2"}  # DYNO from each task's slot
+    assert all(answer["uid"] == 1000 for answer in answers(server, "spread", 4))
+    wait_for(lambda: "app[worker.1]: worker worker.1 working" in server.logs("spread"), 60)
+
+
+def test_scaling_down_config_changes_and_restarts_on_the_swarm(
+    server: RunningServer, engine: docker.DockerClient
+) -> None:
+    server.create_app("shop")
+    server.deploy("shop", SWARM_APP)
+    server.scale("shop", web=3)
+    wait_for_dynos(server, "shop", {"web.1": "up", "web.2": "up", "web.3": "up"}, 180)
+    server.scale("shop", web=1)
+    wait_for_dynos(server, "shop", {"web.1": "up"}, 120)
+    wait_for(
+        lambda: (
+            services(engine, server, "shop")["web"]["Spec"]["Mode"]["Replicated"]["Replicas"] == 1
+        ),
+        60,
+        "the web service scaled to 1",
+    )
+    # A config change is a new service spec, rolled out; the new value is served.
+    server.cli("config:set", "GREETING=bonjour", "--app", "shop")
+    wait_for(
+        lambda: {a["greeting"] for a in answers(server, "shop", 5)} == {"bonjour"},
+        120,
+        "the new config served",
+    )
+    wait_for_dynos(server, "shop", {"web.1": "up"}, 120)
+    server.cli("ps:restart", "web.1", "--app", "shop")
+    wait_for(
+        lambda: (
+            ps_json(server, "shop").get("web.1", {}).get("state") == "up"
+            and "Restart web.1" in server.logs("shop")
+            and server.logs("shop").count("app[web.1]: web.1 listening on 5000") >= 3
+        ),
+        120,
+        "web.1 restarted as a new task",
+    )
+    assert {a["greeting"] for a in answers(server, "shop", 5)} == {"bonjour"}
+    server.scale("shop", web=0)
+    wait_for(lambda: ps_json(server, "shop") == {}, 120, "no dyno left")
+    wait_for(
+        lambda: (
+            services(engine, server, "shop")["web"]["Spec"]["Mode"]["Replicated"]["Replicas"] == 0
+        ),
+        60,
+        "the web service at 0",
+    )
+
+
+def test_not_a_swarm_manager_and_an_unreachable_registry_are_one_clear_line(
+    tmp_path: Path, engine: docker.DockerClient
+) -> None:
+    for extra, env, said in (
+        ((), {"DOCKER_HOST": LAB_WORKER_SOCKET}, "This Docker engine is not a swarm manager"),
+        (("--registry", "127.0.0.1:9"), {}, "No registry answers at http://127.0.0.1:9/v2/"),
+        ((), {"DOCKER_HOST": "unix:///nonexistent.sock"}, "The Docker engine is not running"),
+    ):
+        with pytest.raises(AssertionError) as failed:
+            start_server(tmp_path / "home", "--backend", "swarm", *extra, env=env)
+        assert said in str(failed.value)
+        assert "Traceback" not in str(failed.value)
+
+
+def test_a_lone_web_dyno_idles_to_zero_replicas_and_wakes_on_a_request(
+    server: RunningServer, engine: docker.DockerClient
+) -> None:
+    server.create_app("sleeper")
+    server.deploy("sleeper", SWARM_APP)
+    server.scale("sleeper", web=1)
+    wait_for_dynos(server, "sleeper", {"web.1": "up"}, 180)
+    server.cli("settings:set", "idle_after=2", "-a", "sleeper")
+    wait_for_dynos(server, "sleeper", {"web.1": "idle"}, 120)
+    web = services(engine, server, "sleeper")["web"]
+    assert web["Spec"]["Mode"]["Replicated"]["Replicas"] == 0
+    with server.router("sleeper") as router:
+        response = router.get("/", timeout=60)
+    assert response.status_code == 200 and response.json()["dyno"] == "web.1"
+    assert dyno_states(server, "sleeper") == {"web.1": "up"}
+    assert "dynos[web.1]: Unidling" in server.logs("sleeper")
+
+
+def test_one_off_dynos_run_as_containers_on_the_manager(server: RunningServer) -> None:
+    server.create_app("once")
+    server.deploy("once", SWARM_APP)
+    server.cli("run:detached", "echo one-off says $DYNO", "--app", "once")
+    wait_for(lambda: "one-off says run." in server.logs("once"), 120, "the one-off's output")
+    wait_for(lambda: "Process exited with status 0" in server.logs("once"), 60, "its exit")
+
+
+def test_a_killed_server_s_successor_adopts_its_services_without_restarting_a_dyno(
+    tmp_path: Path, engine: docker.DockerClient
+) -> None:
+    home = tmp_path / "home"
+    first = start_server(home, *QUICK)
+    try:
+        first.create_app("kept")
+        first.deploy("kept", SWARM_APP)
+        first.scale("kept", web=2)
+        wait_for_dynos(first, "kept", {"web.1": "up", "web.2": "up"}, 180)
+        service = services(engine, first, "kept")["web"]
+        before = {t["ID"] for t in engine.api.tasks(filters={"service": service["ID"]})}
+    finally:
+        first.process.kill()  # no shutdown: its services stay
+        first.process.wait()
+    second = start_server(home, *QUICK)
+    try:
+        wait_for_dynos(second, "kept", {"web.1": "up", "web.2": "up"}, 180)
+        tasks = engine.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
+        assert {t["ID"] for t in tasks} <= before  # the same tasks: no dyno restarted
+        assert len(tasks) == 2
+        assert {a["dyno"] for a in answers(second, "kept")} == {"web.1", "web.2"}
+    finally:
+        stop_and_clean(engine, second)
+    assert services(engine, second, "kept") == {}  # a server that stops takes them along
+
+
+def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(
+    server: RunningServer, engine: docker.DockerClient
+) -> None:
+    """kill -9 of the second node's engine: Swarm finds the node down (about 15 s here) and
+    starts its tasks on the manager; the dynos there are out of the router at once and back
+    once their new tasks answer. Last in the module: it restarts the lab's worker after."""
+    server.create_app("survivor")
+    server.deploy("survivor", SWARM_APP)
+    server.scale("survivor", web=2)
+    wait_for_dynos(server, "survivor", {"web.1": "up", "web.2": "up"}, 180)
+    nodes = {d["node"] for d in ps_json(server, "survivor").values()}
+    assert nodes == {"dynos-lab-2", engine.info()["Name"]}
+    pid = int(Path("/run/dynos-lab/node2.pid").read_text())
+    try:
+        os.kill(pid, signal.SIGKILL)
+        failed, deadline = 0, time.monotonic() + 120
+        with server.router("survivor") as router:
+            while time.monotonic() < deadline:
+                failed += router.get("/").status_code != 200
+                dynos = ps_json(server, "survivor")
+                placed = {d["node"] for d in dynos.values() if d["state"] == "up"}
+                if len(dynos) == 2 and placed == {engine.info()["Name"]}:
+                    break
+                time.sleep(0.2)
+        assert placed == {engine.info()["Name"]}, "the dead node's dyno did not come back"
+        assert failed == 0
+        assert "(dynos) node dynos-lab-2 is down" in server.logs("survivor")
+    finally:
+        subprocess.run([str(LAB_SCRIPT), "up"], check=True, capture_output=True, timeout=180)
