@@ -143,9 +143,14 @@ def test_a_failed_first_build_keeps_its_downloads_for_the_next(
     server: RunningServer, tmp_path: Path
 ) -> None:
     server.create_app("failing")
-    app = envecho(tmp_path, **{"requirements.txt": SIX + "\n", "bin/post_compile": "exit 3\n"})
+    # The hook runs after uv: a uv of its own must not write where the build's downloads
+    # were, and what it leaves there must not replace them (it once did).
+    hook = 'echo "hook cache: $UV_CACHE_DIR"; mkdir -p .venv/uv-cache/junk; exit 3\n'
+    app = envecho(tmp_path, **{"requirements.txt": SIX + "\n", "bin/post_compile": hook})
     output, last = deploy(server, "failing", app)
     assert "error" in last and "+ six==1.17.0" in output, output
+    [hook_cache] = [line for line in output.splitlines() if "hook cache: " in line]
+    assert ".venv" not in hook_cache, hook_cache
     [app_cache] = (server.home / "build-cache").iterdir()
     wait_for(lambda: list((app_cache / "uv").glob("archive-v0/*/six.py")), what="six kept")
     wait_for(lambda: not (app_cache / "incoming").exists(), what="the build's own cache gone")

@@ -235,7 +235,7 @@ class Builder:
         self.pythons.open_dir()
         visible = (slug.path, work, self.pythons.dir, *app_uv)
         step = _Step(f"build-{slug.id}", slug.path, env, size, user, visible)
-        built = False
+        built = kept_downloads = False
         try:
             if hooks["pre_compile"] is not None:
                 yield "-----> Running pre-compile hook"
@@ -256,6 +256,11 @@ class Builder:
                         yield "       " + line
                 if downloads is not None:  # before any more of the app's code runs
                     await asyncio.to_thread(cache.take_in, downloads)
+                    # Taken: a hook's own uv run downloads elsewhere, and what it leaves in
+                    # the environment is its own (a second take_in would replace these).
+                    downloads = None
+                    step.env.update(UV_CACHE_DIR=str(work / "tmp" / "uv"), UV_LINK_MODE="copy")
+                    kept_downloads = True
                 if user is not None and not has_hooks:  # only uv wrote it: keep it so
                     sealed = await asyncio.to_thread(seal, venv)
                     venv.chmod(0o755)
@@ -275,7 +280,7 @@ class Builder:
         finally:
             clean_up = (slug, work, user, cache, sealed, downloads)
             intact = await asyncio.to_thread(self._clean_up, *clean_up)
-            if downloads is not None and not built:  # kept all the same, for the next try
+            if (downloads is not None or kept_downloads) and not built:  # kept all the same
                 self._saving[app_id] = asyncio.create_task(keep_downloads(cache))
         if intact and sealed is not None and sealed.bytes is not None:  # size known
             self._venv_bytes[slug.id] = sealed.bytes
