@@ -115,6 +115,9 @@ def test_a_formation_runs_as_services_spread_over_both_nodes_and_routed(
     assert web["TaskTemplate"]["RestartPolicy"]["Condition"] == "on-failure"
     assert web["UpdateConfig"]["Order"] == "start-first"
     assert web["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
+    # The image by the digest the push returned: a tag pushed over in the registry is not it.
+    image = web["TaskTemplate"]["ContainerSpec"]["Image"]
+    assert image.startswith(f"{LAB_REGISTRY}/") and "@sha256:" in image, image
     # Spread over the two nodes; ps says which, and the router reaches both.
     dynos = ps_json(server, "spread")
     assert {dynos["web.1"]["node"], dynos["web.2"]["node"]} == {

@@ -42,15 +42,20 @@ http:
 """
 
 
+def _status(address: str, timeout: float) -> int | None:
+    """The status of ``GET /v2/`` at ``address``; None when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/v2/", timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, ValueError):
+        return None
+
+
 def answers(address: str, timeout: float = 3.0) -> bool:
     """Whether a registry answers ``GET /v2/`` at ``address`` (200, or 401 behind auth)."""
-    try:
-        with urllib.request.urlopen(f"http://{address}/v2/", timeout=timeout):
-            return True
-    except urllib.error.HTTPError as exc:
-        return exc.code == 401
-    except (OSError, ValueError):
-        return False
+    return _status(address, timeout) in (200, 401)
 
 
 def check(address: str) -> None:
@@ -73,9 +78,16 @@ class PlatformRegistry:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        if answers(self.address, timeout=1.0):
+        status = _status(self.address, timeout=1.0)
+        if status == 200:
             log.info("registry: the one already answering at %s", self.address)
             return
+        if status is not None:  # not one the server can push to without credentials
+            raise RegistryUnreachable(
+                f"A registry at {self.address} answers {status} (Debian's docker-registry "
+                "service, behind htpasswd?): stop it (systemctl disable --now docker-registry), "
+                "or pass --registry HOST:PORT of one every swarm node can pull from."
+            )
         binary = shutil.which("docker-registry")
         if binary is None:
             raise RegistryUnreachable(
@@ -118,17 +130,26 @@ class PlatformRegistry:
 
 
 def push(client: DockerClient, address: str, image: str) -> str:
-    """``image`` (on this engine) pushed as ``<address>/<image>``; that name, which every
-    node pulls. PlatformError saying why otherwise."""
+    """``image`` (on this engine) pushed as ``<address>/<image>``; the name every node pulls,
+    pinned by the pushed manifest's digest (``<address>/<repository>@sha256:…``): a tag in
+    the registry can be pushed over, a digest cannot. PlatformError saying why otherwise."""
     remote = f"{address}/{image}"
     repository, _, tag = remote.rpartition(":")
+    digest = None
     try:
         client.images.get(image).tag(repository, tag)
         for line in client.images.push(repository, tag, stream=True, decode=True):
-            if isinstance(line, dict) and line.get("error"):
+            if not isinstance(line, dict):
+                continue
+            if line.get("error"):
                 raise PlatformError(f"Could not push {image} to {address}: {line['error']}")
+            aux = line.get("aux")
+            if isinstance(aux, dict) and isinstance(aux.get("Digest"), str):
+                digest = aux["Digest"]
     except (docker.errors.DockerException, requests.RequestException) as exc:
         text = str(exc).strip().splitlines()
         reason = text[0] if text else type(exc).__name__
         raise PlatformError(f"Could not push {image} to {address}: {reason}") from None
-    return remote
+    if digest is None or not digest.startswith("sha256:"):
+        raise PlatformError(f"Could not push {image} to {address}: the engine named no digest")
+    return f"{repository}@{digest}"
