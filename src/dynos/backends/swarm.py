@@ -376,8 +376,12 @@ class SwarmBackend:
     async def close(self, grace: float) -> None:
         """The services go (Swarm stops what tasks are left with the grace), and the
         server's own registry."""
-        if self._adoption is not None:
-            self._adoption.cancel()
+        # Nothing of ours may call the engine after this: the poll, the adoption and the
+        # delayed replacements end first (their calls would meet a shut executor).
+        pending = [t for t in (self._adoption, self._poller, *self._background) if t is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         ids = [s.id for s in self._services.values()] + [s["ID"] for s in self._leftovers.values()]
         for service_id in ids:
             if service_id is not None:
