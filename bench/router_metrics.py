@@ -58,14 +58,15 @@ def main() -> None:
         os.chmod(tmp, 0o711)  # dynos run as their app's user when the server runs as root
         servers = []
         for name in names:
-            extra = {"PYTHONPATH": str(anchor_src)} if name == "anchor" else None
+            src = anchor_src if name == "anchor" else None
             if name == "metrics" and args.candidate is not None:
-                extra = {"PYTHONPATH": str((args.candidate / "src").resolve())}
+                src = (args.candidate / "src").resolve()
+            extra = {"PYTHONPATH": str(src)} if src is not None else None
             home = Path(tmp) / name / "home"
             home.parent.mkdir()
             options = ("--router-processes", str(args.router_processes))
-            # An anchor from before the HTTPS listener has no --https-port.
-            older = name == "anchor" and "--https-port" not in _server_help(anchor_src)
+            # A checkout from before the HTTPS listener has no --https-port.
+            older = src is not None and "--https-port" not in _server_help(src)
             server = stack.enter_context(dynos_server(home, *options, extra_env=extra, older=older))
             deploy_app(server)
             servers.append(server)
