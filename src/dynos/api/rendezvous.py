@@ -47,7 +47,11 @@ log = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
 HANDSHAKE_TIMEOUT = 10.0  # seconds for a client's TLS handshake
 CLOSE_TIMEOUT = 5.0  # seconds to wait for a client's close_notify before dropping it
-INPUT_LINGER = 1.0  # seconds to wait, after the exit status, for the client's end of input
+# Seconds to wait, after the exit status, for the client's end of input or its close. A CLI
+# either sends ^D (stdin not a terminal) or exits and closes on the status, so this bounds
+# only a client that does neither; one second was too short for a Node CLI on a loaded
+# machine (its ^D came later, our close made its write fail: EPIPE, exit 1 instead of 4).
+INPUT_LINGER = 10.0
 # One message for every attach line that names no dyno waiting for this client: whether the
 # dyno exists, or was attached already, is nobody's business without its secret.
 REFUSED = "This attach_url is wrong or was used already: run the command again for a new dyno."
