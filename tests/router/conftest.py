@@ -2,7 +2,9 @@
 
 The tests are ``async def`` functions run by anyio's plugin (``pytestmark =
 pytest.mark.anyio`` in each module), on the loop ``anyio_backend`` below names. Each one is
-bounded to ``TEST_TIMEOUT`` seconds, and since an exception in a protocol callback does not
+bounded to ``TEST_TIMEOUT`` seconds (a test that starts a process, whose Python start-up a
+loaded machine stretches, gives its own bound with pytest-timeout's
+``@pytest.mark.timeout(N)``), and since an exception in a protocol callback does not
 fail a test by itself (the event loop logs it and closes the transport), it also fails when
 the loop reported anything, up to and including the loop's close (``pytest_pyfunc_call``
 below). And no input a test sends may make the router log an error (a traceback: issue 11),
@@ -65,12 +67,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
     test = pyfuncitem.obj
     if not inspect.iscoroutinefunction(test):
         return (yield)
+    marker = pyfuncitem.get_closest_marker("timeout")
+    bound = float(marker.args[0]) if marker is not None else TEST_TIMEOUT
     reported: list[dict[str, Any]] = []
 
     @functools.wraps(test)
     async def bounded(**kwargs: Any) -> None:
         asyncio.get_running_loop().set_exception_handler(lambda _, ctx: reported.append(ctx))
-        async with asyncio.timeout(TEST_TIMEOUT):
+        async with asyncio.timeout(bound):
             await test(**kwargs)
 
     pyfuncitem.obj = bounded
