@@ -6,6 +6,7 @@ import pytest
 
 from dynos.core.containers import (
     CONTAINER_PATH,
+    addon_urls,
     build_script,
     check_image_name,
     container_environment,
@@ -70,6 +71,28 @@ def test_the_container_environment_points_at_app_not_the_host_slug() -> None:
     }
     # A HOME the app set itself is the app's.
     assert container_environment({"HOME": "/data"}, "/home/slugs/x")["HOME"] == "/data"
+
+
+def test_add_on_urls_name_the_add_on_host_in_a_container() -> None:
+    env = {
+        "REDIS_URL": "redis://:ab12@127.0.0.1:6400",
+        "DATABASE_URL": "postgres://db_x:pw@127.0.0.1:5433/db_x",
+        "HEROKU_POSTGRESQL_RED_URL": "postgresql://u:p@127.0.0.1:5434/u?sslmode=require",
+        # The app's own: another scheme, another host, a look-alike host, not a URL.
+        "API": "http://127.0.0.1:8000",
+        "CACHE": "redis://cache.example:6379",
+        "ODD": "redis://127.0.0.10:6379",
+        "NOTE": "see redis://:x@127.0.0.1:1",
+    }
+    assert addon_urls(env, "172.18.0.1") == {
+        "REDIS_URL": "redis://:ab12@172.18.0.1:6400",
+        "DATABASE_URL": "postgres://db_x:pw@172.18.0.1:5433/db_x",
+        "HEROKU_POSTGRESQL_RED_URL": "postgresql://u:p@172.18.0.1:5434/u?sslmode=require",
+    }
+    seen = container_environment(env, "/slug", "172.18.0.1")
+    assert seen["REDIS_URL"] == "redis://:ab12@172.18.0.1:6400" and seen["API"] == env["API"]
+    # Without an add-on host (the swarm backend's tasks) nothing is rewritten.
+    assert container_environment(env, "/slug")["REDIS_URL"] == env["REDIS_URL"]
 
 
 def test_the_build_script_installs_requirements_and_fails_on_any_step() -> None:

@@ -87,8 +87,12 @@ class DockerBackend:
         stack_image: str,
         home: Path,
         boot_timeout: float = 60.0,
+        addon_host: str | None = None,
     ) -> None:
+        """``addon_host``: where the containers reach the add-on servers (the dynos bridge's
+        gateway): their URLs in a dyno's environment name it instead of 127.0.0.1."""
         self._events = events
+        self._addon_host = addon_host
         self._client = client
         self._boot_timeout = boot_timeout
         self._server = server_id(str(home))
@@ -165,7 +169,7 @@ class DockerBackend:
                 image,
                 command=start_command(spec.command, spec.cwd),
                 name=container_name(self._server, self._boot, spec.key),
-                environment=container_environment(spec.env, str(spec.cwd)),
+                environment=container_environment(spec.env, str(spec.cwd), self._addon_host),
                 user=f"{DYNO_UID}:{DYNO_UID}",
                 working_dir=APP_DIR,
                 labels=dyno_labels(self._server, spec.app_id, spec.app_name, spec.name, spec.key),

@@ -113,15 +113,42 @@ def size_limits(size: DynoSize) -> ContainerLimits:
     )
 
 
-def container_environment(env: Mapping[str, str], slug: str) -> dict[str, str]:
+def container_environment(
+    env: Mapping[str, str], slug: str, addon_host: str | None = None
+) -> dict[str, str]:
     """The manager's environment for a dyno (host paths of its slug) as the container sees
     it: HOME is /app, PATH the release's virtualenv then the stack's. The app's config vars
-    pass unchanged."""
+    pass unchanged, but for its add-ons' URLs with ``addon_host``: the server's loopback,
+    which they name, is the container's own inside it (``addon_urls``)."""
     out = dict(env)
     out["PATH"] = CONTAINER_PATH
     if out.get("HOME") == slug:
         out["HOME"] = APP_DIR
+    if addon_host is not None:
+        out.update(addon_urls(out, addon_host))
     return out
+
+
+# The schemes of the add-on URLs the platform sets (REDIS_URL, DATABASE_URL and
+# HEROKU_POSTGRESQL_<COLOR>_URL): only these are pointed at the add-on host, so that an app's
+# own URL of a service on its container's loopback keeps meaning that.
+ADDON_SCHEMES = ("redis", "rediss", "postgres", "postgresql")
+_LOOPBACK_URL = re.compile(
+    r"(?P<head>(?:" + "|".join(ADDON_SCHEMES) + r")://(?:[^@/\s]*@)?)127\.0\.0\.1(?P<tail>:\d+)"
+)
+
+
+def addon_urls(env: Mapping[str, str], addon_host: str) -> dict[str, str]:
+    """The config vars that name an add-on server at ``127.0.0.1`` (the form ``config:get``
+    shows, as on the server's machine), rewritten to ``addon_host``: the address where a
+    container reaches the add-on servers (the ``dynos`` bridge's gateway). Host, port,
+    credentials and the rest stay as they are."""
+    changed = {}
+    for name, value in env.items():
+        match = _LOOPBACK_URL.match(value)
+        if match is not None:
+            changed[name] = f"{match['head']}{addon_host}{match['tail']}{value[match.end() :]}"
+    return changed
 
 
 BUILD_FILES = ("requirements.txt", "uv.lock", "poetry.lock", "Pipfile.lock", "Pipfile")
