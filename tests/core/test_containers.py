@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dynos.core.containers import (
+    COLLECTSTATIC_STATUS,
     CONTAINER_PATH,
     addon_urls,
     build_script,
@@ -15,6 +16,8 @@ from dynos.core.containers import (
     release_image,
     server_id,
     size_limits,
+    stack_python_missing,
+    stack_pythons,
 )
 from dynos.core.sizes import find_size
 
@@ -95,15 +98,37 @@ def test_add_on_urls_name_the_add_on_host_in_a_container() -> None:
     assert container_environment(env, "/slug")["REDIS_URL"] == env["REDIS_URL"]
 
 
-def test_the_build_script_installs_requirements_and_fails_on_any_step() -> None:
-    script = build_script({"requirements.txt"}, collectstatic=True)
-    assert script.startswith("set -eo pipefail\n")
-    assert "python3 -m venv /app/.venv" in script
-    assert "/app/.venv/bin/pip install --progress-bar off -r requirements.txt" in script
-    assert "collectstatic --noinput" in script
-    assert "collectstatic" not in build_script({"requirements.txt"}, collectstatic=False)
+def test_the_build_script_runs_the_local_builds_uv_commands_hooks_and_collectstatic() -> None:
+    install = [("/usr/local/bin/uv", "venv", "-p", "/usr/bin/python3.11", "/app/.venv")]
+    install.append(("/usr/local/bin/uv", "pip", "install", "-r", "requirements.txt"))
+    script = build_script(install, "requirements.txt (pip)", collectstatic=True)
+    lines = script.splitlines()
+    assert lines[0] == "set -eo pipefail"
+    assert "say 'Installing dependencies with uv from requirements.txt (pip)'" in lines
+    assert "/usr/local/bin/uv venv -p /usr/bin/python3.11 /app/.venv 2>&1 | indent" in lines
+    # In the local build's order: pre-compile, install, collectstatic, post-compile.
+    order = ["hook pre_compile", "uv venv", "uv pip install", "collectstatic", "hook post_"]
+    at = [next(i for i, line in enumerate(lines) if step in line) for step in order]
+    assert at == sorted(at)
+    assert f"|| exit {COLLECTSTATIC_STATUS}" in script
+    skipped = build_script(install, "requirements.txt (pip)", collectstatic=None)
+    assert "Skipping Django collectstatic since DISABLE_COLLECTSTATIC is set" in skipped
+    assert "manage.py collectstatic" not in skipped
+    # An argument with a shell's metacharacters stays one word.
+    odd = build_script([("uv", "pip", "sync", "/build/x; rm -rf /")], "x", collectstatic=True)
+    assert "uv pip sync '/build/x; rm -rf /' 2>&1 | indent" in odd
 
 
-def test_a_build_without_requirements_txt_says_how_to_make_one() -> None:
-    with pytest.raises(ValueError, match=r"uv.lock: export its requirements .* requirements.txt"):
-        build_script({"uv.lock", "pyproject.toml"}, collectstatic=True)
+def test_the_stack_images_pythons_are_read_and_a_missing_one_is_one_line() -> None:
+    output = "3 11 2 /usr/bin/python3.11\n3 12 7 /usr/local/bin/python3.12\ngarbage\n"
+    assert stack_pythons(output) == [
+        ((3, 11, 2), "/usr/bin/python3.11"),
+        ((3, 12, 7), "/usr/local/bin/python3.12"),
+    ]
+    line = stack_python_missing("3.14", ".python-version", ["3.11.2"], "dynos/stack:bookworm")
+    assert "\n" not in line
+    assert line.startswith(
+        "Python 3.14 was requested (in .python-version), but the stack image "
+        "dynos/stack:bookworm has Python 3.11.2"
+    )
+    assert "--stack-image" in line

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pty
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,7 +118,8 @@ def test_a_slug_is_built_in_the_stack_image_and_sizes_become_container_limits(
     output, last = server.deploy_output("built", CONTAINER_APP)
     assert "release" in last, output
     assert f"Building in {DEFAULT_STACK_IMAGE}" in output
-    assert "Successfully installed six-1.17.0" in output
+    assert "-----> Installing dependencies with uv from requirements.txt (pip)" in output
+    assert "+ six==1.17.0" in output
     server.scale("built", web=1)
     wait_for_dynos(server, "built", {"web.1": "up"}, 120)
     with server.router("built") as router:
@@ -143,12 +145,19 @@ def test_a_slug_is_built_in_the_stack_image_and_sizes_become_container_limits(
     assert (limits["CpuShares"], limits["CpuQuota"], limits["PidsLimit"]) == (2048, 200_000, 512)
 
 
-@pytest.mark.timeout(300)  # pip downloads Django into the build's container
+@pytest.mark.timeout(300)  # uv downloads Django into the build's container
 def test_the_django_example_builds_runs_its_release_phase_and_serves(
-    server: RunningServer,
+    server: RunningServer, tmp_path: Path
 ) -> None:
     server.create_app("djangoapp")
+    # It asks for Python 3.13 (.python-version), which bookworm's stack lacks: one line.
     output, last = server.deploy_output("djangoapp", EXAMPLES / "django")
+    message = last["error"]["message"]
+    assert message.startswith("Python 3.13 was requested (in .python-version), but the stack")
+    app = tmp_path / "django"
+    shutil.copytree(EXAMPLES / "django", app)
+    (app / ".python-version").write_text("3.11\n")
+    output, last = server.deploy_output("djangoapp", app)
     assert last.get("release", {}).get("status") == "succeeded", output[-3000:]
     assert "$ python manage.py collectstatic --noinput" in output
     wait_for_dynos(server, "djangoapp", {"web.1": "up"}, 120)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dynos.core.sizes import DynoSize
@@ -151,37 +152,69 @@ def addon_urls(env: Mapping[str, str], addon_host: str) -> dict[str, str]:
     return changed
 
 
-BUILD_FILES = ("requirements.txt", "uv.lock", "poetry.lock", "Pipfile.lock", "Pipfile")
+STACK_UV = "/usr/local/bin/uv"  # the server's own uv, mounted read-only into a build
+BUILD_INPUT = "/build"  # the build's own files (a lock's pins), mounted read-only
+COLLECTSTATIC_STATUS = 86  # a container build's exit status when collectstatic failed
+# Lists each python3.X of the stack image with its version: the interpreters a build may use.
+STACK_PYTHONS_SCRIPT = (
+    "for p in /usr/local/bin/python3.[0-9] /usr/local/bin/python3.[0-9][0-9] "
+    '/usr/bin/python3.[0-9] /usr/bin/python3.[0-9][0-9]; do [ -x "$p" ] && '
+    '"$p" -c \'import sys; print(*sys.version_info[:3], sys.argv[1])\' "$p"; done; true'
+)
 
 
-def build_script(files: set[str], collectstatic: bool) -> str:
-    """The bash script a container build runs in /app (the slug) as the stack's python3:
-    the hooks, the virtualenv and its requirements by pip, Django's collectstatic. Only a
-    requirements.txt is installed here: ValueError names the other package managers' files,
-    which the local backend's uv build reads."""
-    if "requirements.txt" not in files:
-        others = sorted(files & set(BUILD_FILES))
-        raise ValueError(
-            f"The docker backend builds apps with a requirements.txt; this one has "
-            f"{', '.join(others)}: export its requirements (uv export, poetry export, "
-            "pipenv requirements) to requirements.txt and deploy again."
-        )
+def stack_pythons(output: str) -> list[tuple[tuple[int, int, int], str]]:
+    """The versions and paths ``STACK_PYTHONS_SCRIPT`` printed, one a line."""
+    found = []
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and all(part.isdigit() for part in parts[:3]):
+            major, minor, micro = (int(part) for part in parts[:3])
+            found.append(((major, minor, micro), parts[3]))
+    return found
+
+
+def stack_python_missing(wanted: str, origin: str, have: list[str], image: str) -> str:
+    """The one line a container build fails with when the stack image has no Python that
+    serves the app's request (``wanted``, read from ``origin``)."""
+    listed = ", ".join(have) or "none"
+    return (
+        f"Python {wanted} was requested (in {origin}), but the stack image {image} has Python "
+        f"{listed}, and a container build downloads none. Ask for one of those in {origin}, "
+        f"or make a stack image with Python {wanted} and run the server with --stack-image."
+    )
+
+
+def build_script(install: Sequence[Sequence[str]], manager: str, collectstatic: bool | None) -> str:
+    """The bash script a container build runs in /app (the slug), in the order of the local
+    build (platform/build.py) and with its output: the hooks, ``install`` (the uv commands
+    the local build would run, with the container's paths; ``manager``: what the line says
+    they install from), Django's collectstatic (``None``: skipped by DISABLE_COLLECTSTATIC).
+    Every step's failure fails the build; collectstatic's with ``COLLECTSTATIC_STATUS``."""
     steps = [
         "set -eo pipefail",  # run by bash: a failing step fails the build despite its | indent
         'say() { echo "-----> $*"; }',
         'indent() { sed -u "s/^/       /"; }',
-        "hook() { if [ -f bin/$1 ]; then say Running ${1%_compile}-compile hook; "
-        "chmod +x bin/$1; bin/$1 2>&1 | indent; fi; }",
+        "hook() { if [ -f bin/$1 ] && [ ! -L bin/$1 ]; then say Running ${1%_compile}-compile "
+        'hook; chmod u+x bin/$1; "./bin/$1" 2>&1 | indent; fi; }',
         "hook pre_compile",
-        'say "Installing dependencies with pip from requirements.txt ($(python3 --version))"',
-        "python3 -m venv /app/.venv 2>&1 | indent",
-        "/app/.venv/bin/pip install --progress-bar off -r requirements.txt 2>&1 | indent",
+        f"say {shlex.quote(f'Installing dependencies with uv from {manager}')}",
+        *(f"{shlex.join(command)} 2>&1 | indent" for command in install),
     ]
-    if collectstatic:
+    django = (
+        "[ -f manage.py ] && ls /app/.venv/lib/python3.*/site-packages/django/__init__.py "
+        ">/dev/null 2>&1"
+    )
+    if collectstatic is None:
         steps.append(
-            "if [ -f manage.py ] && /app/.venv/bin/python -c 'import django' 2>/dev/null; then "
-            'say "$ python manage.py collectstatic --noinput"; '
-            "/app/.venv/bin/python manage.py collectstatic --noinput 2>&1 | indent; fi"
+            f"if {django}; then say Skipping Django collectstatic since "
+            "DISABLE_COLLECTSTATIC is set; fi"
+        )
+    elif collectstatic:
+        steps.append(
+            f"if {django}; then say '$ python manage.py collectstatic --noinput'; "
+            "python manage.py collectstatic --noinput 2>&1 | indent "
+            f"|| exit {COLLECTSTATIC_STATUS}; fi"
         )
     steps.append("hook post_compile")
     return "\n".join(steps)
