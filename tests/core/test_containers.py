@@ -14,10 +14,12 @@ from dynos.core.containers import (
     container_name,
     debootstrap_argv,
     release_image,
+    release_labels,
     server_id,
     size_limits,
     stack_python_missing,
     stack_pythons,
+    versioned_image,
 )
 from dynos.core.sizes import find_size
 
@@ -41,6 +43,15 @@ def test_image_names_the_engine_takes_pass(name: str) -> None:
 def test_other_image_names_are_refused_saying_what_one_looks_like(name: str) -> None:
     with pytest.raises(ValueError, match="dynos/stack:bookworm"):
         check_image_name(name)
+
+
+def test_each_release_has_an_image_named_by_version_and_labelled_with_its_slug() -> None:
+    assert versioned_image("MyApp", 12) == "dynos/myapp:v12"
+    assert release_labels("app-id", 12, "slug-id") == {
+        "io.dynos.app-id": "app-id",
+        "io.dynos.release": "12",
+        "io.dynos.slug": "slug-id",
+    }
 
 
 def test_a_release_image_is_named_by_app_and_slug() -> None:

@@ -1,5 +1,6 @@
 """Builds on `--backend docker` as on the local backend: the same package managers, Python
-version files and output, with the stack image's interpreters and the server's uv.
+version files and output, with the stack image's interpreters and the server's uv; and an
+image per release, which a rollback runs.
 
 Needs a running engine, the stack image and PyPI: these tests fail, never skip, without
 them, as CI must run them.
@@ -17,9 +18,14 @@ import docker
 import pytest
 from uv import find_uv_bin
 
-from dynos.core.containers import DEFAULT_STACK_IMAGE
-from dynos.testing.harness import RunningServer, start_server, wait_for_dynos
-from tests.integration.test_docker_backend import CONTAINER_APP, QUICK, remove_images
+from dynos.core.containers import DEFAULT_STACK_IMAGE, LABEL
+from dynos.testing.harness import RunningServer, start_server, wait_for, wait_for_dynos
+from tests.integration.test_docker_backend import (
+    CONTAINER_APP,
+    QUICK,
+    containers,
+    remove_images,
+)
 from tests.integration.test_python_builds import envecho, installed, released
 
 pytestmark = pytest.mark.integration
@@ -134,3 +140,52 @@ def test_poetry_pipenv_and_version_files_as_the_local_build_reads_them(
     with server.api() as api:
         releases = api.get("/apps/locks/releases").json()
     assert [r["version"] for r in releases] == [1, 2, 3]  # v3 (Pipenv) still current
+
+
+def test_each_release_is_an_image_and_a_rollback_runs_the_old_releases_layers(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    engine = docker.from_env()
+    server.create_app("rel")
+    old = tmp_path / "old"
+    shutil.copytree(CONTAINER_APP, old)
+    new = tmp_path / "new"
+    shutil.copytree(CONTAINER_APP, new)
+    (new / "requirements.txt").write_text("six==1.16.0\n")
+    released(server, "rel", old)  # v2
+    server.scale("rel", web=1)
+
+    def running(version: int, six: str) -> docker.models.images.Image:
+        """The image web.1 runs once it is release ``version``'s, answering with ``six``."""
+
+        def image() -> str | None:
+            web = containers(engine, server, "rel").get("web.1")
+            if web is None or web.attrs["Config"]["Image"] != f"dynos/rel:v{version}":
+                return None
+            with server.router("rel") as router:
+                answer = router.get("/")
+            ok = answer.status_code == 200 and answer.json()["six"] == six
+            return str(web.attrs["Config"]["Image"]) if ok else None
+
+        wait_for(image, 120, f"web.1 on v{version}")
+        return engine.images.get(f"dynos/rel:v{version}")
+
+    v2 = running(2, "1.17.0")
+    released(server, "rel", new)  # v3
+    v3 = running(3, "1.16.0")
+    server.cli("config:set", "GREETING=hi", "-a", "rel")  # v4: same slug, a new release image
+    v4 = running(4, "1.16.0")
+    assert (
+        v4.labels[f"{LABEL}.release"] == "4"
+        and v4.labels[f"{LABEL}.slug"] == v3.labels[f"{LABEL}.slug"]
+    )
+    assert v4.attrs["Size"] == v3.attrs["Size"]  # no slug copied: labels only
+    assert not [e for e in v4.attrs["Config"]["Env"] or [] if e.startswith("GREETING=")]
+    with server.api() as api:
+        api.post("/apps/rel/releases", json={"release": "2"}).raise_for_status()  # v5
+    v5 = running(5, "1.17.0")
+    # The rollback runs the old release's slug image: v2's layers, labelled as v5.
+    assert v5.labels[f"{LABEL}.slug"] == v2.labels[f"{LABEL}.slug"] != v3.labels[f"{LABEL}.slug"]
+    assert v5.attrs["RootFS"]["Layers"] == v2.attrs["RootFS"]["Layers"]
+    assert v5.labels[f"{LABEL}.release"] == "5"
+    engine.close()

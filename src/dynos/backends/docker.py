@@ -1,7 +1,8 @@
 """The docker backend: each dyno is a container on the local Docker engine.
 
 Behind the same seam as the local backend (base.py). A dyno's container runs its release's
-image (images.py: the stack image with the slug at /app) as the unprivileged dyno user, with
+image (images.py: the image of its slug, the stack image with the slug at /app, labelled with
+the release) as the unprivileged dyno user, with
 no capabilities and no new privileges, on the ``dynos`` bridge network (no traffic between
 containers), with docker's init as PID 1 (tini: signals reach the app, zombies are reaped).
 Its size becomes the engine's limits (``core.containers.size_limits``); the kernel's kill at
@@ -158,7 +159,9 @@ class DockerBackend:
 
     async def _start(self, spec: DynoSpec) -> None:
         try:
-            image = await self._call(self.images.ensure, spec.app_id, spec.app_name, spec.cwd)
+            image = await self._call(
+                self.images.ensure, spec.app_id, spec.app_name, spec.cwd, spec.release
+            )
         except ENGINE_ERRORS as exc:
             raise PlatformError(f"Could not make the image of {spec.name}: {exc}") from None
         terminal = spec.terminal

@@ -60,9 +60,23 @@ def check_image_name(name: str) -> str:
 
 
 def release_image(app_name: str, slug_id: str) -> str:
-    """The image a slug's dynos run: the stack with the slug at /app. One per slug, so that
-    every release made from it (config changes, rollbacks) shares it."""
+    """A slug's image: the stack with the slug at /app. One per slug, so that every release
+    made from it (config changes, rollbacks) shares its layers."""
     return f"dynos/{app_name}:slug-{slug_id}".lower()
+
+
+def versioned_image(app_name: str, version: int) -> str:
+    """The image of release ``version``: its slug's image, labelled with the release."""
+    return f"dynos/{app_name}:v{version}".lower()
+
+
+def release_labels(app_id: str, version: int, slug_id: str) -> dict[str, str]:
+    """What a release image says of itself: whose, which release, made of which slug."""
+    return {
+        f"{LABEL}.app-id": app_id,
+        f"{LABEL}.release": str(version),
+        f"{LABEL}.slug": slug_id,
+    }
 
 
 def server_id(home: str) -> str:
