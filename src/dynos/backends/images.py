@@ -116,7 +116,9 @@ class ReleaseImages:
 
     def remove_app(self, app_id: str) -> None:
         """Every release image of the app (its dynos are all gone)."""
-        for image in self._client.images.list(filters={"label": f"{LABEL}.app-id={app_id}"}):
+        images = self._client.images.list(filters={"label": f"{LABEL}.app-id={app_id}"})
+        # Release images first: a slug's image with a release image on it cannot go.
+        for image in sorted(images, key=lambda i: f"{LABEL}.release" not in i.labels):
             # One still used by a container being removed stays: no harm.
             with contextlib.suppress(docker.errors.APIError):
                 self._client.images.remove(str(image.id), force=True)
