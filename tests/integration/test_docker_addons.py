@@ -48,6 +48,7 @@ def run_check(server: RunningServer, app: str, *args: str) -> str:
     return "\n".join(line for line in server.logs(app).splitlines() if f"[{dyno}]" in line)
 
 
+@pytest.mark.timeout(300)  # uv downloads psycopg and redis into two builds' containers
 def test_a_container_dyno_uses_its_apps_redis_and_postgres_and_no_other_apps(
     server: RunningServer, engine: docker.DockerClient
 ) -> None:
