@@ -56,7 +56,7 @@ from dynos.router.processes import RouterProcesses
 from dynos.router.proxy import Router
 from dynos.router.route import DynoEndpoint
 from dynos.router.routing_table import RoutingTable
-from dynos.server_backend import CONTAINER_NOTES, docker_wiring, swarm_wiring
+from dynos.server_backend import CONTAINER_NOTES, confine_gateway, docker_wiring, swarm_wiring
 from dynos.server_files import ensure_token, raise_fd_limit, retire_server_json, write_server_json
 from dynos.server_listen import bind, router_sockets, url_host, uvicorn_server
 from dynos.store import backups
@@ -188,9 +188,11 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
     builder: SlugBuilder = Builder(
         python, paths.builds, sandboxes=sandboxes, users=users, timeout=config.build_timeout
     )
+    gateway = None  # where container dynos reach add-on servers (docker)
     if config.backend in ("docker", "swarm"):  # the engine, stack image (swarm, registry)
         wiring = (docker_wiring if config.backend == "docker" else swarm_wiring)(config, paths)
-        backend_factory, builder = wiring.backend, wiring.builder
+        backend_factory, builder, gateway = wiring.backend, wiring.builder, wiring.gateway
+    network = confine_gateway(ports, gateway) if gateway else network
     metrics = Metrics(store, logs)
     settings = ManagerSettings(
         slugs_dir=paths.slugs,
@@ -233,6 +235,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         sandboxes=sandboxes,
         postgres_dir=paths.postgres,
         storage_cap_mb=config.pg_storage_cap_mb or None,
+        gateway=(gateway.address, gateway.subnet) if gateway else None,
     )
     # Automatic certificates; the directory is asked nothing before an app turns ACM on.
     board = ChallengeBoard(routes, router_processes if config.router_processes > 1 else None)
@@ -269,7 +272,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         log.info("isolation: each app's dynos run as the app's own unprivileged user")
     else:
         log.info("isolation: off (not running as root): dynos run as %s", local_account().email)
-    if config.backend == "local":
+    if config.backend == "local" or gateway is not None:
         log.info("network: %s", network)
 
     api_sock = bind(config.api_host, config.api_port, "--api-port")

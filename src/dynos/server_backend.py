@@ -10,7 +10,15 @@ from dataclasses import dataclass
 
 from dynos.backends.base import Backend, DynoEvents
 from dynos.backends.docker import DockerBackend
-from dynos.backends.engine import NETWORK, connect, require_image
+from dynos.backends.engine import (
+    NETWORK,
+    Gateway,
+    connect,
+    dyno_network,
+    network_gateway,
+    require_image,
+)
+from dynos.backends.firewall import FirewallError, PortGuard
 from dynos.backends.registry import DEFAULT_REGISTRY, PlatformRegistry, check
 from dynos.backends.swarm import SwarmBackend
 from dynos.config import HomePaths, ServerConfig
@@ -23,7 +31,8 @@ DOCKER_ISOLATION = (
 )
 DOCKER_NETWORK = (
     f"dynos on the '{NETWORK}' bridge, which forbids traffic between containers; web dyno "
-    "ports published on 127.0.0.1 for the router"
+    "ports published on 127.0.0.1 for the router; add-on servers also listen on the bridge's "
+    "gateway"
 )
 SWARM_ISOLATION = (
     "each dyno is a task of its type's swarm service, a container of its release's image, as "
@@ -45,12 +54,15 @@ CONTAINER_NOTES = {
 class DockerWiring:
     backend: Callable[[DynoEvents], Backend]
     builder: ContainerBuilder
+    # Where containers reach the add-on servers (docker; a swarm's tasks run elsewhere too).
+    gateway: Gateway | None = None
 
 
 def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     """Raises EngineUnavailable or StackImageMissing (UserErrors) before anything starts."""
     client = connect()
     require_image(client, config.stack_image)
+    gateway = network_gateway(client, dyno_network(client))
 
     def backend(events: DynoEvents) -> DockerBackend:
         return DockerBackend(
@@ -59,6 +71,7 @@ def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
             stack_image=config.stack_image,
             home=paths.home,
             boot_timeout=config.boot_timeout,
+            addon_host=gateway.address,
         )
 
     builder = ContainerBuilder(
@@ -67,7 +80,20 @@ def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
         paths.home / "build-cache",
         timeout=config.build_timeout,
     )
-    return DockerWiring(backend, builder)
+    return DockerWiring(backend, builder, gateway)
+
+
+def confine_gateway(ports: PortGuard | None, gateway: Gateway) -> str:
+    """Let only loopback and the dynos bridge reach the bridge's gateway, where add-on
+    servers listen for container dynos; the server's log line of it."""
+    where = f"add-on servers on {gateway.address} ({NETWORK} bridge {gateway.interface})"
+    if ports is None:
+        return f"{where} reachable from other docker networks too (closing them needs root)"
+    try:
+        ports.confine(gateway.address, gateway.interface)
+    except FirewallError as exc:
+        return f"{where} reachable from other docker networks too: {exc.message}"
+    return f"{where} reachable only from that bridge and loopback (table {ports.rules.table})"
 
 
 def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dynos.backends.firewall import PortRules, guard_ports, table_name
 
 TABLE = table_name(42)
@@ -85,3 +87,14 @@ def test_without_root_the_server_says_dyno_ports_are_open_to_every_local_process
         "dyno ports open to every local process, which may spoof X-Forwarded-For "
         "(closing them needs root)"
     )
+
+
+def test_the_add_on_gateway_is_reached_only_from_loopback_and_its_bridge() -> None:
+    rule = PortRules(TABLE, 0).confine("172.18.0.1", "br-0123456789ab")
+    assert rule == (
+        f"add rule inet {TABLE} input ip daddr 172.18.0.1 tcp flags & (syn | ack) == syn "
+        'iifname != { "lo", "br-0123456789ab" } drop\n'
+    )
+    for address, interface in [("172.18.0.1; flush ruleset", "br0"), ("10.0.0.1", 'b" }')]:
+        with pytest.raises(ValueError):
+            PortRules(TABLE, 0).confine(address, interface)

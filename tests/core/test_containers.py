@@ -5,15 +5,21 @@ from __future__ import annotations
 import pytest
 
 from dynos.core.containers import (
+    COLLECTSTATIC_STATUS,
     CONTAINER_PATH,
+    addon_urls,
     build_script,
     check_image_name,
     container_environment,
     container_name,
     debootstrap_argv,
     release_image,
+    release_labels,
     server_id,
     size_limits,
+    stack_python_missing,
+    stack_pythons,
+    versioned_image,
 )
 from dynos.core.sizes import find_size
 
@@ -37,6 +43,15 @@ def test_image_names_the_engine_takes_pass(name: str) -> None:
 def test_other_image_names_are_refused_saying_what_one_looks_like(name: str) -> None:
     with pytest.raises(ValueError, match="dynos/stack:bookworm"):
         check_image_name(name)
+
+
+def test_each_release_has_an_image_named_by_version_and_labelled_with_its_slug() -> None:
+    assert versioned_image("MyApp", 12) == "dynos/myapp:v12"
+    assert release_labels("app-id", 12, "slug-id") == {
+        "io.dynos.app-id": "app-id",
+        "io.dynos.release": "12",
+        "io.dynos.slug": "slug-id",
+    }
 
 
 def test_a_release_image_is_named_by_app_and_slug() -> None:
@@ -72,15 +87,59 @@ def test_the_container_environment_points_at_app_not_the_host_slug() -> None:
     assert container_environment({"HOME": "/data"}, "/home/slugs/x")["HOME"] == "/data"
 
 
-def test_the_build_script_installs_requirements_and_fails_on_any_step() -> None:
-    script = build_script({"requirements.txt"}, collectstatic=True)
-    assert script.startswith("set -eo pipefail\n")
-    assert "python3 -m venv /app/.venv" in script
-    assert "/app/.venv/bin/pip install --progress-bar off -r requirements.txt" in script
-    assert "collectstatic --noinput" in script
-    assert "collectstatic" not in build_script({"requirements.txt"}, collectstatic=False)
+def test_add_on_urls_name_the_add_on_host_in_a_container() -> None:
+    env = {
+        "REDIS_URL": "redis://:ab12@127.0.0.1:6400",
+        "DATABASE_URL": "postgres://db_x:pw@127.0.0.1:5433/db_x",
+        "HEROKU_POSTGRESQL_RED_URL": "postgresql://u:p@127.0.0.1:5434/u?sslmode=require",
+        # The app's own: another scheme, another host, a look-alike host, not a URL.
+        "API": "http://127.0.0.1:8000",
+        "CACHE": "redis://cache.example:6379",
+        "ODD": "redis://127.0.0.10:6379",
+        "NOTE": "see redis://:x@127.0.0.1:1",
+    }
+    assert addon_urls(env, "172.18.0.1") == {
+        "REDIS_URL": "redis://:ab12@172.18.0.1:6400",
+        "DATABASE_URL": "postgres://db_x:pw@172.18.0.1:5433/db_x",
+        "HEROKU_POSTGRESQL_RED_URL": "postgresql://u:p@172.18.0.1:5434/u?sslmode=require",
+    }
+    seen = container_environment(env, "/slug", "172.18.0.1")
+    assert seen["REDIS_URL"] == "redis://:ab12@172.18.0.1:6400" and seen["API"] == env["API"]
+    # Without an add-on host (the swarm backend's tasks) nothing is rewritten.
+    assert container_environment(env, "/slug")["REDIS_URL"] == env["REDIS_URL"]
 
 
-def test_a_build_without_requirements_txt_says_how_to_make_one() -> None:
-    with pytest.raises(ValueError, match=r"uv.lock: export its requirements .* requirements.txt"):
-        build_script({"uv.lock", "pyproject.toml"}, collectstatic=True)
+def test_the_build_script_runs_the_local_builds_uv_commands_hooks_and_collectstatic() -> None:
+    install = [("/usr/local/bin/uv", "venv", "-p", "/usr/bin/python3.11", "/app/.venv")]
+    install.append(("/usr/local/bin/uv", "pip", "install", "-r", "requirements.txt"))
+    script = build_script(install, "requirements.txt (pip)", collectstatic=True)
+    lines = script.splitlines()
+    assert lines[0] == "set -eo pipefail"
+    assert "say 'Installing dependencies with uv from requirements.txt (pip)'" in lines
+    assert "/usr/local/bin/uv venv -p /usr/bin/python3.11 /app/.venv 2>&1 | indent" in lines
+    # In the local build's order: pre-compile, install, collectstatic, post-compile.
+    order = ["hook pre_compile", "uv venv", "uv pip install", "collectstatic", "hook post_"]
+    at = [next(i for i, line in enumerate(lines) if step in line) for step in order]
+    assert at == sorted(at)
+    assert f"|| exit {COLLECTSTATIC_STATUS}" in script
+    skipped = build_script(install, "requirements.txt (pip)", collectstatic=None)
+    assert "Skipping Django collectstatic since DISABLE_COLLECTSTATIC is set" in skipped
+    assert "manage.py collectstatic" not in skipped
+    # An argument with a shell's metacharacters stays one word.
+    odd = build_script([("uv", "pip", "sync", "/build/x; rm -rf /")], "x", collectstatic=True)
+    assert "uv pip sync '/build/x; rm -rf /' 2>&1 | indent" in odd
+
+
+def test_the_stack_images_pythons_are_read_and_a_missing_one_is_one_line() -> None:
+    output = "3 11 2 /usr/bin/python3.11\n3 12 7 /usr/local/bin/python3.12\ngarbage\n"
+    assert stack_pythons(output) == [
+        ((3, 11, 2), "/usr/bin/python3.11"),
+        ((3, 12, 7), "/usr/local/bin/python3.12"),
+    ]
+    line = stack_python_missing("3.14", ".python-version", ["3.11.2"], "dynos/stack:bookworm")
+    assert "\n" not in line
+    assert line.startswith(
+        "Python 3.14 was requested (in .python-version), but the stack image "
+        "dynos/stack:bookworm has Python 3.11.2"
+    )
+    assert "--stack-image" in line

@@ -29,6 +29,10 @@ def test_a_plan_sets_maxmemory_noeviction_and_maxclients_and_locks_config() -> N
     assert user.startswith("user default on >ab12 ~* &* +@all ")
     assert {"-config", "-acl", "-module", "-shutdown", "-replicaof"} <= set(user.split())
     assert not [line for line in config if line.startswith(("requirepass", "dir /"))]
+    assert "bind 127.0.0.1" in config
+    # The docker backend's containers reach it on their bridge's gateway too.
+    bound = redis_config(6400, "ab12", find_plan("mini"), "172.18.0.1").splitlines()
+    assert "bind 127.0.0.1 172.18.0.1" in bound
 
 
 def test_an_add_on_cgroup_is_capped_at_twice_the_data_plus_the_server_overhead() -> None:

@@ -5,6 +5,10 @@ A module shares one server by overriding ``server`` (or its own server fixture) 
 module-scoped ``started`` server and a per-test ``each_test`` wrapper, which checks the server
 still runs and, after the test, scales every app it has to zero and stops its one-off dynos:
 what one test started does not run on, and load the machine, under the next.
+
+The acceptance modules (lifecycle: R10, R12, R14/R15, crash back-off, H10, idling, sizes,
+health checks) run on both backends: their module server is parametrized by ``BACKENDS``
+and started by ``backend_server``.
 """
 
 from __future__ import annotations
@@ -12,13 +16,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
+from dynos.core.containers import LABEL
 from dynos.testing.harness import RunningServer, dyno_states, start_server, tarball, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
+BACKENDS = ("local", "docker")
+DOCKER_OPTIONS = ("--backend", "docker")  # added to a module's own options
+
 __all__ = [
+    "BACKENDS",
     "EXAMPLES",
     "RunningServer",
     "dyno_states",
@@ -69,3 +79,30 @@ def each_test(shared: RunningServer) -> Iterator[RunningServer]:
             for dyno in api.get(f"/apps/{name}/dynos").json():
                 if dyno["type"] == "run" and dyno["state"] != "complete":
                     api.post(f"/apps/{name}/dynos/{dyno['name']}/actions/stop")
+
+
+def backend_server(home: Path, backend: str, *extra: str) -> Iterator[RunningServer]:
+    """A server on ``home`` with ``backend``, for as long as the fixture lasts; a docker
+    one's release images go with it (the engine outlives the test run)."""
+    options = (*extra, *DOCKER_OPTIONS) if backend == "docker" else extra
+    running = start_server(home, *options)
+    yield running
+    if backend != "docker":
+        if running.process.poll() is None:
+            running.stop()
+        return
+    with running.api() as api:
+        app_ids = [app["id"] for app in api.get("/apps").json()]
+    running.stop()
+    engine = docker.from_env()
+    remove_app_images(engine, app_ids)
+    engine.close()
+
+
+def remove_app_images(engine: docker.DockerClient, app_ids: list[str]) -> None:
+    """The release and slug images of ``app_ids`` (release images first: a slug's image
+    cannot go before the release images made on it)."""
+    for app_id in app_ids:
+        images = engine.images.list(filters={"label": f"{LABEL}.app-id={app_id}"})
+        for image in sorted(images, key=lambda i: f"{LABEL}.release" not in i.labels):
+            engine.images.remove(str(image.id), force=True)

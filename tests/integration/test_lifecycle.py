@@ -1,4 +1,6 @@
-"""Dyno lifecycle with real processes: R10, R12, R14/R15, crash back-off, idling, isolation."""
+"""Dyno lifecycle with real processes and real containers: R10, R12, R14/R15, crash back-off,
+idling, sizes and health checks on both backends (the module server is parametrized by
+backend), and isolation and orphans on the local one."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import psutil
 import pytest
 
 from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for, wait_for_dynos
-from tests.integration.conftest import each_test, started
+from tests.integration.conftest import BACKENDS, backend_server, each_test, started
 
 LIFECYCLE = Path(__file__).parent / "apps" / "lifecycle"
 
@@ -22,11 +24,15 @@ QUICK = ("--stop-grace", "1", "--boot-timeout", "2", "--crash-backoff", "2")
 QUICK += ("--crash-backoff-max", "4")
 
 
-@pytest.fixture(scope="module")
-def quick_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """One quick server for the module: each test uses apps of its own and looks only at
-    them."""
-    yield from started(tmp_path_factory.mktemp("lifecycle") / "home", *QUICK)
+@pytest.fixture(scope="module", params=BACKENDS)
+def quick_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """One quick server for the module per backend: each test uses apps of its own and looks
+    only at them. A container's start takes part of the boot timeout: docker's is longer."""
+    home = tmp_path_factory.mktemp(f"lifecycle-{request.param}") / "home"
+    options = QUICK if request.param == "local" else (*QUICK, "--boot-timeout", "5")
+    yield from backend_server(home, request.param, *options)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ class DynoSpec:
     app_id: str = ""  # whose dynos share a user and may read this release, when isolated
     health_path: str | None = None  # web: up only once GET of this path answers 2xx/3xx
     terminal: Terminal | None = None  # an attached one-off: stdio to a client, not to the logs
+    release: int | None = None  # the release's version (the docker backend runs its image)
 
 
 @dataclass(frozen=True)

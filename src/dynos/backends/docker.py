@@ -1,7 +1,8 @@
 """The docker backend: each dyno is a container on the local Docker engine.
 
 Behind the same seam as the local backend (base.py). A dyno's container runs its release's
-image (images.py: the stack image with the slug at /app) as the unprivileged dyno user, with
+image (images.py: the image of its slug, the stack image with the slug at /app, labelled with
+the release) as the unprivileged dyno user, with
 no capabilities and no new privileges, on the ``dynos`` bridge network (no traffic between
 containers), with docker's init as PID 1 (tini: signals reach the app, zombies are reaped).
 Its size becomes the engine's limits (``core.containers.size_limits``); the kernel's kill at
@@ -87,8 +88,12 @@ class DockerBackend:
         stack_image: str,
         home: Path,
         boot_timeout: float = 60.0,
+        addon_host: str | None = None,
     ) -> None:
+        """``addon_host``: where the containers reach the add-on servers (the dynos bridge's
+        gateway): their URLs in a dyno's environment name it instead of 127.0.0.1."""
         self._events = events
+        self._addon_host = addon_host
         self._client = client
         self._boot_timeout = boot_timeout
         self._server = server_id(str(home))
@@ -154,7 +159,9 @@ class DockerBackend:
 
     async def _start(self, spec: DynoSpec) -> None:
         try:
-            image = await self._call(self.images.ensure, spec.app_id, spec.app_name, spec.cwd)
+            image = await self._call(
+                self.images.ensure, spec.app_id, spec.app_name, spec.cwd, spec.release
+            )
         except ENGINE_ERRORS as exc:
             raise PlatformError(f"Could not make the image of {spec.name}: {exc}") from None
         terminal = spec.terminal
@@ -165,7 +172,7 @@ class DockerBackend:
                 image,
                 command=start_command(spec.command, spec.cwd),
                 name=container_name(self._server, self._boot, spec.key),
-                environment=container_environment(spec.env, str(spec.cwd)),
+                environment=container_environment(spec.env, str(spec.cwd), self._addon_host),
                 user=f"{DYNO_UID}:{DYNO_UID}",
                 working_dir=APP_DIR,
                 labels=dyno_labels(self._server, spec.app_id, spec.app_name, spec.name, spec.key),

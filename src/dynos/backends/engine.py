@@ -4,6 +4,7 @@ to do. Blocking calls: the asyncio shells run them in threads."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 
 import docker
 import docker.errors
@@ -78,6 +79,36 @@ def dyno_network(client: DockerClient) -> str:
             if "already exists" not in str(exc):  # another server made it meanwhile
                 raise PlatformError(f"Could not make the dynos network: {_reason(exc)}") from None
     return NETWORK
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """Where the containers on the dynos network reach this machine: the bridge's own
+    address, the subnet behind it and the bridge's interface on the host."""
+
+    address: str
+    subnet: str
+    interface: str
+
+
+def network_gateway(client: DockerClient, network: str = NETWORK) -> Gateway:
+    """The gateway of ``network`` (made by ``dyno_network``), as the engine reports it."""
+    try:
+        attrs = client.networks.get(network).attrs
+    except docker.errors.DockerException as exc:
+        raise PlatformError(f"Could not read the {network} network: {_reason(exc)}") from None
+    config = next(
+        (c for c in attrs.get("IPAM", {}).get("Config") or [] if ":" not in c.get("Subnet", ":")),
+        None,
+    )
+    if config is None or not config.get("Gateway"):
+        raise PlatformError(
+            f"The {network} network has no IPv4 gateway: remove it (docker network rm "
+            f"{network}) and start the server again, which makes it anew."
+        )
+    options = attrs.get("Options") or {}
+    interface = options.get("com.docker.network.bridge.name") or f"br-{attrs['Id'][:12]}"
+    return Gateway(str(config["Gateway"]).split("/")[0], str(config["Subnet"]), interface)
 
 
 def _reason(exc: Exception) -> str:

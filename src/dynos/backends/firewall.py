@@ -13,6 +13,10 @@ dynos could call another's directly. So a server running as root keeps an nftabl
 - ``input``: a SYN to a guarded port that arrives on any interface but loopback is dropped:
   another host, a container or a VM never reaches a dyno, even one that binds every address.
 
+With ``--backend docker`` one more rule (``confine``) drops a SYN to the ``dynos`` bridge's
+gateway, where the add-on servers listen for container dynos, arriving on any interface but
+loopback and that bridge: another docker network or host never reaches an add-on.
+
 Only SYNs are acted on (other packets cost one set lookup): an open connection is never cut,
 and a reply from a dyno to a client whose ephemeral port happens to be guarded is never
 touched. Family ``inet`` covers IPv4 and IPv6. A web dyno's port is allowed before its
@@ -37,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import ipaddress
 import logging
 import os
 import re
@@ -122,6 +127,20 @@ tcp dport . meta skuid != @allowed reject with tcp reset
         return (
             f"delete element {self._set('allowed')} {{ {port} . {uid} }}\n"
             f"delete element {self._set('ports')} {{ {port} }}\n"
+        )
+
+    def confine(self, address: str, interface: str) -> str:
+        """A rule that drops a connection to ``address`` (the docker bridge's gateway, where
+        add-on servers listen for container dynos) arriving on any interface but loopback and
+        that bridge: another docker network's containers or another host never reach it.
+        ``address``: an IPv4 address; ``interface``: a Linux interface name."""
+        ipaddress.IPv4Address(address)  # ValueError: nothing odd reaches the ruleset
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", interface):
+            raise ValueError(f"not an interface name: {interface!r}")
+        syn = "tcp flags & (syn | ack) == syn"
+        return (
+            f"add rule inet {self.table} input ip daddr {address} {syn} "
+            f'iifname != {{ "lo", "{interface}" }} drop\n'
         )
 
     def forget(self, port: int, uid: int) -> None:
@@ -244,6 +263,11 @@ class PortGuard:
             self._nft.run(commands)
         except FirewallError as exc:  # the port stays closed to others: nothing is opened
             log.warning("could not unguard port %d: %s", port, exc.message)
+
+    def confine(self, address: str, interface: str) -> None:
+        """Only loopback and ``interface`` reach ``address`` (``PortRules.confine``).
+        Raises FirewallError."""
+        self._nft.run(self.rules.confine(address, interface))
 
     def close(self) -> None:
         """Delete the table (the kernel would, as the socket closes, but say so plainly)."""

@@ -1,14 +1,25 @@
-"""Release images: the stack image with a slug at /app, made once per slug.
+"""Release images: the stack image with a slug at /app, made once per slug, and an image per
+release on top of it.
 
 A container of the stack image gets the slug as a tar stream (owned by the dyno user, so
 that a dyno may write to its app directory as on Heroku: the writes stay in its container's
 layer, gone at its next start) and is committed as ``dynos/<app>:slug-<id>``, labelled with
-the app's id so that ``apps:destroy`` removes them. Blocking: run in a thread.
+the app's id so that ``apps:destroy`` removes them.
+
+Each release then becomes ``dynos/<app>:v<N>``: the slug's image with no file added (a
+0-byte LABEL step) and labels saying which release and which slug
+(``core.containers.release_labels``). A config change or a rollback makes a new release and
+so a new image, made in about a second (no slug is copied), and ``docker images`` lists an
+app's history as Heroku's releases do. A release's config vars are not written into its
+image: they are secrets, which an image's metadata would show to whoever lists images and
+carry to any registry it is pushed to; its dynos get them at each start, as before.
+Blocking: run in a thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import tarfile
 import tempfile
 import threading
@@ -18,7 +29,14 @@ from typing import IO
 import docker.errors
 from docker import DockerClient
 
-from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, release_image
+from dynos.core.containers import (
+    APP_DIR,
+    DYNO_UID,
+    LABEL,
+    release_image,
+    release_labels,
+    versioned_image,
+)
 from dynos.errors import PlatformError
 
 
@@ -29,19 +47,45 @@ class ReleaseImages:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def ensure(self, app_id: str, app_name: str, slug: Path) -> str:
-        """The image of ``slug``: made now unless the engine has it already."""
+    def ensure(self, app_id: str, app_name: str, slug: Path, release: int | None = None) -> str:
+        """The image of ``release`` (of ``slug``'s image without one), made now unless the
+        engine has it already."""
         name = release_image(app_name, slug.name)
+        with self._lock(name):  # the dynos of one release start together: one makes it
+            if not self._has(name):
+                self._make(name, app_id, slug)
+        if release is None:
+            return name
+        versioned = versioned_image(app_name, release)
+        with self._lock(versioned):
+            if not self._has(versioned):
+                self._label(versioned, name, release_labels(app_id, release, slug.name))
+        return versioned
+
+    def _lock(self, name: str) -> threading.Lock:
         with self._guard:
-            lock = self._locks.setdefault(name, threading.Lock())
-        with lock:  # the dynos of one release start together: one of them makes it
-            try:
-                self._client.images.get(name)
-                return name
-            except docker.errors.ImageNotFound:
-                pass
-            self._make(name, app_id, slug)
-        return name
+            return self._locks.setdefault(name, threading.Lock())
+
+    def _has(self, name: str) -> bool:
+        try:
+            self._client.images.get(name)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
+    def _label(self, name: str, base: str, labels: dict[str, str]) -> None:
+        """``name``: ``base`` with ``labels`` and no file added (a build of one FROM line)."""
+        try:
+            self._client.images.build(
+                fileobj=io.BytesIO(f"FROM {base}\n".encode()),
+                tag=name,
+                labels=labels,
+                pull=False,
+                rm=True,
+                forcerm=True,
+            )
+        except docker.errors.DockerException as exc:
+            raise PlatformError(f"Could not make the image {name}: {exc}") from None
 
     def _make(self, name: str, app_id: str, slug: Path) -> None:
         repository, _, tag = name.rpartition(":")
@@ -72,7 +116,9 @@ class ReleaseImages:
 
     def remove_app(self, app_id: str) -> None:
         """Every release image of the app (its dynos are all gone)."""
-        for image in self._client.images.list(filters={"label": f"{LABEL}.app-id={app_id}"}):
+        images = self._client.images.list(filters={"label": f"{LABEL}.app-id={app_id}"})
+        # Release images first: a slug's image with a release image on it cannot go.
+        for image in sorted(images, key=lambda i: f"{LABEL}.release" not in i.labels):
             # One still used by a container being removed stays: no harm.
             with contextlib.suppress(docker.errors.APIError):
                 self._client.images.remove(str(image.id), force=True)

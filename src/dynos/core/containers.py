@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dynos.core.sizes import DynoSize
@@ -59,9 +60,23 @@ def check_image_name(name: str) -> str:
 
 
 def release_image(app_name: str, slug_id: str) -> str:
-    """The image a slug's dynos run: the stack with the slug at /app. One per slug, so that
-    every release made from it (config changes, rollbacks) shares it."""
+    """A slug's image: the stack with the slug at /app. One per slug, so that every release
+    made from it (config changes, rollbacks) shares its layers."""
     return f"dynos/{app_name}:slug-{slug_id}".lower()
+
+
+def versioned_image(app_name: str, version: int) -> str:
+    """The image of release ``version``: its slug's image, labelled with the release."""
+    return f"dynos/{app_name}:v{version}".lower()
+
+
+def release_labels(app_id: str, version: int, slug_id: str) -> dict[str, str]:
+    """What a release image says of itself: whose, which release, made of which slug."""
+    return {
+        f"{LABEL}.app-id": app_id,
+        f"{LABEL}.release": str(version),
+        f"{LABEL}.slug": slug_id,
+    }
 
 
 def server_id(home: str) -> str:
@@ -113,48 +128,107 @@ def size_limits(size: DynoSize) -> ContainerLimits:
     )
 
 
-def container_environment(env: Mapping[str, str], slug: str) -> dict[str, str]:
+def container_environment(
+    env: Mapping[str, str], slug: str, addon_host: str | None = None
+) -> dict[str, str]:
     """The manager's environment for a dyno (host paths of its slug) as the container sees
     it: HOME is /app, PATH the release's virtualenv then the stack's. The app's config vars
-    pass unchanged."""
+    pass unchanged, but for its add-ons' URLs with ``addon_host``: the server's loopback,
+    which they name, is the container's own inside it (``addon_urls``)."""
     out = dict(env)
     out["PATH"] = CONTAINER_PATH
     if out.get("HOME") == slug:
         out["HOME"] = APP_DIR
+    if addon_host is not None:
+        out.update(addon_urls(out, addon_host))
     return out
 
 
-BUILD_FILES = ("requirements.txt", "uv.lock", "poetry.lock", "Pipfile.lock", "Pipfile")
+# The schemes of the add-on URLs the platform sets (REDIS_URL, DATABASE_URL and
+# HEROKU_POSTGRESQL_<COLOR>_URL): only these are pointed at the add-on host, so that an app's
+# own URL of a service on its container's loopback keeps meaning that.
+ADDON_SCHEMES = ("redis", "rediss", "postgres", "postgresql")
+_LOOPBACK_URL = re.compile(
+    r"(?P<head>(?:" + "|".join(ADDON_SCHEMES) + r")://(?:[^@/\s]*@)?)127\.0\.0\.1(?P<tail>:\d+)"
+)
 
 
-def build_script(files: set[str], collectstatic: bool) -> str:
-    """The bash script a container build runs in /app (the slug) as the stack's python3:
-    the hooks, the virtualenv and its requirements by pip, Django's collectstatic. Only a
-    requirements.txt is installed here: ValueError names the other package managers' files,
-    which the local backend's uv build reads."""
-    if "requirements.txt" not in files:
-        others = sorted(files & set(BUILD_FILES))
-        raise ValueError(
-            f"The docker backend builds apps with a requirements.txt; this one has "
-            f"{', '.join(others)}: export its requirements (uv export, poetry export, "
-            "pipenv requirements) to requirements.txt and deploy again."
-        )
+def addon_urls(env: Mapping[str, str], addon_host: str) -> dict[str, str]:
+    """The config vars that name an add-on server at ``127.0.0.1`` (the form ``config:get``
+    shows, as on the server's machine), rewritten to ``addon_host``: the address where a
+    container reaches the add-on servers (the ``dynos`` bridge's gateway). Host, port,
+    credentials and the rest stay as they are."""
+    changed = {}
+    for name, value in env.items():
+        match = _LOOPBACK_URL.match(value)
+        if match is not None:
+            changed[name] = f"{match['head']}{addon_host}{match['tail']}{value[match.end() :]}"
+    return changed
+
+
+STACK_UV = "/usr/local/bin/uv"  # the server's own uv, mounted read-only into a build
+BUILD_INPUT = "/build"  # the build's own files (a lock's pins), mounted read-only
+COLLECTSTATIC_STATUS = 86  # a container build's exit status when collectstatic failed
+# Lists each python3.X of the stack image with its version: the interpreters a build may use.
+STACK_PYTHONS_SCRIPT = (
+    "for p in /usr/local/bin/python3.[0-9] /usr/local/bin/python3.[0-9][0-9] "
+    '/usr/bin/python3.[0-9] /usr/bin/python3.[0-9][0-9]; do [ -x "$p" ] && '
+    '"$p" -c \'import sys; print(*sys.version_info[:3], sys.argv[1])\' "$p"; done; true'
+)
+
+
+def stack_pythons(output: str) -> list[tuple[tuple[int, int, int], str]]:
+    """The versions and paths ``STACK_PYTHONS_SCRIPT`` printed, one a line."""
+    found = []
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and all(part.isdigit() for part in parts[:3]):
+            major, minor, micro = (int(part) for part in parts[:3])
+            found.append(((major, minor, micro), parts[3]))
+    return found
+
+
+def stack_python_missing(wanted: str, origin: str, have: list[str], image: str) -> str:
+    """The one line a container build fails with when the stack image has no Python that
+    serves the app's request (``wanted``, read from ``origin``)."""
+    listed = ", ".join(have) or "none"
+    return (
+        f"Python {wanted} was requested (in {origin}), but the stack image {image} has Python "
+        f"{listed}, and a container build downloads none. Ask for one of those in {origin}, "
+        f"or make a stack image with Python {wanted} and run the server with --stack-image."
+    )
+
+
+def build_script(install: Sequence[Sequence[str]], manager: str, collectstatic: bool | None) -> str:
+    """The bash script a container build runs in /app (the slug), in the order of the local
+    build (platform/build.py) and with its output: the hooks, ``install`` (the uv commands
+    the local build would run, with the container's paths; ``manager``: what the line says
+    they install from), Django's collectstatic (``None``: skipped by DISABLE_COLLECTSTATIC).
+    Every step's failure fails the build; collectstatic's with ``COLLECTSTATIC_STATUS``."""
     steps = [
         "set -eo pipefail",  # run by bash: a failing step fails the build despite its | indent
         'say() { echo "-----> $*"; }',
         'indent() { sed -u "s/^/       /"; }',
-        "hook() { if [ -f bin/$1 ]; then say Running ${1%_compile}-compile hook; "
-        "chmod +x bin/$1; bin/$1 2>&1 | indent; fi; }",
+        "hook() { if [ -f bin/$1 ] && [ ! -L bin/$1 ]; then say Running ${1%_compile}-compile "
+        'hook; chmod u+x bin/$1; "./bin/$1" 2>&1 | indent; fi; }',
         "hook pre_compile",
-        'say "Installing dependencies with pip from requirements.txt ($(python3 --version))"',
-        "python3 -m venv /app/.venv 2>&1 | indent",
-        "/app/.venv/bin/pip install --progress-bar off -r requirements.txt 2>&1 | indent",
+        f"say {shlex.quote(f'Installing dependencies with uv from {manager}')}",
+        *(f"{shlex.join(command)} 2>&1 | indent" for command in install),
     ]
-    if collectstatic:
+    django = (
+        "[ -f manage.py ] && ls /app/.venv/lib/python3.*/site-packages/django/__init__.py "
+        ">/dev/null 2>&1"
+    )
+    if collectstatic is None:
         steps.append(
-            "if [ -f manage.py ] && /app/.venv/bin/python -c 'import django' 2>/dev/null; then "
-            'say "$ python manage.py collectstatic --noinput"; '
-            "/app/.venv/bin/python manage.py collectstatic --noinput 2>&1 | indent; fi"
+            f"if {django}; then say Skipping Django collectstatic since "
+            "DISABLE_COLLECTSTATIC is set; fi"
+        )
+    elif collectstatic:
+        steps.append(
+            f"if {django}; then say '$ python manage.py collectstatic --noinput'; "
+            "python manage.py collectstatic --noinput 2>&1 | indent "
+            f"|| exit {COLLECTSTATIC_STATUS}; fi"
         )
     steps.append("hook post_compile")
     return "\n".join(steps)

@@ -112,9 +112,7 @@ class DynoManager:
         """Mark the app's dynos (all, one process type, or one dyno) for a restart.
 
         A one-off dyno is never restarted: naming it (or ``run``) stops it; restarting every
-        dyno leaves one-offs alone. Raises NotFound when ``target`` names neither a running
-        dyno nor a process type.
-        """
+        dyno leaves one-offs alone. NotFound when ``target`` names no dyno or process type."""
         chosen = [
             r
             for r in self.dynos(app_id)
@@ -299,6 +297,7 @@ class DynoManager:
             app_id=record.app_id,
             health_path=record.health_path,
             terminal=terminal,
+            release=release.version,
         )
         self.platform_log(record, f"Starting process with command `{record.command}`")
         try:

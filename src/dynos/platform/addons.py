@@ -88,9 +88,11 @@ class Addons:
         sandboxes: Sandboxes | None = None,
         postgres_dir: Path | None = None,
         storage_cap_mb: int | None = None,
+        gateway: tuple[str, str] | None = None,
     ) -> None:
         """``postgres_dir``: the Postgres cluster's home (``<home>/postgres`` by default);
-        ``storage_cap_mb``: a cap on every database below its plan's."""
+        ``storage_cap_mb``: a cap on every database below its plan's; ``gateway``: the docker
+        bridge's address and subnet, where container dynos reach add-ons too (else None)."""
         self._platform = platform
         self._store = platform.store
         self._data_dir = data_dir
@@ -98,11 +100,13 @@ class Addons:
         self._users = users  # None: add-on servers run as the server's user
         self._sandboxes = sandboxes or Sandboxes()
         self._running: dict[str, _Running] = {}  # by add-on id
+        self._also_bind = gateway[0] if gateway else None
         cluster = Cluster(
             postgres_dir or data_dir.parent / "postgres",
             self._sandboxes,
             users,
             platform.manager.backend.allocate_port,
+            gateway=gateway,
         )
         self.postgres = PostgresDatabases(
             platform, cluster, self._policy, storage_cap_mb=storage_cap_mb
@@ -142,10 +146,8 @@ class Addons:
                 "dashes, starting with a letter and not ending with a dash."
             )
         if postgres_plans.is_postgres(plan):
-            chosen_plan = postgres_plans.plan_of(plan)
-            return await self.postgres.create(
-                app, chosen_plan, name or await self._new_name("postgresql")
-            )
+            name = name or await self._new_name("postgresql")
+            return await self.postgres.create(app, postgres_plans.plan_of(plan), name)
         chosen = plan_for(plan)
         program = find_redis_server()
         await self._store.call(_check_free, app)
@@ -172,7 +174,7 @@ class Addons:
                 password=password,
             )
             url = redis_url(port, password)
-            return addon, _release(db, app, description, url)
+            return addon, _release_var(db, app, CONFIG_VAR, url, description)
 
         try:
             addon, release = await self._store.transaction(record)
@@ -278,7 +280,8 @@ class Addons:
             )
         except OSError as exc:
             raise PlatformError(f"Could not set up limits for {name}: {exc}") from exc
-        return await start_redis(program, data, port, password, plan, forward, sandbox)
+        bind = self._also_bind
+        return await start_redis(program, data, port, password, plan, forward, sandbox, bind)
 
     async def _stop_process(self, redis: RedisProcess) -> None:
         await stop_redis(redis)
@@ -371,11 +374,6 @@ def _check_free(db: Database, app: App) -> None:
             f"{CONFIG_VAR} is set on {app.name} already: unset it first "
             f"(dynos config:unset {CONFIG_VAR} -a {app.name})."
         )
-
-
-def _release(db: Database, app: App, description: str, url: str | None) -> Release:
-    """A new release of ``app`` with REDIS_URL set to ``url`` (unset when None)."""
-    return _release_var(db, app, CONFIG_VAR, url, description)
 
 
 def _release_var(db: Database, app: App, var: str, url: str | None, description: str) -> Release:

@@ -1,12 +1,22 @@
 """Builds for the docker backend: in a container of the stack image, so that the slug's
 virtualenv is made by (and for) the interpreter that will run it in its dynos.
 
+The same build as the local backend's (platform/build.py), with the same rules and output:
+the package manager detected in Heroku's order (requirements.txt, uv.lock, poetry.lock,
+Pipfile.lock), the Python version from ``.python-version``, ``runtime.txt`` or a Pipfile.lock
+(``core.python_build``), chosen among the stack image's own interpreters (none downloaded:
+a version the image lacks fails the build in one line), and the same uv commands
+(``python_build.install_commands``) run by ``core.containers.build_script`` with the hooks and
+collectstatic. uv is the server's own binary, mounted read-only (the stack image needs no
+rebuild, and builds use the uv version the local backend's do).
+
 The slug is bind-mounted at /app, where its release image has it too (a virtualenv records
-its absolute path), and ``core.containers.build_script`` runs there: the hooks, pip into
-``.venv``, collectstatic. The container has the limits of the app's largest dyno size, no
-capabilities, the dynos' network (the internet, no other container), pip's cache of the app
-mounted from ``<home>/build-cache/<app id>/pip``, and the deadline of ``--build-timeout``,
-after which it is killed. A failed build's slug is removed by the caller.
+its absolute path). The container has the limits of the app's largest dyno size, no
+capabilities, the dynos' network (the internet, no other container), uv's cache of the app
+mounted from ``<home>/build-cache/<app id>/uv``, and the deadline of ``--build-timeout``,
+after which it is killed. Unlike the local build no environment is restored from a cache:
+uv's download cache makes a rebuild's install quick. A failed build's slug is removed by the
+caller.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -25,24 +36,46 @@ from docker.models.containers import Container
 from dynos.backends.engine import dyno_network
 from dynos.core.containers import (
     APP_DIR,
-    BUILD_FILES,
+    BUILD_INPUT,
+    COLLECTSTATIC_STATUS,
     LABEL,
+    STACK_PYTHONS_SCRIPT,
+    STACK_UV,
     build_script,
     size_limits,
+    stack_python_missing,
+    stack_pythons,
+)
+from dynos.core.python_build import (
+    UV,
+    Interpreter,
+    choose_interpreter,
+    detect_package_manager,
+    format_version,
+    requested_python,
 )
 from dynos.core.sizes import DynoSize
 from dynos.errors import BuildFailed, PlatformError
 from dynos.platform.build import BUILD_TIMEOUT, Slug, describe_timeout
 from dynos.platform.python_build import (
-    NOT_FROM_CONFIG,
+    COLLECTSTATIC_FAILED,
+    VERSION_FILES,
+    Plan,
     collectstatic_disabled,
+    find_uv,
+    install_commands,
+    locked_requirements,
+    project_name,
+    read_app_file,
     remove_uploaded_venv,
+    step_environment,
 )
 from dynos.platform.step_output import LINE_LIMIT
 
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # the host's CAs, which pip trusts
-PIP_SETTINGS = ("PIP_DEFAULT_TIMEOUT", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_INDEX_URL")
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # the host's CAs, which uv trusts
 PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+STACK_PATH = "/usr/local/bin:/usr/bin:/bin"
+UV_CACHE = "/tmp/.cache/uv"  # where the app's uv cache is mounted in the build
 
 
 class ContainerBuilder:
@@ -62,9 +95,10 @@ class ContainerBuilder:
         self.timeout = timeout
         self._cli = shutil.which("docker") or "docker"
         self._locks: dict[str, asyncio.Lock] = {}
+        self._pythons: list[Interpreter] | None = None
 
     async def forget(self, app_id: str) -> None:
-        """The app was destroyed: its pip cache goes."""
+        """The app was destroyed: its uv cache goes."""
         await asyncio.to_thread(shutil.rmtree, self.cache_dir / app_id, True)
         self._locks.pop(app_id, None)
 
@@ -84,49 +118,123 @@ class ContainerBuilder:
     async def _build(
         self, app_id: str, slug: Slug, size: DynoSize, config: dict[str, str]
     ) -> AsyncIterator[str]:
-        files = {name for name in BUILD_FILES if (slug.path / name).is_file()}
-        try:
-            script = build_script(files, collectstatic=not collectstatic_disabled(config))
-        except ValueError as exc:
-            raise BuildFailed(str(exc)) from None
         yield "-----> Python app detected"
         yield (
             f"-----> Building in {self._stack_image} with the limits of a {size.name} dyno, "
             f"for up to {describe_timeout(self.timeout)}"
         )
+        uv = find_uv()
+        if uv is None:
+            raise BuildFailed(
+                "uv is not installed on the server, and builds install with it: install "
+                "dynos with its dependencies (pip install uv)."
+            )
         if remove_uploaded_venv(slug.path):
             yield "-----> Removed the upload's .venv: the build makes the slug's own"
-        pip_cache = self.cache_dir / app_id / "pip"
-        pip_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-        container = await asyncio.to_thread(
-            self._create, app_id, slug, size, config, script, pip_cache
-        )
-        try:
-            async for line in self._run(str(container.id)):
-                yield line
-        finally:
-            with contextlib.suppress(docker.errors.DockerException):
-                await asyncio.to_thread(container.remove, force=True)
+        plan = await self._plan(slug.path)
+        for line in plan.lines:
+            yield line
+        pins = await asyncio.to_thread(locked_requirements, plan, slug.path)
+        requirements = Path(BUILD_INPUT) / "requirements.txt"
+        install = install_commands(plan, STACK_UV, Path(APP_DIR), requirements)
+        disabled = collectstatic_disabled(config)
+        manager = f"{plan.manager.file} ({plan.manager.name})"
+        script = build_script(install, manager, None if disabled else True)
+        uv_cache = self.cache_dir / app_id / "uv"
+        uv_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.TemporaryDirectory(prefix="dynos-build-") as work:
+            if pins is not None:
+                Path(work, "requirements.txt").write_text("\n".join(pins) + "\n")
+            Path(work).chmod(0o755)
+            mounts = {
+                str(uv_cache): {"bind": UV_CACHE, "mode": "rw"},
+                uv: {"bind": STACK_UV, "mode": "ro"},
+                work: {"bind": BUILD_INPUT, "mode": "ro"},
+            }
+            env = self._environment(config, plan)
+            container = await asyncio.to_thread(
+                self._create, app_id, slug, size, env, script, mounts
+            )
+            try:
+                async for line in self._run(str(container.id)):
+                    yield line
+            finally:
+                with contextlib.suppress(docker.errors.DockerException):
+                    await asyncio.to_thread(container.remove, force=True)
+
+    async def _plan(self, slug: Path) -> Plan:
+        """What the app asks for (its files, read as root on the host) and the stack image's
+        interpreter that serves it; BuildFailed saying what to change otherwise."""
+        names = {entry.name for entry in os.scandir(slug) if entry.is_file(follow_symlinks=False)}
+        manager = detect_package_manager(names)
+        files = {name: read_app_file(slug / name) for name in VERSION_FILES if name in names}
+        request = requested_python(files, manager)
+        found = await self._stack_pythons()
+        chosen = choose_interpreter(request, found)
+        if chosen is None:
+            have = [format_version(i.version) for i in sorted(found, key=lambda i: i.version)]
+            missing = stack_python_missing(
+                request.describe(), request.origin, have, self._stack_image
+            )
+            raise BuildFailed(missing)
+        version = format_version(chosen.version)
+        if request.version is None:
+            first = (
+                "-----> No Python version was specified. Using the newest Python in the "
+                f"stack image: {version}"
+            )
+        else:
+            first = f"-----> Using Python {request.describe()} specified in {request.origin}"
+        lines = [first, f"-----> Python {version} from {self._stack_image}: {chosen.path}"]
+        project = project_name(slug) if manager == UV else None
+        return Plan(manager, request, chosen, {}, False, False, project, lines)
+
+    async def _stack_pythons(self) -> list[Interpreter]:
+        """The stack image's python3.X interpreters, asked once per server."""
+        if self._pythons is None:
+            try:
+                output = await asyncio.to_thread(
+                    self._client.containers.run,
+                    self._stack_image,
+                    ["/bin/sh", "-c", STACK_PYTHONS_SCRIPT],
+                    remove=True,
+                    network_disabled=True,
+                    labels={f"{LABEL}.build": "pythons"},
+                )
+            except docker.errors.DockerException as exc:
+                raise PlatformError(
+                    f"Could not ask {self._stack_image} its Pythons: {exc}"
+                ) from None
+            found = stack_pythons(bytes(output).decode("utf-8", "replace"))
+            self._pythons = [Interpreter(version, path, "stack") for version, path in found]
+        return self._pythons
+
+    def _environment(self, config: Mapping[str, str], plan: Plan) -> dict[str, str]:
+        """The build steps' environment, as the local build's (``step_environment``), with
+        the container's paths; the server's uv and pip settings and proxies passed on."""
+        base = {
+            k: v for k, v in os.environ.items() if k.startswith(("PIP_", "UV_")) or k in PROXIES
+        }
+        base.update(PATH=STACK_PATH, HOME="/tmp", LANG="C.UTF-8", PYTHONUNBUFFERED="1")
+        env = step_environment(base, config, Path(APP_DIR), plan, Path(UV_CACHE), own_cache=False)
+        if CA_BUNDLE.is_file():  # the host's CAs: a proxy's own CA among them, where one is
+            env.update(SSL_CERT_FILE="/etc/dynos/ca.crt", PIP_CERT="/etc/dynos/ca.crt")
+        return env
 
     def _create(
         self,
         app_id: str,
         slug: Slug,
         size: DynoSize,
-        config: dict[str, str],
+        env: dict[str, str],
         script: str,
-        pip_cache: Path,
+        mounts: dict[str, dict[str, str]],
     ) -> Container:
-        env = {k: v for k, v in config.items() if k not in NOT_FROM_CONFIG}
-        env.update({k: os.environ[k] for k in (*PIP_SETTINGS, *PROXIES) if k in os.environ})
-        env.update(HOME="/tmp", LANG="C.UTF-8", PYTHONUNBUFFERED="1", SOURCE_VERSION=slug.id)
-        volumes = {
-            str(slug.path): {"bind": APP_DIR, "mode": "rw"},
-            str(pip_cache): {"bind": "/tmp/.cache/pip", "mode": "rw"},
-        }
-        if CA_BUNDLE.is_file():  # the host's CAs: a proxy's own CA among them, where one is
+        env.update(SOURCE_VERSION=slug.id)
+        volumes = {str(slug.path): {"bind": APP_DIR, "mode": "rw"}}
+        volumes.update(mounts)
+        if CA_BUNDLE.is_file():
             volumes[str(CA_BUNDLE)] = {"bind": "/etc/dynos/ca.crt", "mode": "ro"}
-            env.update(PIP_CERT="/etc/dynos/ca.crt", SSL_CERT_FILE="/etc/dynos/ca.crt")
         limits = size_limits(size)
         try:
             return self._client.containers.create(
@@ -183,6 +291,8 @@ class ContainerBuilder:
                 with contextlib.suppress(docker.errors.DockerException):
                     await asyncio.to_thread(self._client.api.kill, container_id)
                 await process.wait()
+        if status == COLLECTSTATIC_STATUS:
+            raise BuildFailed(COLLECTSTATIC_FAILED)
         if status != 0:
             raise BuildFailed(
                 f"Build failed: a step exited with status {status}. Fix the error above and "

@@ -91,18 +91,22 @@ class Admin:
     password: str
 
 
-HBA = f"""\
+def hba(subnet: str | None = None) -> str:
+    """pg_hba.conf: loopback, and the docker bridge's ``subnet`` (container dynos) for the
+    apps' roles alone, never the superuser."""
+    return f"""\
 # Written by the dynos server at every start: edits are lost.
 # SSL and a SCRAM password only; each app's role reaches only the database of its name.
 hostssl all      {SUPERUSER} 127.0.0.1/32 scram-sha-256
 hostssl sameuser all   127.0.0.1/32 scram-sha-256
+{f"hostssl sameuser all   {subnet} scram-sha-256" if subnet else ""}
 """
 
 
-def server_options(port: int) -> list[str]:
+def server_options(port: int, also_listen: str | None = None) -> list[str]:
     """What ``postgres`` runs with, over whatever its postgresql.conf says."""
     settings = {
-        "listen_addresses": "127.0.0.1",
+        "listen_addresses": ",".join(["127.0.0.1", *([also_listen] if also_listen else [])]),
         "port": str(port),
         "unix_socket_directories": "",
         "max_connections": str(MAX_CONNECTIONS),
@@ -125,9 +129,13 @@ class Cluster:
         sandboxes: Sandboxes,
         users: AppUsers | None,
         allocate_port: Callable[[], int],
+        gateway: tuple[str, str] | None = None,
     ) -> None:
         """``users``: where the cluster's own user comes from (None: it runs as the server's
-        user, without root); ``allocate_port``: a free loopback port, once."""
+        user, without root); ``allocate_port``: a free loopback port, once; ``gateway``: the
+        docker bridge's address and subnet, also listened on and let in (``hba``)."""
+        self._listen = gateway[0] if gateway else None
+        self._subnet = gateway[1] if gateway else None
         self.root = root
         self.data = root / "data"
         self.backups = root / "backups"
@@ -184,7 +192,8 @@ class Cluster:
             fresh = False
         if not (self.data / "server.key").exists():
             make_certificate(self.data)
-        write_private(self.data / "pg_hba.conf", HBA.encode(), 0o600)
+        write_private(self.data / "pg_hba.conf", hba(self._subnet).encode(), 0o600)
+        options = server_options(admin.port, self._listen)
         if user is not None:
             take_back(self.data)  # from the last run's user, whose uid may be another's now
             hand_over(self.data, user)
@@ -192,7 +201,7 @@ class Cluster:
         self._tail = []
         try:
             process = await sandbox.spawn(
-                [self.program("postgres"), "-D", str(self.data), *server_options(admin.port)],
+                [self.program("postgres"), "-D", str(self.data), *options],
                 workdir=self.data,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

@@ -94,7 +94,7 @@ def plan_build(slug: Path, pythons: HostPythons, cache: BuildCache, hooks: bool)
     BuildFailed with what to change."""
     names = {entry.name for entry in os.scandir(slug) if entry.is_file(follow_symlinks=False)}
     manager = detect_package_manager(names)
-    files = {name: _read(slug / name) for name in VERSION_FILES if name in names}
+    files = {name: read_app_file(slug / name) for name in VERSION_FILES if name in names}
     request = requested_python(files, manager)
     lines = []
     found = pythons.find()
@@ -115,30 +115,30 @@ def plan_build(slug: Path, pythons: HostPythons, cache: BuildCache, hooks: bool)
     interpreter = pythons.usable(chosen)
     where = f" from {chosen.source}" if chosen.source != "PATH" else ""
     lines.append(f"-----> Python {format_version(interpreter.version)}{where}: {interpreter.path}")
-    dependencies = _read(slug / manager.file)
+    dependencies = read_app_file(slug / manager.file)
     key = cache_key(interpreter, manager, dependencies.encode(), HOST_PLATFORM)
     cached = cache.key()
     reasons = cache_changes(cached, key)
     if reasons:
         lines.append("-----> Discarding cache since:")
         lines += [f"       - {reason}" for reason in reasons]
-    project = _project_name(slug) if manager == UV else None
+    project = project_name(slug) if manager == UV else None
     restore = cached == key
     reuse = reuse_environment(restore, restore and cache.sealed(), hooks, manager, dependencies)
     return Plan(manager, request, interpreter, key, restore, reuse, project, lines)
 
 
-def _project_name(slug: Path) -> str | None:
+def project_name(slug: Path) -> str | None:
     """The ``[project] name`` of the app's pyproject.toml, if it names one."""
     try:
-        data = tomllib.loads(_read(slug / "pyproject.toml"))
+        data = tomllib.loads(read_app_file(slug / "pyproject.toml"))
     except (BuildFailed, tomllib.TOMLDecodeError):
         return None
     name = data.get("project", {}).get("name")
     return name if isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9._-]+", name) else None
 
 
-def _read(path: Path) -> str:
+def read_app_file(path: Path) -> str:
     """A file of the app, as text; a link or a huge file is refused (root reads it)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -215,9 +215,9 @@ def install_commands(
 def locked_requirements(plan: Plan, slug: Path) -> list[str] | None:
     """A Poetry or Pipenv lock file's pins, one requirement a line; None for the others."""
     if plan.manager == POETRY:
-        return poetry_lock_requirements(_read(slug / POETRY.file))
+        return poetry_lock_requirements(read_app_file(slug / POETRY.file))
     if plan.manager == PIPENV:
-        return pipfile_lock_requirements(_read(slug / PIPENV.file))
+        return pipfile_lock_requirements(read_app_file(slug / PIPENV.file))
     return None
 
 

@@ -65,13 +65,15 @@ def redis_url(port: int, password: str) -> str:
     return f"redis://:{password}@127.0.0.1:{port}"
 
 
-def redis_config(port: int, password: str, plan: RedisPlan) -> str:
+def redis_config(port: int, password: str, plan: RedisPlan, also_bind: str | None = None) -> str:
     """The config of one add-on's redis-server, which reads it on stdin and keeps its data in
-    its working directory. ``password`` must be hex (it is written unquoted)."""
+    its working directory. ``password`` must be hex (it is written unquoted). ``also_bind``:
+    a second address to listen on, the docker bridge's gateway where container dynos reach
+    it (the server's firewall lets only that bridge's traffic in there)."""
     denied = " ".join(f"-{command}" for command in DENIED_COMMANDS)
     return "\n".join(
         [
-            "bind 127.0.0.1",
+            " ".join(["bind 127.0.0.1", *([also_bind] if also_bind else [])]),
             "protected-mode yes",
             f"port {port}",
             f"user default on >{password} ~* &* +@all {denied}",
@@ -109,6 +111,7 @@ async def start_redis(
     plan: RedisPlan,
     on_line: Callable[[str], None],
     sandbox: Sandbox,
+    also_bind: str | None = None,
 ) -> RedisProcess:
     """Start redis-server in ``sandbox`` (prepared with ``data_dir`` visible) for the add-on
     whose data lives in ``data_dir``; return once it answers. Its output lines go to
@@ -144,7 +147,7 @@ async def start_redis(
         raise PlatformError(f"Could not run {program}: {exc}.") from exc
     assert process.stdin is not None
     with contextlib.suppress(OSError):  # one that exits at once says why on stdout
-        process.stdin.write(redis_config(port, password, plan).encode())
+        process.stdin.write(redis_config(port, password, plan, also_bind).encode())
         await process.stdin.drain()
     process.stdin.close()
     tail: list[str] = []

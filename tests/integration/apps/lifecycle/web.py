@@ -30,4 +30,5 @@ class Probe(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Probe).serve_forever()
+# Every address, as Heroku asks: a container dyno is reached at its own address.
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Probe).serve_forever()

@@ -1,0 +1,191 @@
+"""Builds on `--backend docker` as on the local backend: the same package managers, Python
+version files and output, with the stack image's interpreters and the server's uv; and an
+image per release, which a rollback runs.
+
+Needs a running engine, the stack image and PyPI: these tests fail, never skip, without
+them, as CI must run them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from uv import find_uv_bin
+
+from dynos.core.containers import DEFAULT_STACK_IMAGE, LABEL
+from dynos.testing.harness import RunningServer, start_server, wait_for, wait_for_dynos
+from tests.integration.test_docker_backend import (
+    CONTAINER_APP,
+    QUICK,
+    containers,
+    remove_images,
+)
+from tests.integration.test_python_builds import envecho, installed, released
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    engine = docker.from_env()
+    running = start_server(tmp_path_factory.mktemp("docker-builds") / "home", *QUICK)
+    yield running
+    remove_images(engine, running)
+    engine.close()
+
+
+def stack_python() -> str:
+    """The stack image's python3 version, as the build reports it."""
+    engine = docker.from_env()
+    said = engine.containers.run(
+        DEFAULT_STACK_IMAGE,
+        ["python3", "-c", "import platform; print(platform.python_version())"],
+        remove=True,
+    )
+    return bytes(said).decode().strip()
+
+
+def test_a_uv_project_builds_with_the_stack_python_it_asks_for_and_serves(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    app = tmp_path / "uvapp"
+    shutil.copytree(CONTAINER_APP, app)
+    (app / "requirements.txt").unlink()
+    (app / "pyproject.toml").write_text(
+        '[project]\nname = "uvapp"\nversion = "1.0"\nrequires-python = ">=3.11"\n'
+        'dependencies = ["six==1.17.0"]\n'
+    )
+    (app / ".python-version").write_text("3.11\n")
+    subprocess.run([find_uv_bin(), "lock", "--quiet"], cwd=app, check=True, timeout=120)
+    server.create_app("uvapp")
+    output, _ = released(server, "uvapp", app)
+    version = stack_python()
+    assert "-----> Python app detected" in output
+    assert "-----> Using Python 3.11 specified in .python-version" in output
+    assert f"-----> Python {version} from {DEFAULT_STACK_IMAGE}: /usr/bin/python3.11" in output
+    assert "-----> Installing dependencies with uv from uv.lock (uv)" in output
+    assert "+ six==1.17.0" in output
+    server.scale("uvapp", web=1)
+    wait_for_dynos(server, "uvapp", {"web.1": "up"}, 120)
+    with server.router("uvapp") as router:
+        answer = router.get("/").json()
+    assert answer["executable"] == "/app/.venv/bin/python" and answer["six"] == "1.17.0"
+    assert answer["prefix"] == "/usr"  # the stack's own interpreter under the virtualenv
+
+
+def test_poetry_pipenv_and_version_files_as_the_local_build_reads_them(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    server.create_app("locks")
+    poetry = """
+        [[package]]
+        name = "six"
+        version = "1.16.0"
+        description = ""
+        optional = false
+        python-versions = ">=2.7"
+        groups = ["main"]
+        files = []
+
+        [[package]]
+        name = "iniconfig"
+        version = "2.0.0"
+        description = ""
+        optional = false
+        python-versions = ">=3.7"
+        groups = ["dev"]
+        files = []
+
+        [metadata]
+        lock-version = "2.1"
+        python-versions = ">=3.11"
+        content-hash = "0"
+    """
+    output, slug = released(server, "locks", envecho(tmp_path, "poetry", **{"poetry.lock": poetry}))
+    assert "-----> Installing dependencies with uv from poetry.lock (Poetry)" in output
+    version = stack_python()
+    assert (
+        "-----> No Python version was specified. Using the newest Python in the stack image: "
+        f"{version}"
+    ) in output
+    assert installed(slug, "six-1.16.0.dist-info") and not installed(slug, "iniconfig")
+
+    pipfile = {
+        "_meta": {"requires": {"python_version": "3.11"}},
+        "default": {"six": {"version": "==1.17.0"}},
+        "develop": {"iniconfig": {"version": "==2.0.0"}},
+    }
+    app = envecho(tmp_path, "pipenv", **{"Pipfile.lock": json.dumps(pipfile)})
+    output, slug = released(server, "locks", app)
+    assert "-----> Using Python 3.11 specified in Pipfile.lock" in output
+    assert "-----> Installing dependencies with uv from Pipfile.lock (Pipenv)" in output
+    assert installed(slug, "six-1.17.0.dist-info") and not installed(slug, "iniconfig")
+
+    # A version the stack image lacks: one line, and the release before stays current.
+    app = envecho(tmp_path, "wants", **{"requirements.txt": "", "runtime.txt": "python-3.14.0"})
+    output, last = server.deploy_output("locks", app)
+    assert "error" in last, output
+    message = last["error"]["message"]  # type: ignore[index]
+    assert "\n" not in message
+    assert message.startswith(
+        f"Python 3.14.0 was requested (in runtime.txt), but the stack image "
+        f"{DEFAULT_STACK_IMAGE} has Python {version}"
+    )
+    with server.api() as api:
+        releases = api.get("/apps/locks/releases").json()
+    assert [r["version"] for r in releases] == [1, 2, 3]  # v3 (Pipenv) still current
+
+
+def test_each_release_is_an_image_and_a_rollback_runs_the_old_releases_layers(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    engine = docker.from_env()
+    server.create_app("rel")
+    old = tmp_path / "old"
+    shutil.copytree(CONTAINER_APP, old)
+    new = tmp_path / "new"
+    shutil.copytree(CONTAINER_APP, new)
+    (new / "requirements.txt").write_text("six==1.16.0\n")
+    released(server, "rel", old)  # v2
+    server.scale("rel", web=1)
+
+    def running(version: int, six: str) -> docker.models.images.Image:
+        """The image web.1 runs once it is release ``version``'s, answering with ``six``."""
+
+        def image() -> str | None:
+            web = containers(engine, server, "rel").get("web.1")
+            if web is None or web.attrs["Config"]["Image"] != f"dynos/rel:v{version}":
+                return None
+            with server.router("rel") as router:
+                answer = router.get("/")
+            ok = answer.status_code == 200 and answer.json()["six"] == six
+            return str(web.attrs["Config"]["Image"]) if ok else None
+
+        wait_for(image, 120, f"web.1 on v{version}")
+        return engine.images.get(f"dynos/rel:v{version}")
+
+    v2 = running(2, "1.17.0")
+    released(server, "rel", new)  # v3
+    v3 = running(3, "1.16.0")
+    server.cli("config:set", "GREETING=hi", "-a", "rel")  # v4: same slug, a new release image
+    v4 = running(4, "1.16.0")
+    assert (
+        v4.labels[f"{LABEL}.release"] == "4"
+        and v4.labels[f"{LABEL}.slug"] == v3.labels[f"{LABEL}.slug"]
+    )
+    assert v4.attrs["Size"] == v3.attrs["Size"]  # no slug copied: labels only
+    assert not [e for e in v4.attrs["Config"]["Env"] or [] if e.startswith("GREETING=")]
+    with server.api() as api:
+        api.post("/apps/rel/releases", json={"release": "2"}).raise_for_status()  # v5
+    v5 = running(5, "1.17.0")
+    # The rollback runs the old release's slug image: v2's layers, labelled as v5.
+    assert v5.labels[f"{LABEL}.slug"] == v2.labels[f"{LABEL}.slug"] != v3.labels[f"{LABEL}.slug"]
+    assert v5.attrs["RootFS"]["Layers"] == v2.attrs["RootFS"]["Layers"]
+    assert v5.labels[f"{LABEL}.release"] == "5"
+    engine.close()
