@@ -30,8 +30,9 @@ SWARM_ISOLATION = (
     "an unprivileged user, without capabilities"
 )
 SWARM_NETWORK = (
-    "web tasks publish their port in host mode on their node's address (no routing mesh); "
-    "the router connects to each task's node and port"
+    "each app's tasks on an overlay network of its own; web tasks publish their port in host "
+    "mode on their node's address (no routing mesh), which the guard on every node opens to "
+    "the router's address only; the router connects to each task's node and port"
 )
 
 # What the server's log says of each container backend: (isolation, network).

@@ -20,10 +20,11 @@ from docker.types import (
     UpdateConfig,
 )
 
-from dynos.backends.base import DynoSpec
-from dynos.backends.local import LINE_LIMIT, pump_lines, start_command
+from dynos.backends.base import DynoEvents, DynoSpec
+from dynos.backends.local import LINE_LIMIT, PROBE_INTERVAL, answers, pump_lines, start_command
 from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, container_environment
 from dynos.core.swarm import ServiceSpec, TaskView, service_name, service_spec, task_view
+from dynos.core.swarm_guard import guard_constraint
 
 Nodes = dict[str, tuple[str, str, bool]]  # node id → (hostname, address, down)
 
@@ -102,8 +103,12 @@ def service_body(spec: ServiceSpec, replicas: int, force: int) -> dict[str, Any]
             max_attempts=spec.restart_attempts,
             window=spec.restart_window_ns,
         ),
-        placement=Placement(preferences=[PlacementPreference("spread", spec.placement_spread)]),
+        placement=Placement(
+            constraints=list(spec.constraints) or None,
+            preferences=[PlacementPreference("spread", spec.placement_spread)],
+        ),
         force_update=force,
+        networks=[spec.network] if spec.network else None,
     )
     ports = []
     if spec.target_port is not None:
@@ -137,8 +142,31 @@ async def follow_task_logs(cli: str, task_id: str, emit: Callable[[str], None]) 
         await process.wait()
 
 
+async def probe(dyno: SwarmDyno, events: DynoEvents) -> None:
+    """Up once the task runs and, for a web dyno, answers at its node's port."""
+    loop = asyncio.get_running_loop()
+    if dyno.spec.port is None:
+        events.dyno_up(dyno.spec.key)
+        return
+    while not dyno.exited.is_set():
+        if dyno.ip and dyno.port and await answers(dyno.ip, dyno.port, dyno.spec.health_path):
+            if not dyno.exited.is_set():
+                events.dyno_up(dyno.spec.key)
+            return
+        if loop.time() > dyno.deadline and not dyno.timed_out:
+            dyno.timed_out = True
+            events.dyno_boot_timeout(dyno.spec.key)
+            return
+        await asyncio.sleep(PROBE_INTERVAL)
+
+
 def dyno_service(
-    server: str, spec: DynoSpec, process_type: str, image: str, stop_grace: float
+    server: str,
+    spec: DynoSpec,
+    process_type: str,
+    image: str,
+    stop_grace: float,
+    network: str = "",
 ) -> ServiceSpec:
     """The service of ``spec``'s release and type, as a start of one of its dynos asks for
     it (its replicas are filled in when it is sent)."""
@@ -160,4 +188,6 @@ def dyno_service(
         stop_grace=stop_grace,
         user=f"{DYNO_UID}:{DYNO_UID}",
         workdir=APP_DIR,
+        network=network,
+        constraints=[guard_constraint(server)],
     )
