@@ -1,6 +1,6 @@
 """The swarm guard's rules (core/swarm_guard.py): who reaches a dyno, where a dyno may go.
 
-The rules run for real on the lab's two nodes in tests/integration/test_swarm_isolation.py;
+The rules run for real on the lab's two nodes in tests/integration/test_swarm_backend.py;
 here, what they say, and that the script is valid shell."""
 
 from __future__ import annotations
