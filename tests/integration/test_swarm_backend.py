@@ -406,9 +406,10 @@ def test_the_guard_and_the_networks_go_with_the_server(
 def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(
     server: RunningServer, engine: docker.DockerClient
 ) -> None:
-    """kill -9 of the second node's engine: Swarm finds the node down (about 15 s here) and
-    starts its tasks on the manager; the dynos there are out of the router at once and back
-    once their new tasks answer. Last in the module: it restarts the lab's worker after."""
+    """kill -9 of the second node's engine: its port refuses at once, so its dyno is out of
+    the router within a read of the tasks (0.4 to 0.9 s in the bench); Swarm finds the node
+    down after its heartbeats (1 s in the lab: 1.5 to 4.5 s) and starts its task on the
+    manager, where the dyno comes back. Last in the module: it restarts the lab's worker."""
     server.create_app("survivor")
     server.deploy("survivor", SWARM_APP)
     server.scale("survivor", web=2)
@@ -418,16 +419,21 @@ def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(
     pid = int(Path("/run/dynos-lab/node2.pid").read_text())
     try:
         os.kill(pid, signal.SIGKILL)
-        failed, deadline = 0, time.monotonic() + 120
-        with server.router("survivor") as router:
+        killed = time.monotonic()
+        failed, out, deadline = 0, None, killed + 120
+        with server.router("survivor") as router, server.api() as api:
             while time.monotonic() < deadline:
                 failed += router.get("/").status_code != 200
-                dynos = ps_json(server, "survivor")
+                dynos = {d["name"]: d for d in api.get("/apps/survivor/dynos").json()}
                 placed = {d["node"] for d in dynos.values() if d["state"] == "up"}
+                if out is None and "dynos-lab-2" not in placed:
+                    out = time.monotonic() - killed
                 if len(dynos) == 2 and placed == {engine.info()["Name"]}:
                     break
-                time.sleep(0.2)
+                time.sleep(0.1)
         assert placed == {engine.info()["Name"]}, "the dead node's dyno did not come back"
+        # Generous against a loaded machine; the bench's figures are under 1 s.
+        assert out is not None and out < 5, f"out of the router after {out} s"
         assert failed == 0
         assert "(dynos) node dynos-lab-2 is down" in server.logs("survivor")
     finally:

@@ -40,6 +40,7 @@ from dynos.backends.swarm_engine import (
     Nodes,
     SwarmDyno,
     SwarmService,
+    check_engines,
     dyno_service,
     follow_task_logs,
     probe,
@@ -230,7 +231,7 @@ class SwarmBackend:
                 log.warning("swarm: could not read the tasks: %s", exc)
                 await asyncio.sleep(POLL_INTERVAL * 4)
                 continue
-            self._nodes = nodes
+            self._nodes = nodes = await check_engines(nodes)  # a killed engine: down now
             self._spawn(self._guard.observe(tasks, nodes))  # a node joined, or is guarded
             now = asyncio.get_running_loop().time()
             for dyno in list(self._dynos.values()):
@@ -257,10 +258,10 @@ class SwarmBackend:
         if current is None or current.ended:
             self._finish(dyno, exit_status(current) if current else 0)
         elif self._nodes.get(current.node_id, ("", "", False))[2]:
-            # Its node is down (Swarm said so after its heartbeats stopped): out of the
-            # router now; Swarm starts its slot elsewhere, and the manager's restart takes it.
+            # Its node is down (its engine refuses its port, or its heartbeats stopped): out
+            # of the router now; the restart takes Swarm's new task of the slot, not this one.
             self._events.dyno_output(dyno.spec.key, f"(dynos) node {dyno.node} is down")
-            self._finish(dyno, NODE_DOWN)
+            self._finish(dyno, NODE_DOWN, retire=True)
 
     def _place(self, dyno: SwarmDyno, task: TaskView) -> None:
         dyno.task = task

@@ -27,6 +27,10 @@ from dynos.core.swarm import ServiceSpec, TaskView, service_name, service_spec, 
 from dynos.core.swarm_guard import guard_constraint
 
 Nodes = dict[str, tuple[str, str, bool]]  # node id → (hostname, address, down)
+# Every swarm node's engine listens at its address on this port (its network gossip; Docker's
+# docs ask for it open between the nodes).
+GOSSIP_PORT = 7946
+ENGINE_PROBE_TIMEOUT = 0.3  # seconds: a node that does not answer within is left to Swarm
 
 
 @dataclass
@@ -78,6 +82,35 @@ def read_cluster(api: Any, names: list[str]) -> tuple[dict[str, list[TaskView]],
         down = status.get("State") == "down"
         nodes[str(node["ID"])] = (str(description.get("Hostname", "?")), address, down)
     return by_service, nodes
+
+
+async def check_engines(nodes: Nodes, port: int = GOSSIP_PORT) -> Nodes:
+    """``nodes``, with those whose engine is gone marked down: a node whose address refuses a
+    connection at its gossip port has no engine any more (killed, crashed), though Swarm has
+    it up until its heartbeats run out (3 heartbeat periods: 15 s by default). A node that
+    does not answer at all (a machine that vanished, a slow network) is left to Swarm."""
+    live = [node for node, (_, address, down) in nodes.items() if address and not down]
+    gone = await asyncio.gather(*(_refuses(nodes[node][1], port) for node in live))
+    out = dict(nodes)
+    for node, refused in zip(live, gone, strict=True):
+        if refused:
+            hostname, address, _ = nodes[node]
+            out[node] = (hostname, address, True)
+    return out
+
+
+async def _refuses(address: str, port: int) -> bool:
+    try:
+        connecting = asyncio.open_connection(address, port)
+        _, writer = await asyncio.wait_for(connecting, ENGINE_PROBE_TIMEOUT)
+    except ConnectionRefusedError:
+        return True
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return False
 
 
 def service_body(spec: ServiceSpec, replicas: int, force: int) -> dict[str, Any]:
