@@ -13,6 +13,7 @@ from dynos.backends.docker import DockerBackend
 from dynos.backends.engine import NETWORK, connect, require_image
 from dynos.backends.registry import DEFAULT_REGISTRY, PlatformRegistry, check
 from dynos.backends.swarm import SwarmBackend
+from dynos.backends.swarm_guard import router_address
 from dynos.config import HomePaths, ServerConfig
 from dynos.errors import NotSwarmManager
 from dynos.platform.container_build import ContainerBuilder
@@ -85,6 +86,7 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
             "manager, make this engine one (docker swarm init --advertise-addr ADDRESS; "
             "scripts/swarm-lab up makes a 2-node swarm on this machine), or use --backend docker."
         )
+    router_address(client)  # the guard lets the router in by it: one the nodes can see
     own = None
     if config.registry is None:
         own = PlatformRegistry(paths.home / "registry", DEFAULT_REGISTRY)

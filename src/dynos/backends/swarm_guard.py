@@ -36,7 +36,7 @@ from dynos.core.swarm_guard import (
     guard_service_name,
     router_source,
 )
-from dynos.errors import PlatformError
+from dynos.errors import NotSwarmManager, PlatformError
 
 log = logging.getLogger("dynos")
 GUARD_CAPABILITIES = ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_CHROOT"]
@@ -47,12 +47,12 @@ GUARD_NANO_CPUS = 100_000_000
 
 def router_address(client: DockerClient) -> str:
     """The manager's address in the swarm: where the router's connections to the nodes
-    come from. PlatformError when the engine names none."""
+    come from. NotSwarmManager (one line at the server's start) when the engine names none."""
     swarm = client.info().get("Swarm") or {}
     try:
         return router_source(str(swarm.get("NodeAddr") or ""))
     except ValueError:
-        raise PlatformError(
+        raise NotSwarmManager(
             f"The swarm manager reports no usable address ({swarm.get('NodeAddr')!r}): make it "
             "a manager with docker swarm init --advertise-addr ADDRESS."
         ) from None
