@@ -21,6 +21,7 @@ from dynos.backends.engine import (
 from dynos.backends.firewall import FirewallError, PortGuard
 from dynos.backends.registry import DEFAULT_REGISTRY, PlatformRegistry, check
 from dynos.backends.swarm import SwarmBackend
+from dynos.backends.swarm_guard import router_address
 from dynos.config import HomePaths, ServerConfig
 from dynos.errors import NotSwarmManager
 from dynos.platform.container_build import ContainerBuilder
@@ -39,8 +40,9 @@ SWARM_ISOLATION = (
     "an unprivileged user, without capabilities"
 )
 SWARM_NETWORK = (
-    "web tasks publish their port in host mode on their node's address (no routing mesh); "
-    "the router connects to each task's node and port"
+    "each app's tasks on an overlay network of its own; web tasks publish their port in host "
+    "mode on their node's address (no routing mesh), which the guard on every node opens to "
+    "the router's address only; the router connects to each task's node and port"
 )
 
 # What the server's log says of each container backend: (isolation, network).
@@ -110,6 +112,7 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
             "manager, make this engine one (docker swarm init --advertise-addr ADDRESS; "
             "scripts/swarm-lab up makes a 2-node swarm on this machine), or use --backend docker."
         )
+    router_address(client)  # the guard lets the router in by it: one the nodes can see
     own = None
     if config.registry is None:
         own = PlatformRegistry(paths.home / "registry", DEFAULT_REGISTRY)

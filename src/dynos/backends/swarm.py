@@ -13,7 +13,8 @@ Images: made on the manager's engine (images.py), pushed to the registry the nod
 from (registry.py). Ports: host mode, at a port the node picks; ``address`` and
 ``placement`` are the task's node address, port and node. One-off dynos run as containers
 on the manager's engine (docker.py). Logs: ``docker service logs`` of each task. No R14
-yet: a task on another node has no cgroup here.
+yet: a task on another node has no cgroup here. Isolation: each app's tasks on its own
+overlay network, and the guard on every node (swarm_guard.py), before any dyno starts.
 """
 
 from __future__ import annotations
@@ -35,16 +36,18 @@ from dynos.backends.base import DynoEvents, DynoSpec, DynoUsage
 from dynos.backends.base import Placement as DynoPlacement
 from dynos.backends.docker import ENGINE_ERRORS, DockerBackend
 from dynos.backends.images import ReleaseImages
-from dynos.backends.local import PROBE_INTERVAL, answers
 from dynos.backends.swarm_engine import (
     Nodes,
     SwarmDyno,
     SwarmService,
+    check_engines,
     dyno_service,
     follow_task_logs,
+    probe,
     read_cluster,
     service_body,
 )
+from dynos.backends.swarm_guard import SwarmGuard
 from dynos.core.containers import LABEL, server_id
 from dynos.core.swarm import (
     SERVICE_PORT,
@@ -102,6 +105,7 @@ class SwarmBackend:
         self._current: dict[str, str] = {}  # a type's name → its newest release's service
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="swarm")
         self._cli = shutil.which("docker") or "docker"
+        self._guard = SwarmGuard(client, self._server, stack_image, registry_address, self._call)
         # A server before this one on the same home died and left its services running: the
         # manager's starts adopt their tasks (same slot and spec: no dyno restarts); what no
         # start adopts within ADOPT_WINDOW is removed.
@@ -157,7 +161,13 @@ class SwarmBackend:
             image = await self._call(registry.push, self._client, self._registry, local)
         except ENGINE_ERRORS as exc:
             raise PlatformError(f"Could not make the image of {spec.name}: {exc}") from None
-        wanted = dyno_service(self._server, spec, process_type, image, self._stop_grace)
+        try:
+            await self._ensure_guard()
+            network = await self._call(self._guard.network, spec.app_name, spec.app_id)
+        except ENGINE_ERRORS as exc:
+            raise PlatformError(f"Could not isolate {spec.name} on the swarm: {exc}") from None
+        grace = self._stop_grace
+        wanted = dyno_service(self._server, spec, process_type, image, grace, network)
         name, base = wanted.name, service_name(self._server, spec.app_name, process_type)
         previous, self._current[base] = self._current.get(base), name
         old = self._services.get(previous or "")
@@ -189,6 +199,11 @@ class SwarmBackend:
             service.slots.pop(slot, None)
             raise PlatformError(f"Swarm refused the service of {spec.name}: {exc}") from None
 
+    async def _ensure_guard(self) -> None:
+        if not self._nodes:
+            self._nodes = (await self._call(read_cluster, self._api, []))[1]
+        await self._guard.cover(self._nodes)
+
     async def _sync(self, service: SwarmService) -> None:
         """Send the service's spec when it changed: its template, replicas or forced
         replacement. Serialized per service; a call that waited sends the newest state."""
@@ -216,7 +231,8 @@ class SwarmBackend:
                 log.warning("swarm: could not read the tasks: %s", exc)
                 await asyncio.sleep(POLL_INTERVAL * 4)
                 continue
-            self._nodes = nodes
+            self._nodes = nodes = await check_engines(nodes)  # a killed engine: down now
+            self._spawn(self._guard.observe(tasks, nodes))  # a node joined, or is guarded
             now = asyncio.get_running_loop().time()
             for dyno in list(self._dynos.values()):
                 service = self._services.get(dyno.service)  # None: removed meanwhile
@@ -225,7 +241,7 @@ class SwarmBackend:
             await asyncio.sleep(POLL_INTERVAL)
 
     def _names(self) -> list[str]:
-        return [s.name for s in self._services.values() if s.id is not None]
+        return [s.name for s in self._services.values() if s.id is not None] + [self._guard.name]
 
     def _observe(self, dyno: SwarmDyno, views: list[TaskView], now: float) -> None:
         if dyno.task is None:
@@ -242,10 +258,10 @@ class SwarmBackend:
         if current is None or current.ended:
             self._finish(dyno, exit_status(current) if current else 0)
         elif self._nodes.get(current.node_id, ("", "", False))[2]:
-            # Its node is down (Swarm said so after its heartbeats stopped): out of the
-            # router now; Swarm starts its slot elsewhere, and the manager's restart takes it.
+            # Its node is down (its engine refuses its port, or its heartbeats stopped): out
+            # of the router now; the restart takes Swarm's new task of the slot, not this one.
             self._events.dyno_output(dyno.spec.key, f"(dynos) node {dyno.node} is down")
-            self._finish(dyno, NODE_DOWN)
+            self._finish(dyno, NODE_DOWN, retire=True)
 
     def _place(self, dyno: SwarmDyno, task: TaskView) -> None:
         dyno.task = task
@@ -253,24 +269,7 @@ class SwarmBackend:
         dyno.node, dyno.ip, dyno.port = hostname, address or None, task.published_port
         emit = partial(self._events.dyno_output, dyno.spec.key)
         dyno.tasks.append(asyncio.create_task(follow_task_logs(self._cli, task.id, emit)))
-        dyno.tasks.append(asyncio.create_task(self._probe(dyno)))
-
-    async def _probe(self, dyno: SwarmDyno) -> None:
-        """Up once the task runs and, for a web dyno, answers at its node's port."""
-        loop = asyncio.get_running_loop()
-        if dyno.spec.port is None:
-            self._events.dyno_up(dyno.spec.key)
-            return
-        while not dyno.exited.is_set():
-            if dyno.ip and dyno.port and await answers(dyno.ip, dyno.port, dyno.spec.health_path):
-                if not dyno.exited.is_set():
-                    self._events.dyno_up(dyno.spec.key)
-                return
-            if loop.time() > dyno.deadline and not dyno.timed_out:
-                dyno.timed_out = True
-                self._events.dyno_boot_timeout(dyno.spec.key)
-                return
-            await asyncio.sleep(PROBE_INTERVAL)
+        dyno.tasks.append(asyncio.create_task(probe(dyno, self._events)))
 
     def _finish(self, dyno: SwarmDyno, status: int, retire: bool = False) -> None:
         key = dyno.spec.key
@@ -371,6 +370,7 @@ class SwarmBackend:
                 if service.id is not None:
                     with contextlib.suppress(*ENGINE_ERRORS):
                         await self._call(self._api.remove_service, service.id)
+        self._spawn(self._guard.drop_networks(app_id))
         await self._one_offs.release_app(app_id)
 
     async def close(self, grace: float) -> None:
@@ -389,6 +389,10 @@ class SwarmBackend:
                     await self._call(self._api.remove_service, service_id)
         for dyno in list(self._dynos.values()):
             self._finish(dyno, 0)
+        # The guard last: its rules stay while the tasks it guards stop.
+        await self._guard.drop_networks(None, tries=int(self._stop_grace) + 10)
+        with contextlib.suppress(*ENGINE_ERRORS):
+            await self._call(self._guard.remove)
         await self._one_offs.close(grace)
         self._pool.shutdown(wait=False)
         if self._own_registry is not None:

@@ -20,12 +20,17 @@ from docker.types import (
     UpdateConfig,
 )
 
-from dynos.backends.base import DynoSpec
-from dynos.backends.local import LINE_LIMIT, pump_lines, start_command
+from dynos.backends.base import DynoEvents, DynoSpec
+from dynos.backends.local import LINE_LIMIT, PROBE_INTERVAL, answers, pump_lines, start_command
 from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, container_environment
 from dynos.core.swarm import ServiceSpec, TaskView, service_name, service_spec, task_view
+from dynos.core.swarm_guard import guard_constraint
 
 Nodes = dict[str, tuple[str, str, bool]]  # node id → (hostname, address, down)
+# Every swarm node's engine listens at its address on this port (its network gossip; Docker's
+# docs ask for it open between the nodes).
+GOSSIP_PORT = 7946
+ENGINE_PROBE_TIMEOUT = 0.3  # seconds: a node that does not answer within is left to Swarm
 
 
 @dataclass
@@ -79,6 +84,35 @@ def read_cluster(api: Any, names: list[str]) -> tuple[dict[str, list[TaskView]],
     return by_service, nodes
 
 
+async def check_engines(nodes: Nodes, port: int = GOSSIP_PORT) -> Nodes:
+    """``nodes``, with those whose engine is gone marked down: a node whose address refuses a
+    connection at its gossip port has no engine any more (killed, crashed), though Swarm has
+    it up until its heartbeats run out (3 heartbeat periods: 15 s by default). A node that
+    does not answer at all (a machine that vanished, a slow network) is left to Swarm."""
+    live = [node for node, (_, address, down) in nodes.items() if address and not down]
+    gone = await asyncio.gather(*(_refuses(nodes[node][1], port) for node in live))
+    out = dict(nodes)
+    for node, refused in zip(live, gone, strict=True):
+        if refused:
+            hostname, address, _ = nodes[node]
+            out[node] = (hostname, address, True)
+    return out
+
+
+async def _refuses(address: str, port: int) -> bool:
+    try:
+        connecting = asyncio.open_connection(address, port)
+        _, writer = await asyncio.wait_for(connecting, ENGINE_PROBE_TIMEOUT)
+    except ConnectionRefusedError:
+        return True
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return False
+
+
 def service_body(spec: ServiceSpec, replicas: int, force: int) -> dict[str, Any]:
     """The engine API's arguments (create_service, update_service) for ``spec``."""
     container = ContainerSpec(
@@ -102,8 +136,12 @@ def service_body(spec: ServiceSpec, replicas: int, force: int) -> dict[str, Any]
             max_attempts=spec.restart_attempts,
             window=spec.restart_window_ns,
         ),
-        placement=Placement(preferences=[PlacementPreference("spread", spec.placement_spread)]),
+        placement=Placement(
+            constraints=list(spec.constraints) or None,
+            preferences=[PlacementPreference("spread", spec.placement_spread)],
+        ),
         force_update=force,
+        networks=[spec.network] if spec.network else None,
     )
     ports = []
     if spec.target_port is not None:
@@ -137,8 +175,31 @@ async def follow_task_logs(cli: str, task_id: str, emit: Callable[[str], None]) 
         await process.wait()
 
 
+async def probe(dyno: SwarmDyno, events: DynoEvents) -> None:
+    """Up once the task runs and, for a web dyno, answers at its node's port."""
+    loop = asyncio.get_running_loop()
+    if dyno.spec.port is None:
+        events.dyno_up(dyno.spec.key)
+        return
+    while not dyno.exited.is_set():
+        if dyno.ip and dyno.port and await answers(dyno.ip, dyno.port, dyno.spec.health_path):
+            if not dyno.exited.is_set():
+                events.dyno_up(dyno.spec.key)
+            return
+        if loop.time() > dyno.deadline and not dyno.timed_out:
+            dyno.timed_out = True
+            events.dyno_boot_timeout(dyno.spec.key)
+            return
+        await asyncio.sleep(PROBE_INTERVAL)
+
+
 def dyno_service(
-    server: str, spec: DynoSpec, process_type: str, image: str, stop_grace: float
+    server: str,
+    spec: DynoSpec,
+    process_type: str,
+    image: str,
+    stop_grace: float,
+    network: str = "",
 ) -> ServiceSpec:
     """The service of ``spec``'s release and type, as a start of one of its dynos asks for
     it (its replicas are filled in when it is sent)."""
@@ -160,4 +221,6 @@ def dyno_service(
         stop_grace=stop_grace,
         user=f"{DYNO_UID}:{DYNO_UID}",
         workdir=APP_DIR,
+        network=network,
+        constraints=[guard_constraint(server)],
     )

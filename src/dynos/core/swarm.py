@@ -83,6 +83,8 @@ class ServiceSpec:
     placement_spread: str = "node.id"  # a type's tasks spread over the nodes
     endpoint_mode: str = "dnsrr"  # no VIP (it needs IPVS)
     template: str = ""
+    network: str = ""  # the app's own overlay network (core/swarm_guard.py)
+    constraints: tuple[str, ...] = ()  # only nodes its server's guard runs on
 
 
 def template_id(image: str, command: Sequence[str], env: Mapping[str, str], size: DynoSize) -> str:
@@ -116,6 +118,8 @@ def service_spec(
     stop_grace: float,
     user: str,
     workdir: str,
+    network: str = "",
+    constraints: Sequence[str] = (),
 ) -> ServiceSpec:
     """A type's service: ``replicas`` tasks of ``image`` at ``size``'s limits (memory at its
     hard limit, CPUs by its share, its process limit), restarted on failure, updated by
@@ -143,6 +147,8 @@ def service_spec(
         user=user,
         workdir=workdir,
         template=template,
+        network=network,
+        constraints=tuple(constraints),
     )
 
 
