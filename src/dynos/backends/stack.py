@@ -8,11 +8,13 @@ imports it again in seconds; ``--refresh`` makes it anew), and imported into the
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dynos.backends.engine import connect
@@ -39,10 +41,11 @@ def build_stack(
     started = time.monotonic()
     client = connect()  # before minutes of debootstrap: the engine must be there at the end
     tarball = cache_dir / f"stack-{SUITE}.tar"
-    if refresh or not tarball.is_file():
-        _make_tarball(tarball, mirror, say)
-    else:
-        say(f"-----> Using the cached root filesystem {tarball} (--refresh makes it anew)")
+    with _alone(cache_dir, say):
+        if refresh or not tarball.is_file():
+            _make_tarball(tarball, mirror, say)
+        else:
+            say(f"-----> Using the cached root filesystem {tarball} (--refresh makes it anew)")
     say(f"-----> Importing it as {image}")
     repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
     try:
@@ -53,6 +56,21 @@ def build_stack(
     except Exception as exc:  # the SDK's errors and the engine's
         raise UserError(f"The Docker engine could not import {tarball}: {exc}") from None
     return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def _alone(cache_dir: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """One stack:build at a time per cache directory: two at once would each remove the
+    other's root filesystem half made (they share its path). The second waits, then finds
+    the first's tarball."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / f"stack-{SUITE}.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("-----> Waiting for another stack:build of this cache to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # the lock goes with the file's close
 
 
 def _make_tarball(tarball: Path, mirror: str | None, say: Callable[[str], None]) -> None:
