@@ -189,3 +189,31 @@ def test_each_release_is_an_image_and_a_rollback_runs_the_old_releases_layers(
     assert v5.attrs["RootFS"]["Layers"] == v2.attrs["RootFS"]["Layers"]
     assert v5.labels[f"{LABEL}.release"] == "5"
     engine.close()
+
+
+def test_a_release_image_left_by_another_app_of_the_same_name_is_never_reused(
+    tmp_path: Path,
+) -> None:
+    # An app renamed away (or a failed removal) leaves dynos/<name>:v2 with its own code; a
+    # new app of that name must get its own v2, not run the old one's with its config vars.
+    from dynos.backends.images import ReleaseImages
+
+    engine = docker.from_env()
+    images = ReleaseImages(engine, DEFAULT_STACK_IMAGE)
+    name = f"reuse-{tmp_path.name[-8:].lower()}"
+    made: list[str] = []
+    try:
+        for app_id, slug_id, text in (("old-app", "s-old", "old"), ("new-app", "s-new", "new")):
+            slug = tmp_path / slug_id
+            slug.mkdir()
+            (slug / "who").write_text(text)
+            made.append(images.ensure(app_id, name, slug, release=2))
+            labels = engine.images.get(made[-1]).labels
+            assert labels[f"{LABEL}.app-id"] == app_id and labels[f"{LABEL}.slug"] == slug_id
+        assert made[0] == made[1]  # the same tag, now the new app's
+        said = engine.containers.run(made[1], ["cat", "/app/who"], remove=True)
+        assert said == b"new"
+    finally:
+        for image in engine.images.list(name=f"dynos/{name}"):
+            for tag in image.tags:
+                engine.images.remove(tag, force=True)

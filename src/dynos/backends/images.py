@@ -52,26 +52,32 @@ class ReleaseImages:
         engine has it already."""
         name = release_image(app_name, slug.name)
         with self._lock(name):  # the dynos of one release start together: one makes it
-            if not self._has(name):
+            if not self._has(name, {f"{LABEL}.app-id": app_id}):
                 self._make(name, app_id, slug)
         if release is None:
             return name
         versioned = versioned_image(app_name, release)
+        labels = release_labels(app_id, release, slug.name)
         with self._lock(versioned):
-            if not self._has(versioned):
-                self._label(versioned, name, release_labels(app_id, release, slug.name))
+            if not self._has(versioned, labels):
+                self._label(versioned, name, labels)
         return versioned
 
     def _lock(self, name: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
 
-    def _has(self, name: str) -> bool:
+    def _has(self, name: str, labels: dict[str, str]) -> bool:
+        """Whether the engine has ``name`` made for this app, slug and release: a tag is
+        only a name, and an app renamed away, a failed removal or another server on this
+        engine may have left one of the same name with another app's code, which a new
+        app of that name must never run (with its own config vars)."""
         try:
-            self._client.images.get(name)
+            image = self._client.images.get(name)
         except docker.errors.ImageNotFound:
             return False
-        return True
+        found = image.labels or {}
+        return all(found.get(key) == value for key, value in labels.items())
 
     def _label(self, name: str, base: str, labels: dict[str, str]) -> None:
         """``name``: ``base`` with ``labels`` and no file added (a build of one FROM line)."""
