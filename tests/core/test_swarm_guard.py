@@ -31,11 +31,12 @@ def forward_rules(rules: str) -> list[str]:
     return [line for line in rules.splitlines() if line.startswith(f"-A {forward} ")]
 
 
-def test_each_app_has_its_own_network_name_per_server() -> None:
-    assert app_network(SERVER, "shop") == "dynos-01234567-shop-net"
-    assert app_network(SERVER, "Shop_2") == "dynos-01234567-shop-2-net"
-    assert app_network(SERVER, "shop") != app_network(SERVER, "shop2")
-    assert app_network("fedcba9876543210", "shop") != app_network(SERVER, "shop")
+def test_each_app_has_its_own_network_per_server_named_by_its_id() -> None:
+    app_id = "6f1c2a9e-3b4d-4e5f-8a7b-0c1d2e3f4a5b"
+    assert app_network(SERVER, app_id) == f"dynos-01234567-{app_id}-net"
+    assert len(app_network(SERVER, app_id)) <= 63
+    assert app_network(SERVER, app_id) != app_network(SERVER, app_id.replace("6f", "7f"))
+    assert app_network("fedcba9876543210", app_id) != app_network(SERVER, app_id)
     assert len(app_network(SERVER, "a" * 100)) <= 63
 
 

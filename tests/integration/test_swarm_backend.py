@@ -337,7 +337,9 @@ def test_a_dyno_is_reached_through_the_router_only_and_reaches_no_tenant_nor_pla
     }
     for app in ("alpha", "beta"):
         attached = services(engine, server, app)["web"]["Spec"]["TaskTemplate"]["Networks"]
-        assert [n["Target"] for n in attached] == [networks[app_network(name, app)]]
+        with server.api() as api:
+            app_id = api.get(f"/apps/{app}").json()["id"]
+        assert [n["Target"] for n in attached] == [networks[app_network(name, app_id)]]
     guard = engine.api.tasks(
         filters={"service": guard_service_name(name), "desired-state": "running"}
     )

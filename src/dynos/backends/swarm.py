@@ -106,13 +106,15 @@ class SwarmBackend:
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="swarm")
         self._cli = shutil.which("docker") or "docker"
         self._guard = SwarmGuard(client, self._server, stack_image, registry_address, self._call)
-        # A server before this one on the same home died and left its services running: the
-        # manager's starts adopt their tasks (same slot and spec: no dyno restarts); what no
-        # start adopts within ADOPT_WINDOW is removed.
+        # Services a dead server on this home left: the manager's starts adopt their tasks (same
+        # slot and spec: no restart); what none adopts within ADOPT_WINDOW is removed.
         left: list[dict[str, Any]] = self._api.services(
             filters={"label": f"{LABEL}.server={self._server}"}
         )
-        self._leftovers = {service["Spec"]["Name"]: service for service in left}
+        guard = f"{LABEL}.role"  # not adopted by a start: removing it would open every node
+        self._leftovers = {
+            s["Spec"]["Name"]: s for s in left if s["Spec"].get("Labels", {}).get(guard) != "guard"
+        }
         if self._leftovers:
             log.info("adopting %d dyno services a server before left", len(self._leftovers))
 
@@ -163,7 +165,7 @@ class SwarmBackend:
             raise PlatformError(f"Could not make the image of {spec.name}: {exc}") from None
         try:
             await self._ensure_guard()
-            network = await self._call(self._guard.network, spec.app_name, spec.app_id)
+            network = await self._call(self._guard.network, spec.app_id)
         except ENGINE_ERRORS as exc:
             raise PlatformError(f"Could not isolate {spec.name} on the swarm: {exc}") from None
         grace = self._stop_grace
@@ -295,8 +297,7 @@ class SwarmBackend:
             return False
         if service.slots.get(dyno.slot) == key:
             del service.slots[dyno.slot]
-        # Stops that come together (a scale down, ps:stop of a type, the server's shutdown)
-        # are one change of the service: each waits for the others to take their slots out.
+        # Stops that come together (scale down, ps:stop of a type, shutdown) are one change.
         await asyncio.sleep(STOP_GATHER)
         if dyno.exited.is_set():
             return False

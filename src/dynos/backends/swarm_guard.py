@@ -211,9 +211,9 @@ class SwarmGuard:
         self._script = None
         self._covered = None
 
-    def network(self, app_name: str, app_id: str) -> str:
+    def network(self, app_id: str) -> str:
         """The app's overlay network, made when missing."""
-        name = app_network(self._server, app_name)
+        name = app_network(self._server, app_id)
         if not any(n["Name"] == name for n in self._api.networks(names=[name])):
             labels = {f"{LABEL}.server": self._server, f"{LABEL}.app-id": app_id}
             try:

@@ -45,9 +45,11 @@ MARK = "dynos guard task"  # a comment in the chain: which guard task loaded it
 _NAME_PART = re.compile(r"[^a-z0-9-]+")
 
 
-def app_network(server: str, app_name: str) -> str:
-    """The overlay network of an app's tasks: ``dynos-<server>-<app>-net``."""
-    app = _NAME_PART.sub("-", app_name.lower()).strip("-")
+def app_network(server: str, app_id: str) -> str:
+    """The overlay network of an app's tasks: ``dynos-<server>-<app id>-net``. By id, not
+    name: after ``apps:rename`` a new app of the old name must not join the old one's
+    network, whose tasks still run on it until they restart."""
+    app = _NAME_PART.sub("-", app_id.lower()).strip("-")
     return f"dynos-{server[:8]}-{app}"[:59].rstrip("-") + "-net"
 
 
