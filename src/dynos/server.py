@@ -56,7 +56,7 @@ from dynos.router.processes import RouterProcesses
 from dynos.router.proxy import Router
 from dynos.router.route import DynoEndpoint
 from dynos.router.routing_table import RoutingTable
-from dynos.server_backend import CONTAINER_NOTES, confine_gateway, docker_wiring, swarm_wiring
+from dynos.server_backend import CONTAINER_NOTES, confine_containers, docker_wiring, swarm_wiring
 from dynos.server_files import ensure_token, raise_fd_limit, retire_server_json, write_server_json
 from dynos.server_listen import bind, router_sockets, url_host, uvicorn_server
 from dynos.store import backups
@@ -192,7 +192,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
     if config.backend in ("docker", "swarm"):  # the engine, stack image (swarm, registry)
         wiring = (docker_wiring if config.backend == "docker" else swarm_wiring)(config, paths)
         backend_factory, builder, gateway = wiring.backend, wiring.builder, wiring.gateway
-    network = confine_gateway(ports, gateway) if gateway else network
+        network = confine_containers(ports, wiring) or network
     metrics = Metrics(store, logs)
     settings = ManagerSettings(
         slugs_dir=paths.slugs,

@@ -23,6 +23,7 @@ from dynos.backends.registry import DEFAULT_REGISTRY, PlatformRegistry, check
 from dynos.backends.swarm import SwarmBackend
 from dynos.backends.swarm_guard import router_address
 from dynos.config import HomePaths, ServerConfig
+from dynos.core.swarm_guard import blocked_destinations
 from dynos.errors import NotSwarmManager
 from dynos.platform.container_build import ContainerBuilder
 
@@ -58,6 +59,8 @@ class DockerWiring:
     builder: ContainerBuilder
     # Where containers reach the add-on servers (docker; a swarm's tasks run elsewhere too).
     gateway: Gateway | None = None
+    # Swarm: the manager's bridge (its one-offs and builds) and where it may not connect.
+    fence: tuple[str, list[str]] | None = None
 
 
 def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
@@ -83,6 +86,28 @@ def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
         timeout=config.build_timeout,
     )
     return DockerWiring(backend, builder, gateway)
+
+
+def confine_containers(ports: PortGuard | None, wiring: DockerWiring) -> str | None:
+    """The firewall's part of a container backend: the gateway confined (docker) or the
+    manager's bridge fenced off the swarm (swarm); the server's log line of it. Raises
+    FirewallError where a swarm's fence cannot be made: a tenant's one-off would reach
+    other apps' dynos."""
+    if wiring.gateway is not None:
+        return confine_gateway(ports, wiring.gateway)
+    if wiring.fence is None:
+        return None
+    interface, destinations = wiring.fence
+    if ports is None:
+        raise FirewallError(
+            "--backend swarm needs root and nftables here: one-off dynos on the manager would "
+            "otherwise reach other apps' dynos on the nodes. Run the server as root."
+        )
+    ports.fence(interface, destinations)
+    return (
+        f"one-offs and builds on {interface} reach no private or node address "
+        f"(table {ports.rules.table})"
+    )
 
 
 def confine_gateway(ports: PortGuard | None, gateway: Gateway) -> str:
@@ -112,7 +137,10 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
             "manager, make this engine one (docker swarm init --advertise-addr ADDRESS; "
             "scripts/swarm-lab up makes a 2-node swarm on this machine), or use --backend docker."
         )
-    router_address(client)  # the guard lets the router in by it: one the nodes can see
+    router = router_address(client)  # the guard lets the router in by it: the nodes see it
+    dyno_network(client)  # the manager's bridge, for one-offs and builds: fenced (server.py)
+    nodes = [str((n.get("Status") or {}).get("Addr") or "") for n in client.api.nodes()]
+    fence = (network_gateway(client).interface, blocked_destinations(router, nodes))
     own = None
     if config.registry is None:
         own = PlatformRegistry(paths.home / "registry", DEFAULT_REGISTRY)
@@ -137,4 +165,4 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     builder = ContainerBuilder(
         client, config.stack_image, paths.home / "build-cache", timeout=config.build_timeout
     )
-    return DockerWiring(backend, builder)
+    return DockerWiring(backend, builder, fence=fence)

@@ -98,3 +98,19 @@ def test_the_add_on_gateway_is_reached_only_from_loopback_and_its_bridge() -> No
     for address, interface in [("172.18.0.1; flush ruleset", "br0"), ("10.0.0.1", 'b" }')]:
         with pytest.raises(ValueError):
             PortRules(TABLE, 0).confine(address, interface)
+
+
+def test_the_swarm_fence_drops_new_connections_from_the_bridge_to_each_destination() -> None:
+    rules = PortRules("dynos_1", router_uid=0)
+    said = rules.fence("br-0123456789ab", ["10.0.0.0/8", "203.0.113.7/32"])
+    assert "hook forward" in said
+    assert (
+        'add rule inet dynos_1 forward iifname "br-0123456789ab" '
+        "ip daddr { 10.0.0.0/8, 203.0.113.7/32 } ct state new drop"
+    ) in said
+    for bad_interface in ("", "a" * 16, 'br"; flush ruleset'):
+        with pytest.raises(ValueError):
+            rules.fence(bad_interface, ["10.0.0.0/8"])
+    for bad_destination in ("10.0.0.1/8", "::1", "10.0.0.0/8 }; flush ruleset"):
+        with pytest.raises(ValueError):
+            rules.fence("br-x", [bad_destination])

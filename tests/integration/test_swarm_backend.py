@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -354,6 +355,13 @@ def test_a_dyno_is_reached_through_the_router_only_and_reaches_no_tenant_nor_pla
         for target in alpha:
             said = probe_from(client, source["container"], target["address"], target["port"])
             assert said.startswith("failed"), (source, target, said)
+    # A one-off of beta's runs on the manager's own bridge, outside the swarm's networks,
+    # whose NAT would give it the router's address: the server's fence keeps it from every
+    # node's dynos too.
+    for target in alpha:
+        command = f"python3 -c {shlex.quote(PROBE)} {target['address']} {target['port']}"
+        said = server.cli("run", command, "--app", "beta").stdout
+        assert "failed" in said and "connected" not in said, (target, said)
     # Another machine (a process in the worker's namespace) reaches no dyno on the manager.
     on_manager = [t for t in alpha if t["node"] == manager_id]
     for address in (on_manager[0]["address"], manager_link_local()):

@@ -143,6 +143,22 @@ tcp dport . meta skuid != @allowed reject with tcp reset
             f'iifname != {{ "lo", "{interface}" }} drop\n'
         )
 
+    def fence(self, interface: str, destinations: list[str]) -> str:
+        """A forward chain that drops every new connection from ``interface`` (the manager's
+        ``dynos`` bridge under ``--backend swarm``: one-off dynos and container builds) to
+        ``destinations`` (IPv4 networks: the private ranges and the swarm's nodes), which
+        the guard's chains on ``docker_gwbridge`` do not see: the manager's NAT would give
+        them the router's address, which every node's guard lets into its dynos."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", interface):
+            raise ValueError(f"not an interface name: {interface!r}")
+        nets = ", ".join(str(ipaddress.IPv4Network(d)) for d in destinations)
+        return (
+            f"add chain inet {self.table} forward "
+            "{ type filter hook forward priority filter; policy accept; }\n"
+            f'add rule inet {self.table} forward iifname "{interface}" '
+            f"ip daddr {{ {nets} }} ct state new drop\n"
+        )
+
     def forget(self, port: int, uid: int) -> None:
         """Drop ``port`` from the state alone: its allow never reached the table."""
         if self.owners.get(port) == uid:
@@ -268,6 +284,10 @@ class PortGuard:
         """Only loopback and ``interface`` reach ``address`` (``PortRules.confine``).
         Raises FirewallError."""
         self._nft.run(self.rules.confine(address, interface))
+
+    def fence(self, interface: str, destinations: list[str]) -> None:
+        """``PortRules.fence``. Raises FirewallError."""
+        self._nft.run(self.rules.fence(interface, destinations))
 
     def close(self) -> None:
         """Delete the table (the kernel would, as the socket closes, but say so plainly)."""
