@@ -261,3 +261,10 @@ def test_the_swarm_fence_is_a_forward_chain_the_kernel_takes(guard: PortGuard) -
     assert "hook forward" in said
     assert 'iifname "dynos-fence0" ip daddr { 10.0.0.0/8, 169.254.0.0/16, 203.0.113.7 }' in said
     assert "ct state new drop" in said
+    said = subprocess.run(
+        ["nft", "list", "chain", "inet", guard.rules.table, "input"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert 'iifname "dynos-fence0" ip daddr { 10.0.0.0/8, 169.254.0.0/16, 203.0.113.7 }' in said

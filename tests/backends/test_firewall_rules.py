@@ -104,10 +104,11 @@ def test_the_swarm_fence_drops_new_connections_from_the_bridge_to_each_destinati
     rules = PortRules("dynos_1", router_uid=0)
     said = rules.fence("br-0123456789ab", ["10.0.0.0/8", "203.0.113.7/32"])
     assert "hook forward" in said
-    assert (
-        'add rule inet dynos_1 forward iifname "br-0123456789ab" '
-        "ip daddr { 10.0.0.0/8, 203.0.113.7/32 } ct state new drop"
-    ) in said
+    for hook in ("forward", "input"):  # input: the node's own addresses (the proxy's way)
+        assert (
+            f'add rule inet dynos_1 {hook} iifname "br-0123456789ab" '
+            "ip daddr { 10.0.0.0/8, 203.0.113.7/32 } ct state new drop"
+        ) in said
     for bad_interface in ("", "a" * 16, 'br"; flush ruleset'):
         with pytest.raises(ValueError):
             rules.fence(bad_interface, ["10.0.0.0/8"])

@@ -152,11 +152,17 @@ tcp dport . meta skuid != @allowed reject with tcp reset
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", interface):
             raise ValueError(f"not an interface name: {interface!r}")
         nets = ", ".join(str(ipaddress.IPv4Network(d)) for d in destinations)
+        # Forward: to another node's dynos and addresses; input: to this node's own
+        # addresses, where the engine's userland proxy would carry a connection on to a
+        # task's published port from the node itself, past the guard's chains.
         return (
             f"add chain inet {self.table} forward "
             "{ type filter hook forward priority filter; policy accept; }\n"
-            f'add rule inet {self.table} forward iifname "{interface}" '
-            f"ip daddr {{ {nets} }} ct state new drop\n"
+            + "".join(
+                f'add rule inet {self.table} {hook} iifname "{interface}" '
+                f"ip daddr {{ {nets} }} ct state new drop\n"
+                for hook in ("forward", "input")
+            )
         )
 
     def forget(self, port: int, uid: int) -> None:
