@@ -447,4 +447,5 @@ def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(
         assert failed == 0
         assert "(dynos) node dynos-lab-2 is down" in server.logs("survivor")
     finally:
-        subprocess.run([str(LAB_SCRIPT), "up"], check=True, capture_output=True, timeout=180)
+        lab = subprocess.run([str(LAB_SCRIPT), "up"], capture_output=True, text=True, timeout=300)
+        assert lab.returncode == 0, f"the lab did not come back: {lab.stderr}"
