@@ -117,9 +117,12 @@ def test_heroku_run_bash_is_an_interactive_shell_that_passes_its_exit_status_thr
         # the terminal between its own mode and the command's was once echoed without its
         # newline and never reached cat (a clean-clone CI run).
         terminal.read_until(b"$ ", after=mark)
-        terminal.type("cat\r")  # ^D ends cat, as on any terminal, and the shell reads on
-        mark = len(terminal.seen)
-        terminal.read_until(b"\x1b[?2004l", after=mark)  # readline let go: cat runs
+        # ^D ends cat, as on any terminal, and the shell reads on. Type into cat only once
+        # the echo before it has printed: readline says "\x1b[?2004l" *before* it gives the
+        # terminal back its cooked mode, and a line typed in that gap arrived unechoed and
+        # without its newline, so cat never read it (CI, twice).
+        terminal.type("echo cat runs $((2 + 2)); cat\r")
+        terminal.read_until(b"cat runs 4", after=mark)
         mark = len(terminal.seen)
         terminal.type("into cat\r")
         terminal.read_until(b"into cat\r\r\ninto cat", after=mark)  # the echo, then cat's
