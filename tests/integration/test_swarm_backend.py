@@ -8,6 +8,7 @@ These tests fail, never skip, without it, as CI must run them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,14 +26,17 @@ import docker
 import pytest
 
 from dynos.backends.swarm_engine import read_cluster
+from dynos.backends.swarm_guard import SETTLE_TIMEOUT, SwarmGuard
 from dynos.core.containers import LABEL, server_id
 from dynos.core.swarm_guard import app_network, chain_names, guard_label, guard_service_name
+from dynos.errors import PlatformError
 from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for_dynos
 from tests.integration.conftest import each_test, wait_for
 
 SWARM_APP = Path(__file__).parent / "apps" / "swarm"
 LAB_SCRIPT = Path(__file__).parents[2] / "scripts" / "swarm-lab"
 LAB_REGISTRY = "127.0.0.1:5000"
+LAB_STACK_IMAGE = "dynos/stack:bookworm"
 LAB_WORKER_SOCKET = "unix:///run/dynos-lab/node2.sock"
 QUICK = ("--backend", "swarm", "--registry", LAB_REGISTRY, "--stop-grace", "2")
 QUICK += ("--crash-backoff", "2")
@@ -496,6 +501,46 @@ def test_the_guard_and_the_networks_go_with_the_server(
     # The server waited for the guard's teardown on both nodes: no rule, no label left.
     assert unguarded(name) and unguarded(name, worker=True)
     assert set(node_labels(engine, name).values()) == {None}
+
+
+def test_a_start_waiting_for_the_guard_on_every_node_holds_up_no_close(
+    engine: docker.DockerClient,
+) -> None:
+    """The first start waits (up to SETTLE_TIMEOUT) for the guard's label on every ready
+    node, outside the guard's lock: a close meanwhile tears the guard down at once."""
+    name = "f00dfeed" + "0" * 8
+    pool = ThreadPoolExecutor(4)
+
+    async def scenario() -> tuple[float, BaseException | None]:
+        loop = asyncio.get_running_loop()
+
+        async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
+            return await loop.run_in_executor(pool, partial(function, *args, **kwargs))
+
+        guard = SwarmGuard(engine, name, LAB_STACK_IMAGE, LAB_REGISTRY, call)
+        _, nodes = read_cluster(engine.api, [])
+        real = {hostname for hostname, _, _ in nodes.values()}
+        nodes["nosuchnode"] = ("ghost", "192.0.2.1", False)  # ready, never guarded
+        began = loop.time()
+        start = asyncio.create_task(guard.cover(nodes))
+        while {h for h, on in node_labels(engine, name).items() if on} != real:
+            assert loop.time() - began < SETTLE_TIMEOUT, "the real nodes were not labelled"
+            await asyncio.sleep(0.5)
+        assert not start.done()  # still waiting for the ghost
+        await guard.teardown()
+        took = loop.time() - began
+        (waited,) = await asyncio.gather(start, return_exceptions=True)
+        return took, waited
+
+    try:
+        took, waited = asyncio.run(scenario())
+    finally:
+        pool.shutdown()
+    assert took < SETTLE_TIMEOUT - 10, f"the close waited for the start: {took:.1f} s"
+    assert isinstance(waited, PlatformError) and "server is stopping" in str(waited)
+    assert not engine.api.services(filters={"name": guard_service_name(name)})
+    assert set(node_labels(engine, name).values()) == {None}
+    assert unguarded(name) and unguarded(name, worker=True)
 
 
 def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(

@@ -64,6 +64,11 @@ def router_address(client: DockerClient) -> str:
         ) from None
 
 
+def _settled(task: asyncio.Task[None]) -> bool:
+    """Whether a settling ended well (its failure read, so never reported as unread)."""
+    return not task.cancelled() and task.exception() is None
+
+
 class SwarmGuard:
     """The guard's service (one per server, labelled with it) and the apps' networks."""
 
@@ -91,17 +96,36 @@ class SwarmGuard:
         self._registry = registry
         self._image: str | None = None  # the stack image, pushed: every node pulls it
         self._applied: tuple[str, int] | None = None  # the script and generation it runs
+        self._settling: asyncio.Task[None] | None = None  # the wait for the nodes' labels
         self.router = router_address(client)
 
-    async def cover(self, nodes: Nodes) -> None:
+    async def cover(self, nodes: Nodes, wait: bool = True) -> None:
         """The guard on every node, knowing every node's address (a node joined or changed
-        its address: the guard's service is updated, its tasks replaced)."""
+        its address: the guard's service is updated, its tasks replaced). With ``wait`` (a
+        start, whose service needs the labels), until the ready nodes are labelled: outside
+        the lock, so that the wait (up to SETTLE_TIMEOUT) holds up no node's relabelling and
+        no close; every start waits for the same settling, as it waited for the lock."""
         addresses = frozenset(address for _, address, _ in nodes.values())
         async with self._lock:
-            if addresses != self._covered:
+            settling = self._settling
+            failed = settling is not None and settling.done() and not _settled(settling)
+            if addresses != self._covered or failed:
                 await self._call(self.ensure, sorted(addresses))
                 self._covered = addresses
-                await self._settle([node for node, (_, _, down) in nodes.items() if not down])
+                ready = [node for node, (_, _, down) in nodes.items() if not down]
+                self._settling = settling = asyncio.create_task(self._settle(ready))
+                settling.add_done_callback(_settled)
+        if wait and settling is not None:
+            try:
+                await asyncio.shield(settling)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not settling.cancelled() or (current is not None and current.cancelling()):
+                    raise
+                raise PlatformError(
+                    "The swarm guard is being removed (the server is stopping): start the "
+                    "dyno again once the server runs."
+                ) from None
 
     async def _settle(self, node_ids: Sequence[str]) -> None:
         """Swarm leaves a task pending for good when no node met its constraint as it was
@@ -128,7 +152,7 @@ class SwarmGuard:
         down loses its label, and a node its task runs on is labelled, so that dynos may be
         placed there."""
         with contextlib.suppress(docker.errors.DockerException, PlatformError):
-            await self.cover(nodes)
+            await self.cover(nodes, wait=False)
             await self._watch(nodes)
             await self._label_running(tasks.get(self._service or "", []))
 
@@ -262,6 +286,9 @@ class SwarmGuard:
         task only after the guard's task there has stopped, so no guard loop puts the rules
         back after them, and the tasks stay listed until the server has seen them done; a
         removed service's are gone from the API, with no word on whether they ran.)"""
+        if self._settling is not None:
+            self._settling.cancel()  # no label put back meanwhile
+            await asyncio.gather(self._settling, return_exceptions=True)
         async with self._lock:
             nodes = await self._call(self._unlabel_all)
             current = await self._call(self._find)
