@@ -82,6 +82,7 @@ class SwarmGuard:
     ) -> None:
         self._call = call
         self._lock = asyncio.Lock()
+        self._marking = asyncio.Lock()  # a node's label: its check and its change at once
         self._covered: frozenset[str] | None = None  # the node addresses the guard knows
         self._service: str | None = None  # the guard service's id
         self._labelled: set[str] = set()  # nodes known to carry guard_label
@@ -166,9 +167,12 @@ class SwarmGuard:
         through, cannot tell: Swarm may report it running from before the node went.)"""
         for node, (_, _, down) in nodes.items():
             if down and node not in self._returning:
-                await self._call(self._label, node, False)
-                self._labelled.discard(node)
-                self._returning[node] = None
+                async with self._marking:
+                    if node in self._returning:
+                        continue
+                    await self._call(self._label, node, False)
+                    self._labelled.discard(node)
+                    self._returning[node] = None
             elif not down and node in self._returning and self._returning[node] is None:
                 async with self._lock:
                     if self._returning.get(node, 0) is not None:
@@ -182,17 +186,16 @@ class SwarmGuard:
         for task in tasks:
             if not task.running or task.node_id in self._labelled:
                 continue
-            if task.node_id in self._returning:
-                wanted = self._returning[task.node_id]
-                if wanted is None or not task.template.isdigit() or int(task.template) < wanted:
-                    continue  # not a task made since the node came back
-            self._labelled.add(task.node_id)  # once: no second label while one runs
-            try:
+            async with self._marking:  # not while the node is found down
+                if task.node_id in self._labelled:
+                    continue
+                if task.node_id in self._returning:
+                    wanted = self._returning[task.node_id]
+                    if wanted is None or not task.template.isdigit() or int(task.template) < wanted:
+                        continue  # not a task made since the node came back
                 await self._call(self._label, task.node_id, True)
-            except docker.errors.DockerException:
-                self._labelled.discard(task.node_id)
-                raise
-            self._returning.pop(task.node_id, None)
+                self._labelled.add(task.node_id)
+                self._returning.pop(task.node_id, None)
 
     def _label(self, node_id: str, on: bool) -> None:
         node = self._api.inspect_node(node_id)
