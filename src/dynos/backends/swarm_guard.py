@@ -317,6 +317,8 @@ class SwarmGuard:
         """The guard updated to its teardown tasks; the ready nodes where none reported the
         rules gone (healthy: ``teardown_health``) within TEARDOWN_TIMEOUT."""
         script, health = teardown_script(self._server), teardown_health(self._server)
+        if self._image is None:  # a guard a killed server left: its image, no push at close
+            self._image = str(current["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"])
         body = self._body(script, health, TEARDOWN, "stop-first")
         version = int(current["Version"]["Index"])
         await self._call(self._api.update_service, service, version, **body)
