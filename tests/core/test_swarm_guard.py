@@ -1,11 +1,13 @@
 """The swarm guard's rules (core/swarm_guard.py): who reaches a dyno, where a dyno may go.
 
 The rules run for real on the lab's two nodes in tests/integration/test_swarm_backend.py;
-here, what they say, and that the script is valid shell."""
+here, what they say, and what the script's shell functions do with a node's files and
+iptables played by a stub (``h``, the script's way to run a command of the node)."""
 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +22,10 @@ from dynos.core.swarm_guard import (
     guard_rules,
     guard_script,
     ipv6_rules,
+    resolver_rules,
     router_source,
+    teardown_health,
+    teardown_script,
 )
 
 SERVER = "0123456789abcdef"
@@ -54,7 +59,7 @@ def test_the_router_source_is_one_routable_ipv4_address() -> None:
 
 
 def test_only_the_router_reaches_a_task_and_answers_come_back() -> None:
-    rules = forward_rules(guard_rules(SERVER, "10.77.0.1", ["10.77.0.2"]))
+    rules = forward_rules(guard_rules(SERVER, "10.77.0.1", ["10.77.0.2"], ["10.255.255.53"]))
     into = [r for r in rules if f"-o {GATEWAY_BRIDGE}" in r]
     # Answers first, then the router's connections, then nobody else's.
     assert "--ctstate RELATED,ESTABLISHED -j RETURN" in rules[0]
@@ -66,11 +71,14 @@ def test_only_the_router_reaches_a_task_and_answers_come_back() -> None:
     assert into[1].endswith(f"-o {GATEWAY_BRIDGE} -j DROP")
 
 
-def test_a_task_reaches_names_but_no_node_private_or_link_local_address() -> None:
-    rules = forward_rules(guard_rules(SERVER, "10.77.0.1", ["10.77.0.2", "203.0.113.9"]))
-    out = [r for r in rules if f"-i {GATEWAY_BRIDGE}" in r]
-    assert out[0].endswith("-p udp --dport 53 -j RETURN")
-    assert out[1].endswith("-p tcp --dport 53 -j RETURN")
+def test_a_task_reaches_its_node_s_resolvers_but_no_node_private_or_link_local_address() -> None:
+    rules = guard_rules(SERVER, "10.77.0.1", ["10.77.0.2", "203.0.113.9"], ["10.255.255.53"])
+    out = [r for r in forward_rules(rules) if f"-i {GATEWAY_BRIDGE}" in r]
+    # Port 53 to the resolver only, before the drops (a private resolver is the usual case).
+    assert out[:2] == resolver_rules(SERVER, "10.255.255.53")
+    assert out[0].endswith("-d 10.255.255.53/32 -p udp --dport 53 -j RETURN")
+    assert out[1].endswith("-d 10.255.255.53/32 -p tcp --dport 53 -j RETURN")
+    assert sum("--dport 53" in r for r in out) == 2  # no other address gets port 53
     dropped = [r.split(" -d ")[1].split()[0] for r in out[2:]]
     assert all(r.endswith("-j DROP") for r in out[2:])
     assert set(PRIVATE_RANGES) <= set(dropped)
@@ -87,7 +95,7 @@ def test_nothing_a_task_starts_reaches_its_node() -> None:
     _, inbound = chain_names(SERVER)
     rules = [
         line
-        for line in guard_rules(SERVER, "10.77.0.1", []).splitlines()
+        for line in guard_rules(SERVER, "10.77.0.1", [], []).splitlines()
         if line.startswith(f"-A {inbound} ")
     ]
     assert rules[-1] == f"-A {inbound} -i {GATEWAY_BRIDGE} -j DROP"
@@ -95,21 +103,162 @@ def test_nothing_a_task_starts_reaches_its_node() -> None:
 
 
 def test_the_rules_replace_the_chains_at_once() -> None:
-    rules = guard_rules(SERVER, "10.77.0.1", [])
+    rules = guard_rules(SERVER, "10.77.0.1", [], ["192.0.2.53"])
     forward, inbound = chain_names(SERVER)
     assert rules.startswith(f"*filter\n:{forward} - [0:0]\n:{inbound} - [0:0]\n")
     assert "COMMIT" not in rules  # the script adds it after the task's mark
 
 
-def test_the_script_is_valid_shell_and_removes_only_its_own_rules() -> None:
+def test_the_guard_keeps_its_rules_on_sigterm_and_only_the_teardown_removes_them() -> None:
     script = guard_script(SERVER, "10.77.0.1", ["10.77.0.2"])
     subprocess.run(["sh", "-n", "-c", script], check=True)
     forward, inbound = chain_names(SERVER)
     trap = next(line for line in script.splitlines() if line.startswith("trap "))
-    assert trap.startswith("trap 'mine && {")  # another task's rules (an update's) stay
-    assert f"-D DOCKER-USER -j {forward}" in trap and f"-D INPUT -j {inbound}" in trap
+    assert trap == "trap 'exit 0' TERM INT"  # a restart or a drained node: the rules stay
+    assert " -D " not in script and " -X " not in script and " -F " not in script
     assert "iptables-restore -w --noflush" in script
     assert '"$GUARD_TASK"' in script
+    teardown = teardown_script(SERVER)
+    subprocess.run(["sh", "-n", "-c", teardown], check=True)
+    assert f"-D DOCKER-USER -j {forward}" in teardown and f"-D INPUT -j {inbound}" in teardown
+    assert f"ip6tables -w -X {inbound}" in teardown
+    subprocess.run(["sh", "-n", "-c", teardown_health(SERVER)], check=True)
+
+
+# The script's functions run with ``h`` (the node's commands) played by files: the node's root
+# under $ROOT, what iptables-restore read in $STATE/restore4 and 6, what ``iptables -S CHAIN``
+# prints in $STATE/S4.CHAIN (and S6), whether a jump is there as $STATE/J4.CHAIN.TARGET.
+STUB = """
+h() {
+  case "$1" in
+    cat) cat "$ROOT$2" ;;
+    iptables-restore) cat >"$STATE/restore4" ;;
+    ip6tables-restore) cat >"$STATE/restore6" ;;
+    iptables | ip6tables)
+      v=4; [ "$1" = ip6tables ] && v=6
+      case "$3" in
+        -S) cat "$STATE/S$v.$4" 2>/dev/null ;;
+        -C) [ -e "$STATE/J$v.$4.$6" ] ;;
+        -n) [ "$4" = -L ] && [ -e "$STATE/S$v.$5" ] ;;
+      esac ;;
+  esac
+}
+"""
+
+
+def functions(script: str) -> str:
+    """The script's function definitions, without its main loop."""
+    return script.split("trap 'exit 0'")[0]
+
+
+def run(script: str, call: str, root: Path, state: Path) -> subprocess.CompletedProcess[str]:
+    env = {"ROOT": str(root), "STATE": str(state), "GUARD_TASK": "task1", "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        ["sh", "-c", functions(script) + STUB + call], env=env, capture_output=True, text=True
+    )
+
+
+def node(tmp_path: Path, resolv: dict[str, str]) -> tuple[Path, Path]:
+    root, state = tmp_path / "root", tmp_path / "state"
+    state.mkdir()
+    for name, text in resolv.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root, state
+
+
+@pytest.mark.parametrize(
+    ("files", "resolvers"),
+    [
+        ({"etc/resolv.conf": "search lab\nnameserver 10.255.255.53\n"}, ["10.255.255.53"]),
+        # Loopback resolvers are the node's own (the engine does not use them): systemd's
+        # file, then Docker's defaults. Junk and IPv6 are never written into a rule.
+        (
+            {
+                "etc/resolv.conf": "nameserver 127.0.0.53\n",
+                "run/systemd/resolve/resolv.conf": "nameserver 192.0.2.1\nnameserver 192.0.2.2\n",
+            },
+            ["192.0.2.1", "192.0.2.2"],
+        ),
+        (
+            {"etc/resolv.conf": "nameserver 127.0.0.1\nnameserver ::1\nnameserver 1.2.3.4;x\n"},
+            ["8.8.8.8", "8.8.4.4"],
+        ),
+    ],
+)
+def test_the_script_writes_the_rules_with_its_node_s_resolvers(
+    tmp_path: Path, files: dict[str, str], resolvers: list[str]
+) -> None:
+    script = guard_script(SERVER, "10.77.0.1", ["10.77.0.2"])
+    root, state = node(tmp_path, files)
+    said = run(script, "rules", root, state)
+    assert said.returncode == 0, said.stderr
+    assert said.stdout == guard_rules(SERVER, "10.77.0.1", ["10.77.0.2"], resolvers)
+
+
+def loaded(tmp_path: Path) -> tuple[str, Path, Path]:
+    """The script's ``load`` run once: the chains as iptables would then list them."""
+    script = guard_script(SERVER, "10.77.0.1", ["10.77.0.2"])
+    root, state = node(tmp_path, {"etc/resolv.conf": "nameserver 10.255.255.53\n"})
+    (root / "proc/sys/net/ipv4").mkdir(parents=True)
+    said = run(script, "load", root, state)
+    assert said.returncode == 0, said.stderr
+    forward, inbound = chain_names(SERVER)
+    for version in ("4", "6"):
+        restored = (state / f"restore{version}").read_text().splitlines()
+        assert restored[-1] == "COMMIT"
+        for chain in (forward, inbound):
+            rules = [line for line in restored if line.startswith(f"-A {chain} ")]
+            if rules:
+                (state / f"S{version}.{chain}").write_text(f"-N {chain}\n" + "\n".join(rules))
+        for chain, target in (("DOCKER-USER", forward), ("INPUT", inbound)):
+            (state / f"J{version}.{chain}.{target}").touch()
+    return script, root, state
+
+
+def test_the_chain_s_mark_counts_its_rules_and_a_flushed_or_cut_chain_is_not_whole(
+    tmp_path: Path,
+) -> None:
+    script, root, state = loaded(tmp_path)
+    forward, inbound = chain_names(SERVER)
+    listed = (state / f"S4.{forward}").read_text().splitlines()
+    assert listed[-1] == (
+        f'-A {forward} -m comment --comment "dynos guard task task1 rules {len(listed) - 1}"'
+        " -j RETURN"
+    )
+    health = guard_health(SERVER)
+    assert run(health, "intact && jumped", root, state).returncode == 0
+    assert run(script, "intact", root, state).returncode == 0
+    # Flushed (not deleted): the chain is there, empty. The check and the health fail.
+    (state / f"S4.{forward}").write_text(f"-N {forward}\n")
+    assert run(script, "intact", root, state).returncode == 1
+    assert run(health, "intact && jumped", root, state).returncode == 1
+    # One rule gone (the mark stays): not whole either.
+    (state / f"S4.{forward}").write_text("\n".join([*listed[:3], *listed[4:]]))
+    assert run(script, "intact", root, state).returncode == 1
+    # The inbound chains, IPv4 and IPv6, flushed.
+    (state / f"S4.{forward}").write_text("\n".join(listed))
+    for version in ("4", "6"):
+        whole = (state / f"S{version}.{inbound}").read_text()
+        (state / f"S{version}.{inbound}").write_text(f"-N {inbound}\n")
+        assert run(health, "intact && jumped", root, state).returncode == 1
+        (state / f"S{version}.{inbound}").write_text(whole)
+    assert run(health, "intact && jumped", root, state).returncode == 0
+    # A jump gone: unhealthy (the loop puts it back).
+    (state / f"J4.DOCKER-USER.{forward}").unlink()
+    assert run(health, "intact && jumped", root, state).returncode == 1
+
+
+def test_the_teardown_is_healthy_only_once_no_chain_is_left(tmp_path: Path) -> None:
+    _, root, state = loaded(tmp_path)
+    health = teardown_health(SERVER)
+    assert run(health, "absent", root, state).returncode == 1
+    forward, inbound = chain_names(SERVER)
+    for name in (f"S4.{forward}", f"S4.{inbound}"):
+        (state / name).unlink()
+    assert run(health, "absent", root, state).returncode == 1  # the IPv6 chain is left
+    (state / f"S6.{inbound}").unlink()
+    assert run(health, "absent", root, state).returncode == 0
 
 
 def test_no_ipv6_connection_from_elsewhere_opens_a_published_port() -> None:
@@ -122,10 +271,12 @@ def test_no_ipv6_connection_from_elsewhere_opens_a_published_port() -> None:
     assert rules[-1] == "COMMIT"
 
 
-def test_the_guard_is_healthy_only_with_its_jumps_in_place() -> None:
+def test_the_guard_is_healthy_only_with_its_chains_whole_and_jumped_to() -> None:
     forward, inbound = chain_names(SERVER)
     health = guard_health(SERVER)
+    assert health.endswith("intact && jumped")
     assert f"iptables -w -C DOCKER-USER -j {forward}" in health
     assert f"iptables -w -C INPUT -j {inbound}" in health
     assert f"ip6tables -w -C INPUT -j {inbound}" in health
+    assert f"iptables -w -S {forward}" in health
     subprocess.run(["sh", "-n", "-c", health], check=True)

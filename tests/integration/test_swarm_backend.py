@@ -8,6 +8,7 @@ These tests fail, never skip, without it, as CI must run them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,14 +26,17 @@ import docker
 import pytest
 
 from dynos.backends.swarm_engine import read_cluster
+from dynos.backends.swarm_guard import SETTLE_TIMEOUT, SwarmGuard
 from dynos.core.containers import LABEL, server_id
-from dynos.core.swarm_guard import app_network, guard_label, guard_service_name
+from dynos.core.swarm_guard import app_network, chain_names, guard_label, guard_service_name
+from dynos.errors import PlatformError
 from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for_dynos
 from tests.integration.conftest import each_test, wait_for
 
 SWARM_APP = Path(__file__).parent / "apps" / "swarm"
 LAB_SCRIPT = Path(__file__).parents[2] / "scripts" / "swarm-lab"
 LAB_REGISTRY = "127.0.0.1:5000"
+LAB_STACK_IMAGE = "dynos/stack:bookworm"
 LAB_WORKER_SOCKET = "unix:///run/dynos-lab/node2.sock"
 QUICK = ("--backend", "swarm", "--registry", LAB_REGISTRY, "--stop-grace", "2")
 QUICK += ("--crash-backoff", "2")
@@ -316,6 +321,52 @@ def manager_link_local() -> str:
     return shown.split()[3].split("/")[0] + "%dynoslab1"
 
 
+RESOLVED_NAME = "pypi.org"  # a name this machine's resolver answers
+RESOLVE = "import socket, sys; print(socket.gethostbyname(sys.argv[1]))"
+
+
+def node_rules(*argv: str, worker: bool = False) -> subprocess.CompletedProcess[str]:
+    """``iptables`` (or ``ip6tables``) on the manager, or in the worker's namespace."""
+    prefix = ["nsenter", f"--net={LAB_NETNS}"] if worker else []
+    return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=30)
+
+
+def guarded(name: str, worker: bool = False) -> bool:
+    """The guard's chains whole (its mark last) and jumped to, on a node."""
+    forward, inbound = chain_names(name)
+    chain = node_rules("iptables", "-w", "-S", forward, worker=worker).stdout.splitlines()
+    jumps = (
+        ("iptables", "DOCKER-USER", forward),
+        ("iptables", "INPUT", inbound),
+        ("ip6tables", "INPUT", inbound),
+    )
+    return (
+        bool(chain)
+        and "dynos guard task" in chain[-1]
+        and all(
+            node_rules(tool, "-w", "-C", parent, "-j", target, worker=worker).returncode == 0
+            for tool, parent, target in jumps
+        )
+    )
+
+
+def unguarded(name: str, worker: bool = False) -> bool:
+    """None of the guard's chains left on a node (nor, so, a jump to one)."""
+    forward, inbound = chain_names(name)
+    return all(
+        node_rules(tool, "-w", "-n", "-L", chain, worker=worker).returncode != 0
+        for tool, chain in (("iptables", forward), ("iptables", inbound), ("ip6tables", inbound))
+    )
+
+
+def node_labels(engine: docker.DockerClient, name: str) -> dict[str, str | None]:
+    """Each node's guard label for the server ``name``, by hostname."""
+    return {
+        n["Description"]["Hostname"]: (n["Spec"].get("Labels") or {}).get(guard_label(name))
+        for n in engine.api.nodes()
+    }
+
+
 def test_a_dyno_is_reached_through_the_router_only_and_reaches_no_tenant_nor_platform(
     server: RunningServer, engine: docker.DockerClient
 ) -> None:
@@ -379,9 +430,54 @@ def test_a_dyno_is_reached_through_the_router_only_and_reaches_no_tenant_nor_pla
             for host, port in (LAB_REGISTRY_ON_MANAGER, (MANAGER, platform_port)):
                 said = probe_from(client, source["container"], host, port)
                 assert said.startswith("failed"), (source, host, port, said)
+    # Port 53 only to the nodes' resolvers: not to a node nor a private address, where a
+    # name server of the platform's could listen. The control: the other machine reaches it.
+    with socket.create_server((MANAGER, 53), backlog=64):
+        assert probe_from_other_host(MANAGER, 53) == "connected"
+        for source in beta:
+            said = probe_from(on_node(engine, worker, source), source["container"], MANAGER, 53)
+            assert said.startswith("failed"), (source, said)
+    # A task still resolves names: the engine's resolver in its namespace forwards them from
+    # there, through the guard, to the node's resolver (this machine's is private). The
+    # worker's namespace has no route out: the manager's tasks try.
+    expected = socket.gethostbyname(RESOLVED_NAME)
+    for source in beta:
+        if source["node"] == manager_id:
+            argv = ["python3", "-c", RESOLVE, RESOLVED_NAME]
+            said = engine.containers.get(source["container"]).exec_run(argv).output.decode()
+            assert said.strip() == expected, said
     # Still through the router, after all of it.
     assert {a["dyno"] for a in answers(server, "alpha")} == {"web.1", "web.2"}
     worker.close()
+
+
+def test_the_guard_keeps_its_rules_when_its_task_stops_and_loads_a_flushed_chain_again(
+    server: RunningServer, engine: docker.DockerClient
+) -> None:
+    server.create_app("steady")
+    server.deploy("steady", SWARM_APP)
+    server.scale("steady", web=1)
+    wait_for_dynos(server, "steady", {"web.1": "up"}, 180)
+    name = server_id(str(server.home))
+    forward, _ = chain_names(name)
+    wait_for(lambda: guarded(name), 60, "the guard's rules on the manager")
+    # A guard task stops, as on a restart after failed health checks or a drained node
+    # (SIGTERM): its rules stay, its own (no task of the guard loaded them again between).
+    service = f"com.docker.swarm.service.name={guard_service_name(name)}"
+    (task,) = engine.containers.list(filters={"label": service})
+    task.stop(timeout=10)
+    task.reload()
+    assert task.status == "exited"
+    last = node_rules("iptables", "-w", "-S", forward).stdout.splitlines()[-1]
+    assert f"dynos guard task {task.labels['com.docker.swarm.task.id']} rules" in last
+    assert guarded(name)
+    # Swarm starts a new task there; a chain someone flushed (not deleted) is loaded again.
+    wait_for(lambda: len(engine.containers.list(filters={"label": service})) == 1, 60, "a new task")
+    assert node_rules("iptables", "-w", "-F", forward).returncode == 0
+    assert not guarded(name)
+    wait_for(lambda: guarded(name), 30, "the flushed chain loaded again")
+    with server.router("steady") as router:
+        assert router.get("/").status_code == 200
 
 
 def test_the_guard_and_the_networks_go_with_the_server(
@@ -395,22 +491,56 @@ def test_the_guard_and_the_networks_go_with_the_server(
         running.scale("brief", web=1)
         wait_for_dynos(running, "brief", {"web.1": "up"}, 240)
         assert engine.api.services(filters={"name": guard_service_name(name)})
+        assert guarded(name) and guarded(name, worker=True)
+        assert set(node_labels(engine, name).values()) == {"on"}
     finally:
         stop_and_clean(engine, running)
     assert not engine.api.services(filters={"name": guard_service_name(name)})
     labels = {"label": f"{LABEL}.server={name}"}
     wait_for(lambda: not engine.api.networks(filters=labels), 60, "the app networks removed")
-    forward = f"DYNOS-{name[:8].upper()}-FWD"
-    wait_for(
-        lambda: (
-            forward
-            not in subprocess.run(
-                ["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True
-            ).stdout
-        ),
-        30,
-        "the guard's rules gone from the manager",
-    )
+    # The server waited for the guard's teardown on both nodes: no rule, no label left.
+    assert unguarded(name) and unguarded(name, worker=True)
+    assert set(node_labels(engine, name).values()) == {None}
+
+
+def test_a_start_waiting_for_the_guard_on_every_node_holds_up_no_close(
+    engine: docker.DockerClient,
+) -> None:
+    """The first start waits (up to SETTLE_TIMEOUT) for the guard's label on every ready
+    node, outside the guard's lock: a close meanwhile tears the guard down at once."""
+    name = "f00dfeed" + "0" * 8
+    pool = ThreadPoolExecutor(4)
+
+    async def scenario() -> tuple[float, BaseException | None]:
+        loop = asyncio.get_running_loop()
+
+        async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
+            return await loop.run_in_executor(pool, partial(function, *args, **kwargs))
+
+        guard = SwarmGuard(engine, name, LAB_STACK_IMAGE, LAB_REGISTRY, call)
+        _, nodes = read_cluster(engine.api, [])
+        real = {hostname for hostname, _, _ in nodes.values()}
+        nodes["nosuchnode"] = ("ghost", "192.0.2.1", False)  # ready, never guarded
+        began = loop.time()
+        start = asyncio.create_task(guard.cover(nodes))
+        while {h for h, on in node_labels(engine, name).items() if on} != real:
+            assert loop.time() - began < SETTLE_TIMEOUT, "the real nodes were not labelled"
+            await asyncio.sleep(0.5)
+        assert not start.done()  # still waiting for the ghost
+        await guard.teardown()
+        took = loop.time() - began
+        (waited,) = await asyncio.gather(start, return_exceptions=True)
+        return took, waited
+
+    try:
+        took, waited = asyncio.run(scenario())
+    finally:
+        pool.shutdown()
+    assert took < SETTLE_TIMEOUT - 10, f"the close waited for the start: {took:.1f} s"
+    assert isinstance(waited, PlatformError) and "server is stopping" in str(waited)
+    assert not engine.api.services(filters={"name": guard_service_name(name)})
+    assert set(node_labels(engine, name).values()) == {None}
+    assert unguarded(name) and unguarded(name, worker=True)
 
 
 def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(
@@ -426,6 +556,11 @@ def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(
     wait_for_dynos(server, "survivor", {"web.1": "up", "web.2": "up"}, 180)
     nodes = {d["node"] for d in ps_json(server, "survivor").values()}
     assert nodes == {"dynos-lab-2", engine.info()["Name"]}
+    name = server_id(str(server.home))
+    worker = docker.DockerClient(base_url=LAB_WORKER_SOCKET)
+    service = f"com.docker.swarm.service.name={guard_service_name(name)}"
+    (guard,) = worker.containers.list(filters={"label": service})
+    worker.close()
     pid = int(Path("/run/dynos-lab/node2.pid").read_text())
     try:
         os.kill(pid, signal.SIGKILL)
@@ -446,6 +581,26 @@ def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(
         assert out is not None and out < 5, f"out of the router after {out} s"
         assert failed == 0
         assert "(dynos) node dynos-lab-2 is down" in server.logs("survivor")
+        # Found down, the node admits no dyno: it may come back rebooted, its rules gone.
+        wait_for(lambda: node_labels(engine, name)["dynos-lab-2"] is None, 30, "label removed")
+        # The reboot: the guard's process (which outlived its engine) and its rules go.
+        os.kill(guard.attrs["State"]["Pid"], signal.SIGKILL)
+        forward, inbound = chain_names(name)
+        for tool, parent, target in (
+            ("iptables", "DOCKER-USER", forward),
+            ("iptables", "INPUT", inbound),
+            ("ip6tables", "INPUT", inbound),
+        ):
+            node_rules(tool, "-w", "-D", parent, "-j", target, worker=True)
+            node_rules(tool, "-w", "-F", target, worker=True)
+            node_rules(tool, "-w", "-X", target, worker=True)
+        assert unguarded(name, worker=True)
     finally:
         lab = subprocess.run([str(LAB_SCRIPT), "up"], capture_output=True, text=True, timeout=300)
         assert lab.returncode == 0, f"the lab did not come back: {lab.stderr}"
+    # Back, the node is labelled again only once its guard's new task has loaded the rules.
+    deadline = time.monotonic() + 180
+    while node_labels(engine, name)["dynos-lab-2"] != "on":
+        assert time.monotonic() < deadline, "the node back was not labelled again"
+        time.sleep(0.2)
+    assert guarded(name, worker=True)

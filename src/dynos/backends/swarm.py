@@ -393,7 +393,7 @@ class SwarmBackend:
         # The guard last: its rules stay while the tasks it guards stop.
         await self._guard.drop_networks(None, tries=int(self._stop_grace) + 10)
         with contextlib.suppress(*ENGINE_ERRORS):
-            await self._call(self._guard.remove)
+            await self._guard.teardown()
         await self._one_offs.close(grace)
         self._pool.shutdown(wait=False)
         if self._own_registry is not None:

@@ -1,6 +1,7 @@
 """The swarm backend's tenant isolation, its engine calls: each app's overlay network, and
 the guard, a global service whose task on every node keeps the firewall rules of
-``core/swarm_guard.py`` in place (blocking: the backend runs these in threads)."""
+``core/swarm_guard.py`` in place; the node labels that admit dynos where it runs; its
+teardown at close (blocking calls run in the backend's threads)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import docker
 from docker import DockerClient
@@ -26,21 +27,26 @@ from docker.types import (
 from dynos.backends import registry
 from dynos.backends.swarm_engine import Nodes
 from dynos.core.containers import LABEL
-from dynos.core.swarm import TaskView, task_view
+from dynos.core.swarm import TEMPLATE_LABEL, TaskView, task_view
 from dynos.core.swarm_guard import (
     HOST_ROOT,
     app_network,
+    chain_names,
     guard_health,
     guard_label,
     guard_script,
     guard_service_name,
     router_source,
+    teardown_health,
+    teardown_script,
 )
 from dynos.errors import NotSwarmManager, PlatformError
 
 log = logging.getLogger("dynos")
 GUARD_CAPABILITIES = ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_CHROOT"]
 SETTLE_TIMEOUT = 60.0  # seconds the first start waits for the guard on every ready node
+TEARDOWN_TIMEOUT = 30.0  # seconds the close waits for every node's rules to be removed
+TEARDOWN = "teardown"  # the template label of the guard's last tasks, which remove the rules
 GUARD_MEMORY = 64 * 1024 * 1024  # the guard's limits: 64 MiB, a tenth of a CPU
 GUARD_NANO_CPUS = 100_000_000
 
@@ -58,6 +64,11 @@ def router_address(client: DockerClient) -> str:
         ) from None
 
 
+def _settled(task: asyncio.Task[None]) -> bool:
+    """Whether a settling ended well (its failure read, so never reported as unread)."""
+    return not task.cancelled() and task.exception() is None
+
+
 class SwarmGuard:
     """The guard's service (one per server, labelled with it) and the apps' networks."""
 
@@ -71,27 +82,51 @@ class SwarmGuard:
     ) -> None:
         self._call = call
         self._lock = asyncio.Lock()
+        self._marking = asyncio.Lock()  # a node's label: its check and its change at once
         self._covered: frozenset[str] | None = None  # the node addresses the guard knows
         self._service: str | None = None  # the guard service's id
         self._labelled: set[str] = set()  # nodes known to carry guard_label
+        # Nodes found down, unlabelled: each gets its label back from a guard task of the
+        # generation (the tasks' template label) made after it came back (None: not yet).
+        self._returning: dict[str, int | None] = {}
+        self._generation = 0
         self._client = client
         self._api: Any = client.api
         self._server = server
         self._stack_image = stack_image
         self._registry = registry
         self._image: str | None = None  # the stack image, pushed: every node pulls it
-        self._script: str | None = None  # the script the service runs now
+        self._applied: tuple[str, int] | None = None  # the script and generation it runs
+        self._settling: asyncio.Task[None] | None = None  # the wait for the nodes' labels
         self.router = router_address(client)
 
-    async def cover(self, nodes: Nodes) -> None:
+    async def cover(self, nodes: Nodes, wait: bool = True) -> None:
         """The guard on every node, knowing every node's address (a node joined or changed
-        its address: the guard's service is updated, its tasks replaced)."""
+        its address: the guard's service is updated, its tasks replaced). With ``wait`` (a
+        start, whose service needs the labels), until the ready nodes are labelled: outside
+        the lock, so that the wait (up to SETTLE_TIMEOUT) holds up no node's relabelling and
+        no close; every start waits for the same settling, as it waited for the lock."""
         addresses = frozenset(address for _, address, _ in nodes.values())
         async with self._lock:
-            if addresses != self._covered:
+            settling = self._settling
+            failed = settling is not None and settling.done() and not _settled(settling)
+            if addresses != self._covered or failed:
                 await self._call(self.ensure, sorted(addresses))
                 self._covered = addresses
-                await self._settle([node for node, (_, _, down) in nodes.items() if not down])
+                ready = [node for node, (_, _, down) in nodes.items() if not down]
+                self._settling = settling = asyncio.create_task(self._settle(ready))
+                settling.add_done_callback(_settled)
+        if wait and settling is not None:
+            try:
+                await asyncio.shield(settling)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not settling.cancelled() or (current is not None and current.cancelling()):
+                    raise
+                raise PlatformError(
+                    "The swarm guard is being removed (the server is stopping): start the "
+                    "dyno again once the server runs."
+                ) from None
 
     async def _settle(self, node_ids: Sequence[str]) -> None:
         """Swarm leaves a task pending for good when no node met its constraint as it was
@@ -114,30 +149,68 @@ class SwarmGuard:
             await asyncio.sleep(0.5)
 
     async def observe(self, tasks: Mapping[str, Sequence[TaskView]], nodes: Nodes) -> None:
-        """After each read of the cluster: the guard learns a node that joined, and a node
-        its task runs on is labelled, so that dynos may be placed there."""
+        """After each read of the cluster: the guard learns a node that joined, a node found
+        down loses its label, and a node its task runs on is labelled, so that dynos may be
+        placed there."""
         with contextlib.suppress(docker.errors.DockerException, PlatformError):
-            await self.cover(nodes)
+            await self.cover(nodes, wait=False)
+            await self._watch(nodes)
             await self._label_running(tasks.get(self._service or "", []))
+
+    async def _watch(self, nodes: Nodes) -> None:
+        """A node found down (its engine gone, its heartbeats stopped) loses its label at
+        once: it may come back rebooted, its kernel's rules gone, and Swarm would place
+        dynos there as soon as it is ready, before its guard's task has loaded them. When it
+        is back, the guard's tasks are replaced (a new generation, start-first: the other
+        nodes stay guarded), and the node is labelled again only once a task of that
+        generation runs there: healthy, so its rules are whole. (Its old task, if it lived
+        through, cannot tell: Swarm may report it running from before the node went.)"""
+        for node, (_, _, down) in nodes.items():
+            if down and node not in self._returning:
+                async with self._marking:
+                    if node in self._returning:
+                        continue
+                    await self._call(self._label, node, False)
+                    self._labelled.discard(node)
+                    self._returning[node] = None
+            elif not down and node in self._returning and self._returning[node] is None:
+                async with self._lock:
+                    if self._returning.get(node, 0) is not None:
+                        continue  # another read of the cluster saw it come back first
+                    self._generation += 1
+                    if self._covered is not None:
+                        await self._call(self.ensure, sorted(self._covered))
+                    self._returning[node] = self._generation
 
     async def _label_running(self, tasks: Sequence[TaskView]) -> None:
         for task in tasks:
-            if task.running and task.node_id not in self._labelled:
-                self._labelled.add(task.node_id)  # once: no second label while one runs
-                try:
-                    await self._call(self._label, task.node_id)
-                except docker.errors.DockerException:
-                    self._labelled.discard(task.node_id)
-                    raise
+            if not task.running or task.node_id in self._labelled:
+                continue
+            async with self._marking:  # not while the node is found down
+                if task.node_id in self._labelled:
+                    continue
+                if task.node_id in self._returning:
+                    wanted = self._returning[task.node_id]
+                    if wanted is None or not task.template.isdigit() or int(task.template) < wanted:
+                        continue  # not a task made since the node came back
+                await self._call(self._label, task.node_id, True)
+                self._labelled.add(task.node_id)
+                self._returning.pop(task.node_id, None)
 
-    def _label(self, node_id: str) -> None:
+    def _label(self, node_id: str, on: bool) -> None:
         node = self._api.inspect_node(node_id)
         spec = dict(node["Spec"])
         labels = dict(spec.get("Labels") or {})
-        if labels.get(guard_label(self._server)) != "on":
-            spec["Labels"] = {**labels, guard_label(self._server): "on"}
+        key = guard_label(self._server)
+        if (labels.get(key) == "on") != on:
+            if on:
+                labels[key] = "on"
+            else:
+                labels.pop(key, None)
+            spec["Labels"] = labels
             self._api.update_node(node_id, int(node["Version"]["Index"]), spec)
-            log.info("swarm guard: node %s guarded, dynos may run there", node_id[:12])
+            said = "guarded, dynos may run there" if on else "no dynos there until guarded again"
+            log.info("swarm guard: node %s %s", node_id[:12], said)
 
     async def drop_networks(self, app_id: str | None, tries: int = 30) -> None:
         """An app's network (or all the server's) removed, once its tasks have left it."""
@@ -149,67 +222,131 @@ class SwarmGuard:
 
     def ensure(self, nodes: Sequence[str]) -> None:
         """The guard runs on every node with the rules for ``nodes`` (their addresses):
-        created, or updated when they changed."""
+        created, or updated when they or the generation changed."""
         script = guard_script(self._server, self.router, sorted(set(nodes)))
-        if script == self._script:
+        if (script, self._generation) == self._applied:
             return
-        if self._image is None:
-            self._image = registry.push(self._client, self._registry, self._stack_image)
-        name = guard_service_name(self._server)
-        container = ContainerSpec(
-            self._image,
-            command=["sh", "-c", script],
-            env=["GUARD_TASK={{.Task.ID}}"],
-            user="0:0",
-            labels={f"{LABEL}.server": self._server},
-            mounts=[Mount(HOST_ROOT, "/", type="bind")],
-            cap_drop=["ALL"],
-            cap_add=GUARD_CAPABILITIES,
-            stop_grace_period=10 * 10**9,
-            healthcheck=Healthcheck(
-                test=["CMD-SHELL", guard_health(self._server)],
-                interval=10**9,
-                timeout=5 * 10**9,
-                retries=3,
-            ),
-        )
-        template = TaskTemplate(
-            container,
-            resources=Resources(cpu_limit=GUARD_NANO_CPUS, mem_limit=GUARD_MEMORY),
-            restart_policy=RestartPolicy(condition="any", delay=10**9),
-            networks=["host"],  # the node's own network: its rules are the node's
-        )
-        body: dict[str, Any] = {
-            "task_template": template,
-            "name": name,
-            "labels": {f"{LABEL}.server": self._server, f"{LABEL}.role": "guard"},
-            "mode": ServiceMode("global"),
-            # An update's new task loads its rules before the old one goes: never unguarded.
-            "update_config": UpdateConfig(parallelism=0, order="start-first"),
-        }
-        found = self._api.services(filters={"name": name})
-        current = next((s for s in found if s["Spec"]["Name"] == name), None)
+        # An update's new task loads its rules before the old one goes: never unguarded.
+        body = self._body(script, guard_health(self._server), str(self._generation), "start-first")
+        current = self._find()
         if current is None:
             self._service = str(self._api.create_service(**body)["ID"])
         else:
             version = int(current["Version"]["Index"])
             self._api.update_service(current["ID"], version, **body)
             self._service = str(current["ID"])
-        self._script = script
+        self._applied = (script, self._generation)
         log.info("swarm guard: the router at %s only, on %d node(s)", self.router, len(nodes))
+
+    def _body(
+        self, script: str, health: str, template: str, order: Literal["start-first", "stop-first"]
+    ) -> dict[str, Any]:
+        if self._image is None:
+            self._image = registry.push(self._client, self._registry, self._stack_image)
+        container = ContainerSpec(
+            self._image,
+            command=["sh", "-c", script],
+            env=["GUARD_TASK={{.Task.ID}}"],
+            user="0:0",
+            labels={f"{LABEL}.server": self._server, TEMPLATE_LABEL: template},
+            mounts=[Mount(HOST_ROOT, "/", type="bind")],
+            cap_drop=["ALL"],
+            cap_add=GUARD_CAPABILITIES,
+            stop_grace_period=10 * 10**9,
+            healthcheck=Healthcheck(
+                test=["CMD-SHELL", health], interval=10**9, timeout=5 * 10**9, retries=3
+            ),
+        )
+        template_spec = TaskTemplate(
+            container,
+            resources=Resources(cpu_limit=GUARD_NANO_CPUS, mem_limit=GUARD_MEMORY),
+            restart_policy=RestartPolicy(condition="any", delay=10**9),
+            networks=["host"],  # the node's own network: its rules are the node's
+        )
+        return {
+            "task_template": template_spec,
+            "name": guard_service_name(self._server),
+            "labels": {f"{LABEL}.server": self._server, f"{LABEL}.role": "guard"},
+            "mode": ServiceMode("global"),
+            "update_config": UpdateConfig(parallelism=0, order=order),
+        }
+
+    def _find(self) -> dict[str, Any] | None:
+        name = guard_service_name(self._server)
+        found = self._api.services(filters={"name": name})
+        return next((s for s in found if s["Spec"]["Name"] == name), None)
 
     @property
     def name(self) -> str:
         return guard_service_name(self._server)
 
-    def remove(self) -> None:
-        """The guard's tasks take their rules along (SIGTERM)."""
-        name = guard_service_name(self._server)
-        for service in self._api.services(filters={"name": name}):
-            if service["Spec"]["Name"] == name:
-                self._api.remove_service(service["ID"])
-        self._script = None
-        self._covered = None
+    async def teardown(self) -> None:
+        """At close, the guard goes and its rules with it, and no node admits dynos: the
+        labels first; then the guard's service is updated to its teardown tasks, which
+        remove the rules, and removed once each ready node's has. (A guard task keeps the
+        rules on SIGTERM, so removing the service alone would leave them. An update, not a
+        one-shot job beside the service: its stop-first order starts each node's teardown
+        task only after the guard's task there has stopped, so no guard loop puts the rules
+        back after them, and the tasks stay listed until the server has seen them done; a
+        removed service's are gone from the API, with no word on whether they ran.)"""
+        if self._settling is not None:
+            self._settling.cancel()  # no label put back meanwhile
+            await asyncio.gather(self._settling, return_exceptions=True)
+        async with self._lock:
+            nodes = await self._call(self._unlabel_all)
+            current = await self._call(self._find)
+            if current is not None:
+                missing = await self._tear_down(str(current["ID"]), current, nodes)
+                if missing:
+                    forward, inbound = chain_names(self._server)
+                    log.warning(
+                        "swarm guard: its rules may remain on node(s) %s (down, drained or "
+                        "slow): remove the chains %s and %s and their jumps from DOCKER-USER "
+                        "and INPUT there (iptables -D, -F, -X; ip6tables for %s)",
+                        ", ".join(sorted(n[:12] for n in missing)),
+                        forward,
+                        inbound,
+                        inbound,
+                    )
+                await self._call(self._api.remove_service, str(current["ID"]))
+            self._applied = self._covered = self._service = None
+            self._labelled.clear()
+            self._returning.clear()
+
+    async def _tear_down(self, service: str, current: dict[str, Any], nodes: set[str]) -> set[str]:
+        """The guard updated to its teardown tasks; the ready nodes where none reported the
+        rules gone (healthy: ``teardown_health``) within TEARDOWN_TIMEOUT."""
+        script, health = teardown_script(self._server), teardown_health(self._server)
+        if self._image is None:  # a guard a killed server left: its image, no push at close
+            self._image = str(current["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"])
+        body = self._body(script, health, TEARDOWN, "stop-first")
+        version = int(current["Version"]["Index"])
+        await self._call(self._api.update_service, service, version, **body)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TEARDOWN_TIMEOUT
+        while True:
+            found = await self._call(
+                self._api.tasks, filters={"service": service, "desired-state": "running"}
+            )
+            done = {
+                t.node_id for t in map(task_view, found) if t.running and t.template == TEARDOWN
+            }
+            if not nodes - done or loop.time() > deadline:
+                return nodes - done
+            await asyncio.sleep(0.5)
+
+    def _unlabel_all(self) -> set[str]:
+        """Every node's label for this server's dynos removed; the nodes ready and active
+        returned (where the guard runs, so where its teardown must)."""
+        ready = set()
+        for node in self._api.nodes():
+            spec = node.get("Spec") or {}
+            if (spec.get("Labels") or {}).get(guard_label(self._server)) is not None:
+                self._label(str(node["ID"]), False)
+            state = (node.get("Status") or {}).get("State")
+            if state == "ready" and spec.get("Availability") == "active":
+                ready.add(str(node["ID"]))
+        return ready
 
     def network(self, app_id: str) -> str:
         """The app's overlay network, made when missing."""

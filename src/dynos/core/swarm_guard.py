@@ -15,7 +15,8 @@ it, on every node: a global service of the swarm, so a node that joins later get
 the first ones did. Its task, on the node's network with ``NET_ADMIN``, loads one chain into
 the engine's ``DOCKER-USER`` (the engine jumps there first and never flushes it) and one into
 ``INPUT``, atomically (``iptables-restore --noflush``), and puts them back if the engine's
-restart or an operator removed them.
+restart or an operator removed or changed them. The rules stay when the task stops (a restart,
+a drained node): only the server's teardown at close (``teardown_script``) removes them.
 """
 
 from __future__ import annotations
@@ -36,11 +37,18 @@ PRIVATE_RANGES = (
     "100.64.0.0/10",
     "169.254.0.0/16",
 )
-DNS_PORT = 53  # a task's resolver forwards names from the task's own network
+DNS_PORT = 53
+# Where a task's names go: on an overlay network its resolver is the engine's, at 127.0.0.11
+# in the task's own namespace (never forwarded, so never in DOCKER-USER); the engine (20.10)
+# sends what it cannot answer from the task's namespace, so through the guard, to the node's
+# resolvers: the IPv4 nameservers of its resolv.conf but loopback ones (systemd-resolved's
+# file when only those), or Docker's defaults when none is left. Port 53 goes to these only.
+RESOLV_FILES = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
+DEFAULT_RESOLVERS = ("8.8.8.8", "8.8.4.4")
 RECHECK_SECONDS = 2  # how often the guard puts back rules someone removed
 HOST_ROOT = "/host"  # where the guard's task sees its node's root filesystem
 HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-MARK = "dynos guard task"  # a comment in the chain: which guard task loaded it
+MARK = "dynos guard task"  # the chain's last rule: which task loaded it, and how many rules
 
 _NAME_PART = re.compile(r"[^a-z0-9-]+")
 
@@ -96,13 +104,10 @@ def blocked_destinations(router: str, nodes: Sequence[str]) -> list[str]:
     return out
 
 
-def guard_rules(server: str, router: str, nodes: Sequence[str]) -> str:
-    """The guard's two chains, as ``iptables-restore --noflush`` input (declaring a chain
-    empties it: the new rules replace the old at once, never an open moment between), but
-    for the ``COMMIT`` the script adds after the task's mark."""
+def _forward_head(server: str, router: str) -> list[str]:
     forward, inbound = chain_names(server)
     bridge = GATEWAY_BRIDGE
-    lines = [
+    return [
         "*filter",
         f":{forward} - [0:0]",
         f":{inbound} - [0:0]",
@@ -112,18 +117,54 @@ def guard_rules(server: str, router: str, nodes: Sequence[str]) -> str:
         # other machines, not the node's other tasks (through the node's address and port).
         f"-A {forward} -o {bridge} -s {router}/32 -p tcp -j RETURN",
         f"-A {forward} -o {bridge} -j DROP",
-        # Out of a task: names, then anything but the platform's and private addresses.
-        f"-A {forward} -i {bridge} -p udp --dport {DNS_PORT} -j RETURN",
-        f"-A {forward} -i {bridge} -p tcp --dport {DNS_PORT} -j RETURN",
     ]
-    for destination in blocked_destinations(router, nodes):
-        lines.append(f"-A {forward} -i {bridge} -d {destination} -j DROP")
-    lines += [
+
+
+def resolver_rules(server: str, resolver: str) -> list[str]:
+    """Names out of a task, to one of its node's resolvers only (``resolver``: an address,
+    or the shell variable the script expands to one)."""
+    forward, _ = chain_names(server)
+    return [
+        f"-A {forward} -i {GATEWAY_BRIDGE} -d {resolver}/32 -p {protocol} --dport {DNS_PORT}"
+        " -j RETURN"
+        for protocol in ("udp", "tcp")
+    ]
+
+
+def _rest(server: str, router: str, nodes: Sequence[str]) -> list[str]:
+    forward, inbound = chain_names(server)
+    bridge = GATEWAY_BRIDGE
+    # Out of a task: anything but the platform's and private addresses (port 53 included).
+    lines = [
+        f"-A {forward} -i {bridge} -d {destination} -j DROP"
+        for destination in blocked_destinations(router, nodes)
+    ]
+    return [
+        *lines,
         # To the node itself (its API, registry, SSH...): nothing a task starts.
         f"-A {inbound} -i {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
         f"-A {inbound} -i {bridge} -j DROP",
     ]
-    return "\n".join(lines) + "\n"
+
+
+def guard_rules(server: str, router: str, nodes: Sequence[str], resolvers: Sequence[str]) -> str:
+    """The guard's two chains on a node whose resolvers are ``resolvers``, as
+    ``iptables-restore --noflush`` input (declaring a chain empties it: the new rules replace
+    the old at once, never an open moment between), but for the mark and ``COMMIT`` the
+    script adds. The script writes the same, with the resolvers it reads on its node."""
+    lines = _forward_head(server, router)
+    for resolver in resolvers:
+        lines += resolver_rules(server, resolver)
+    return "\n".join(lines + _rest(server, router, nodes)) + "\n"
+
+
+def _ipv6_lines(server: str) -> list[str]:
+    _, inbound = chain_names(server)
+    return [
+        f"-A {inbound} -i lo -j RETURN",
+        f"-A {inbound} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        f"-A {inbound} -p tcp --dport %s:65535 -j DROP",
+    ]
 
 
 def ipv6_rules(server: str) -> str:
@@ -133,69 +174,123 @@ def ipv6_rules(server: str) -> str:
     node that connects to the task as the node itself, where no forwarding rule sees it:
     so no IPv6 connection from elsewhere may open a port the engine publishes."""
     _, inbound = chain_names(server)
-    return "\n".join(
-        [
-            "*filter",
-            f":{inbound} - [0:0]",
-            f"-A {inbound} -i lo -j RETURN",
-            f"-A {inbound} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
-            f"-A {inbound} -p tcp --dport %s:65535 -j DROP",
-            "COMMIT",
-            "",
-        ]
+    return "\n".join(["*filter", f":{inbound} - [0:0]", *_ipv6_lines(server), "COMMIT", ""])
+
+
+def _jumps(server: str) -> list[tuple[str, str, str]]:
+    forward, inbound = chain_names(server)
+    return [
+        ("iptables", "DOCKER-USER", forward),
+        ("iptables", "INPUT", inbound),
+        ("ip6tables", "INPUT", inbound),
+    ]
+
+
+def _checks(server: str) -> str:
+    """Shell functions: ``h`` runs a command of the node; ``intact``: the chains hold what a
+    guard loaded, all of it (the forward chain's last rule, the mark, says how many rules
+    it has: a flushed chain has none, a chain missing a rule one too few); ``jumped``: the
+    jumps to them are in place; ``absent``: no chain of the guard's is left."""
+    forward, inbound = chain_names(server)
+    inbound_count = sum(line.startswith(f"-A {inbound} ") for line in _rest(server, "", []))
+    count = "grep -c '^-A '"
+    marked = f"""s/.*"{MARK} [^ ]* rules \\([0-9][0-9]*\\)".*/\\1/p"""
+    six = len(_ipv6_lines(server))
+    return (
+        f'h() {{ /usr/sbin/chroot {HOST_ROOT} /usr/bin/env PATH={HOST_PATH} "$@"; }}\n'
+        "intact() {\n"
+        f"  fwd=$(h iptables -w -S {forward} 2>/dev/null) || return 1\n"
+        f"""  want=$(printf '%s\\n' "$fwd" | sed -n '{marked}')\n"""
+        f"""  [ -n "$want" ] && [ "$(printf '%s\\n' "$fwd" | {count})" = "$want" ] &&\n"""
+        f'  [ "$(h iptables -w -S {inbound} 2>/dev/null | {count})" = {inbound_count} ] &&\n'
+        f'  [ "$(h ip6tables -w -S {inbound} 2>/dev/null | {count})" = {six} ]\n'
+        "}\n"
+        "jumped() { "
+        + " && ".join(f"h {t} -w -C {c} -j {j} 2>/dev/null" for t, c, j in _jumps(server))
+        + "; }\n"
+        "absent() { "
+        + " && ".join(f"! h {t} -w -n -L {j} >/dev/null 2>&1" for t, _, j in _jumps(server))
+        + "; }\n"
     )
 
 
 def guard_health(server: str) -> str:
-    """The guard's health check (a shell command): its jumps are in place. Swarm reports a
-    task with a health check running only once it is healthy, and only then is its node
-    labelled for dynos (a guard that cannot load its rules never is)."""
-    forward, inbound = chain_names(server)
-    host = f"/usr/sbin/chroot {HOST_ROOT} /usr/bin/env PATH={HOST_PATH}"
-    return (
-        f"{host} iptables -w -C DOCKER-USER -j {forward} && "
-        f"{host} iptables -w -C INPUT -j {inbound} && "
-        f"{host} ip6tables -w -C INPUT -j {inbound}"
-    )
+    """The guard's health check (a shell command): its chains are whole and jumped to. Swarm
+    reports a task with a health check running only once it is healthy, and only then is its
+    node labelled for dynos (a guard that cannot load its rules never is)."""
+    return _checks(server) + "intact && jumped"
 
 
 def guard_script(server: str, router: str, nodes: Sequence[str]) -> str:
     """The guard task's shell script (``sh -c``; ``$GUARD_TASK`` its task's id): the rules
-    loaded with the task's mark, the jumps to them first in ``DOCKER-USER`` and ``INPUT``,
-    put back every RECHECK_SECONDS. On SIGTERM the jumps and chains go (the service was
-    removed: the server stopped), unless they carry another task's mark: an update of the
-    guard (a node joined) starts the new task first, and its rules must stay."""
-    forward, inbound = chain_names(server)
-    rules = shlex.quote(guard_rules(server, router, nodes))
-    mark = shlex.quote(f'%s -m comment --comment "{MARK} %s" -j RETURN\nCOMMIT\n')
+    loaded with the task's mark, the jumps to them first in ``DOCKER-USER`` and ``INPUT``;
+    every RECHECK_SECONDS, the rules loaded again if they are not whole (deleted, flushed,
+    a rule gone) and the jumps put back. On SIGTERM the rules stay: a task stops when it
+    restarts after failed health checks, on a drained node, or in an update of the guard (a
+    node joined), and the node must stay guarded; the server tears them down at close."""
+    forward, _ = chain_names(server)
+    head = shlex.quote("\n".join(_forward_head(server, router)) + "\n")
+    dns = "".join(f" printf '%s\\n' \"{line}\";" for line in resolver_rules(server, "$r"))
+    rest = shlex.quote("\n".join(_rest(server, router, nodes)) + "\n")
+    files = " ".join(RESOLV_FILES)
+    mark = shlex.quote(f'%s -m comment --comment "{MARK} %s rules %s" -j RETURN\nCOMMIT\n')
     v6 = shlex.quote(ipv6_rules(server))
-    jumps = [("iptables", "DOCKER-USER", forward), ("iptables", "INPUT", inbound)]
-    jumps.append(("ip6tables", "INPUT", inbound))
     ensure = " && ".join(
         f"{{ h {tool} -w -C {chain} -j {target} 2>/dev/null || "
         f"h {tool} -w -I {chain} 1 -j {target}; }}"
-        for tool, chain, target in jumps
-    )
-    remove = "; ".join(
-        f"h {tool} -w -D {chain} -j {target}; h {tool} -w -F {target}; h {tool} -w -X {target}"
-        for tool, chain, target in jumps
+        for tool, chain, target in _jumps(server)
     )
     return (
         "set -u\n"
         # The node's own iptables (the same backend, legacy or nft, as its engine's).
-        f'h() {{ /usr/sbin/chroot {HOST_ROOT} /usr/bin/env PATH={HOST_PATH} "$@"; }}\n'
-        f"load() {{ {{ printf %s {rules}; printf {mark} '-A {forward}' \"$GUARD_TASK\"; }} "
-        "| h iptables-restore -w --noflush && "
+        + _checks(server)
+        + "resolvers() {\n"
+        f"  for f in {files}; do\n"
+        '    found=$(h cat "$f" 2>/dev/null | awk \'$1 == "nameserver" { print $2 }\' |'
+        " grep -xE '([0-9]{1,3}[.]){3}[0-9]{1,3}' | grep -v '^127[.]')\n"
+        '    if [ -n "$found" ]; then printf \'%s\\n\' "$found"; return 0; fi\n'
+        "  done\n"
+        f"  printf '%s\\n' {' '.join(DEFAULT_RESOLVERS)}\n"
+        "}\n"
+        f"rules() {{ printf %s {head}; for r in $(resolvers); do{dns} done; printf %s {rest}; }}\n"
+        "load() {\n"
+        "  body=$(rules) &&\n"
+        f"""  n=$(printf '%s\\n' "$body" | grep -c '^-A {forward} ') &&\n"""
+        f"""  {{ printf '%s\\n' "$body"; printf {mark} '-A {forward}' "$GUARD_TASK" $((n + 1))"""
+        "; } | h iptables-restore -w --noflush &&\n"
         # (cat: dash's read of a /proc/sys file byte by byte gets its first byte only, here)
-        "set -- $(cat /proc/sys/net/ipv4/ip_local_port_range) && "
-        f'printf {v6} "$1" | h ip6tables-restore -w --noflush; }}\n'
-        f'mine() {{ h iptables -w -S {forward} 2>/dev/null | grep -qF "{MARK} $GUARD_TASK"; }}\n'
-        f"trap 'mine && {{ {remove}; }}; exit 0' TERM INT\n"
+        "  set -- $(cat /proc/sys/net/ipv4/ip_local_port_range) &&\n"
+        f'  printf {v6} "$1" | h ip6tables-restore -w --noflush\n'
+        "}\n"
+        "trap 'exit 0' TERM INT\n"
         "load || exit 1\n"
         "while :; do\n"
-        f"  {{ h iptables -w -n -L {forward} && h ip6tables -w -n -L {inbound}; }} >/dev/null 2>&1"
-        " || load\n"
+        "  intact || { echo 'dynos guard: rules missing or changed: loaded again' >&2; load; }\n"
         f"  {ensure} || echo 'dynos guard: could not put the jumps back' >&2\n"
         f"  sleep {RECHECK_SECONDS} & wait $!\n"
         "done\n"
     )
+
+
+def teardown_script(server: str) -> str:
+    """The guard's last task on each node, at the server's close: its jumps and chains
+    removed (again every RECHECK_SECONDS should one come back), then it idles until the
+    server removes the service. Healthy (``teardown_health``) once none is left."""
+    remove = "; ".join(
+        f"while h {tool} -w -D {chain} -j {target} 2>/dev/null; do :; done; "
+        f"h {tool} -w -F {target} 2>/dev/null; h {tool} -w -X {target} 2>/dev/null"
+        for tool, chain, target in _jumps(server)
+    )
+    return (
+        _checks(server)
+        + f"remove() {{ {remove}; }}\n"
+        + "trap 'exit 0' TERM INT\n"
+        + "while :; do\n"
+        + "  absent || remove\n"
+        + f"  sleep {RECHECK_SECONDS} & wait $!\n"
+        + "done\n"
+    )
+
+
+def teardown_health(server: str) -> str:
+    return _checks(server) + "absent"
