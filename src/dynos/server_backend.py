@@ -26,6 +26,7 @@ from dynos.config import HomePaths, ServerConfig
 from dynos.core.swarm_guard import blocked_destinations
 from dynos.errors import NotSwarmManager
 from dynos.platform.container_build import ContainerBuilder
+from dynos.platform.pythons import HostPythons
 
 DOCKER_ISOLATION = (
     "each dyno is a container of its release's image, as an unprivileged user, without "
@@ -83,9 +84,16 @@ def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
         client,
         config.stack_image,
         paths.home / "build-cache",
+        host_pythons(paths),
         timeout=config.build_timeout,
     )
     return DockerWiring(backend, builder, gateway)
+
+
+def host_pythons(paths: HomePaths) -> HostPythons:
+    """The server's interpreters, which container builds may copy into a slug: found as the
+    local build finds them, copied (relocated) into ``<home>/pythons`` as it copies them."""
+    return HostPythons(paths.home / "pythons", shared=True, uv=None)
 
 
 def confine_containers(ports: PortGuard | None, wiring: DockerWiring) -> str | None:
@@ -163,6 +171,10 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
         )
 
     builder = ContainerBuilder(
-        client, config.stack_image, paths.home / "build-cache", timeout=config.build_timeout
+        client,
+        config.stack_image,
+        paths.home / "build-cache",
+        host_pythons(paths),
+        timeout=config.build_timeout,
     )
     return DockerWiring(backend, builder, fence=fence)

@@ -7,6 +7,8 @@ import pytest
 from dynos.core.containers import (
     COLLECTSTATIC_STATUS,
     CONTAINER_PATH,
+    HOST_PYTHON,
+    SLUG_PYTHON,
     addon_urls,
     build_script,
     check_image_name,
@@ -17,7 +19,6 @@ from dynos.core.containers import (
     release_labels,
     server_id,
     size_limits,
-    stack_python_missing,
     stack_pythons,
     versioned_image,
 )
@@ -130,16 +131,22 @@ def test_the_build_script_runs_the_local_builds_uv_commands_hooks_and_collectsta
     assert "uv pip sync '/build/x; rm -rf /' 2>&1 | indent" in odd
 
 
-def test_the_stack_images_pythons_are_read_and_a_missing_one_is_one_line() -> None:
+def test_the_stack_images_pythons_are_read() -> None:
     output = "3 11 2 /usr/bin/python3.11\n3 12 7 /usr/local/bin/python3.12\ngarbage\n"
     assert stack_pythons(output) == [
         ((3, 11, 2), "/usr/bin/python3.11"),
         ((3, 12, 7), "/usr/local/bin/python3.12"),
     ]
-    line = stack_python_missing("3.14", ".python-version", ["3.11.2"], "dynos/stack:bookworm")
-    assert "\n" not in line
-    assert line.startswith(
-        "Python 3.14 was requested (in .python-version), but the stack image "
-        "dynos/stack:bookworm has Python 3.11.2"
-    )
-    assert "--stack-image" in line
+
+
+def test_a_servers_interpreter_is_copied_into_the_slug_before_anything_of_the_apps_runs() -> None:
+    install = [("/usr/local/bin/uv", "venv", "-p", f"{SLUG_PYTHON}/bin/python3.13", "/app/.venv")]
+    lines = build_script(install, "requirements.txt (pip)", True, host_python=True).splitlines()
+    copy = lines.index(f"cp -a {HOST_PYTHON} {SLUG_PYTHON}")
+    # What the upload had there goes first; a link named .heroku is removed, not followed.
+    removal = lines[copy - 3]
+    assert removal.startswith("if [ -L /app/.heroku ]") and "rm -f /app/.heroku" in removal
+    assert lines[copy - 2 : copy] == [f"rm -rf {SLUG_PYTHON}", "mkdir -p /app/.heroku"]
+    assert copy < lines.index("hook pre_compile")
+    without = build_script(install, "requirements.txt (pip)", True)
+    assert HOST_PYTHON not in without and "rm -rf /app/.heroku" not in without

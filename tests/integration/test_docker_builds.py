@@ -1,6 +1,6 @@
 """Builds on `--backend docker` as on the local backend: the same package managers, Python
-version files and output, with the stack image's interpreters and the server's uv; and an
-image per release, which a rollback runs.
+version files and output, with the stack image's interpreters or the server's (copied into
+the slug) and the server's uv; and an image per release, which a rollback runs.
 
 Needs a running engine, the stack image and PyPI: these tests fail, never skip, without
 them, as CI must run them.
@@ -9,6 +9,7 @@ them, as CI must run them.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -61,13 +62,13 @@ def test_a_uv_project_builds_with_the_stack_python_it_asks_for_and_serves(
         '[project]\nname = "uvapp"\nversion = "1.0"\nrequires-python = ">=3.11"\n'
         'dependencies = ["six==1.17.0"]\n'
     )
-    (app / ".python-version").write_text("3.11\n")
+    version = stack_python()  # exactly the stack's: the server's own are newer 3.11s here
+    (app / ".python-version").write_text(f"{version}\n")
     subprocess.run([find_uv_bin(), "lock", "--quiet"], cwd=app, check=True, timeout=120)
     server.create_app("uvapp")
     output, _ = released(server, "uvapp", app)
-    version = stack_python()
     assert "-----> Python app detected" in output
-    assert "-----> Using Python 3.11 specified in .python-version" in output
+    assert f"-----> Using Python {version} specified in .python-version" in output
     assert f"-----> Python {version} from {DEFAULT_STACK_IMAGE}: /usr/bin/python3.11" in output
     assert "-----> Installing dependencies with uv from uv.lock (uv)" in output
     assert "+ six==1.17.0" in output
@@ -77,6 +78,70 @@ def test_a_uv_project_builds_with_the_stack_python_it_asks_for_and_serves(
         answer = router.get("/").json()
     assert answer["executable"] == "/app/.venv/bin/python" and answer["six"] == "1.17.0"
     assert answer["prefix"] == "/usr"  # the stack's own interpreter under the virtualenv
+    assert answer["version"] == version
+
+
+def server_python() -> str:
+    """A minor version of Python the server has (pyenv's) and the stack image lacks."""
+    versions = Path.home() / ".pyenv" / "versions"
+    for minor in ("3.13", "3.12"):
+        if any(versions.glob(f"{minor}.*/bin/python{minor}")):
+            return minor
+    raise AssertionError(f"no Python 3.13 or 3.12 in {versions}: this test needs one of them")
+
+
+def test_a_python_only_the_server_has_is_copied_into_the_slug_and_runs_in_the_dyno(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    minor = server_python()
+    app = tmp_path / "newer"
+    shutil.copytree(CONTAINER_APP, app)
+    (app / ".python-version").write_text(f"{minor}\n")
+    (app / "decoy").mkdir()
+    (app / ".heroku").symlink_to("decoy")  # an upload's own .heroku: replaced, not followed
+    # What the build's container sees of the host: its mounts, the interpreter's read-only.
+    (app / "bin").mkdir()
+    (app / "bin" / "pre_compile").write_text(
+        "#!/bin/sh\nawk '{print \"mount\", $5, $6}' /proc/self/mountinfo\n"
+        "touch /opt/dynos/python/x 2>/dev/null || echo 'interpreter tree: read-only'\n"
+    )
+    server.create_app("newer")
+    output, slug = released(server, "newer", app)
+    found = re.search(
+        rf"-----> Python ({re.escape(minor)}\.[0-9]+) from (\S+), copied into", output
+    )
+    assert found, output
+    version, source = found.groups()
+    assert f"-----> Using Python {minor} specified in .python-version" in output
+    binary = f"/app/.heroku/python/bin/python{minor}"
+    assert f"-----> Python {version} from {source}, copied into the slug: {binary}" in output
+    assert "interpreter tree: read-only" in output
+    mounts = dict(
+        line.split()[1:3] for line in output.splitlines() if line.strip().startswith("mount ")
+    )
+    assert mounts["/opt/dynos/python"].split(",")[0] == "ro"
+    # Besides the engine's own (/proc, /sys, /dev, /etc/hosts...): what a build saw before,
+    # and the interpreter's tree.
+    files = {m for m in mounts if not m.startswith(("/proc", "/sys", "/dev"))} - {
+        "/etc/dynos/ca.crt"
+    }
+    engine = {"/", "/etc/resolv.conf", "/etc/hostname", "/etc/hosts", "/usr/sbin/docker-init"}
+    before = {"/app", "/tmp/.cache/uv", "/usr/local/bin/uv", "/build"}
+    assert files == engine | before | {"/opt/dynos/python"}, mounts
+    # The copy is in the slug (not where the upload's link pointed), the venv links to it.
+    assert (slug / ".heroku").is_dir() and not (slug / ".heroku").is_symlink()
+    assert (slug / ".heroku" / "python" / "bin" / f"python{minor}").is_file()
+    assert not (slug / "decoy" / "python").exists()
+    assert not any(slug.glob(".heroku/python/lib/python3.*/test/__init__.py"))  # left out
+    assert installed(slug, "six-1.17.0.dist-info")
+    server.scale("newer", web=1)
+    wait_for_dynos(server, "newer", {"web.1": "up"}, 120)
+    with server.router("newer") as router:
+        answer = router.get("/").json()
+    assert answer["version"] == version and answer["prefix"] == "/app/.heroku/python"
+    assert answer["executable"] == "/app/.venv/bin/python" and answer["six"] == "1.17.0"
+    said = server.cli("run", "--no-tty", "-a", "newer", "python --version")
+    assert f"Python {version}" in said.stdout, said
 
 
 def test_poetry_pipenv_and_version_files_as_the_local_build_reads_them(
@@ -109,11 +174,14 @@ def test_poetry_pipenv_and_version_files_as_the_local_build_reads_them(
     """
     output, slug = released(server, "locks", envecho(tmp_path, "poetry", **{"poetry.lock": poetry}))
     assert "-----> Installing dependencies with uv from poetry.lock (Poetry)" in output
+    newest = re.search(
+        r"-----> No Python version was specified. Using the newest Python on this server: "
+        r"([0-9]+)\.([0-9]+)\.([0-9]+)\n",
+        output,
+    )
+    assert newest, output
     version = stack_python()
-    assert (
-        "-----> No Python version was specified. Using the newest Python in the stack image: "
-        f"{version}"
-    ) in output
+    assert tuple(map(int, newest.groups())) >= tuple(map(int, version.split(".")))
     assert installed(slug, "six-1.16.0.dist-info") and not installed(slug, "iniconfig")
 
     pipfile = {
@@ -127,16 +195,16 @@ def test_poetry_pipenv_and_version_files_as_the_local_build_reads_them(
     assert "-----> Installing dependencies with uv from Pipfile.lock (Pipenv)" in output
     assert installed(slug, "six-1.17.0.dist-info") and not installed(slug, "iniconfig")
 
-    # A version the stack image lacks: one line, and the release before stays current.
+    # A version neither the stack image nor the server has: one line, as the local build's,
+    # and the release before stays current.
     app = envecho(tmp_path, "wants", **{"requirements.txt": "", "runtime.txt": "python-3.14.0"})
     output, last = server.deploy_output("locks", app)
     assert "error" in last, output
     message = last["error"]["message"]  # type: ignore[index]
     assert "\n" not in message
-    assert message.startswith(
-        f"Python 3.14.0 was requested (in runtime.txt), but the stack image "
-        f"{DEFAULT_STACK_IMAGE} has Python {version}"
-    )
+    assert message.startswith("Python 3.14.0 was requested (in runtime.txt), but this server ")
+    assert f" {version}, " in message  # the stack image's, among the server's own
+    assert "and a container build downloads none. Ask for one of those in runtime.txt" in message
     with server.api() as api:
         releases = api.get("/apps/locks/releases").json()
     assert [r["version"] for r in releases] == [1, 2, 3]  # v3 (Pipenv) still current

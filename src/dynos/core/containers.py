@@ -169,6 +169,11 @@ def addon_urls(env: Mapping[str, str], addon_host: str) -> dict[str, str]:
 STACK_UV = "/usr/local/bin/uv"  # the server's own uv, mounted read-only into a build
 BUILD_INPUT = "/build"  # the build's own files (a lock's pins), mounted read-only
 COLLECTSTATIC_STATUS = 86  # a container build's exit status when collectstatic failed
+# A server's interpreter a build uses: its install tree mounted read-only at HOST_PYTHON, and
+# copied into the slug where Heroku's buildpack puts its own Python, so that the release's
+# image has it (the virtualenv links to it there).
+HOST_PYTHON = "/opt/dynos/python"
+SLUG_PYTHON = f"{APP_DIR}/.heroku/python"
 # Lists each python3.X of the stack image with its version: the interpreters a build may use.
 STACK_PYTHONS_SCRIPT = (
     "for p in /usr/local/bin/python3.[0-9] /usr/local/bin/python3.[0-9][0-9] "
@@ -188,27 +193,40 @@ def stack_pythons(output: str) -> list[tuple[tuple[int, int, int], str]]:
     return found
 
 
-def stack_python_missing(wanted: str, origin: str, have: list[str], image: str) -> str:
-    """The one line a container build fails with when the stack image has no Python that
-    serves the app's request (``wanted``, read from ``origin``)."""
-    listed = ", ".join(have) or "none"
-    return (
-        f"Python {wanted} was requested (in {origin}), but the stack image {image} has Python "
-        f"{listed}, and a container build downloads none. Ask for one of those in {origin}, "
-        f"or make a stack image with Python {wanted} and run the server with --stack-image."
-    )
+def copy_python() -> list[str]:
+    """The build's steps that copy the mounted interpreter (``HOST_PYTHON``) to
+    ``SLUG_PYTHON``, in place of whatever the upload had there: a link (or a file) named
+    ``.heroku`` is removed first, so that the copy lands in the slug and nowhere it points."""
+    heroku = shlex.quote(SLUG_PYTHON.rsplit("/", 1)[0])
+    python = shlex.quote(SLUG_PYTHON)
+    return [
+        f"if [ -L {heroku} ] || {{ [ -e {heroku} ] && [ ! -d {heroku} ]; }}; then "
+        f"rm -f {heroku}; fi",
+        f"rm -rf {python}",
+        f"mkdir -p {heroku}",
+        f"cp -a {shlex.quote(HOST_PYTHON)} {python}",
+    ]
 
 
-def build_script(install: Sequence[Sequence[str]], manager: str, collectstatic: bool | None) -> str:
+def build_script(
+    install: Sequence[Sequence[str]],
+    manager: str,
+    collectstatic: bool | None,
+    *,
+    host_python: bool = False,
+) -> str:
     """The bash script a container build runs in /app (the slug), in the order of the local
-    build (platform/build.py) and with its output: the hooks, ``install`` (the uv commands
-    the local build would run, with the container's paths; ``manager``: what the line says
-    they install from), Django's collectstatic (``None``: skipped by DISABLE_COLLECTSTATIC).
-    Every step's failure fails the build; collectstatic's with ``COLLECTSTATIC_STATUS``."""
+    build (platform/build.py) and with its output: the server's interpreter copied into the
+    slug (``host_python``: one is mounted, :func:`copy_python`), the hooks, ``install`` (the
+    uv commands the local build would run, with the container's paths; ``manager``: what the
+    line says they install from), Django's collectstatic (``None``: skipped by
+    DISABLE_COLLECTSTATIC). Every step's failure fails the build; collectstatic's with
+    ``COLLECTSTATIC_STATUS``."""
     steps = [
         "set -eo pipefail",  # run by bash: a failing step fails the build despite its | indent
         'say() { echo "-----> $*"; }',
         'indent() { sed -u "s/^/       /"; }',
+        *(copy_python() if host_python else []),
         "hook() { if [ -f bin/$1 ] && [ ! -L bin/$1 ]; then say Running ${1%_compile}-compile "
         'hook; chmod u+x bin/$1; "./bin/$1" 2>&1 | indent; fi; }',
         "hook pre_compile",

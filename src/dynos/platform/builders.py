@@ -1,5 +1,5 @@
 """What releases need of a builder: the host's (build.py, uv in a sandbox) or the docker
-backend's (container_build.py, pip in the stack image)."""
+backend's (container_build.py, uv in a container of the stack image)."""
 
 from __future__ import annotations
 

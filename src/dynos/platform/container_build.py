@@ -4,8 +4,9 @@ virtualenv is made by (and for) the interpreter that will run it in its dynos.
 The same build as the local backend's (platform/build.py), with the same rules and output:
 the package manager detected in Heroku's order (requirements.txt, uv.lock, poetry.lock,
 Pipfile.lock), the Python version from ``.python-version``, ``runtime.txt`` or a Pipfile.lock
-(``core.python_build``), chosen among the stack image's own interpreters (none downloaded:
-a version the image lacks fails the build in one line), and the same uv commands
+(``core.python_build``), chosen among the stack image's own interpreters and the server's
+(``container_pythons``: a server's is mounted read-only and copied into the slug; none is
+downloaded: a version neither has fails the build in one line), and the same uv commands
 (``python_build.install_commands``) run by ``core.containers.build_script`` with the hooks and
 collectstatic. uv is the server's own binary, mounted read-only (the stack image needs no
 rebuild, and builds use the uv version the local backend's do).
@@ -38,18 +39,14 @@ from dynos.core.containers import (
     APP_DIR,
     BUILD_INPUT,
     COLLECTSTATIC_STATUS,
+    HOST_PYTHON,
     LABEL,
-    STACK_PYTHONS_SCRIPT,
     STACK_UV,
     build_script,
     size_limits,
-    stack_python_missing,
-    stack_pythons,
 )
 from dynos.core.python_build import (
     UV,
-    Interpreter,
-    choose_interpreter,
     detect_package_manager,
     format_version,
     requested_python,
@@ -57,6 +54,7 @@ from dynos.core.python_build import (
 from dynos.core.sizes import DynoSize
 from dynos.errors import BuildFailed, PlatformError
 from dynos.platform.build import BUILD_TIMEOUT, Slug, describe_timeout
+from dynos.platform.container_pythons import ContainerPythons
 from dynos.platform.python_build import (
     COLLECTSTATIC_FAILED,
     VERSION_FILES,
@@ -70,6 +68,7 @@ from dynos.platform.python_build import (
     remove_uploaded_venv,
     step_environment,
 )
+from dynos.platform.pythons import HostPythons
 from dynos.platform.step_output import LINE_LIMIT
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # the host's CAs, which uv trusts
@@ -86,16 +85,17 @@ class ContainerBuilder:
         client: DockerClient,
         stack_image: str,
         cache_dir: Path,
+        pythons: HostPythons,
         *,
         timeout: float = BUILD_TIMEOUT,
     ) -> None:
         self._client = client
         self._stack_image = stack_image
+        self.pythons = ContainerPythons(client, stack_image, pythons)
         self.cache_dir = cache_dir
         self.timeout = timeout
         self._cli = shutil.which("docker") or "docker"
         self._locks: dict[str, asyncio.Lock] = {}
-        self._pythons: list[Interpreter] | None = None
 
     async def forget(self, app_id: str) -> None:
         """The app was destroyed: its uv cache goes."""
@@ -131,7 +131,7 @@ class ContainerBuilder:
             )
         if remove_uploaded_venv(slug.path):
             yield "-----> Removed the upload's .venv: the build makes the slug's own"
-        plan = await self._plan(slug.path)
+        plan, tree = await self._plan(slug.path)
         for line in plan.lines:
             yield line
         pins = await asyncio.to_thread(locked_requirements, plan, slug.path)
@@ -139,7 +139,9 @@ class ContainerBuilder:
         install = install_commands(plan, STACK_UV, Path(APP_DIR), requirements)
         disabled = collectstatic_disabled(config)
         manager = f"{plan.manager.file} ({plan.manager.name})"
-        script = build_script(install, manager, None if disabled else True)
+        script = build_script(
+            install, manager, None if disabled else True, host_python=tree is not None
+        )
         uv_cache = self.cache_dir / app_id / "uv"
         uv_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
         with tempfile.TemporaryDirectory(prefix="dynos-build-") as work:
@@ -151,6 +153,8 @@ class ContainerBuilder:
                 uv: {"bind": STACK_UV, "mode": "ro"},
                 work: {"bind": BUILD_INPUT, "mode": "ro"},
             }
+            if tree is not None:  # the server's interpreter: read-only, copied into the slug
+                mounts[str(tree)] = {"bind": HOST_PYTHON, "mode": "ro"}
             env = self._environment(config, plan)
             container = await asyncio.to_thread(
                 self._create, app_id, slug, size, env, script, mounts
@@ -162,52 +166,27 @@ class ContainerBuilder:
                 with contextlib.suppress(docker.errors.DockerException):
                     await asyncio.to_thread(container.remove, force=True)
 
-    async def _plan(self, slug: Path) -> Plan:
-        """What the app asks for (its files, read as root on the host) and the stack image's
-        interpreter that serves it; BuildFailed saying what to change otherwise."""
+    async def _plan(self, slug: Path) -> tuple[Plan, Path | None]:
+        """What the app asks for (its files, read as root on the host) and the interpreter
+        that serves it (``container_pythons``), with the host's install tree to mount when
+        it is the server's; BuildFailed saying what to change otherwise."""
         names = {entry.name for entry in os.scandir(slug) if entry.is_file(follow_symlinks=False)}
         manager = detect_package_manager(names)
         files = {name: read_app_file(slug / name) for name in VERSION_FILES if name in names}
         request = requested_python(files, manager)
-        found = await self._stack_pythons()
-        chosen = choose_interpreter(request, found)
-        if chosen is None:
-            have = [format_version(i.version) for i in sorted(found, key=lambda i: i.version)]
-            missing = stack_python_missing(
-                request.describe(), request.origin, have, self._stack_image
-            )
-            raise BuildFailed(missing)
-        version = format_version(chosen.version)
+        chosen = await self.pythons.choose(request)
+        version = format_version(chosen.interpreter.version)
         if request.version is None:
             first = (
-                "-----> No Python version was specified. Using the newest Python in the "
-                f"stack image: {version}"
+                "-----> No Python version was specified. Using the newest Python on this "
+                f"server: {version}"
             )
         else:
             first = f"-----> Using Python {request.describe()} specified in {request.origin}"
-        lines = [first, f"-----> Python {version} from {self._stack_image}: {chosen.path}"]
         project = project_name(slug) if manager == UV else None
-        return Plan(manager, request, chosen, {}, False, False, project, lines)
-
-    async def _stack_pythons(self) -> list[Interpreter]:
-        """The stack image's python3.X interpreters, asked once per server."""
-        if self._pythons is None:
-            try:
-                output = await asyncio.to_thread(
-                    self._client.containers.run,
-                    self._stack_image,
-                    ["/bin/sh", "-c", STACK_PYTHONS_SCRIPT],
-                    remove=True,
-                    network_disabled=True,
-                    labels={f"{LABEL}.build": "pythons"},
-                )
-            except docker.errors.DockerException as exc:
-                raise PlatformError(
-                    f"Could not ask {self._stack_image} its Pythons: {exc}"
-                ) from None
-            found = stack_pythons(bytes(output).decode("utf-8", "replace"))
-            self._pythons = [Interpreter(version, path, "stack") for version, path in found]
-        return self._pythons
+        plan = Plan(manager, request, chosen.interpreter, {}, False, False, project)
+        plan.lines += [first, chosen.line]
+        return plan, chosen.tree
 
     def _environment(self, config: Mapping[str, str], plan: Plan) -> dict[str, str]:
         """The build steps' environment, as the local build's (``step_environment``), with

@@ -21,6 +21,7 @@ import re
 import shutil
 import stat
 import subprocess
+import threading
 from pathlib import Path
 
 from dynos.core.python_build import Interpreter, PythonRequest, Version, format_version
@@ -42,6 +43,7 @@ class HostPythons:
         self.shared = shared
         self.uv = uv
         self._versions: dict[tuple[str, float], Version | None] = {}
+        self._copying = threading.Lock()
 
     def open_dir(self) -> None:
         """``<home>/pythons``: root's, open to all (whatever the server's umask)."""
@@ -136,20 +138,29 @@ class HostPythons:
         """``interpreter``, or a copy of it in ``<home>/pythons`` that every user can run."""
         if not self.shared or _world_reachable(Path(interpreter.path)):
             return interpreter
+        copy = self.relocatable(interpreter)
+        name = os.path.basename(os.path.realpath(interpreter.path))
+        return Interpreter(interpreter.version, str(copy / "bin" / name), interpreter.source)
+
+    def relocatable(self, interpreter: Interpreter) -> Path:
+        """The install tree of a copy of ``interpreter`` in ``<home>/pythons`` (made once):
+        its own prefix without tests and site-packages, its RUNPATH ``$ORIGIN/../lib``, so
+        that it runs wherever the tree is copied (a container build copies it into a slug)."""
         source = Path(os.path.realpath(interpreter.path))
         prefix = source.parent.parent  # <prefix>/bin/python3.X
         name = f"{interpreter.source}-{format_version(interpreter.version)}"
         copy = self.dir / name
-        if not (copy / "bin" / source.name).exists():
-            self.open_dir()
-            partial = self.dir / f".{name}.partial"
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.copytree(prefix, partial, symlinks=True, ignore=_left_out)
-            relocate_runpath(partial / "bin" / source.name, str(prefix / "lib"))
-            _open_to_all(partial)
-            partial.rename(copy)
-            log.info("copied Python %s from %s to %s", name, prefix, copy)
-        return Interpreter(interpreter.version, str(copy / "bin" / source.name), interpreter.source)
+        with self._copying:  # two builds asking for the same copy at once make it once
+            if not (copy / "bin" / source.name).exists():
+                self.open_dir()
+                partial = self.dir / f".{name}.partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                shutil.copytree(prefix, partial, symlinks=True, ignore=_left_out)
+                relocate_runpath(partial / "bin" / source.name, str(prefix / "lib"))
+                _open_to_all(partial)
+                partial.rename(copy)
+                log.info("copied Python %s from %s to %s", name, prefix, copy)
+        return copy
 
     def usable_tool(self, path: str) -> str:
         """``path`` (uv's binary), or a copy of it in ``<home>/pythons/bin`` that every
@@ -198,6 +209,23 @@ def _versions_in(directory: Path, source: str) -> list[Interpreter]:
     return found
 
 
+SYSTEM_PREFIXES = ("/", "/usr", "/usr/local")
+
+
+def own_install_tree(interpreter: Interpreter) -> Path | None:
+    """The prefix ``interpreter`` was installed into, when that tree is its own (pyenv's,
+    uv's, ``/opt/python3.13``): what a container build may mount and copy. None for one in a
+    system prefix (``/usr/bin/python3.11``, Debian's, shares ``/usr`` with everything else)."""
+    source = Path(os.path.realpath(interpreter.path))
+    prefix = source.parent.parent
+    major, minor = interpreter.version[:2]
+    if str(prefix) in SYSTEM_PREFIXES or source.parent.name != "bin":
+        return None
+    if not (prefix / "lib" / f"python{major}.{minor}" / "os.py").is_file():
+        return None
+    return prefix
+
+
 def relocate_runpath(binary: Path, old: str) -> None:
     """Make an ELF's RUNPATH ``old`` (its own prefix's lib) ``$ORIGIN/../lib``, in place: the
     new string is shorter and ends with a NUL, so nothing else in the file moves. A binary
@@ -213,13 +241,17 @@ def relocate_runpath(binary: Path, old: str) -> None:
 
 
 def _open_to_all(root: Path) -> None:
-    """Root's, readable (and where executable, runnable) by every user, writable by none."""
+    """Root's (when the server is root), readable (and where executable, runnable) by every
+    user, writable by none."""
+    as_root = os.geteuid() == 0
     for path in [root, *root.rglob("*")]:
         info = path.lstat()
         if stat.S_ISLNK(info.st_mode):
-            os.lchown(path, 0, 0)
+            if as_root:
+                os.lchown(path, 0, 0)
             continue
-        os.chown(path, 0, 0)
+        if as_root:
+            os.chown(path, 0, 0)
         mode = stat.S_IMODE(info.st_mode) & 0o755 | 0o444
         if stat.S_ISDIR(info.st_mode) or info.st_mode & 0o100:
             mode |= 0o111

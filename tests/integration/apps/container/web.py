@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,6 +21,7 @@ class Probe(BaseHTTPRequestHandler):
                 "home": os.environ.get("HOME"),
                 "executable": sys.executable,
                 "prefix": sys.base_prefix,
+                "version": platform.python_version(),
                 "six": six.__version__,
             }
         ).encode()
