@@ -116,7 +116,7 @@ def test_no_matching_interpreter_is_one_line_with_what_was_asked_what_is_there_a
     assert "Python 3.14 was requested (in .python-version)" in line
     assert "this server has Python 3.11.2, 3.12.1, 3.13.0" in line
     assert "uv could not download it (dns error)" in line
-    assert "uv python install 3.14" in line
+    assert "install Python 3.14 on the server (with pyenv, or as python3.X on its PATH)" in line
 
 
 def test_the_cache_key_changes_with_python_manager_or_dependencies() -> None:

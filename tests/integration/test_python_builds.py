@@ -78,7 +78,7 @@ def test_a_python_version_the_server_lacks_fails_in_one_line_and_the_old_release
     message = last["error"]["message"]  # type: ignore[index]
     assert "\n" not in message
     assert message.startswith("Python 3.14 was requested (in .python-version), but this server")
-    assert "uv python install 3.14" in message
+    assert "install Python 3.14 on the server (with pyenv" in message
     with server.api() as api:
         releases = api.get("/apps/pyver/releases").json()
     assert [r["version"] for r in releases] == [1, 2]  # v2 still current, no v3

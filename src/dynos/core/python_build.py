@@ -179,8 +179,8 @@ def no_interpreter(request: PythonRequest, found: Iterable[Interpreter], downloa
     return (
         f"Python {request.describe()} was requested (in {request.origin}), but this server has "
         f"Python {listed}, and {download}. Ask for one of those in {request.origin}, or "
-        f"install Python {request.describe()} on the server (pyenv, or 'uv python install "
-        f"{request.describe()}' where it can reach the internet)."
+        f"install Python {request.describe()} on the server (with pyenv, or as python3.X on "
+        f"its PATH), where every build finds it."
     )
 
 
