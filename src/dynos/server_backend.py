@@ -1,32 +1,31 @@
 """`dynos server --backend docker|swarm`: the docker or swarm backend and its builder, wired
 once the engine answers and has the stack image (and, for swarm, is a swarm's manager and
 has a registry): else a one-line error, and the server does not start. The local backend's
-wiring stays in server.py."""
+wiring stays in server.py.
+
+The docker SDK and the container backends are imported by the wiring functions, not here: a
+local server (most of them, and most of the test suite's) never loads them (0.1 s of CPU).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dynos.backends.base import Backend, DynoEvents
-from dynos.backends.docker import DockerBackend
-from dynos.backends.engine import (
-    NETWORK,
-    Gateway,
-    connect,
-    dyno_network,
-    network_gateway,
-    require_image,
-)
 from dynos.backends.firewall import FirewallError, PortGuard
-from dynos.backends.registry import DEFAULT_REGISTRY, PlatformRegistry, check
-from dynos.backends.swarm import SwarmBackend
-from dynos.backends.swarm_guard import router_address
 from dynos.config import HomePaths, ServerConfig
+from dynos.core.containers import NETWORK
 from dynos.core.swarm_guard import blocked_destinations
 from dynos.errors import NotSwarmManager
-from dynos.platform.container_build import ContainerBuilder
 from dynos.platform.pythons import HostPythons
+
+if TYPE_CHECKING:
+    from dynos.backends.docker import DockerBackend
+    from dynos.backends.engine import Gateway
+    from dynos.backends.swarm import SwarmBackend
+    from dynos.platform.container_build import ContainerBuilder
 
 DOCKER_ISOLATION = (
     "each dyno is a container of its release's image, as an unprivileged user, without "
@@ -66,6 +65,10 @@ class DockerWiring:
 
 def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     """Raises EngineUnavailable or StackImageMissing (UserErrors) before anything starts."""
+    from dynos.backends.docker import DockerBackend
+    from dynos.backends.engine import connect, dyno_network, network_gateway, require_image
+    from dynos.platform.container_build import ContainerBuilder
+
     client = connect()
     require_image(client, config.stack_image)
     gateway = network_gateway(client, dyno_network(client))
@@ -134,6 +137,12 @@ def confine_gateway(ports: PortGuard | None, gateway: Gateway) -> str:
 def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     """Raises EngineUnavailable, StackImageMissing, NotSwarmManager or RegistryUnreachable
     (UserErrors) before anything starts."""
+    from dynos.backends.engine import connect, dyno_network, network_gateway, require_image
+    from dynos.backends.registry import DEFAULT_REGISTRY, PlatformRegistry, check
+    from dynos.backends.swarm import SwarmBackend
+    from dynos.backends.swarm_guard import router_address
+    from dynos.platform.container_build import ContainerBuilder
+
     client = connect()
     require_image(client, config.stack_image)
     swarm = client.info().get("Swarm") or {}

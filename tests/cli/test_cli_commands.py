@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from click.testing import CliRunner, Result
 
-from dynos.cli.main import cli
+from dynos.cli.main import COMMANDS_BY_MODULE, cli
 from dynos.cli.session import CliState
 
 ENV = {"DYNOS_API_URL": "http://dynos.test", "DYNOS_API_KEY": "tok", "DYNOS_APP": "hello"}
@@ -19,6 +22,28 @@ Handler = Callable[[httpx.Request], httpx.Response]
 def run(handler: Handler, args: list[str]) -> Result:
     state = CliState(transport=httpx.MockTransport(handler), env=ENV)
     return CliRunner().invoke(cli, args, obj=state, env={"DYNOS_APP": "hello"})
+
+
+def test_the_lazy_command_table_names_every_modules_commands_and_no_other() -> None:
+    modules = Path(__file__).resolve().parents[2] / "src" / "dynos" / "cli" / "commands"
+    names = sorted(p.stem for p in modules.glob("*.py") if p.stem != "__init__")
+    assert sorted(COMMANDS_BY_MODULE) == names
+    for module, commands in COMMANDS_BY_MODULE.items():
+        loaded = importlib.import_module(f"dynos.cli.commands.{module}")
+        assert tuple(loaded.COMMANDS) == commands, module
+
+
+def test_one_command_loads_its_own_module_only() -> None:
+    """The point of the lazy table: `dynos apps` does not import `run`'s websockets, nor the
+    server's code."""
+    script = (
+        "import sys; from dynos.cli.main import cli; "
+        "cli.main(['apps', '--help'], standalone_mode=False); "
+        "print(sorted(m for m in sys.modules if m.startswith('dynos.cli.commands.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "['dynos.cli.commands.apps']"
 
 
 def test_every_request_carries_the_token_and_the_heroku_accept_header() -> None:

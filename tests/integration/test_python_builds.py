@@ -1,6 +1,10 @@
 """Python builds as Heroku's buildpack makes them, against a real server, real uv and PyPI:
 package managers, the Python version, the build cache, hooks, config vars, .slugignore,
-collectstatic, and .profile and WEB_CONCURRENCY at dyno start."""
+collectstatic, and .profile and WEB_CONCURRENCY at dyno start.
+
+The tests share one server, each with apps of its own; those that look at the whole build
+cache (one app's, alone in it) get a server of their own (``own_server``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import shutil
 import stat
 import subprocess
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +22,20 @@ import pytest
 from uv import find_uv_bin
 
 from dynos.testing.harness import RunningServer, dyno_states, wait_for
+from tests.integration.conftest import each_test, started
 
 ENVECHO = Path(__file__).parent / "apps" / "envecho"
 SIX = "six==1.17.0"  # a small pure-Python package: one file
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from started(tmp_path_factory.mktemp("python-builds") / "home", "--stop-grace", "5")
+
+
+@pytest.fixture
+def server(shared: RunningServer) -> Iterator[RunningServer]:
+    yield from each_test(shared)
 
 
 def deploy(server: RunningServer, app: str, directory: Path) -> tuple[str, dict[str, Any]]:
@@ -90,8 +106,9 @@ def test_a_python_version_the_server_lacks_fails_in_one_line_and_the_old_release
 
 
 def test_a_rebuild_with_the_same_dependencies_installs_nothing(
-    server: RunningServer, tmp_path: Path
+    own_server: RunningServer, tmp_path: Path
 ) -> None:
+    server = own_server  # its app's build cache alone in the home
     server.create_app("cached")
     app = envecho(tmp_path, **{"requirements.txt": SIX + "\n"})
     output, slug = released(server, "cached", app)
@@ -140,8 +157,9 @@ def file_ids(root: Path) -> set[tuple[int, int]]:
 
 
 def test_a_failed_first_build_keeps_its_downloads_for_the_next(
-    server: RunningServer, tmp_path: Path
+    own_server: RunningServer, tmp_path: Path
 ) -> None:
+    server = own_server  # its app's build cache alone in the home
     server.create_app("failing")
     # The hook runs after uv: a uv of its own must not write where the build's downloads
     # were, and what it leaves there must not replace them (it once did).
@@ -229,8 +247,9 @@ def test_uv_poetry_and_pipenv_lock_files_install_with_uv(
 
 
 def test_hooks_config_vars_slugignore_profile_and_web_concurrency(
-    server: RunningServer, tmp_path: Path
+    own_server: RunningServer, tmp_path: Path
 ) -> None:
+    server = own_server  # its app's build cache alone in the home
     server.create_app("hooks")
     server.cli("config:set", "GREETING=hello from config", "-a", "hooks")
     app = envecho(

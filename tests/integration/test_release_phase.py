@@ -1,6 +1,10 @@
 """The release phase against a real server: a Procfile's ``release:`` command runs in a
 one-off dyno before its release goes live, for deploys, config changes and rollbacks; a
-failure (exit status, timeout, the server's end) keeps the release before serving."""
+failure (exit status, timeout, the server's end) keeps the release before serving.
+
+The tests share one server, each with apps of its own; those that stop or kill their server,
+or count every release's output in its home, get a server of their own (``own_server``).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,15 @@ import shutil
 import signal
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from dynos.testing.harness import RunningServer, dyno_states, start_server, tarball, wait_for
+from tests.integration.conftest import each_test, started
 
 ENVECHO = Path(__file__).parent / "apps" / "envecho"
 
@@ -28,6 +35,16 @@ RELEASE_PY = """
     print("release command done", flush=True)
     sys.exit(int(os.environ.get("RELEASE_EXIT", "0")))
 """
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from started(tmp_path_factory.mktemp("release-phase") / "home", "--stop-grace", "5")
+
+
+@pytest.fixture
+def server(shared: RunningServer) -> Iterator[RunningServer]:
+    yield from each_test(shared)
 
 
 def release_app(tmp_path: Path, name: str = "app", exit_status: int = 0) -> Path:
@@ -264,8 +281,9 @@ def test_a_release_command_past_the_release_timeout_fails(tmp_path: Path) -> Non
 
 
 def test_a_release_cut_off_by_the_servers_death_fails_at_the_next_start(
-    server: RunningServer, tmp_path: Path
+    own_server: RunningServer, tmp_path: Path
 ) -> None:
+    server = own_server  # stopped, killed or its home's every output counted
     home = server.home
     server.create_app("cutoff")
     server.deploy("cutoff", release_app(tmp_path))  # v2
@@ -302,8 +320,9 @@ def test_a_release_cut_off_by_the_servers_death_fails_at_the_next_start(
 
 
 def test_a_release_command_running_when_the_server_stops_fails(
-    server: RunningServer, tmp_path: Path
+    own_server: RunningServer, tmp_path: Path
 ) -> None:
+    server = own_server  # stopped, killed or its home's every output counted
     home = server.home
     server.create_app("stopped")
     server.deploy("stopped", release_app(tmp_path))  # v2
@@ -353,8 +372,9 @@ def test_output_urls_need_their_key(server: RunningServer, tmp_path: Path) -> No
 
 
 def test_destroying_an_app_during_its_release_phase_leaves_nothing(
-    server: RunningServer, tmp_path: Path
+    own_server: RunningServer, tmp_path: Path
 ) -> None:
+    server = own_server  # stopped, killed or its home's every output counted
     server.create_app("doomed")
     server.deploy("doomed", release_app(tmp_path))  # v2
     server.cli("config:set", "RELEASE_SLEEP=600", "-a", "doomed")  # v3

@@ -10,9 +10,9 @@ import docker
 import docker.errors
 from docker import DockerClient
 
+from dynos.core.containers import NETWORK
 from dynos.errors import PlatformError, UserError
 
-NETWORK = "dynos"  # the dynos' own bridge: no dyno reaches another's container directly
 ENGINE_TIMEOUT = 300  # seconds the engine has to answer a call (a commit of a large slug)
 
 

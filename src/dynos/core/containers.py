@@ -26,6 +26,7 @@ DYNO_UID = 1000  # dynos run as this unprivileged user in their container, never
 CONTAINER_PATH = "/app/.venv/bin:/usr/local/bin:/usr/bin:/bin"
 CPU_PERIOD = 100_000  # microseconds: the CFS period a size's CPU quota is a part of
 LABEL = "io.dynos"  # every label the platform sets begins so
+NETWORK = "dynos"  # the dynos' own bridge: no dyno reaches another's container directly
 
 
 def debootstrap_argv(target: str, mirror: str = MIRROR) -> list[str]:

@@ -8,15 +8,14 @@ through the platform's use-cases, as the API's handlers do.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-import httpx
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -48,6 +47,10 @@ from dynos.dashboard.guard import (
 from dynos.errors import DynosError, Unauthorized, UserError
 from dynos.platform.platform import Platform
 
+if TYPE_CHECKING:
+    import httpx
+    from jinja2 import Environment
+
 PREFIX = "/dashboard"
 STATIC = Path(__file__).parent / "static"
 UPLOT = STATIC / "vendor" / "uPlot.iife.min.js"  # built at install (setup.py)
@@ -64,13 +67,7 @@ class Dashboard:
         self._token = token.encode()
         self.router_url = router_url
         self.guard = Guard()
-        self.templates = Environment(
-            loader=PackageLoader("dynos.dashboard", "templates"),
-            autoescape=select_autoescape(default=True),
-        )
-        self._api = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=api), base_url="http://dashboard.internal"
-        )
+        self._api_app = api
         self._logs = LogSessions(platform.logs)
         routes: list[BaseRoute] = [
             Route("/", self.root),
@@ -96,6 +93,26 @@ class Dashboard:
                 middleware=[Middleware(CatchAll)],
                 exception_handlers={DynosError: self.error, HTTPException: self.http_error},
             )
+        )
+
+    # jinja2 and httpx (0.1-0.15 s of imports) are loaded by the first page and the first
+    # metrics request: every server makes a Dashboard, few are ever looked at.
+
+    @functools.cached_property
+    def templates(self) -> Environment:
+        from jinja2 import Environment, PackageLoader, select_autoescape
+
+        return Environment(
+            loader=PackageLoader("dynos.dashboard", "templates"),
+            autoescape=select_autoescape(default=True),
+        )
+
+    @functools.cached_property
+    def _api(self) -> httpx.AsyncClient:
+        import httpx
+
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self._api_app), base_url="http://dashboard.internal"
         )
 
     # -- pages -----------------------------------------------------------------------------

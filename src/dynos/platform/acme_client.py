@@ -20,16 +20,18 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 
-import requests
-from acme import challenges, client, crypto_util, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from josepy.jwk import JWKRSA
 
 from dynos.errors import PlatformError
+
+# acme, josepy and requests (0.15 s of imports) are loaded by the first order, in its worker
+# thread: most servers never order a certificate, and every one starts with an AcmeClient.
+if TYPE_CHECKING:
+    from acme import client, messages
 
 USER_AGENT = "dynos"
 P = ParamSpec("P")
@@ -120,6 +122,9 @@ class AcmeClient:
             raise AcmeFailed(_reason(exc, self.directory)) from exc
 
     def _acme(self) -> client.ClientV2:
+        from acme import client, errors, messages
+        from josepy.jwk import JWKRSA
+
         if self._client is not None:
             return self._client
         key = JWKRSA(key=self._account_key())
@@ -160,6 +165,8 @@ class AcmeClient:
         return key
 
     def _order(self, names: tuple[str, ...]) -> _Order:
+        from acme import challenges, crypto_util, messages
+
         acme = self._acme()
         key = ec.generate_private_key(ec.SECP256R1())
         key_pem = key.private_bytes(
@@ -205,6 +212,9 @@ class AcmeClient:
 
 def _reason(exc: BaseException, directory: str) -> str:
     """One line saying why an order failed, for ``acm_status_reason``."""
+    import requests
+    from acme import errors, messages
+
     if isinstance(exc, errors.ValidationError):
         parts = []
         for authorization in exc.failed_authzrs:

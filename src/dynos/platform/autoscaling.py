@@ -31,11 +31,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import psutil
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from dynos.core.autoscaling import (
     RATE_WINDOW,
@@ -63,6 +62,9 @@ from dynos.platform.context import Services, api_log
 from dynos.platform.dynos import Dynos
 from dynos.store.database import Database
 from dynos.store.models import App
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +185,9 @@ class Autoscaling:
             task.cancel()
 
     async def _watch(self, app_id: str, type_: str, policy: WorkerPolicy) -> None:
+        # redis (0.15 s of imports) is loaded by the first worker watch, not at every start.
+        from redis.exceptions import RedisError
+
         state = self._states.setdefault((app_id, type_), TypeState(policy))
         autoscaler = WorkerAutoscaler(policy)
         while True:
@@ -251,6 +256,9 @@ class Autoscaling:
     async def _follow(
         self, app_id: str, type_: str, url: str, autoscaler: WorkerAutoscaler, state: TypeState
     ) -> None:
+        import redis.asyncio as aioredis
+        from redis.exceptions import RedisError
+
         policy = autoscaler.policy
         waiting = [key for queue in policy.queues for key in queue_keys(queue)[0]]
         running = [key for queue in policy.queues for key in queue_keys(queue)[1]]

@@ -19,8 +19,6 @@ import ssl
 from pathlib import Path
 from typing import Protocol
 
-import httpx
-
 from dynos import __version__
 from dynos.core.drains import Address, DrainTarget, refused_address
 
@@ -71,6 +69,9 @@ class HttpTransport:
         self._target = target
         self._token = token
         self._allow_loopback = allow_loopback
+        # httpx (0.05-0.1 s of imports) is loaded by the first HTTP drain, not at every start.
+        import httpx
+
         auth = None
         if target.username is not None:
             auth = httpx.BasicAuth(target.username, target.password or "")
@@ -98,6 +99,8 @@ class HttpTransport:
             "User-Agent": USER_AGENT,
         }
         url = f"{target.scheme}://{netloc}:{target.port}{target.target}"
+        import httpx
+
         try:
             response = await self._client.post(
                 url, content=body, headers=headers, extensions={"sni_hostname": target.host}

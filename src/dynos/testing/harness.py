@@ -8,10 +8,12 @@ unprivileged user, to test what a server without root does.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import signal
+import ssl
 import stat
 import subprocess
 import sys
@@ -26,6 +28,14 @@ from typing import Any
 import httpx
 
 from dynos.backends import linux
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CAs, verified), made once: a Client made without
+    one loads the CA bundle anew, 20-60 ms of CPU, and tests make one per API call (wait_for
+    polls make twenty a second)."""
+    return httpx.create_ssl_context()
 
 
 @dataclass
@@ -64,6 +74,7 @@ class RunningServer:
             base_url=f"http://127.0.0.1:{self.router_port}",
             headers={"Host": f"{app}.localhost"},
             timeout=30,
+            verify=_tls(),
         )
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -128,7 +139,7 @@ class _Diagnosing(httpx.HTTPTransport):
     refusal in a loaded CI run otherwise leaves nothing to read."""
 
     def __init__(self, server: RunningServer) -> None:
-        super().__init__()
+        super().__init__(verify=_tls())
         self._server = server
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

@@ -3,22 +3,20 @@
 
 Every ``server`` option can also come from the environment as ``DYNOS_<OPTION>``
 (``DYNOS_API_PORT``, ``DYNOS_HOME``, ...). The server itself lives in :mod:`dynos.server`,
-imported only when this command runs so that the rest of the CLI never depends on it.
+imported only when this command runs so that the rest of the CLI never depends on it; the
+CLI's client (httpx) is imported by the commands that use it, not by ``server``'s start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from dynos.cli.client import home_from_env, read_token
-from dynos.cli.session import current_state
-from dynos.config import HomePaths, ServerConfig
+from dynos.config import HomePaths, ServerConfig, default_home
 from dynos.core.containers import check_image_name
 from dynos.errors import UserError
 
@@ -213,7 +211,7 @@ def server(home: Path | None, **settings: Any) -> None:
     # Imported here: the rest of the CLI only talks to a server and need not load one.
     from dynos.server import serve
 
-    home = home if home is not None else home_from_env(os.environ)
+    home = home if home is not None else default_home()
     settings["cycle_after"] = settings["cycle_after"] or None  # 0 means off, as None does
     try:
         check_image_name(settings["stack_image"])
@@ -234,6 +232,9 @@ HOME_OPTION = click.option(
 
 
 def _paths(home: Path | None) -> HomePaths:
+    from dynos.cli.client import home_from_env
+    from dynos.cli.session import current_state
+
     return HomePaths((home or home_from_env(current_state().env)).expanduser().resolve())
 
 
@@ -275,6 +276,9 @@ def server_restore(backup: Path, home: Path | None) -> None:
 @click.command("auth:token")
 def auth_token() -> None:
     """Print the API token (from DYNOS_API_KEY or the server home's credentials)."""
+    from dynos.cli.client import home_from_env, read_token
+    from dynos.cli.session import current_state
+
     env = current_state().env
     token = env.get("DYNOS_API_KEY")
     if not token:
