@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from dynos.backends.base import Backend, DynoEvents
 from dynos.backends.firewall import FirewallError, PortGuard
 from dynos.config import HomePaths, ServerConfig
-from dynos.core.containers import NETWORK
+from dynos.core.containers import NETWORK, server_id
 from dynos.core.swarm_guard import blocked_destinations
 from dynos.errors import NotSwarmManager
 from dynos.platform.pythons import HostPythons
@@ -137,7 +137,14 @@ def confine_gateway(ports: PortGuard | None, gateway: Gateway) -> str:
 def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     """Raises EngineUnavailable, StackImageMissing, NotSwarmManager or RegistryUnreachable
     (UserErrors) before anything starts."""
-    from dynos.backends.engine import connect, dyno_network, network_gateway, require_image
+    from dynos.backends.docker import DockerBackend
+    from dynos.backends.engine import (
+        connect,
+        dyno_network,
+        network_gateway,
+        require_image,
+        server_network,
+    )
     from dynos.backends.registry import DEFAULT_REGISTRY, PlatformRegistry, check
     from dynos.backends.swarm import SwarmBackend
     from dynos.backends.swarm_guard import router_address
@@ -155,9 +162,12 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
             "scripts/swarm-lab up makes a 2-node swarm on this machine), or use --backend docker."
         )
     router = router_address(client)  # the guard lets the router in by it: the nodes see it
-    dyno_network(client)  # the manager's bridge, for one-offs and builds: fenced (server.py)
+    # The server's own bridge on the manager, for its one-offs and builds, fenced off the
+    # swarm (confine_containers): not the shared one, whose other servers' dynos it would cut
+    # off their add-ons.
+    network = dyno_network(client, server_network(server_id(str(paths.home))))
     nodes = [str((n.get("Status") or {}).get("Addr") or "") for n in client.api.nodes()]
-    fence = (network_gateway(client).interface, blocked_destinations(router, nodes))
+    fence = (network_gateway(client, network).interface, blocked_destinations(router, nodes))
     own = None
     if config.registry is None:
         own = PlatformRegistry(paths.home / "registry", DEFAULT_REGISTRY)
@@ -177,6 +187,14 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
             own_registry=own,
             boot_timeout=config.boot_timeout,
             stop_grace=config.stop_grace,
+            one_offs=DockerBackend(
+                events,
+                client,
+                stack_image=config.stack_image,
+                home=paths.home,
+                boot_timeout=config.boot_timeout,
+                network=network,
+            ),
         )
 
     builder = ContainerBuilder(
@@ -185,5 +203,6 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
         paths.home / "build-cache",
         host_pythons(paths),
         timeout=config.build_timeout,
+        network=network,
     )
     return DockerWiring(backend, builder, fence=fence)

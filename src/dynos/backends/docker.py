@@ -42,7 +42,7 @@ from docker.models.containers import Container
 
 from dynos.backends.base import HERE, DynoEvents, DynoSpec, DynoUsage, Placement
 from dynos.backends.container_cgroups import cgroup_cpu_seconds, cgroup_memory, memory_file
-from dynos.backends.engine import dyno_network
+from dynos.backends.engine import dyno_network, remove_network
 from dynos.backends.images import ReleaseImages
 from dynos.backends.local import LINE_LIMIT, PROBE_INTERVAL, answers, pump_lines, start_command
 from dynos.backends.ports import DynoPorts
@@ -50,6 +50,7 @@ from dynos.core.containers import (
     APP_DIR,
     DYNO_UID,
     LABEL,
+    NETWORK,
     container_environment,
     container_name,
     dyno_labels,
@@ -89,9 +90,11 @@ class DockerBackend:
         home: Path,
         boot_timeout: float = 60.0,
         addon_host: str | None = None,
+        network: str = NETWORK,
     ) -> None:
         """``addon_host``: where the containers reach the add-on servers (the dynos bridge's
-        gateway): their URLs in a dyno's environment name it instead of 127.0.0.1."""
+        gateway): their URLs in a dyno's environment name it instead of 127.0.0.1.
+        ``network``: the bridge its containers join (a swarm server's one-offs: its own)."""
         self._events = events
         self._addon_host = addon_host
         self._client = client
@@ -99,7 +102,7 @@ class DockerBackend:
         self._server = server_id(str(home))
         self._boot = secrets.token_hex(4)
         self.images = ReleaseImages(client, stack_image)
-        self._network = dyno_network(client)
+        self._network = dyno_network(client, network)
         self._dynos: dict[str, _Dyno] = {}
         self._starting: dict[str, asyncio.Event] = {}
         self._ports = DynoPorts()
@@ -347,4 +350,6 @@ class DockerBackend:
 
     async def close(self, grace: float) -> None:
         await asyncio.gather(*(self.stop(key, grace) for key in list(self._dynos)))
+        if self._network != NETWORK:  # a server's own bridge (swarm): not left to pile up
+            await asyncio.to_thread(remove_network, self._client, self._network)
         self._pool.shutdown(wait=False)

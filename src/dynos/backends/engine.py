@@ -3,6 +3,7 @@ to do. Blocking calls: the asyncio shells run them in threads."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 
@@ -62,23 +63,39 @@ def require_image(client: DockerClient, image: str) -> None:
         ) from None
 
 
-def dyno_network(client: DockerClient) -> str:
+def dyno_network(client: DockerClient, name: str = NETWORK) -> str:
     """The bridge network dynos and builds join, made at first use without inter-container
-    traffic: a tenant's container reaches the internet, not another tenant's dyno."""
+    traffic: a tenant's container reaches the internet, not another tenant's dyno. ``name``:
+    the ``dynos`` bridge every docker backend server on this engine shares, or a swarm
+    server's own (:func:`server_network`)."""
     try:
-        client.networks.get(NETWORK)
+        client.networks.get(name)
     except docker.errors.NotFound:
         try:
             client.networks.create(
-                NETWORK,
+                name,
                 driver="bridge",
                 options={"com.docker.network.bridge.enable_icc": "false"},
-                labels={"io.dynos.network": "dynos"},
+                labels={"io.dynos.network": name},
             )
         except docker.errors.APIError as exc:
             if "already exists" not in str(exc):  # another server made it meanwhile
-                raise PlatformError(f"Could not make the dynos network: {_reason(exc)}") from None
-    return NETWORK
+                raise PlatformError(f"Could not make the {name} network: {_reason(exc)}") from None
+    return name
+
+
+def server_network(server: str) -> str:
+    """A swarm server's own bridge for its one-offs and builds on the manager. Its fence
+    (server_backend.confine_containers) drops their connections to private addresses; on
+    the shared ``dynos`` bridge it dropped those of every other server's containers too (a
+    docker backend's dynos lost their add-ons, on the bridge's gateway)."""
+    return f"{NETWORK}-{server}"
+
+
+def remove_network(client: DockerClient, name: str) -> None:
+    """Remove a server's own network at its close; one still in use stays (and is reused)."""
+    with contextlib.suppress(docker.errors.DockerException):
+        client.networks.get(name).remove()
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,17 @@
 """The swarm backend: each process type of an app is a Swarm service; its tasks are the dynos.
 
-Behind the same seam as the local and docker backends (base.py). The manager still decides
-per dyno; a ``start`` of ``web.3`` makes the service of its type and release
-(``core.swarm.service_spec``) cover slot 3, and the dyno is the running task of slot 3 made
-from that spec (``core.swarm.Claims``). A new release is a new service beside the old one,
-whose tasks serve until the manager has stopped its dynos. A ``stop`` lowers the replicas,
-or (a slot that stays: a restart) leaves the task to the successor's start, which forces
-the service to replace it. A task that ends unasked, or whose node is down, is the dyno's
-exit; the manager's restart claims the task Swarm started in its place.
-
-Images: made on the manager's engine (images.py), pushed to the registry the nodes pull
-from (registry.py). Ports: host mode, at a port the node picks; ``address`` and
-``placement`` are the task's node address, port and node. One-off dynos run as containers
-on the manager's engine (docker.py). Logs: ``docker service logs`` of each task. No R14
-yet: a task on another node has no cgroup here. Isolation: each app's tasks on its own
+Behind the same seam as the local and docker backends (base.py). The manager still decides per
+dyno; a ``start`` of ``web.3`` makes the service of its type and release
+(``core.swarm.service_spec``) cover slot 3, and the dyno is the running task of slot 3 made from
+that spec (``core.swarm.Claims``). A new release is a new service beside the old one, whose
+tasks serve until the manager has stopped its dynos. A ``stop`` lowers the replicas, or (a
+slot that stays: a restart) leaves the task to the successor's start, which forces the service
+to replace it. A task that ends unasked, or whose node is down, is the dyno's exit; the
+manager's restart claims the task Swarm started in its place. Images: made on the manager's
+engine (images.py), pushed to the registry the nodes pull from (registry.py). Ports: host
+mode, at a port the node picks (``address``, ``placement``). One-offs: containers on the
+manager's engine (docker.py), on the server's own bridge. Logs: ``docker service logs``. No
+R14 yet: a task on another node has no cgroup here. Isolation: each app's tasks on its own
 overlay network, and the guard on every node (swarm_guard.py), before any dyno starts.
 """
 
@@ -82,6 +80,7 @@ class SwarmBackend:
         own_registry: registry.PlatformRegistry | None = None,
         boot_timeout: float = 60.0,
         stop_grace: float = 30.0,
+        one_offs: DockerBackend,
     ) -> None:
         self._events = events
         self._client = client
@@ -92,9 +91,7 @@ class SwarmBackend:
         self._own_registry = own_registry  # stopped with the backend
         self._stop_grace = stop_grace
         self.images = ReleaseImages(client, stack_image)
-        self._one_offs = DockerBackend(
-            events, client, stack_image=stack_image, home=home, boot_timeout=boot_timeout
-        )
+        self._one_offs = one_offs  # containers on the manager, on the server's own bridge
         self._services: dict[str, SwarmService] = {}
         self._dynos: dict[str, SwarmDyno] = {}
         self._claims = Claims()

@@ -41,6 +41,7 @@ from dynos.core.containers import (
     COLLECTSTATIC_STATUS,
     HOST_PYTHON,
     LABEL,
+    NETWORK,
     STACK_UV,
     build_script,
     size_limits,
@@ -88,8 +89,10 @@ class ContainerBuilder:
         pythons: HostPythons,
         *,
         timeout: float = BUILD_TIMEOUT,
+        network: str = NETWORK,
     ) -> None:
         self._client = client
+        self._network = network  # the bridge a build joins (a swarm server's: its own)
         self._stack_image = stack_image
         self.pythons = ContainerPythons(client, stack_image, pythons)
         self.cache_dir = cache_dir
@@ -223,7 +226,7 @@ class ContainerBuilder:
                 environment=env,
                 volumes=volumes,
                 labels={f"{LABEL}.build": app_id},
-                network=dyno_network(self._client),
+                network=dyno_network(self._client, self._network),
                 init=True,
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
