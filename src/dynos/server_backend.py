@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from dynos.backends.base import Backend, DynoEvents
 from dynos.backends.docker import DockerBackend
@@ -23,7 +24,12 @@ from dynos.backends.registry import DEFAULT_REGISTRY, PlatformRegistry, check
 from dynos.backends.swarm import SwarmBackend
 from dynos.backends.swarm_guard import router_address
 from dynos.config import HomePaths, ServerConfig
-from dynos.core.swarm_guard import blocked_destinations
+from dynos.core.swarm_guard import (
+    RESOLV_FILES,
+    blocked_destinations,
+    fence_resolvers,
+    host_resolvers,
+)
 from dynos.errors import NotSwarmManager
 from dynos.platform.container_build import ContainerBuilder
 from dynos.platform.pythons import HostPythons
@@ -60,8 +66,9 @@ class DockerWiring:
     builder: ContainerBuilder
     # Where containers reach the add-on servers (docker; a swarm's tasks run elsewhere too).
     gateway: Gateway | None = None
-    # Swarm: the manager's bridge (its one-offs and builds) and where it may not connect.
-    fence: tuple[str, list[str]] | None = None
+    # Swarm: the manager's bridge (its one-offs and builds), where it may not connect, and
+    # the resolvers its port 53 may reach.
+    fence: tuple[str, list[str], list[str]] | None = None
 
 
 def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
@@ -105,16 +112,17 @@ def confine_containers(ports: PortGuard | None, wiring: DockerWiring) -> str | N
         return confine_gateway(ports, wiring.gateway)
     if wiring.fence is None:
         return None
-    interface, destinations = wiring.fence
+    interface, destinations, resolvers = wiring.fence
     if ports is None:
         raise FirewallError(
             "--backend swarm needs root and nftables here: one-off dynos on the manager would "
             "otherwise reach other apps' dynos on the nodes. Run the server as root."
         )
-    ports.fence(interface, destinations)
+    ports.fence(interface, destinations, resolvers)
+    names = ", ".join(resolvers) or "none"
     return (
-        f"one-offs and builds on {interface} reach no private or node address "
-        f"(table {ports.rules.table})"
+        f"one-offs and builds on {interface} reach no private or node address but port 53 "
+        f"of the host's resolvers ({names}) (table {ports.rules.table})"
     )
 
 
@@ -129,6 +137,18 @@ def confine_gateway(ports: PortGuard | None, gateway: Gateway) -> str:
     except FirewallError as exc:
         return f"{where} reachable from other docker networks too: {exc.message}"
     return f"{where} reachable only from that bridge and loopback (table {ports.rules.table})"
+
+
+def read_resolv_files() -> list[str | None]:
+    """This machine's RESOLV_FILES (None: unreadable), where the engine finds the resolvers
+    it forwards its containers' lookups to."""
+    texts: list[str | None] = []
+    for path in RESOLV_FILES:
+        try:
+            texts.append(Path(path).read_text(errors="replace"))
+        except OSError:
+            texts.append(None)
+    return texts
 
 
 def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
@@ -148,7 +168,8 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     router = router_address(client)  # the guard lets the router in by it: the nodes see it
     dyno_network(client)  # the manager's bridge, for one-offs and builds: fenced (server.py)
     nodes = [str((n.get("Status") or {}).get("Addr") or "") for n in client.api.nodes()]
-    fence = (network_gateway(client).interface, blocked_destinations(router, nodes))
+    resolvers = fence_resolvers(host_resolvers(read_resolv_files()), router, nodes)
+    fence = (network_gateway(client).interface, blocked_destinations(router, nodes), resolvers)
     own = None
     if config.registry is None:
         own = PlatformRegistry(paths.home / "registry", DEFAULT_REGISTRY)

@@ -413,6 +413,11 @@ def test_a_dyno_is_reached_through_the_router_only_and_reaches_no_tenant_nor_pla
         command = f"python3 -c {shlex.quote(PROBE)} {target['address']} {target['port']}"
         said = server.cli("run", command, "--app", "beta").stdout
         assert "failed" in said and "connected" not in said, (target, said)
+    # But it resolves names: port 53 to this machine's resolver (private) goes through the
+    # fence, as the engine's embedded DNS forwards from the one-off's namespace.
+    command = f"python3 -c {shlex.quote(RESOLVE)} {RESOLVED_NAME}"
+    said = server.cli("run", command, "--app", "beta").stdout
+    assert socket.gethostbyname(RESOLVED_NAME) in said, said
     # Another machine (a process in the worker's namespace) reaches no dyno on the manager.
     on_manager = [t for t in alpha if t["node"] == manager_id]
     for address in (on_manager[0]["address"], manager_link_local()):
