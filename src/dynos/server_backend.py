@@ -22,7 +22,7 @@ from dynos.backends.engine import (
 from dynos.backends.firewall import FirewallError, PortGuard
 from dynos.backends.registry import DEFAULT_REGISTRY, PlatformRegistry, check
 from dynos.backends.swarm import SwarmBackend
-from dynos.backends.swarm_guard import router_address
+from dynos.backends.swarm_engine import router_address
 from dynos.config import HomePaths, ServerConfig
 from dynos.core.swarm_guard import (
     RESOLV_FILES,

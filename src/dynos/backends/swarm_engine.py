@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from docker import DockerClient
 from docker.types import (
     ContainerSpec,
     Placement,
@@ -24,7 +25,8 @@ from dynos.backends.base import DynoEvents, DynoSpec
 from dynos.backends.local import LINE_LIMIT, PROBE_INTERVAL, answers, pump_lines, start_command
 from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, container_environment
 from dynos.core.swarm import ServiceSpec, TaskView, service_name, service_spec, task_view
-from dynos.core.swarm_guard import guard_constraint
+from dynos.core.swarm_guard import guard_constraint, router_source
+from dynos.errors import NotSwarmManager
 
 Nodes = dict[str, tuple[str, str, bool]]  # node id → (hostname, address, down)
 # Every swarm node's engine listens at its address on this port (its network gossip; Docker's
@@ -224,3 +226,16 @@ def dyno_service(
         network=network,
         constraints=[guard_constraint(server)],
     )
+
+
+def router_address(client: DockerClient) -> str:
+    """The manager's address in the swarm: where the router's connections to the nodes
+    come from. NotSwarmManager (one line at the server's start) when the engine names none."""
+    swarm = client.info().get("Swarm") or {}
+    try:
+        return router_source(str(swarm.get("NodeAddr") or ""))
+    except ValueError:
+        raise NotSwarmManager(
+            f"The swarm manager reports no usable address ({swarm.get('NodeAddr')!r}): make it "
+            "a manager with docker swarm init --advertise-addr ADDRESS."
+        ) from None
