@@ -13,21 +13,10 @@ from typing import Any, Literal
 
 import docker
 from docker import DockerClient
-from docker.types import (
-    ContainerSpec,
-    Healthcheck,
-    Mount,
-    Resources,
-    RestartPolicy,
-    ServiceMode,
-    TaskTemplate,
-    UpdateConfig,
-)
 
 from dynos.backends import registry
-from dynos.backends.swarm_engine import Nodes, router_address
+from dynos.backends.swarm_engine import Nodes, guard_service_body, router_address
 from dynos.backends.swarm_networks import ensure_network, remove_networks
-from dynos.core.containers import LABEL
 from dynos.core.guard_labels import (
     TEARDOWN,
     admits,
@@ -38,7 +27,6 @@ from dynos.core.guard_labels import (
 )
 from dynos.core.swarm import TEMPLATE_LABEL, TaskView, task_view
 from dynos.core.swarm_guard import (
-    HOST_ROOT,
     chain_names,
     guard_health,
     guard_label,
@@ -50,11 +38,8 @@ from dynos.core.swarm_guard import (
 from dynos.errors import PlatformError
 
 log = logging.getLogger("dynos")
-GUARD_CAPABILITIES = ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_CHROOT"]
 SETTLE_TIMEOUT = 60.0  # seconds the first start waits for the guard on every ready node
 TEARDOWN_TIMEOUT = 30.0  # seconds the close waits for every node's rules to be removed
-GUARD_MEMORY = 64 * 1024 * 1024  # the guard's limits: 64 MiB, a tenth of a CPU
-GUARD_NANO_CPUS = 100_000_000
 
 
 def _stopping() -> PlatformError:
@@ -182,7 +167,7 @@ class SwarmGuard:
                 filters={"service": self._service, "node": node, "desired-state": "running"},
             )
             if unguarded([node], [task_view(task) for task in found]):
-                await self._call(self._label, node, False)
+                await self._mark(node, False)
                 self._labelled.discard(node)
 
     async def _watch(self, nodes: Nodes) -> None:
@@ -198,7 +183,7 @@ class SwarmGuard:
                 async with self._marking:
                     if node in self._returning:
                         continue
-                    await self._call(self._label, node, False)
+                    await self._mark(node, False)
                     self._labelled.discard(node)
                     self._returning[node] = None
             elif not down and node in self._returning and self._returning[node] is None:
@@ -223,9 +208,20 @@ class SwarmGuard:
                 wanted = self._returning.get(task.node_id)
                 if returning and (wanted is None or not admits(task, wanted)):
                     continue  # not a task made since the node came back
-                await self._call(self._label, task.node_id, True)
+                await self._mark(task.node_id, True)
                 self._labelled.add(task.node_id)
                 self._returning.pop(task.node_id, None)
+
+    async def _mark(self, node_id: str, on: bool) -> None:
+        """``_label`` (under ``_marking``), finished even when its caller is cancelled (a
+        settling replaced, or at close): the lock is not let go while the change is on its
+        way, so the close's removal of every label comes after it."""
+        change = asyncio.ensure_future(self._call(self._label, node_id, on))
+        try:
+            await asyncio.shield(change)
+        except asyncio.CancelledError:
+            await asyncio.gather(change, return_exceptions=True)
+            raise
 
     def _label(self, node_id: str, on: bool) -> None:
         node = self._api.inspect_node(node_id)
@@ -274,33 +270,7 @@ class SwarmGuard:
     ) -> dict[str, Any]:
         if self._image is None:
             self._image = registry.push(self._client, self._registry, self._stack_image)
-        container = ContainerSpec(
-            self._image,
-            command=["sh", "-c", script],
-            env=["GUARD_TASK={{.Task.ID}}"],
-            user="0:0",
-            labels={f"{LABEL}.server": self._server, TEMPLATE_LABEL: template},
-            mounts=[Mount(HOST_ROOT, "/", type="bind")],
-            cap_drop=["ALL"],
-            cap_add=GUARD_CAPABILITIES,
-            stop_grace_period=10 * 10**9,
-            healthcheck=Healthcheck(
-                test=["CMD-SHELL", health], interval=10**9, timeout=5 * 10**9, retries=3
-            ),
-        )
-        template_spec = TaskTemplate(
-            container,
-            resources=Resources(cpu_limit=GUARD_NANO_CPUS, mem_limit=GUARD_MEMORY),
-            restart_policy=RestartPolicy(condition="any", delay=10**9),
-            networks=["host"],  # the node's own network: its rules are the node's
-        )
-        return {
-            "task_template": template_spec,
-            "name": guard_service_name(self._server),
-            "labels": {f"{LABEL}.server": self._server, f"{LABEL}.role": "guard"},
-            "mode": ServiceMode("global"),
-            "update_config": UpdateConfig(parallelism=0, order=order),
-        }
+        return guard_service_body(self._image, self._server, script, health, template, order)
 
     def _find(self) -> dict[str, Any] | None:
         name = guard_service_name(self._server)
