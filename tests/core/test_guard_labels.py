@@ -9,6 +9,7 @@ from dynos.core.guard_labels import (
     first_generation,
     generation,
     left_with_rules,
+    overdue,
     unguarded,
     update_order,
 )
@@ -70,3 +71,14 @@ def test_the_close_names_every_node_that_carried_the_label_or_a_guard_task() -> 
     missing = left_with_rules({"n1", "n2", "n4"}, tasked, {"n1", "n4"})
     assert missing == {"n2", "n3"}
     assert left_with_rules({"n1"}, [task("n1", "5")], {"n1"}) == set()
+
+
+def test_a_node_loses_its_label_only_after_the_grace_without_a_guard_task() -> None:
+    since, late = overdue({}, {"n1"}, now=100.0, grace=30.0)
+    assert since == {"n1": 100.0} and late == set()  # a task restarting: not yet
+    since, late = overdue(since, {"n1", "n2"}, now=129.0, grace=30.0)
+    assert since == {"n1": 100.0, "n2": 129.0} and late == set()
+    since, late = overdue(since, {"n1", "n2"}, now=130.0, grace=30.0)
+    assert late == {"n1"}  # never healthy again: its dynos move to guarded nodes
+    since, late = overdue(since, {"n2"}, now=200.0, grace=30.0)
+    assert since == {"n2": 129.0} and late == {"n2"}  # n1 runs one again: forgotten

@@ -22,6 +22,7 @@ from dynos.core.guard_labels import (
     admits,
     first_generation,
     left_with_rules,
+    overdue,
     unguarded,
     update_order,
 )
@@ -40,6 +41,7 @@ from dynos.errors import PlatformError
 log = logging.getLogger("dynos")
 SETTLE_TIMEOUT = 60.0  # seconds the first start waits for the guard on every ready node
 TEARDOWN_TIMEOUT = 30.0  # seconds the close waits for every node's rules to be removed
+UNGUARDED_GRACE = 30.0  # seconds a labelled node may be without a running guard task
 
 
 def _stopping() -> PlatformError:
@@ -76,6 +78,7 @@ class SwarmGuard:
         self._returning: dict[str, int | None] = {}
         self._generation = first_generation()  # unique across the server's restarts
         self._closing = False  # the teardown began: no label is put on any more
+        self._unguarded: dict[str, float] = {}  # labelled nodes without a guard task, since
         self._client = client
         self._api: Any = client.api
         self._server = server
@@ -151,14 +154,17 @@ class SwarmGuard:
             await self.cover(nodes, wait=False)
             await self._watch(nodes)
             guards = tasks.get(self._service or "", [])
-            for node in unguarded(self._labelled & set(nodes), guards):
+            now = asyncio.get_running_loop().time()
+            missing = unguarded(self._labelled & set(nodes), guards)
+            self._unguarded, late = overdue(self._unguarded, missing, now, UNGUARDED_GRACE)
+            for node in late:
                 await self._unlabel_unguarded(node)
             await self._label_running(guards)
 
     async def _unlabel_unguarded(self, node: str) -> None:
-        """A labelled node where no guard task runs (its health check fails: its rules are
-        not whole) loses its label until one does (``_label_running``), as read again under
-        the lock: a read of the cluster from before its task was healthy is no reason."""
+        """A labelled node where no guard task has run for UNGUARDED_GRACE (its health check
+        fails: its rules are not whole) loses its label until one does (``_label_running``),
+        as read again under the lock: a read from before its task was healthy is no reason."""
         async with self._marking:
             if node not in self._labelled or self._closing:
                 return
@@ -315,6 +321,7 @@ class SwarmGuard:
             self._applied = self._covered = self._service = None
             self._labelled.clear()
             self._returning.clear()
+            self._unguarded.clear()
 
     async def _tear_down(
         self, service: str, current: dict[str, Any], carried: set[str], ready: set[str]

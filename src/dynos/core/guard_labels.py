@@ -11,7 +11,7 @@ back in this one's.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 from dynos.core.swarm import TaskView
@@ -45,6 +45,17 @@ def unguarded(labelled: Iterable[str], tasks: Sequence[TaskView]) -> set[str]:
     they lose their label until one does."""
     running = {task.node_id for task in tasks if admits(task)}
     return set(labelled) - running
+
+
+def overdue(
+    since: Mapping[str, float], unguarded_now: Iterable[str], now: float, grace: float
+) -> tuple[dict[str, float], set[str]]:
+    """When each node without a guard task was first seen so (``since``, updated: a node
+    with one again forgotten) and those without one for ``grace`` seconds or more: a task
+    restarting (its rules stay meanwhile, its successor is healthy within seconds) is no
+    reason to move the node's dynos away; a guard that never gets healthy is."""
+    updated = {node: since.get(node, now) for node in unguarded_now}
+    return updated, {node for node, first in updated.items() if now - first >= grace}
 
 
 def update_order(current_template: str | None) -> Literal["start-first", "stop-first"]:
