@@ -556,6 +556,62 @@ def test_a_start_waiting_for_the_guard_on_every_node_holds_up_no_close(
     assert unguarded(name) and unguarded(name, worker=True)
 
 
+def test_a_guard_a_failed_close_left_in_teardown_gives_way_to_the_next_start_s(
+    engine: docker.DockerClient,
+) -> None:
+    """A close that updated the guard to its teardown tasks and went no further (the server
+    killed) leaves them deleting the rules: the next start replaces them stop-first and
+    labels a node only once a guard task runs there, its rules loaded, and they stay."""
+    name = "f00dface" + "0" * 8
+    pool = ThreadPoolExecutor(4)
+    lab_worker = "dynos-lab-2"
+
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+
+        async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
+            return await loop.run_in_executor(pool, partial(function, *args, **kwargs))
+
+        _, nodes = read_cluster(engine.api, [])
+        first = SwarmGuard(engine, name, LAB_STACK_IMAGE, LAB_REGISTRY, call)
+        await first.cover(nodes)
+        # The close's first steps, as SwarmGuard.teardown takes them, but no removal.
+        carried, ready = await call(first._unlabel_all)
+        current = await call(first._find)
+        assert not await first._tear_down(str(current["ID"]), current, carried, ready)
+        assert unguarded(name) and unguarded(name, worker=True)
+        seen: list[str] = []  # a node labelled while its rules were not whole
+
+        async def watch() -> None:
+            while True:
+                for host, on in (await call(node_labels, engine, name)).items():
+                    worker = host == lab_worker
+                    if on and not await call(guarded, name, worker):
+                        seen.append(host)
+                await asyncio.sleep(0.2)
+
+        watching = asyncio.create_task(watch())
+        second = SwarmGuard(engine, name, LAB_STACK_IMAGE, LAB_REGISTRY, call)
+        try:
+            await second.cover(nodes)
+            assert set(node_labels(engine, name).values()) == {"on"}
+            await asyncio.sleep(8)  # a teardown task left would delete the rules by now
+            assert guarded(name) and guarded(name, worker=True)
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+            await second.teardown()
+        return seen
+
+    try:
+        seen = asyncio.run(scenario())
+    finally:
+        pool.shutdown()
+    assert seen == [], "a node was labelled while its rules were not whole"
+    assert not engine.api.services(filters={"name": guard_service_name(name)})
+    assert unguarded(name) and unguarded(name, worker=True)
+
+
 def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(
     server: RunningServer, engine: docker.DockerClient
 ) -> None:
