@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dynos.backends.base import Backend, DynoEvents
 from dynos.backends.firewall import FirewallError, PortGuard
 from dynos.config import HomePaths, ServerConfig
 from dynos.core.containers import NETWORK, server_id
-from dynos.core.swarm_guard import blocked_destinations
+from dynos.core.swarm_guard import (
+    RESOLV_FILES,
+    blocked_destinations,
+    fence_resolvers,
+    host_resolvers,
+)
 from dynos.errors import NotSwarmManager
 from dynos.platform.pythons import HostPythons
 
@@ -59,8 +65,9 @@ class DockerWiring:
     builder: ContainerBuilder
     # Where containers reach the add-on servers (docker; a swarm's tasks run elsewhere too).
     gateway: Gateway | None = None
-    # Swarm: the manager's bridge (its one-offs and builds) and where it may not connect.
-    fence: tuple[str, list[str]] | None = None
+    # Swarm: the manager's bridge (its one-offs and builds), where it may not connect, and
+    # the resolvers its port 53 may reach.
+    fence: tuple[str, list[str], list[str]] | None = None
 
 
 def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
@@ -108,16 +115,17 @@ def confine_containers(ports: PortGuard | None, wiring: DockerWiring) -> str | N
         return confine_gateway(ports, wiring.gateway)
     if wiring.fence is None:
         return None
-    interface, destinations = wiring.fence
+    interface, destinations, resolvers = wiring.fence
     if ports is None:
         raise FirewallError(
             "--backend swarm needs root and nftables here: one-off dynos on the manager would "
             "otherwise reach other apps' dynos on the nodes. Run the server as root."
         )
-    ports.fence(interface, destinations)
+    ports.fence(interface, destinations, resolvers)
+    names = ", ".join(resolvers) or "none"
     return (
-        f"one-offs and builds on {interface} reach no private or node address "
-        f"(table {ports.rules.table})"
+        f"one-offs and builds on {interface} reach no private or node address but port 53 "
+        f"of the host's resolvers ({names}) (table {ports.rules.table})"
     )
 
 
@@ -134,6 +142,18 @@ def confine_gateway(ports: PortGuard | None, gateway: Gateway) -> str:
     return f"{where} reachable only from that bridge and loopback (table {ports.rules.table})"
 
 
+def read_resolv_files() -> list[str | None]:
+    """This machine's RESOLV_FILES (None: unreadable), where the engine finds the resolvers
+    it forwards its containers' lookups to."""
+    texts: list[str | None] = []
+    for path in RESOLV_FILES:
+        try:
+            texts.append(Path(path).read_text(errors="replace"))
+        except OSError:
+            texts.append(None)
+    return texts
+
+
 def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     """Raises EngineUnavailable, StackImageMissing, NotSwarmManager or RegistryUnreachable
     (UserErrors) before anything starts."""
@@ -147,7 +167,7 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     )
     from dynos.backends.registry import DEFAULT_REGISTRY, PlatformRegistry, check
     from dynos.backends.swarm import SwarmBackend
-    from dynos.backends.swarm_guard import router_address
+    from dynos.backends.swarm_engine import router_address
     from dynos.platform.container_build import ContainerBuilder
 
     client = connect()
@@ -167,7 +187,9 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     # off their add-ons.
     network = dyno_network(client, server_network(server_id(str(paths.home))))
     nodes = [str((n.get("Status") or {}).get("Addr") or "") for n in client.api.nodes()]
-    fence = (network_gateway(client, network).interface, blocked_destinations(router, nodes))
+    resolvers = fence_resolvers(host_resolvers(read_resolv_files()), router, nodes)
+    gateway = network_gateway(client, network)
+    fence = (gateway.interface, blocked_destinations(router, nodes), resolvers)
     own = None
     if config.registry is None:
         own = PlatformRegistry(paths.home / "registry", DEFAULT_REGISTRY)

@@ -251,9 +251,13 @@ def test_without_nftables_rights_the_server_says_ports_are_open_and_runs_on() ->
 
 
 def test_the_swarm_fence_is_a_forward_chain_the_kernel_takes(guard: PortGuard) -> None:
-    guard.fence("dynos-fence0", ["10.0.0.0/8", "169.254.0.0/16", "203.0.113.7/32"])
+    guard.fence(
+        "dynos-fence0", ["10.0.0.0/8", "169.254.0.0/16", "203.0.113.7/32"], ["10.255.255.53"]
+    )
     dropped = 'iifname "dynos-fence0" ip daddr { 10.0.0.0/8, 169.254.0.0/16, 203.0.113.7 }'
+    dns = 'iifname "dynos-fence0" ip daddr 10.255.255.53 udp dport 53 accept'
     forward = nft("list", "chain", "inet", guard.rules.table, "forward")
     assert "hook forward" in forward
     assert dropped in forward and "ct state new drop" in forward
+    assert dns in forward and forward.index(dns) < forward.index(dropped)
     assert dropped in nft("list", "chain", "inet", guard.rules.table, "input")

@@ -102,16 +102,26 @@ def test_the_add_on_gateway_is_reached_only_from_loopback_and_its_bridge() -> No
 
 def test_the_swarm_fence_drops_new_connections_from_the_bridge_to_each_destination() -> None:
     rules = PortRules("dynos_1", router_uid=0)
-    said = rules.fence("br-0123456789ab", ["10.0.0.0/8", "203.0.113.7/32"])
+    said = rules.fence("br-0123456789ab", ["10.0.0.0/8", "203.0.113.7/32"], ["10.255.255.53"])
     assert "hook forward" in said
+    lines = said.splitlines()
     for hook in ("forward", "input"):  # input: the node's own addresses (the proxy's way)
-        assert (
-            f'add rule inet dynos_1 {hook} iifname "br-0123456789ab" '
-            "ip daddr { 10.0.0.0/8, 203.0.113.7/32 } ct state new drop"
-        ) in said
+        where = f'add rule inet dynos_1 {hook} iifname "br-0123456789ab" '
+        drop = where + "ip daddr { 10.0.0.0/8, 203.0.113.7/32 } ct state new drop"
+        # Port 53 to the host's resolver, before the drop (the engine's embedded DNS
+        # forwards a container's lookups from its namespace); nothing else gets through.
+        dns = [where + f"ip daddr {{ 10.255.255.53 }} {p} dport 53 accept" for p in ("udp", "tcp")]
+        ours = [line for line in lines if line.startswith(where)]
+        assert ours == [*dns, drop]
+    assert said.count(" accept\n") == 4
+    # No resolver: no exception at all.
+    assert " accept\n" not in rules.fence("br-x", ["10.0.0.0/8"], [])
     for bad_interface in ("", "a" * 16, 'br"; flush ruleset'):
         with pytest.raises(ValueError):
-            rules.fence(bad_interface, ["10.0.0.0/8"])
+            rules.fence(bad_interface, ["10.0.0.0/8"], [])
     for bad_destination in ("10.0.0.1/8", "::1", "10.0.0.0/8 }; flush ruleset"):
         with pytest.raises(ValueError):
-            rules.fence("br-x", [bad_destination])
+            rules.fence("br-x", [bad_destination], [])
+    for bad_resolver in ("10.0.0.0/8", "::1", "10.0.0.1 }; flush ruleset", "256.1.1.1"):
+        with pytest.raises(ValueError):
+            rules.fence("br-x", ["10.0.0.0/8"], [bad_resolver])

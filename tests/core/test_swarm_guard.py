@@ -17,10 +17,12 @@ from dynos.core.swarm_guard import (
     app_network,
     blocked_destinations,
     chain_names,
+    fence_resolvers,
     guard_constraint,
     guard_health,
     guard_rules,
     guard_script,
+    host_resolvers,
     ipv6_rules,
     resolver_rules,
     router_source,
@@ -74,16 +76,29 @@ def test_only_the_router_reaches_a_task_and_answers_come_back() -> None:
 def test_a_task_reaches_its_node_s_resolvers_but_no_node_private_or_link_local_address() -> None:
     rules = guard_rules(SERVER, "10.77.0.1", ["10.77.0.2", "203.0.113.9"], ["10.255.255.53"])
     out = [r for r in forward_rules(rules) if f"-i {GATEWAY_BRIDGE}" in r]
-    # Port 53 to the resolver only, before the drops (a private resolver is the usual case).
-    assert out[:2] == resolver_rules(SERVER, "10.255.255.53")
-    assert out[0].endswith("-d 10.255.255.53/32 -p udp --dport 53 -j RETURN")
-    assert out[1].endswith("-d 10.255.255.53/32 -p tcp --dport 53 -j RETURN")
+    # The router and every node first, port 53 included; then port 53 to the resolver only,
+    # before the private ranges' drops (a private resolver is the usual case).
+    nodes = [r.split(" -d ")[1].split()[0] for r in out[:3]]
+    assert nodes == ["10.77.0.1/32", "10.77.0.2/32", "203.0.113.9/32"]
+    assert all(r.endswith("-j DROP") for r in out[:3])
+    assert out[3:5] == resolver_rules(SERVER, "10.255.255.53")
+    assert out[3].endswith("-d 10.255.255.53/32 -p udp --dport 53 -j RETURN")
+    assert out[4].endswith("-d 10.255.255.53/32 -p tcp --dport 53 -j RETURN")
     assert sum("--dport 53" in r for r in out) == 2  # no other address gets port 53
-    dropped = [r.split(" -d ")[1].split()[0] for r in out[2:]]
-    assert all(r.endswith("-j DROP") for r in out[2:])
-    assert set(PRIVATE_RANGES) <= set(dropped)
-    assert {"10.77.0.1/32", "10.77.0.2/32", "203.0.113.9/32"} <= set(dropped)  # every node
+    dropped = [r.split(" -d ")[1].split()[0] for r in out[5:]]
+    assert all(r.endswith("-j DROP") for r in out[5:])
+    assert dropped == list(PRIVATE_RANGES)
     assert "169.254.0.0/16" in dropped  # a cloud's metadata service
+
+
+def test_a_resolver_that_is_a_node_or_the_router_opens_no_port_53_there() -> None:
+    # A name server on a node (or the manager): its drop comes before every exception.
+    rules = forward_rules(guard_rules(SERVER, "10.77.0.1", ["10.77.0.2"], ["10.77.0.2"]))
+    drop = next(i for i, r in enumerate(rules) if "-d 10.77.0.2/32 -j DROP" in r)
+    assert drop < min(i for i, r in enumerate(rules) if "--dport 53" in r)
+    # The manager's fence gets no exception for them at all.
+    resolvers = ["10.77.0.1", "10.255.255.53", "10.77.0.2"]
+    assert fence_resolvers(resolvers, "10.77.0.1", ["10.77.0.2", ""]) == ["10.255.255.53"]
 
 
 def test_blocked_destinations_are_each_listed_once_and_bad_addresses_skipped() -> None:
@@ -184,6 +199,12 @@ def node(tmp_path: Path, resolv: dict[str, str]) -> tuple[Path, Path]:
             {"etc/resolv.conf": "nameserver 127.0.0.1\nnameserver ::1\nnameserver 1.2.3.4;x\n"},
             ["8.8.8.8", "8.8.4.4"],
         ),
+        # An octet over 255 or with a leading zero is no address (iptables would refuse the
+        # whole chain, leaving the node unguarded, or read it as another address).
+        (
+            {"etc/resolv.conf": "nameserver 256.1.1.1\nnameserver 10.0.0.09\nnameserver 9.9.9.9\n"},
+            ["9.9.9.9"],
+        ),
     ],
 )
 def test_the_script_writes_the_rules_with_its_node_s_resolvers(
@@ -194,6 +215,9 @@ def test_the_script_writes_the_rules_with_its_node_s_resolvers(
     said = run(script, "rules", root, state)
     assert said.returncode == 0, said.stderr
     assert said.stdout == guard_rules(SERVER, "10.77.0.1", ["10.77.0.2"], resolvers)
+    # The server reads its own machine's files (for the manager's fence) the same way.
+    texts = [files.get(name) for name in ("etc/resolv.conf", "run/systemd/resolve/resolv.conf")]
+    assert host_resolvers(texts) == resolvers
 
 
 def loaded(tmp_path: Path) -> tuple[str, Path, Path]:

@@ -413,6 +413,11 @@ def test_a_dyno_is_reached_through_the_router_only_and_reaches_no_tenant_nor_pla
         command = f"python3 -c {shlex.quote(PROBE)} {target['address']} {target['port']}"
         said = server.cli("run", command, "--app", "beta").stdout
         assert "failed" in said and "connected" not in said, (target, said)
+    # But it resolves names: port 53 to this machine's resolver (private) goes through the
+    # fence, as the engine's embedded DNS forwards from the one-off's namespace.
+    command = f"python3 -c {shlex.quote(RESOLVE)} {RESOLVED_NAME}"
+    said = server.cli("run", command, "--app", "beta").stdout
+    assert socket.gethostbyname(RESOLVED_NAME) in said, said
     # Another machine (a process in the worker's namespace) reaches no dyno on the manager.
     on_manager = [t for t in alpha if t["node"] == manager_id]
     for address in (on_manager[0]["address"], manager_link_local()):
@@ -527,9 +532,16 @@ def test_a_start_waiting_for_the_guard_on_every_node_holds_up_no_close(
             assert loop.time() - began < SETTLE_TIMEOUT, "the real nodes were not labelled"
             await asyncio.sleep(0.5)
         assert not start.done()  # still waiting for the ghost
+        # Another node "joins": its settling replaces the first, which is cancelled, and
+        # the first start waits on for the new one (not told the server is stopping).
+        joined = {**nodes, "nosuchnode2": ("ghost2", "192.0.2.2", False)}
+        second = asyncio.create_task(guard.cover(joined))
+        await asyncio.sleep(3)
+        assert not start.done() and not second.done()
         await guard.teardown()
         took = loop.time() - began
-        (waited,) = await asyncio.gather(start, return_exceptions=True)
+        waited = await asyncio.gather(start, second, return_exceptions=True)
+        await asyncio.sleep(2)  # a settling left running would label a node meanwhile
         return took, waited
 
     try:
@@ -537,9 +549,66 @@ def test_a_start_waiting_for_the_guard_on_every_node_holds_up_no_close(
     finally:
         pool.shutdown()
     assert took < SETTLE_TIMEOUT - 10, f"the close waited for the start: {took:.1f} s"
-    assert isinstance(waited, PlatformError) and "server is stopping" in str(waited)
+    for error in waited:
+        assert isinstance(error, PlatformError) and "server is stopping" in str(error)
     assert not engine.api.services(filters={"name": guard_service_name(name)})
     assert set(node_labels(engine, name).values()) == {None}
+    assert unguarded(name) and unguarded(name, worker=True)
+
+
+def test_a_guard_a_failed_close_left_in_teardown_gives_way_to_the_next_start_s(
+    engine: docker.DockerClient,
+) -> None:
+    """A close that updated the guard to its teardown tasks and went no further (the server
+    killed) leaves them deleting the rules: the next start replaces them stop-first and
+    labels a node only once a guard task runs there, its rules loaded, and they stay."""
+    name = "f00dface" + "0" * 8
+    pool = ThreadPoolExecutor(4)
+    lab_worker = "dynos-lab-2"
+
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+
+        async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
+            return await loop.run_in_executor(pool, partial(function, *args, **kwargs))
+
+        _, nodes = read_cluster(engine.api, [])
+        first = SwarmGuard(engine, name, LAB_STACK_IMAGE, LAB_REGISTRY, call)
+        await first.cover(nodes)
+        # The close's first steps, as SwarmGuard.teardown takes them, but no removal.
+        carried, ready = await call(first._unlabel_all)
+        current = await call(first._find)
+        assert not await first._tear_down(str(current["ID"]), current, carried, ready)
+        assert unguarded(name) and unguarded(name, worker=True)
+        seen: list[str] = []  # a node labelled while its rules were not whole
+
+        async def watch() -> None:
+            while True:
+                for host, on in (await call(node_labels, engine, name)).items():
+                    worker = host == lab_worker
+                    if on and not await call(guarded, name, worker):
+                        seen.append(host)
+                await asyncio.sleep(0.2)
+
+        watching = asyncio.create_task(watch())
+        second = SwarmGuard(engine, name, LAB_STACK_IMAGE, LAB_REGISTRY, call)
+        try:
+            await second.cover(nodes)
+            assert set(node_labels(engine, name).values()) == {"on"}
+            await asyncio.sleep(8)  # a teardown task left would delete the rules by now
+            assert guarded(name) and guarded(name, worker=True)
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+            await second.teardown()
+        return seen
+
+    try:
+        seen = asyncio.run(scenario())
+    finally:
+        pool.shutdown()
+    assert seen == [], "a node was labelled while its rules were not whole"
+    assert not engine.api.services(filters={"name": guard_service_name(name)})
     assert unguarded(name) and unguarded(name, worker=True)
 
 

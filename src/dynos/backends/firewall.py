@@ -143,27 +143,35 @@ tcp dport . meta skuid != @allowed reject with tcp reset
             f'iifname != {{ "lo", "{interface}" }} drop\n'
         )
 
-    def fence(self, interface: str, destinations: list[str]) -> str:
+    def fence(self, interface: str, destinations: list[str], resolvers: list[str]) -> str:
         """A forward chain that drops every new connection from ``interface`` (the manager's
         ``dynos`` bridge under ``--backend swarm``: one-off dynos and container builds) to
         ``destinations`` (IPv4 networks: the private ranges and the swarm's nodes), which
         the guard's chains on ``docker_gwbridge`` do not see: the manager's NAT would give
-        them the router's address, which every node's guard lets into its dynos."""
+        them the router's address, which every node's guard lets into its dynos. Port 53
+        (UDP and TCP) to ``resolvers`` (IPv4 addresses: the host's, none a node's nor the
+        router's) stays open: the engine's embedded DNS forwards a container's lookups from
+        the container's namespace, so through this chain, and a private resolver would
+        otherwise leave every container on the bridge without names."""
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", interface):
             raise ValueError(f"not an interface name: {interface!r}")
         nets = ", ".join(str(ipaddress.IPv4Network(d)) for d in destinations)
+        names = ", ".join(str(ipaddress.IPv4Address(r)) for r in resolvers)
         # Forward: to another node's dynos and addresses; input: to this node's own
         # addresses, where the engine's userland proxy would carry a connection on to a
         # task's published port from the node itself, past the guard's chains.
-        return (
-            f"add chain inet {self.table} forward "
+        rules = f"add chain inet {self.table} forward " + (
             "{ type filter hook forward priority filter; policy accept; }\n"
-            + "".join(
-                f'add rule inet {self.table} {hook} iifname "{interface}" '
-                f"ip daddr {{ {nets} }} ct state new drop\n"
-                for hook in ("forward", "input")
-            )
         )
+        for hook in ("forward", "input"):
+            where = f'add rule inet {self.table} {hook} iifname "{interface}"'
+            if names:
+                rules += "".join(
+                    f"{where} ip daddr {{ {names} }} {protocol} dport 53 accept\n"
+                    for protocol in ("udp", "tcp")
+                )
+            rules += f"{where} ip daddr {{ {nets} }} ct state new drop\n"
+        return rules
 
     def forget(self, port: int, uid: int) -> None:
         """Drop ``port`` from the state alone: its allow never reached the table."""
@@ -291,9 +299,9 @@ class PortGuard:
         Raises FirewallError."""
         self._nft.run(self.rules.confine(address, interface))
 
-    def fence(self, interface: str, destinations: list[str]) -> None:
+    def fence(self, interface: str, destinations: list[str], resolvers: list[str]) -> None:
         """``PortRules.fence``. Raises FirewallError."""
-        self._nft.run(self.rules.fence(interface, destinations))
+        self._nft.run(self.rules.fence(interface, destinations, resolvers))
 
     def close(self) -> None:
         """Delete the table (the kernel would, as the socket closes, but say so plainly)."""

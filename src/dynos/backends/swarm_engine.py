@@ -1,6 +1,7 @@
 """The swarm backend's records of its services and dynos, and its engine calls: a service
-spec as the API's arguments, the tasks and nodes read back (blocking: the backend runs them
-in threads), a task's output followed."""
+spec (a process type's, the guard's) as the API's arguments, the tasks and nodes read back
+(blocking: the backend runs them in threads), a task's output followed, the manager's
+address."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from docker import DockerClient
 from docker.types import (
     ContainerSpec,
+    Healthcheck,
+    Mount,
     Placement,
     PlacementPreference,
+    Resources,
     RestartPolicy,
     ServiceMode,
     TaskTemplate,
@@ -23,8 +28,21 @@ from docker.types import (
 from dynos.backends.base import DynoEvents, DynoSpec
 from dynos.backends.local import LINE_LIMIT, PROBE_INTERVAL, answers, pump_lines, start_command
 from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, container_environment
-from dynos.core.swarm import ServiceSpec, TaskView, service_name, service_spec, task_view
-from dynos.core.swarm_guard import guard_constraint
+from dynos.core.swarm import (
+    TEMPLATE_LABEL,
+    ServiceSpec,
+    TaskView,
+    service_name,
+    service_spec,
+    task_view,
+)
+from dynos.core.swarm_guard import (
+    HOST_ROOT,
+    guard_constraint,
+    guard_service_name,
+    router_source,
+)
+from dynos.errors import NotSwarmManager
 
 Nodes = dict[str, tuple[str, str, bool]]  # node id → (hostname, address, down)
 # Every swarm node's engine listens at its address on this port (its network gossip; Docker's
@@ -224,3 +242,62 @@ def dyno_service(
         network=network,
         constraints=[guard_constraint(server)],
     )
+
+
+def router_address(client: DockerClient) -> str:
+    """The manager's address in the swarm: where the router's connections to the nodes
+    come from. NotSwarmManager (one line at the server's start) when the engine names none."""
+    swarm = client.info().get("Swarm") or {}
+    try:
+        return router_source(str(swarm.get("NodeAddr") or ""))
+    except ValueError:
+        raise NotSwarmManager(
+            f"The swarm manager reports no usable address ({swarm.get('NodeAddr')!r}): make it "
+            "a manager with docker swarm init --advertise-addr ADDRESS."
+        ) from None
+
+
+GUARD_CAPABILITIES = ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_CHROOT"]
+GUARD_MEMORY = 64 * 1024 * 1024  # the guard's limits: 64 MiB, a tenth of a CPU
+GUARD_NANO_CPUS = 100_000_000
+
+
+def guard_service_body(
+    image: str,
+    server: str,
+    script: str,
+    health: str,
+    template: str,
+    order: Literal["start-first", "stop-first"],
+) -> dict[str, Any]:
+    """The guard's global service (``backends/swarm_guard.py``) as the API's arguments: its
+    task runs ``script`` as root on the node's own network, with the node's root filesystem
+    at HOST_ROOT, healthy while ``health`` succeeds; ``template`` its tasks' template label
+    (a generation, or the teardown's)."""
+    container = ContainerSpec(
+        image,
+        command=["sh", "-c", script],
+        env=["GUARD_TASK={{.Task.ID}}"],
+        user="0:0",
+        labels={f"{LABEL}.server": server, TEMPLATE_LABEL: template},
+        mounts=[Mount(HOST_ROOT, "/", type="bind")],
+        cap_drop=["ALL"],
+        cap_add=GUARD_CAPABILITIES,
+        stop_grace_period=10 * 10**9,
+        healthcheck=Healthcheck(
+            test=["CMD-SHELL", health], interval=10**9, timeout=5 * 10**9, retries=3
+        ),
+    )
+    template_spec = TaskTemplate(
+        container,
+        resources=Resources(cpu_limit=GUARD_NANO_CPUS, mem_limit=GUARD_MEMORY),
+        restart_policy=RestartPolicy(condition="any", delay=10**9),
+        networks=["host"],  # the node's own network: its rules are the node's
+    )
+    return {
+        "task_template": template_spec,
+        "name": guard_service_name(server),
+        "labels": {f"{LABEL}.server": server, f"{LABEL}.role": "guard"},
+        "mode": ServiceMode("global"),
+        "update_config": UpdateConfig(parallelism=0, order=order),
+    }

@@ -13,55 +13,42 @@ from typing import Any, Literal
 
 import docker
 from docker import DockerClient
-from docker.types import (
-    ContainerSpec,
-    Healthcheck,
-    Mount,
-    Resources,
-    RestartPolicy,
-    ServiceMode,
-    TaskTemplate,
-    UpdateConfig,
-)
 
 from dynos.backends import registry
-from dynos.backends.swarm_engine import Nodes
-from dynos.core.containers import LABEL
+from dynos.backends.swarm_engine import Nodes, guard_service_body, router_address
+from dynos.backends.swarm_networks import ensure_network, remove_networks
+from dynos.core.guard_labels import (
+    TEARDOWN,
+    admits,
+    first_generation,
+    left_with_rules,
+    overdue,
+    unguarded,
+    update_order,
+)
 from dynos.core.swarm import TEMPLATE_LABEL, TaskView, task_view
 from dynos.core.swarm_guard import (
-    HOST_ROOT,
-    app_network,
     chain_names,
     guard_health,
     guard_label,
     guard_script,
     guard_service_name,
-    router_source,
     teardown_health,
     teardown_script,
 )
-from dynos.errors import NotSwarmManager, PlatformError
+from dynos.errors import PlatformError
 
 log = logging.getLogger("dynos")
-GUARD_CAPABILITIES = ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_CHROOT"]
 SETTLE_TIMEOUT = 60.0  # seconds the first start waits for the guard on every ready node
 TEARDOWN_TIMEOUT = 30.0  # seconds the close waits for every node's rules to be removed
-TEARDOWN = "teardown"  # the template label of the guard's last tasks, which remove the rules
-GUARD_MEMORY = 64 * 1024 * 1024  # the guard's limits: 64 MiB, a tenth of a CPU
-GUARD_NANO_CPUS = 100_000_000
+UNGUARDED_GRACE = 30.0  # seconds a labelled node may be without a running guard task
 
 
-def router_address(client: DockerClient) -> str:
-    """The manager's address in the swarm: where the router's connections to the nodes
-    come from. NotSwarmManager (one line at the server's start) when the engine names none."""
-    swarm = client.info().get("Swarm") or {}
-    try:
-        return router_source(str(swarm.get("NodeAddr") or ""))
-    except ValueError:
-        raise NotSwarmManager(
-            f"The swarm manager reports no usable address ({swarm.get('NodeAddr')!r}): make it "
-            "a manager with docker swarm init --advertise-addr ADDRESS."
-        ) from None
+def _stopping() -> PlatformError:
+    return PlatformError(
+        "The swarm guard is being removed (the server is stopping): start the dyno again "
+        "once the server runs."
+    )
 
 
 def _settled(task: asyncio.Task[None]) -> bool:
@@ -89,7 +76,9 @@ class SwarmGuard:
         # Nodes found down, unlabelled: each gets its label back from a guard task of the
         # generation (the tasks' template label) made after it came back (None: not yet).
         self._returning: dict[str, int | None] = {}
-        self._generation = 0
+        self._generation = first_generation()  # unique across the server's restarts
+        self._closing = False  # the teardown began: no label is put on any more
+        self._unguarded: dict[str, float] = {}  # labelled nodes without a guard task, since
         self._client = client
         self._api: Any = client.api
         self._server = server
@@ -108,25 +97,34 @@ class SwarmGuard:
         no close; every start waits for the same settling, as it waited for the lock."""
         addresses = frozenset(address for _, address, _ in nodes.values())
         async with self._lock:
+            if self._closing:
+                raise _stopping()
             settling = self._settling
             failed = settling is not None and settling.done() and not _settled(settling)
             if addresses != self._covered or failed:
                 await self._call(self.ensure, sorted(addresses))
                 self._covered = addresses
                 ready = [node for node, (_, _, down) in nodes.items() if not down]
-                self._settling = settling = asyncio.create_task(self._settle(ready))
-                settling.add_done_callback(_settled)
-        if wait and settling is not None:
+                if settling is not None:
+                    settling.cancel()  # the waits move on to the new one (_wait_settled)
+                self._settling = asyncio.create_task(self._settle(ready))
+                self._settling.add_done_callback(_settled)
+        if wait:
+            await self._wait_settled()
+
+    async def _wait_settled(self) -> None:
+        """Until the current settling ends: a settling replaced meanwhile (a node joined)
+        was cancelled, and the wait goes on with its successor."""
+        while (settling := self._settling) is not None:
             try:
                 await asyncio.shield(settling)
+                return
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if not settling.cancelled() or (current is not None and current.cancelling()):
                     raise
-                raise PlatformError(
-                    "The swarm guard is being removed (the server is stopping): start the "
-                    "dyno again once the server runs."
-                ) from None
+                if self._closing or self._settling is settling:
+                    raise _stopping() from None
 
     async def _settle(self, node_ids: Sequence[str]) -> None:
         """Swarm leaves a task pending for good when no node met its constraint as it was
@@ -155,7 +153,28 @@ class SwarmGuard:
         with contextlib.suppress(docker.errors.DockerException, PlatformError):
             await self.cover(nodes, wait=False)
             await self._watch(nodes)
-            await self._label_running(tasks.get(self._service or "", []))
+            guards = tasks.get(self._service or "", [])
+            now = asyncio.get_running_loop().time()
+            missing = unguarded(self._labelled & set(nodes), guards)
+            self._unguarded, late = overdue(self._unguarded, missing, now, UNGUARDED_GRACE)
+            for node in late:
+                await self._unlabel_unguarded(node)
+            await self._label_running(guards)
+
+    async def _unlabel_unguarded(self, node: str) -> None:
+        """A labelled node where no guard task has run for UNGUARDED_GRACE (its health check
+        fails: its rules are not whole) loses its label until one does (``_label_running``),
+        as read again under the lock: a read from before its task was healthy is no reason."""
+        async with self._marking:
+            if node not in self._labelled or self._closing:
+                return
+            found = await self._call(
+                self._api.tasks,
+                filters={"service": self._service, "node": node, "desired-state": "running"},
+            )
+            if unguarded([node], [task_view(task) for task in found]):
+                await self._mark(node, False)
+                self._labelled.discard(node)
 
     async def _watch(self, nodes: Nodes) -> None:
         """A node found down (its engine gone, its heartbeats stopped) loses its label at
@@ -170,7 +189,7 @@ class SwarmGuard:
                 async with self._marking:
                     if node in self._returning:
                         continue
-                    await self._call(self._label, node, False)
+                    await self._mark(node, False)
                     self._labelled.discard(node)
                     self._returning[node] = None
             elif not down and node in self._returning and self._returning[node] is None:
@@ -183,19 +202,32 @@ class SwarmGuard:
                     self._returning[node] = self._generation
 
     async def _label_running(self, tasks: Sequence[TaskView]) -> None:
+        """The nodes where a guard task runs (healthy) labelled: not for a teardown task,
+        and for a node that came back, only a task made since (``admits``)."""
         for task in tasks:
-            if not task.running or task.node_id in self._labelled:
+            if not admits(task) or task.node_id in self._labelled:
                 continue
-            async with self._marking:  # not while the node is found down
-                if task.node_id in self._labelled:
+            async with self._marking:  # not while the node is found down, nor at close
+                if task.node_id in self._labelled or self._closing:
                     continue
-                if task.node_id in self._returning:
-                    wanted = self._returning[task.node_id]
-                    if wanted is None or not task.template.isdigit() or int(task.template) < wanted:
-                        continue  # not a task made since the node came back
-                await self._call(self._label, task.node_id, True)
+                returning = task.node_id in self._returning
+                wanted = self._returning.get(task.node_id)
+                if returning and (wanted is None or not admits(task, wanted)):
+                    continue  # not a task made since the node came back
+                await self._mark(task.node_id, True)
                 self._labelled.add(task.node_id)
                 self._returning.pop(task.node_id, None)
+
+    async def _mark(self, node_id: str, on: bool) -> None:
+        """``_label`` (under ``_marking``), finished even when its caller is cancelled (a
+        settling replaced, or at close): the lock is not let go while the change is on its
+        way, so the close's removal of every label comes after it."""
+        change = asyncio.ensure_future(self._call(self._label, node_id, on))
+        try:
+            await asyncio.shield(change)
+        except asyncio.CancelledError:
+            await asyncio.gather(change, return_exceptions=True)
+            raise
 
     def _label(self, node_id: str, on: bool) -> None:
         node = self._api.inspect_node(node_id)
@@ -216,7 +248,7 @@ class SwarmGuard:
         """An app's network (or all the server's) removed, once its tasks have left it."""
         for _ in range(tries):
             with contextlib.suppress(docker.errors.DockerException):
-                if not await self._call(self.remove_networks, app_id):
+                if not await self._call(remove_networks, self._api, self._server, app_id):
                     return
             await asyncio.sleep(1)
 
@@ -226,9 +258,10 @@ class SwarmGuard:
         script = guard_script(self._server, self.router, sorted(set(nodes)))
         if (script, self._generation) == self._applied:
             return
-        # An update's new task loads its rules before the old one goes: never unguarded.
-        body = self._body(script, guard_health(self._server), str(self._generation), "start-first")
         current = self._find()
+        labels = (current or {}).get("Spec", {}).get("TaskTemplate", {}).get("ContainerSpec", {})
+        order = update_order((labels.get("Labels") or {}).get(TEMPLATE_LABEL))
+        body = self._body(script, guard_health(self._server), str(self._generation), order)
         if current is None:
             self._service = str(self._api.create_service(**body)["ID"])
         else:
@@ -243,33 +276,7 @@ class SwarmGuard:
     ) -> dict[str, Any]:
         if self._image is None:
             self._image = registry.push(self._client, self._registry, self._stack_image)
-        container = ContainerSpec(
-            self._image,
-            command=["sh", "-c", script],
-            env=["GUARD_TASK={{.Task.ID}}"],
-            user="0:0",
-            labels={f"{LABEL}.server": self._server, TEMPLATE_LABEL: template},
-            mounts=[Mount(HOST_ROOT, "/", type="bind")],
-            cap_drop=["ALL"],
-            cap_add=GUARD_CAPABILITIES,
-            stop_grace_period=10 * 10**9,
-            healthcheck=Healthcheck(
-                test=["CMD-SHELL", health], interval=10**9, timeout=5 * 10**9, retries=3
-            ),
-        )
-        template_spec = TaskTemplate(
-            container,
-            resources=Resources(cpu_limit=GUARD_NANO_CPUS, mem_limit=GUARD_MEMORY),
-            restart_policy=RestartPolicy(condition="any", delay=10**9),
-            networks=["host"],  # the node's own network: its rules are the node's
-        )
-        return {
-            "task_template": template_spec,
-            "name": guard_service_name(self._server),
-            "labels": {f"{LABEL}.server": self._server, f"{LABEL}.role": "guard"},
-            "mode": ServiceMode("global"),
-            "update_config": UpdateConfig(parallelism=0, order=order),
-        }
+        return guard_service_body(self._image, self._server, script, health, template, order)
 
     def _find(self) -> dict[str, Any] | None:
         name = guard_service_name(self._server)
@@ -289,14 +296,16 @@ class SwarmGuard:
         task only after the guard's task there has stopped, so no guard loop puts the rules
         back after them, and the tasks stay listed until the server has seen them done; a
         removed service's are gone from the API, with no word on whether they ran.)"""
+        self._closing = True  # no label put back, no settling started, from here on
         if self._settling is not None:
-            self._settling.cancel()  # no label put back meanwhile
+            self._settling.cancel()
             await asyncio.gather(self._settling, return_exceptions=True)
         async with self._lock:
-            nodes = await self._call(self._unlabel_all)
+            async with self._marking:  # after any labelling under way
+                carried, ready = await self._call(self._unlabel_all)
             current = await self._call(self._find)
             if current is not None:
-                missing = await self._tear_down(str(current["ID"]), current, nodes)
+                missing = await self._tear_down(str(current["ID"]), current, carried, ready)
                 if missing:
                     forward, inbound = chain_names(self._server)
                     log.warning(
@@ -312,10 +321,18 @@ class SwarmGuard:
             self._applied = self._covered = self._service = None
             self._labelled.clear()
             self._returning.clear()
+            self._unguarded.clear()
 
-    async def _tear_down(self, service: str, current: dict[str, Any], nodes: set[str]) -> set[str]:
-        """The guard updated to its teardown tasks; the ready nodes where none reported the
-        rules gone (healthy: ``teardown_health``) within TEARDOWN_TIMEOUT."""
+    async def _tear_down(
+        self, service: str, current: dict[str, Any], carried: set[str], ready: set[str]
+    ) -> set[str]:
+        """The guard updated to its teardown tasks, waited for on the ``ready`` nodes; every
+        node that carried the label or had a guard task and where none reported the rules
+        gone (healthy: ``teardown_health``) within TEARDOWN_TIMEOUT."""
+        before = await self._call(
+            self._api.tasks, filters={"service": service, "desired-state": "running"}
+        )
+        tasked = [task_view(task) for task in before]
         script, health = teardown_script(self._server), teardown_health(self._server)
         if self._image is None:  # a guard a killed server left: its image, no push at close
             self._image = str(current["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"])
@@ -331,47 +348,24 @@ class SwarmGuard:
             done = {
                 t.node_id for t in map(task_view, found) if t.running and t.template == TEARDOWN
             }
-            if not nodes - done or loop.time() > deadline:
-                return nodes - done
+            if not ready - done or loop.time() > deadline:
+                return left_with_rules(carried | ready, tasked, done)
             await asyncio.sleep(0.5)
 
-    def _unlabel_all(self) -> set[str]:
-        """Every node's label for this server's dynos removed; the nodes ready and active
-        returned (where the guard runs, so where its teardown must)."""
-        ready = set()
+    def _unlabel_all(self) -> tuple[set[str], set[str]]:
+        """Every node's label for this server's dynos removed; the nodes that carried it,
+        and the nodes ready and active (where the guard runs, so where its teardown must)."""
+        carried, ready = set(), set()
         for node in self._api.nodes():
             spec = node.get("Spec") or {}
             if (spec.get("Labels") or {}).get(guard_label(self._server)) is not None:
                 self._label(str(node["ID"]), False)
+                carried.add(str(node["ID"]))
             state = (node.get("Status") or {}).get("State")
             if state == "ready" and spec.get("Availability") == "active":
                 ready.add(str(node["ID"]))
-        return ready
+        return carried, ready
 
     def network(self, app_id: str) -> str:
         """The app's overlay network, made when missing."""
-        name = app_network(self._server, app_id)
-        if not any(n["Name"] == name for n in self._api.networks(names=[name])):
-            labels = {f"{LABEL}.server": self._server, f"{LABEL}.app-id": app_id}
-            try:
-                self._api.create_network(name, driver="overlay", labels=labels)
-            except docker.errors.APIError as exc:
-                if "already exists" not in str(exc):
-                    raise
-        return name
-
-    def remove_networks(self, app_id: str | None = None) -> list[str]:
-        """The server's app networks (or one app's), removed; those still in use (their
-        tasks stopping) are returned, to try again."""
-        labels = [f"{LABEL}.server={self._server}"]
-        if app_id is not None:
-            labels.append(f"{LABEL}.app-id={app_id}")
-        left = []
-        for network in self._api.networks(filters={"label": labels}):
-            try:
-                self._api.remove_network(network["Id"])
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError:
-                left.append(str(network["Name"]))
-        return left
+        return ensure_network(self._api, self._server, app_id)

@@ -45,6 +45,10 @@ DNS_PORT = 53
 # file when only those), or Docker's defaults when none is left. Port 53 goes to these only.
 RESOLV_FILES = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
 DEFAULT_RESOLVERS = ("8.8.8.8", "8.8.4.4")
+# A nameserver written into a rule: four decimal octets, each at most 255, no leading zero
+# (an extended regular expression: the script's grep -xE and ``host_resolvers`` share it).
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4_PATTERN = f"({_OCTET}[.]){{3}}{_OCTET}"
 RECHECK_SECONDS = 2  # how often the guard puts back rules someone removed
 HOST_ROOT = "/host"  # where the guard's task sees its node's root filesystem
 HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -90,21 +94,58 @@ def router_source(address: str) -> str:
     return str(parsed)
 
 
-def blocked_destinations(router: str, nodes: Sequence[str]) -> list[str]:
-    """Where a dyno may not connect: the private ranges, the router's address and every
-    node's (a node with a public address is not in the ranges), each once, in order."""
-    out: list[str] = list(PRIVATE_RANGES)
+def platform_addresses(router: str, nodes: Sequence[str]) -> list[str]:
+    """The router's address and every node's, as /32 networks, each once, in order (a node
+    that reported no address, or junk, is left out: nothing to block)."""
+    out: list[str] = []
     for address in (router, *nodes):
         try:
             network = str(IPv4Network(f"{address}/32"))
         except ValueError:
-            continue  # a node that reported no address: nothing to block
+            continue
         if network not in out:
             out.append(network)
     return out
 
 
-def _forward_head(server: str, router: str) -> list[str]:
+def blocked_destinations(router: str, nodes: Sequence[str]) -> list[str]:
+    """Where a dyno may not connect: the private ranges, the router's address and every
+    node's (a node with a public address is not in the ranges), each once, in order."""
+    return [*PRIVATE_RANGES, *platform_addresses(router, nodes)]
+
+
+def nameservers(text: str) -> list[str]:
+    """The IPv4 nameservers of a resolv.conf's ``text``, loopback ones left out (the node's
+    own, which the engine does not forward to), junk and IPv6 too."""
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            address = fields[1]
+            if re.fullmatch(IPV4_PATTERN, address) and not address.startswith("127."):
+                found.append(address)
+    return found
+
+
+def host_resolvers(texts: Sequence[str | None]) -> list[str]:
+    """Where the engine sends its containers' lookups on a machine whose RESOLV_FILES hold
+    ``texts`` (None: no such file): the first file's nameservers, else Docker's defaults.
+    The guard's script reads its node's the same way (``resolvers``, in shell)."""
+    for text in texts:
+        found = nameservers(text or "")
+        if found:
+            return found
+    return list(DEFAULT_RESOLVERS)
+
+
+def fence_resolvers(resolvers: Sequence[str], router: str, nodes: Sequence[str]) -> list[str]:
+    """The resolvers a fence or guard lets port 53 through to: never the router's or a
+    node's address, where a name server would open that machine's port 53 to every tenant."""
+    platform = platform_addresses(router, nodes)
+    return [r for r in resolvers if f"{r}/32" not in platform]
+
+
+def _forward_head(server: str, router: str, nodes: Sequence[str]) -> list[str]:
     forward, inbound = chain_names(server)
     bridge = GATEWAY_BRIDGE
     return [
@@ -117,6 +158,12 @@ def _forward_head(server: str, router: str) -> list[str]:
         # other machines, not the node's other tasks (through the node's address and port).
         f"-A {forward} -o {bridge} -s {router}/32 -p tcp -j RETURN",
         f"-A {forward} -o {bridge} -j DROP",
+        # Out of a task, to the router or a node: nothing, port 53 included (before the
+        # resolvers' exceptions, should a resolver be one of them).
+        *(
+            f"-A {forward} -i {bridge} -d {destination} -j DROP"
+            for destination in platform_addresses(router, nodes)
+        ),
     ]
 
 
@@ -131,14 +178,11 @@ def resolver_rules(server: str, resolver: str) -> list[str]:
     ]
 
 
-def _rest(server: str, router: str, nodes: Sequence[str]) -> list[str]:
+def _rest(server: str) -> list[str]:
     forward, inbound = chain_names(server)
     bridge = GATEWAY_BRIDGE
-    # Out of a task: anything but the platform's and private addresses (port 53 included).
-    lines = [
-        f"-A {forward} -i {bridge} -d {destination} -j DROP"
-        for destination in blocked_destinations(router, nodes)
-    ]
+    # Out of a task: no private or link-local address (port 53 but to a resolver included).
+    lines = [f"-A {forward} -i {bridge} -d {destination} -j DROP" for destination in PRIVATE_RANGES]
     return [
         *lines,
         # To the node itself (its API, registry, SSH...): nothing a task starts.
@@ -152,10 +196,10 @@ def guard_rules(server: str, router: str, nodes: Sequence[str], resolvers: Seque
     ``iptables-restore --noflush`` input (declaring a chain empties it: the new rules replace
     the old at once, never an open moment between), but for the mark and ``COMMIT`` the
     script adds. The script writes the same, with the resolvers it reads on its node."""
-    lines = _forward_head(server, router)
+    lines = _forward_head(server, router, nodes)
     for resolver in resolvers:
         lines += resolver_rules(server, resolver)
-    return "\n".join(lines + _rest(server, router, nodes)) + "\n"
+    return "\n".join(lines + _rest(server)) + "\n"
 
 
 def _ipv6_lines(server: str) -> list[str]:
@@ -192,7 +236,7 @@ def _checks(server: str) -> str:
     it has: a flushed chain has none, a chain missing a rule one too few); ``jumped``: the
     jumps to them are in place; ``absent``: no chain of the guard's is left."""
     forward, inbound = chain_names(server)
-    inbound_count = sum(line.startswith(f"-A {inbound} ") for line in _rest(server, "", []))
+    inbound_count = sum(line.startswith(f"-A {inbound} ") for line in _rest(server))
     count = "grep -c '^-A '"
     marked = f"""s/.*"{MARK} [^ ]* rules \\([0-9][0-9]*\\)".*/\\1/p"""
     six = len(_ipv6_lines(server))
@@ -229,9 +273,9 @@ def guard_script(server: str, router: str, nodes: Sequence[str]) -> str:
     restarts after failed health checks, on a drained node, or in an update of the guard (a
     node joined), and the node must stay guarded; the server tears them down at close."""
     forward, _ = chain_names(server)
-    head = shlex.quote("\n".join(_forward_head(server, router)) + "\n")
+    head = shlex.quote("\n".join(_forward_head(server, router, nodes)) + "\n")
     dns = "".join(f" printf '%s\\n' \"{line}\";" for line in resolver_rules(server, "$r"))
-    rest = shlex.quote("\n".join(_rest(server, router, nodes)) + "\n")
+    rest = shlex.quote("\n".join(_rest(server)) + "\n")
     files = " ".join(RESOLV_FILES)
     mark = shlex.quote(f'%s -m comment --comment "{MARK} %s rules %s" -j RETURN\nCOMMIT\n')
     v6 = shlex.quote(ipv6_rules(server))
@@ -247,7 +291,7 @@ def guard_script(server: str, router: str, nodes: Sequence[str]) -> str:
         + "resolvers() {\n"
         f"  for f in {files}; do\n"
         '    found=$(h cat "$f" 2>/dev/null | awk \'$1 == "nameserver" { print $2 }\' |'
-        " grep -xE '([0-9]{1,3}[.]){3}[0-9]{1,3}' | grep -v '^127[.]')\n"
+        f" grep -xE '{IPV4_PATTERN}' | grep -v '^127[.]')\n"
         '    if [ -n "$found" ]; then printf \'%s\\n\' "$found"; return 0; fi\n'
         "  done\n"
         f"  printf '%s\\n' {' '.join(DEFAULT_RESOLVERS)}\n"
