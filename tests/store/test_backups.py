@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import stat
 from pathlib import Path
@@ -113,3 +114,21 @@ async def test_the_schedule_backs_up_at_start_then_only_after_changes(tmp_path: 
     kept = sorted(directory.iterdir())
     assert len(kept) == 3  # pruned to --backup-keep
     assert app_names(kept[-1]) == ["four", "one", "three", "two"]
+
+
+def test_a_backup_another_process_is_writing_is_not_taken_for_a_crashs_leftover(
+    tmp_path: Path,
+) -> None:
+    # The server's scheduled backup and a `server:backup` write at once: each one's start
+    # removed the other's temporary file as a crash's leftover (a disk I/O error, in CI).
+    db = Database(tmp_path / "dynos.db")
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    live = directory / f"dynos-20260101T000000000000Z.db.{os.getppid()}.tmp"  # pytest's parent
+    dead = directory / "dynos-20260101T000000000001Z.db.999999999.tmp"  # no such pid
+    old = directory / "dynos-20260101T000000000002Z.db.tmp"  # an older version's name
+    for path in (live, dead, old):
+        path.write_bytes(b"partial")
+    target = backups.take(db, directory, keep=None)
+    db.close()
+    assert sorted(p.name for p in directory.iterdir()) == sorted([live.name, target.name])

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _SCHEDULED = re.compile(r"dynos-\d{8}T\d{12}Z\.db")
 _ANY = re.compile(r"dynos-\d{8}T\d{12}Z(-manual)?\.db")
+_WRITING = re.compile(r"dynos-.*\.db\.(\d+)\.tmp")  # a backup being written, by that pid
 
 
 def _name(now: datetime, manual: bool) -> str:
@@ -41,7 +42,7 @@ def _name(now: datetime, manual: bool) -> str:
 def take(db: Database, directory: Path, *, keep: int | None, manual: bool = False) -> Path:
     """Back ``db`` up into ``directory``; then, with ``keep``, prune the scheduled ones."""
     target = _prepare(directory, manual)
-    temporary = target.with_name(target.name + ".tmp")
+    temporary = _temporary(target)
     try:
         db.backup_to(temporary)
         os.replace(temporary, target)
@@ -58,7 +59,7 @@ def backup_home(database: Path, directory: Path) -> Path:
     if not database.is_file():
         raise UserError(f"There is no database at {database}: nothing to back up.")
     target = _prepare(directory, manual=True)
-    temporary = target.with_name(target.name + ".tmp")
+    temporary = _temporary(target)
     conn = open_connection(database, create=False)
     try:
         copy_database(conn, temporary)
@@ -73,9 +74,28 @@ def backup_home(database: Path, directory: Path) -> Path:
 
 def _prepare(directory: Path, manual: bool) -> Path:
     directory.mkdir(mode=0o700, exist_ok=True)
-    for left in directory.glob("dynos-*.db.tmp"):  # a backup that a crash cut short
-        left.unlink(missing_ok=True)
+    for left in directory.glob("dynos-*.tmp"):  # a backup that a crash cut short
+        writing = _WRITING.fullmatch(left.name)
+        if writing is None or not _alive(int(writing.group(1))):
+            left.unlink(missing_ok=True)
     return directory / _name(datetime.now(UTC), manual)
+
+
+def _temporary(target: Path) -> Path:
+    """Where ``target`` is written first: named by this process, so that the server's
+    scheduled backup and a ``server:backup`` at the same moment never remove each other's
+    file as a crash's leftover (the one whose file went failed: "disk I/O error", CI)."""
+    return target.with_name(f"{target.name}.{os.getpid()}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def prune(directory: Path, keep: int) -> list[Path]:
