@@ -88,6 +88,10 @@ def test_memory_over_twice_the_quota_is_killed_with_r15(quick: RunningServer) ->
     deploy(quick, "r15")
     with quick.api() as api:
         api.patch("/apps/r15/config-vars", json={"HOG_MB": "1300"}).raise_for_status()
+    # The neighbour up first: a container web dyno was still starting when the hog's R15
+    # came (CI), and "untouched" says nothing about a dyno that never ran.
+    quick.scale("r15", web=1)
+    wait_for_dynos(quick, "r15", {"web.1": "up"})
     quick.scale("r15", web=1, hog=1)
     wait_for(lambda: log_has(quick, "r15", "Error R15 (Memory quota vastly exceeded)"), what="R15")
     wait_for(lambda: log_has(quick, "r15", "dynos[hog.1]: State changed from up to crashed"))
