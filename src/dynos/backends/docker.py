@@ -122,8 +122,9 @@ class DockerBackend:
     def _remove_leftovers(self) -> int:
         """Remove the containers a previous server on this home left (it died, or was killed):
         their dynos are not this server's, and their ports are free again."""
+        # sparse: a full list inspects each one, and one removed meanwhile raises NotFound
         leftovers = self._client.containers.list(
-            all=True, filters={"label": f"{LABEL}.server={self._server}"}
+            all=True, sparse=True, filters={"label": f"{LABEL}.server={self._server}"}
         )
         for container in leftovers:
             with contextlib.suppress(docker.errors.APIError):
