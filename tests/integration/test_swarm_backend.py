@@ -477,7 +477,11 @@ def test_the_guard_keeps_its_rules_when_its_task_stops_and_loads_a_flushed_chain
     assert f"dynos guard task {task.labels['com.docker.swarm.task.id']} rules" in last
     assert guarded(name)
     # Swarm starts a new task there; a chain someone flushed (not deleted) is loaded again.
-    wait_for(lambda: len(engine.containers.list(filters={"label": service})) == 1, 60, "a new task")
+
+    def one_running() -> bool:  # sparse: a full list inspects each, and one may go meanwhile
+        return len(engine.containers.list(sparse=True, filters={"label": service})) == 1
+
+    wait_for(one_running, 60, "a new task")
     assert node_rules("iptables", "-w", "-F", forward).returncode == 0
     assert not guarded(name)
     wait_for(lambda: guarded(name), 30, "the flushed chain loaded again")
