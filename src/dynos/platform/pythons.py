@@ -80,8 +80,9 @@ class HostPythons:
         """The version an interpreter reports (cached by path and change time); None for
         anything that is not a working Python (a script, a broken link)."""
         try:
-            if open(path, "rb").read(2) == b"#!":  # noqa: SIM115 - a two-byte peek
-                return None
+            with open(path, "rb") as file:  # closed at once: a peek left open warns
+                if file.read(2) == b"#!":
+                    return None
             key = (os.path.realpath(path), os.stat(path).st_mtime)
         except OSError:
             return None
