@@ -75,6 +75,9 @@ SLOW_TESTS = (
     # 2 to 3 s: a router process started (Python's start-up and imports).
     "tests/router/test_router_challenges.py::"
     "test_every_router_process_answers_once_publish_returns",
+    # 3 to 4 s: a real interpreter's tree copied (its stdlib) and run.
+    "tests/platform/test_pythons.py::"
+    "test_only_the_interpreters_own_files_are_copied_and_the_copy_runs",
 )
 
 

@@ -158,13 +158,7 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     """Raises EngineUnavailable, StackImageMissing, NotSwarmManager or RegistryUnreachable
     (UserErrors) before anything starts."""
     from dynos.backends.docker import DockerBackend
-    from dynos.backends.engine import (
-        connect,
-        dyno_network,
-        network_gateway,
-        require_image,
-        server_network,
-    )
+    from dynos.backends.engine import connect, require_image, server_bridge
     from dynos.backends.registry import DEFAULT_REGISTRY, PlatformRegistry, check
     from dynos.backends.swarm import SwarmBackend
     from dynos.backends.swarm_engine import router_address
@@ -184,12 +178,12 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     router = router_address(client)  # the guard lets the router in by it: the nodes see it
     # The server's own bridge on the manager, for its one-offs and builds, fenced off the
     # swarm (confine_containers): not the shared one, whose other servers' dynos it would cut
-    # off their add-ons.
-    network = dyno_network(client, server_network(server_id(str(paths.home))))
+    # off their add-ons. Its interface has a fixed name: made again after a prune (by the
+    # next build or one-off), it is still the one fenced.
+    network, interface = server_bridge(client, server_id(str(paths.home)))
     nodes = [str((n.get("Status") or {}).get("Addr") or "") for n in client.api.nodes()]
     resolvers = fence_resolvers(host_resolvers(read_resolv_files()), router, nodes)
-    gateway = network_gateway(client, network)
-    fence = (gateway.interface, blocked_destinations(router, nodes), resolvers)
+    fence = (interface, blocked_destinations(router, nodes), resolvers)
     own = None
     if config.registry is None:
         own = PlatformRegistry(paths.home / "registry", DEFAULT_REGISTRY)

@@ -46,6 +46,28 @@ def test_one_command_loads_its_own_module_only() -> None:
     assert done.stdout.strip().splitlines()[-1] == "['dynos.cli.commands.apps']"
 
 
+def test_a_mistyped_command_is_answered_with_the_close_names_of_the_whole_table() -> None:
+    """click suggests from the commands it holds, which the lazy group loads only when asked
+    for: the suggestion comes from the table, as click words it, from the real CLI."""
+
+    def dynos(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "dynos", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    one = dynos("ps:scael", "web=2")
+    assert one.returncode == 2 and one.stdout == ""
+    assert "Error: No such command 'ps:scael'." in one.stderr
+    assert "'ps:scale'" in one.stderr and "Did you mean" in one.stderr
+    typo = dynos("stack:biuld").stderr
+    assert "No such command 'stack:biuld'. Did you mean 'stack:build'?" in typo
+    several = dynos("aps").stderr
+    assert "No such command 'aps'. (Did you mean one of: 'apps', 'ps'?)" in several
+    nothing = dynos("zzzqq").stderr
+    assert "No such command 'zzzqq'." in nothing and "Did you mean" not in nothing
+    assert dynos("--help").returncode == 0  # an option is still the group's own
+    assert dynos("ps:scale", "--help").returncode == 0
+
+
 def test_every_request_carries_the_token_and_the_heroku_accept_header() -> None:
     seen: list[httpx.Request] = []
 

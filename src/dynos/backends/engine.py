@@ -4,12 +4,14 @@ to do. Blocking calls: the asyncio shells run them in threads."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 from dataclasses import dataclass
 
 import docker
 import docker.errors
 from docker import DockerClient
+from docker.models.networks import Network
 
 from dynos.core.containers import NETWORK
 from dynos.errors import PlatformError, UserError
@@ -63,33 +65,80 @@ def require_image(client: DockerClient, image: str) -> None:
         ) from None
 
 
+BRIDGE_NAME = "com.docker.network.bridge.name"  # the option naming a bridge's interface
+
+
 def dyno_network(client: DockerClient, name: str = NETWORK) -> str:
     """The bridge network dynos and builds join, made at first use without inter-container
     traffic: a tenant's container reaches the internet, not another tenant's dyno. ``name``:
     the ``dynos`` bridge every docker backend server on this engine shares, or a swarm
-    server's own (:func:`server_network`)."""
+    server's own (:func:`server_network`), whose interface is always
+    :func:`bridge_interface`'s name: made again after a prune, it is still the one its
+    fence names. One of those left by an older dynos under the engine's own name is made
+    again (PlatformError, saying what to do, while containers still use it)."""
+    interface = bridge_interface(name)
     try:
-        client.networks.get(name)
+        found = client.networks.get(name)
+        options = found.attrs.get("Options") or {}
+        if interface is None or options.get(BRIDGE_NAME) == interface:
+            return name
+        _remove_unnamed(found, name, interface)
     except docker.errors.NotFound:
-        try:
-            client.networks.create(
-                name,
-                driver="bridge",
-                options={"com.docker.network.bridge.enable_icc": "false"},
-                labels={"io.dynos.network": name},
-            )
-        except docker.errors.APIError as exc:
-            if "already exists" not in str(exc):  # another server made it meanwhile
-                raise PlatformError(f"Could not make the {name} network: {_reason(exc)}") from None
+        pass
+    except docker.errors.APIError as exc:
+        raise PlatformError(f"Could not read the {name} network: {_reason(exc)}") from None
+    options = {"com.docker.network.bridge.enable_icc": "false"}
+    if interface is not None:
+        options[BRIDGE_NAME] = interface
+    try:
+        client.networks.create(
+            name, driver="bridge", options=options, labels={"io.dynos.network": name}
+        )
+    except docker.errors.APIError as exc:
+        if "already exists" not in str(exc):  # another server made it meanwhile
+            raise PlatformError(f"Could not make the {name} network: {_reason(exc)}") from None
     return name
+
+
+def _remove_unnamed(network: Network, name: str, interface: str) -> None:
+    try:
+        network.remove()
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        raise PlatformError(
+            f"The {name} network's bridge is not named {interface}, which the server's "
+            f"firewall fences, and containers still use it ({_reason(exc)}): stop them "
+            f"(docker ps --filter network={name}), remove it (docker network rm {name}) and "
+            "start the server again, which makes it anew."
+        ) from None
+
+
+def bridge_interface(network: str) -> str | None:
+    """The Linux interface of a server's own bridge (:func:`server_network`), fixed by the
+    network's name (15 characters at most, as Linux allows): a re-made network has the name
+    its fence matches. None for the shared ``dynos`` bridge, named by the engine."""
+    if network == NETWORK:
+        return None
+    return "dynos" + hashlib.sha256(network.encode()).hexdigest()[:10]  # 5 + 10 characters
 
 
 def server_network(server: str) -> str:
     """A swarm server's own bridge for its one-offs and builds on the manager. Its fence
     (server_backend.confine_containers) drops their connections to private addresses; on
     the shared ``dynos`` bridge it dropped those of every other server's containers too (a
-    docker backend's dynos lost their add-ons, on the bridge's gateway)."""
+    docker backend's dynos lost their add-ons, on the bridge's gateway). Its interface:
+    :func:`bridge_interface`."""
     return f"{NETWORK}-{server}"
+
+
+def server_bridge(client: DockerClient, server: str) -> tuple[str, str]:
+    """A swarm server's own network (:func:`server_network`), made if missing, and the
+    interface its fence names: the one place both come from."""
+    network = dyno_network(client, server_network(server))
+    interface = bridge_interface(network)
+    assert interface is not None  # a server's own network is never the shared one
+    return network, interface
 
 
 def remove_network(client: DockerClient, name: str) -> None:

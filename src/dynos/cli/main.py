@@ -8,6 +8,7 @@ cause prints a traceback.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -81,6 +82,17 @@ class DynosGroup(click.Group):
         command: click.Command = command_module(cmd_name).COMMANDS[cmd_name]
         return command
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # click suggests close names from ``self.commands`` only (8.2+; 8.1 none), which a
+        # lazy group leaves empty: the suggestion is made here, from the whole table.
+        name = args[0]
+        unknown = not name.startswith("-") and self.get_command(ctx, name) is None
+        if unknown and not ctx.resilient_parsing:
+            ctx.fail(no_such_command(name, self.list_commands(ctx)))
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -91,6 +103,17 @@ class DynosGroup(click.Group):
             _silence_stdout()
             ctx.exit(0)
         ctx.exit(1)
+
+
+def no_such_command(name: str, commands: list[str]) -> str:
+    """click's own words for a mistyped command, with the close names it would suggest."""
+    close = sorted(difflib.get_close_matches(name, commands))
+    message = f"No such command {name!r}."
+    if len(close) == 1:
+        return f"{message} Did you mean {close[0]!r}?"
+    if close:
+        return f"{message} (Did you mean one of: {', '.join(map(repr, close))}?)"
+    return message
 
 
 def _silence_stdout() -> None:

@@ -14,32 +14,45 @@ that one tree of the host besides what it saw already, and nothing in it can cha
 build copies it into the slug at ``SLUG_PYTHON`` (``core.containers.copy_python``), where the
 virtualenv links to it and the release's image carries it, so dynos run it from the slug.
 
-This rests on one assumption: the server and the stack image are the same system (Debian 12,
-bookworm, on the same machine architecture), so that an interpreter built on the host finds
-in the image the C library and shared libraries (libssl, libsqlite3, libffi...) it was
-linked with. The stack image is debootstrapped from bookworm (``dynos stack:build``); a
-server on another release should build no interpreter of its own into a container.
+A server's interpreter runs in the image only where the server and the stack image are the
+same system (Debian 12, bookworm, on the same machine architecture): built on the host, it
+needs in the image the C library and shared libraries (libssl, libsqlite3, libffi...) it was
+linked with. So each tree is run once in the stack image before a build may use it
+(``core.container_pythons``), and the verdict kept per tree and stack image: one that fails
+is not offered, and the choice falls to the next that serves the request (the stack's own
+for an app that asks for no version), or the build fails naming that version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker.errors
 from docker import DockerClient
 
-from dynos.core.containers import LABEL, SLUG_PYTHON, STACK_PYTHONS_SCRIPT, stack_pythons
-from dynos.core.python_build import (
-    Interpreter,
-    PythonRequest,
-    choose_interpreter,
-    format_version,
-    no_interpreter,
+from dynos.core.container_pythons import (
+    check_command,
+    check_failure,
+    choose_container_python,
+    no_container_python,
 )
+from dynos.core.containers import (
+    DYNO_UID,
+    HOST_PYTHON,
+    LABEL,
+    SLUG_PYTHON,
+    STACK_PYTHONS_SCRIPT,
+    stack_pythons,
+)
+from dynos.core.python_build import Interpreter, PythonRequest, format_version
 from dynos.errors import BuildFailed, PlatformError
 from dynos.platform.pythons import HostPythons, own_install_tree
+
+log = logging.getLogger(__name__)
 
 STACK = "stack"  # an Interpreter's source when it is the stack image's own
 NO_DOWNLOAD = "a container build downloads none"
@@ -61,24 +74,92 @@ class ContainerPythons:
         self._stack_image = stack_image
         self.host = host
         self._stack: list[Interpreter] | None = None
+        # Each tree's check in the stack image: None (it runs) or why not, by the tree, its
+        # binary's inode (a tree made anew is checked anew) and the stack image's id.
+        self.verdicts: dict[tuple[str, int, str], str | None] = {}
+        self._checking = asyncio.Lock()
 
     async def choose(self, request: PythonRequest) -> ContainerPython:
         """The interpreter that serves ``request``; BuildFailed in one line otherwise."""
         stack = await self._stack_pythons()
         host = await asyncio.to_thread(self._host_pythons)
         found = [*stack, *host]  # stack first: max() keeps the first of equal versions
-        chosen = choose_interpreter(request, found)
-        if chosen is None:
-            raise BuildFailed(no_interpreter(request, found, NO_DOWNLOAD))
-        version = format_version(chosen.version)
-        if chosen.source == STACK:
-            line = f"-----> Python {version} from {self._stack_image}: {chosen.path}"
-            return ContainerPython(chosen, None, line)
-        tree = await asyncio.to_thread(self.host.relocatable, chosen)
-        binary = Path(SLUG_PYTHON, "bin", Path(chosen.path).resolve().name)
-        in_slug = Interpreter(chosen.version, str(binary), chosen.source)
-        line = f"-----> Python {version} from {chosen.source}, copied into the slug: {binary}"
-        return ContainerPython(in_slug, tree, line)
+        refused: dict[Interpreter, str] = {}
+        while True:
+            chosen = choose_container_python(request, found, refused)
+            if chosen is None:
+                raise BuildFailed(
+                    no_container_python(request, found, refused, self._stack_image, NO_DOWNLOAD)
+                )
+            version = format_version(chosen.version)
+            if chosen.source == STACK:
+                line = f"-----> Python {version} from {self._stack_image}: {chosen.path}"
+                return ContainerPython(chosen, None, line)
+            tree = await asyncio.to_thread(self.host.relocatable, chosen)
+            name = Path(chosen.path).resolve().name
+            failure = await self.runs_in_stack(tree, name)
+            if failure is not None:
+                refused[chosen] = failure
+                continue
+            binary = Path(SLUG_PYTHON, "bin", name)
+            in_slug = Interpreter(chosen.version, str(binary), chosen.source)
+            line = f"-----> Python {version} from {chosen.source}, copied into the slug: {binary}"
+            return ContainerPython(in_slug, tree, line)
+
+    async def runs_in_stack(self, tree: Path, binary: str) -> str | None:
+        """None when ``tree``'s ``bin/<binary>`` runs in the stack image (its libraries
+        load), else what it said; asked once per tree and stack image."""
+        async with self._checking:  # builds at once: one check of a tree
+            image, inode = await asyncio.to_thread(self._identities, tree / "bin" / binary)
+            key = (str(tree), inode, image)
+            if key not in self.verdicts:
+                verdict = await asyncio.to_thread(self._check, tree, binary)
+                self.verdicts[key] = verdict
+                if verdict is not None:
+                    log.warning(
+                        "%s does not run in %s (%s): container builds do not use it",
+                        tree,
+                        self._stack_image,
+                        verdict,
+                    )
+            return self.verdicts[key]
+
+    def _identities(self, binary: Path) -> tuple[str, int]:
+        try:
+            image = str(self._client.images.get(self._stack_image).id)
+        except docker.errors.DockerException as exc:
+            raise PlatformError(f"Could not read the image {self._stack_image}: {exc}") from None
+        try:
+            return image, os.stat(binary).st_ino
+        except OSError as exc:
+            raise PlatformError(
+                f"Could not read {binary} ({exc.strerror}): remove its tree, which the next "
+                "build makes anew."
+            ) from None
+
+    def _check(self, tree: Path, binary: str) -> str | None:
+        """The tree run in the stack image as a build mounts it and a dyno runs it (read-only,
+        as the dyno's user, no network)."""
+        try:
+            self._client.containers.run(
+                self._stack_image,
+                check_command(binary),
+                remove=True,
+                network_disabled=True,
+                user=f"{DYNO_UID}:{DYNO_UID}",
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                volumes={str(tree): {"bind": HOST_PYTHON, "mode": "ro"}},
+                labels={f"{LABEL}.build": "python-check"},
+            )
+        except docker.errors.ContainerError as exc:
+            said = exc.stderr if isinstance(exc.stderr, bytes) else b""
+            return check_failure(exc.exit_status, said.decode("utf-8", "replace"))
+        except docker.errors.DockerException as exc:
+            raise PlatformError(
+                f"Could not run {tree} in {self._stack_image} to check it: {exc}"
+            ) from None
+        return None
 
     def _host_pythons(self) -> list[Interpreter]:
         """The server's interpreters that have an install tree of their own to copy."""

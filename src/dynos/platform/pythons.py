@@ -8,8 +8,12 @@ versions, and uv-managed ones (the server's own, under ``<home>/pythons/uv``). W
 A build runs as the app's unprivileged user, and so do its dynos through the virtualenv's
 link to the interpreter. As root, an interpreter under a closed directory (pyenv in /root) is
 out of their reach: it is copied once into ``<home>/pythons/<name>`` (root's, readable by
-all, its tests and site-packages left out), and an absolute RUNPATH to its own ``lib`` (how
-pyenv links ``libpython``) becomes ``$ORIGIN/../lib``, so the copy loads its own library.
+all), and an absolute RUNPATH to its own ``lib`` (how pyenv links ``libpython``) becomes
+``$ORIGIN/../lib``, so the copy loads its own library. The copy takes only the interpreter's
+own files from its prefix (``bin/python3``, ``bin/python3.X``, ``lib/python3.X`` without its
+tests and installed packages, ``lib/libpython3.X*.so*``, ``include/python3.X*``), never the
+rest of a prefix it shares (``/opt/tools``' other programs): a container build copies the
+tree into every slug.
 """
 
 from __future__ import annotations
@@ -25,13 +29,17 @@ import threading
 from pathlib import Path
 
 from dynos.core.python_build import Interpreter, PythonRequest, Version, format_version
+from dynos.errors import PlatformError
 
 log = logging.getLogger(__name__)
 
 SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 _PYTHON_NAME = re.compile(r"python3(\.[0-9]+)?")
 _VERSION_DIR = re.compile(r"(?:cpython-)?([0-9]+)\.([0-9]+)\.([0-9]+)(?:[-+].*)?")
-_LEFT_OUT = {"test", "idlelib", "site-packages", "tkinter", "turtledemo", "__phello__"}
+_LEFT_OUT = {
+    *("test", "idlelib", "tkinter", "turtledemo", "__phello__"),
+    *("site-packages", "dist-packages"),  # packages installed into it: a build installs its own
+}
 
 
 class HostPythons:
@@ -72,8 +80,9 @@ class HostPythons:
         """The version an interpreter reports (cached by path and change time); None for
         anything that is not a working Python (a script, a broken link)."""
         try:
-            if open(path, "rb").read(2) == b"#!":  # noqa: SIM115 - a two-byte peek
-                return None
+            with open(path, "rb") as file:  # closed at once: a peek left open warns
+                if file.read(2) == b"#!":
+                    return None
             key = (os.path.realpath(path), os.stat(path).st_mtime)
         except OSError:
             return None
@@ -144,21 +153,31 @@ class HostPythons:
 
     def relocatable(self, interpreter: Interpreter) -> Path:
         """The install tree of a copy of ``interpreter`` in ``<home>/pythons`` (made once):
-        its own prefix without tests and site-packages, its RUNPATH ``$ORIGIN/../lib``, so
-        that it runs wherever the tree is copied (a container build copies it into a slug)."""
+        its own files of its prefix (``copy_interpreter``), its RUNPATH ``$ORIGIN/../lib``,
+        so that it runs wherever the tree is copied (a container build copies it into a
+        slug). PlatformError, saying what to do, when the copy cannot be made."""
         source = Path(os.path.realpath(interpreter.path))
         prefix = source.parent.parent  # <prefix>/bin/python3.X
         name = f"{interpreter.source}-{format_version(interpreter.version)}"
         copy = self.dir / name
         with self._copying:  # two builds asking for the same copy at once make it once
             if not (copy / "bin" / source.name).exists():
-                self.open_dir()
                 partial = self.dir / f".{name}.partial"
-                shutil.rmtree(partial, ignore_errors=True)
-                shutil.copytree(prefix, partial, symlinks=True, ignore=_left_out)
-                relocate_runpath(partial / "bin" / source.name, str(prefix / "lib"))
-                _open_to_all(partial)
-                partial.rename(copy)
+                try:
+                    self.open_dir()
+                    shutil.rmtree(partial, ignore_errors=True)
+                    copy_interpreter(prefix, partial, source.name, interpreter.version)
+                    relocate_runpath(partial / "bin" / source.name, str(prefix / "lib"))
+                    _open_to_all(partial)
+                    partial.rename(copy)
+                except OSError as exc:
+                    shutil.rmtree(partial, ignore_errors=True)
+                    raise PlatformError(
+                        f"Could not copy Python {format_version(interpreter.version)} from "
+                        f"{prefix} to {copy} ({exc.strerror or exc}): make {self.dir} a "
+                        f"writable directory with free space and {prefix} readable by the "
+                        "server, then build again."
+                    ) from None
                 log.info("copied Python %s from %s to %s", name, prefix, copy)
         return copy
 
@@ -188,6 +207,37 @@ class HostPythons:
             _open_to_all(partial)
         partial.rename(copy)
         return str(copy)
+
+
+def copy_interpreter(prefix: Path, target: Path, binary: str, version: Version) -> None:
+    """Copy of ``prefix``'s interpreter ``bin/<binary>`` into ``target`` (made here): its
+    names in ``bin``, its standard library, its shared ``libpython`` and its headers (a build
+    compiles extensions against them), each as a link where it is one; nothing else of the
+    prefix. OSError when a part cannot be read or written."""
+    minor = f"python{version[0]}.{version[1]}"
+    (target / "bin").mkdir(parents=True)
+    for name in dict.fromkeys((binary, minor, "python3")):
+        _copy_entry(prefix / "bin" / name, target / "bin" / name)
+    (target / "lib").mkdir()
+    shutil.copytree(prefix / "lib" / minor, target / "lib" / minor, symlinks=True, ignore=_left_out)
+    for library in sorted((prefix / "lib").glob(f"lib{minor}*.so*")):
+        _copy_entry(library, target / "lib" / library.name)
+    for headers in sorted((prefix / "include").glob(f"{minor}*")):
+        if headers.is_dir():
+            (target / "include").mkdir(exist_ok=True)
+            shutil.copytree(headers, target / "include" / headers.name, symlinks=True)
+
+
+def _copy_entry(source: Path, target: Path) -> None:
+    """``source`` at ``target``: a link to a name beside it stays that link (python3 ->
+    python3.12); any other link is copied as the file it reaches; a missing one is skipped."""
+    if source.is_symlink():
+        link = os.readlink(source)
+        if "/" not in link and (source.parent / link).exists():
+            target.symlink_to(link)
+            return
+    if source.is_file():
+        shutil.copy2(source, target)
 
 
 def _left_out(directory: str, names: list[str]) -> set[str]:
