@@ -174,6 +174,7 @@ class TaskView:
     published_port: int | None = None
     exit_code: int | None = None
     error: str = ""
+    container_id: str = ""  # on its node's engine, once the node made it
 
     @property
     def running(self) -> bool:
@@ -196,7 +197,8 @@ def task_view(task: Mapping[str, object]) -> TaskView:
         if isinstance(port, Mapping) and port.get("PublishedPort"):
             published = int(port["PublishedPort"])
             break
-    exit_code = _mapping(status.get("ContainerStatus")).get("ExitCode")
+    running_as = _mapping(status.get("ContainerStatus"))
+    exit_code = running_as.get("ExitCode")
     return TaskView(
         id=str(task.get("ID", "")),
         slot=int(str(task.get("Slot") or 0)),
@@ -207,6 +209,7 @@ def task_view(task: Mapping[str, object]) -> TaskView:
         published_port=published,
         exit_code=int(str(exit_code)) if exit_code is not None else None,
         error=str(status.get("Err", "")),
+        container_id=str(running_as.get("ContainerID") or ""),
     )
 
 
