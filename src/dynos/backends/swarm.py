@@ -283,7 +283,7 @@ class SwarmBackend:
         dyno.exited.set()
         self._events.dyno_exited(key, status)
 
-    async def stop(self, key: str, grace: float) -> bool:
+    async def stop(self, key: str, grace: float, *, replaced: bool = False) -> bool:
         dyno = self._dynos.get(key)
         if dyno is None:
             return await self._one_offs.stop(key, grace)
