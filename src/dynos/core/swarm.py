@@ -73,7 +73,9 @@ class ServiceSpec:
     stop_grace_ns: int
     user: str
     workdir: str
-    restart_condition: Literal["none", "on-failure", "any"] = "on-failure"
+    # Any end: a dyno that exits, even with 0, is restarted (as on Heroku), and a dyno's own
+    # restart is its container stopped (core/swarm_restart.py).
+    restart_condition: Literal["none", "on-failure", "any"] = "any"
     restart_delay_ns: int = RESTART_DELAY_NS
     restart_attempts: int = RESTART_ATTEMPTS
     restart_window_ns: int = RESTART_WINDOW_NS
