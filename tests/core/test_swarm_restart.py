@@ -8,10 +8,12 @@ from dynos.core.swarm import TaskView
 from dynos.core.swarm_restart import (
     DEFAULT_SOCKET,
     JOB_SOCKET,
+    NO_SUCH_CONTAINER,
     SOCKET_LABEL,
     STOP_SCRIPT,
     Replacement,
     job_command,
+    job_failure,
     job_name,
     job_state,
     mechanism,
@@ -82,6 +84,15 @@ def test_a_job_is_done_when_its_task_completed_failed_when_it_ended_otherwise() 
     assert job_state([task(state="complete")]) == "done"
     assert job_state([task(state="failed")]) == "failed"
     assert job_state([task(state="rejected")]) == "failed"
+
+
+def test_a_failed_job_says_why_and_a_missing_container_points_at_the_socket_label() -> None:
+    missing = TaskView("j", 1, "worker", "failed", "shutdown", "", exit_code=NO_SUCH_CONTAINER)
+    assert SOCKET_LABEL in job_failure([missing])
+    refused = TaskView("j", 1, "worker", "failed", "shutdown", "", exit_code=1)
+    assert job_failure([refused]).endswith("exit status 1")
+    rejected = TaskView("j", 1, "worker", "rejected", "shutdown", "", error="no such image")
+    assert job_failure([rejected]).endswith("no such image")
 
 
 def test_swarm_s_replacement_is_another_live_task_of_the_slot() -> None:

@@ -29,6 +29,7 @@ from dynos.backends.swarm_engine import read_cluster
 from dynos.backends.swarm_guard import SETTLE_TIMEOUT, SwarmGuard
 from dynos.core.containers import LABEL, server_id
 from dynos.core.swarm_guard import app_network, chain_names, guard_label, guard_service_name
+from dynos.core.swarm_restart import NO_SUCH_CONTAINER, job_command
 from dynos.errors import PlatformError
 from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for_dynos
 from tests.integration.conftest import each_test, wait_for
@@ -293,6 +294,26 @@ def test_one_dyno_s_restart_replaces_its_task_only_on_either_node_without_failed
     assert [
         j for j in jobs if j["Spec"]["Labels"][f"{LABEL}.server"] == server_id(str(server.home))
     ] == []
+
+
+def test_the_stop_job_s_program_stops_a_container_and_tells_a_missing_one_apart(
+    engine: docker.DockerClient,
+) -> None:
+    """The job's program (core/swarm_restart.py), run here against the manager's socket."""
+    container = engine.containers.run(LAB_STACK_IMAGE, ["sleep", "300"], detach=True)
+    try:
+        command = job_command(str(container.id), 1)
+        command[-1] = "/var/run/docker.sock"  # the job sees its node's socket at JOB_SOCKET
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        container.reload()
+        assert container.status == "exited"  # sleep ignores SIGTERM: killed after 1 s
+        missing = job_command("0" * 64, 1)
+        missing[-1] = "/var/run/docker.sock"
+        done = subprocess.run(missing, capture_output=True, text=True, timeout=60)
+        assert done.returncode == NO_SUCH_CONTAINER, done.stdout + done.stderr
+    finally:
+        container.remove(force=True)
 
 
 def test_not_a_swarm_manager_and_an_unreachable_registry_are_one_clear_line(

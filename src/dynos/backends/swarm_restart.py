@@ -20,6 +20,7 @@ from dynos.core.swarm_restart import (
     JOB_SOCKET,
     Mechanism,
     job_command,
+    job_failure,
     job_name,
     job_state,
     node_socket,
@@ -117,8 +118,7 @@ class SlotRestarts:
             if state == "done":
                 return
             if state == "failed":
-                errors = "; ".join(t.error or f"exit {t.exit_code}" for t in tasks if t.ended)
-                raise PlatformError(f"the stop job on its node failed: {errors}")
+                raise PlatformError(job_failure(tasks))
             await asyncio.sleep(POLL)
         raise PlatformError(f"the stop job on its node did not end within {timeout:g} s")
 

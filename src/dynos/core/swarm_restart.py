@@ -75,7 +75,8 @@ def job_name(server: str, task_id: str) -> str:
 
 # The job's program: python3 of the stack image, no docker CLI. The engine's own stop (SIGTERM,
 # SIGKILL after the grace) answers once the container has stopped: 204, or 304 (stopped
-# already), or 404 (gone already): either way its task ended, and Swarm replaces it.
+# already). 404: no such container on the engine behind that socket, which is more likely
+# another engine's socket (a node whose engine label is missing) than a container gone.
 STOP_SCRIPT = """
 import http.client, socket, sys
 class Engine(http.client.HTTPConnection):
@@ -88,7 +89,7 @@ engine = Engine("localhost", timeout=grace + 30)
 engine.request("POST", "/containers/%s/stop?t=%d" % (container, grace))
 answer = engine.getresponse()
 print(answer.status, answer.read().decode(errors="replace").strip())
-sys.exit(0 if answer.status in (204, 304, 404) else 1)
+sys.exit(0 if answer.status in (204, 304) else 2 if answer.status == 404 else 1)
 """
 
 
@@ -105,6 +106,8 @@ def stop_seconds(grace: float) -> int:
     return max(0, int(-(-grace // 1)))
 
 
+NO_SUCH_CONTAINER = 2  # the job's exit status when its socket's engine has no such container
+
 JobState = Literal["waiting", "done", "failed"]
 
 
@@ -116,6 +119,18 @@ def job_state(tasks: Sequence[TaskView]) -> JobState:
     if any(t.ended for t in tasks):
         return "failed"
     return "waiting"
+
+
+def job_failure(tasks: Sequence[TaskView]) -> str:
+    """Why a failed job failed, as the server's log says it."""
+    ended = [t for t in tasks if t.ended]
+    if any(t.exit_code == NO_SUCH_CONTAINER for t in ended):
+        return (
+            "its node's engine has no such container: is the node's engine socket elsewhere "
+            f"than {DEFAULT_SOCKET}? Say where with dockerd --label {SOCKET_LABEL}=PATH"
+        )
+    said = "; ".join(t.error or f"exit status {t.exit_code}" for t in ended)
+    return f"the stop job on its node failed: {said}"
 
 
 def replaced_in_slot(old: TaskView, tasks: Sequence[TaskView]) -> bool:
