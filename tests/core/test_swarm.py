@@ -79,7 +79,7 @@ def test_dyno_comes_from_the_task_slot_and_port_is_the_same_in_every_web_task() 
 
 def test_restarts_back_off_and_updates_start_new_tasks_first() -> None:
     made = spec()
-    assert made.restart_condition == "on-failure"
+    assert made.restart_condition == "any"  # a dyno's restart: its container stopped
     assert made.restart_delay_ns > 0 and made.restart_attempts > 0
     assert made.update_order == "start-first" and made.update_parallelism == 1
     assert made.endpoint_mode == "dnsrr"  # no VIP: the kernel lacks IPVS
@@ -120,7 +120,7 @@ def engine_task(**changes: object) -> dict[str, object]:
 
 def test_an_engine_task_becomes_a_task_view() -> None:
     view = task_view(engine_task())
-    assert view == TaskView("t1", 2, "n2", "running", "running", "abc", 30001, 0, "")
+    assert view == TaskView("t1", 2, "n2", "running", "running", "abc", 30001, 0, "", "c1")
     assert view.running and not view.ended
     failed = task_view(
         engine_task(
@@ -134,6 +134,7 @@ def test_an_engine_task_becomes_a_task_view() -> None:
     )
     assert failed.ended and not failed.running
     assert failed.published_port is None
+    assert failed.container_id == ""  # the node made none: no container to stop
     assert exit_status(failed) == 3
     assert task_view({}).slot == 0  # what an engine leaves out is no crash
 

@@ -29,6 +29,7 @@ from dynos.backends.swarm_engine import read_cluster
 from dynos.backends.swarm_guard import SETTLE_TIMEOUT, SwarmGuard
 from dynos.core.containers import LABEL, server_id
 from dynos.core.swarm_guard import app_network, chain_names, guard_label, guard_service_name
+from dynos.core.swarm_restart import NO_SUCH_CONTAINER, job_command
 from dynos.errors import PlatformError
 from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for_dynos
 from tests.integration.conftest import each_test, wait_for
@@ -125,7 +126,7 @@ def test_a_formation_runs_as_services_spread_over_both_nodes_and_routed(
     assert web["Mode"]["Replicated"]["Replicas"] == 2
     limits = web["TaskTemplate"]["Resources"]["Limits"]
     assert limits["MemoryBytes"] == 1024 * 1024 * 1024 and limits["NanoCPUs"] == 10**9
-    assert web["TaskTemplate"]["RestartPolicy"]["Condition"] == "on-failure"
+    assert web["TaskTemplate"]["RestartPolicy"]["Condition"] == "any"
     assert web["UpdateConfig"]["Order"] == "start-first"
     assert web["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
     # The image by the digest the push returned: a tag pushed over in the registry is not it.
@@ -166,6 +167,7 @@ def test_scaling_down_config_changes_and_restarts_on_the_swarm(
         "the new config served",
     )
     wait_for_dynos(server, "shop", {"web.1": "up"}, 120)
+    force = services(engine, server, "shop")["web"]["Spec"]["TaskTemplate"].get("ForceUpdate", 0)
     server.cli("ps:restart", "web.1", "--app", "shop")
     wait_for(
         lambda: (
@@ -177,6 +179,9 @@ def test_scaling_down_config_changes_and_restarts_on_the_swarm(
         "web.1 restarted as a new task",
     )
     assert {a["greeting"] for a in answers(server, "shop", 5)} == {"bonjour"}
+    # The type's only dyno: a forced update (its new task started before the old one stops).
+    spec = services(engine, server, "shop")["web"]["Spec"]
+    assert spec["TaskTemplate"].get("ForceUpdate", 0) > force
     server.scale("shop", web=0)
     wait_for(lambda: ps_json(server, "shop") == {}, 120, "no dyno left")
     wait_for(
@@ -186,6 +191,129 @@ def test_scaling_down_config_changes_and_restarts_on_the_swarm(
         60,
         "the web service at 0",
     )
+
+
+def running_tasks(engine: docker.DockerClient, service_id: str) -> dict[int, dict[str, Any]]:
+    """The service's running tasks, by slot."""
+    found = engine.api.tasks(filters={"service": service_id, "desired-state": "running"})
+    return {int(t["Slot"]): t for t in found if t["Status"]["State"] == "running"}
+
+
+class SteadyGets:
+    """GETs through the router, one after another, until stopped: what failed, and how many."""
+
+    def __init__(self, server: RunningServer, app: str) -> None:
+        self._server, self._app = server, app
+        self.failures: list[str] = []
+        self.count = 0
+        self._stopping = False
+        self._pool = ThreadPoolExecutor(1)
+
+    def __enter__(self) -> SteadyGets:
+        self._done = self._pool.submit(self._run)
+        return self
+
+    def _run(self) -> None:
+        with self._server.router(self._app) as router:
+            while not self._stopping:
+                try:
+                    answer = router.get("/")
+                    if answer.status_code != 200:
+                        self.failures.append(f"{answer.status_code}: {answer.text[:100]}")
+                except Exception as exc:  # any failure a client would see
+                    self.failures.append(repr(exc))
+                self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping = True
+        self._done.result(60)
+        self._pool.shutdown()
+
+
+def test_one_dyno_s_restart_replaces_its_task_only_on_either_node_without_failed_gets(
+    server: RunningServer, engine: docker.DockerClient
+) -> None:
+    """ps:restart web.N stops that dyno's task (on the worker through a one-shot job there,
+    on the manager through its engine) and Swarm replaces it in its slot: the other dyno's
+    task stays, no forced update, and the router sends the requests meanwhile to the other."""
+    server.create_app("solo")
+    server.deploy("solo", SWARM_APP)
+    server.scale("solo", web=2)
+    wait_for_dynos(server, "solo", {"web.1": "up", "web.2": "up"}, 180)
+    service = services(engine, server, "solo")["web"]
+    manager = engine.info()["Swarm"]["NodeID"]
+    tasks = running_tasks(engine, service["ID"])
+    assert {t["NodeID"] for t in tasks.values()} == {n["ID"] for n in engine.api.nodes()}
+    remote = next(slot for slot, t in tasks.items() if t["NodeID"] != manager)
+    local = 3 - remote
+    force = service["Spec"]["TaskTemplate"].get("ForceUpdate", 0)
+    for slot, other in ((remote, local), (local, remote)):  # the job's way, then the engine's
+        before = running_tasks(engine, service["ID"])
+        listening = server.logs("solo").count(f"app[web.{slot}]: web.{slot} listening on 5000")
+        with SteadyGets(server, "solo") as gets:
+            server.cli("ps:restart", f"web.{slot}", "--app", "solo")
+
+            def replaced(slot: int = slot, old: str = before[slot]["ID"]) -> bool:
+                now = running_tasks(engine, service["ID"])
+                new = now.get(slot, {}).get("ID") not in (None, old)
+                return new and dyno_states(server, "solo") == {"web.1": "up", "web.2": "up"}
+
+            wait_for(replaced, 120, f"web.{slot} up on a new task")
+            time.sleep(1)  # the new dyno serves too
+        after = running_tasks(engine, service["ID"])
+        assert after[other]["ID"] == before[other]["ID"]  # the other dyno's task stayed
+        assert after[slot]["NodeID"] == before[slot]["NodeID"]  # replaced in place
+        old = engine.api.inspect_task(before[slot]["ID"])  # its container stopped: it ended
+        assert old["Status"]["State"] in ("complete", "failed", "shutdown"), old["Status"]
+        assert gets.count > 20 and gets.failures == [], gets.failures[:5]
+        logs = server.logs("solo")
+        assert f"Restart web.{slot}" in logs
+        assert logs.count(f"app[web.{slot}]: web.{slot} listening on 5000") > listening
+    # The whole type with two dynos: the manager restarts them one at a time, each so.
+    before = running_tasks(engine, service["ID"])
+    with SteadyGets(server, "solo") as gets:
+        server.cli("ps:restart", "web", "--app", "solo")
+
+        def both_replaced() -> bool:
+            now = running_tasks(engine, service["ID"])
+            new = all(now.get(s, {}).get("ID") not in (None, before[s]["ID"]) for s in (1, 2))
+            return new and dyno_states(server, "solo") == {"web.1": "up", "web.2": "up"}
+
+        wait_for(both_replaced, 180, "web.1 and web.2 up on new tasks")
+        time.sleep(1)
+    assert gets.count > 20 and gets.failures == [], gets.failures[:5]
+    spec = services(engine, server, "solo")["web"]["Spec"]
+    assert spec["TaskTemplate"].get("ForceUpdate", 0) == force  # no forced update
+    assert {a["dyno"] for a in answers(server, "solo")} == {"web.1", "web.2"}
+    said = server.log_tail(100_000)
+    assert (
+        f"of slot {remote} stopped (job)" in said and f"of slot {local} stopped (manager)" in said
+    )
+    # The job went with its work.
+    jobs = engine.api.services(filters={"label": f"{LABEL}.role=restart"})
+    assert [
+        j for j in jobs if j["Spec"]["Labels"][f"{LABEL}.server"] == server_id(str(server.home))
+    ] == []
+
+
+def test_the_stop_job_s_program_stops_a_container_and_tells_a_missing_one_apart(
+    engine: docker.DockerClient,
+) -> None:
+    """The job's program (core/swarm_restart.py), run here against the manager's socket."""
+    container = engine.containers.run(LAB_STACK_IMAGE, ["sleep", "300"], detach=True)
+    try:
+        command = job_command(str(container.id), 1)
+        command[-1] = "/var/run/docker.sock"  # the job sees its node's socket at JOB_SOCKET
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        container.reload()
+        assert container.status == "exited"  # sleep ignores SIGTERM: killed after 1 s
+        missing = job_command("0" * 64, 1)
+        missing[-1] = "/var/run/docker.sock"
+        done = subprocess.run(missing, capture_output=True, text=True, timeout=60)
+        assert done.returncode == NO_SUCH_CONTAINER, done.stdout + done.stderr
+    finally:
+        container.remove(force=True)
 
 
 def test_not_a_swarm_manager_and_an_unreachable_registry_are_one_clear_line(

@@ -119,6 +119,7 @@ async def test_scale_down_stops_highest_numbered_dynos_first(w: World) -> None:
     await w.scale(web=0, worker=1)
     await w.settle()
     assert w.fake.stopped == ["worker.4", "worker.3", "worker.2"]
+    assert w.fake.replaced == [False, False, False]  # gone: no successor
     assert w.states() == {"worker.1": "up"}
 
 
@@ -351,6 +352,7 @@ async def test_cycling_restarts_old_dynos_one_at_a_time(w: World, tmp_path: Path
     w.fake.bind("web.1")
     await w.settle()
     assert w.fake.stopped == ["web.1", "web.2"]
+    assert w.fake.replaced == [True, True]  # each with a successor in its place
     w.fake.bind("web.2")
     assert w.states() == {"web.1": "up", "web.2": "up"}
     cycling = [x.message for x in w.logs.recent("foo", 100) if x.message == "Cycling"]

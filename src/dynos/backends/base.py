@@ -81,8 +81,10 @@ class Backend(Protocol):
         """Start the dyno; events about it arrive later. Raises PlatformError if it can't."""
         ...
 
-    async def stop(self, key: str, grace: float) -> bool:
-        """SIGTERM, then SIGKILL after ``grace`` s; return True if it had to be killed."""
+    async def stop(self, key: str, grace: float, *, replaced: bool = False) -> bool:
+        """SIGTERM, then SIGKILL after ``grace`` s; return True if it had to be killed.
+        ``replaced``: a successor starts in its place next (a restart, a new release), which
+        a cluster may use to keep its slot."""
         ...
 
     def allocate_port(self) -> int:

@@ -294,7 +294,7 @@ class DockerBackend:
             await asyncio.sleep(0.05)
         return None
 
-    async def stop(self, key: str, grace: float) -> bool:
+    async def stop(self, key: str, grace: float, *, replaced: bool = False) -> bool:
         starting = self._starting.get(key)
         if starting is not None:
             await starting.wait()

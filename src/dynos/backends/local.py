@@ -198,7 +198,7 @@ class LocalBackend:
         else:
             dyno.tasks.append(asyncio.create_task(self._probe(dyno, spec.port)))
 
-    async def stop(self, key: str, grace: float) -> bool:
+    async def stop(self, key: str, grace: float, *, replaced: bool = False) -> bool:
         dyno = self._dynos.get(key)
         if dyno is None:
             return False

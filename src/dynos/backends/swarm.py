@@ -5,14 +5,15 @@ dyno; a ``start`` of ``web.3`` makes the service of its type and release
 (``core.swarm.service_spec``) cover slot 3, and the dyno is the running task of slot 3 made from
 that spec (``core.swarm.Claims``). A new release is a new service beside the old one, whose
 tasks serve until the manager has stopped its dynos. A ``stop`` lowers the replicas, or (a
-slot that stays: a restart) leaves the task to the successor's start, which forces the service
-to replace it. A task that ends unasked, or whose node is down, is the dyno's exit; the
-manager's restart claims the task Swarm started in its place. Images: made on the manager's
-engine (images.py), pushed to the registry the nodes pull from (registry.py). Ports: host
-mode, at a port the node picks (``address``, ``placement``). One-offs: containers on the
-manager's engine (docker.py), on the server's own bridge. Logs: ``docker service logs``. No
-R14 yet: a task on another node has no cgroup here. Isolation: each app's tasks on its own
-overlay network, and the guard on every node (swarm_guard.py), before any dyno starts.
+slot that stays: a restart) leaves the task to the successor's start: the whole type's restart
+forces the service's update (every task, start-first), a single dyno's stops its task only
+(swarm_restart.py), which Swarm replaces in its slot. A task that ends unasked, or whose node
+is down, is the dyno's exit; the manager's restart claims the task Swarm started in its place.
+Images: made on the manager's engine (images.py), pushed to the registry the nodes pull from
+(registry.py). Ports: host mode, at a port the node picks (``address``, ``placement``).
+One-offs: containers on the manager's engine (docker.py), on the server's own bridge. Logs:
+``docker service logs``. No R14 yet: a task on another node has no cgroup here. Isolation:
+each app's tasks on its own overlay network, and the guard on every node (swarm_guard.py).
 """
 
 from __future__ import annotations
@@ -38,14 +39,16 @@ from dynos.backends.swarm_engine import (
     Nodes,
     SwarmDyno,
     SwarmService,
+    adopted_service,
     check_engines,
     dyno_service,
     follow_task_logs,
     probe,
     read_cluster,
-    service_body,
+    sync_service,
 )
 from dynos.backends.swarm_guard import SwarmGuard
+from dynos.backends.swarm_restart import SlotRestarts
 from dynos.core.containers import LABEL, server_id
 from dynos.core.swarm import (
     SERVICE_PORT,
@@ -56,6 +59,7 @@ from dynos.core.swarm import (
     replicas_for,
     service_name,
 )
+from dynos.core.swarm_restart import Mechanism, Replacement, mechanism, whole_type
 from dynos.errors import PlatformError
 
 log = logging.getLogger("dynos")
@@ -103,6 +107,9 @@ class SwarmBackend:
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="swarm")
         self._cli = shutil.which("docker") or "docker"
         self._guard = SwarmGuard(client, self._server, stack_image, registry_address, self._call)
+        self._restarts = SlotRestarts(self._api, self._server, self._guard.image, self._call)
+        self._manager_node = str((client.info().get("Swarm") or {}).get("NodeID") or "")
+        self._sync = partial(sync_service, call=self._call, api=self._api)
         # Services a dead server on this home left: the manager's starts adopt their tasks (same
         # slot and spec: no restart); what none adopts within ADOPT_WINDOW is removed.
         left: list[dict[str, Any]] = self._api.services(
@@ -173,19 +180,21 @@ class SwarmBackend:
         if old is not None and previous != name and not old.slots:
             self._spawn(self._remove(old))  # a release before whose dynos are all stopped
         if name not in self._services and name in self._leftovers:
-            left = self._leftovers[name]
-            force = int(left["Spec"]["TaskTemplate"].get("ForceUpdate", 0))
-            floor = int(left["Spec"]["Mode"].get("Replicated", {}).get("Replicas", 0))
-            adopted = SwarmService(name, wanted, id=str(left["ID"]), force=force, floor=floor)
-            self._services[name] = adopted
+            self._services[name] = adopted_service(wanted, self._leftovers[name])
         service = self._services.setdefault(name, SwarmService(name, wanted))
         service.base = base
-        if slot in service.replaced:  # the successor of a dyno stopped in this slot:
-            service.replaced.discard(slot)  # a restart, which Swarm does by force
-            service.force += 1
+        deadline = asyncio.get_running_loop().time() + self._boot_timeout
+        if slot in service.replaced:  # the successor of a dyno stopped in this slot: a restart
+            replaced = service.replaced.pop(slot)
+            down = [node for node, (_, _, off) in self._nodes.items() if off]
+            how = mechanism(replaced, self._manager_node, down)
+            if how == "force" or replaced.task is None:
+                service.force += 1  # every task replaced, each new one started first
+            else:  # only its task, stopped first (with the grace) and replaced in its slot
+                deadline += grace
+                self._spawn(self._restart(service, replaced.task, how))
         service.wanted = wanted
         service.slots[slot] = spec.key
-        deadline = asyncio.get_running_loop().time() + self._boot_timeout
         self._dynos[spec.key] = SwarmDyno(spec, name, slot, wanted.template, deadline)
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll())
@@ -202,24 +211,6 @@ class SwarmBackend:
         if not self._nodes:
             self._nodes = (await self._call(read_cluster, self._api, []))[1]
         await self._guard.cover(self._nodes)
-
-    async def _sync(self, service: SwarmService) -> None:
-        """Send the service's spec when it changed: its template, replicas or forced
-        replacement. Serialized per service; a call that waited sends the newest state."""
-        async with service.lock:
-            replicas = max(replicas_for(list(service.slots)), service.floor)
-            state = (service.wanted.template, replicas, service.force)
-            if service.applied == state:
-                return
-            body = service_body(service.wanted, replicas, service.force)
-            if service.id is None:
-                created = await self._call(self._api.create_service, **body)
-                service.id = str(created["ID"])
-            else:
-                current = await self._call(self._api.inspect_service, service.id)
-                version = int(current["Version"]["Index"])
-                await self._call(self._api.update_service, service.id, version, **body)
-            service.applied = state
 
     async def _poll(self) -> None:
         """Read the services' tasks and the nodes while dynos run: claim, place, end."""
@@ -283,7 +274,7 @@ class SwarmBackend:
         dyno.exited.set()
         self._events.dyno_exited(key, status)
 
-    async def stop(self, key: str, grace: float) -> bool:
+    async def stop(self, key: str, grace: float, *, replaced: bool = False) -> bool:
         dyno = self._dynos.get(key)
         if dyno is None:
             return await self._one_offs.stop(key, grace)
@@ -308,11 +299,12 @@ class SwarmBackend:
             if not service.slots:
                 await self._remove(service)
             return False
-        if dyno.slot in service.slots or dyno.slot <= replicas_for(list(service.slots)):
-            # A slot that stays (a restart, or the first dyno of a deploy): done now, its
-            # task left to its successor's start (a new release's service, or a forced
-            # update of this one); none within SUCCESSOR_WAIT: forced then.
-            service.replaced.add(dyno.slot)
+        if replaced or dyno.slot <= replicas_for(list(service.slots)):
+            # A slot that stays (a restart, or a deploy's dyno): done now, its task left to
+            # its successor's start (a new release's service, or this one's task replaced:
+            # swarm_restart.py); none within SUCCESSOR_WAIT: forced then. Its replicas stay.
+            whole = whole_type(list(service.slots))  # no other dyno of the type stays
+            service.replaced[dyno.slot] = Replacement(dyno.task, whole)
             self._finish(dyno, 143, retire=True)
             self._spawn(self._replace_later(service, dyno.slot))
             return False
@@ -327,8 +319,16 @@ class SwarmBackend:
 
     async def _replace_later(self, service: SwarmService, slot: int) -> None:
         await asyncio.sleep(SUCCESSOR_WAIT)
-        if slot in service.replaced and self._current.get(service.base) == service.name:
-            service.replaced.discard(slot)
+        if service.replaced.pop(slot, None) is not None:
+            await self._force(service)
+
+    async def _restart(self, service: SwarmService, task: TaskView, how: Mechanism) -> None:
+        if not await self._restarts.replace(service.id or "", task, how, self._stop_grace):
+            await self._force(service)  # its task stopped or not: the slot gets a new one
+
+    async def _force(self, service: SwarmService) -> None:
+        """Every task replaced (start-first), unless a newer release's service took over."""
+        if self._current.get(service.base) == service.name:
             service.force += 1
             with contextlib.suppress(*ENGINE_ERRORS):
                 await self._sync(service)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ from dynos.core.swarm import (
     TEMPLATE_LABEL,
     ServiceSpec,
     TaskView,
+    replicas_for,
     service_name,
     service_spec,
     task_view,
@@ -42,6 +43,7 @@ from dynos.core.swarm_guard import (
     guard_service_name,
     router_source,
 )
+from dynos.core.swarm_restart import Replacement
 from dynos.errors import NotSwarmManager
 
 Nodes = dict[str, tuple[str, str, bool]]  # node id → (hostname, address, down)
@@ -60,9 +62,18 @@ class SwarmService:
     force: int = 0  # bumped to make Swarm replace every task (a dyno's restart)
     applied: tuple[str, int, int] | None = None  # (template, replicas, force) last sent
     floor: int = 0  # an adopted service's replicas, kept until the adoption window ends
-    replaced: set[int] = field(default_factory=set)  # slots whose dyno stopped, to restart
+    # Slots whose dyno stopped, to restart: their successor's start replaces the task.
+    replaced: dict[int, Replacement] = field(default_factory=dict)
     base: str = ""  # the type's name: the services of its releases share it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def adopted_service(wanted: ServiceSpec, left: dict[str, Any]) -> SwarmService:
+    """A service a dead server left (``left``, as the engine lists it), taken over with the
+    replicas and forced updates it has."""
+    force = int(left["Spec"]["TaskTemplate"].get("ForceUpdate", 0))
+    floor = int(left["Spec"]["Mode"].get("Replicated", {}).get("Replicas", 0))
+    return SwarmService(wanted.name, wanted, id=str(left["ID"]), force=force, floor=floor)
 
 
 @dataclass
@@ -173,6 +184,29 @@ def service_body(spec: ServiceSpec, replicas: int, force: int) -> dict[str, Any]
         "update_config": UpdateConfig(parallelism=spec.update_parallelism, order=spec.update_order),
         "endpoint_spec": {"Mode": spec.endpoint_mode, "Ports": ports},
     }
+
+
+async def sync_service(
+    service: SwarmService, call: Callable[..., Awaitable[Any]], api: Any
+) -> None:
+    """Send the service's spec when it changed: its template, replicas or forced
+    replacement. Serialized per service; a call that waited sends the newest state."""
+    async with service.lock:
+        # The slots whose dyno's successor is awaited are kept: fewer replicas would have
+        # Swarm pick a task to end, not necessarily theirs.
+        replicas = max(replicas_for([*service.slots, *service.replaced]), service.floor)
+        state = (service.wanted.template, replicas, service.force)
+        if service.applied == state:
+            return
+        body = service_body(service.wanted, replicas, service.force)
+        if service.id is None:
+            created = await call(api.create_service, **body)
+            service.id = str(created["ID"])
+        else:
+            current = await call(api.inspect_service, service.id)
+            version = int(current["Version"]["Index"])
+            await call(api.update_service, service.id, version, **body)
+        service.applied = state
 
 
 async def follow_task_logs(cli: str, task_id: str, emit: Callable[[str], None]) -> None:

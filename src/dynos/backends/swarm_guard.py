@@ -274,9 +274,13 @@ class SwarmGuard:
     def _body(
         self, script: str, health: str, template: str, order: Literal["start-first", "stop-first"]
     ) -> dict[str, Any]:
+        return guard_service_body(self.image(), self._server, script, health, template, order)
+
+    def image(self) -> str:
+        """The stack image as every node pulls it, pushed once (blocking)."""
         if self._image is None:
             self._image = registry.push(self._client, self._registry, self._stack_image)
-        return guard_service_body(self._image, self._server, script, health, template, order)
+        return self._image
 
     def _find(self) -> dict[str, Any] | None:
         name = guard_service_name(self._server)

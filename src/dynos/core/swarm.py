@@ -73,7 +73,9 @@ class ServiceSpec:
     stop_grace_ns: int
     user: str
     workdir: str
-    restart_condition: Literal["none", "on-failure", "any"] = "on-failure"
+    # Any end: a dyno that exits, even with 0, is restarted (as on Heroku), and a dyno's own
+    # restart is its container stopped (core/swarm_restart.py).
+    restart_condition: Literal["none", "on-failure", "any"] = "any"
     restart_delay_ns: int = RESTART_DELAY_NS
     restart_attempts: int = RESTART_ATTEMPTS
     restart_window_ns: int = RESTART_WINDOW_NS
@@ -174,6 +176,7 @@ class TaskView:
     published_port: int | None = None
     exit_code: int | None = None
     error: str = ""
+    container_id: str = ""  # on its node's engine, once the node made it
 
     @property
     def running(self) -> bool:
@@ -196,7 +199,8 @@ def task_view(task: Mapping[str, object]) -> TaskView:
         if isinstance(port, Mapping) and port.get("PublishedPort"):
             published = int(port["PublishedPort"])
             break
-    exit_code = _mapping(status.get("ContainerStatus")).get("ExitCode")
+    running_as = _mapping(status.get("ContainerStatus"))
+    exit_code = running_as.get("ExitCode")
     return TaskView(
         id=str(task.get("ID", "")),
         slot=int(str(task.get("Slot") or 0)),
@@ -207,6 +211,7 @@ def task_view(task: Mapping[str, object]) -> TaskView:
         published_port=published,
         exit_code=int(str(exit_code)) if exit_code is not None else None,
         error=str(status.get("Err", "")),
+        container_id=str(running_as.get("ContainerID") or ""),
     )
 
 

@@ -325,13 +325,13 @@ class DynoManager:
             # requests it is serving finish, bounded by the grace period: then SIGTERM.
             self.publish_routes()
             await self._publisher.drain(record.app_name, record.name, self._settings.stop_grace)
-        killed = await self.backend.stop(key, self._settings.stop_grace)
+        grace = self._settings.stop_grace
+        killed = await self.backend.stop(key, grace, replaced=record.replaced)
         if killed:
-            grace = f"{self._settings.stop_grace:g}"
             self.platform_log(
                 record,
                 f"Error R12 (Exit timeout) -> At least one process failed to exit within "
-                f"{grace} seconds of SIGTERM",
+                f"{grace:g} seconds of SIGTERM",
             )
             self.platform_log(record, "Stopping remaining processes with SIGKILL")
 

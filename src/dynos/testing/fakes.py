@@ -29,6 +29,7 @@ class FakeBackend:
         self.running: dict[str, DynoSpec] = {}  # key -> spec
         self.started: list[DynoSpec] = []
         self.stopped: list[str] = []  # dyno names, in the order they were stopped
+        self.replaced: list[bool] = []  # for each of those, whether a successor was to start
         self.memory: dict[str, int] = {}  # dyno name -> resident bytes a test says it uses
         self.cpu: dict[str, float] = {}  # dyno name -> CPU seconds a test says it used
         self.killed: list[str] = []  # dyno names SIGKILLed by the memory watch
@@ -57,10 +58,11 @@ class FakeBackend:
         if spec.port is None:
             self.events.dyno_up(spec.key)
 
-    async def stop(self, key: str, grace: float) -> bool:
+    async def stop(self, key: str, grace: float, *, replaced: bool = False) -> bool:
         spec = self.running.pop(key, None)
         if spec is not None:
             self.stopped.append(spec.name)
+            self.replaced.append(replaced)
             self.events.dyno_exited(key, 143)
         return False
 
