@@ -105,8 +105,11 @@ class ContainerPythons:
                 best = sorted(serving, key=lambda i: i.version)[-1] if serving else None
                 if best in uncopied:  # its own error says what to do, not "another system"
                     raise uncopied[best]
+                # The line names those that did not run there; an uncopied one is not one.
+                checked = {i: why for i, why in refused.items() if i not in uncopied}
+                offered = [i for i in found if i not in uncopied]
                 raise BuildFailed(
-                    no_container_python(request, found, refused, self._stack_image, NO_DOWNLOAD)
+                    no_container_python(request, offered, checked, self._stack_image, NO_DOWNLOAD)
                 )
             version = format_version(chosen.version)
             if chosen.source == STACK:
