@@ -13,7 +13,7 @@ import pytest
 
 from dynos.core.python_build import Interpreter
 from dynos.errors import PlatformError
-from dynos.platform.python_copy import os_error_cause
+from dynos.platform.python_copy import needed_libraries, os_error_cause
 from dynos.platform.pythons import HostPythons
 
 PYENV = Path.home() / ".pyenv" / "versions"
@@ -161,3 +161,46 @@ def test_a_copy_failure_of_many_files_is_told_in_one_short_clause() -> None:
     cause = os_error_cause(shutil.Error(failures))
     assert cause == "[Errno 28] No space left on device: 0 and 499 more"
     assert len(os_error_cause(OSError("x" * 5000))) < 210
+
+
+def readelf_needed(path: Path) -> list[str]:
+    out = subprocess.run(
+        ["readelf", "-d", str(path)], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    return [line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+
+
+def test_the_libraries_a_copy_needs_are_read_as_readelf_reads_them() -> None:
+    prefix, minor, _ = pyenv_tree()
+    dynload = prefix / "lib" / minor / "lib-dynload"
+    files = [prefix / "bin" / minor, *sorted(dynload.glob("*.so"))[:20]]
+    for path in files:
+        assert needed_libraries(path) == readelf_needed(path), path
+    assert "libz.so.1" in needed_libraries(next(dynload.glob("zlib.*.so")))
+    assert needed_libraries(prefix / "lib" / minor / "os.py") == []  # not an ELF file
+
+
+def test_a_self_contained_prefix_has_its_own_libraries_copied(tmp_path: Path) -> None:
+    """A conda-style prefix keeps the libraries its modules load in its own lib (found by
+    their RUNPATH): the copy takes those they need, and only those."""
+    real, minor, version = pyenv_tree()
+    system = Path("/lib/x86_64-linux-gnu")
+    prefix = tmp_path / "conda"
+    (prefix / "bin").mkdir(parents=True)
+    shutil.copy2(real / "bin" / minor, prefix / "bin" / minor)
+    (prefix / "lib").mkdir()
+    shutil.copytree(real / "lib" / minor, prefix / "lib" / minor, symlinks=True)
+    for library in (real / "lib").glob(f"lib{minor}*.so*"):
+        shutil.copy2(library, prefix / "lib" / library.name)
+    ssl_needs = readelf_needed(next((prefix / "lib" / minor / "lib-dynload").glob("_ssl.*.so")))
+    theirs = [name for name in ssl_needs if name.startswith(("libssl", "libcrypto"))]
+    for name in ["libz.so.1", *theirs]:
+        shutil.copy2(system / name, prefix / "lib" / name)
+    shutil.copy2(system / "libz.so.1", prefix / "lib" / "libunused.so.1")  # nobody asks
+    pythons = HostPythons(tmp_path / "pythons", shared=True, uv=None)
+
+    copy = pythons.relocatable(Interpreter(version, str(prefix / "bin" / minor), "PATH"))
+
+    libraries = {p.name for p in (copy / "lib").iterdir() if not p.name.startswith("libpython")}
+    assert libraries == {minor, "libz.so.1", *theirs}
+    assert not list((copy / "lib" / minor / "lib-dynload").glob("_tkinter.*"))

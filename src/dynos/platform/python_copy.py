@@ -3,8 +3,10 @@
 the copies in ``<home>/pythons``).
 
 The copy takes ``bin/python3``, ``bin/python3.X``, ``lib/python3.X`` without its tests and
-installed packages, ``lib/libpython3.X*.so*`` and ``include/python3.X*``; never the rest of a
-prefix it shares (``/opt/tools``' other programs): a container build copies the tree into
+installed packages (and tkinter, C part included), ``lib/libpython3.X*.so*``,
+``include/python3.X*``, and the libraries of the prefix's ``lib`` those files load (a conda
+prefix's libssl, libffi, libz...: :func:`needed_libraries`); never the rest of a prefix it
+shares (``/opt/tools``' other programs): a container build copies the tree into
 every slug. A prefix laid out otherwise (a Fedora-style ``lib64`` stdlib, a binary outside
 ``bin``) is :class:`LayoutNotCopied`, naming what is missing. Each copy holds a marker
 (:func:`copy_marker`) of what it was copied from, so a changed interpreter is copied anew.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 from pathlib import Path
 
 from dynos.core.python_build import Version
@@ -49,10 +52,67 @@ def copy_interpreter(prefix: Path, target: Path, binary: str, version: Version) 
         if headers.is_dir():
             (target / "include").mkdir(exist_ok=True)
             shutil.copytree(headers, target / "include" / headers.name, symlinks=True)
+    loaded = [target / "bin" / binary, *(target / "lib").glob(f"lib{minor}*.so*")]
+    loaded += sorted((target / "lib" / minor / "lib-dynload").glob("*.so"))
+    _copy_needed(prefix / "lib", target / "lib", loaded)
+
+
+def _copy_needed(source: Path, target: Path, loaded: list[Path]) -> None:
+    """Into ``target``, the libraries of the prefix's ``source`` (its ``lib``) that the
+    ``loaded`` files need, and those they need in turn: a self-contained prefix (conda's)
+    keeps libssl, libffi, libz... there, found by its modules' RUNPATH (``$ORIGIN/../..``);
+    a prefix with only libpython there (pyenv's) adds nothing. Each is copied as the file
+    it is, under the name the loader asks for."""
+    queue, asked = list(loaded), set()
+    while queue:
+        for name in needed_libraries(queue.pop()):
+            if name in asked or "/" in name:
+                continue
+            asked.add(name)
+            if (source / name).is_file() and not (target / name).exists():
+                shutil.copy2(source / name, target / name)
+                queue.append(target / name)
+
+
+def needed_libraries(path: Path) -> list[str]:
+    """The libraries (``DT_NEEDED``) an ELF file asks the loader for, read as ``readelf -d``
+    reads them: from its dynamic segment, the names in its string table. A 64-bit
+    little-endian file's (the machines dynos runs on); [] for anything else."""
+    try:
+        data = path.read_bytes()
+        if data[:4] != b"\x7fELF" or data[4:6] != b"\x02\x01":
+            return []
+        (phoff,) = struct.unpack_from("<Q", data, 0x20)
+        size, count = struct.unpack_from("<HH", data, 0x36)
+        loads, dynamic = [], None
+        for at in range(phoff, phoff + size * count, size):
+            kind, _, offset, address, _, length = struct.unpack_from("<IIQQQQ", data, at)
+            if kind == 1:  # PT_LOAD: where the string table's address lies in the file
+                loads.append((address, offset, length))
+            elif kind == 2:  # PT_DYNAMIC
+                dynamic = (offset, length)
+        if dynamic is None:
+            return []  # a static binary
+        entries = [
+            struct.unpack_from("<qQ", data, at)
+            for at in range(dynamic[0], dynamic[0] + dynamic[1] - 15, 16)
+        ]
+        strtab = next((value for tag, value in entries if tag == 5), 0)  # DT_STRTAB
+        base = next(o + strtab - a for a, o, n in loads if a <= strtab < a + n)
+    except (OSError, struct.error, StopIteration):
+        return []
+    names = []
+    for tag, value in entries:
+        if tag == 0:  # DT_NULL: the end
+            break
+        if tag == 1:  # DT_NEEDED
+            end = data.find(b"\0", base + value)
+            names.append(data[base + value : end].decode("utf-8", "replace"))
+    return names
 
 
 MARKER = ".dynos-copy"  # in a copy: copy_marker's text, of what it was copied from
-COPY_LAYOUT = 2  # what copy_interpreter takes; 1 (no marker) copied a prefix whole
+COPY_LAYOUT = 3  # what copy_interpreter takes: 1 (no marker) a prefix whole, 2 no libraries
 
 
 class LayoutNotCopied(Exception):
@@ -111,6 +171,8 @@ def _copy_entry(source: Path, target: Path) -> None:
 
 def _left_out(directory: str, names: list[str]) -> set[str]:
     left = {name for name in names if name in _LEFT_OUT}
+    if os.path.basename(directory) == "lib-dynload":  # tkinter is left out: its C part too
+        left |= {name for name in names if name.startswith("_tkinter.")}
     if os.path.basename(directory).startswith("config-"):
         left |= {name for name in names if name.endswith(".a")}  # the static libpython
     return left
