@@ -152,11 +152,16 @@ class ContainerPythons:
                 )
             return verdict
 
-    def _identities(self, binary: Path) -> tuple[str, tuple[int, int, int]]:
+    def _image_id(self) -> str:
+        """The stack image's id, which its containers are made from: a tag pruned meanwhile
+        would have the SDK pull it from Docker Hub."""
         try:
-            image = str(self._client.images.get(self._stack_image).id)
+            return str(self._client.images.get(self._stack_image).id)
         except docker.errors.DockerException as exc:
             raise PlatformError(f"Could not read the image {self._stack_image}: {exc}") from None
+
+    def _identities(self, binary: Path) -> tuple[str, tuple[int, int, int]]:
+        image = self._image_id()
         try:
             info = os.stat(binary)
             return image, (info.st_dev, info.st_ino, info.st_ctime_ns)
@@ -209,10 +214,11 @@ class ContainerPythons:
     async def _stack_pythons(self) -> list[Interpreter]:
         """The stack image's python3.X interpreters, asked once per server."""
         if self._stack is None:
+            image = await asyncio.to_thread(self._image_id)
             try:
                 output = await asyncio.to_thread(
                     self._client.containers.run,
-                    self._stack_image,
+                    image,
                     ["/bin/sh", "-c", STACK_PYTHONS_SCRIPT],
                     remove=True,
                     network_disabled=True,
