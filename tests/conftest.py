@@ -78,6 +78,10 @@ SLOW_TESTS = (
     # 3 to 4 s: a real interpreter's tree copied (its stdlib) and run.
     "tests/platform/test_pythons.py::"
     "test_only_the_interpreters_own_files_are_copied_and_the_copy_runs",
+    # 3 to 9 s: a real interpreter's tree copied two to four times.
+    "tests/platform/test_pythons.py::"
+    "test_a_copy_is_made_again_when_its_interpreter_changes_and_old_ones_stay",
+    "tests/platform/test_pythons.py::test_a_self_contained_prefix_has_its_own_libraries_copied",
 )
 
 

@@ -95,6 +95,7 @@ def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
         config.stack_image,
         paths.home / "build-cache",
         host_pythons(paths),
+        server=server_id(str(paths.home)),
         timeout=config.build_timeout,
     )
     return DockerWiring(backend, builder, gateway)
@@ -218,6 +219,7 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
         config.stack_image,
         paths.home / "build-cache",
         host_pythons(paths),
+        server=server_id(str(paths.home)),
         timeout=config.build_timeout,
         network=network,
     )

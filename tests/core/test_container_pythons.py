@@ -6,6 +6,7 @@ from __future__ import annotations
 from dynos.core.container_pythons import (
     check_command,
     check_failure,
+    check_is_lasting,
     choose_container_python,
     no_container_python,
 )
@@ -51,8 +52,14 @@ def test_the_check_runs_the_mounted_tree_and_reports_its_last_line() -> None:
         "/opt/dynos/python/bin/python3.13",
         "-I",
         "-c",
-        "import ssl, sqlite3, ctypes",
+        "import ssl, sqlite3, ctypes, zlib, lzma, bz2, pyexpat, _hashlib",
     ]
     traceback = f'Traceback (most recent call last):\n  File "<string>", line 1\n{LIBSSL}\n'
     assert check_failure(1, traceback) == LIBSSL
     assert check_failure(127, "") == "exit status 127"
+
+
+def test_only_the_interpreters_own_failure_is_a_lasting_verdict() -> None:
+    assert check_is_lasting(1)  # an import failed: the tree does not run there
+    assert check_is_lasting(127)  # the loader: a library missing in the image
+    assert not check_is_lasting(137)  # killed (out of memory, a stop): asked again

@@ -9,6 +9,7 @@ Needs a running engine, the stack image and pyenv's Python 3.13 and 3.12.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,13 +18,14 @@ import pytest
 
 from dynos.core.containers import DEFAULT_STACK_IMAGE
 from dynos.core.python_build import PythonRequest
-from dynos.errors import BuildFailed
+from dynos.errors import BuildFailed, PlatformError
 from dynos.platform.container_pythons import ContainerPythons
 from dynos.platform.pythons import HostPythons
 
 pytestmark = pytest.mark.anyio
 
 PYENV = Path.home() / ".pyenv" / "versions"
+SERVER = "test-" + secrets.token_hex(6)  # labels this test's check containers
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ async def test_a_tree_that_does_not_run_in_the_stack_image_is_not_offered(
     engine: docker.DockerClient, tmp_path: Path
 ) -> None:
     host = HostPythons(tmp_path / "pythons", shared=True, uv=None)
-    pythons = ContainerPythons(engine, DEFAULT_STACK_IMAGE, host)
+    pythons = ContainerPythons(engine, DEFAULT_STACK_IMAGE, host, server=SERVER)
     v313, v312 = newest("3.13"), newest("3.12")
     pinned = PythonRequest(v313[:2], ".python-version")
 
@@ -57,6 +59,7 @@ async def test_a_tree_that_does_not_run_in_the_stack_image_is_not_offered(
     assert [(k[0], k[2], v) for k, v in pythons.verdicts.items()] == [
         (str(chosen.tree), image, None)
     ]
+    assert not left_checks(engine)  # each check's container removed after it
 
     # The same tree, its ssl module's library not loadable (as another system's libssl
     # would not be), checked by another server start: refused, with what it said.
@@ -64,7 +67,7 @@ async def test_a_tree_that_does_not_run_in_the_stack_image_is_not_offered(
     (ssl_module,) = dynload.glob("_ssl.*.so")
     aside = tmp_path / ssl_module.name
     ssl_module.rename(aside)
-    restarted = ContainerPythons(engine, DEFAULT_STACK_IMAGE, host)
+    restarted = ContainerPythons(engine, DEFAULT_STACK_IMAGE, host, server=SERVER)
     with pytest.raises(BuildFailed) as raised:
         await restarted.choose(pinned)
     message = raised.value.message
@@ -88,5 +91,35 @@ async def test_a_tree_that_does_not_run_in_the_stack_image_is_not_offered(
         await restarted.choose(pinned)
     checked = [k for k in restarted.verdicts if k[0] == str(chosen.tree)]
     assert len(checked) == 1 and restarted.verdicts[checked[0]] is not None
-    again = await ContainerPythons(engine, DEFAULT_STACK_IMAGE, host).choose(pinned)
+    again = await ContainerPythons(engine, DEFAULT_STACK_IMAGE, host, server=SERVER).choose(pinned)
     assert again.tree == chosen.tree
+
+    # The check loads more than ssl's library: zlib's, lzma's... (here _lzma made unloadable).
+    (lzma_module,) = dynload.glob("_lzma.*.so")
+    lzma_module.write_bytes(b"not an ELF object")
+    with pytest.raises(BuildFailed) as raised:
+        await ContainerPythons(engine, DEFAULT_STACK_IMAGE, host, server=SERVER).choose(pinned)
+    assert "_lzma" in raised.value.message
+    assert not left_checks(engine)
+
+
+async def test_an_interpreter_whose_copy_cannot_be_made_is_passed_over(
+    engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    (tmp_path / "home").write_text("a file where <home> should be: no copy can be made")
+    host = HostPythons(tmp_path / "home" / "pythons", shared=True, uv=None)
+    pythons = ContainerPythons(engine, DEFAULT_STACK_IMAGE, host, server=SERVER)
+
+    # Without a version asked for: pyenv's newer ones refused, the stack image's own used.
+    chosen = await pythons.choose(PythonRequest(None, "default"))
+    assert chosen.tree is None and chosen.interpreter.source == "stack"
+
+    # A version only the server has: the copy's own error, which says what to do.
+    with pytest.raises(PlatformError) as raised:
+        await pythons.choose(PythonRequest(newest("3.13")[:2], ".python-version"))
+    assert "Could not copy Python 3.13" in raised.value.message
+    assert "writable directory" in raised.value.message
+
+
+def left_checks(engine: docker.DockerClient) -> list[object]:
+    return list(engine.containers.list(all=True, filters={"label": f"io.dynos.server={SERVER}"}))

@@ -357,7 +357,7 @@ def test_a_pyenv_python_is_copied_for_the_app_user_and_its_dynos_run_on_it(
     server.create_app("pyenv")
     app = envecho(tmp_path, **{"requirements.txt": SIX, ".python-version": wanted})
     output, slug = released(server, "pyenv", app)
-    assert f"Python {wanted} from pyenv: {server.home}/pythons/pyenv-{wanted}/" in output
+    assert f"Python {wanted} from pyenv: {server.home}/pythons/pyenv-{wanted}-" in output
     wait_for(lambda: dyno_states(server, "pyenv") == {"web.1": "up"}, 60, "web.1 on it")
     with server.router("pyenv") as router:
         assert router.get("/").json()["prefix"] == str(slug / ".venv")

@@ -11,8 +11,11 @@ import contextlib
 import os
 import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import docker
@@ -155,3 +158,29 @@ def test_a_server_bridge_left_under_the_engines_own_name_is_made_again(
     made = engine.networks.get(name)
     assert made.id != old.id and made.attrs["Options"][BRIDGE_NAME] == bridge_interface(name)
     assert bridge_interface(name) in interfaces()
+
+
+def test_servers_making_the_pruned_bridge_at_once_all_get_it(
+    engine: docker.DockerClient, server: str
+) -> None:
+    """After a prune, builds and one-offs of one server (or two servers) make the network
+    at the same moment: one is made, and every caller gets it (Docker 20.10 refuses the
+    later ones with "networks have same bridge name", not "already exists")."""
+    name = server_network(server)
+    for _ in range(5):
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.networks.get(name).remove()
+        start = threading.Barrier(4)
+        with ThreadPoolExecutor(4) as pool:
+            made = list(pool.map(partial(make_at, start, engine), [name] * 4))
+        assert made == [name] * 4
+        found = engine.networks.list(names=[name])
+        assert [n.name for n in found] == [name]  # one network, not one per caller
+        options = engine.networks.get(name).attrs
+        assert options["Options"][BRIDGE_NAME] == bridge_interface(name)
+        assert options["EnableIPv6"] is False
+
+
+def make_at(start: threading.Barrier, engine: docker.DockerClient, name: str) -> str:
+    start.wait(timeout=30)
+    return dyno_network(engine, name)

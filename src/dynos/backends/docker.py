@@ -170,6 +170,9 @@ class DockerBackend:
             raise PlatformError(f"Could not make the image of {spec.name}: {exc}") from None
         terminal = spec.terminal
         limits = size_limits(spec.size)
+        # Its network, made again if an operator pruned it while no container used it (the
+        # server made it at its start only: one-offs failed "not found" until a build).
+        network = await self._call(dyno_network, self._client, self._network)
         try:
             container: Container = await self._call(
                 self._client.containers.create,
@@ -180,7 +183,7 @@ class DockerBackend:
                 user=f"{DYNO_UID}:{DYNO_UID}",
                 working_dir=APP_DIR,
                 labels=dyno_labels(self._server, spec.app_id, spec.app_name, spec.name, spec.key),
-                network=self._network,
+                network=network,
                 ports={f"{spec.port}/tcp": ("127.0.0.1", spec.port)} if spec.port else {},
                 init=True,
                 cap_drop=["ALL"],

@@ -92,12 +92,28 @@ def dyno_network(client: DockerClient, name: str = NETWORK) -> str:
         options[BRIDGE_NAME] = interface
     try:
         client.networks.create(
-            name, driver="bridge", options=options, labels={"io.dynos.network": name}
+            name,
+            driver="bridge",
+            options=options,
+            labels={"io.dynos.network": name},
+            check_duplicate=True,  # two servers' creates at once: one network, not two
+            enable_ipv6=False,  # the firewall fences IPv4 only; never a daemon default's v6
         )
     except docker.errors.APIError as exc:
-        if "already exists" not in str(exc):  # another server made it meanwhile
+        # Another server (or build) made it meanwhile: "already exists", or on Docker 20.10
+        # "networks have same bridge name" when the name was checked before it was there.
+        if not _made_meanwhile(client, name, interface):
             raise PlatformError(f"Could not make the {name} network: {_reason(exc)}") from None
     return name
+
+
+def _made_meanwhile(client: DockerClient, name: str, interface: str | None) -> bool:
+    """Whether ``name`` is there now, as :func:`dyno_network` makes it (its interface)."""
+    try:
+        options = client.networks.get(name).attrs.get("Options") or {}
+    except docker.errors.DockerException:
+        return False
+    return interface is None or options.get(BRIDGE_NAME) == interface
 
 
 def _remove_unnamed(network: Network, name: str, interface: str) -> None:

@@ -30,7 +30,8 @@ from dynos.core.python_build import (
 )
 
 # The modules whose C parts load the system's libraries: what fails first on another system.
-CHECK_MODULES = "import ssl, sqlite3, ctypes"
+CHECK_MODULES = "import ssl, sqlite3, ctypes, zlib, lzma, bz2, pyexpat, _hashlib"
+KILLED = 137  # 128 + SIGKILL: the engine's OOM killer or a stop, not the interpreter
 STACK_SYSTEM = "Debian 12 (bookworm)"  # what `dynos stack:build` debootstraps
 
 
@@ -44,6 +45,12 @@ def check_failure(exit_status: int, stderr: str) -> str:
     """What a failed check said, in one clause: its last line (the error), else its status."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     return lines[-1][:200] if lines else f"exit status {exit_status}"
+
+
+def check_is_lasting(exit_status: int) -> bool:
+    """Whether a failed check's verdict is the interpreter's own (an import, the loader:
+    kept for the tree), not the moment's (killed: asked again at the next build)."""
+    return exit_status != KILLED
 
 
 def choose_container_python(

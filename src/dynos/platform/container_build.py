@@ -88,13 +88,14 @@ class ContainerBuilder:
         cache_dir: Path,
         pythons: HostPythons,
         *,
+        server: str,
         timeout: float = BUILD_TIMEOUT,
         network: str = NETWORK,
     ) -> None:
         self._client = client
         self._network = network  # the bridge a build joins (a swarm server's: its own)
         self._stack_image = stack_image
-        self.pythons = ContainerPythons(client, stack_image, pythons)
+        self.pythons = ContainerPythons(client, stack_image, pythons, server=server)
         self.cache_dir = cache_dir
         self.timeout = timeout
         self._cli = shutil.which("docker") or "docker"

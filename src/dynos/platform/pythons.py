@@ -7,18 +7,18 @@ versions, and uv-managed ones (the server's own, under ``<home>/pythons/uv``). W
 
 A build runs as the app's unprivileged user, and so do its dynos through the virtualenv's
 link to the interpreter. As root, an interpreter under a closed directory (pyenv in /root) is
-out of their reach: it is copied once into ``<home>/pythons/<name>`` (root's, readable by
-all), and an absolute RUNPATH to its own ``lib`` (how pyenv links ``libpython``) becomes
-``$ORIGIN/../lib``, so the copy loads its own library. The copy takes only the interpreter's
-own files from its prefix (``bin/python3``, ``bin/python3.X``, ``lib/python3.X`` without its
-tests and installed packages, ``lib/libpython3.X*.so*``, ``include/python3.X*``), never the
-rest of a prefix it shares (``/opt/tools``' other programs): a container build copies the
-tree into every slug.
+out of their reach: it is copied into ``<home>/pythons/<source>-<version>-<hash>`` (root's,
+readable by all; :mod:`~dynos.platform.python_copy`: the interpreter's own files, never the
+rest of a prefix it shares), and an absolute RUNPATH to its own ``lib`` (how pyenv links
+``libpython``) becomes ``$ORIGIN/../lib``, so the copy loads its own library. The hash is of
+the copy's marker (what it was copied from, as it was then): an interpreter reinstalled is
+copied anew under a new name, and the old copy stays for the virtualenvs linked to it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -30,16 +30,21 @@ from pathlib import Path
 
 from dynos.core.python_build import Interpreter, PythonRequest, Version, format_version
 from dynos.errors import PlatformError
+from dynos.platform.python_copy import (
+    MARKER,
+    LayoutNotCopied,
+    copy_interpreter,
+    copy_marker,
+    marker_of,
+    os_error_cause,
+    relocate_runpath,
+)
 
 log = logging.getLogger(__name__)
 
 SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 _PYTHON_NAME = re.compile(r"python3(\.[0-9]+)?")
 _VERSION_DIR = re.compile(r"(?:cpython-)?([0-9]+)\.([0-9]+)\.([0-9]+)(?:[-+].*)?")
-_LEFT_OUT = {
-    *("test", "idlelib", "tkinter", "turtledemo", "__phello__"),
-    *("site-packages", "dist-packages"),  # packages installed into it: a build installs its own
-}
 
 
 class HostPythons:
@@ -152,34 +157,67 @@ class HostPythons:
         return Interpreter(interpreter.version, str(copy / "bin" / name), interpreter.source)
 
     def relocatable(self, interpreter: Interpreter) -> Path:
-        """The install tree of a copy of ``interpreter`` in ``<home>/pythons`` (made once):
-        its own files of its prefix (``copy_interpreter``), its RUNPATH ``$ORIGIN/../lib``,
-        so that it runs wherever the tree is copied (a container build copies it into a
-        slug). PlatformError, saying what to do, when the copy cannot be made."""
+        """The install tree of a copy of ``interpreter`` in ``<home>/pythons``: its own files
+        of its prefix (``python_copy.copy_interpreter``), its RUNPATH ``$ORIGIN/../lib``, so
+        that it runs wherever the tree is copied (a container build copies it into a slug).
+        Its name ends with a hash of its marker (``python_copy.copy_marker``: what it was
+        copied from, as it was then): an interpreter changed or reinstalled is copied anew
+        under a new name, while the old copy stays for the virtualenvs that link to it, and
+        two interpreters of one version never share one. PlatformError, saying what to do,
+        when it cannot be made."""
         source = Path(os.path.realpath(interpreter.path))
         prefix = source.parent.parent  # <prefix>/bin/python3.X
-        name = f"{interpreter.source}-{format_version(interpreter.version)}"
-        copy = self.dir / name
+        version = format_version(interpreter.version)
+        try:
+            marker = copy_marker(source)
+        except OSError as exc:
+            raise PlatformError(
+                f"Could not read Python {version} at {source} ({exc.strerror or exc}): make it "
+                "readable by the server, then build again."
+            ) from None
+        digest = hashlib.sha256(marker.encode()).hexdigest()[:10]
+        copy = self.dir / f"{interpreter.source}-{version}-{digest}"
         with self._copying:  # two builds asking for the same copy at once make it once
-            if not (copy / "bin" / source.name).exists():
-                partial = self.dir / f".{name}.partial"
-                try:
-                    self.open_dir()
-                    shutil.rmtree(partial, ignore_errors=True)
-                    copy_interpreter(prefix, partial, source.name, interpreter.version)
-                    relocate_runpath(partial / "bin" / source.name, str(prefix / "lib"))
-                    _open_to_all(partial)
-                    partial.rename(copy)
-                except OSError as exc:
-                    shutil.rmtree(partial, ignore_errors=True)
-                    raise PlatformError(
-                        f"Could not copy Python {format_version(interpreter.version)} from "
-                        f"{prefix} to {copy} ({exc.strerror or exc}): make {self.dir} a "
-                        f"writable directory with free space and {prefix} readable by the "
-                        "server, then build again."
-                    ) from None
-                log.info("copied Python %s from %s to %s", name, prefix, copy)
+            if marker_of(copy) != marker:
+                self._make_copy(prefix, source.name, interpreter.version, copy, marker)
+                log.info("copied Python %s from %s to %s", version, prefix, copy)
         return copy
+
+    def _make_copy(
+        self, prefix: Path, binary: str, version: Version, copy: Path, marker: str
+    ) -> None:
+        """``copy`` made in a partial tree, then renamed into place; one there already (its
+        marker missing or another: a copy cut short by hand) is moved aside first."""
+        partial = self.dir / f".{copy.name}.partial"
+        aside = self.dir / f".{copy.name}.stale"
+        number = format_version(version)
+        try:
+            self.open_dir()
+            shutil.rmtree(partial, ignore_errors=True)
+            copy_interpreter(prefix, partial, binary, version)
+            relocate_runpath(partial / "bin" / binary, str(prefix / "lib"))
+            (partial / MARKER).write_text(marker)
+            _open_to_all(partial)
+            if copy.exists():
+                shutil.rmtree(aside, ignore_errors=True)
+                copy.rename(aside)
+            partial.rename(copy)
+        except LayoutNotCopied as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise PlatformError(
+                f"The layout of Python {number} in {prefix} cannot be copied: {exc}. Use an "
+                f"install of {number} laid out as pyenv's and uv's are (bin/python3.X, "
+                "lib/python3.X, lib/libpython3.X): pyenv install "
+                f"{number}, or uv python install {number}; then build again."
+            ) from None
+        except OSError as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise PlatformError(
+                f"Could not copy Python {number} from {prefix} to {copy} "
+                f"({os_error_cause(exc)}): make {self.dir} a writable directory with free "
+                f"space and {prefix} readable by the server, then build again."
+            ) from None
+        shutil.rmtree(aside, ignore_errors=True)
 
     def usable_tool(self, path: str) -> str:
         """``path`` (uv's binary), or a copy of it in ``<home>/pythons/bin`` that every
@@ -209,44 +247,6 @@ class HostPythons:
         return str(copy)
 
 
-def copy_interpreter(prefix: Path, target: Path, binary: str, version: Version) -> None:
-    """Copy of ``prefix``'s interpreter ``bin/<binary>`` into ``target`` (made here): its
-    names in ``bin``, its standard library, its shared ``libpython`` and its headers (a build
-    compiles extensions against them), each as a link where it is one; nothing else of the
-    prefix. OSError when a part cannot be read or written."""
-    minor = f"python{version[0]}.{version[1]}"
-    (target / "bin").mkdir(parents=True)
-    for name in dict.fromkeys((binary, minor, "python3")):
-        _copy_entry(prefix / "bin" / name, target / "bin" / name)
-    (target / "lib").mkdir()
-    shutil.copytree(prefix / "lib" / minor, target / "lib" / minor, symlinks=True, ignore=_left_out)
-    for library in sorted((prefix / "lib").glob(f"lib{minor}*.so*")):
-        _copy_entry(library, target / "lib" / library.name)
-    for headers in sorted((prefix / "include").glob(f"{minor}*")):
-        if headers.is_dir():
-            (target / "include").mkdir(exist_ok=True)
-            shutil.copytree(headers, target / "include" / headers.name, symlinks=True)
-
-
-def _copy_entry(source: Path, target: Path) -> None:
-    """``source`` at ``target``: a link to a name beside it stays that link (python3 ->
-    python3.12); any other link is copied as the file it reaches; a missing one is skipped."""
-    if source.is_symlink():
-        link = os.readlink(source)
-        if "/" not in link and (source.parent / link).exists():
-            target.symlink_to(link)
-            return
-    if source.is_file():
-        shutil.copy2(source, target)
-
-
-def _left_out(directory: str, names: list[str]) -> set[str]:
-    left = {name for name in names if name in _LEFT_OUT}
-    if os.path.basename(directory).startswith("config-"):
-        left |= {name for name in names if name.endswith(".a")}  # the static libpython
-    return left
-
-
 def _versions_in(directory: Path, source: str) -> list[Interpreter]:
     found = []
     with contextlib.suppress(OSError):
@@ -274,20 +274,6 @@ def own_install_tree(interpreter: Interpreter) -> Path | None:
     if not (prefix / "lib" / f"python{major}.{minor}" / "os.py").is_file():
         return None
     return prefix
-
-
-def relocate_runpath(binary: Path, old: str) -> None:
-    """Make an ELF's RUNPATH ``old`` (its own prefix's lib) ``$ORIGIN/../lib``, in place: the
-    new string is shorter and ends with a NUL, so nothing else in the file moves. A binary
-    without that string (a static build) is left as it is."""
-    data = bytearray(binary.read_bytes())
-    needle = b"\0" + old.encode() + b"\0"
-    at = data.find(needle)
-    if at < 0 or data.find(needle, at + 1) >= 0:
-        return
-    new = b"$ORIGIN/../lib"
-    data[at + 1 : at + 1 + len(old)] = new + b"\0" * (len(old) - len(new))
-    binary.write_bytes(bytes(data))
 
 
 def _open_to_all(root: Path) -> None:
