@@ -8,8 +8,8 @@ import base64
 import httpx
 import pytest
 
-from dynos.testing.harness import RunningServer, dyno_states, wait_for
-from tests.api.conftest import deploy_envecho
+from dynos.testing.harness import RunningServer, dyno_states, wait_for, wait_for_dynos
+from tests.api.conftest import SETTLE_TIMEOUT, deploy_envecho
 
 APP = "endpoints"
 
@@ -22,10 +22,7 @@ def app(server: RunningServer, api: httpx.Client) -> str:
 
 def settle(server: RunningServer, app: str) -> None:
     """Wait for web.1 and worker.1 up: config changes and resizes above restart them."""
-    wait_for(
-        lambda: dyno_states(server, app) == {"web.1": "up", "worker.1": "up"},
-        what=f"{app}'s dynos up",
-    )
+    wait_for_dynos(server, app, {"web.1": "up", "worker.1": "up"}, SETTLE_TIMEOUT)
 
 
 def release_versions(response: httpx.Response) -> list[int]:
@@ -168,7 +165,8 @@ def test_rollback_releases_the_old_slug_and_config_and_keeps_the_formation(
             {d["release"]["version"] for d in api.get("/apps/rollback/dynos").json()} == {5}
             and set(dyno_states(server, "rollback").values()) == {"up"}
         ),
-        what="dynos restarted on the rolled-back release",
+        SETTLE_TIMEOUT,
+        "dynos restarted on the rolled-back release",
     )
 
 
@@ -190,7 +188,7 @@ def worker_replaced(server: RunningServer, api: httpx.Client, app: str, before: 
         response = api.get(f"/apps/{app}/dynos/worker.1")
         return response.status_code == 200 and response.json()["id"] != before
 
-    wait_for(replaced, what="worker.1 replaced by a new dyno")
+    wait_for(replaced, SETTLE_TIMEOUT, "worker.1 replaced by a new dyno")
     settle(server, app)
 
 
