@@ -82,13 +82,13 @@ def node_unusable(node: Mapping[str, object]) -> str:
 
 def socket_path_ok(path: str) -> bool:
     """Whether an engine label's socket path may be bind-mounted into the job: absolute,
-    without ``..``, a ``.sock`` file (not a directory of the node's, nor another file)."""
+    normalized (no ``..``), its name ending in ``.sock``: never ``/``, ``/etc`` or the like."""
     parts = path.split("/")
     return (
         path.startswith("/")
         and ".." not in parts
         and path.endswith(".sock")
-        and (posixpath.normpath(path) == path)
+        and posixpath.normpath(path) == path
     )
 
 
