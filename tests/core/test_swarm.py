@@ -14,6 +14,7 @@ from dynos.core.swarm import (
     TaskView,
     dyno_slot,
     exit_status,
+    kept_on_adoption,
     replicas_for,
     service_name,
     service_spec,
@@ -84,6 +85,29 @@ def test_restarts_back_off_and_updates_start_new_tasks_first() -> None:
     assert made.update_order == "start-first" and made.update_parallelism == 1
     assert made.endpoint_mode == "dnsrr"  # no VIP: the kernel lacks IPVS
     assert made.stop_grace_ns == 30 * NANO
+
+
+def test_an_adopted_service_keeps_the_restart_policy_and_grace_it_was_made_with() -> None:
+    """An older server's service (on-failure, another grace): what this server would send
+    differs only by its defaults and settings, which would have Swarm replace every task."""
+    left = {
+        "RestartPolicy": {
+            "Condition": "on-failure",
+            "Delay": 5 * NANO,
+            "MaxAttempts": 4,
+            "Window": 30 * NANO,
+        },
+        "ContainerSpec": {"Image": "x", "StopGracePeriod": 10 * NANO},
+    }
+    kept = kept_on_adoption(spec(), left)
+    assert kept.restart_condition == "on-failure"
+    assert (kept.restart_delay_ns, kept.restart_attempts) == (5 * NANO, 4)
+    assert kept.restart_window_ns == 30 * NANO and kept.stop_grace_ns == 10 * NANO
+    assert kept.template == spec().template and kept.image == spec().image  # nothing else
+    # What the engine does not show, or shows as no known value, stays ours.
+    partial = kept_on_adoption(spec(), {"RestartPolicy": {"Condition": "sometimes"}})
+    assert partial == spec()
+    assert kept_on_adoption(spec(), {}) == spec()
 
 
 def test_the_template_changes_with_the_release_config_and_size_not_with_the_dyno() -> None:

@@ -43,8 +43,10 @@ from dynos.backends.swarm_engine import (
     check_engines,
     dyno_service,
     follow_task_logs,
+    leftover_services,
     probe,
     read_cluster,
+    settle_adoption,
     sync_service,
 )
 from dynos.backends.swarm_guard import SwarmGuard
@@ -59,7 +61,14 @@ from dynos.core.swarm import (
     replicas_for,
     service_name,
 )
-from dynos.core.swarm_restart import Mechanism, Replacement, mechanism, whole_type
+from dynos.core.swarm_restart import (
+    Mechanism,
+    Replacement,
+    force_after_restart,
+    force_without_successor,
+    mechanism,
+    whole_type,
+)
 from dynos.errors import PlatformError
 
 log = logging.getLogger("dynos")
@@ -112,13 +121,7 @@ class SwarmBackend:
         self._sync = partial(sync_service, call=self._call, api=self._api)
         # Services a dead server on this home left: the manager's starts adopt their tasks (same
         # slot and spec: no restart); what none adopts within ADOPT_WINDOW is removed.
-        left: list[dict[str, Any]] = self._api.services(
-            filters={"label": f"{LABEL}.server={self._server}"}
-        )
-        guard = f"{LABEL}.role"  # not adopted by a start: removing it would open every node
-        self._leftovers = {
-            s["Spec"]["Name"]: s for s in left if s["Spec"].get("Labels", {}).get(guard) != "guard"
-        }
+        self._leftovers = leftover_services(self._api, self._server)
         if self._leftovers:
             log.info("adopting %d dyno services a server before left", len(self._leftovers))
 
@@ -131,14 +134,7 @@ class SwarmBackend:
     async def _remove_unadopted(self) -> None:
         await asyncio.sleep(ADOPT_WINDOW)
         leftovers, self._leftovers = self._leftovers, {}
-        for name, left in leftovers.items():
-            adopted = self._services.get(name)
-            with contextlib.suppress(*ENGINE_ERRORS):
-                if adopted is None:
-                    await self._call(self._api.remove_service, left["ID"])
-                elif adopted.floor:
-                    adopted.floor = 0  # the replicas the manager's dynos need, from now
-                    await self._sync(adopted)
+        await settle_adoption(leftovers, self._services, self._call, self._api)
 
     async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -187,13 +183,14 @@ class SwarmBackend:
         if slot in service.replaced:  # the successor of a dyno stopped in this slot: a restart
             replaced = service.replaced.pop(slot)
             down = [node for node, (_, _, off) in self._nodes.items() if off]
-            how = mechanism(replaced, self._manager_node, down)
+            condition = service.wanted.restart_condition
+            how = mechanism(replaced, self._manager_node, down, condition)
             if how == "force" or replaced.task is None:
                 service.force += 1  # every task replaced, each new one started first
             else:  # only its task, stopped first (with the grace) and replaced in its slot
-                deadline += grace
-                self._spawn(self._restart(service, replaced.task, how))
-        service.wanted = wanted
+                deadline += replaced.grace
+                self._spawn(self._restart(service, replaced.task, how, replaced.grace))
+        service.wanted = service.spec(wanted)
         service.slots[slot] = spec.key
         self._dynos[spec.key] = SwarmDyno(spec, name, slot, wanted.template, deadline)
         if self._poller is None or self._poller.done():
@@ -304,32 +301,38 @@ class SwarmBackend:
             # its successor's start (a new release's service, or this one's task replaced:
             # swarm_restart.py); none within SUCCESSOR_WAIT: forced then. Its replicas stay.
             whole = whole_type(list(service.slots))  # no other dyno of the type stays
-            service.replaced[dyno.slot] = Replacement(dyno.task, whole)
+            entry = service.replaced[dyno.slot] = Replacement(dyno.task, whole, grace)
             self._finish(dyno, 143, retire=True)
-            self._spawn(self._replace_later(service, dyno.slot))
+            self._spawn(self._replace_later(service, dyno.slot, entry))
             return False
         # Fewer replicas end the top slot's task: wait for it, as for a process.
-        with contextlib.suppress(*ENGINE_ERRORS):
-            await self._sync(service)
+        await self._force(service, False)
         try:
             await asyncio.wait_for(dyno.exited.wait(), grace + STOP_MARGIN)
         except TimeoutError:
             self._finish(dyno, 137)
         return False
 
-    async def _replace_later(self, service: SwarmService, slot: int) -> None:
+    async def _replace_later(self, service: SwarmService, slot: int, entry: Replacement) -> None:
         await asyncio.sleep(SUCCESSOR_WAIT)
-        if service.replaced.pop(slot, None) is not None:
-            await self._force(service)
+        if service.replaced.get(slot) is entry:  # else its successor started (or a newer stop)
+            del service.replaced[slot]  # above the replicas now (scaled down): not forced
+            await self._force(service, force_without_successor(slot, list(service.slots)))
 
-    async def _restart(self, service: SwarmService, task: TaskView, how: Mechanism) -> None:
-        if not await self._restarts.replace(service.id or "", task, how, self._stop_grace):
-            await self._force(service)  # its task stopped or not: the slot gets a new one
+    async def _restart(
+        self, service: SwarmService, task: TaskView, how: Mechanism, grace: float
+    ) -> None:
+        done = await self._restarts.replace(service.id or "", service.wanted, task, how, grace)
+        dyno = self._dynos.get(service.slots.get(task.slot, ""))  # its successor
+        # Done, not wanted any more (scaled down, stopped), or its dyno runs: the replicas only.
+        force = not done and force_after_restart(task.slot, service.slots, bool(dyno and dyno.task))
+        await self._force(service, force)
 
-    async def _force(self, service: SwarmService) -> None:
-        """Every task replaced (start-first), unless a newer release's service took over."""
+    async def _force(self, service: SwarmService, force: bool = True) -> None:
+        """Every task replaced (start-first; else only the replicas the dynos need sent),
+        unless a newer release's service took over."""
         if self._current.get(service.base) == service.name:
-            service.force += 1
+            service.force += int(force)
             with contextlib.suppress(*ENGINE_ERRORS):
                 await self._sync(service)
 

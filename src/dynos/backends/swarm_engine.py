@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,12 +27,14 @@ from docker.types import (
 )
 
 from dynos.backends.base import DynoEvents, DynoSpec
+from dynos.backends.docker import ENGINE_ERRORS
 from dynos.backends.local import LINE_LIMIT, PROBE_INTERVAL, answers, pump_lines, start_command
 from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, container_environment
 from dynos.core.swarm import (
     TEMPLATE_LABEL,
     ServiceSpec,
     TaskView,
+    kept_on_adoption,
     replicas_for,
     service_name,
     service_spec,
@@ -45,6 +48,8 @@ from dynos.core.swarm_guard import (
 )
 from dynos.core.swarm_restart import Replacement
 from dynos.errors import NotSwarmManager
+
+log = logging.getLogger("dynos")
 
 Nodes = dict[str, tuple[str, str, bool]]  # node id → (hostname, address, down)
 # Every swarm node's engine listens at its address on this port (its network gossip; Docker's
@@ -66,14 +71,41 @@ class SwarmService:
     replaced: dict[int, Replacement] = field(default_factory=dict)
     base: str = ""  # the type's name: the services of its releases share it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    left: Mapping[str, Any] | None = None  # an adopted service's TaskTemplate, as it was
+
+    def spec(self, wanted: ServiceSpec) -> ServiceSpec:
+        """``wanted`` as this service is sent: an adopted one keeps its restart policy and
+        grace (``kept_on_adoption``), so that no sync replaces its tasks."""
+        return wanted if self.left is None else kept_on_adoption(wanted, self.left)
 
 
 def adopted_service(wanted: ServiceSpec, left: dict[str, Any]) -> SwarmService:
     """A service a dead server left (``left``, as the engine lists it), taken over with the
-    replicas and forced updates it has."""
-    force = int(left["Spec"]["TaskTemplate"].get("ForceUpdate", 0))
+    replicas, forced updates, restart policy and grace it has."""
+    template = left["Spec"]["TaskTemplate"]
+    force = int(template.get("ForceUpdate", 0))
     floor = int(left["Spec"]["Mode"].get("Replicated", {}).get("Replicas", 0))
-    return SwarmService(wanted.name, wanted, id=str(left["ID"]), force=force, floor=floor)
+    kept = kept_on_adoption(wanted, template)
+    return SwarmService(
+        wanted.name, kept, id=str(left["ID"]), force=force, floor=floor, left=template
+    )
+
+
+def leftover_services(api: Any, server: str) -> dict[str, dict[str, Any]]:
+    """The dyno services a dead server on this home left, by name, for the manager's starts
+    to adopt (blocking). Its guard is not among them (removing it would open every node);
+    its restart jobs are removed here: their restart was forced or given up with it."""
+    left: list[dict[str, Any]] = api.services(filters={"label": f"{LABEL}.server={server}"})
+    dynos = {}
+    for service in left:
+        role = service["Spec"].get("Labels", {}).get(f"{LABEL}.role")
+        if role == "restart":
+            log.info("removing the restart job %s a server before left", service["Spec"]["Name"])
+            with contextlib.suppress(*ENGINE_ERRORS):
+                api.remove_service(service["ID"])
+        elif role != "guard":
+            dynos[service["Spec"]["Name"]] = service
+    return dynos
 
 
 @dataclass
@@ -207,6 +239,24 @@ async def sync_service(
             version = int(current["Version"]["Index"])
             await call(api.update_service, service.id, version, **body)
         service.applied = state
+
+
+async def settle_adoption(
+    leftovers: dict[str, dict[str, Any]],
+    services: Mapping[str, SwarmService],
+    call: Callable[..., Awaitable[Any]],
+    api: Any,
+) -> None:
+    """The adoption window's end: the leftovers no start adopted removed, the adopted ones
+    sent with the replicas the manager's dynos need from now."""
+    for name, left in leftovers.items():
+        adopted = services.get(name)
+        with contextlib.suppress(*ENGINE_ERRORS):
+            if adopted is None:
+                await call(api.remove_service, left["ID"])
+            elif adopted.floor:
+                adopted.floor = 0
+                await sync_service(adopted, call, api)
 
 
 async def follow_task_logs(cli: str, task_id: str, emit: Callable[[str], None]) -> None:

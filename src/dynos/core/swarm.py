@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from dynos.core.containers import LABEL, size_limits
@@ -152,6 +152,33 @@ def service_spec(
         network=network,
         constraints=tuple(constraints),
     )
+
+
+_CONDITIONS = ("none", "on-failure", "any")
+
+
+def kept_on_adoption(wanted: ServiceSpec, left: Mapping[str, object]) -> ServiceSpec:
+    """``wanted`` with what of a dead server's service (``left``: its spec's TaskTemplate,
+    as the engine shows it) only this server's defaults or settings change: its restart
+    policy (an older server's condition was ``on-failure``) and stop grace. Any change to
+    the TaskTemplate has Swarm replace every task, so an adoption would restart each dyno;
+    the service keeps them until a new release replaces it."""
+    policy = _mapping(left.get("RestartPolicy"))
+    container = _mapping(left.get("ContainerSpec"))
+    kept: dict[str, object] = {}
+    if policy.get("Condition") in _CONDITIONS:
+        kept["restart_condition"] = policy["Condition"]
+    # Absent keys stay ours: every server sent all four (the SDK's RestartPolicy does).
+    for name, key in (
+        ("restart_delay_ns", "Delay"),
+        ("restart_attempts", "MaxAttempts"),
+        ("restart_window_ns", "Window"),
+    ):
+        if isinstance(policy.get(key), int):
+            kept[name] = policy[key]
+    if isinstance(container.get("StopGracePeriod"), int):
+        kept["stop_grace_ns"] = container["StopGracePeriod"]
+    return replace(wanted, **kept)  # type: ignore[arg-type]
 
 
 # Task states (Swarm's): before a task runs, while it runs, and after.
