@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -102,7 +103,15 @@ def backend_server(home: Path, backend: str, *extra: str) -> Iterator[RunningSer
 def remove_app_images(engine: docker.DockerClient, app_ids: list[str]) -> None:
     """The release and slug images of ``app_ids`` (release images first: a slug's image
     cannot go before the release images made on it)."""
+    for image in app_images(engine, app_ids):
+        engine.images.remove(str(image.id), force=True)
+
+
+def app_images(engine: docker.DockerClient, app_ids: list[str]) -> list[Any]:
+    """The images of ``app_ids``, in an order they can be removed in: release images first
+    (a slug's image cannot go before the release images made on it, even by force)."""
+    images = []
     for app_id in app_ids:
-        images = engine.images.list(filters={"label": f"{LABEL}.app-id={app_id}"})
-        for image in sorted(images, key=lambda i: f"{LABEL}.release" not in i.labels):
-            engine.images.remove(str(image.id), force=True)
+        found = engine.images.list(filters={"label": f"{LABEL}.app-id={app_id}"})
+        images += sorted(found, key=lambda i: f"{LABEL}.release" not in i.labels)
+    return images

@@ -32,7 +32,7 @@ from dynos.core.swarm_guard import app_network, chain_names, guard_label, guard_
 from dynos.core.swarm_restart import NO_SUCH_CONTAINER, job_command
 from dynos.errors import PlatformError
 from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for_dynos
-from tests.integration.conftest import each_test, wait_for
+from tests.integration.conftest import app_images, each_test, wait_for
 
 SWARM_APP = Path(__file__).parent / "apps" / "swarm"
 LAB_SCRIPT = Path(__file__).parents[2] / "scripts" / "swarm-lab"
@@ -76,9 +76,8 @@ def stop_and_clean(engine: docker.DockerClient, server: RunningServer) -> None:
             return False
         return True
 
-    for app_id in app_ids:
-        for image in engine.images.list(filters={"label": f"{LABEL}.app-id={app_id}"}):
-            wait_for(partial(removed, str(image.id)), 60, f"{image.tags} removed")
+    for image in app_images(engine, app_ids):  # a one-off's release image before its slug's
+        wait_for(partial(removed, str(image.id)), 60, f"{image.tags} removed")
 
 
 @pytest.fixture(scope="module")
