@@ -31,6 +31,20 @@ def pyenv_tree() -> tuple[Path, str, tuple[int, int, int]]:
     raise AssertionError(f"no Python 3.10+ in {PYENV}: this test needs one")
 
 
+def prefix_of_its_own(real: Path, minor: str, prefix: Path, *, copy_libraries: bool) -> None:
+    """A prefix at ``prefix`` holding ``real``'s binary (a copy, to change under a copy of
+    it), its stdlib (linked) and its libpython (copied, or linked)."""
+    (prefix / "bin").mkdir(parents=True)
+    shutil.copy2(real / "bin" / minor, prefix / "bin" / minor)
+    (prefix / "lib").mkdir()
+    os.symlink(real / "lib" / minor, prefix / "lib" / minor)
+    for library in (real / "lib").glob(f"lib{minor}*.so*"):
+        if copy_libraries:
+            shutil.copy2(library, prefix / "lib" / library.name)
+        else:
+            os.symlink(library, prefix / "lib" / library.name)
+
+
 def test_only_the_interpreters_own_files_are_copied_and_the_copy_runs(tmp_path: Path) -> None:
     prefix, minor, version = pyenv_tree()
     pythons = HostPythons(tmp_path / "pythons", shared=True, uv=None)
@@ -103,12 +117,7 @@ def test_a_copy_is_made_again_when_its_interpreter_changes_and_old_ones_stay(
 ) -> None:
     real, minor, version = pyenv_tree()
     prefix = tmp_path / "prefix"  # a prefix of our own, to change under the copy
-    (prefix / "bin").mkdir(parents=True)
-    shutil.copy2(real / "bin" / minor, prefix / "bin" / minor)
-    (prefix / "lib").mkdir()
-    os.symlink(real / "lib" / minor, prefix / "lib" / minor)
-    for library in (real / "lib").glob(f"lib{minor}*.so*"):
-        os.symlink(library, prefix / "lib" / library.name)
+    prefix_of_its_own(real, minor, prefix, copy_libraries=False)
     pythons = HostPythons(tmp_path / "pythons", shared=True, uv=None)
     interpreter = Interpreter(version, str(prefix / "bin" / minor), "PATH")
 
@@ -186,12 +195,7 @@ def test_a_self_contained_prefix_has_its_own_libraries_copied(tmp_path: Path) ->
     real, minor, version = pyenv_tree()
     system = Path("/lib/x86_64-linux-gnu")
     prefix = tmp_path / "conda"
-    (prefix / "bin").mkdir(parents=True)
-    shutil.copy2(real / "bin" / minor, prefix / "bin" / minor)
-    (prefix / "lib").mkdir()
-    os.symlink(real / "lib" / minor, prefix / "lib" / minor)
-    for library in (real / "lib").glob(f"lib{minor}*.so*"):
-        shutil.copy2(library, prefix / "lib" / library.name)
+    prefix_of_its_own(real, minor, prefix, copy_libraries=True)
     ssl_needs = readelf_needed(next((prefix / "lib" / minor / "lib-dynload").glob("_ssl.*.so")))
     theirs = [name for name in ssl_needs if name.startswith(("libssl", "libcrypto"))]
     for name in ["libz.so.1", *theirs]:
