@@ -1,4 +1,4 @@
-"""A dead server's service adopted (backends/swarm_engine.adopted_service): the first sync
+"""A dead server's service adopted (backends/swarm_adoption.adopted_service): the first sync
 sends the TaskTemplate the service has, so that Swarm replaces none of its tasks, though
 this server's defaults (restart condition any) or --stop-grace differ from the older one's.
 Pure: the engine API's arguments compared, as service_body makes them for both servers."""
@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from dynos.backends.swarm_engine import SwarmService, adopted_service, service_body
+from dynos.backends.swarm_adoption import adopted_service
+from dynos.backends.swarm_engine import SwarmService, service_body
 from dynos.core.sizes import find_size
 from dynos.core.swarm import NANO, ServiceSpec, service_spec
 

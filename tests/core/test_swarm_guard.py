@@ -304,3 +304,15 @@ def test_the_guard_is_healthy_only_with_its_chains_whole_and_jumped_to() -> None
     assert f"ip6tables -w -C INPUT -j {inbound}" in health
     assert f"iptables -w -S {forward}" in health
     subprocess.run(["sh", "-n", "-c", health], check=True)
+
+
+def test_the_guard_runs_the_usage_reporter_beside_its_loop_and_again_should_it_end() -> None:
+    reporter = "import sys\nprint('it\\'s quoted')\n"
+    script = guard_script(SERVER, "10.77.0.1", ["10.77.0.2"], reporter)
+    subprocess.run(["sh", "-n", "-c", script], check=True)
+    lines = script.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("report() {"))
+    assert "python3 -I -c" in lines[start] and "/host/sys/fs/cgroup 2 &" in script
+    loop = lines.index("while :; do")
+    assert start < loop and lines[loop + 1] == '  kill -0 "$reporter" 2>/dev/null || report'
+    assert "report" not in guard_script(SERVER, "10.77.0.1", ["10.77.0.2"])

@@ -24,17 +24,23 @@ from typing import Any
 
 import docker
 import pytest
+from docker.types import ContainerSpec, Placement, Resources, RestartPolicy, TaskTemplate
 
 from dynos.backends.swarm_engine import read_cluster
 from dynos.backends.swarm_guard import SETTLE_TIMEOUT, SwarmGuard
+from dynos.backends.swarm_jobs import NodeJobs
+from dynos.backends.swarm_usage import SwarmUsage
 from dynos.core.containers import LABEL, server_id
+from dynos.core.swarm import TaskView, task_view
 from dynos.core.swarm_guard import app_network, chain_names, guard_label, guard_service_name
 from dynos.core.swarm_restart import NO_SUCH_CONTAINER, job_command
+from dynos.core.swarm_usage import OOM_KILLED, check_command
 from dynos.errors import PlatformError
 from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for_dynos
 from tests.integration.conftest import app_images, each_test, wait_for
 
 SWARM_APP = Path(__file__).parent / "apps" / "swarm"
+LIFECYCLE_APP = Path(__file__).parent / "apps" / "lifecycle"
 LAB_SCRIPT = Path(__file__).parents[2] / "scripts" / "swarm-lab"
 LAB_REGISTRY = "127.0.0.1:5000"
 LAB_STACK_IMAGE = "dynos/stack:bookworm"
@@ -313,6 +319,111 @@ def test_the_stop_job_s_program_stops_a_container_and_tells_a_missing_one_apart(
         assert done.returncode == NO_SUCH_CONTAINER, done.stdout + done.stderr
     finally:
         container.remove(force=True)
+
+
+def test_the_memory_kill_check_s_program_tells_a_kill_at_the_limit_apart(
+    engine: docker.DockerClient,
+) -> None:
+    """The R15 check job's program (core/swarm_usage.py), run here against the manager's
+    socket: a container the kernel killed at its limit, one that exited by itself, none."""
+    hog = "b = bytearray(200 * 1024 * 1024)"
+    killed = engine.containers.run(
+        LAB_STACK_IMAGE, ["python3", "-c", hog], mem_limit="32m", memswap_limit="32m", detach=True
+    )
+    plain = engine.containers.run(LAB_STACK_IMAGE, ["sleep", "300"], detach=True)
+    plain.kill()  # SIGKILL, 137, from elsewhere than the kernel's memory limit
+    try:
+        for container, status in ((killed, OOM_KILLED), (plain, 0)):
+            assert container.wait(timeout=60)["StatusCode"] == 137
+            command = check_command(str(container.id), "/var/run/docker.sock")
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+            assert done.returncode == status, done.stdout + done.stderr
+        missing = check_command("0" * 64, "/var/run/docker.sock")
+        done = subprocess.run(missing, capture_output=True, text=True, timeout=60)
+        assert done.returncode == NO_SUCH_CONTAINER, done.stdout + done.stderr
+    finally:
+        killed.remove(force=True)
+        plain.remove(force=True)
+
+
+def logged(server: RunningServer, app: str, line: str) -> bool:
+    return line in server.logs(app)
+
+
+def test_r14_and_r15_come_from_dynos_on_either_node(server: RunningServer) -> None:
+    """Each node's guard reports its dynos' memory (R14 over the quota); a task killed at
+    its limit (twice the quota) is R15: by the memory watch when a report caught it there, else
+    as its node's engine says (the next test asks the worker's through a job)."""
+    server.create_app("hogs")
+    server.deploy("hogs", LIFECYCLE_APP)
+    with server.api() as api:
+        api.patch("/apps/hogs/config-vars", json={"HOG_MB": "600"}).raise_for_status()
+    server.scale("hogs", web=0, hog=2)
+    wait_for_dynos(server, "hogs", {"hog.1": "up", "hog.2": "up"}, 180)
+    dynos = ps_json(server, "hogs")
+    assert dynos["hog.1"]["node"] != dynos["hog.2"]["node"]  # one on each node
+    for dyno in ("hog.1", "hog.2"):
+        said = f"dynos[{dyno}]: Error R14 (Memory quota exceeded)"
+        wait_for(partial(logged, server, "hogs", said), 90, f"R14 of {dyno}")
+    text = server.logs("hogs")
+    assert "dynos[hog.1]: Process running mem=" in text and "Error R15" not in text
+    with server.api() as api:  # a new release: new tasks, again one on each node
+        api.patch("/apps/hogs/config-vars", json={"HOG_MB": "1300"}).raise_for_status()
+    for dyno in ("hog.1", "hog.2"):
+        said = f"dynos[{dyno}]: Error R15 (Memory quota vastly exceeded)"
+        wait_for(partial(logged, server, "hogs", said), 120, f"R15 of {dyno}")
+    text = server.logs("hogs")
+    assert "dynos[hog.1]: Process exited with status 137" in text
+    assert "dynos[hog.2]: Process exited with status 137" in text
+
+
+def test_a_check_job_asks_the_worker_s_engine_whether_its_task_hit_its_memory_limit(
+    engine: docker.DockerClient,
+) -> None:
+    """``SwarmUsage.oom_killed`` of a task on the worker: a one-shot job there asks its
+    engine (the manager's cannot), for a task killed at its limit and for one that was not."""
+    api = engine.api
+    manager = str(engine.info()["Swarm"]["NodeID"])
+    worker = next(str(n["ID"]) for n in api.nodes() if n["ID"] != manager)
+    image = f"{LAB_REGISTRY}/{LAB_STACK_IMAGE}"
+    server = f"oomtest{os.getpid()}"
+    made = []
+
+    def ended_task(name: str, command: list[str]) -> TaskView:
+        template = TaskTemplate(
+            ContainerSpec(image, command=command),
+            resources=Resources(mem_limit=32 * 1024 * 1024),
+            restart_policy=RestartPolicy(condition="none"),
+            placement=Placement(constraints=[f"node.id=={worker}"]),
+        )
+        made.append(api.create_service(template, name=f"{server}-{name}")["ID"])
+
+        def ended() -> TaskView | None:
+            views = [task_view(t) for t in api.tasks(filters={"service": made[-1]})]
+            return next((v for v in views if v.ended and v.container_id), None)
+
+        wait_for(lambda: ended() is not None, 120, f"the {name} task's end")
+        found = ended()
+        assert found is not None and found.node_id == worker
+        return found
+
+    async def asked(task: TaskView) -> bool:
+        async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(partial(function, *args, **kwargs))
+
+        jobs = NodeJobs(api, server, lambda: image, call)
+        return await SwarmUsage(api, "docker", "-", jobs, manager, call).oom_killed(task)
+
+    try:
+        hog = ended_task("hog", ["python3", "-c", "b = bytearray(200 * 1024 * 1024)"])
+        quits = ended_task("quits", ["sh", "-c", "exit 137"])
+        assert hog.exit_code == 137 and quits.exit_code == 137
+        assert asyncio.run(asked(hog))
+        assert not asyncio.run(asked(quits))
+        assert not api.services(filters={"name": f"dynos-{server[:8]}-oomcheck"})  # removed
+    finally:
+        for service in made:
+            api.remove_service(service)
 
 
 def test_not_a_swarm_manager_and_an_unreachable_registry_are_one_clear_line(

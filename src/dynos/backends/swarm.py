@@ -1,19 +1,17 @@
 """The swarm backend: each process type of an app is a Swarm service; its tasks are the dynos.
 
-Behind the same seam as the local and docker backends (base.py). The manager still decides per
-dyno; a ``start`` of ``web.3`` makes the service of its type and release
+Behind the same seam as the local and docker backends (base.py); the manager still decides per
+dyno. A ``start`` of ``web.3`` makes the service of its type and release
 (``core.swarm.service_spec``) cover slot 3, and the dyno is the running task of slot 3 made from
 that spec (``core.swarm.Claims``). A new release is a new service beside the old one, whose
-tasks serve until the manager has stopped its dynos. A ``stop`` lowers the replicas, or (a
-slot that stays: a restart) leaves the task to the successor's start: the whole type's restart
-forces the service's update (every task, start-first), a single dyno's stops its task only
-(swarm_restart.py), which Swarm replaces in its slot. A task that ends unasked, or whose node
-is down, is the dyno's exit; the manager's restart claims the task Swarm started in its place.
-Images: made on the manager's engine (images.py), pushed to the registry the nodes pull from
-(registry.py). Ports: host mode, at a port the node picks (``address``, ``placement``).
-One-offs: containers on the manager's engine (docker.py), on the server's own bridge. Logs:
-``docker service logs``. No R14 yet: a task on another node has no cgroup here. Isolation:
-each app's tasks on its own overlay network, and the guard on every node (swarm_guard.py).
+tasks serve until the manager has stopped its dynos. A ``stop`` lowers the replicas, or leaves
+a slot that stays to its successor's start: a whole type's restart forces the service's update
+(every task, start-first), one dyno's stops its task only (swarm_restart.py). A task that ends
+unasked, or whose node is down, is the dyno's exit; its restart claims Swarm's new task.
+Images: the manager's (images.py), pushed to the nodes' registry (registry.py). Ports: host
+mode, the node picks. One-offs: containers on the manager (docker.py). Logs: ``docker service
+logs``. Memory, CPU, R15: swarm_usage.py. Adoption: swarm_adoption.py. Isolation: each app's
+own overlay network, and the guard on every node (swarm_guard.py).
 """
 
 from __future__ import annotations
@@ -35,22 +33,22 @@ from dynos.backends.base import DynoEvents, DynoSpec, DynoUsage
 from dynos.backends.base import Placement as DynoPlacement
 from dynos.backends.docker import ENGINE_ERRORS, DockerBackend
 from dynos.backends.images import ReleaseImages
+from dynos.backends.swarm_adoption import Adoption
 from dynos.backends.swarm_engine import (
     Nodes,
     SwarmDyno,
     SwarmService,
-    adopted_service,
     check_engines,
     dyno_service,
     follow_task_logs,
-    leftover_services,
     probe,
     read_cluster,
-    settle_adoption,
     sync_service,
 )
 from dynos.backends.swarm_guard import SwarmGuard
+from dynos.backends.swarm_jobs import NodeJobs
 from dynos.backends.swarm_restart import SlotRestarts
+from dynos.backends.swarm_usage import SwarmUsage
 from dynos.core.containers import LABEL, server_id
 from dynos.core.swarm import (
     SERVICE_PORT,
@@ -69,12 +67,12 @@ from dynos.core.swarm_restart import (
     mechanism,
     whole_type,
 )
+from dynos.core.swarm_usage import may_be_memory_kill
 from dynos.errors import PlatformError
 
 log = logging.getLogger("dynos")
 POLL_INTERVAL = 0.5  # seconds between reads of the tasks while dynos run
 ONE_OFF_TYPES = ("run", "release")  # dynos run, release phases: containers, not services
-ADOPT_WINDOW = 120.0  # seconds a restarted server's starts have to adopt the services left
 SUCCESSOR_WAIT = 10.0  # seconds a stopped dyno's slot waits for its successor's start
 STOP_GATHER = 0.2  # seconds a stop waits for the stops that come with it
 STOP_MARGIN = 30.0  # seconds past the grace a stopped task has to be reported gone
@@ -110,31 +108,25 @@ class SwarmBackend:
         self._claims = Claims()
         self._nodes: Nodes = {}
         self._poller: asyncio.Task[None] | None = None
-        self._adoption: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._current: dict[str, str] = {}  # a type's name → its newest release's service
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="swarm")
         self._cli = shutil.which("docker") or "docker"
         self._guard = SwarmGuard(client, self._server, stack_image, registry_address, self._call)
-        self._restarts = SlotRestarts(self._api, self._server, self._guard.image, self._call)
         self._manager_node = str((client.info().get("Swarm") or {}).get("NodeID") or "")
+        jobs = NodeJobs(self._api, self._server, self._guard.image, self._call)
+        self._restarts = SlotRestarts(self._api, jobs, self._call)
+        self._usage = SwarmUsage(
+            self._api, self._cli, self._guard.name, jobs, self._manager_node, self._call
+        )
         self._sync = partial(sync_service, call=self._call, api=self._api)
-        # Services a dead server on this home left: the manager's starts adopt their tasks (same
-        # slot and spec: no restart); what none adopts within ADOPT_WINDOW is removed.
-        self._leftovers = leftover_services(self._api, self._server)
-        if self._leftovers:
-            log.info("adopting %d dyno services a server before left", len(self._leftovers))
+        self._adoption = Adoption(self._api, self._server, self._call)  # a dead server's
 
     @property
     def limits(self) -> str:
         version = self._client.version().get("Version", "?")
         nodes = len(self._api.nodes())
         return f"Docker {version} swarm service limits (memory, CPUs, pids) over {nodes} nodes"
-
-    async def _remove_unadopted(self) -> None:
-        await asyncio.sleep(ADOPT_WINDOW)
-        leftovers, self._leftovers = self._leftovers, {}
-        await settle_adoption(leftovers, self._services, self._call, self._api)
 
     async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -175,8 +167,7 @@ class SwarmBackend:
         old = self._services.get(previous or "")
         if old is not None and previous != name and not old.slots:
             self._spawn(self._remove(old))  # a release before whose dynos are all stopped
-        if name not in self._services and name in self._leftovers:
-            self._services[name] = adopted_service(wanted, self._leftovers[name])
+        self._adoption.adopt(wanted, self._services)
         service = self._services.setdefault(name, SwarmService(name, wanted))
         service.base = base
         deadline = asyncio.get_running_loop().time() + self._boot_timeout
@@ -195,8 +186,6 @@ class SwarmBackend:
         self._dynos[spec.key] = SwarmDyno(spec, name, slot, wanted.template, deadline)
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll())
-        if self._leftovers and self._adoption is None:
-            self._adoption = asyncio.create_task(self._remove_unadopted())
         try:
             await self._sync(service)
         except ENGINE_ERRORS as exc:
@@ -219,6 +208,7 @@ class SwarmBackend:
                 await asyncio.sleep(POLL_INTERVAL * 4)
                 continue
             self._nodes = nodes = await check_engines(nodes)  # a killed engine: down now
+            self._usage.follow()
             self._spawn(self._guard.observe(tasks, nodes))  # a node joined, or is guarded
             now = asyncio.get_running_loop().time()
             for dyno in list(self._dynos.values()):
@@ -241,14 +231,26 @@ class SwarmBackend:
                 dyno.timed_out = True
                 self._events.dyno_boot_timeout(dyno.spec.key)
             return
+        if dyno.ending:  # killed: its exit is told once its engine said whether it was R15
+            return
         current = next((t for t in views if t.id == dyno.task.id), None)
         if current is None or current.ended:
-            self._finish(dyno, exit_status(current) if current else 0)
+            status = exit_status(current) if current else 0
+            if current is not None and may_be_memory_kill(status, dyno.stopping):
+                dyno.ending = True
+                self._spawn(self._end_killed(dyno, current, status))
+            else:
+                self._finish(dyno, status)
         elif self._nodes.get(current.node_id, ("", "", False))[2]:
             # Its node is down (its engine refuses its port, or its heartbeats stopped): out
             # of the router now; the restart takes Swarm's new task of the slot, not this one.
             self._events.dyno_output(dyno.spec.key, f"(dynos) node {dyno.node} is down")
             self._finish(dyno, NODE_DOWN, retire=True)
+
+    async def _end_killed(self, dyno: SwarmDyno, task: TaskView, status: int) -> None:
+        if await self._usage.oom_killed(task) and dyno.spec.key in self._dynos:
+            self._events.dyno_oom_killed(dyno.spec.key)
+        self._finish(dyno, status)
 
     def _place(self, dyno: SwarmDyno, task: TaskView) -> None:
         dyno.task = task
@@ -348,18 +350,17 @@ class SwarmBackend:
 
     def kill(self, key: str) -> None:
         if key in self._dynos:
-            self._dynos[key].tasks.append(asyncio.create_task(self._kill(key)))
+            self._dynos[key].tasks.append(asyncio.create_task(self.stop(key, 0)))
         else:
             self._one_offs.kill(key)
 
-    async def _kill(self, key: str) -> None:
-        await self.stop(key, 0)
-
     def memory_used(self, key: str) -> int | None:
-        return None if key in self._dynos else self._one_offs.memory_used(key)
+        found = self.usage(key)
+        return None if found is None else found.rss
 
     def usage(self, key: str) -> DynoUsage | None:
-        return None if key in self._dynos else self._one_offs.usage(key)
+        dyno = self._dynos.get(key)
+        return self._one_offs.usage(key) if dyno is None else self._usage.of(dyno.task)
 
     def scratch_usage(self, key: str) -> tuple[int, int] | None:
         return None
@@ -379,11 +380,12 @@ class SwarmBackend:
         server's own registry."""
         # Nothing of ours may call the engine after this: the poll, the adoption and the
         # delayed replacements end first (their calls would meet a shut executor).
-        pending = [t for t in (self._adoption, self._poller, *self._background) if t is not None]
+        pending = [t for t in (self._poller, *self._background) if t is not None]
         for task in pending:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        ids = [s.id for s in self._services.values()] + [s["ID"] for s in self._leftovers.values()]
+        closing = (self._adoption.cancel(), self._usage.close())
+        await asyncio.gather(*pending, *closing, return_exceptions=True)
+        ids = [s.id for s in self._services.values()] + self._adoption.left_ids()
         for service_id in ids:
             if service_id is not None:
                 with contextlib.suppress(*ENGINE_ERRORS):

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from docker import DockerClient
 from docker.types import (
     ContainerSpec,
+    DriverConfig,
     Healthcheck,
     Mount,
     Placement,
@@ -27,7 +28,6 @@ from docker.types import (
 )
 
 from dynos.backends.base import DynoEvents, DynoSpec
-from dynos.backends.docker import ENGINE_ERRORS
 from dynos.backends.local import LINE_LIMIT, PROBE_INTERVAL, answers, pump_lines, start_command
 from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, container_environment
 from dynos.core.swarm import (
@@ -79,35 +79,6 @@ class SwarmService:
         return wanted if self.left is None else kept_on_adoption(wanted, self.left)
 
 
-def adopted_service(wanted: ServiceSpec, left: dict[str, Any]) -> SwarmService:
-    """A service a dead server left (``left``, as the engine lists it), taken over with the
-    replicas, forced updates, restart policy and grace it has."""
-    template = left["Spec"]["TaskTemplate"]
-    force = int(template.get("ForceUpdate", 0))
-    floor = int(left["Spec"]["Mode"].get("Replicated", {}).get("Replicas", 0))
-    kept = kept_on_adoption(wanted, template)
-    return SwarmService(
-        wanted.name, kept, id=str(left["ID"]), force=force, floor=floor, left=template
-    )
-
-
-def leftover_services(api: Any, server: str) -> dict[str, dict[str, Any]]:
-    """The dyno services a dead server on this home left, by name, for the manager's starts
-    to adopt (blocking). Its guard is not among them (removing it would open every node);
-    its restart jobs are removed here: their restart was forced or given up with it."""
-    left: list[dict[str, Any]] = api.services(filters={"label": f"{LABEL}.server={server}"})
-    dynos = {}
-    for service in left:
-        role = service["Spec"].get("Labels", {}).get(f"{LABEL}.role")
-        if role == "restart":
-            log.info("removing the restart job %s a server before left", service["Spec"]["Name"])
-            with contextlib.suppress(*ENGINE_ERRORS):
-                api.remove_service(service["ID"])
-        elif role != "guard":
-            dynos[service["Spec"]["Name"]] = service
-    return dynos
-
-
 @dataclass
 class SwarmDyno:
     spec: DynoSpec
@@ -121,7 +92,8 @@ class SwarmDyno:
     node: str | None = None
     stopping: bool = False
     timed_out: bool = False
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    ending: bool = False  # its task was killed: whether at its memory limit is being asked
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -241,24 +213,6 @@ async def sync_service(
         service.applied = state
 
 
-async def settle_adoption(
-    leftovers: dict[str, dict[str, Any]],
-    services: Mapping[str, SwarmService],
-    call: Callable[..., Awaitable[Any]],
-    api: Any,
-) -> None:
-    """The adoption window's end: the leftovers no start adopted removed, the adopted ones
-    sent with the replicas the manager's dynos need from now."""
-    for name, left in leftovers.items():
-        adopted = services.get(name)
-        with contextlib.suppress(*ENGINE_ERRORS):
-            if adopted is None:
-                await call(api.remove_service, left["ID"])
-            elif adopted.floor:
-                adopted.floor = 0
-                await sync_service(adopted, call, api)
-
-
 async def follow_task_logs(cli: str, task_id: str, emit: Callable[[str], None]) -> None:
     """A task's output, wherever it runs, through the manager's ``docker service logs``."""
     process = await asyncio.create_subprocess_exec(
@@ -374,6 +328,8 @@ def guard_service_body(
     )
     template_spec = TaskTemplate(
         container,
+        # Its output is mostly the usage reports (a line every 2 s): kept to 2 MB a node.
+        log_driver=DriverConfig("json-file", {"max-size": "1m", "max-file": "2"}),
         resources=Resources(cpu_limit=GUARD_NANO_CPUS, mem_limit=GUARD_MEMORY),
         restart_policy=RestartPolicy(condition="any", delay=10**9),
         networks=["host"],  # the node's own network: its rules are the node's

@@ -9,12 +9,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import docker
 from docker import DockerClient
 
-from dynos.backends import registry
+from dynos.backends import container_cgroups, registry
 from dynos.backends.swarm_engine import Nodes, guard_service_body, router_address
 from dynos.backends.swarm_networks import ensure_network, remove_networks
 from dynos.core.guard_labels import (
@@ -255,7 +256,8 @@ class SwarmGuard:
     def ensure(self, nodes: Sequence[str]) -> None:
         """The guard runs on every node with the rules for ``nodes`` (their addresses):
         created, or updated when they or the generation changed."""
-        script = guard_script(self._server, self.router, sorted(set(nodes)))
+        reporter = Path(container_cgroups.__file__).read_text()
+        script = guard_script(self._server, self.router, sorted(set(nodes)), reporter)
         if (script, self._generation) == self._applied:
             return
         current = self._find()

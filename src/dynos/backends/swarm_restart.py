@@ -12,37 +12,27 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import docker.errors
-from docker.types import ContainerSpec, Mount, Placement, RestartPolicy, ServiceMode, TaskTemplate
 
 from dynos.backends.docker import ENGINE_ERRORS
-from dynos.core.containers import LABEL
+from dynos.backends.swarm_jobs import POLL, NodeJobs
 from dynos.core.swarm import ServiceSpec, TaskView, task_view
 from dynos.core.swarm_restart import (
-    DEFAULT_SOCKET,
-    JOB_SOCKET,
-    SOCKET_LABEL,
     Mechanism,
     job_command,
     job_failure,
     job_name,
-    job_state,
     no_new_task,
-    node_socket,
     node_unusable,
     replaced_in_slot,
     stop_seconds,
-    task_status,
 )
 from dynos.errors import PlatformError
 
 log = logging.getLogger("dynos")
-POLL = 0.5  # seconds between reads of a job's or a slot's tasks
 JOB_MARGIN = 60.0  # seconds past the grace a job has to start (its image is on the node) and end
 # Seconds after the stop for Swarm's new task in the slot (it makes it at once, and starts it
 # after the restart delay, 2 s): none means its restart policy gave up (3 in a minute).
 REPLACE_WAIT = 20.0
-JOB_MEMORY = 64 * 1024 * 1024
-JOB_LOG_TAIL = 20  # lines of a failed job's output in the server's log
 
 
 class SlotRestarts:
@@ -51,13 +41,11 @@ class SlotRestarts:
     def __init__(
         self,
         api: Any,
-        server: str,
-        image: Callable[[], str],  # the stack image as the nodes pull it (blocking)
+        jobs: NodeJobs,  # the stop job on another node than the manager's
         call: Callable[..., Awaitable[Any]],  # runs a blocking call in the backend's threads
     ) -> None:
         self._api = api
-        self._server = server
-        self._image = image
+        self._jobs = jobs
         self._call = call
 
     async def replace(
@@ -103,77 +91,14 @@ class SlotRestarts:
         return current.ended
 
     async def _job(self, task: TaskView, node: dict[str, Any], grace: float) -> None:
-        engine = ((node.get("Description") or {}).get("Engine") or {}).get("Labels") or {}
-        socket = node_socket(engine)
-        if engine.get(SOCKET_LABEL) and socket == DEFAULT_SOCKET:
-            log.warning(
-                "swarm: node %s's %s label (%r) is no absolute .sock path: using %s",
-                task.node_id,
-                SOCKET_LABEL,
-                engine[SOCKET_LABEL],
-                DEFAULT_SOCKET,
-            )
         command = job_command(task.container_id, grace)  # ValueError: not a container id
-        image = await self._call(self._image)
-        container = ContainerSpec(
-            image,
-            command=command,
-            user="0:0",  # the socket is root's; no capability is needed to use it
-            labels={f"{LABEL}.server": self._server},
-            mounts=[Mount(JOB_SOCKET, socket, type="bind", read_only=True)],
-            cap_drop=["ALL"],
-        )
-        name = job_name(self._server, task.id)
-        body = {
-            "task_template": TaskTemplate(
-                container,
-                resources={"Limits": {"MemoryBytes": JOB_MEMORY, "Pids": 64}},  # type: ignore[arg-type]
-                restart_policy=RestartPolicy(condition="none"),  # one try; the caller forces
-                placement=Placement(constraints=[f"node.id=={task.node_id}"]),
-            ),
-            "name": name,
-            "labels": {f"{LABEL}.server": self._server, f"{LABEL}.role": "restart"},
-            "mode": ServiceMode("replicated-job", replicas=1),
-        }
-        # Shielded: a cancel (the server's close) during the call leaves the engine making
-        # the job; the finally waits for that, then removes it by its name.
-        creating = asyncio.ensure_future(self._call(self._api.create_service, **body))
-        try:
-            await asyncio.shield(creating)
-            await self._wait_job(name, grace + JOB_MARGIN, socket)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(creating)
-            with contextlib.suppress(*ENGINE_ERRORS):
-                await self._call(self._api.remove_service, name)
-
-    async def _wait_job(self, job: str, timeout: float, socket: str) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            found = await self._call(self._api.tasks, filters={"service": job})
-            tasks = [task_view(t) for t in found]
-            state = job_state(tasks)
-            if state == "done":
-                return
-            if state == "failed":
-                await self._report(job, found)
-                raise PlatformError(job_failure(tasks, socket))
-            await asyncio.sleep(POLL)
-        with contextlib.suppress(*ENGINE_ERRORS):
-            await self._report(job, await self._call(self._api.tasks, filters={"service": job}))
-        raise PlatformError(f"the stop job on its node did not end within {timeout:g} s")
-
-    async def _report(self, job: str, tasks: list[dict[str, Any]]) -> None:
-        """A failed or stuck job's tasks and last output, in the server's log before it goes."""
-        for task in tasks:
-            log.warning("swarm: restart job %s: %s", job, task_status(task))
-        with contextlib.suppress(*ENGINE_ERRORS):
-            said = await self._call(
-                self._api.service_logs, job, stdout=True, stderr=True, tail=JOB_LOG_TAIL
-            )
-            for line in bytes(said).decode(errors="replace").splitlines():
-                log.warning("swarm: restart job %s said: %s", job, line)
+        name = job_name(self._jobs.server, task.id)
+        timeout = grace + JOB_MARGIN
+        state, tasks, socket = await self._jobs.run(name, "restart", node, command, timeout)
+        if state == "failed":
+            raise PlatformError(job_failure(tasks, socket))
+        if state == "waiting":
+            raise PlatformError(f"the stop job on its node did not end within {timeout:g} s")
 
     async def _replacement(self, service: str, spec: ServiceSpec, old: TaskView) -> None:
         loop = asyncio.get_running_loop()

@@ -26,6 +26,8 @@ import shlex
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network, ip_address
 
+from dynos.core.swarm_usage import REPORT_SECONDS
+
 GATEWAY_BRIDGE = "docker_gwbridge"  # where a swarm node's tasks meet the node's network
 # Where a dyno may not open a connection (besides the nodes themselves): private and shared
 # address space (other machines of the platform, its registry and API), and link-local (a
@@ -265,13 +267,17 @@ def guard_health(server: str) -> str:
     return _checks(server) + "intact && jumped"
 
 
-def guard_script(server: str, router: str, nodes: Sequence[str]) -> str:
+def guard_script(server: str, router: str, nodes: Sequence[str], reporter: str = "") -> str:
     """The guard task's shell script (``sh -c``; ``$GUARD_TASK`` its task's id): the rules
     loaded with the task's mark, the jumps to them first in ``DOCKER-USER`` and ``INPUT``;
     every RECHECK_SECONDS, the rules loaded again if they are not whole (deleted, flushed,
     a rule gone) and the jumps put back. On SIGTERM the rules stay: a task stops when it
     restarts after failed health checks, on a drained node, or in an update of the guard (a
-    node joined), and the node must stay guarded; the server tears them down at close."""
+    node joined), and the node must stay guarded; the server tears them down at close.
+
+    ``reporter``: the usage reporter's Python source (``backends/container_cgroups.py``),
+    run beside the loop on the node's cgroups (started again should it end): its lines are
+    the guard's output, which the server follows (``core/swarm_usage.py``)."""
     forward, _ = chain_names(server)
     head = shlex.quote("\n".join(_forward_head(server, router, nodes)) + "\n")
     dns = "".join(f" printf '%s\\n' \"{line}\";" for line in resolver_rules(server, "$r"))
@@ -308,11 +314,25 @@ def guard_script(server: str, router: str, nodes: Sequence[str]) -> str:
         "}\n"
         "trap 'exit 0' TERM INT\n"
         "load || exit 1\n"
-        "while :; do\n"
-        "  intact || { echo 'dynos guard: rules missing or changed: loaded again' >&2; load; }\n"
+        + _reporter(reporter)
+        + "while :; do\n"
+        + ('  kill -0 "$reporter" 2>/dev/null || report\n' if reporter else "")
+        + "  intact || { echo 'dynos guard: rules missing or changed: loaded again' >&2; load; }\n"
         f"  {ensure} || echo 'dynos guard: could not put the jumps back' >&2\n"
         f"  sleep {RECHECK_SECONDS} & wait $!\n"
         "done\n"
+    )
+
+
+def _reporter(source: str) -> str:
+    """The lines that define and start the usage reporter; none without one."""
+    if not source:
+        return ""
+    cgroups = f"{HOST_ROOT}/sys/fs/cgroup"  # the node's, through its root filesystem
+    return (
+        f"report() {{ python3 -I -c {shlex.quote(source)} {cgroups} {REPORT_SECONDS} & "
+        "reporter=$!; }\n"
+        "report\n"
     )
 
 
