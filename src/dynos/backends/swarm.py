@@ -10,9 +10,8 @@ a slot that stays to its successor's start: a whole type's restart forces the se
 unasked, or whose node is down, is the dyno's exit; its restart claims Swarm's new task.
 Images: the manager's (images.py), pushed to the nodes' registry (registry.py). Ports: host
 mode, the node picks. One-offs: containers on the manager (docker.py). Logs: ``docker service
-logs``. Memory, CPU, R15: swarm_usage.py. Adoption: swarm_adoption.py. Isolation: each app's
-own overlay network, and the guard on every node (swarm_guard.py).
-"""
+logs``. Memory, CPU, R15: swarm_usage.py. Adoption: swarm_adoption.py. Isolation: per app
+overlay networks, the guard on every node (swarm_guard.py)."""
 
 from __future__ import annotations
 
@@ -235,22 +234,21 @@ class SwarmBackend:
             return
         current = next((t for t in views if t.id == dyno.task.id), None)
         if current is None or current.ended:
-            status = exit_status(current) if current else 0
-            if current is not None and may_be_memory_kill(status, dyno.stopping):
+            if current is not None and may_be_memory_kill(exit_status(current), dyno.stopping):
                 dyno.ending = True
-                self._spawn(self._end_killed(dyno, current, status))
+                self._spawn(self._end_killed(dyno, current))
             else:
-                self._finish(dyno, status)
+                self._finish(dyno, exit_status(current) if current else 0)
         elif self._nodes.get(current.node_id, ("", "", False))[2]:
             # Its node is down (its engine refuses its port, or its heartbeats stopped): out
             # of the router now; the restart takes Swarm's new task of the slot, not this one.
             self._events.dyno_output(dyno.spec.key, f"(dynos) node {dyno.node} is down")
             self._finish(dyno, NODE_DOWN, retire=True)
 
-    async def _end_killed(self, dyno: SwarmDyno, task: TaskView, status: int) -> None:
+    async def _end_killed(self, dyno: SwarmDyno, task: TaskView) -> None:
         if await self._usage.oom_killed(task) and dyno.spec.key in self._dynos:
             self._events.dyno_oom_killed(dyno.spec.key)
-        self._finish(dyno, status)
+        self._finish(dyno, exit_status(task))
 
     def _place(self, dyno: SwarmDyno, task: TaskView) -> None:
         dyno.task = task
