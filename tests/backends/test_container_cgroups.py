@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dynos.backends import container_cgroups
-from dynos.backends.container_cgroups import node_usage, report_line
+from dynos.backends.container_cgroups import node_usage, report_line, report_lines
 from dynos.core.swarm_usage import parse_report
 
 A = "a" * 64
@@ -77,3 +77,14 @@ def test_the_reporter_runs_as_the_guard_runs_it_from_its_source(tmp_path: Path) 
         finally:
             process.kill()
     assert [parse_report(line.strip()) for line in lines] == [{A: (50000000, 1.5)}] * 2
+
+
+def test_a_node_with_many_containers_reports_in_lines_the_engine_keeps_whole() -> None:
+    usage = {f"{n:064x}": [n, 0.5] for n in range(250)}
+    lines = report_lines(usage)
+    assert len(lines) == 3 and all(len(line) < 16 * 1024 for line in lines)
+    merged: dict[str, tuple[int, float]] = {}
+    for line in lines:
+        merged.update(parse_report(line))
+    assert merged == {c: (int(v[0]), v[1]) for c, v in usage.items()}
+    assert report_lines({}) == [report_line({})]  # heard from, with nothing to say

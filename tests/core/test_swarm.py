@@ -14,6 +14,7 @@ from dynos.core.swarm import (
     TaskView,
     dyno_slot,
     exit_status,
+    kept_instead,
     kept_on_adoption,
     replicas_for,
     service_name,
@@ -202,6 +203,39 @@ def test_a_stopped_dyno_s_task_is_retired_while_it_still_runs() -> None:
     assert claims.claim("new", 1, "abc", [old]) is None
     fresh = running("b", 1)
     assert claims.claim("new", 1, "abc", [old, fresh]) == fresh
+
+
+def test_swarm_scaling_down_by_another_slot_hands_the_kept_task_to_that_dyno() -> None:
+    """web=3 to web=2: the manager stops web.3, Swarm (by node balance) ends slot 2's task and
+    keeps slot 3's. The stopped dyno is done once Swarm wants only 2 tasks; web.2's restart
+    takes slot 3's task, the only one left above the replicas."""
+    claims = Claims()
+    one, two, three = running("a", 1), running("b", 2), running("c", 3)
+    for key, task in (("web.1", one), ("web.2", two), ("web.3", three)):
+        assert claims.claim(key, task.slot, "abc", [one, two, three], 3) == task
+    # Before Swarm has chosen: three tasks wanted, none kept instead yet.
+    assert not kept_instead(3, [1, 2], three, [one, two, three])
+    ended = TaskView("b", 2, "n1", "running", "shutdown", "abc")
+    assert kept_instead(3, [1, 2], three, [one, ended, three])
+    assert not kept_instead(1, [1, 2], one, [one, ended, three])  # a staying slot
+    # web.2's task ended: it restarts; slot 3's task is web.3's until web.3 lets it go.
+    claims.release("web.2")
+    gone = TaskView("b", 2, "n1", "shutdown", "shutdown", "abc")
+    assert claims.claim("web.2", 2, "abc", [one, gone, three], 2) is None
+    claims.release("web.3")
+    assert claims.claim("web.2", 2, "abc", [one, gone, three], 2) == three
+    # Swarm ended slot 3 as asked: nothing is kept instead, and its task is no spare.
+    shutting = TaskView("c", 3, "n1", "running", "shutdown", "abc")
+    assert not kept_instead(3, [1, 2], shutting, [one, two, shutting])
+    assert Claims().claim("web.2", 2, "abc", [one, shutting], 2) is None
+
+
+def test_a_spare_task_goes_only_to_a_dyno_within_the_replicas_and_its_own_slot_first() -> None:
+    spare, own = running("z", 4), running("y", 2)
+    assert Claims().claim("web.2", 2, "abc", [spare, own], 2) == own
+    assert Claims().claim("web.3", 3, "abc", [spare], 2) is None  # above the replicas itself
+    assert Claims().claim("web.2", 2, "abc", [spare]) is None  # replicas unknown: none
+    assert Claims().claim("web.2", 2, "old", [spare], 2) is None  # another release's
 
 
 def test_replicas_cover_the_highest_slot() -> None:

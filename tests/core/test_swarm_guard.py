@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dynos.backends import container_cgroups
 from dynos.core.swarm_guard import (
     GATEWAY_BRIDGE,
     PRIVATE_RANGES,
@@ -316,3 +317,20 @@ def test_the_guard_runs_the_usage_reporter_beside_its_loop_and_again_should_it_e
     loop = lines.index("while :; do")
     assert start < loop and lines[loop + 1] == '  kill -0 "$reporter" 2>/dev/null || report'
     assert "report" not in guard_script(SERVER, "10.77.0.1", ["10.77.0.2"])
+
+
+def test_the_reporter_s_real_source_reaches_python_whole_through_the_script(tmp_path: Path) -> None:
+    """The guard's ``report`` as the node's shell runs it, with a ``python3`` that keeps what
+    it was given: the source of backends/container_cgroups.py, byte for byte."""
+    source = Path(container_cgroups.__file__).read_text()
+    script = guard_script(SERVER, "10.77.0.1", ["10.77.0.2"], source)
+    start = script.index("report() {")
+    report = script[start : script.index("\nreport\n", start)]  # the function, many lines
+    fake = '#!/bin/sh\nprintf %s "$3" > "$KEPT"; echo "$4 $5" >> "$ARGS"\n'
+    (tmp_path / "python3").write_text(fake)
+    (tmp_path / "python3").chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    env |= {"KEPT": str(tmp_path / "kept"), "ARGS": str(tmp_path / "args")}
+    subprocess.run(["sh", "-c", f"{report}\nreport\nwait"], env=env, check=True, timeout=30)
+    assert (tmp_path / "kept").read_text() == source
+    assert (tmp_path / "args").read_text() == "/host/sys/fs/cgroup 2\n"

@@ -35,6 +35,9 @@ def report(said: object) -> str:
         report({A: [1]}),
         report({A: ["1", 2]}),
         report({A: {"memory": 1}}),
+        report({A: [float("nan"), 1]}),
+        report({A: [1, float("inf")]}),
+        report({A: [True, 1]}),
     ],
 )
 def test_what_is_no_well_formed_report_is_no_reading(line: str) -> None:
@@ -59,8 +62,15 @@ def test_a_reading_counts_until_it_is_stale_and_newer_ones_replace_it() -> None:
 def test_readings_of_containers_long_gone_are_forgotten() -> None:
     readings = UsageReadings()
     for n in range(100):
-        readings.take(report({f"{n:064x}": [1, 0]}), now=float(n))
-    assert len(readings.readings) <= 64 + STALE_AFTER + 1
+        assert readings.take(report({f"{n:064x}": [1, 0]}), now=float(n))
+    assert len(readings.readings) <= 64 and f"{0:064x}" not in readings.readings
+    assert readings.of(f"{99:064x}", 99.0) is not None
+
+
+def test_only_report_lines_count_as_heard_from_the_guards() -> None:
+    readings = UsageReadings()
+    assert readings.take(report({}), 1.0)  # a node without containers reports too
+    assert not readings.take("dynos guard: rules missing or changed: loaded again", 1.0)
 
 
 def test_only_a_kill_nobody_asked_for_is_asked_about() -> None:

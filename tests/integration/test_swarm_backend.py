@@ -235,6 +235,33 @@ class SteadyGets:
         self._pool.shutdown()
 
 
+def wanted_tasks(engine: docker.DockerClient, service: str, count: int) -> bool:
+    tasks = engine.api.tasks(filters={"service": service})
+    return sum(t.get("DesiredState") == "running" for t in tasks) == count
+
+
+def test_scaling_down_settles_whichever_task_swarm_ends(
+    server: RunningServer, engine: docker.DockerClient
+) -> None:
+    """Swarm scales down by node balance, not by slot: from web=3 it may end web.2's task and
+    keep web.3's. Either way the formation settles: two web dynos up and routed, the service
+    wanting two tasks, each a dyno's, and no boot timeout (R10) of a dyno left waiting for its
+    slot. Rounds, since which task Swarm ends is a coin flip between a node's tasks."""
+    server.create_app("downs")
+    server.deploy("downs", SWARM_APP)
+    for _ in range(4):
+        server.scale("downs", web=3)
+        wait_for_dynos(server, "downs", {"web.1": "up", "web.2": "up", "web.3": "up"}, 180)
+        server.scale("downs", web=2)
+        wait_for_dynos(server, "downs", {"web.1": "up", "web.2": "up"}, 120)
+        web = str(services(engine, server, "downs")["web"]["ID"])
+        wait_for(partial(wanted_tasks, engine, web, 2), 60, "the service's two tasks")
+        assert len({answer["dyno"] for answer in answers(server, "downs", 20)}) == 2
+    text = server.logs("downs")
+    assert "Error R10" not in text
+    print("rounds where Swarm ended another task:", text.count("goes on as that dyno"))
+
+
 def test_one_dyno_s_restart_replaces_its_task_only_on_either_node_without_failed_gets(
     server: RunningServer, engine: docker.DockerClient
 ) -> None:

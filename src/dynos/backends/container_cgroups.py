@@ -119,10 +119,18 @@ def report_line(usage: dict[str, list[float]]) -> str:
     return REPORT_PREFIX + json.dumps(usage, separators=(",", ":"))
 
 
+def report_lines(usage: dict[str, list[float]], per_line: int = 100) -> list[str]:
+    """The report as lines of at most ``per_line`` containers (about 9 KB: the engine splits
+    a log line at 16 KiB); one empty report for a node without containers."""
+    ids = sorted(usage)
+    chunks = [ids[i : i + per_line] for i in range(0, len(ids), per_line)] or [[]]
+    return [report_line({c: usage[c] for c in chunk}) for chunk in chunks]
+
+
 def main(argv: list[str]) -> None:
     root, seconds = Path(argv[1]), float(argv[2])
     while True:
-        print(report_line(node_usage(root)), flush=True)
+        print("\n".join(report_lines(node_usage(root))), flush=True)
         time.sleep(seconds)
 
 

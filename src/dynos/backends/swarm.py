@@ -55,6 +55,7 @@ from dynos.core.swarm import (
     TaskView,
     dyno_slot,
     exit_status,
+    kept_instead,
     replicas_for,
     service_name,
 )
@@ -123,8 +124,7 @@ class SwarmBackend:
 
     @property
     def limits(self) -> str:
-        version = self._client.version().get("Version", "?")
-        nodes = len(self._api.nodes())
+        version, nodes = self._client.version().get("Version", "?"), len(self._api.nodes())
         return f"Docker {version} swarm service limits (memory, CPUs, pids) over {nodes} nodes"
 
     async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -155,7 +155,9 @@ class SwarmBackend:
         except ENGINE_ERRORS as exc:
             raise PlatformError(f"Could not make the image of {spec.name}: {exc}") from None
         try:
-            await self._ensure_guard()
+            if not self._nodes:
+                self._nodes = (await self._call(read_cluster, self._api, []))[1]
+            await self._guard.cover(self._nodes)
             network = await self._call(self._guard.network, spec.app_id)
         except ENGINE_ERRORS as exc:
             raise PlatformError(f"Could not isolate {spec.name} on the swarm: {exc}") from None
@@ -192,16 +194,12 @@ class SwarmBackend:
             service.slots.pop(slot, None)
             raise PlatformError(f"Swarm refused the service of {spec.name}: {exc}") from None
 
-    async def _ensure_guard(self) -> None:
-        if not self._nodes:
-            self._nodes = (await self._call(read_cluster, self._api, []))[1]
-        await self._guard.cover(self._nodes)
-
     async def _poll(self) -> None:
         """Read the services' tasks and the nodes while dynos run: claim, place, end."""
         while self._dynos:
+            names = [s.name for s in self._services.values() if s.id is not None]
             try:
-                tasks, nodes = await self._call(read_cluster, self._api, self._names())
+                tasks, nodes = await self._call(read_cluster, self._api, [*names, self._guard.name])
             except ENGINE_ERRORS as exc:
                 log.warning("swarm: could not read the tasks: %s", exc)
                 await asyncio.sleep(POLL_INTERVAL * 4)
@@ -209,24 +207,21 @@ class SwarmBackend:
             self._nodes = nodes = await check_engines(nodes)  # a killed engine: down now
             self._usage.follow()
             self._spawn(self._guard.observe(tasks, nodes))  # a node joined, or is guarded
-            now = asyncio.get_running_loop().time()
             for dyno in list(self._dynos.values()):
                 service = self._services.get(dyno.service)  # None: removed meanwhile
                 views = tasks.get(service.id or "", []) if service else []
-                self._observe(dyno, views, now)
+                self._observe(dyno, views, list(service.slots) if service else [])
             await asyncio.sleep(POLL_INTERVAL)
 
-    def _names(self) -> list[str]:
-        return [s.name for s in self._services.values() if s.id is not None] + [self._guard.name]
-
-    def _observe(self, dyno: SwarmDyno, views: list[TaskView], now: float) -> None:
+    def _observe(self, dyno: SwarmDyno, views: list[TaskView], staying: list[int]) -> None:
         if dyno.task is None:
             if dyno.stopping:
                 return
-            task = self._claims.claim(dyno.spec.key, dyno.slot, dyno.template, views)
+            replicas = replicas_for(staying)
+            task = self._claims.claim(dyno.spec.key, dyno.slot, dyno.template, views, replicas)
             if task is not None:
                 self._place(dyno, task)
-            elif now > dyno.deadline and not dyno.timed_out:
+            elif asyncio.get_running_loop().time() > dyno.deadline and not dyno.timed_out:
                 dyno.timed_out = True
                 self._events.dyno_boot_timeout(dyno.spec.key)
             return
@@ -244,11 +239,17 @@ class SwarmBackend:
             # of the router now; the restart takes Swarm's new task of the slot, not this one.
             self._events.dyno_output(dyno.spec.key, f"(dynos) node {dyno.node} is down")
             self._finish(dyno, NODE_DOWN, retire=True)
+        elif dyno.stopping and kept_instead(dyno.slot, staying, current, views):
+            said = "(dynos) Swarm ended another dyno's task instead: this one goes on as that dyno"
+            self._events.dyno_output(dyno.spec.key, said)
+            self._finish(dyno, 143)  # its task free for that dyno's restart (Claims.claim)
 
     async def _end_killed(self, dyno: SwarmDyno, task: TaskView) -> None:
-        if await self._usage.oom_killed(task) and dyno.spec.key in self._dynos:
-            self._events.dyno_oom_killed(dyno.spec.key)
-        self._finish(dyno, exit_status(task))
+        try:  # its exit told whatever the check does: else it would stay up, its slot held
+            if await self._usage.oom_killed(task) and self._dynos.get(dyno.spec.key) is dyno:
+                self._events.dyno_oom_killed(dyno.spec.key)
+        finally:
+            self._finish(dyno, exit_status(task))
 
     def _place(self, dyno: SwarmDyno, task: TaskView) -> None:
         dyno.task = task
@@ -275,6 +276,9 @@ class SwarmBackend:
         dyno = self._dynos.get(key)
         if dyno is None:
             return await self._one_offs.stop(key, grace)
+        if dyno.ending:  # killed unasked: done once its engine said whether it was R15
+            await dyno.exited.wait()
+            return False
         dyno.stopping = True
         service = self._services.get(dyno.service)
         if service is None:  # removed meanwhile (apps:destroy): its tasks are gone
@@ -364,18 +368,14 @@ class SwarmBackend:
         return None
 
     async def release_app(self, app_id: str) -> None:
-        for name, service in list(self._services.items()):
+        for service in list(self._services.values()):
             if service.wanted.labels.get(f"{LABEL}.app-id") == app_id:
-                del self._services[name]
-                if service.id is not None:
-                    with contextlib.suppress(*ENGINE_ERRORS):
-                        await self._call(self._api.remove_service, service.id)
+                await self._remove(service)
         self._spawn(self._guard.drop_networks(app_id))
         await self._one_offs.release_app(app_id)
 
     async def close(self, grace: float) -> None:
-        """The services go (Swarm stops what tasks are left with the grace), and the
-        server's own registry."""
+        """The services go (Swarm stops what tasks are left with the grace), the registry too."""
         # Nothing of ours may call the engine after this: the poll, the adoption and the
         # delayed replacements end first (their calls would meet a shut executor).
         pending = [t for t in (self._poller, *self._background) if t is not None]

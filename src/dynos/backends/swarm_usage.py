@@ -12,10 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import docker.errors
-
 from dynos.backends.base import DynoUsage
-from dynos.backends.docker import ENGINE_ERRORS
 from dynos.backends.local import LINE_LIMIT, pump_lines
 from dynos.backends.swarm_jobs import NodeJobs
 from dynos.core.swarm import TaskView
@@ -23,6 +20,7 @@ from dynos.core.swarm_restart import JOB_SOCKET, node_unusable
 from dynos.core.swarm_usage import (
     OOM_KILLED,
     REPORT_SECONDS,
+    STALE_AFTER,
     UsageReadings,
     check_command,
     check_job_name,
@@ -30,7 +28,9 @@ from dynos.core.swarm_usage import (
 )
 
 log = logging.getLogger("dynos")
-CHECK_TIMEOUT = 30.0  # seconds a check job has to start (its image is on the node) and end
+# Seconds a check job has to start (its image is on the node) and end: a few here. Meanwhile
+# the dyno is still routed, the router retrying elsewhere what its dead container refuses.
+CHECK_TIMEOUT = 15.0
 REFOLLOW = 2.0  # seconds before following the guard's output again, when it ended
 
 
@@ -56,11 +56,19 @@ class SwarmUsage:
         self._clock = clock
         self._readings = UsageReadings()
         self._follower: asyncio.Task[None] | None = None
+        self._heard = 0.0  # when the follower started or last had a report
 
     def follow(self) -> None:
-        """Follow the guards' reports (while dynos run: the caller's poll calls this)."""
+        """Follow the guards' reports (while dynos run: the caller's poll calls this), anew
+        when none came for STALE_AFTER: ``docker service logs --follow`` has been seen to
+        go quiet without ending once the tasks it follows are replaced (a guard's update)."""
+        now = self._clock()
+        if self._follower is not None and now - self._heard > STALE_AFTER:
+            log.info("swarm: no usage report from the guards for %g s: following anew", STALE_AFTER)
+            self._follower.cancel()
+            self._follower = None
         if self._follower is None or self._follower.done():
-            self._follower = asyncio.create_task(self._follow())
+            self._follower, self._heard = asyncio.create_task(self._follow()), now
 
     def of(self, task: TaskView | None) -> DynoUsage | None:
         """What the task's container uses, as its node's guard last reported it (None: not
@@ -90,7 +98,8 @@ class SwarmUsage:
             await asyncio.sleep(REFOLLOW)  # the guard updated or made again: follow anew
 
     def _take(self, line: str) -> None:
-        self._readings.take(line, self._clock())
+        if self._readings.take(line, self._clock()):
+            self._heard = self._clock()
 
     async def oom_killed(self, task: TaskView) -> bool:
         """Whether the kernel killed ``task``'s container at its memory limit, as its node's
@@ -110,7 +119,7 @@ class SwarmUsage:
             state, tasks, _ = await self._jobs.run(
                 name, "oomcheck", node, command, CHECK_TIMEOUT, answers=(OOM_KILLED,)
             )
-        except (docker.errors.NotFound, ValueError, *ENGINE_ERRORS) as exc:
+        except Exception as exc:  # no R15 then, but the dyno's exit is told all the same
             log.warning(
                 "swarm: could not ask whether task %s hit its memory limit: %s", task.id, exc
             )

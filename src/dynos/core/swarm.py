@@ -264,20 +264,22 @@ class Claims:
     retired: set[str] = field(default_factory=set)  # tasks of stopped dynos, still running
 
     def claim(
-        self, key: str, slot: int, template: str, tasks: Sequence[TaskView]
+        self, key: str, slot: int, template: str, tasks: Sequence[TaskView], replicas: int = 0
     ) -> TaskView | None:
         """The task ``key`` runs as: the one it claimed, or a new running one of its slot
-        and template; None while there is none."""
+        and template; else one of its template left running in a slot above the service's
+        ``replicas`` (``kept_instead``: Swarm scaled down by ending this slot's task); None
+        while there is none."""
         if key in self.by_key:
             mine = self.by_key[key]
             return next((t for t in tasks if t.id == mine), None)
         taken = set(self.by_key.values()) | self.retired
-        for task in sorted(tasks, key=lambda t: t.id):
-            ours = task.slot == slot and task.template == template
-            if ours and task.running and task.id not in taken:
-                self.by_key[key] = task.id
-                return task
-        return None
+        free = [t for t in tasks if t.running and t.template == template and t.id not in taken]
+        ordered = sorted(free, key=lambda t: (t.slot != slot, t.slot, t.id))
+        found = next((t for t in ordered if t.slot == slot or slot <= replicas < t.slot), None)
+        if found is not None:
+            self.by_key[key] = found.id
+        return found
 
     def release(self, key: str, retire: bool = False) -> None:
         task = self.by_key.pop(key, None)
@@ -289,3 +291,16 @@ def replicas_for(slots: Sequence[int]) -> int:
     """The replicas a type's service needs for the dynos (slots) the manager runs: up to the
     highest, so that each of them has its slot."""
     return max(slots, default=0)
+
+
+def kept_instead(
+    slot: int, staying: Sequence[int], task: TaskView, tasks: Sequence[TaskView]
+) -> bool:
+    """Whether Swarm, lowering the replicas for a dyno stopped in ``slot``, ended another
+    slot's task and kept this one's ``task``: it picks by node balance (the nodes with the most
+    tasks of the service lose one first), not by slot. So once it wants no more tasks than
+    the replicas and this one is among them, the stopped dyno is done, and the staying dyno
+    whose task Swarm ended takes this task over when it restarts (``Claims.claim``)."""
+    replicas = replicas_for(staying)
+    wanted = [t for t in tasks if t.desired_state == RUNNING and not t.ended]
+    return slot > replicas and len(wanted) <= replicas and any(t.id == task.id for t in wanted)

@@ -17,6 +17,7 @@ manager's own engine, or through a one-shot job on the task's node (as a restart
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,7 +52,11 @@ def parse_report(line: str) -> dict[str, tuple[int, float]]:
     for container, value in said.items() if isinstance(said, dict) else ():
         if not (_CONTAINER_ID.fullmatch(str(container)) and isinstance(value, list)):
             continue
-        if len(value) == 2 and all(isinstance(v, int | float) for v in value):
+        numbers = len(value) == 2 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
+        )
+        if numbers:
             readings[container] = (int(value[0]), float(value[1]))
     return readings
 
@@ -62,11 +67,16 @@ class UsageReadings:
 
     readings: dict[str, Reading] = field(default_factory=dict)
 
-    def take(self, line: str, now: float) -> None:
+    def take(self, line: str, now: float) -> bool:
+        """Whether ``line`` was a report (an empty one, from a node without containers,
+        too)."""
+        if not line.startswith(REPORT_PREFIX):
+            return False
         for container, (memory, cpu) in parse_report(line).items():
             self.readings[container] = Reading(memory, cpu, now)
         if len(self.readings) > 64:  # containers gone from their nodes: forgotten
             self.readings = {c: r for c, r in self.readings.items() if not self._stale(r, now)}
+        return True
 
     def of(self, container_id: str, now: float) -> Reading | None:
         reading = self.readings.get(container_id)
