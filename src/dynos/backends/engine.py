@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
+import time
 from dataclasses import dataclass
 
 import docker
@@ -108,12 +109,24 @@ def dyno_network(client: DockerClient, name: str = NETWORK) -> str:
 
 
 def _made_meanwhile(client: DockerClient, name: str, interface: str | None) -> bool:
-    """Whether ``name`` is there now, as :func:`dyno_network` makes it (its interface)."""
-    try:
-        options = client.networks.get(name).attrs.get("Options") or {}
-    except docker.errors.DockerException:
-        return False
-    return interface is None or options.get(BRIDGE_NAME) == interface
+    """Whether ``name`` is there now, as :func:`dyno_network` makes it (its interface).
+    Asked a few times over a second: the engine refuses a second create ("same bridge
+    name") as soon as the first has claimed the interface, a moment before the first
+    network answers to its name."""
+    for attempt in range(MEANWHILE_TRIES):
+        try:
+            options = client.networks.get(name).attrs.get("Options") or {}
+        except docker.errors.NotFound:
+            time.sleep(MEANWHILE_PAUSE * (attempt + 1))
+            continue
+        except docker.errors.DockerException:
+            return False
+        return interface is None or options.get(BRIDGE_NAME) == interface
+    return False
+
+
+MEANWHILE_TRIES = 6  # pauses of 0.05 s to 0.3 s: about a second in all
+MEANWHILE_PAUSE = 0.05
 
 
 def _remove_unnamed(network: Network, name: str, interface: str) -> None:
