@@ -188,10 +188,10 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
     builder: SlugBuilder = Builder(
         python, paths.builds, sandboxes=sandboxes, users=users, timeout=config.build_timeout
     )
-    gateway = None  # where container dynos reach add-on servers (docker)
+    reach = None  # where container dynos reach add-on servers
     if config.backend in ("docker", "swarm"):  # the engine, stack image (swarm, registry)
         wiring = (docker_wiring if config.backend == "docker" else swarm_wiring)(config, paths)
-        backend_factory, builder, gateway = wiring.backend, wiring.builder, wiring.gateway
+        backend_factory, builder, reach = wiring.backend, wiring.builder, wiring.addons
         network = confine_containers(ports, wiring) or network
     metrics = Metrics(store, logs)
     settings = ManagerSettings(
@@ -235,7 +235,8 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         sandboxes=sandboxes,
         postgres_dir=paths.postgres,
         storage_cap_mb=config.pg_storage_cap_mb or None,
-        gateway=(gateway.address, gateway.subnet) if gateway else None,
+        gateway=(reach.address, reach.network) if reach else None,
+        allocate_port=reach.allocate_port() if reach else None,
     )
     # Automatic certificates; the directory is asked nothing before an app turns ACM on.
     board = ChallengeBoard(routes, router_processes if config.router_processes > 1 else None)
@@ -272,8 +273,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         log.info("isolation: each app's dynos run as the app's own unprivileged user")
     else:
         log.info("isolation: off (not running as root): dynos run as %s", local_account().email)
-    if config.backend == "local" or gateway is not None:
-        log.info("network: %s", network)
+    log.info("network: %s", network)  # the firewall's part (swarm: the manager's fence)
 
     api_sock = bind(config.api_host, config.api_port, "--api-port")
     api_port = api_sock.getsockname()[1]

@@ -10,15 +10,18 @@ local server (most of them, and most of the test suite's) never loads them (0.1 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dynos.backends.base import Backend, DynoEvents
 from dynos.backends.firewall import FirewallError, PortGuard
+from dynos.backends.ports import DynoPorts
 from dynos.config import HomePaths, ServerConfig
 from dynos.core.containers import NETWORK, server_id
 from dynos.core.swarm_guard import (
+    ADDON_PORTS,
+    GATEWAY_BRIDGE,
     RESOLV_FILES,
     blocked_destinations,
     fence_resolvers,
@@ -60,14 +63,39 @@ CONTAINER_NOTES = {
 
 
 @dataclass(frozen=True)
+class AddonReach:
+    """Where container dynos reach the add-on servers, besides the server's loopback."""
+
+    address: str  # also listened on: the docker bridge's gateway, or a swarm's router address
+    network: str  # let into Postgres, for the apps' roles only (pg_hba)
+    ports: range | None = None  # where their ports come from (None: the backend's free ports)
+
+    def allocate_port(self) -> Callable[[], int] | None:
+        return DynoPorts(self.ports).allocate if self.ports is not None else None
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Swarm: the manager's bridge (its one-offs and builds), where it may not connect, the
+    resolvers its port 53 may reach; the router's address and the nodes' (add-ons)."""
+
+    interface: str
+    destinations: list[str]
+    resolvers: list[str]
+    router: str
+    nodes: list[str]
+
+
+@dataclass(frozen=True)
 class DockerWiring:
     backend: Callable[[DynoEvents], Backend]
     builder: ContainerBuilder
-    # Where containers reach the add-on servers (docker; a swarm's tasks run elsewhere too).
+    # Where containers reach the add-on servers (docker: the bridge's gateway).
     gateway: Gateway | None = None
-    # Swarm: the manager's bridge (its one-offs and builds), where it may not connect, and
-    # the resolvers its port 53 may reach.
-    fence: tuple[str, list[str], list[str]] | None = None
+    addons: AddonReach | None = None
+    fence: Fence | None = None  # swarm
+    # Swarm: told the nodes' addresses whenever they change (confine_containers adds one).
+    node_watchers: list[Callable[[list[str]], None]] = field(default_factory=list)
 
 
 def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
@@ -98,7 +126,7 @@ def docker_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
         server=server_id(str(paths.home)),
         timeout=config.build_timeout,
     )
-    return DockerWiring(backend, builder, gateway)
+    return DockerWiring(backend, builder, gateway, AddonReach(gateway.address, gateway.subnet))
 
 
 def host_pythons(paths: HomePaths) -> HostPythons:
@@ -114,19 +142,24 @@ def confine_containers(ports: PortGuard | None, wiring: DockerWiring) -> str | N
     other apps' dynos."""
     if wiring.gateway is not None:
         return confine_gateway(ports, wiring.gateway)
-    if wiring.fence is None:
+    fence = wiring.fence
+    if fence is None:
         return None
-    interface, destinations, resolvers = wiring.fence
     if ports is None:
         raise FirewallError(
             "--backend swarm needs root and nftables here: one-off dynos on the manager would "
             "otherwise reach other apps' dynos on the nodes. Run the server as root."
         )
-    ports.fence(interface, destinations, resolvers)
-    names = ", ".join(resolvers) or "none"
+    # The add-on servers' door first: the fence would drop the one-offs' way to it.
+    ports.open_addons(fence.router, ADDON_PORTS, [GATEWAY_BRIDGE, fence.interface], fence.nodes)
+    wiring.node_watchers.append(ports.addon_sources)
+    ports.fence(fence.interface, fence.destinations, fence.resolvers)
+    names = ", ".join(fence.resolvers) or "none"
+    span = f"{ADDON_PORTS.start}-{ADDON_PORTS.stop - 1}"
     return (
-        f"one-offs and builds on {interface} reach no private or node address but port 53 "
-        f"of the host's resolvers ({names}) (table {ports.rules.table})"
+        f"one-offs and builds on {fence.interface} reach no private or node address but port "
+        f"53 of the host's resolvers ({names}) and the add-on servers on {fence.router} (ports "
+        f"{span}, which only the swarm's nodes and tasks reach) (table {ports.rules.table})"
     )
 
 
@@ -184,7 +217,14 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     network, interface = server_bridge(client, server_id(str(paths.home)))
     nodes = [str((n.get("Status") or {}).get("Addr") or "") for n in client.api.nodes()]
     resolvers = fence_resolvers(host_resolvers(read_resolv_files()), router, nodes)
-    fence = (interface, blocked_destinations(router, nodes), resolvers)
+    known = [node for node in nodes if node]
+    fence = Fence(interface, blocked_destinations(router, nodes), resolvers, router, known)
+    watchers: list[Callable[[list[str]], None]] = []
+
+    def nodes_changed(addresses: list[str]) -> None:
+        for watcher in watchers:
+            watcher(addresses)
+
     own = None
     if config.registry is None:
         own = PlatformRegistry(paths.home / "registry", DEFAULT_REGISTRY)
@@ -211,7 +251,9 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
                 home=paths.home,
                 boot_timeout=config.boot_timeout,
                 network=network,
+                addon_host=router,
             ),
+            on_nodes=nodes_changed,
         )
 
     builder = ContainerBuilder(
@@ -223,4 +265,7 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
         timeout=config.build_timeout,
         network=network,
     )
-    return DockerWiring(backend, builder, fence=fence)
+    # Postgres lets any address in for the apps' roles (SSL, a SCRAM password): the firewall
+    # (open_addons) says who reaches its port, the nodes among them as they join.
+    addons = AddonReach(router, "0.0.0.0/0", ADDON_PORTS)
+    return DockerWiring(backend, builder, addons=addons, fence=fence, node_watchers=watchers)

@@ -261,3 +261,29 @@ def test_the_swarm_fence_is_a_forward_chain_the_kernel_takes(guard: PortGuard) -
     assert dropped in forward and "ct state new drop" in forward
     assert dns in forward and forward.index(dns) < forward.index(dropped)
     assert dropped in nft("list", "chain", "inet", guard.rules.table, "input")
+
+
+def test_the_add_on_ports_on_the_router_s_address_admit_only_the_swarm_s_nodes(
+    guard: PortGuard, other_host: tuple[str, str]
+) -> None:
+    """Another machine on the router's network (the namespace) reaches the add-on servers
+    only while it is one of the swarm's nodes; the host itself always does."""
+    netns, address = other_host
+    ports = range(19000, 20000)
+    sock = socket.socket()
+    for port in ports:  # a port of the range, as the add-ons' allocator hands them out
+        with contextlib.suppress(OSError):
+            sock.bind((address, port))
+            break
+    sock.listen(16)
+    with sock, listener(address) as outside:
+        port = sock.getsockname()[1]
+        guard.open_addons(address, ports, ["dynos-fence0"], [])
+        assert connect_as(0, address, port, timeout=1, netns=netns) == "TimeoutError"
+        assert connect_as(0, address, port) == "connected"  # the host (its tasks' way in)
+        # A port outside the range is not the add-ons' rule's to close.
+        assert connect_as(0, address, outside.getsockname()[1], netns=netns) == "connected"
+        guard.addon_sources(["10.213.7.2", "203.0.113.9"])  # it joined the swarm
+        assert connect_as(0, address, port, timeout=5, netns=netns) == "connected"
+        guard.addon_sources(["203.0.113.9"])  # it left
+        assert connect_as(0, address, port, timeout=1, netns=netns) == "TimeoutError"

@@ -125,3 +125,28 @@ def test_the_swarm_fence_drops_new_connections_from_the_bridge_to_each_destinati
     for bad_resolver in ("10.0.0.0/8", "::1", "10.0.0.1 }; flush ruleset", "256.1.1.1"):
         with pytest.raises(ValueError):
             rules.fence("br-x", ["10.0.0.0/8"], [bad_resolver])
+
+
+def test_the_add_on_ports_admit_loopback_the_manager_s_bridges_and_the_nodes_only() -> None:
+    rules = PortRules(TABLE, 0)
+    said = rules.open_addons("10.77.0.1", range(19000, 20000), ["docker_gwbridge", "dynosab12"])
+    where = f"add rule inet {TABLE} input ip daddr 10.77.0.1 tcp dport 19000-19999"
+    assert said.splitlines() == [
+        f"add set inet {TABLE} addon_sources {{ type ipv4_addr; }}",
+        f"{where} tcp flags & (syn | ack) == syn "
+        """iifname != { "lo", "docker_gwbridge", "dynosab12" } ip saddr != @addon_sources drop""",
+        f'{where} iifname "docker_gwbridge" accept',
+        f'{where} iifname "dynosab12" accept',  # before the fence's drop of the address
+    ]
+    assert rules.addon_sources(["10.77.0.3", "10.77.0.2", "10.77.0.3"]) == (
+        f"flush set inet {TABLE} addon_sources\n"
+        f"add element inet {TABLE} addon_sources {{ 10.77.0.2, 10.77.0.3 }}\n"
+    )
+    assert rules.addon_sources([]) == f"flush set inet {TABLE} addon_sources\n"
+    for bad in ("10.77.0.1; drop", "::1", ""):
+        with pytest.raises(ValueError):
+            rules.addon_sources([bad])
+        with pytest.raises(ValueError):
+            rules.open_addons(bad, range(19000, 20000), [])
+    with pytest.raises(ValueError):
+        rules.open_addons("10.77.0.1", range(19000, 20000), ['br" accept'])

@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from dynos.backends import container_cgroups
+from dynos.backends.ports import LOWEST
 from dynos.core.swarm_guard import (
+    ADDON_PORTS,
     GATEWAY_BRIDGE,
     PRIVATE_RANGES,
+    addon_port_range,
     app_network,
     blocked_destinations,
     chain_names,
@@ -77,8 +80,10 @@ def test_only_the_router_reaches_a_task_and_answers_come_back() -> None:
 def test_a_task_reaches_its_node_s_resolvers_but_no_node_private_or_link_local_address() -> None:
     rules = guard_rules(SERVER, "10.77.0.1", ["10.77.0.2", "203.0.113.9"], ["10.255.255.53"])
     out = [r for r in forward_rules(rules) if f"-i {GATEWAY_BRIDGE}" in r]
-    # The router and every node first, port 53 included; then port 53 to the resolver only,
-    # before the private ranges' drops (a private resolver is the usual case).
+    # The add-on servers' ports on the router's address first (the next test), then the
+    # router and every node, port 53 included; then port 53 to the resolver only, before the
+    # private ranges' drops (a private resolver is the usual case).
+    assert out.pop(0).endswith(f"-d 10.77.0.1/32 -p tcp --dport {addon_port_range()} -j RETURN")
     nodes = [r.split(" -d ")[1].split()[0] for r in out[:3]]
     assert nodes == ["10.77.0.1/32", "10.77.0.2/32", "203.0.113.9/32"]
     assert all(r.endswith("-j DROP") for r in out[:3])
@@ -105,6 +110,25 @@ def test_a_resolver_that_is_a_node_or_the_router_opens_no_port_53_there() -> Non
 def test_blocked_destinations_are_each_listed_once_and_bad_addresses_skipped() -> None:
     got = blocked_destinations("10.77.0.1", ["10.77.0.1", "", "?", "198.51.100.7"])
     assert got == [*PRIVATE_RANGES, "10.77.0.1/32", "198.51.100.7/32"]
+
+
+def test_a_task_reaches_the_add_on_ports_of_the_router_s_address_and_nothing_else_there() -> None:
+    forward, inbound = chain_names(SERVER)
+    lines = guard_rules(SERVER, "10.77.0.1", ["10.77.0.2"], []).splitlines()
+    ports = addon_port_range()
+    assert ports == f"{ADDON_PORTS.start}:{ADDON_PORTS.stop - 1}" == "19000:19999"
+    opened = [line for line in lines if line.endswith("-j RETURN") and "-d 10.77.0." in line]
+    assert opened == [
+        f"-A {forward} -i {GATEWAY_BRIDGE} -d 10.77.0.1/32 -p tcp --dport {ports} -j RETURN",
+        f"-A {inbound} -i {GATEWAY_BRIDGE} -d 10.77.0.1/32 -p tcp --dport {ports} -j RETURN",
+    ]
+    # Each before its chain's drop of the router's address (forwarded) or of all (input).
+    assert lines.index(opened[0]) < lines.index(
+        f"-A {forward} -i {GATEWAY_BRIDGE} -d 10.77.0.1/32 -j DROP"
+    )
+    assert lines.index(opened[1]) < lines.index(f"-A {inbound} -i {GATEWAY_BRIDGE} -j DROP")
+    # Below the dyno ports and the kernel's ephemeral range.
+    assert ADDON_PORTS.stop <= LOWEST
 
 
 def test_nothing_a_task_starts_reaches_its_node() -> None:

@@ -173,6 +173,35 @@ tcp dport . meta skuid != @allowed reject with tcp reset
             rules += f"{where} ip daddr {{ {nets} }} ct state new drop\n"
         return rules
 
+    def open_addons(self, address: str, ports: range, interfaces: list[str]) -> str:
+        """The add-on servers' ``ports`` on ``address`` (a swarm's router address, where the
+        tasks reach them): new connections from ``interfaces`` (the manager's own bridges:
+        ``docker_gwbridge``, the server's one-off bridge), loopback and the swarm's nodes
+        (:meth:`addon_sources`) only; not from the rest of the network the address is on.
+        Before the fence, which would drop the one-offs' connections to that address."""
+        address = str(ipaddress.IPv4Address(address))
+        for interface in interfaces:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", interface):
+                raise ValueError(f"not an interface name: {interface!r}")
+        names = ", ".join(f'"{i}"' for i in ["lo", *interfaces])
+        span = f"{ports.start}-{ports.stop - 1}"
+        syn = "tcp flags & (syn | ack) == syn"
+        where = f"add rule inet {self.table} input ip daddr {address} tcp dport {span}"
+        return (
+            f"add set inet {self.table} addon_sources {{ type ipv4_addr; }}\n"
+            f"{where} {syn} iifname != {{ {names} }} ip saddr != @addon_sources drop\n"
+            + "".join(f'{where} iifname "{i}" accept\n' for i in interfaces)
+        )
+
+    def addon_sources(self, nodes: list[str]) -> str:
+        """The swarm's node addresses (IPv4) replace those let in to the add-on servers: a
+        task elsewhere reaches them from its node's address, after its node's NAT."""
+        kept = sorted({str(ipaddress.IPv4Address(n)) for n in nodes})
+        commands = f"flush set inet {self.table} addon_sources\n"
+        if kept:
+            commands += f"add element inet {self.table} addon_sources {{ {', '.join(kept)} }}\n"
+        return commands
+
     def forget(self, port: int, uid: int) -> None:
         """Drop ``port`` from the state alone: its allow never reached the table."""
         if self.owners.get(port) == uid:
@@ -302,6 +331,21 @@ class PortGuard:
     def fence(self, interface: str, destinations: list[str], resolvers: list[str]) -> None:
         """``PortRules.fence``. Raises FirewallError."""
         self._nft.run(self.rules.fence(interface, destinations, resolvers))
+
+    def open_addons(
+        self, address: str, ports: range, interfaces: list[str], nodes: list[str]
+    ) -> None:
+        """``PortRules.open_addons`` and its first ``addon_sources``. Raises FirewallError."""
+        commands = self.rules.open_addons(address, ports, interfaces)
+        self._nft.run(commands + self.rules.addon_sources(nodes))
+
+    def addon_sources(self, nodes: list[str]) -> None:
+        """``PortRules.addon_sources``: the swarm's nodes changed. A failure is logged: the
+        nodes known before stay let in, a new one's tasks do not reach the add-ons."""
+        try:
+            self._nft.run(self.rules.addon_sources(nodes))
+        except (FirewallError, ValueError) as exc:
+            log.warning("could not let the swarm's nodes %s reach the add-ons: %s", nodes, exc)
 
     def close(self) -> None:
         """Delete the table (the kernel would, as the socket closes, but say so plainly)."""

@@ -11,7 +11,7 @@ unasked, or whose node is down, is the dyno's exit; its restart claims Swarm's n
 Images: the manager's (images.py), pushed to the nodes' registry (registry.py). Ports: host
 mode, the node picks. One-offs: containers on the manager (docker.py). Logs: ``docker service
 logs``. Memory, CPU, R15: swarm_usage.py. Adoption: swarm_adoption.py. Isolation: per app
-overlay networks, the guard on every node (swarm_guard.py)."""
+overlay networks, the guard on every node (swarm_guard.py). Add-ons: on the router's address."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -92,6 +92,7 @@ class SwarmBackend:
         boot_timeout: float = 60.0,
         stop_grace: float = 30.0,
         one_offs: DockerBackend,
+        on_nodes: Callable[[list[str]], None] = lambda nodes: None,  # their addresses changed
     ) -> None:
         self._events = events
         self._client = client
@@ -113,6 +114,7 @@ class SwarmBackend:
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="swarm")
         self._cli = shutil.which("docker") or "docker"
         self._guard = SwarmGuard(client, self._server, stack_image, registry_address, self._call)
+        self._guard.on_nodes = on_nodes
         self._manager_node = str((client.info().get("Swarm") or {}).get("NodeID") or "")
         jobs = NodeJobs(self._api, self._server, self._guard.image, self._call)
         self._restarts = SlotRestarts(self._api, jobs, self._call)
@@ -139,8 +141,7 @@ class SwarmBackend:
         return self._one_offs.address(key) if dyno is None else dyno.ip
 
     def placement(self, key: str) -> DynoPlacement:
-        dyno = self._dynos.get(key)
-        if dyno is None:
+        if (dyno := self._dynos.get(key)) is None:
             return self._one_offs.placement(key)
         return DynoPlacement(port=dyno.port, node=dyno.node)
 
@@ -161,8 +162,8 @@ class SwarmBackend:
             network = await self._call(self._guard.network, spec.app_id)
         except ENGINE_ERRORS as exc:
             raise PlatformError(f"Could not isolate {spec.name} on the swarm: {exc}") from None
-        grace = self._stop_grace
-        wanted = dyno_service(self._server, spec, process_type, image, grace, network)
+        grace, router = self._stop_grace, self._guard.router  # router: where its add-ons are
+        wanted = dyno_service(self._server, spec, process_type, image, grace, network, router)
         name, base = wanted.name, service_name(self._server, spec.app_name, process_type)
         previous, self._current[base] = self._current.get(base), name
         old = self._services.get(previous or "")
@@ -357,8 +358,7 @@ class SwarmBackend:
             self._one_offs.kill(key)
 
     def memory_used(self, key: str) -> int | None:
-        found = self.usage(key)
-        return None if found is None else found.rss
+        return None if (found := self.usage(key)) is None else found.rss
 
     def usage(self, key: str) -> DynoUsage | None:
         dyno = self._dynos.get(key)

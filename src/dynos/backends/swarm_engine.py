@@ -256,14 +256,16 @@ def dyno_service(
     image: str,
     stop_grace: float,
     network: str = "",
+    addon_host: str | None = None,
 ) -> ServiceSpec:
     """The service of ``spec``'s release and type, as a start of one of its dynos asks for
-    it (its replicas are filled in when it is sent)."""
+    it (its replicas are filled in when it is sent). ``addon_host``: where its tasks reach
+    the add-on servers (the router's address), in its add-ons' URLs."""
     return service_spec(
         name=service_name(server, spec.app_name, process_type),
         image=image,
         command=start_command(spec.command, spec.cwd),
-        env=container_environment(spec.env, str(spec.cwd)),
+        env=container_environment(spec.env, str(spec.cwd), addon_host),
         process_type=process_type,
         size=spec.size,
         replicas=0,

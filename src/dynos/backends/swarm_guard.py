@@ -89,6 +89,8 @@ class SwarmGuard:
         self._applied: tuple[str, int] | None = None  # the script and generation it runs
         self._settling: asyncio.Task[None] | None = None  # the wait for the nodes' labels
         self.router = router_address(client)
+        # Told the nodes' addresses whenever they change (the add-on servers let them in).
+        self.on_nodes: Callable[[list[str]], None] = lambda nodes: None
 
     async def cover(self, nodes: Nodes, wait: bool = True) -> None:
         """The guard on every node, knowing every node's address (a node joined or changed
@@ -105,6 +107,7 @@ class SwarmGuard:
             if addresses != self._covered or failed:
                 await self._call(self.ensure, sorted(addresses))
                 self._covered = addresses
+                self.on_nodes(sorted(a for a in addresses if a))
                 ready = [node for node, (_, _, down) in nodes.items() if not down]
                 if settling is not None:
                     settling.cancel()  # the waits move on to the new one (_wait_settled)

@@ -40,6 +40,17 @@ PRIVATE_RANGES = (
     "169.254.0.0/16",
 )
 DNS_PORT = 53
+# The ports of the add-on servers (Redis, Postgres) of a swarm server, on the router's
+# address: the one way a task reaches the manager. Below the dyno ports (backends/ports.py)
+# and the kernel's ephemeral range, so no outgoing connection of the manager takes one.
+ADDON_PORTS = range(19000, 20000)
+
+
+def addon_port_range() -> str:
+    """ADDON_PORTS as iptables writes a range (``19000:19999``)."""
+    return f"{ADDON_PORTS.start}:{ADDON_PORTS.stop - 1}"
+
+
 # Where a task's names go: on an overlay network its resolver is the engine's, at 127.0.0.11
 # in the task's own namespace (never forwarded, so never in DOCKER-USER); the engine (20.10)
 # sends what it cannot answer from the task's namespace, so through the guard, to the node's
@@ -160,7 +171,10 @@ def _forward_head(server: str, router: str, nodes: Sequence[str]) -> list[str]:
         # other machines, not the node's other tasks (through the node's address and port).
         f"-A {forward} -o {bridge} -s {router}/32 -p tcp -j RETURN",
         f"-A {forward} -o {bridge} -j DROP",
-        # Out of a task, to the router or a node: nothing, port 53 included (before the
+        # Out of a task, to the add-on servers on the router's address (a task elsewhere
+        # than the manager's node: forwarded to it). Their passwords keep apps apart.
+        f"-A {forward} -i {bridge} -d {router}/32 -p tcp --dport {addon_port_range()} -j RETURN",
+        # Out of a task, to the router or a node: nothing else, port 53 included (before the
         # resolvers' exceptions, should a resolver be one of them).
         *(
             f"-A {forward} -i {bridge} -d {destination} -j DROP"
@@ -180,15 +194,17 @@ def resolver_rules(server: str, resolver: str) -> list[str]:
     ]
 
 
-def _rest(server: str) -> list[str]:
+def _rest(server: str, router: str) -> list[str]:
     forward, inbound = chain_names(server)
     bridge = GATEWAY_BRIDGE
     # Out of a task: no private or link-local address (port 53 but to a resolver included).
     lines = [f"-A {forward} -i {bridge} -d {destination} -j DROP" for destination in PRIVATE_RANGES]
     return [
         *lines,
-        # To the node itself (its API, registry, SSH...): nothing a task starts.
         f"-A {inbound} -i {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        # To the add-on servers, from a task on the manager's node (elsewhere: no match).
+        f"-A {inbound} -i {bridge} -d {router}/32 -p tcp --dport {addon_port_range()} -j RETURN",
+        # To the node itself (its API, registry, SSH...): nothing else a task starts.
         f"-A {inbound} -i {bridge} -j DROP",
     ]
 
@@ -201,7 +217,7 @@ def guard_rules(server: str, router: str, nodes: Sequence[str], resolvers: Seque
     lines = _forward_head(server, router, nodes)
     for resolver in resolvers:
         lines += resolver_rules(server, resolver)
-    return "\n".join(lines + _rest(server)) + "\n"
+    return "\n".join(lines + _rest(server, router)) + "\n"
 
 
 def _ipv6_lines(server: str) -> list[str]:
@@ -238,7 +254,8 @@ def _checks(server: str) -> str:
     it has: a flushed chain has none, a chain missing a rule one too few); ``jumped``: the
     jumps to them are in place; ``absent``: no chain of the guard's is left."""
     forward, inbound = chain_names(server)
-    inbound_count = sum(line.startswith(f"-A {inbound} ") for line in _rest(server))
+    rest = _rest(server, "0.0.0.0")  # counted only: the router's address changes no count
+    inbound_count = sum(line.startswith(f"-A {inbound} ") for line in rest)
     count = "grep -c '^-A '"
     marked = f"""s/.*"{MARK} [^ ]* rules \\([0-9][0-9]*\\)".*/\\1/p"""
     six = len(_ipv6_lines(server))
@@ -281,7 +298,7 @@ def guard_script(server: str, router: str, nodes: Sequence[str], reporter: str =
     forward, _ = chain_names(server)
     head = shlex.quote("\n".join(_forward_head(server, router, nodes)) + "\n")
     dns = "".join(f" printf '%s\\n' \"{line}\";" for line in resolver_rules(server, "$r"))
-    rest = shlex.quote("\n".join(_rest(server)) + "\n")
+    rest = shlex.quote("\n".join(_rest(server, router)) + "\n")
     files = " ".join(RESOLV_FILES)
     mark = shlex.quote(f'%s -m comment --comment "{MARK} %s rules %s" -j RETURN\nCOMMIT\n')
     v6 = shlex.quote(ipv6_rules(server))

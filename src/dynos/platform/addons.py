@@ -4,11 +4,10 @@ Two kinds: ``redis``, a managed redis-server (:mod:`dynos.platform.redis_server`
 Heroku's plan sizes (:mod:`dynos.core.redis_plans`; ``mini`` unless one is named); and
 ``heroku-postgresql``, a database of the server's one Postgres cluster
 (:mod:`dynos.platform.postgres`, whose docstring tells its life; this module records it and
-releases the app as for Redis).
-Creating one starts the service and waits until it answers; only then is it recorded and the
-app released with its config var (``REDIS_URL``), so that no release ever points at a
-service that did not come up. Destroying one releases the app without the var, stops the
-service and deletes its data.
+releases the app as for Redis). Creating one starts the service and waits until it
+answers; only then is it recorded and the app released with its config var
+(``REDIS_URL``), so that no release ever points at a service that did not come up.
+Destroying one releases the app without the var, stops the service and deletes its data.
 
 Add-ons run while the server runs: they start before the dynos do, stop after them, and one
 that dies is logged and started again, with the same back-off as a crashing dyno.
@@ -29,7 +28,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,10 +88,12 @@ class Addons:
         postgres_dir: Path | None = None,
         storage_cap_mb: int | None = None,
         gateway: tuple[str, str] | None = None,
+        allocate_port: Callable[[], int] | None = None,
     ) -> None:
         """``postgres_dir``: the Postgres cluster's home (``<home>/postgres`` by default);
-        ``storage_cap_mb``: a cap on every database below its plan's; ``gateway``: the docker
-        bridge's address and subnet, where container dynos reach add-ons too (else None)."""
+        ``storage_cap_mb``: a cap on every database below its plan's; ``gateway``: where
+        container dynos reach add-ons (an address also listened on, a network Postgres lets
+        in); ``allocate_port``: their ports (a swarm's guards open a range), else the backend's."""
         self._platform = platform
         self._store = platform.store
         self._data_dir = data_dir
@@ -101,11 +102,12 @@ class Addons:
         self._sandboxes = sandboxes or Sandboxes()
         self._running: dict[str, _Running] = {}  # by add-on id
         self._also_bind = gateway[0] if gateway else None
+        self._allocate_port = allocate_port or platform.manager.backend.allocate_port
         cluster = Cluster(
             postgres_dir or data_dir.parent / "postgres",
             self._sandboxes,
             users,
-            platform.manager.backend.allocate_port,
+            self._allocate_port,
             gateway=gateway,
         )
         self.postgres = PostgresDatabases(
@@ -152,7 +154,7 @@ class Addons:
         program = find_redis_server()
         await self._store.call(_check_free, app)
         name = name or await self._new_name(SERVICE)
-        port = self._platform.manager.backend.allocate_port()  # a free loopback port
+        port = self._allocate_port()
         password = secrets.token_hex(32)
         data = self._data_dir / name
         try:
