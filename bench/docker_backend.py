@@ -1,6 +1,12 @@
-"""What the docker backend adds per request through the router, against the local backend.
+"""What the docker (or swarm) backend adds per request through the router, against the local
+backend.
 
     python bench/docker_backend.py [--rounds 3] [--duration 5] [--connections 64]
+                                   [--backend docker|swarm] [--registry 127.0.0.1:5000]
+
+``--backend swarm`` runs the second server on a swarm (``scripts/swarm-lab up``): its two web
+dynos are tasks spread over the nodes, one on the lab's second engine, whose requests cross
+the veth pair to its network namespace and the node's ``docker_gwbridge``.
 
 Two real ``dynos server`` processes side by side, one with ``--backend local`` (the anchor)
 and one with ``--backend docker`` (needs the engine and ``dynos stack:build``), each with
@@ -76,10 +82,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backend", choices=("docker", "swarm"), default="docker")
+    parser.add_argument("--registry", default="127.0.0.1:5000", help="swarm: the nodes' registry")
     args = parser.parse_args()
-    results: dict[str, list[Result]] = {"local": [], "docker": []}
-    with private_server() as local, private_server("--backend", "docker") as docker:
-        servers = {"local": local, "docker": docker}
+    other = args.backend
+    extra = ("--registry", args.registry, "--stop-grace", "2") if other == "swarm" else ()
+    results: dict[str, list[Result]] = {"local": [], other: []}
+    with private_server() as local, private_server("--backend", other, *extra) as container:
+        servers = {"local": local, other: container}
         for name, server in servers.items():
             print(f"{name}: deployed and two web dynos up in {deploy(server):.1f} s", flush=True)
         for round_ in range(args.rounds):
@@ -103,7 +113,7 @@ def main() -> None:
             f"{statistics.median(r.p99_ms for r in rs):.2f} ms  errors "
             f"{sum(r.errors for r in rs)}"
         )
-    print(f"docker / local: {median['docker'] / median['local']:.3f} of the throughput")
+    print(f"{other} / local: {median[other] / median['local']:.3f} of the throughput")
 
 
 if __name__ == "__main__":

@@ -236,7 +236,7 @@ async def _serve_store(config: ServerConfig, paths: HomePaths, store: Store, boo
         postgres_dir=paths.postgres,
         storage_cap_mb=config.pg_storage_cap_mb or None,
         gateway=(reach.address, reach.network) if reach else None,
-        allocate_port=reach.allocate_port() if reach else None,
+        ports=reach.ports if reach else None,
     )
     # Automatic certificates; the directory is asked nothing before an app turns ACM on.
     board = ChallengeBoard(routes, router_processes if config.router_processes > 1 else None)

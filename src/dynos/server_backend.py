@@ -9,6 +9,7 @@ local server (most of them, and most of the test suite's) never loads them (0.1 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from dynos.backends.base import Backend, DynoEvents
 from dynos.backends.firewall import FirewallError, PortGuard
-from dynos.backends.ports import DynoPorts
+from dynos.backends.ports import EPHEMERAL_FILE, parse_ephemeral
 from dynos.config import HomePaths, ServerConfig
 from dynos.core.containers import NETWORK, server_id
 from dynos.core.swarm_guard import (
@@ -29,6 +30,8 @@ from dynos.core.swarm_guard import (
 )
 from dynos.errors import NotSwarmManager
 from dynos.platform.pythons import HostPythons
+
+log = logging.getLogger("dynos")
 
 if TYPE_CHECKING:
     from dynos.backends.docker import DockerBackend
@@ -68,10 +71,7 @@ class AddonReach:
 
     address: str  # also listened on: the docker bridge's gateway, or a swarm's router address
     network: str  # let into Postgres, for the apps' roles only (pg_hba)
-    ports: range | None = None  # where their ports come from (None: the backend's free ports)
-
-    def allocate_port(self) -> Callable[[], int] | None:
-        return DynoPorts(self.ports).allocate if self.ports is not None else None
+    ports: range | None = None  # where their ports must be (None: anywhere free)
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,15 @@ def read_resolv_files() -> list[str | None]:
     return texts
 
 
+def ephemeral_overlap() -> bool:
+    """Whether the kernel's ephemeral ports reach into ADDON_PORTS."""
+    try:
+        low, high = parse_ephemeral(EPHEMERAL_FILE.read_text())
+    except OSError:
+        return False
+    return low < ADDON_PORTS.stop and high >= ADDON_PORTS.start
+
+
 def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
     """Raises EngineUnavailable, StackImageMissing, NotSwarmManager or RegistryUnreachable
     (UserErrors) before anything starts."""
@@ -265,6 +274,17 @@ def swarm_wiring(config: ServerConfig, paths: HomePaths) -> DockerWiring:
         timeout=config.build_timeout,
         network=network,
     )
+    if ephemeral_overlap():
+        log.warning(
+            "this machine's ephemeral ports (%s) reach into the add-on ports %d-%d, which every "
+            "swarm task may connect to on %s: a listener the kernel gives such a port there "
+            "would be open to them (raise net.ipv4.ip_local_port_range's start above %d)",
+            EPHEMERAL_FILE.read_text().strip(),
+            ADDON_PORTS.start,
+            ADDON_PORTS.stop - 1,
+            router,
+            ADDON_PORTS.stop - 1,
+        )
     # Postgres lets any address in for the apps' roles (SSL, a SCRAM password): the firewall
     # (open_addons) says who reaches its port, the nodes among them as they join.
     addons = AddonReach(router, "0.0.0.0/0", ADDON_PORTS)

@@ -17,6 +17,7 @@ from dynos.backends.ports import (
     is_free,
     parse_ephemeral,
 )
+from dynos.errors import PlatformError
 from tests.backends.test_containment import Events
 
 
@@ -89,3 +90,17 @@ def test_a_local_backend_hands_out_no_ephemeral_port() -> None:
     ports = [backend.allocate_port() for _ in range(50)]
     assert not [p for p in ports if low <= p <= high]
     assert len(set(ports)) == 50  # none handed out twice while held
+
+
+def test_a_strict_range_hands_out_its_own_ports_only_and_says_when_it_is_full(
+    taken: list[socket.socket],
+) -> None:
+    # The add-ons' range on a swarm: a port outside it would be out of every task's reach.
+    taken.append(listener(socket.AF_INET, "0.0.0.0"))
+    busy = taken[-1].getsockname()[1]
+    if not is_free(busy + 1):
+        pytest.skip("the port next to the listener's is taken")
+    pool = DynoPorts(range(busy, busy + 2), strict=True)
+    assert pool.allocate() == busy + 1
+    with pytest.raises(PlatformError, match=f"No free port left in {busy}-{busy + 1}"):
+        pool.allocate()

@@ -114,10 +114,10 @@ def _made_meanwhile(client: DockerClient, name: str, interface: str | None) -> b
     name") as soon as the first has claimed the interface, a moment before the first
     network answers to its name."""
     for attempt in range(MEANWHILE_TRIES):
+        time.sleep(MEANWHILE_PAUSE * attempt)  # none before the first look
         try:
             options = client.networks.get(name).attrs.get("Options") or {}
         except docker.errors.NotFound:
-            time.sleep(MEANWHILE_PAUSE * (attempt + 1))
             continue
         except docker.errors.DockerException:
             return False
@@ -125,7 +125,7 @@ def _made_meanwhile(client: DockerClient, name: str, interface: str | None) -> b
     return False
 
 
-MEANWHILE_TRIES = 6  # pauses of 0.05 s to 0.3 s: about a second in all
+MEANWHILE_TRIES = 7  # pauses of 0.05 s to 0.3 s between the looks: about a second in all
 MEANWHILE_PAUSE = 0.05
 
 

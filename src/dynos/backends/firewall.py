@@ -196,7 +196,7 @@ tcp dport . meta skuid != @allowed reject with tcp reset
     def addon_sources(self, nodes: list[str]) -> str:
         """The swarm's node addresses (IPv4) replace those let in to the add-on servers: a
         task elsewhere reaches them from its node's address, after its node's NAT."""
-        kept = sorted({str(ipaddress.IPv4Address(n)) for n in nodes})
+        kept = sorted({node for node in nodes if _is_ipv4(node)})  # junk: nothing to let in
         commands = f"flush set inet {self.table} addon_sources\n"
         if kept:
             commands += f"add element inet {self.table} addon_sources {{ {', '.join(kept)} }}\n"
@@ -212,6 +212,13 @@ tcp dport . meta skuid != @allowed reject with tcp reset
 
     def _set(self, name: str) -> str:
         return f"inet {self.table} {name}"
+
+
+def _is_ipv4(address: str) -> bool:
+    try:
+        return str(ipaddress.IPv4Address(address)) == address
+    except ValueError:
+        return False
 
 
 # -- libnftables: thin -----------------------------------------------------------------------

@@ -18,6 +18,8 @@ import random
 import socket
 from pathlib import Path
 
+from dynos.errors import PlatformError
+
 LOWEST = 20000  # dyno ports start here, above the usual services' ports
 MIN_PORTS = 1000  # a range below the ephemeral one smaller than this is not used
 TRIES = 200  # random ports looked at before giving up
@@ -67,13 +69,15 @@ def is_free(port: int) -> bool:
 class DynoPorts:
     """The ports of one server's web dynos."""
 
-    def __init__(self, ports: range | None = None) -> None:
+    def __init__(self, ports: range | None = None, *, strict: bool = False) -> None:
+        """``strict``: a port from ``ports`` or none (PlatformError), never the kernel's."""
         if ports is None:
             try:
                 ports = dyno_port_range(parse_ephemeral(EPHEMERAL_FILE.read_text()))
             except OSError:
                 ports = dyno_port_range(DEFAULT_EPHEMERAL)
         self.ports = ports
+        self._strict = strict
         self._held: set[int] = set()
         self._random = random.SystemRandom()
 
@@ -85,6 +89,15 @@ class DynoPorts:
             if port not in self._held and is_free(port):
                 self._held.add(port)
                 return port
+        if self._strict:  # every port of the range looked at once, in a random order
+            for port in self._random.sample(self.ports, len(self.ports)):
+                if port not in self._held and is_free(port):
+                    self._held.add(port)
+                    return port
+            raise PlatformError(
+                f"No free port left in {self.ports.start}-{self.ports.stop - 1}: free one "
+                "(dynos addons:destroy an add-on no app needs, or stop what else listens there)."
+            )
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("0.0.0.0", 0))
             found: int = sock.getsockname()[1]

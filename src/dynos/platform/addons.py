@@ -28,12 +28,13 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynos.backends.cgroups import Limits
 from dynos.backends.isolation import AppUsers
+from dynos.backends.ports import DynoPorts
 from dynos.backends.sandbox import Sandboxes
 from dynos.core import postgres_plans
 from dynos.core.redis_plans import SERVICE, RedisPlan, cgroup_size, plan_for
@@ -88,12 +89,12 @@ class Addons:
         postgres_dir: Path | None = None,
         storage_cap_mb: int | None = None,
         gateway: tuple[str, str] | None = None,
-        allocate_port: Callable[[], int] | None = None,
+        ports: range | None = None,
     ) -> None:
         """``postgres_dir``: the Postgres cluster's home (``<home>/postgres`` by default);
         ``storage_cap_mb``: a cap on every database below its plan's; ``gateway``: where
         container dynos reach add-ons (an address also listened on, a network Postgres lets
-        in); ``allocate_port``: their ports (a swarm's guards open a range), else the backend's."""
+        in); ``ports``: where their ports must be (a swarm's guards open them), else anywhere."""
         self._platform = platform
         self._store = platform.store
         self._data_dir = data_dir
@@ -102,14 +103,10 @@ class Addons:
         self._sandboxes = sandboxes or Sandboxes()
         self._running: dict[str, _Running] = {}  # by add-on id
         self._also_bind = gateway[0] if gateway else None
-        self._allocate_port = allocate_port or platform.manager.backend.allocate_port
-        cluster = Cluster(
-            postgres_dir or data_dir.parent / "postgres",
-            self._sandboxes,
-            users,
-            self._allocate_port,
-            gateway=gateway,
-        )
+        backend_ports = platform.manager.backend.allocate_port
+        self._allocate_port = DynoPorts(ports, strict=True).allocate if ports else backend_ports
+        root, allocate = postgres_dir or data_dir.parent / "postgres", self._allocate_port
+        cluster = Cluster(root, self._sandboxes, users, allocate, gateway=gateway, ports=ports)
         self.postgres = PostgresDatabases(
             platform, cluster, self._policy, storage_cap_mb=storage_cap_mb
         )

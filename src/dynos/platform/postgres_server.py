@@ -40,6 +40,7 @@ from pathlib import Path
 from dynos.backends.cgroups import Limits
 from dynos.backends.isolation import AppUsers, DynoUser
 from dynos.backends.sandbox import Sandbox, Sandboxes
+from dynos.core.postgres_config import MAX_CONNECTIONS, SUPERUSER, hba, server_options
 from dynos.core.sizes import DynoSize
 from dynos.errors import PlatformError
 from dynos.platform.ownership import hand_over, take_back
@@ -47,12 +48,10 @@ from dynos.platform.postgres_tls import make_certificate, write_private
 
 log = logging.getLogger(__name__)
 
-SUPERUSER = "dynos"
 INSTALL_HINT = "apt-get install -y postgresql"
 READY_TIMEOUT = 60.0  # seconds for a start (crash recovery of a killed cluster included)
 POLL = 0.05
 OUTPUT_TAIL = 8
-MAX_CONNECTIONS = 600  # the cluster's; each role has its plan's limit below it
 # The cgroup: a quota of 512 MB (cap 1 GB), enough for shared_buffers and a few hundred
 # backends; pids for max_connections plus the background workers.
 CLUSTER_SIZE = DynoSize("postgres", (), 512, 1, False, 1, MAX_CONNECTIONS + 64)
@@ -91,35 +90,6 @@ class Admin:
     password: str
 
 
-def hba(subnet: str | None = None) -> str:
-    """pg_hba.conf: loopback, and the docker bridge's ``subnet`` (container dynos) for the
-    apps' roles alone, never the superuser."""
-    return f"""\
-# Written by the dynos server at every start: edits are lost.
-# SSL and a SCRAM password only; each app's role reaches only the database of its name.
-hostssl all      {SUPERUSER} 127.0.0.1/32 scram-sha-256
-hostssl sameuser all   127.0.0.1/32 scram-sha-256
-{f"hostssl sameuser all   {subnet} scram-sha-256" if subnet else ""}
-"""
-
-
-def server_options(port: int, also_listen: str | None = None) -> list[str]:
-    """What ``postgres`` runs with, over whatever its postgresql.conf says."""
-    settings = {
-        "listen_addresses": ",".join(["127.0.0.1", *([also_listen] if also_listen else [])]),
-        "port": str(port),
-        "unix_socket_directories": "",
-        "max_connections": str(MAX_CONNECTIONS),
-        "ssl": "on",
-        "ssl_cert_file": "server.crt",
-        "ssl_key_file": "server.key",
-        "password_encryption": "scram-sha-256",
-        "logging_collector": "off",
-        "log_line_prefix": "%m [%p] %q%u@%d ",
-    }
-    return [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
-
-
 class Cluster:
     """The server's Postgres cluster under ``root``; started on first need."""
 
@@ -130,10 +100,14 @@ class Cluster:
         users: AppUsers | None,
         allocate_port: Callable[[], int],
         gateway: tuple[str, str] | None = None,
+        ports: range | None = None,
     ) -> None:
         """``users``: where the cluster's own user comes from (None: it runs as the server's
-        user, without root); ``allocate_port``: a free loopback port, once; ``gateway``: the
-        docker bridge's address and subnet, also listened on and let in (``hba``)."""
+        user, without root); ``allocate_port``: a free port, once; ``gateway``: an address
+        also listened on and a network let in (``hba``): the docker bridge's, or a swarm's
+        router address and any; ``ports``: where its port must be (a swarm's add-on range):
+        one recorded elsewhere (the home ran another backend before) is moved."""
+        self._ports = ports
         self._listen = gateway[0] if gateway else None
         self._subnet = gateway[1] if gateway else None
         self.root = root
@@ -159,17 +133,23 @@ class Cluster:
 
     def move_port(self) -> Admin:
         """Another process took the cluster's port while it was down: pick a free one."""
-        moved = Admin(self._allocate_port(), self.admin().password)
-        recorded = {"port": moved.port, "password": moved.password}
+        return self._record(Admin(self._allocate_port(), self.admin().password))
+
+    def _record(self, admin: Admin) -> Admin:
+        recorded = {"port": admin.port, "password": admin.password}
         write_private(self.root / "admin.json", json.dumps(recorded).encode(), 0o600)
-        return moved
+        return admin
 
     def admin(self) -> Admin:
         """The port and superuser password, made (and kept) the first time."""
         path = self.root / "admin.json"
         with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
             recorded = json.loads(path.read_text())
-            return Admin(int(recorded["port"]), str(recorded["password"]))
+            admin = Admin(int(recorded["port"]), str(recorded["password"]))
+            if self._ports is None or admin.port in self._ports:
+                return admin
+            log.warning("moving the Postgres cluster into ports %s", self._ports)
+            return self._record(Admin(self._allocate_port(), admin.password))
         admin = Admin(self._allocate_port(), secrets.token_hex(32))
         self._layout()
         write_private(
