@@ -19,7 +19,7 @@ from dynos.backends.base import Backend, DynoEvents
 from dynos.backends.firewall import FirewallError, PortGuard
 from dynos.backends.ports import EPHEMERAL_FILE, parse_ephemeral
 from dynos.config import HomePaths, ServerConfig
-from dynos.core.containers import NETWORK, server_id
+from dynos.core.containers import NETWORK, SERVER_BRIDGES, server_id
 from dynos.core.swarm_guard import (
     ADDON_PORTS,
     GATEWAY_BRIDGE,
@@ -151,7 +151,7 @@ def confine_containers(ports: PortGuard | None, wiring: DockerWiring) -> str | N
             "otherwise reach other apps' dynos on the nodes. Run the server as root."
         )
     # The add-on servers' door first: the fence would drop the one-offs' way to it.
-    ports.open_addons(fence.router, ADDON_PORTS, [GATEWAY_BRIDGE, fence.interface], fence.nodes)
+    ports.open_addons(fence.router, ADDON_PORTS, [GATEWAY_BRIDGE, SERVER_BRIDGES], fence.nodes)
     wiring.node_watchers.append(ports.addon_sources)
     ports.fence(fence.interface, fence.destinations, fence.resolvers)
     names = ", ".join(fence.resolvers) or "none"

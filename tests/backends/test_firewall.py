@@ -216,6 +216,32 @@ def other_host() -> Iterator[tuple[str, str]]:
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
 
 
+@contextlib.contextmanager
+def veth_peer(host_end: str, prefix: str) -> Iterator[tuple[str, str]]:
+    """A network namespace behind the host's interface ``host_end`` (``prefix``.1/30, the
+    namespace ``prefix``.2, its default route through the host): yields the namespace and
+    the host's address on the link."""
+    tag = uuid.uuid4().hex[:6]
+    netns, peer_end = f"dynos-{tag}", f"dy{tag}p"
+    commands = [
+        ["ip", "netns", "add", netns],
+        ["ip", "link", "add", host_end, "type", "veth", "peer", "name", peer_end],
+        ["ip", "link", "set", peer_end, "netns", netns],
+        ["ip", "addr", "add", f"{prefix}.1/30", "dev", host_end],
+        ["ip", "link", "set", host_end, "up"],
+        ["ip", "-n", netns, "addr", "add", f"{prefix}.2/30", "dev", peer_end],
+        ["ip", "-n", netns, "link", "set", peer_end, "up"],
+        ["ip", "-n", netns, "route", "add", "default", "via", f"{prefix}.1"],
+    ]
+    try:
+        for command in commands:
+            subprocess.run(command, check=True, capture_output=True)
+        yield netns, f"{prefix}.1"
+    finally:
+        subprocess.run(["ip", "link", "del", host_end], capture_output=True)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+
+
 def test_a_guarded_port_is_closed_to_other_hosts_even_on_every_address(
     guard: PortGuard, other_host: tuple[str, str]
 ) -> None:
@@ -278,8 +304,11 @@ def test_the_add_on_ports_on_the_router_s_address_admit_only_the_swarm_s_nodes(
     sock.listen(16)
     with sock, listener(address) as outside:
         port = sock.getsockname()[1]
-        guard.open_addons(address, ports, ["dynos-fence0"], [])
+        guard.open_addons(address, ports, ["dynos-fence0", "dynosx*"], [])
         assert connect_as(0, address, port, timeout=1, netns=netns) == "TimeoutError"
+        # Through an interface the prefix names (another server's one-off bridge): let in.
+        with veth_peer("dynosx" + uuid.uuid4().hex[:6], "10.213.9") as (inside, _):
+            assert connect_as(0, address, port, timeout=5, netns=inside) == "connected"
         assert connect_as(0, address, port) == "connected"  # the host (its tasks' way in)
         # A port outside the range is not the add-ons' rule's to close.
         assert connect_as(0, address, outside.getsockname()[1], netns=netns) == "connected"

@@ -129,14 +129,14 @@ def test_the_swarm_fence_drops_new_connections_from_the_bridge_to_each_destinati
 
 def test_the_add_on_ports_admit_loopback_the_manager_s_bridges_and_the_nodes_only() -> None:
     rules = PortRules(TABLE, 0)
-    said = rules.open_addons("10.77.0.1", range(19000, 20000), ["docker_gwbridge", "dynosab12"])
+    said = rules.open_addons("10.77.0.1", range(19000, 20000), ["docker_gwbridge", "dynos*"])
     where = f"add rule inet {TABLE} input ip daddr 10.77.0.1 tcp dport 19000-19999"
     assert said.splitlines() == [
         f"add set inet {TABLE} addon_sources {{ type ipv4_addr; }}",
         f"{where} tcp flags & (syn | ack) == syn "
-        """iifname != { "lo", "docker_gwbridge", "dynosab12" } ip saddr != @addon_sources drop""",
+        """iifname != { "lo", "docker_gwbridge", "dynos*" } ip saddr != @addon_sources drop""",
         f'{where} iifname "docker_gwbridge" accept',
-        f'{where} iifname "dynosab12" accept',  # before the fence's drop of the address
+        f'{where} iifname "dynos*" accept',  # before the fence's drop of the address
     ]
     assert rules.addon_sources(["10.77.0.3", "10.77.0.2", "10.77.0.3"]) == (
         f"flush set inet {TABLE} addon_sources\n"
@@ -152,5 +152,6 @@ def test_the_add_on_ports_admit_loopback_the_manager_s_bridges_and_the_nodes_onl
     for bad in junk:
         with pytest.raises(ValueError):
             rules.open_addons(bad, range(19000, 20000), [])
-    with pytest.raises(ValueError):
-        rules.open_addons("10.77.0.1", range(19000, 20000), ['br" accept'])
+    for bad_interface in ('br" accept', "*", "br*x"):
+        with pytest.raises(ValueError):
+            rules.open_addons("10.77.0.1", range(19000, 20000), [bad_interface])

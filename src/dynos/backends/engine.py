@@ -14,7 +14,7 @@ import docker.errors
 from docker import DockerClient
 from docker.models.networks import Network
 
-from dynos.core.containers import NETWORK
+from dynos.core.containers import BRIDGE_PREFIX, NETWORK
 from dynos.errors import PlatformError, UserError
 
 ENGINE_TIMEOUT = 300  # seconds the engine has to answer a call (a commit of a large slug)
@@ -149,7 +149,7 @@ def bridge_interface(network: str) -> str | None:
     its fence matches. None for the shared ``dynos`` bridge, named by the engine."""
     if network == NETWORK:
         return None
-    return "dynos" + hashlib.sha256(network.encode()).hexdigest()[:10]  # 5 + 10 characters
+    return BRIDGE_PREFIX + hashlib.sha256(network.encode()).hexdigest()[:10]  # 5 + 10 characters
 
 
 def server_network(server: str) -> str:

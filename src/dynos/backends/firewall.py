@@ -176,12 +176,14 @@ tcp dport . meta skuid != @allowed reject with tcp reset
     def open_addons(self, address: str, ports: range, interfaces: list[str]) -> str:
         """The add-on servers' ``ports`` on ``address`` (a swarm's router address, where the
         tasks reach them): new connections from ``interfaces`` (the manager's own bridges:
-        ``docker_gwbridge``, the server's one-off bridge), loopback and the swarm's nodes
-        (:meth:`addon_sources`) only; not from the rest of the network the address is on.
-        Before the fence, which would drop the one-offs' connections to that address."""
+        ``docker_gwbridge``, and every dynos server's one-off bridge, by their prefix ending
+        in ``*``: another server's table on the same engine must not drop this one's
+        one-offs), loopback and the swarm's nodes (:meth:`addon_sources`) only; not from the
+        rest of the network the address is on. Before the fence, which would drop the
+        one-offs' connections to that address."""
         address = str(ipaddress.IPv4Address(address))
         for interface in interfaces:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", interface):
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}\*?", interface):
                 raise ValueError(f"not an interface name: {interface!r}")
         names = ", ".join(f'"{i}"' for i in ["lo", *interfaces])
         span = f"{ports.start}-{ports.stop - 1}"

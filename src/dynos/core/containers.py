@@ -27,6 +27,8 @@ CONTAINER_PATH = "/app/.venv/bin:/usr/local/bin:/usr/bin:/bin"
 CPU_PERIOD = 100_000  # microseconds: the CFS period a size's CPU quota is a part of
 LABEL = "io.dynos"  # every label the platform sets begins so
 NETWORK = "dynos"  # the dynos' own bridge: no dyno reaches another's container directly
+BRIDGE_PREFIX = "dynos"  # of a swarm server's own bridge's interface (engine.bridge_interface)
+SERVER_BRIDGES = f"{BRIDGE_PREFIX}*"  # all of them, as nftables matches a name by its prefix
 
 
 def debootstrap_argv(target: str, mirror: str = MIRROR) -> list[str]:
