@@ -63,6 +63,10 @@ def test_an_update_from_a_teardown_stops_its_tasks_before_the_guard_starts() -> 
     assert update_order(TEARDOWN) == "stop-first"
     assert update_order("5") == "start-first"
     assert update_order(None) == "start-first"  # a new service
+    # An older dynos's guard, whose rules have another layout: its task would load its own
+    # again over the new task's every 2 s, so it stops first (its rules stay meanwhile).
+    assert update_order("5", same_layout=False) == "stop-first"
+    assert update_order("5", same_layout=True) == "start-first"
 
 
 def test_the_close_names_every_node_that_carried_the_label_or_a_guard_task() -> None:

@@ -30,6 +30,7 @@ from dynos.core.swarm_guard import (
     ipv6_rules,
     resolver_rules,
     router_source,
+    rules_layout,
     teardown_health,
     teardown_script,
 )
@@ -358,3 +359,9 @@ def test_the_reporter_s_real_source_reaches_python_whole_through_the_script(tmp_
     subprocess.run(["sh", "-c", f"{report}\nreport\nwait"], env=env, check=True, timeout=30)
     assert (tmp_path / "kept").read_text() == source
     assert (tmp_path / "args").read_text() == "/host/sys/fs/cgroup 2\n"
+
+
+def test_the_rules_layout_names_the_input_chains_counts_the_health_check_compares() -> None:
+    # Today's: three IPv4 input rules (answers, the add-on ports, the drop), three IPv6.
+    assert rules_layout(SERVER) == "input 3 ipv6 3"
+    assert "= 3 ]" in guard_health(SERVER)  # the counts the tasks check are those

@@ -30,6 +30,7 @@ from docker.types import (
 from dynos.backends.base import DynoEvents, DynoSpec
 from dynos.backends.local import LINE_LIMIT, PROBE_INTERVAL, answers, pump_lines, start_command
 from dynos.core.containers import APP_DIR, DYNO_UID, LABEL, container_environment
+from dynos.core.guard_labels import LAYOUT_LABEL
 from dynos.core.swarm import (
     TEMPLATE_LABEL,
     ServiceSpec,
@@ -309,17 +310,18 @@ def guard_service_body(
     health: str,
     template: str,
     order: Literal["start-first", "stop-first"],
+    layout: str = "",
 ) -> dict[str, Any]:
     """The guard's global service (``backends/swarm_guard.py``) as the API's arguments: its
     task runs ``script`` as root on the node's own network, with the node's root filesystem
     at HOST_ROOT, healthy while ``health`` succeeds; ``template`` its tasks' template label
-    (a generation, or the teardown's)."""
+    (a generation, or the teardown's); ``layout`` its rules' (``rules_layout``)."""
     container = ContainerSpec(
         image,
         command=["sh", "-c", script],
         env=["GUARD_TASK={{.Task.ID}}"],
         user="0:0",
-        labels={f"{LABEL}.server": server, TEMPLATE_LABEL: template},
+        labels={f"{LABEL}.server": server, TEMPLATE_LABEL: template, LAYOUT_LABEL: layout},
         mounts=[Mount(HOST_ROOT, "/", type="bind")],
         cap_drop=["ALL"],
         cap_add=GUARD_CAPABILITIES,

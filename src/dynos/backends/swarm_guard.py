@@ -19,6 +19,7 @@ from dynos.backends import container_cgroups, registry
 from dynos.backends.swarm_engine import Nodes, guard_service_body, router_address
 from dynos.backends.swarm_networks import ensure_network, remove_networks
 from dynos.core.guard_labels import (
+    LAYOUT_LABEL,
     TEARDOWN,
     admits,
     first_generation,
@@ -34,6 +35,7 @@ from dynos.core.swarm_guard import (
     guard_label,
     guard_script,
     guard_service_name,
+    rules_layout,
     teardown_health,
     teardown_script,
 )
@@ -264,8 +266,10 @@ class SwarmGuard:
         if (script, self._generation) == self._applied:
             return
         current = self._find()
-        labels = (current or {}).get("Spec", {}).get("TaskTemplate", {}).get("ContainerSpec", {})
-        order = update_order((labels.get("Labels") or {}).get(TEMPLATE_LABEL))
+        spec = (current or {}).get("Spec", {}).get("TaskTemplate", {}).get("ContainerSpec", {})
+        labels = spec.get("Labels") or {}
+        same = current is None or labels.get(LAYOUT_LABEL) == rules_layout(self._server)
+        order = update_order(labels.get(TEMPLATE_LABEL), same)
         body = self._body(script, guard_health(self._server), str(self._generation), order)
         if current is None:
             self._service = str(self._api.create_service(**body)["ID"])
@@ -279,7 +283,10 @@ class SwarmGuard:
     def _body(
         self, script: str, health: str, template: str, order: Literal["start-first", "stop-first"]
     ) -> dict[str, Any]:
-        return guard_service_body(self.image(), self._server, script, health, template, order)
+        layout = rules_layout(self._server)
+        return guard_service_body(
+            self.image(), self._server, script, health, template, order, layout
+        )
 
     def image(self) -> str:
         """The stack image as every node pulls it, pushed once (blocking)."""

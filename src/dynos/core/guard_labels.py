@@ -17,6 +17,7 @@ from typing import Literal
 from dynos.core.swarm import TaskView
 
 TEARDOWN = "teardown"  # the template label of the guard's last tasks, which remove the rules
+LAYOUT_LABEL = "io.dynos.guard-rules"  # its tasks' label: core.swarm_guard.rules_layout
 
 
 def first_generation() -> int:
@@ -58,11 +59,18 @@ def overdue(
     return updated, {node for node, first in updated.items() if now - first >= grace}
 
 
-def update_order(current_template: str | None) -> Literal["start-first", "stop-first"]:
+def update_order(
+    current_template: str | None, same_layout: bool = True
+) -> Literal["start-first", "stop-first"]:
     """How the guard's service is updated to new guard tasks: start-first (each node's new
-    task loads its rules before the old one stops: never unguarded), but stop-first from a
-    teardown a failed close left (its task would delete the new task's rules meanwhile)."""
-    return "stop-first" if current_template == TEARDOWN else "start-first"
+    task loads its rules while the old one still runs: a new task that fails leaves the old
+    one guarding), but stop-first from a teardown a failed close left (its task would
+    delete the new task's rules meanwhile) and from a guard whose rules have another layout
+    (``same_layout`` False: an older dynos's, whose task would load its own rules again over
+    the new task's until it stops). The rules stay while no task runs."""
+    if current_template == TEARDOWN or not same_layout:
+        return "stop-first"
+    return "start-first"
 
 
 def left_with_rules(

@@ -254,11 +254,9 @@ def _checks(server: str) -> str:
     it has: a flushed chain has none, a chain missing a rule one too few); ``jumped``: the
     jumps to them are in place; ``absent``: no chain of the guard's is left."""
     forward, inbound = chain_names(server)
-    rest = _rest(server, "0.0.0.0")  # counted only: the router's address changes no count
-    inbound_count = sum(line.startswith(f"-A {inbound} ") for line in rest)
+    inbound_count, six = _input_counts(server)
     count = "grep -c '^-A '"
     marked = f"""s/.*"{MARK} [^ ]* rules \\([0-9][0-9]*\\)".*/\\1/p"""
-    six = len(_ipv6_lines(server))
     return (
         f'h() {{ /usr/sbin/chroot {HOST_ROOT} /usr/bin/env PATH={HOST_PATH} "$@"; }}\n'
         "intact() {\n"
@@ -275,6 +273,22 @@ def _checks(server: str) -> str:
         + " && ".join(f"! h {t} -w -n -L {j} >/dev/null 2>&1" for t, _, j in _jumps(server))
         + "; }\n"
     )
+
+
+def _input_counts(server: str) -> tuple[int, int]:
+    """How many rules the guard's input chains hold, IPv4 and IPv6 (a task checks them by
+    count; the forward chain carries its own in its mark)."""
+    _, inbound = chain_names(server)
+    rest = _rest(server, "0.0.0.0")  # counted only: the router's address changes no count
+    return sum(line.startswith(f"-A {inbound} ") for line in rest), len(_ipv6_lines(server))
+
+
+def rules_layout(server: str) -> str:
+    """The guard's input chains' counts, as its service's label says them: a running guard
+    of another layout (an older dynos's) would load its own rules again over a new task's,
+    and the new task its own, every RECHECK_SECONDS until the old task stops."""
+    ipv4, ipv6 = _input_counts(server)
+    return f"input {ipv4} ipv6 {ipv6}"
 
 
 def guard_health(server: str) -> str:
