@@ -9,6 +9,7 @@ These tests fail, never skip, without it, as CI must run them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -26,13 +27,19 @@ import docker
 import pytest
 from docker.types import ContainerSpec, Placement, Resources, RestartPolicy, TaskTemplate
 
-from dynos.backends.swarm_engine import read_cluster
+from dynos.backends.swarm_engine import read_cluster, router_address
 from dynos.backends.swarm_guard import SETTLE_TIMEOUT, SwarmGuard
 from dynos.backends.swarm_jobs import NodeJobs
 from dynos.backends.swarm_usage import SwarmUsage
 from dynos.core.containers import LABEL, server_id
 from dynos.core.swarm import TaskView, task_view
-from dynos.core.swarm_guard import app_network, chain_names, guard_label, guard_service_name
+from dynos.core.swarm_guard import (
+    ADDON_PORTS,
+    app_network,
+    chain_names,
+    guard_label,
+    guard_service_name,
+)
 from dynos.core.swarm_restart import NO_SUCH_CONTAINER, job_command
 from dynos.core.swarm_usage import OOM_KILLED, check_command
 from dynos.errors import PlatformError
@@ -942,3 +949,82 @@ def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(
         assert time.monotonic() < deadline, "the node back was not labelled again"
         time.sleep(0.2)
     assert guarded(name, worker=True)
+
+
+# -- add-ons: on the router's address, reached from every node ----------------------------
+# Here, not in a module of their own: the suite's workers run modules side by side, and the
+# dead node's test above takes the lab's second node down meanwhile.
+ADDONS_APP = Path(__file__).parent / "apps" / "addons"
+
+
+def lines_of(server: RunningServer, app: str, dyno: str) -> str:
+    return "\n".join(line for line in server.logs(app).splitlines() if f"[{dyno}]" in line)
+
+
+def test_dynos_on_both_nodes_and_one_offs_use_their_apps_add_ons_on_the_router_s_address(
+    server: RunningServer,
+    engine: docker.DockerClient,
+) -> None:
+    router = router_address(engine)
+    for app in ("keeper", "other"):
+        server.create_app(app)
+        output, last = server.deploy_output(app, ADDONS_APP)
+        assert last.get("status") != "failed", output
+        server.cli("addons:create", "heroku-postgresql", "-a", app)
+    server.cli("addons:create", "redis", "-a", "keeper")
+    redis_url = server.cli("config:get", "REDIS_URL", "-a", "keeper").stdout.strip()
+    redis_port = int(redis_url.rsplit(":", 1)[1])
+    assert redis_port in ADDON_PORTS  # the range every node's guard lets out to the router
+    shown = server.cli("config:get", "DATABASE_URL", "-a", "keeper").stdout.strip()
+    assert "@127.0.0.1:" in shown  # the server's own view, as on Heroku's machine
+    database = shown.rsplit("/", 1)[1]
+
+    # A task on each node: its URLs name the router's address, and both add-ons answer.
+    server.scale("keeper", checker=2)
+    wait_for_dynos(server, "keeper", {"checker.1": "up", "checker.2": "up"}, 180)
+    dynos = ps_json(server, "keeper")
+    assert len({dynos["checker.1"]["node"], dynos["checker.2"]["node"]}) == 2, dynos
+    for dyno in ("checker.1", "checker.2"):
+        wait_for(lambda d=dyno: "postgres said:" in lines_of(server, "keeper", d), 120, dyno)
+        said = lines_of(server, "keeper", dyno)
+        assert f"urls: {router}:{redis_port} {router}:" in said, said
+        assert f"redis said: {dyno}" in said and "ssl=True" in said, said
+    # From each node's task, the router's address opens the add-on range only: a listener
+    # there on another port (as the API or the registry could be) is out of reach.
+    worker = docker.DockerClient(base_url=LAB_WORKER_SOCKET)
+    with socket.create_server((router, 0)) as other, contextlib.closing(worker):
+        for task in checker_tasks(engine, server):
+            client = on_node(engine, worker, task)
+            reached = probe_from(client, task["container"], router, redis_port)
+            assert reached == "connected", (task, reached)
+            elsewhere = probe_from(client, task["container"], router, other.getsockname()[1])
+            assert elsewhere.startswith("failed"), (task, elsewhere)
+
+    # A one-off on the manager's own bridge (as the release phase runs) reaches them too.
+    said = server.cli("run:detached", "-a", "keeper", "python check.py").stdout
+    one_off = "run." + said.split("run.")[1].split()[0].rstrip(".")
+    wait_for(lambda: "Process exited" in lines_of(server, "keeper", one_off), 120, one_off)
+    said = lines_of(server, "keeper", one_off)
+    assert "redis said: run." in said and "postgres said: 3 rows, ssl=True" in said, said
+
+    # Another app's dyno, with its own valid credentials, is refused the keeper's database.
+    said = server.cli("run:detached", "-a", "other", f"python check.py steal {database}").stdout
+    thief = "run." + said.split("run.")[1].split()[0].rstrip(".")
+    wait_for(lambda: "Process exited" in lines_of(server, "other", thief), 120, thief)
+    stolen = lines_of(server, "other", thief)
+    assert "refused:" in stolen and "stole" not in stolen, stolen
+    assert f"the add-on servers on {router}" in server.log_tail(20000)
+
+
+def checker_tasks(
+    engine: docker.DockerClient,
+    server: RunningServer,
+) -> list[dict[str, str]]:
+    """The keeper's running checker tasks: node id and container id."""
+    service = services(engine, server, "keeper")["checker"]
+    found = []
+    for task in engine.api.tasks(filters={"service": service["ID"], "desired-state": "running"}):
+        found.append(
+            {"node": task["NodeID"], "container": task["Status"]["ContainerStatus"]["ContainerID"]}
+        )
+    return found
