@@ -4,6 +4,7 @@ directory open to all users, on one capped tmpfs charged to its cgroup and gone 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
@@ -18,6 +19,7 @@ from dynos.backends.local import LocalBackend
 from dynos.backends.mounts import shared_directories
 from dynos.backends.sandbox import Sandboxes, SharedDirectories
 from dynos.core.sizes import DEFAULT_SIZE
+from dynos.errors import PlatformError
 from tests.backends.test_containment import OPENED, Events, dynos_cleaned_up  # noqa: F401
 
 CGROUPS = Cgroups.detect()
@@ -150,6 +152,51 @@ async def test_a_shared_directory_anywhere_is_found_and_covered(
         await local.stop("k", grace=5)
     finally:
         shutil.rmtree(unusual)
+
+
+async def test_a_shared_directory_removed_since_the_walk_stops_no_dyno(
+    tmp_path: Path, marker: str
+) -> None:
+    """The walk is made once, at the server's start; a directory it found and that is gone
+    since (here, a test's; in CI, another test's on the same machine) is skipped, and one
+    replaced by a link is not followed. Before, every later dyno failed with ENOENT."""
+    gone, linked = Path("/var/lib") / marker, Path("/var/lib") / f"{marker}-link"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for directory in (gone, linked):
+        directory.mkdir()
+        directory.chmod(0o1777)
+    try:
+        found = shared_directories()
+        assert gone in found and linked in found
+        gone.rmdir()
+        linked.rmdir()
+        linked.symlink_to(elsewhere)
+
+        events = Events()
+        local = backend(events, SharedDirectories(found))
+        command = f"echo private > /tmp/{marker}; echo ok; sleep 1000"
+        await local.start(spec(tmp_path, command))
+        await events.until(lambda: "ok" in events.lines)
+        assert not Path("/tmp", marker).exists()  # the scratch still covers the others
+        assert list(elsewhere.iterdir()) == []
+        assert os.path.ismount(elsewhere) is False
+        await local.stop("k", grace=5)
+    finally:
+        linked.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            gone.rmdir()
+
+
+async def test_a_child_that_cannot_be_set_up_says_which_step_failed(tmp_path: Path) -> None:
+    """The event loop passes on only an OSError's first argument (its errno): the setup
+    names the step and the path instead of a bare "(2)"."""
+    local = backend(Events(), SharedDirectories((Path("/tmp"),)))
+    with pytest.raises(PlatformError) as failed:
+        await local.start(spec(tmp_path / "no-such-release", "true"))
+    message = str(failed.value)
+    assert "entering its private scratch" in message, message
+    assert "No such file or directory" in message and "no-such-release" in message
 
 
 def test_the_scratch_cap_scales_with_the_size() -> None:

@@ -113,19 +113,29 @@ class Sandbox:
         user = self._user if self._group is not None else None
 
         def setup() -> None:
-            _default_signals()
-            cg.join(procs)
-            if scratch is not None:
-                scratch.enter()
-            if unprivileged_overlay is not None:
-                unprivileged_overlay.enter()
-            as_workload(niceness)
-            if workdir is not None:
-                os.chdir(workdir)
-            if user is not None:
-                os.setgroups([])
-                os.setgid(user.gid)
-                os.setuid(user.uid)
+            step = "joining its cgroup"
+            try:
+                _default_signals()
+                cg.join(procs)
+                step = "entering its private scratch"
+                if scratch is not None:
+                    scratch.enter()
+                step = "mounting its app directory"
+                if unprivileged_overlay is not None:
+                    unprivileged_overlay.enter()
+                step = "entering its working directory"
+                as_workload(niceness)
+                if workdir is not None:
+                    os.chdir(workdir)
+                step = "dropping to its user"
+                if user is not None:
+                    os.setgroups([])
+                    os.setgid(user.gid)
+                    os.setuid(user.uid)
+            except OSError as exc:
+                # The event loop hands the parent only the class and the first argument
+                # (an errno alone, for an OSError): say which step failed, and on what.
+                raise OSError(f"{step}: {exc}") from None
 
         return setup
 

@@ -16,6 +16,7 @@ limit; past the size a write fails with ENOSPC in that dyno alone. A dyno's app 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,8 @@ class Scratch:
         linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWIPC)
         # First: a mount made below would otherwise propagate to the machine's namespace.
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-        if not self.targets and self.app is None:
+        targets = _still_there(self.targets)
+        if not targets and self.app is None:
             return
         release_fd = self.app.open_release() if self.app is not None else -1
         # Opened in the new namespace (a bind must come from a mount of the caller's own),
@@ -57,27 +59,27 @@ class Scratch:
         kept = [
             (path, os.open(path, os.O_PATH | os.O_DIRECTORY))
             for path in self.visible
-            if any(t in path.parents for t in self.targets)
+            if any(t in path.parents for t in targets)
         ]
         # One tmpfs for all targets, so that they share the cap. It is mounted on the first
         # target, each target gets a directory of it, and the first target's own directory
         # is bound last, over the tmpfs's root: no staging directory is needed.
         # Without a shared directory to cover (unlikely), the tmpfs goes over the release,
         # which the app's overlay covers in turn.
-        if self.targets:
-            stage = str(self.targets[0])
+        if targets:
+            stage = str(targets[0])
         else:
             assert self.app is not None
             stage = str(self.app.release)
         options = f"size={self.size_bytes},nr_inodes={self._inodes},mode=0700"
         linux.mount("dynos-scratch", stage, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, options)
-        for index in range(len(self.targets)):
+        for index in range(len(targets)):
             directory = f"{stage}/{index}"
             os.mkdir(directory)
             os.chmod(directory, 0o1777)  # as the machine's own: sticky, open to all
         # The app's layers share the scratch and its cap; made before a bind hides the stage.
         layers_fd = self.app.make_layers(stage) if self.app is not None else -1
-        for index, target in reversed(list(enumerate(self.targets))):
+        for index, target in reversed(list(enumerate(targets))):
             linux.mount(f"{stage}/{index}", str(target), None, linux.MS_BIND)
         for path, fd in kept:
             _make_mount_point(path)
@@ -89,6 +91,21 @@ class Scratch:
     @property
     def _inodes(self) -> int:
         return max(1024, self.size_bytes // BYTES_PER_INODE)
+
+
+def _still_there(targets: tuple[Path, ...]) -> list[Path]:
+    """The shared directories that are still directories. They were found once, at the
+    server's start; one removed since (another program's, a test's) leaves nothing to
+    cover, and binding over it would fail every later dyno's start with ENOENT. A link
+    put in its place is not followed: the mount would land wherever it points."""
+    kept = []
+    for target in targets:
+        try:
+            if stat.S_ISDIR(os.lstat(target).st_mode):
+                kept.append(target)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    return kept
 
 
 def _make_mount_point(path: Path) -> None:
