@@ -151,9 +151,12 @@ def confine_containers(ports: PortGuard | None, wiring: DockerWiring) -> str | N
             "otherwise reach other apps' dynos on the nodes. Run the server as root."
         )
     # The add-on servers' door first: the fence would drop the one-offs' way to it.
-    ports.open_addons(fence.router, ADDON_PORTS, [GATEWAY_BRIDGE, SERVER_BRIDGES], fence.nodes)
-    wiring.node_watchers.append(ports.addon_sources)
+    ports.swarm_nodes(fence.nodes)
+    ports.open_addons(fence.router, ADDON_PORTS, [GATEWAY_BRIDGE, SERVER_BRIDGES])
     ports.fence(fence.interface, fence.destinations, fence.resolvers)
+    # A node that joins later is let in to the add-ons, and fenced off, as the guard learns
+    # of it: before any dyno can be placed there (the guard labels the node after).
+    wiring.node_watchers.append(ports.nodes_changed)
     names = ", ".join(fence.resolvers) or "none"
     span = f"{ADDON_PORTS.start}-{ADDON_PORTS.stop - 1}"
     return (

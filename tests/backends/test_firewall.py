@@ -289,6 +289,26 @@ def test_the_swarm_fence_is_a_forward_chain_the_kernel_takes(guard: PortGuard) -
     assert dropped in nft("list", "chain", "inet", guard.rules.table, "input")
 
 
+def test_a_node_that_joins_later_is_fenced_off_the_bridge(guard: PortGuard) -> None:
+    """A node on a public address is in no private range the fence drops: once the set of
+    the swarm's nodes has it, a one-off on the manager's bridge (here, a namespace behind
+    an interface of its own) no longer reaches it; nor after the node left and came back."""
+    node = "203.0.113.77"  # one of this machine's addresses, as a node's would be its own
+    tag = uuid.uuid4().hex[:6]
+    subprocess.run(["ip", "addr", "add", f"{node}/32", "dev", "lo"], check=True)
+    try:
+        with veth_peer(f"dynosf{tag}", "10.213.11") as (bridge, _), listener(node) as sock:
+            port = sock.getsockname()[1]
+            guard.fence(f"dynosf{tag}", ["10.99.0.0/16"], [])
+            assert connect_as(0, node, port, timeout=5, netns=bridge) == "connected"
+            guard.nodes_changed([node, "10.213.7.2"])  # it joined: the guard learnt of it
+            assert connect_as(0, node, port, timeout=1, netns=bridge) == "TimeoutError"
+            guard.nodes_changed([])
+            assert connect_as(0, node, port, timeout=5, netns=bridge) == "connected"
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{node}/32", "dev", "lo"], check=False)
+
+
 def test_the_add_on_ports_on_the_router_s_address_admit_only_the_swarm_s_nodes(
     guard: PortGuard, other_host: tuple[str, str]
 ) -> None:
@@ -304,7 +324,8 @@ def test_the_add_on_ports_on_the_router_s_address_admit_only_the_swarm_s_nodes(
     sock.listen(16)
     with sock, listener(address) as outside:
         port = sock.getsockname()[1]
-        guard.open_addons(address, ports, ["dynos-fence0", "dynosx*"], [])
+        guard.swarm_nodes([])
+        guard.open_addons(address, ports, ["dynos-fence0", "dynosx*"])
         assert connect_as(0, address, port, timeout=1, netns=netns) == "TimeoutError"
         # Through an interface the prefix names (another server's one-off bridge): let in.
         with veth_peer("dynosx" + uuid.uuid4().hex[:6], "10.213.9") as (inside, _):
@@ -312,7 +333,7 @@ def test_the_add_on_ports_on_the_router_s_address_admit_only_the_swarm_s_nodes(
         assert connect_as(0, address, port) == "connected"  # the host (its tasks' way in)
         # A port outside the range is not the add-ons' rule's to close.
         assert connect_as(0, address, outside.getsockname()[1], netns=netns) == "connected"
-        guard.addon_sources(["10.213.7.2", "203.0.113.9"])  # it joined the swarm
+        guard.swarm_nodes(["10.213.7.2", "203.0.113.9"])  # it joined the swarm
         assert connect_as(0, address, port, timeout=5, netns=netns) == "connected"
-        guard.addon_sources(["203.0.113.9"])  # it left
+        guard.nodes_changed(["203.0.113.9"])  # it left (as the guard tells it)
         assert connect_as(0, address, port, timeout=1, netns=netns) == "TimeoutError"

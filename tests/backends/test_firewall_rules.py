@@ -108,11 +108,13 @@ def test_the_swarm_fence_drops_new_connections_from_the_bridge_to_each_destinati
     for hook in ("forward", "input"):  # input: the node's own addresses (the proxy's way)
         where = f'add rule inet dynos_1 {hook} iifname "br-0123456789ab" '
         drop = where + "ip daddr { 10.0.0.0/8, 203.0.113.7/32 } ct state new drop"
+        joined = where + "ip daddr @swarm_nodes ct state new drop"  # nodes that join later
         # Port 53 to the host's resolver, before the drop (the engine's embedded DNS
         # forwards a container's lookups from its namespace); nothing else gets through.
         dns = [where + f"ip daddr {{ 10.255.255.53 }} {p} dport 53 accept" for p in ("udp", "tcp")]
         ours = [line for line in lines if line.startswith(where)]
-        assert ours == [*dns, drop]
+        assert ours == [*dns, drop, joined]
+    assert lines[0] == "add set inet dynos_1 swarm_nodes { type ipv4_addr; }"
     assert said.count(" accept\n") == 4
     # No resolver: no exception at all.
     assert " accept\n" not in rules.fence("br-x", ["10.0.0.0/8"], [])
@@ -132,22 +134,23 @@ def test_the_add_on_ports_admit_loopback_the_manager_s_bridges_and_the_nodes_onl
     said = rules.open_addons("10.77.0.1", range(19000, 20000), ["docker_gwbridge", "dynos*"])
     where = f"add rule inet {TABLE} input ip daddr 10.77.0.1 tcp dport 19000-19999"
     assert said.splitlines() == [
-        f"add set inet {TABLE} addon_sources {{ type ipv4_addr; }}",
+        f"add set inet {TABLE} swarm_nodes {{ type ipv4_addr; }}",
         f"{where} tcp flags & (syn | ack) == syn "
-        """iifname != { "lo", "docker_gwbridge", "dynos*" } ip saddr != @addon_sources drop""",
+        """iifname != { "lo", "docker_gwbridge", "dynos*" } ip saddr != @swarm_nodes drop""",
         f'{where} iifname "docker_gwbridge" accept',
         f'{where} iifname "dynos*" accept',  # before the fence's drop of the address
     ]
-    assert rules.addon_sources(["10.77.0.3", "10.77.0.2", "10.77.0.3"]) == (
-        f"flush set inet {TABLE} addon_sources\n"
-        f"add element inet {TABLE} addon_sources {{ 10.77.0.2, 10.77.0.3 }}\n"
+    made = f"add set inet {TABLE} swarm_nodes {{ type ipv4_addr; }}\n"
+    assert rules.swarm_nodes(["10.77.0.3", "10.77.0.2", "10.77.0.3"]) == (
+        f"{made}flush set inet {TABLE} swarm_nodes\n"
+        f"add element inet {TABLE} swarm_nodes {{ 10.77.0.2, 10.77.0.3 }}\n"
     )
-    assert rules.addon_sources([]) == f"flush set inet {TABLE} addon_sources\n"
+    assert rules.swarm_nodes([]) == f"{made}flush set inet {TABLE} swarm_nodes\n"
     # A node's junk address (as the engine may report one) is left out, the rest kept.
     junk = ["10.77.0.1; drop", "::1", "", "010.77.0.2"]
-    assert rules.addon_sources([*junk, "10.77.0.2"]) == (
-        f"flush set inet {TABLE} addon_sources\n"
-        f"add element inet {TABLE} addon_sources {{ 10.77.0.2 }}\n"
+    assert rules.swarm_nodes([*junk, "10.77.0.2"]) == (
+        f"{made}flush set inet {TABLE} swarm_nodes\n"
+        f"add element inet {TABLE} swarm_nodes {{ 10.77.0.2 }}\n"
     )
     for bad in junk:
         with pytest.raises(ValueError):

@@ -54,6 +54,7 @@ from dynos.errors import PlatformError
 log = logging.getLogger(__name__)
 
 TABLE_PREFIX = "dynos_"
+NODES_SET = "swarm_nodes"  # the swarm's node addresses: the add-ons' door and the fence
 COMMENT_LIMIT = 120  # characters of the home kept in the table's comment
 NETLINK_NETFILTER = 12  # linux/netlink.h
 
@@ -152,7 +153,9 @@ tcp dport . meta skuid != @allowed reject with tcp reset
         (UDP and TCP) to ``resolvers`` (IPv4 addresses: the host's, none a node's nor the
         router's) stays open: the engine's embedded DNS forwards a container's lookups from
         the container's namespace, so through this chain, and a private resolver would
-        otherwise leave every container on the bridge without names."""
+        otherwise leave every container on the bridge without names. The nodes that join
+        later are dropped too, by the set :meth:`swarm_nodes` keeps (a node on a public
+        address is in no private range)."""
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", interface):
             raise ValueError(f"not an interface name: {interface!r}")
         nets = ", ".join(str(ipaddress.IPv4Network(d)) for d in destinations)
@@ -160,9 +163,8 @@ tcp dport . meta skuid != @allowed reject with tcp reset
         # Forward: to another node's dynos and addresses; input: to this node's own
         # addresses, where the engine's userland proxy would carry a connection on to a
         # task's published port from the node itself, past the guard's chains.
-        rules = f"add chain inet {self.table} forward " + (
-            "{ type filter hook forward priority filter; policy accept; }\n"
-        )
+        chain = "{ type filter hook forward priority filter; policy accept; }\n"
+        rules = self._nodes_set() + f"add chain inet {self.table} forward {chain}"
         for hook in ("forward", "input"):
             where = f'add rule inet {self.table} {hook} iifname "{interface}"'
             if names:
@@ -171,6 +173,7 @@ tcp dport . meta skuid != @allowed reject with tcp reset
                     for protocol in ("udp", "tcp")
                 )
             rules += f"{where} ip daddr {{ {nets} }} ct state new drop\n"
+            rules += f"{where} ip daddr @{NODES_SET} ct state new drop\n"
         return rules
 
     def open_addons(self, address: str, ports: range, interfaces: list[str]) -> str:
@@ -178,7 +181,7 @@ tcp dport . meta skuid != @allowed reject with tcp reset
         tasks reach them): new connections from ``interfaces`` (the manager's own bridges:
         ``docker_gwbridge``, and every dynos server's one-off bridge, by their prefix ending
         in ``*``: another server's table on the same engine must not drop this one's
-        one-offs), loopback and the swarm's nodes (:meth:`addon_sources`) only; not from the
+        one-offs), loopback and the swarm's nodes (:meth:`swarm_nodes`) only; not from the
         rest of the network the address is on. Before the fence, which would drop the
         one-offs' connections to that address."""
         address = str(ipaddress.IPv4Address(address))
@@ -190,19 +193,24 @@ tcp dport . meta skuid != @allowed reject with tcp reset
         syn = "tcp flags & (syn | ack) == syn"
         where = f"add rule inet {self.table} input ip daddr {address} tcp dport {span}"
         return (
-            f"add set inet {self.table} addon_sources {{ type ipv4_addr; }}\n"
-            f"{where} {syn} iifname != {{ {names} }} ip saddr != @addon_sources drop\n"
+            self._nodes_set()
+            + f"{where} {syn} iifname != {{ {names} }} ip saddr != @{NODES_SET} drop\n"
             + "".join(f'{where} iifname "{i}" accept\n' for i in interfaces)
         )
 
-    def addon_sources(self, nodes: list[str]) -> str:
-        """The swarm's node addresses (IPv4) replace those let in to the add-on servers: a
-        task elsewhere reaches them from its node's address, after its node's NAT."""
-        kept = sorted({node for node in nodes if _is_ipv4(node)})  # junk: nothing to let in
-        commands = f"flush set inet {self.table} addon_sources\n"
+    def swarm_nodes(self, nodes: list[str]) -> str:
+        """The swarm's node addresses (IPv4) replace those the set holds: let in to the
+        add-on servers (a task elsewhere reaches them from its node's address, after its
+        node's NAT) and fenced off the manager's bridge (:meth:`fence`)."""
+        kept = sorted({node for node in nodes if _is_ipv4(node)})  # junk: nothing to add
+        commands = self._nodes_set() + f"flush set inet {self.table} {NODES_SET}\n"
         if kept:
-            commands += f"add element inet {self.table} addon_sources {{ {', '.join(kept)} }}\n"
+            commands += f"add element inet {self.table} {NODES_SET} {{ {', '.join(kept)} }}\n"
         return commands
+
+    def _nodes_set(self) -> str:
+        """The nodes' set, made by whichever rules name it first (``add`` keeps one made)."""
+        return f"add set inet {self.table} {NODES_SET} {{ type ipv4_addr; }}\n"
 
     def forget(self, port: int, uid: int) -> None:
         """Drop ``port`` from the state alone: its allow never reached the table."""
@@ -341,20 +349,22 @@ class PortGuard:
         """``PortRules.fence``. Raises FirewallError."""
         self._nft.run(self.rules.fence(interface, destinations, resolvers))
 
-    def open_addons(
-        self, address: str, ports: range, interfaces: list[str], nodes: list[str]
-    ) -> None:
-        """``PortRules.open_addons`` and its first ``addon_sources``. Raises FirewallError."""
-        commands = self.rules.open_addons(address, ports, interfaces)
-        self._nft.run(commands + self.rules.addon_sources(nodes))
+    def open_addons(self, address: str, ports: range, interfaces: list[str]) -> None:
+        """``PortRules.open_addons``. Raises FirewallError."""
+        self._nft.run(self.rules.open_addons(address, ports, interfaces))
 
-    def addon_sources(self, nodes: list[str]) -> None:
-        """``PortRules.addon_sources``: the swarm's nodes changed. A failure is logged: the
-        nodes known before stay let in, a new one's tasks do not reach the add-ons."""
+    def swarm_nodes(self, nodes: list[str]) -> None:
+        """``PortRules.swarm_nodes``. Raises FirewallError."""
+        self._nft.run(self.rules.swarm_nodes(nodes))
+
+    def nodes_changed(self, nodes: list[str]) -> None:
+        """:meth:`swarm_nodes`, as the swarm's nodes change. A failure is logged: the set
+        keeps the nodes known before; a new one's tasks do not reach the add-ons, and a new
+        one on a public address is not fenced off the one-offs."""
         try:
-            self._nft.run(self.rules.addon_sources(nodes))
+            self.swarm_nodes(nodes)
         except (FirewallError, ValueError) as exc:
-            log.warning("could not let the swarm's nodes %s reach the add-ons: %s", nodes, exc)
+            log.error("could not put the swarm's nodes %s in the firewall: %s", nodes, exc)
 
     def close(self) -> None:
         """Delete the table (the kernel would, as the socket closes, but say so plainly)."""
