@@ -29,7 +29,10 @@ drawing)::
     │   ├── Unavailable            503 unavailable: try again later
     │   │   ├── DatabaseLocked     another process holds the database
     │   │   └── DatabaseDamaged    the file is not a sound database: restore a backup
-    │   └── FirewallError          backends/firewall.py: nftables refused a change
+    │   ├── FirewallError          backends/firewall.py: nftables refused a change
+    │   ├── PortTaken              an add-on server's port is another process's now (it moves)
+    │   └── AcmeFailed             platform/acme_client.py: an ACME order failed (its reason is the
+    │                              app's acm_status_reason; the scheduler retries)
     ├── ServerUnreachable          cli/client.py: no server answers
     ├── ApiError                   cli/client.py: the server answered with an error
     └── ServerFailed               cli/commands/up.py: the server `dynos up` started died
@@ -138,6 +141,11 @@ class Unavailable(PlatformError):
 
     id = "unavailable"
     status = 503
+
+
+class PortTaken(PlatformError):
+    """An add-on server's port (Redis's, the Postgres cluster's) is another process's now: it
+    was free when it was picked. The server moves to another and its apps are released."""
 
 
 class DatabaseLocked(Unavailable):

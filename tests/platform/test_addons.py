@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
+import redis
 
 from dynos.core.redis_plans import service_for
+from dynos.core.swarm_guard import ADDON_PORTS
 from dynos.errors import PlatformError, UserError
 from dynos.platform.addons import Addons
 from dynos.platform.platform import Platform, local_account
+from dynos.platform.redis_server import redis_url
 from tests.manager.test_manager import World
 
 pytestmark = pytest.mark.anyio
@@ -83,4 +87,55 @@ async def test_an_unknown_plan_is_refused_with_the_plans_named(tmp_path: Path) -
     with pytest.raises(UserError, match=r"Unknown Redis plan 'premium-99'.*mini \(25 MB\)"):
         await addons_of(world, tmp_path).create(world.app, "heroku-redis:premium-99")
     await nothing_created(world, tmp_path)
+    await world.store.close()
+
+
+async def moved_addon(
+    tmp_path: Path, recorded: socket.socket | None, first: range, then: range
+) -> tuple[int, int, World]:
+    """A Redis add-on made on a port of ``first``, holding a key, its server stopped; started
+    again by a new Addons that must use ``then``, while ``recorded`` (a listener) holds its
+    old port. Returns the old and the new port, the store open."""
+    world = await World.open(tmp_path)
+    platform = Platform(world.store, world.manager, world.logs, tmp_path, local_account())
+    made = Addons(platform, tmp_path / "addons", ports=first)
+    addon = await made.create(world.app, "redis")
+    client = redis.Redis(port=addon.port, password=addon.password)
+    client.set("kept", "yes")
+    client.close()
+    await made.close()
+    if recorded is not None:
+        recorded.bind(("127.0.0.1", addon.port))
+        recorded.listen()
+    again = Addons(platform, tmp_path / "addons", ports=then)
+    await again.start()
+    try:
+        [moved] = await world.store.list_addons()
+        client = redis.Redis(port=moved.port, password=moved.password)
+        assert client.get("kept") == b"yes"  # the same data, on the new port
+        client.close()
+        current = await world.store.current_release(world.app.id)
+        assert current is not None and current.description == "Update REDIS by heroku-redis"
+        assert current.config["REDIS_URL"] == redis_url(moved.port, moved.password)
+        said = [line.message for line in world.logs.recent("foo", 100)]
+        assert any(f"moved to port {moved.port}: port {addon.port}" in m for m in said), said
+    finally:
+        await again.close()
+    return addon.port, moved.port, world
+
+
+async def test_a_redis_whose_port_another_process_took_moves_and_its_app_is_released(
+    tmp_path: Path,
+) -> None:
+    """Before, it was started on the taken port again and again, and never came up."""
+    with socket.socket() as holder:
+        old, new, world = await moved_addon(tmp_path, holder, ADDON_PORTS, ADDON_PORTS)
+    assert new != old and new in ADDON_PORTS
+    await world.store.close()
+
+
+async def test_a_redis_outside_the_swarm_s_add_on_ports_moves_into_them(tmp_path: Path) -> None:
+    """A home that ran another backend before --backend swarm: no task reaches its port."""
+    old, new, world = await moved_addon(tmp_path, None, range(19000, 19500), range(19500, 20000))
+    assert old in range(19000, 19500) and new in range(19500, 20000)
     await world.store.close()

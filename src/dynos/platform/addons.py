@@ -10,7 +10,9 @@ answers; only then is it recorded and the app released with its config var
 Destroying one releases the app without the var, stops the service and deletes its data.
 
 Add-ons run while the server runs: they start before the dynos do, stop after them, and one
-that dies is logged and started again, with the same back-off as a crashing dyno.
+that dies is logged and started again, with the same back-off as a crashing dyno
+(:mod:`dynos.platform.redis_addons` runs the Redis servers, and moves one whose port is
+taken).
 
 Each add-on's server runs in a sandbox of the server's (:mod:`dynos.backends.sandbox`), named
 ``addon-<name>``. As root that is a system user of its own (``dyno-addon-...``), not its
@@ -21,58 +23,35 @@ capped at its plan's memory cap, and a private scratch; without root, a reaper.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import re
 import secrets
 import shutil
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from dynos.backends.cgroups import Limits
 from dynos.backends.isolation import AppUsers
 from dynos.backends.ports import DynoPorts
 from dynos.backends.sandbox import Sandboxes
 from dynos.core import postgres_plans
-from dynos.core.redis_plans import SERVICE, RedisPlan, cgroup_size, plan_for
+from dynos.core.redis_plans import SERVICE, plan_for
 from dynos.core.release_phase import Trigger
 from dynos.core.restart_policy import RestartPolicy
-from dynos.errors import Conflict, DynosError, NotFound, PlatformError, Unavailable, UserError
-from dynos.logs.logline import APP, PLATFORM
+from dynos.errors import Conflict, DynosError, NotFound, UserError
 from dynos.platform.context import Services, announce_release
 from dynos.platform.postgres import PostgresDatabases
 from dynos.platform.postgres_server import Cluster
-from dynos.platform.redis_server import (
-    RedisProcess,
-    find_redis_server,
-    redis_url,
-    start_redis,
-    stop_redis,
-)
+from dynos.platform.redis_addons import ATTACHMENT, CONFIG_VAR, RedisServers
+from dynos.platform.redis_server import find_redis_server, redis_url, stop_redis
 from dynos.platform.releases import release_config
 from dynos.store.database import Database
 from dynos.store.models import Addon, App, Release
 
 log = logging.getLogger(__name__)
 
-CONFIG_VAR = "REDIS_URL"
-ATTACHMENT = "REDIS"  # Heroku's attachment name: the config var without _URL
 ADDON_NAME = re.compile(r"[a-z][a-z0-9-]{1,28}[a-z0-9]")
 _WORDS = ("solid", "curved", "clear", "silent", "rugged", "tidy", "vivid", "deep", "round")
-
-
-@dataclass
-class _Running:
-    """An add-on's process and the task that restarts it when it dies."""
-
-    addon: Addon
-    redis: RedisProcess | None = None
-    supervisor: asyncio.Task[None] | None = None
-    stopping: bool = False
-    started_at: float = field(default_factory=time.monotonic)
 
 
 class Addons:
@@ -98,18 +77,23 @@ class Addons:
         self._platform = platform
         self._store = platform.store
         self._data_dir = data_dir
-        self._policy = policy or RestartPolicy()
-        self._users = users  # None: add-on servers run as the server's user
-        self._sandboxes = sandboxes or Sandboxes()
-        self._running: dict[str, _Running] = {}  # by add-on id
-        self._also_bind = gateway[0] if gateway else None
+        policy = policy or RestartPolicy()
+        sandboxes = sandboxes or Sandboxes()
         backend_ports = platform.manager.backend.allocate_port
         self._allocate_port = DynoPorts(ports, strict=True).allocate if ports else backend_ports
-        root, allocate = postgres_dir or data_dir.parent / "postgres", self._allocate_port
-        cluster = Cluster(root, self._sandboxes, users, allocate, gateway=gateway, ports=ports)
-        self.postgres = PostgresDatabases(
-            platform, cluster, self._policy, storage_cap_mb=storage_cap_mb
+        self._redis = RedisServers(
+            platform,
+            data_dir,
+            policy,
+            sandboxes,
+            self._allocate_port,
+            users=users,
+            also_bind=gateway[0] if gateway else None,
+            ports=ports,
         )
+        root, allocate = postgres_dir or data_dir.parent / "postgres", self._allocate_port
+        cluster = Cluster(root, sandboxes, users, allocate, gateway=gateway, ports=ports)
+        self.postgres = PostgresDatabases(platform, cluster, policy, storage_cap_mb=storage_cap_mb)
 
     # -- what the API asks --------------------------------------------------------------------
 
@@ -148,14 +132,14 @@ class Addons:
             name = name or await self._new_name("postgresql")
             return await self.postgres.create(app, postgres_plans.plan_of(plan), name)
         chosen = plan_for(plan)
-        program = find_redis_server()
+        find_redis_server()  # before anything: its install command, should it be missing
         await self._store.call(_check_free, app)
         name = name or await self._new_name(SERVICE)
         port = self._allocate_port()
         password = secrets.token_hex(32)
         data = self._data_dir / name
         try:
-            redis = await self._start(program, data, port, password, chosen, app.name, name)
+            redis = await self._redis.launch(data, port, password, chosen, app.name, name)
         except BaseException:
             shutil.rmtree(data, ignore_errors=True)
             raise
@@ -178,11 +162,11 @@ class Addons:
         try:
             addon, release = await self._store.transaction(record)
         except BaseException:
-            await self._stop_process(redis)
+            await stop_redis(redis)
             shutil.rmtree(data, ignore_errors=True)
             raise
         announce_release(self._platform, app, description, release)
-        self._watch(_Running(addon, redis))
+        self._redis.watch(addon, redis)
         return addon
 
     async def destroy(self, app: App, addon: Addon) -> None:
@@ -200,15 +184,15 @@ class Addons:
         if addon.service == postgres_plans.SERVICE:
             await self.postgres.deprovision(addon)
             return
-        await self._stop(addon.id)
+        await self._redis.stop(addon.id)
         shutil.rmtree(self._data_dir / addon.name, ignore_errors=True)
 
     async def app_destroyed(self, app_id: str, addons: Sequence[Addon]) -> None:
         """The app is gone, its add-on records (``addons``) with it: stop its services,
         delete their data, drop its databases."""
-        for running in [r for r in self._running.values() if r.addon.app_id == app_id]:
-            await self._stop(running.addon.id)
-            shutil.rmtree(self._data_dir / running.addon.name, ignore_errors=True)
+        for running in self._redis.running_of(app_id):
+            await self._redis.stop(running.id)
+            shutil.rmtree(self._data_dir / running.name, ignore_errors=True)
         for addon in addons:
             if addon.service == postgres_plans.SERVICE:
                 try:
@@ -223,131 +207,14 @@ class Addons:
         logged and retried in the background."""
         addons = await self.list()
         databases = [a for a in addons if a.service == postgres_plans.SERVICE]
-        await asyncio.gather(
-            self.postgres.start(databases),
-            *(self._boot(addon) for addon in addons if addon.service == SERVICE),
-        )
+        redis = [a for a in addons if a.service == SERVICE]
+        await asyncio.gather(self.postgres.start(databases), self._redis.start(redis))
 
     async def close(self) -> None:
         """Stop every add-on (at server shutdown, after the dynos)."""
-        await asyncio.gather(
-            self.postgres.close(),
-            *(self._stop(addon_id) for addon_id in list(self._running)),
-        )
-
-    # -- processes ------------------------------------------------------------------------------
-
-    async def _boot(self, addon: Addon) -> None:
-        running = _Running(addon)
-        try:
-            running.redis = await self._start_recorded(addon)
-        except DynosError as exc:
-            await self._log(addon, PLATFORM, f"{addon.name} did not start: {exc.message}")
-        self._watch(running)
-
-    async def _start_recorded(self, addon: Addon) -> RedisProcess:
-        app = await self._store.get_app(addon.app_id)
-        data = self._data_dir / addon.name
-        plan = plan_for(addon.plan)
-        return await self._start(
-            find_redis_server(), data, addon.port, addon.password, plan, app.name, addon.name
-        )
-
-    async def _start(
-        self,
-        program: str,
-        data: Path,
-        port: int,
-        password: str,
-        plan: RedisPlan,
-        app: str,
-        name: str,
-    ) -> RedisProcess:
-        def forward(line: str) -> None:
-            self._platform.logs.emit(app, APP, name, line)
-
-        sandboxes = self._sandboxes
-        size = cgroup_size(plan)
-        try:
-            user = self._users.for_addon(name) if self._users is not None else None
-            sandbox = sandboxes.prepare(
-                f"addon-{name}",
-                limits=Limits.of(size),
-                user=user,
-                scratch_bytes=sandboxes.scratch_for(size),
-                visible=(data,),
-            )
-        except OSError as exc:
-            raise PlatformError(f"Could not set up limits for {name}: {exc}") from exc
-        bind = self._also_bind
-        return await start_redis(program, data, port, password, plan, forward, sandbox, bind)
-
-    async def _stop_process(self, redis: RedisProcess) -> None:
-        await stop_redis(redis)
-
-    async def _exited(self, addon: Addon, status: int, oom_killed: bool) -> None:
-        """Log an exit that nobody asked for (and why, when its memory cap was the cause)."""
-        await self._log(addon, PLATFORM, f"{addon.name} exited with status {status}")
-        log.warning("add-on %s exited with status %s", addon.name, status)
-        if oom_killed:
-            cap = plan_for(addon.plan).memory_cap_bytes // (1024 * 1024)
-            await self._log(
-                addon,
-                PLATFORM,
-                f"{addon.name} was killed for using more than its plan's memory cap ({cap} MB)",
-            )
-
-    def _watch(self, running: _Running) -> None:
-        self._running[running.addon.id] = running
-        running.supervisor = asyncio.create_task(self._supervise(running))
-
-    async def _supervise(self, running: _Running) -> None:
-        """Start the add-on again whenever it dies, with the dyno restart back-off."""
-        addon, crashes = running.addon, 0
-        while not running.stopping:
-            if running.redis is not None:
-                redis = running.redis
-                returncode = await redis.process.wait()
-                status = 128 - returncode if returncode < 0 else returncode  # as a dyno's
-                if running.stopping:
-                    return
-                running.redis = None
-                oom_killed = await redis.sandbox.finish()  # what it left, and its cgroup
-                await self._exited(addon, status, oom_killed)
-            now = time.monotonic()
-            crashes = self._policy.crash_count(crashes, running.started_at, now)
-            delay = self._policy.delay(crashes)
-            await self._log(addon, PLATFORM, f"Restarting {addon.name} in {delay:g} seconds")
-            await asyncio.sleep(delay)
-            if running.stopping:
-                return
-            running.started_at = time.monotonic()
-            try:
-                running.redis = await self._start_recorded(addon)
-            except DynosError as exc:
-                await self._log(addon, PLATFORM, f"{addon.name} did not start: {exc.message}")
-                continue
-            await self._log(addon, PLATFORM, f"{addon.name} is up again")
-
-    async def _stop(self, addon_id: str) -> None:
-        running = self._running.pop(addon_id, None)
-        if running is None:
-            return
-        running.stopping = True
-        if running.redis is not None:
-            await self._stop_process(running.redis)
-        if running.supervisor is not None:
-            running.supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running.supervisor
+        await asyncio.gather(self.postgres.close(), self._redis.close())
 
     # -- helpers -------------------------------------------------------------------------------
-
-    async def _log(self, addon: Addon, source: str, message: str) -> None:
-        # Its app may be gone meanwhile, or the store out of reach: the line is then lost.
-        with contextlib.suppress(NotFound, Unavailable):
-            app = await self._store.get_app(addon.app_id)
-            self._platform.logs.emit(app.name, source, addon.name, message)
 
     async def _new_name(self, service: str) -> str:
         """``redis-solid-31337``: Heroku's add-on name pattern, unique on this platform."""

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 
 from dynos.core import postgres_plans as plans
 from dynos.core.restart_policy import RestartPolicy
-from dynos.errors import Conflict, DynosError, NotFound, PlatformError, Unavailable
+from dynos.errors import Conflict, DynosError, NotFound, PlatformError, PortTaken, Unavailable
 from dynos.logs.logline import APP, PLATFORM
 from dynos.platform.context import Services, announce_release
 from dynos.platform.postgres_backups import Backups
-from dynos.platform.postgres_server import Cluster, PortTaken
+from dynos.platform.postgres_server import Cluster
 from dynos.platform.releases import release_config
 from dynos.store.database import Database
 from dynos.store.models import Addon, App, Release

@@ -42,7 +42,7 @@ from dynos.backends.isolation import AppUsers, DynoUser
 from dynos.backends.sandbox import Sandbox, Sandboxes
 from dynos.core.postgres_config import MAX_CONNECTIONS, SUPERUSER, hba, server_options
 from dynos.core.sizes import DynoSize
-from dynos.errors import PlatformError
+from dynos.errors import PlatformError, PortTaken
 from dynos.platform.ownership import hand_over, take_back
 from dynos.platform.postgres_tls import make_certificate, write_private
 
@@ -57,10 +57,6 @@ OUTPUT_TAIL = 8
 CLUSTER_SIZE = DynoSize("postgres", (), 512, 1, False, 1, MAX_CONNECTIONS + 64)
 BIND_FAILED = "could not create any TCP/IP sockets"  # postgres's words when its port is taken
 PROGRAMS = ("postgres", "initdb", "pg_isready", "psql", "pg_dump", "pg_restore")
-
-
-class PortTaken(PlatformError):
-    """The cluster's port is another process's now (it was free when it was picked)."""
 
 
 def find_bindir() -> Path:

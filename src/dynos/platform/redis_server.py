@@ -33,13 +33,14 @@ import psutil
 
 from dynos.backends.sandbox import Sandbox
 from dynos.core.redis_plans import EVICTION_POLICY, RedisPlan
-from dynos.errors import PlatformError
+from dynos.errors import PlatformError, PortTaken
 from dynos.platform.ownership import hand_over, take_back
 
 INSTALL_HINT = "apt-get install -y redis-server"
 READY_TIMEOUT = 15.0  # seconds for redis-server to answer PING (it may load a large dataset)
 POLL = 0.02
 OUTPUT_TAIL = 5  # lines of a failed start's output quoted in the error
+ADDRESS_IN_USE = "Address already in use"  # strerror(EADDRINUSE), in its "bind:" line
 PIDFILE = "redis.pid"
 # What the app's password may not do: change the limits or the users, load code, stop the
 # server, or make it copy data to or from elsewhere.
@@ -118,7 +119,8 @@ async def start_redis(
     ``on_line``. With ``sandbox.user`` (root) the data directory is that user's while it
     runs. The sandbox is finished when this raises.
 
-    Raises PlatformError (quoting the end of its output) when it exits or stays silent.
+    Raises PlatformError (quoting the end of its output) when it exits or stays silent,
+    PortTaken when another process has ``port``.
     """
     user = sandbox.user
     try:
@@ -176,6 +178,8 @@ async def start_redis(
         process_done.cancel()
     await stop_redis(redis, grace=0)
     said = " / ".join(tail) or "no output"
+    if any(ADDRESS_IN_USE in line for line in tail):
+        raise PortTaken(f"redis-server could not listen on port {port}: {said}")
     raise PlatformError(f"redis-server did not start (exit status {process.returncode}): {said}")
 
 
