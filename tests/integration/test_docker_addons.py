@@ -40,6 +40,17 @@ def server(
     remove_images(engine, running)
 
 
+def deploy_with_addons(server: RunningServer) -> None:
+    """The add-ons app deployed as "keeper" and as "other", each with a database of its own;
+    a Redis for "keeper" alone."""
+    for app in ("keeper", "other"):
+        server.create_app(app)
+        output, last = server.deploy_output(app, ADDONS_APP)
+        assert last.get("status") != "failed", output
+        server.cli("addons:create", "heroku-postgresql", "-a", app)
+    server.cli("addons:create", "redis", "-a", "keeper")
+
+
 def run_check(server: RunningServer, app: str, *args: str) -> str:
     """`run:detached python check.py ARGS` in ``app``; its dyno's lines once it exited."""
     said = server.cli("run:detached", "-a", app, "python check.py " + " ".join(args)).stdout
@@ -53,12 +64,7 @@ def test_a_container_dyno_uses_its_apps_redis_and_postgres_and_no_other_apps(
     server: RunningServer, engine: docker.DockerClient
 ) -> None:
     gateway = network_gateway(engine, NETWORK)
-    for app in ("keeper", "other"):
-        server.create_app(app)
-        output, last = server.deploy_output(app, ADDONS_APP)
-        assert last.get("status") != "failed", output
-        server.cli("addons:create", "heroku-postgresql", "-a", app)
-    server.cli("addons:create", "redis", "-a", "keeper")
+    deploy_with_addons(server)
     # What config:get shows is the server's own view, as on Heroku's machine: loopback.
     shown = server.cli("config:get", "DATABASE_URL", "-a", "keeper").stdout.strip()
     assert "@127.0.0.1:" in shown

@@ -45,6 +45,7 @@ from dynos.core.swarm_usage import OOM_KILLED, check_command
 from dynos.errors import PlatformError
 from dynos.testing.harness import RunningServer, dyno_states, start_server, wait_for_dynos
 from tests.integration.conftest import app_images, each_test, wait_for
+from tests.integration.test_docker_addons import deploy_with_addons
 
 SWARM_APP = Path(__file__).parent / "apps" / "swarm"
 LIFECYCLE_APP = Path(__file__).parent / "apps" / "lifecycle"
@@ -954,7 +955,6 @@ def test_a_dead_node_s_dynos_come_back_on_the_survivor_without_failed_gets(
 # -- add-ons: on the router's address, reached from every node ----------------------------
 # Here, not in a module of their own: the suite's workers run modules side by side, and the
 # dead node's test above takes the lab's second node down meanwhile.
-ADDONS_APP = Path(__file__).parent / "apps" / "addons"
 
 
 def lines_of(server: RunningServer, app: str, dyno: str) -> str:
@@ -966,12 +966,7 @@ def test_dynos_on_both_nodes_and_one_offs_use_their_apps_add_ons_on_the_router_s
     engine: docker.DockerClient,
 ) -> None:
     router = router_address(engine)
-    for app in ("keeper", "other"):
-        server.create_app(app)
-        output, last = server.deploy_output(app, ADDONS_APP)
-        assert last.get("status") != "failed", output
-        server.cli("addons:create", "heroku-postgresql", "-a", app)
-    server.cli("addons:create", "redis", "-a", "keeper")
+    deploy_with_addons(server)
     redis_url = server.cli("config:get", "REDIS_URL", "-a", "keeper").stdout.strip()
     redis_port = int(redis_url.rsplit(":", 1)[1])
     assert redis_port in ADDON_PORTS  # the range every node's guard lets out to the router
