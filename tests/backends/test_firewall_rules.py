@@ -113,7 +113,7 @@ def test_the_swarm_fence_drops_new_connections_from_the_bridge_to_each_destinati
         # forwards a container's lookups from its namespace); nothing else gets through.
         dns = [where + f"ip daddr {{ 10.255.255.53 }} {p} dport 53 accept" for p in ("udp", "tcp")]
         ours = [line for line in lines if line.startswith(where)]
-        assert ours == [*dns, drop, joined]
+        assert ours == [joined, *dns, drop]
     assert lines[0] == "add set inet dynos_1 swarm_nodes { type ipv4_addr; }"
     assert said.count(" accept\n") == 4
     # No resolver: no exception at all.

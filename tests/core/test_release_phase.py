@@ -43,9 +43,12 @@ def test_every_new_release_of_code_with_a_release_type_runs_it(trigger: Trigger)
     assert initial_status(WITH_PHASE, "slug", trigger) is ReleaseStatus.PENDING
 
 
-def test_an_add_ons_own_config_change_skips_it_as_on_heroku() -> None:
-    assert not runs_release_phase(WITH_PHASE, "slug", Trigger.ADDON_DETACH)
-    assert initial_status(WITH_PHASE, "slug", Trigger.ADDON_DETACH) is ReleaseStatus.SUCCEEDED
+@pytest.mark.parametrize("trigger", [Trigger.ADDON_DETACH, Trigger.ADDON_MOVED])
+def test_an_add_ons_detach_or_move_skips_it(trigger: Trigger) -> None:
+    """A detach, as on Heroku; a move (the platform's: the dynos must not wait on the app's
+    command for a server that moved)."""
+    assert not runs_release_phase(WITH_PHASE, "slug", trigger)
+    assert initial_status(WITH_PHASE, "slug", trigger) is ReleaseStatus.SUCCEEDED
 
 
 def test_without_a_release_type_or_code_there_is_nothing_to_run() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,10 @@ async def moved_addon(
         client = redis.Redis(port=moved.port, password=moved.password)
         assert client.get("kept") == b"yes"  # the same data, on the new port
         client.close()
+        # A new password: the old one may have gone to whatever holds the old port.
+        assert moved.password != addon.password
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=moved.port, password=addon.password).ping()
         current = await world.store.current_release(world.app.id)
         assert current is not None and current.description == "Update REDIS by heroku-redis"
         assert current.config["REDIS_URL"] == redis_url(moved.port, moved.password)
@@ -132,6 +138,44 @@ async def test_a_redis_whose_port_another_process_took_moves_and_its_app_is_rele
         old, new, world = await moved_addon(tmp_path, holder, ADDON_PORTS, ADDON_PORTS)
     assert new != old and new in ADDON_PORTS
     await world.store.close()
+
+
+async def test_a_squatter_that_answers_as_redis_would_is_not_taken_for_it(
+    tmp_path: Path,
+) -> None:
+    """It takes any password and answers PING: the start checks the process id the server
+    gives, and moves on once its own redis-server failed on the port."""
+    with socket.socket() as squatter:
+        answering = threading.Event()
+
+        def answer() -> None:
+            squatter.settimeout(0.2)
+            while not answering.is_set():
+                with contextlib.suppress(TimeoutError):
+                    conn, _ = squatter.accept()
+                    with conn:
+                        conn.sendall(b"+OK\r\n+PONG\r\n")
+
+        squatting = threading.Thread(target=answer)
+        world = await World.open(tmp_path)
+        platform = Platform(world.store, world.manager, world.logs, tmp_path, local_account())
+        made = Addons(platform, tmp_path / "addons", ports=ADDON_PORTS)
+        addon = await made.create(world.app, "redis")
+        await made.close()
+        squatter.bind(("127.0.0.1", addon.port))
+        squatter.listen()
+        squatting.start()
+        again = Addons(platform, tmp_path / "addons", ports=ADDON_PORTS)
+        try:
+            await again.start()
+            [moved] = await world.store.list_addons()
+            assert moved.port != addon.port
+            assert redis.Redis(port=moved.port, password=moved.password).ping()
+        finally:
+            answering.set()
+            squatting.join()
+            await again.close()
+            await world.store.close()
 
 
 async def test_a_redis_outside_the_swarm_s_add_on_ports_moves_into_them(tmp_path: Path) -> None:

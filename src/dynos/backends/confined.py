@@ -113,9 +113,10 @@ class Sandbox:
         user = self._user if self._group is not None else None
 
         def setup() -> None:
-            step = "joining its cgroup"
+            step = "setting its signals to their defaults"
             try:
                 _default_signals()
+                step = "joining its cgroup"
                 cg.join(procs)
                 step = "entering its private scratch"
                 if scratch is not None:
@@ -123,8 +124,9 @@ class Sandbox:
                 step = "mounting its app directory"
                 if unprivileged_overlay is not None:
                     unprivileged_overlay.enter()
-                step = "entering its working directory"
+                step = "taking the workloads' priority"
                 as_workload(niceness)
+                step = "entering its working directory"
                 if workdir is not None:
                     os.chdir(workdir)
                 step = "dropping to its user"

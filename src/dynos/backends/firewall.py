@@ -167,13 +167,14 @@ tcp dport . meta skuid != @allowed reject with tcp reset
         rules = self._nodes_set() + f"add chain inet {self.table} forward {chain}"
         for hook in ("forward", "input"):
             where = f'add rule inet {self.table} {hook} iifname "{interface}"'
+            # The nodes first: one that joins later at a resolver's address gets no port 53.
+            rules += f"{where} ip daddr @{NODES_SET} ct state new drop\n"
             if names:
                 rules += "".join(
                     f"{where} ip daddr {{ {names} }} {protocol} dport 53 accept\n"
                     for protocol in ("udp", "tcp")
                 )
             rules += f"{where} ip daddr {{ {nets} }} ct state new drop\n"
-            rules += f"{where} ip daddr @{NODES_SET} ct state new drop\n"
         return rules
 
     def open_addons(self, address: str, ports: range, interfaces: list[str]) -> str:

@@ -107,9 +107,10 @@ class SwarmGuard:
             settling = self._settling
             failed = settling is not None and settling.done() and not _settled(settling)
             if addresses != self._covered or failed:
+                # The firewall first: it does not depend on the guard's update, which may fail.
+                self.on_nodes(sorted(a for a in addresses if a))
                 await self._call(self.ensure, sorted(addresses))
                 self._covered = addresses
-                self.on_nodes(sorted(a for a in addresses if a))
                 ready = [node for node, (_, _, down) in nodes.items() if not down]
                 if settling is not None:
                     settling.cancel()  # the waits move on to the new one (_wait_settled)

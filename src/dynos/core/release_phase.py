@@ -54,6 +54,7 @@ class Trigger(StrEnum):
     ROLLBACK = "rollback"
     ADDON_ATTACH = "addon-attach"  # a new add-on's config var
     ADDON_DETACH = "addon-detach"  # an add-on's config var removed with it
+    ADDON_MOVED = "addon-moved"  # the platform moved an add-on's server: its URL changed
 
 
 def release_command(processes: Mapping[str, str]) -> str | None:
@@ -64,7 +65,9 @@ def runs_release_phase(processes: Mapping[str, str], slug_id: str | None, trigge
     """Whether a new release made by ``trigger`` runs its release command first."""
     if slug_id is None or release_command(processes) is None:
         return False
-    return trigger is not Trigger.ADDON_DETACH
+    # The platform's own changes go live at once: the release command is the app's, for its
+    # code and its config, and the dynos must not wait on it for a server that moved.
+    return trigger not in (Trigger.ADDON_DETACH, Trigger.ADDON_MOVED)
 
 
 def initial_status(

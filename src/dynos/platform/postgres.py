@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 from dynos.core import postgres_plans as plans
+from dynos.core.release_phase import Trigger
 from dynos.core.restart_policy import RestartPolicy
 from dynos.errors import Conflict, DynosError, NotFound, PlatformError, PortTaken, Unavailable
 from dynos.logs.logline import APP, PLATFORM
@@ -120,7 +121,8 @@ class PostgresDatabases:
                 url = plans.database_url(plans.database_name(addon.name), addon.password, port)
                 attachment = plans.attachment_name(addon.config_var)
                 description = f"Update {attachment} by heroku-postgresql"
-                release = release_config(db, app, {addon.config_var: url}, description).release
+                changes = {addon.config_var: url}
+                release = release_config(db, app, changes, description, Trigger.ADDON_MOVED).release
                 if release is not None:
                     released.append((app, release, description))
             return released

@@ -3,12 +3,18 @@ that dies logged and started again with the dyno restart back-off, all stopped a
 dynos.
 
 An add-on keeps its port across restarts, since its app's ``REDIS_URL`` names it. When that
-port cannot be kept, the server moves to another and the app is released with the new URL,
-as Heroku releases an app whose Redis moved:
+port cannot be kept, the server moves to another, with a new password, and the app is
+released with the new URL at once (no release phase: the move is the platform's), as Heroku
+releases an app whose Redis moved:
 
-- another process took the port meanwhile (redis-server says "Address already in use");
+- another process took the port meanwhile (redis-server says "Address already in use"). It
+  may have been sent the password (by the start's own check, by the app's dynos): hence the
+  new one;
 - the port is outside the range the server must use (``ports``: a swarm's guards open only
   that range), for a home that ran another backend before.
+
+The new port is none that another add-on has recorded (they all start at once, at the
+server's start: one not yet listening would otherwise look free).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -26,6 +33,7 @@ from dynos.backends.cgroups import Limits
 from dynos.backends.isolation import AppUsers
 from dynos.backends.sandbox import Sandboxes
 from dynos.core.redis_plans import RedisPlan, cgroup_size, plan_for
+from dynos.core.release_phase import Trigger
 from dynos.core.restart_policy import RestartPolicy
 from dynos.errors import DynosError, NotFound, PlatformError, PortTaken, Unavailable
 from dynos.logs.logline import APP, PLATFORM
@@ -157,35 +165,47 @@ class RedisServers:
         addon = running.addon
         app = await self._store.get_app(addon.app_id)
         data, plan = self._data_dir / addon.name, plan_for(addon.plan)
-        launch = partial(self.launch, data, password=addon.password, plan=plan, app=app.name)
+        launch = partial(self.launch, data, plan=plan, app=app.name)
         if self._ports is None or addon.port in self._ports:
             try:
-                return await launch(port=addon.port, name=addon.name)
+                return await launch(port=addon.port, password=addon.password, name=addon.name)
             except PortTaken:
                 why = f"port {addon.port} is another process's now"
         else:
             why = f"port {addon.port} is outside ports {self._ports.start}-{self._ports.stop - 1}"
-        port = self._allocate_port()
-        redis = await launch(port=port, name=addon.name)
+        port, password = await self._free_port(), secrets.token_hex(32)
+        redis = await launch(port=port, password=password, name=addon.name)
         try:
-            await self._repoint(addon, port)
+            if running.stopping:  # destroyed meanwhile: nothing to record
+                raise NotFound(f"{addon.name} was destroyed")
+            await self._repoint(addon, port, password)
         except BaseException:
             await stop_redis(redis, grace=0)
             raise
         log.warning("%s moved to port %s: %s", addon.name, port, why)
         await self._log(addon, PLATFORM, f"{addon.name} moved to port {port}: {why}")
-        running.addon = replace(addon, port=port)
+        running.addon = replace(addon, port=port, password=password)
         return redis
 
-    async def _repoint(self, addon: Addon, port: int) -> None:
-        """Record ``port`` as the add-on's and release its app with the new URL."""
+    async def _free_port(self) -> int:
+        """A port of the allocator's that no add-on has recorded."""
+        recorded = {addon.port for addon in await self._store.list_addons()}
+        for _ in range(100):
+            if (port := self._allocate_port()) not in recorded:
+                return port
+        raise PlatformError("No free port for the add-on: every one offered is recorded.")
+
+    async def _repoint(self, addon: Addon, port: int, password: str) -> None:
+        """Record ``port`` and ``password`` as the add-on's and release its app with the new
+        URL; NotFound if the add-on was destroyed meanwhile (its app keeps no REDIS_URL)."""
         description = f"Update {ATTACHMENT} by heroku-redis"
 
         def move(db: Database) -> tuple[App, Release | None]:
-            db.set_addon_port(addon.id, port)
+            if not db.set_addon_port(addon.id, port, password):
+                raise NotFound(f"{addon.name} was destroyed")
             app = db.get_app(addon.app_id)
-            url = redis_url(port, addon.password)
-            return app, release_config(db, app, {CONFIG_VAR: url}, description).release
+            changes = {CONFIG_VAR: redis_url(port, password)}
+            return app, release_config(db, app, changes, description, Trigger.ADDON_MOVED).release
 
         app, release = await self._store.transaction(move)
         if release is not None:

@@ -378,11 +378,14 @@ class Database(
             ).fetchall()
         return [addon_from_row(row) for row in rows]
 
-    def set_addon_port(self, addon_id: str, port: int) -> None:
-        self._conn.execute(
-            "UPDATE addons SET port = ?, updated_at = ? WHERE id = ?",
-            (port, time_text(now()), addon_id),
+    def set_addon_port(self, addon_id: str, port: int, password: str | None = None) -> bool:
+        """The add-on's new port (and password, when given); False if it is gone."""
+        cursor = self._conn.execute(
+            "UPDATE addons SET port = ?, password = COALESCE(?, password), updated_at = ? "
+            "WHERE id = ?",
+            (port, password, time_text(now()), addon_id),
         )
+        return cursor.rowcount > 0
 
     def delete_addon(self, addon_id: str) -> None:
         self._conn.execute("DELETE FROM addons WHERE id = ?", (addon_id,))
