@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -11,11 +12,14 @@ import pytest
 import redis
 
 from dynos.core.redis_plans import service_for
+from dynos.core.release_phase import ReleaseStatus
 from dynos.core.swarm_guard import ADDON_PORTS
 from dynos.errors import PlatformError, UserError
 from dynos.platform.addons import Addons
 from dynos.platform.platform import Platform, local_account
 from dynos.platform.redis_server import redis_url
+from dynos.store.database import Database
+from dynos.store.models import Addon, Release
 from tests.manager.test_manager import World
 
 pytestmark = pytest.mark.anyio
@@ -183,3 +187,55 @@ async def test_a_redis_outside_the_swarm_s_add_on_ports_moves_into_them(tmp_path
     old, new, world = await moved_addon(tmp_path, None, range(19000, 19500), range(19500, 20000))
     assert old in range(19000, 19500) and new in range(19500, 20000)
     await world.store.close()
+
+
+async def test_a_move_while_the_app_s_release_command_runs_is_recorded_once_it_ended(
+    tmp_path: Path,
+) -> None:
+    """A release meanwhile is refused: the server runs on its new port at once, its record
+    and the app's release follow the release command's end (the dynos keep the old URL)."""
+    world = await World.open(tmp_path)
+    platform = Platform(world.store, world.manager, world.logs, tmp_path, local_account())
+    made = Addons(platform, tmp_path / "addons", ports=ADDON_PORTS)
+    addon = await made.create(world.app, "redis")
+    await made.close()
+
+    def pending(db: Database) -> Release:
+        live = db.current_release(world.app.id)
+        assert live is not None
+        return db.create_release(
+            world.app.id,
+            "Deploy",
+            slug_id=live.slug_id,
+            processes={"release": "sleep 60"},
+            config=live.config,
+            status=ReleaseStatus.PENDING,
+        )
+
+    running = await world.store.transaction(pending)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", addon.port))
+        holder.listen()
+        again = Addons(platform, tmp_path / "addons", ports=ADDON_PORTS)
+        try:
+            await again.start()
+            said = "\n".join(line.message for line in world.logs.recent("foo", 100))
+            assert "moved to port" in said, said
+            assert [a.port for a in await world.store.list_addons()] == [addon.port]  # not yet
+            await world.store.call(Database.set_release_status, running.id, ReleaseStatus.FAILED)
+
+            async def recorded() -> Addon:
+                while True:
+                    [moved] = await world.store.list_addons()
+                    if moved.port != addon.port:
+                        return moved
+                    await asyncio.sleep(0.1)
+
+            moved = await asyncio.wait_for(recorded(), 30)
+            current = await world.store.current_release(world.app.id)
+            assert current is not None and current.description == "Update REDIS by heroku-redis"
+            assert current.config["REDIS_URL"] == redis_url(moved.port, moved.password)
+            assert redis.Redis(port=moved.port, password=moved.password).ping()
+        finally:
+            await again.close()
+            await world.store.close()

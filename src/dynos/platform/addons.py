@@ -38,7 +38,7 @@ from dynos.core import postgres_plans
 from dynos.core.redis_plans import SERVICE, plan_for
 from dynos.core.release_phase import Trigger
 from dynos.core.restart_policy import RestartPolicy
-from dynos.errors import Conflict, DynosError, NotFound, UserError
+from dynos.errors import Conflict, DynosError, NotFound, PlatformError, UserError
 from dynos.platform.context import Services, announce_release
 from dynos.platform.postgres import PostgresDatabases
 from dynos.platform.postgres_server import Cluster
@@ -80,7 +80,8 @@ class Addons:
         policy = policy or RestartPolicy()
         sandboxes = sandboxes or Sandboxes()
         backend_ports = platform.manager.backend.allocate_port
-        self._allocate_port = DynoPorts(ports, strict=True).allocate if ports else backend_ports
+        self._free_port = DynoPorts(ports, strict=True).allocate if ports else backend_ports
+        self._recorded: set[int] = set()  # the add-ons' ports at the server's start
         self._redis = RedisServers(
             platform,
             data_dir,
@@ -206,6 +207,7 @@ class Addons:
         """Start every recorded add-on (at server start, before any dyno); one that fails is
         logged and retried in the background."""
         addons = await self.list()
+        self._recorded.update(addon.port for addon in addons)
         databases = [a for a in addons if a.service == postgres_plans.SERVICE]
         redis = [a for a in addons if a.service == SERVICE]
         await asyncio.gather(self.postgres.start(databases), self._redis.start(redis))
@@ -215,6 +217,14 @@ class Addons:
         await asyncio.gather(self.postgres.close(), self._redis.close())
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _allocate_port(self) -> int:
+        """A free port that no add-on had at the server's start: they all start at once,
+        and one whose server does not listen yet would look free to a move."""
+        for _ in range(100):
+            if (port := self._free_port()) not in self._recorded:
+                return port
+        raise PlatformError("No free port for an add-on: each one offered is another's.")
 
     async def _new_name(self, service: str) -> str:
         """``redis-solid-31337``: Heroku's add-on name pattern, unique on this platform."""

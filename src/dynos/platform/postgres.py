@@ -109,26 +109,30 @@ class PostgresDatabases:
         await self._repoint(self.cluster.admin().port)
 
     async def _repoint(self, port: int) -> None:
-        """Record ``port`` for every database and release each app with its new URLs."""
+        """Record ``port`` for every database and release each app with its new URLs (at
+        once: no release phase), one app at a time: an app whose release command runs
+        refuses a release meanwhile, and is tried again by the periodic check."""
+        for addon in await self._store.list_addons():
+            if addon.service != plans.SERVICE or addon.port == port:
+                continue
 
-        def move(db: Database) -> list[tuple[App, Release, str]]:
-            released = []
-            for addon in db.list_addons():
-                if addon.service != plans.SERVICE or addon.port == port:
-                    continue
+            def move(db: Database, addon: Addon = addon) -> tuple[App, Release | None, str]:
                 db.set_addon_port(addon.id, port)
                 app = db.get_app(addon.app_id)
                 url = plans.database_url(plans.database_name(addon.name), addon.password, port)
                 attachment = plans.attachment_name(addon.config_var)
                 description = f"Update {attachment} by heroku-postgresql"
                 changes = {addon.config_var: url}
-                release = release_config(db, app, changes, description, Trigger.ADDON_MOVED).release
-                if release is not None:
-                    released.append((app, release, description))
-            return released
+                release = release_config(db, app, changes, description, Trigger.ADDON_MOVED)
+                return app, release.release, description
 
-        for app, release, description in await self._store.transaction(move):
-            announce_release(self._platform, app, description, release)
+            try:
+                app, release, description = await self._store.transaction(move)
+            except (Conflict, NotFound, Unavailable) as exc:
+                log.info("%s keeps its old URL for now: %s", addon.name, exc.message)
+                continue
+            if release is not None:
+                announce_release(self._platform, app, description, release)
 
     async def start(self, addons: list[Addon]) -> None:
         """At server start: run the cluster when any app has a database. A failure is logged
@@ -345,6 +349,7 @@ class PostgresDatabases:
             await asyncio.sleep(CHECK_INTERVAL)
             if not self.cluster.running:
                 continue
+            await self._repoint(self.cluster.admin().port)  # a move an app's release held up
             for addon in await self._store.list_addons():
                 if addon.service != plans.SERVICE:
                     continue

@@ -13,8 +13,10 @@ releases an app whose Redis moved:
 - the port is outside the range the server must use (``ports``: a swarm's guards open only
   that range), for a home that ran another backend before.
 
-The new port is none that another add-on has recorded (they all start at once, at the
-server's start: one not yet listening would otherwise look free).
+The server runs on its new port at once; its record and its app's release follow as soon
+as no release command of the app runs (until then the app's dynos keep the old URL). The
+new port is none that another add-on has recorded (the allocator, ``Addons``'s, skips them:
+all start at once, at the server's start, and one not yet listening would look free).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from dynos.backends.sandbox import Sandboxes
 from dynos.core.redis_plans import RedisPlan, cgroup_size, plan_for
 from dynos.core.release_phase import Trigger
 from dynos.core.restart_policy import RestartPolicy
-from dynos.errors import DynosError, NotFound, PlatformError, PortTaken, Unavailable
+from dynos.errors import Conflict, DynosError, NotFound, PlatformError, PortTaken, Unavailable
 from dynos.logs.logline import APP, PLATFORM
 from dynos.platform.context import Services, announce_release
 from dynos.platform.redis_server import (
@@ -50,6 +52,7 @@ from dynos.store.database import Database
 from dynos.store.models import Addon, App, Release
 
 log = logging.getLogger(__name__)
+RECORD_RETRY = 2.0  # seconds between tries to record a move while its app's release waits
 
 CONFIG_VAR = "REDIS_URL"
 ATTACHMENT = "REDIS"  # Heroku's attachment name: the config var without _URL
@@ -64,6 +67,8 @@ class _Running:
     supervisor: asyncio.Task[None] | None = None
     stopping: bool = False
     started_at: float = field(default_factory=time.monotonic)
+    moving_to: int | None = None  # a move's port, held, that its server did not start on
+    recording: asyncio.Task[None] | None = None  # a move's record and release (_record_move)
 
 
 class RedisServers:
@@ -141,10 +146,11 @@ class RedisServers:
         running.stopping = True
         if running.redis is not None:
             await stop_redis(running.redis)
-        if running.supervisor is not None:
-            running.supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running.supervisor
+        for task in (running.supervisor, running.recording):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     # -- starts and restarts ----------------------------------------------------------------
 
@@ -173,43 +179,55 @@ class RedisServers:
                 why = f"port {addon.port} is another process's now"
         else:
             why = f"port {addon.port} is outside ports {self._ports.start}-{self._ports.stop - 1}"
-        port, password = await self._free_port(), secrets.token_hex(32)
-        redis = await launch(port=port, password=password, name=addon.name)
+        # A port a move took before and could not keep is tried again: it is held already.
+        running.moving_to = running.moving_to or self._allocate_port()
+        port, password = running.moving_to, secrets.token_hex(32)
         try:
-            if running.stopping:  # destroyed meanwhile: nothing to record
-                raise NotFound(f"{addon.name} was destroyed")
-            await self._repoint(addon, port, password)
-        except BaseException:
-            await stop_redis(redis, grace=0)
+            redis = await launch(port=port, password=password, name=addon.name)
+        except PortTaken:
+            running.moving_to = None  # taken too, since: another next time
             raise
+        running.moving_to = None
+        running.addon = replace(addon, port=port, password=password)
         log.warning("%s moved to port %s: %s", addon.name, port, why)
         await self._log(addon, PLATFORM, f"{addon.name} moved to port {port}: {why}")
-        running.addon = replace(addon, port=port, password=password)
+        if not await self._record_move(running.addon):
+            running.recording = asyncio.create_task(self._record_move_later(running))
         return redis
 
-    async def _free_port(self) -> int:
-        """A port of the allocator's that no add-on has recorded."""
-        recorded = {addon.port for addon in await self._store.list_addons()}
-        for _ in range(100):
-            if (port := self._allocate_port()) not in recorded:
-                return port
-        raise PlatformError("No free port for the add-on: every one offered is recorded.")
-
-    async def _repoint(self, addon: Addon, port: int, password: str) -> None:
-        """Record ``port`` and ``password`` as the add-on's and release its app with the new
-        URL; NotFound if the add-on was destroyed meanwhile (its app keeps no REDIS_URL)."""
+    async def _record_move(self, addon: Addon) -> bool:
+        """Record the moved add-on's port and password and release its app with the new URL
+        (at once: no release phase). False while a release command of the app runs (a
+        release meanwhile is refused); True once done, or when there is nothing to record
+        (the add-on or its app destroyed meanwhile: no REDIS_URL comes back)."""
         description = f"Update {ATTACHMENT} by heroku-redis"
 
-        def move(db: Database) -> tuple[App, Release | None]:
-            if not db.set_addon_port(addon.id, port, password):
-                raise NotFound(f"{addon.name} was destroyed")
+        def move(db: Database) -> tuple[App, Release | None] | None:
+            if not db.set_addon_port(addon.id, addon.port, addon.password):
+                return None
             app = db.get_app(addon.app_id)
-            changes = {CONFIG_VAR: redis_url(port, password)}
+            changes = {CONFIG_VAR: redis_url(addon.port, addon.password)}
             return app, release_config(db, app, changes, description, Trigger.ADDON_MOVED).release
 
-        app, release = await self._store.transaction(move)
-        if release is not None:
-            announce_release(self._platform, app, description, release)
+        try:
+            moved = await self._store.transaction(move)
+        except (Conflict, Unavailable) as exc:
+            log.info("%s: its app's release waits: %s", addon.name, exc.message)
+            return False
+        except NotFound:
+            return True
+        if moved is not None and moved[1] is not None:
+            announce_release(self._platform, moved[0], description, moved[1])
+        return True
+
+    async def _record_move_later(self, running: _Running) -> None:
+        """Until the move is recorded, the add-on goes, or it moves again: meanwhile its
+        app's dynos use the old URL."""
+        addon = running.addon
+        while not running.stopping and running.addon is addon:
+            await asyncio.sleep(RECORD_RETRY)
+            if await self._record_move(addon):
+                return
 
     async def _supervise(self, running: _Running) -> None:
         """Start the add-on again whenever it dies, with the dyno restart back-off."""

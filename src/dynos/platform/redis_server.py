@@ -22,13 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import psutil
@@ -167,7 +165,9 @@ async def start_redis(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_TIMEOUT
     try:
-        while not await _answers(port, password, partial(_is_of, process.pid)):
+        while not (
+            await asyncio.to_thread(_listens, process.pid, port) and await _answers(port, password)
+        ):
             if process_done.done() or loop.time() > deadline:
                 break
             await asyncio.sleep(POLL)
@@ -206,42 +206,40 @@ async def _pump(stream: asyncio.StreamReader, on_line: Callable[[str], None]) ->
         on_line(line.decode("utf-8", "replace").rstrip())
 
 
-async def _answers(port: int, password: str, ours: Callable[[int], bool]) -> bool:
-    """Whether redis-server on ``port`` accepts the password, answers PING (not while it is
-    still loading its data) and is ours (``ours`` of the process id it says it has): another
-    process that took the port answers for a server that is about to fail."""
+def _listens(pid: int, port: int) -> bool:
+    """Whether the process ``pid``, or a child of it (redis-server under the reaper, without
+    root), listens on ``port``: the kernel's word. Until then the port may be another
+    process's, which must not be sent the password nor pass for the add-on's server."""
+    try:
+        spawned = psutil.Process(pid)
+        for process in (spawned, *spawned.children()):
+            for connection in process.net_connections(kind="tcp"):
+                if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+                    return True
+    except psutil.Error:
+        return False
+    return False
+
+
+async def _answers(port: int, password: str) -> bool:
+    """Whether redis-server on ``port`` accepts the password and answers PING (not while it
+    is still loading its data)."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         return False
     try:
-        writer.write(f"AUTH {password}\r\nPING\r\nINFO server\r\n".encode())
+        writer.write(f"AUTH {password}\r\nPING\r\n".encode())
         await writer.drain()
         auth = await asyncio.wait_for(reader.readline(), 2.0)
         pong = await asyncio.wait_for(reader.readline(), 2.0)
-        size = await asyncio.wait_for(reader.readline(), 2.0)  # the bulk reply's "$123"
-        if auth != b"+OK\r\n" or pong != b"+PONG\r\n" or not size[1:-2].isdigit():
-            return False
-        info = await asyncio.wait_for(reader.readexactly(int(size[1:-2])), 2.0)
-        pid = re.search(rb"^process_id:(\d+)\r?$", info, re.MULTILINE)
-        return pid is not None and ours(int(pid[1]))
-    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return auth == b"+OK\r\n" and pong == b"+PONG\r\n"
+    except (OSError, TimeoutError, ValueError):  # ValueError: a line past the reader's limit
         return False
     finally:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-
-
-def _is_of(pid: int, candidate: int) -> bool:
-    """Whether ``candidate`` is the process ``pid`` or its child (redis-server under the
-    reaper, without root)."""
-    if candidate == pid:
-        return True
-    try:
-        return psutil.Process(candidate).ppid() == pid
-    except psutil.Error:
-        return False
 
 
 def _stop_leftover(data_dir: Path) -> None:
