@@ -207,3 +207,28 @@ def test_the_scratch_cap_scales_with_the_size() -> None:
     assert scratch_bytes(find_size("2X")) == 1024 * MB
     assert scratch_bytes(find_size("performance-m"), scratch_mb=100) == 500 * MB
     assert os.path.isdir("/proc")  # the module is importable without root too
+
+
+def test_targets_are_walked_following_no_link_the_one_only_root_can_rename_first(
+    tmp_path: Path,
+) -> None:
+    """The stage (the tmpfs's mount point, reached by its path) is a directory whose parents
+    only root may change; every other target is mounted on by the descriptor its walk
+    opened, so that a link swapped in afterwards is not followed."""
+    from dynos.backends.scratch import _open_targets
+
+    shared = tmp_path / "shared"  # under /tmp, which anyone may write in: not the stage
+    shared.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    gone = tmp_path / "gone"
+    opened = _open_targets((shared, Path("/tmp"), tmp_path / "link", gone))
+    try:
+        assert [path for path, _ in opened] == [Path("/tmp"), shared]
+        assert [os.stat(fd).st_ino for _, fd in opened] == [
+            os.stat("/tmp").st_ino,
+            shared.stat().st_ino,
+        ]
+    finally:
+        for _, fd in opened:
+            os.close(fd)

@@ -15,8 +15,10 @@ limit; past the size a write fails with ENOSPC in that dyno alone. A dyno's app 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +52,7 @@ class Scratch:
         linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWIPC)
         # First: a mount made below would otherwise propagate to the machine's namespace.
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-        targets = _still_there(self.targets)
+        targets = _open_targets(self.targets)
         if not targets and self.app is None:
             return
         release_fd = self.app.open_release() if self.app is not None else -1
@@ -59,15 +61,17 @@ class Scratch:
         kept = [
             (path, os.open(path, os.O_PATH | os.O_DIRECTORY))
             for path in self.visible
-            if any(t in path.parents for t in targets)
+            if any(t in path.parents for t, _ in targets)
         ]
         # One tmpfs for all targets, so that they share the cap. It is mounted on the first
         # target, each target gets a directory of it, and the first target's own directory
-        # is bound last, over the tmpfs's root: no staging directory is needed.
+        # is bound last, over the tmpfs's root: no staging directory is needed. The first is
+        # one whose path only root can change (targets are sorted so), as the stage is
+        # reached by its path; the others are bound on by their descriptors.
         # Without a shared directory to cover (unlikely), the tmpfs goes over the release,
         # which the app's overlay covers in turn.
         if targets:
-            stage = str(targets[0])
+            stage = str(targets[0][0])
         else:
             assert self.app is not None
             stage = str(self.app.release)
@@ -79,8 +83,11 @@ class Scratch:
             os.chmod(directory, 0o1777)  # as the machine's own: sticky, open to all
         # The app's layers share the scratch and its cap; made before a bind hides the stage.
         layers_fd = self.app.make_layers(stage) if self.app is not None else -1
-        for index, target in reversed(list(enumerate(targets))):
-            linux.mount(f"{stage}/{index}", str(target), None, linux.MS_BIND)
+        for index, (_, fd) in reversed(list(enumerate(targets))):
+            # On the descriptor: the mount lands on the directory walked to, whatever its
+            # path names now (the kernel mounts over the topmost mount there, the stage's).
+            linux.mount(f"{stage}/{index}", f"/proc/self/fd/{fd}", None, linux.MS_BIND)
+            os.close(fd)
         for path, fd in kept:
             _make_mount_point(path)
             linux.mount(f"/proc/self/fd/{fd}", str(path), None, linux.MS_BIND | linux.MS_REC)
@@ -93,19 +100,41 @@ class Scratch:
         return max(1024, self.size_bytes // BYTES_PER_INODE)
 
 
-def _still_there(targets: tuple[Path, ...]) -> list[Path]:
-    """The shared directories that are still directories. They were found once, at the
-    server's start; one removed since (another program's, a test's) leaves nothing to
-    cover, and binding over it would fail every later dyno's start with ENOENT. A link
-    put in its place is not followed: the mount would land wherever it points."""
-    kept = []
+def _open_targets(targets: tuple[Path, ...]) -> list[tuple[Path, int]]:
+    """Each shared directory that is still one, with an O_PATH descriptor of it, walked from
+    ``/`` one name at a time following no link: a mount on the descriptor lands there, not
+    where a link swapped in since points. They were found once, at the server's start; one
+    removed since (another program's, a test's) or turned into a link is skipped: binding
+    over a missing one would fail every later dyno's start with ENOENT. Those whose path
+    only root can change come first (the stage, reached by its path)."""
+    opened = []
     for target in targets:
-        try:
-            if stat.S_ISDIR(os.lstat(target).st_mode):
-                kept.append(target)
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-    return kept
+        # Gone, or a link or a file in its place (O_DIRECTORY refuses a link): skipped.
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            opened.append((target, _walk(target)))
+    return sorted(opened, key=lambda pair: not _root_only(pair[0].parents))
+
+
+def _walk(path: Path) -> int:
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW
+    fd = os.open("/", flags)
+    try:
+        for name in path.parts[1:]:
+            parent, fd = fd, os.open(name, flags, dir_fd=fd)
+            os.close(parent)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _root_only(directories: Sequence[Path]) -> bool:
+    """Whether only root may rename or replace what these directories hold."""
+    try:
+        modes = [os.lstat(directory) for directory in directories]
+    except OSError:
+        return False
+    return all(m.st_uid == 0 and not m.st_mode & 0o022 and stat.S_ISDIR(m.st_mode) for m in modes)
 
 
 def _make_mount_point(path: Path) -> None:
