@@ -217,12 +217,15 @@ def test_targets_are_walked_following_no_link_the_one_only_root_can_rename_first
     opened, so that a link swapped in afterwards is not followed."""
     from dynos.backends.scratch import _open_targets
 
-    shared = tmp_path / "shared"  # under /tmp, which anyone may write in: not the stage
+    anyones = tmp_path / "anyones"  # a parent anyone may write in: its child is no stage
+    anyones.mkdir()
+    anyones.chmod(0o1777)
+    shared = anyones / "shared"
     shared.mkdir()
-    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "sub").mkdir(parents=True)
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
-    gone = tmp_path / "gone"
-    opened = _open_targets((shared, Path("/tmp"), tmp_path / "link", gone))
+    links = (tmp_path / "link", tmp_path / "link" / "sub")  # a link last, or on the way
+    opened = _open_targets((shared, Path("/tmp"), *links, tmp_path / "gone"))
     try:
         assert [path for path, _ in opened] == [Path("/tmp"), shared]
         assert [os.stat(fd).st_ino for _, fd in opened] == [
