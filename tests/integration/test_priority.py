@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import psutil
 import pytest
@@ -48,7 +49,21 @@ def test_the_server_outranks_its_dynos_and_add_on_servers(server: RunningServer)
         wait_for(lambda: set(niceness().values()) == {0}, 30, "every child at nice 0")
     children = niceness()
     assert len(children) >= 2
-    assert children == dict.fromkeys(children, 0)
+    assert children == dict.fromkeys(children, 0), where_stuck(children)
+
+
+def where_stuck(children: dict[str, int]) -> str:
+    """What the kernel says of each child not at nice 0 (still between fork and exec): where
+    it sleeps, which system call, its cgroup and state, for a failure to be diagnosed."""
+    said = []
+    for child, nice in children.items():
+        if nice == 0:
+            continue
+        pid = child.split()[0]
+        for name in ("stat", "wchan", "syscall", "stack", "cgroup"):
+            with contextlib.suppress(OSError):
+                said.append(f"{pid} {name}: {Path('/proc', pid, name).read_text().strip()}")
+    return "\n".join(said)
 
 
 def test_a_build_runs_at_the_workloads_priority() -> None:

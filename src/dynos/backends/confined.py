@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,13 @@ from dynos.backends import cgroups as cg
 from dynos.backends import reaper
 from dynos.backends.appdir import AppCopy, UnprivilegedOverlay
 from dynos.backends.base import DynoUsage
+from dynos.backends.forkexec import (
+    SETUP_DEADLINE,
+    SLOW_SETUP,
+    ChildSetup,
+    FailedChild,
+    default_signals,
+)
 from dynos.backends.isolation import DynoUser
 from dynos.backends.orphans import ProcessRegistry
 from dynos.backends.scratch import Scratch, scratch_usage
@@ -37,7 +46,8 @@ GROUP_POLL = 0.05  # seconds between checks that a stopping sandbox's processes 
 KILL_POLL = 0.01  # seconds between rounds of SIGKILL to a cgroup's processes
 KILL_WAIT = 5.0  # seconds for SIGKILLed processes to be gone
 
-ChildSetup = Callable[[], None]
+
+log = logging.getLogger(__name__)
 
 
 class Sandbox:
@@ -115,7 +125,7 @@ class Sandbox:
         def setup() -> None:
             step = "setting its signals to their defaults"
             try:
-                _default_signals()
+                default_signals(alarm=SETUP_DEADLINE)
                 step = "joining its cgroup"
                 cg.join(procs)
                 step = "entering its private scratch"
@@ -134,6 +144,7 @@ class Sandbox:
                     os.setgroups([])
                     os.setgid(user.gid)
                     os.setuid(user.uid)
+                signal.alarm(0)  # an alarm outlives exec: the command must not inherit it
             except OSError as exc:
                 # The event loop hands the parent only the class and the first argument
                 # (an errno alone, for an OSError): say which step failed, and on what.
@@ -162,17 +173,30 @@ class Sandbox:
         is entered as root (:meth:`child_setup`). On failure the sandbox is released and
         the error (OSError, SubprocessError) raised."""
         setup = self.child_setup(workdir)
+        failed_child = FailedChild(wrap_setup(setup) if wrap_setup else setup)
+        began = time.monotonic()
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.command(argv),
                 start_new_session=True,
-                preexec_fn=wrap_setup(setup) if wrap_setup else setup,
+                preexec_fn=failed_child.setup,
                 **options,
             )
         except BaseException:
+            failed_child.reap()
             self._release()
             await self._remove_app_copy()
             raise
+        finally:
+            failed_child.close()
+        took = time.monotonic() - began
+        if took > SLOW_SETUP:
+            log.warning(
+                "%s took %.1f s from fork to exec (its cgroup, scratch and mounts), the "
+                "server blocked meanwhile: the kernel was slow to set it up",
+                self.name,
+                took,
+            )
         self.started(process)
         return process
 
@@ -329,19 +353,3 @@ def _kill_session(session: int) -> None:
         with contextlib.suppress(OSError):
             if os.getsid(pid) == session and pid != os.getpid():
                 os.kill(pid, signal.SIGKILL)
-
-
-# What a signal's action can be set to: not SIGKILL and SIGSTOP.
-_RESETTABLE = tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
-
-
-def _default_signals() -> None:
-    """In the child, before exec: every signal at its default action and none blocked.
-
-    ``exec`` keeps what the server ignores (SIGHUP under nohup; SIGINT and SIGQUIT as a
-    script's background job) and its blocked mask; CPython's spawn resets only SIGPIPE and
-    SIGXFSZ (uvloop's resets all). A dyno that ignored SIGHUP outlived its client's hang-up.
-    """
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
-    for sig in _RESETTABLE:
-        signal.signal(sig, signal.SIG_DFL)
