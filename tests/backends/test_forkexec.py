@@ -117,3 +117,30 @@ async def test_a_slow_start_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     await sandbox.finish()
     [record] = [r for r in caplog.records if "from fork to exec" in r.getMessage()]
     assert record.getMessage().startswith("web.1 took 1.")
+
+
+async def test_a_reapers_own_environment_is_empty_and_its_program_gets_the_dynos() -> None:
+    """As root without cgroups the reaper is root until its child drops to the app's user:
+    the dynamic loader must not read the dyno's config (LD_PRELOAD) in it."""
+    sandbox = plain_sandbox("web.1")
+    env = {"PATH": os.environ["PATH"], "LD_PRELOAD": "", "SECRET": "a b=c"}
+    process = await sandbox.spawn(
+        ["sh", "-c", 'echo "$SECRET"; echo "${LD_PRELOAD-unset}"; exec cat'],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stdin is not None
+    said = [await process.stdout.readline() for _ in range(2)]
+    assert said == [b"a b=c\n", b"\n"]  # the program's: the dyno's, empty values included
+    reapers = Path(f"/proc/{process.pid}/environ").read_bytes()
+    assert reapers == b"", reapers
+    process.stdin.close()
+    assert await process.wait() == 0
+    await sandbox.finish()
+
+
+async def test_an_environment_exec_would_refuse_is_refused_before_the_reaper_starts() -> None:
+    sandbox = plain_sandbox("web.1")
+    with pytest.raises(ValueError):
+        await sandbox.spawn(["true"], env={"A": "x\0LD_PRELOAD=./evil.so"})

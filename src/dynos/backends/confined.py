@@ -96,13 +96,16 @@ class Sandbox:
         self._app_copy = await self._app_copies.make(self._release_dir, self.name)
         return self._app_copy
 
-    def command(self, argv: Sequence[str]) -> list[str]:
-        """What to run for ``argv``: itself in a cgroup, else under the reaper."""
+    def command(self, argv: Sequence[str], env_fd: int | None = None) -> list[str]:
+        """What to run for ``argv``: itself in a cgroup, else under the reaper, which gives
+        it the environment in ``env_fd`` (:func:`reaper.environment_file`)."""
         if self._group is not None:
             return list(argv)
         wrapper = [self._python, "-I", "-S", str(REAPER), str(os.getpid())]
         if self._user is not None:
             wrapper += ["--user", f"{self._user.uid}:{self._user.gid}"]
+        if env_fd is not None:
+            wrapper += ["--env-fd", str(env_fd)]
         return [*wrapper, "--", *argv]
 
     @property
@@ -173,22 +176,32 @@ class Sandbox:
         is entered as root (:meth:`child_setup`). On failure the sandbox is released and
         the error (OSError, SubprocessError) raised."""
         setup = self.child_setup(workdir)
-        failed_child = FailedChild(wrap_setup(setup) if wrap_setup else setup)
-        began = time.monotonic()
+        env_fd = None
+        failed_child = None
         try:
+            if self._group is None and options.get("env") is not None:
+                # The reaper (root until its child drops) keeps an empty environment of its own.
+                env_fd = reaper.environment_file(options["env"])
+                options.update(env={}, pass_fds=(*options.get("pass_fds", ()), env_fd))
+            failed_child = FailedChild(wrap_setup(setup) if wrap_setup else setup)
+            began = time.monotonic()
             process = await asyncio.create_subprocess_exec(
-                *self.command(argv),
+                *self.command(argv, env_fd),
                 start_new_session=True,
                 preexec_fn=failed_child.setup,
                 **options,
             )
         except BaseException:
-            failed_child.reap()
+            if failed_child is not None:
+                failed_child.reap()
             self._release()
             await self._remove_app_copy()
             raise
         finally:
-            failed_child.close()
+            if failed_child is not None:
+                failed_child.close()
+            if env_fd is not None:
+                os.close(env_fd)
         took = time.monotonic() - began
         if took > SLOW_SETUP:
             log.warning(

@@ -1,6 +1,6 @@
 """A dyno's reaper, where no cgroup holds its processes (the server is not root).
 
-    python3 -I -S reaper.py PARENT_PID [--user UID:GID] -- PROGRAM [ARGS...]
+    python3 -I -S reaper.py PARENT_PID [--user UID:GID] [--env-fd FD] -- PROGRAM [ARGS...]
 
 Run by the server as the first process of a dyno, it runs PROGRAM as its child and keeps
 every process the dyno starts, however it detaches (``setsid``, a double fork): as a *child
@@ -17,6 +17,13 @@ them all when the dyno ends:
 
 PROGRAM gets SIGKILL if the reaper itself dies. SIGINT, SIGQUIT, SIGHUP and the job-control
 signals, which a terminal sends to the whole process group, are for PROGRAM, not the reaper.
+
+PROGRAM's environment comes through FD (a memfd: :func:`environment_file`), not the reaper's
+own, which is empty: as root the reaper is root until its child drops to UID, and the dynamic
+loader reads ``LD_PRELOAD``, ``LD_LIBRARY_PATH``, ``GLIBC_TUNABLES``... from the environment
+of every program it starts; with the dyno's config vars as its environment, a config var
+``LD_PRELOAD=./evil.so`` ran the app's code as root (``-I`` stops Python's variables, not
+the loader's).
 
 This file runs on its own (``-I -S``: no site-packages, no environment variables, nothing of
 dynos imported, and as few modules as will do: contextlib or enum alone would cost a
@@ -88,10 +95,54 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def environment_file(env: dict[str, str]) -> int:
+    """In the server: ``env`` in a new memfd (read from its start), for ``--env-fd``. Raises
+    ValueError for a NUL in a name or value or an ``=`` in a name, as exec itself would."""
+    entries = []
+    for name, value in env.items():
+        entry = os.fsencode(name) + b"=" + os.fsencode(value)
+        if b"\0" in entry or b"=" in os.fsencode(name) or not name:
+            raise ValueError(f"illegal environment variable name or value: {name!r}")
+        entries.append(entry)
+    fd = os.memfd_create("dyno-environment", os.MFD_CLOEXEC)
+    try:
+        data = memoryview(b"\0".join(entries))
+        while data:
+            data = data[os.write(fd, data) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_environment(fd: int) -> dict[bytes, bytes]:
+    """In the reaper: what :func:`environment_file` wrote, and the descriptor closed."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    env = {}
+    for entry in b"".join(chunks).split(b"\0"):
+        name, equals, value = entry.partition(b"=")
+        if equals:
+            env[name] = value
+    return env
+
+
 class Reaper:
-    def __init__(self, argv: list[str], user: tuple[int, int] | None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        user: tuple[int, int] | None,
+        env: dict[bytes, bytes] | None = None,
+    ) -> None:
         self.argv = argv
         self.user = user
+        self.env = env  # PROGRAM's (None: the reaper's own)
         self.program: int | None = None
         self.status: int | None = None  # PROGRAM's wait status, once it has exited
         self.stopping = False
@@ -129,7 +180,9 @@ class Reaper:
                 os.setgroups([])
                 os.setgid(self.user[1])
                 os.setuid(self.user[0])
-            os.execvp(self.argv[0], self.argv)
+            if self.env is None:
+                os.execvp(self.argv[0], self.argv)
+            os.execvpe(self.argv[0], self.argv, self.env)  # PATH searched is PROGRAM's
         except OSError as exc:
             os.write(2, f"{self.argv[0]}: {exc.strerror}\n".encode())
         os._exit(127)
@@ -191,13 +244,17 @@ def main(args: list[str]) -> None:
     parent = int(args[0])
     user = None
     rest = args[1:]
+    env = None
     if rest[:1] == ["--user"]:
         uid, gid = rest[1].split(":")
         user = (int(uid), int(gid))
         rest = rest[2:]
+    if rest[:1] == ["--env-fd"]:
+        env = read_environment(int(rest[1]))
+        rest = rest[2:]
     if rest[:1] != ["--"] or len(rest) < 2:
-        sys.exit("usage: reaper.py PARENT_PID [--user UID:GID] -- PROGRAM [ARGS...]")
-    Reaper(rest[1:], user).run(parent)
+        sys.exit("usage: reaper.py PARENT_PID [--user UID:GID] [--env-fd FD] -- PROGRAM [ARGS...]")
+    Reaper(rest[1:], user, env).run(parent)
 
 
 if __name__ == "__main__":
