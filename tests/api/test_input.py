@@ -4,6 +4,8 @@ ASCII never reach int(). Over real HTTP against a real server."""
 
 from __future__ import annotations
 
+import io
+import tarfile
 from typing import Any
 
 import httpx
@@ -119,6 +121,27 @@ def test_a_deploy_must_be_sent_as_gzip(server: RunningServer, api: httpx.Client,
         response = api.post(f"/apps/{APP}/deploys", content=tarball(ENVECHO), headers=headers)
         assert response.status_code == 415, response.text
         assert response.json()["id"] == "unsupported_media_type"
+    assert state(api) == before
+
+
+def test_a_deploy_of_a_path_1000_levels_deep_is_refused_clearly(
+    api: httpx.Client, app: str
+) -> None:
+    """A 200-byte upload whose one directory is 1,000 levels deep: once a 500 (Path.mkdir's
+    RecursionError), now the upload's own refusal, and nothing changes."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+        deep = tarfile.TarInfo("/".join(["a"] * 1000))
+        deep.type, deep.mode = tarfile.DIRTYPE, 0o755
+        archive.addfile(deep)
+    before = state(api)
+    response = api.post(
+        f"/apps/{APP}/deploys",
+        content=buffer.getvalue(),
+        headers={"Content-Type": "application/gzip"},
+    )
+    assert response.status_code == 422, response.text
+    assert "at most 1024 bytes and 64 levels" in response.json()["message"]
     assert state(api) == before
 
 

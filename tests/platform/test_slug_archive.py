@@ -11,13 +11,23 @@ import io
 import os
 import stat
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dynos.errors import BadRequest, UserError
-from dynos.platform.slug_archive import MB, Refused, Tally, UnpackLimits, admit, unpack_slug
+from dynos.platform.slug_archive import (
+    MAX_PATH_BYTES,
+    MAX_PATH_DEPTH,
+    MB,
+    Refused,
+    Tally,
+    UnpackLimits,
+    admit,
+    unpack_slug,
+)
 
 PROCFILE = b"web: python3 web.py\n"
 TB = 1024 * 1024 * MB
@@ -96,6 +106,60 @@ def test_an_upload_with_too_many_members_is_refused(tmp_path: Path, python: str)
     message = refused(tmp_path, pack(*files), UnpackLimits(max_members=10))
     assert "more than 10 files and directories" in message
     assert "--max-unpacked-files" in message
+
+
+def test_directories_a_path_makes_count_toward_the_member_limit(
+    tmp_path: Path, python: str
+) -> None:
+    """A directory bomb: 200 members, each 60 levels down its own branch, make 12,000
+    directories. Counted as 200 members, they passed a limit of 5,000."""
+    deep = "/".join(["a"] * 59)
+    bomb = [member(f"d{n}/{deep}", tarfile.DIRTYPE, mode=0o755) for n in range(200)]
+    upload = pack(*bomb, fmt=tarfile.PAX_FORMAT)
+    assert len(upload) < 20_000
+    started = time.monotonic()
+    message = refused(tmp_path, upload, UnpackLimits(max_members=5000))
+    assert time.monotonic() - started < 20
+    assert "more than 5000 files and directories" in message
+    assert "--max-unpacked-files; directories made for a path count too" in message
+    # Exactly: the Procfile and a/b/c/d are 5 members, a/b/c/d alone makes 3 of them.
+    assert refused(tmp_path, pack(member("a/b/c/d")), UnpackLimits(max_members=4))
+    assert (
+        unpack(tmp_path, pack(member("a/b/c/d")), UnpackLimits(max_members=5)) / "a/b/c/d"
+    ).is_file()
+
+
+TOO_DEEP_OR_LONG = {
+    "1,000 levels (Path.mkdir's RecursionError)": "/".join(["a"] * 1000),
+    "one level too deep": "/".join(["a"] * (MAX_PATH_DEPTH + 1)),
+    "one byte too long": "/".join(["x" * 200] * 6)[: MAX_PATH_BYTES + 1],
+    "2,000 members 900 levels down (the reviewer's bomb)": "many",
+}
+
+
+@pytest.mark.parametrize("case", TOO_DEEP_OR_LONG)
+def test_a_path_too_deep_or_too_long_is_refused_before_anything_is_made(
+    tmp_path: Path, python: str, case: str
+) -> None:
+    name = TOO_DEEP_OR_LONG[case]
+    if name == "many":
+        deep = "/".join(["a"] * 899)
+        bomb = [member(f"d{n}/{deep}", tarfile.DIRTYPE, mode=0o755) for n in range(2000)]
+    else:
+        bomb = [member(name, tarfile.DIRTYPE, mode=0o755)]
+    upload = pack(*bomb, fmt=tarfile.PAX_FORMAT)
+    started = time.monotonic()
+    message = refused(tmp_path, upload)
+    assert time.monotonic() - started < 20
+    assert f"at most {MAX_PATH_BYTES} bytes and {MAX_PATH_DEPTH} levels" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slugs", "upload.tar.gz"]
+
+
+def test_a_path_at_the_depth_and_length_limits_is_unpacked(tmp_path: Path, python: str) -> None:
+    parts = ["a"] * (MAX_PATH_DEPTH - 4) + ["x" * 220] * 3  # a name has at most 255 bytes
+    name = "/".join([*parts, "y" * (MAX_PATH_BYTES - len("/".join(parts)) - 1)])
+    assert len(name) == MAX_PATH_BYTES and name.count("/") + 1 == MAX_PATH_DEPTH
+    assert (unpack(tmp_path, pack((member(name), b"x"), fmt=tarfile.PAX_FORMAT)) / name).is_file()
 
 
 BAD_MEMBERS = {

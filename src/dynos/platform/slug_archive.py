@@ -4,9 +4,10 @@ The upload is a tenant's input, and the server (root, in production) unpacks it 
 home. So the archive is read as a stream and every member's header is judged before anything
 of that member is written (:func:`admit`, pure): a path outside the slug (absolute, ``..``),
 a link whose target is absolute or leaves the slug, a member inside a link or a file, a
-second member of the same name, a device or FIFO, a sparse file, more members or more bytes
-than the server's limits. Once all is written, every link is followed for real and must
-still lead inside (a chain of links can leave where each alone seems not to). A refusal
+second member of the same name, a device or FIFO, a sparse file, a path too long or too
+deep, more members (the directories a path makes count) or more bytes than the server's
+limits. Once all is written, every link is followed for real and must still lead inside (a
+chain of links can leave where each alone seems not to). A refusal
 removes what was written; sizes are never measured after extracting. Modes keep the
 owner's bits and the read and execute bits of others, never setuid, setgid, sticky or write
 for others, and ownership never comes from the archive. Python's
@@ -44,6 +45,12 @@ MB = 1024 * 1024
 MAX_UNPACKED_MB = 1024  # default of --max-unpacked-size
 MAX_UNPACKED_FILES = 100_000  # default of --max-unpacked-files
 MAX_EXTENDED_HEADER = 64 * 1024  # a pax header or GNU long name larger than this is refused
+# A member's path: Linux allows 4096 bytes (PATH_MAX) for the whole path, the slug's place
+# (<home>/slugs/<id>) included; deep node_modules paths reach a few hundred. The depth bounds
+# one member's work: each level is made and walked, and Path.mkdir(parents=True), os.walk and
+# shutil.rmtree recurse once per level (1,000 raise RecursionError). Real apps stay far below.
+MAX_PATH_BYTES = 1024
+MAX_PATH_DEPTH = 64
 MAX_PROCFILE = MB
 CHUNK = MB
 
@@ -96,20 +103,21 @@ def admit(member: tarfile.TarInfo, tally: Tally, limits: UnpackLimits) -> Entry 
         if member.isdir():
             return None
         raise Refused(f"The upload has a {_kind_name(member)} as its top directory. {_REPACK}")
-    tally.members += 1
-    if tally.members > limits.max_members:
-        raise Refused(
-            f"The upload holds more than {limits.max_members} files and directories (the "
-            "server's --max-unpacked-files): leave generated files out of the app directory."
-        )
     parts = path.split("/")
+    _check_path(path, parts)
+    made = 0  # the directories on its way not seen before: they are made, so they count
     for depth in range(1, len(parts)):
         above = "/".join(parts[:depth])
-        if tally.kinds.get(above, DIR) != DIR:
+        kind = tally.kinds.get(above)
+        if kind is None:
+            made += 1
+        elif kind != DIR:
             raise Refused(
-                f"The upload puts {path} inside {above}, which it holds as a "
-                f"{tally.kinds[above]}. {_REPACK}"
+                f"The upload puts {path} inside {above}, which it holds as a {kind}. {_REPACK}"
             )
+    tally.members += 1 + made
+    if tally.members > limits.max_members:
+        raise too_many_members(limits)
     known = tally.kinds.get(path)
     if known is not None and not (known == DIR and member.isdir()):
         raise Refused(f"The upload holds {path} twice. {_REPACK}")
@@ -120,6 +128,33 @@ def admit(member: tarfile.TarInfo, tally: Tally, limits: UnpackLimits) -> Entry 
     return entry
 
 
+def too_many_members(limits: UnpackLimits) -> Refused:
+    return Refused(
+        f"The upload holds more than {limits.max_members} files and directories (the "
+        "server's --max-unpacked-files; directories made for a path count too): leave "
+        "generated files out of the app directory."
+    )
+
+
+def too_many_bytes(limits: UnpackLimits, path: str) -> Refused:
+    return Refused(
+        f"The upload unpacks to more than {limits.max_bytes // MB} MB (the server's "
+        f"--max-unpacked-size; it stopped at {path}): leave large data and generated files "
+        "out of the app directory."
+    )
+
+
+def _check_path(path: str, parts: list[str]) -> None:
+    """Refused past MAX_PATH_BYTES or MAX_PATH_DEPTH (the message shows the path's start)."""
+    size = len(path.encode("utf-8", "surrogateescape"))
+    if size > MAX_PATH_BYTES or len(parts) > MAX_PATH_DEPTH:
+        raise Refused(
+            f"The upload holds a path of {size} bytes and {len(parts)} levels ({path[:80]}...): "
+            f"paths in an app directory may have at most {MAX_PATH_BYTES} bytes and "
+            f"{MAX_PATH_DEPTH} levels. Shorten or remove it and deploy again."
+        )
+
+
 def _entry(member: tarfile.TarInfo, path: str, tally: Tally, limits: UnpackLimits) -> Entry:
     if member.issparse():
         raise Refused(f"The upload holds {path} as a sparse file. {_REPACK}")
@@ -128,11 +163,7 @@ def _entry(member: tarfile.TarInfo, path: str, tally: Tally, limits: UnpackLimit
     if member.isreg():
         tally.bytes += member.size
         if tally.bytes > limits.max_bytes:
-            raise Refused(
-                f"The upload unpacks to more than {limits.max_bytes // MB} MB (the server's "
-                "--max-unpacked-size; it stopped at "
-                f"{path}): leave large data and generated files out of the app directory."
-            )
+            raise too_many_bytes(limits, path)
         return Entry(path, FILE, (member.mode & 0o755) | 0o600)
     if member.issym():
         return Entry(path, LINK, target=_link_target(path, member.linkname))
