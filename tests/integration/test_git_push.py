@@ -10,10 +10,12 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from dynos.testing.harness import RunningServer, start_server, wait_for
@@ -389,6 +391,52 @@ def test_a_push_of_malformed_objects_is_refused_and_moves_nothing(
     assert work.remote_refs(app) == {}
     with server.api() as api:
         assert [r["version"] for r in api.get(f"/apps/{app}/releases").json()] == [1]
+
+
+def test_a_pushed_tree_of_a_trillion_files_is_refused_quickly_and_moves_nothing(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """A pack of a few kB: trees 1,000 entries wide, 4 deep, all naming one blob (10^12
+    files; git's fsck finds nothing wrong). git archive would write it for hours, as root;
+    the tree is counted first and refused at --max-unpacked-files, with git stopped."""
+    app = new_app(server, "gitbomb")
+    work = Checkout(tmp_path / "work", server)
+    work.commit(WEB)
+
+    def git_in(*args: str, data: str) -> str:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=work.path,
+            env=work.env,
+            input=data,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    blob = git_in("hash-object", "-w", "--stdin", data="x\n")
+    tree = git_in("mktree", data="".join(f"100644 blob {blob}\tf{n:03}\n" for n in range(1000)))
+    for _ in range(3):
+        tree = git_in("mktree", data="".join(f"040000 tree {tree}\td{n:03}\n" for n in range(1000)))
+    procfile = git_in("hash-object", "-w", "--stdin", data=WEB["Procfile"])
+    top = git_in("mktree", data=f"100644 blob {procfile}\tProcfile\n040000 tree {tree}\tapp\n")
+    bomb = work.git("commit-tree", top, "-p", "HEAD", "-m", "10^12 files").stdout.strip()
+    started = time.monotonic()
+    result = work.push(app, f"{bomb}:refs/heads/main")
+    assert time.monotonic() - started < 60, result.stderr
+    assert result.returncode != 0
+    assert "remote:  !     The upload holds more than 100000 files and directories" in result.stderr
+    assert "Push rejected to gitbomb" in result.stderr
+    assert work.remote_refs(app) == {}
+    with server.api() as api:
+        assert [r["version"] for r in api.get(f"/apps/{app}/releases").json()] == [1]
+    left = [
+        child.cmdline()
+        for child in psutil.Process(server.process.pid).children(recursive=True)
+        if child.name() == "git" and {"ls-tree", "archive"} & set(child.cmdline())
+    ]
+    assert left == []
 
 
 def test_git_remote_outside_a_repository_says_so(server: RunningServer, tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ update the ref, anything else refuses the push and leaves every ref as it was.
 What a push does is core/git_push.py's rule (:func:`~dynos.core.git_push.plan_push`).
 A deploy: check the pushed history is whole (a shallow clone's is not, and git would refuse
 its ref after the build), ``git archive`` the pushed tree, unpack it as an upload is
-(platform/slug_archive.py: the same checks and limits), and run ``Releases.deploy``: the
-build, the release, and its release phase. One push of an app deploys at a time.
+(platform/slug_archive.py: the same checks and limits, the counts checked before anything is
+archived), and run ``Releases.deploy``: the build, the release, and its release phase. One
+push of an app deploys at a time. Every git command runs on a deadline and is killed when the
+push is cancelled (platform/git_command.py), before the push's turn is given up.
 """
 
 from __future__ import annotations
@@ -21,21 +23,25 @@ import json
 import logging
 import socket
 import uuid
+from asyncio.subprocess import DEVNULL
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from dynos.core.git_push import SHALLOW_LINES, Deploy, RefUpdate, parse_ref_updates, plan_push
-from dynos.errors import DynosError, UserError
+from dynos.errors import DynosError, PlatformError, UserError
 from dynos.platform.build import Slug
-from dynos.platform.git_command import git_succeeds, run_git
+from dynos.platform.git_command import GIT_DEADLINE, git_succeeds, run_git, running_git, too_slow
 from dynos.platform.release_phase import Heartbeat
 from dynos.platform.releases import Releases
+from dynos.platform.slug_archive import UnpackLimits, too_many_bytes, too_many_members
 from dynos.store.models import App, Release
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 1024 * 1024  # the hook's JSON line: the ref updates of one push
+LS_TREE_CHUNK = 64 * 1024
+SYMLINK_MODE = b"120000"  # a link's blob is its target: not counted as file bytes (nor unpacked)
 Say = Callable[[str], Awaitable[None]]
 
 
@@ -145,8 +151,10 @@ class GitPushes:
 
     async def _unpack(self, update: RefUpdate, git: dict[str, str]) -> Slug:
         """The pushed tree as a slug. The tree, not the commit, is archived: a commit's
-        archive starts with a pax header (its id), which an upload may not have."""
+        archive starts with a pax header (its id), which an upload may not have. It is
+        counted first (:func:`check_tree`): ``git archive`` writes whatever it is given."""
         archive = self.scratch / f"{uuid.uuid4()}.tar.gz"
+        await check_tree(f"{update.new}^{{tree}}", git, self._releases.unpack_limits)
         try:
             await run_git(
                 ["archive", "--format=tar.gz", "-1", "-o", str(archive), f"{update.new}^{{tree}}"],
@@ -155,6 +163,40 @@ class GitPushes:
             return await self._releases.unpack(archive)
         finally:
             archive.unlink(missing_ok=True)
+
+
+async def check_tree(tree: str, git: dict[str, str], limits: UnpackLimits) -> None:
+    """Refused (as an upload would be) when ``tree`` holds more files, directories and links,
+    or more bytes of files, than an upload may. Counted from ``git ls-tree`` as it streams,
+    and git is stopped at the limit: a small pack can name a tree of 10^12 files (trees 1,000
+    entries wide, 4 deep, all naming one blob), which ``git archive`` would write for hours."""
+    args = ["ls-tree", "-r", "-t", "-l", "-z", "--full-tree", tree]
+    members = size = 0
+    async with running_git(args, git, stderr=DEVNULL) as process:
+        assert process.stdout is not None
+        pending = bytearray()
+        try:
+            async with asyncio.timeout(GIT_DEADLINE):
+                while chunk := await process.stdout.read(LS_TREE_CHUNK):
+                    pending += chunk
+                    *records, rest = pending.split(b"\0")
+                    pending = bytearray(rest)
+                    for record in records:
+                        # "<mode> <type> <object> <size>\t<path>"; a tree's size is "-".
+                        members += 1
+                        if members > limits.max_members:
+                            raise too_many_members(limits)
+                        head, _, path = bytes(record).partition(b"\t")
+                        mode, kind, _, bytes_ = head.split()
+                        if kind == b"blob" and mode != SYMLINK_MODE:
+                            size += int(bytes_)
+                            if size > limits.max_bytes:
+                                raise too_many_bytes(limits, path.decode(errors="replace"))
+                status = await process.wait()
+        except TimeoutError:
+            raise too_slow(args, GIT_DEADLINE) from None
+    if status != 0:
+        raise PlatformError(f"git ls-tree failed on the pushed tree (status {status}).")
 
 
 def quarantine_env(repo: Path, request: dict[str, Any]) -> dict[str, str]:
