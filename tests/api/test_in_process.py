@@ -117,8 +117,10 @@ async def test_config_set_and_unset_make_one_release(client: Client) -> None:
         ({"9LIVES": "x"}, 422, "invalid_params"),
         ({"OK": "yes", "NUMBER": 5}, 422, "invalid_params"),
         (["NOT", "AN", "OBJECT"], 400, "bad_request"),
+        ({"OK": "yes", "SECRET": "a\u0000b"}, 422, "invalid_params"),
+        ({"PORT": "80"}, 422, "invalid_params"),
     ],
-    ids=["bad name", "not a string", "not an object"],
+    ids=["bad name", "not a string", "not an object", "NUL in a value", "PORT"],
 )
 async def test_a_wrong_config_change_is_refused_and_changes_nothing(
     client: Client, body: object, status: int, error_id: str

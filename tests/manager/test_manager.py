@@ -381,3 +381,24 @@ async def test_destroying_an_app_releases_what_the_backend_held_for_it(w: World)
     assert w.manager.dynos(w.app.id) == []
     await w.manager.release_app(w.app.id)
     assert w.fake.released == [w.app.id]
+
+
+async def test_a_dyno_whose_start_raises_a_bug_crashes_alone(w: World) -> None:
+    """A config var with a NUL (stored before the API refused them) makes a real spawn raise
+    ValueError: that dyno crashes, the reconcile goes on and the other app's dynos start."""
+
+    def seed(db: Database) -> App:
+        app = db.create_app("nul")
+        db.create_release(
+            app.id, "Deploy", slug_id="slug", processes={"worker": "w"}, config={"K": "a\0b"}
+        )
+        db.set_formation(app.id, "worker", 1, "Standard-1X")
+        return app
+
+    nul = await w.store.transaction(seed)
+    await w.scale(web=0, worker=1)
+    await w.settle()  # raised ValueError out of reconcile() before
+    assert w.states() == {"worker.1": "up"}
+    assert [str(d.state) for d in w.manager.dynos(nul.id)] == ["crashed"]
+    lines = [line.message for line in w.logs.recent("nul", 100, dyno="worker.1")]
+    assert "The dyno could not be started (an internal error: see the server's log)." in lines

@@ -41,7 +41,7 @@ from dynos.manager.idling import Idler
 from dynos.manager.one_off import OneOffRunner
 from dynos.manager.preboot import Preboots
 from dynos.manager.publisher import RoutePublisher
-from dynos.manager.records import DynoRecord
+from dynos.manager.records import DynoRecord, start_failure
 from dynos.manager.settings import ManagerSettings
 from dynos.manager.watch import DynoWatch
 from dynos.router.routing_table import RoutingTable
@@ -302,8 +302,8 @@ class DynoManager:
         self.platform_log(record, f"Starting process with command `{record.command}`")
         try:
             await self.backend.start(spec)
-        except DynosError as exc:
-            self.platform_log(record, exc.message)
+        except Exception as exc:  # even a bug's is this dyno's crash only: see start_failure
+            self.platform_log(record, start_failure(record.key, exc))
             self._events.dyno_exited(record.key, 1)
 
     def stop(self, record: DynoRecord) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -12,6 +13,9 @@ from dynos.core.healthchecks import NO_CHECKS, HealthChecks
 from dynos.core.reconcile import RunningDyno
 from dynos.core.sizes import DynoSize
 from dynos.core.states import DynoState, check_transition
+from dynos.errors import DynosError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,3 +100,14 @@ class DynoRecord:
             restart_at=self.restart_at,
             one_off=self.one_off,
         )
+
+
+def start_failure(key: str, exc: Exception) -> str:
+    """The app's log line for a dyno whose start raised ``exc``. A typed error says what to
+    do; anything else is a bug, logged with its traceback for the maintainers, and still only
+    that dyno's crash: one app's failure must not stop the reconcile loop (and with it the
+    server) for every app."""
+    if isinstance(exc, DynosError):
+        return exc.message
+    log.error("starting dyno %s failed unexpectedly", key, exc_info=exc)
+    return "The dyno could not be started (an internal error: see the server's log)."

@@ -15,12 +15,12 @@ once the transaction has committed (:func:`~dynos.platform.context.announce_rele
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from dynos.core.config_vars import check_config_var
 from dynos.core.release_phase import (
     PhaseEnd,
     PhaseOutcome,
@@ -46,8 +46,6 @@ from dynos.platform.slug_archive import UnpackLimits, describe_size, slug_size, 
 from dynos.store.database import Database
 from dynos.store.models import App, Release
 
-CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
 
 @dataclass(frozen=True)
 class ConfigRelease:
@@ -57,13 +55,6 @@ class ConfigRelease:
     config: dict[str, str]
     release: Release | None
     description: str
-
-
-# What the platform sets in each dyno's environment over any config var (manager/environment.py).
-PLATFORM_VARS = {
-    "PORT": "the port a web dyno must listen on, a new one for each dyno: read $PORT",
-    "DYNO": "the dyno's name, such as web.1",
-}
 
 
 class Releases:
@@ -233,18 +224,9 @@ class Releases:
     async def update_config(self, app: App, changes: Mapping[str, object]) -> dict[str, str]:
         """Set (string value) and unset (None) config vars in one new release."""
         for key, value in changes.items():
-            if not CONFIG_KEY.fullmatch(key):
-                raise UserError(
-                    f"Invalid config var name {key!r}: use letters, digits and '_', "
-                    "not starting with a digit."
-                )
             if value is not None and not isinstance(value, str):
                 raise UserError(f"Config var {key} must be a string or null, not {value!r}.")
-            if value is not None and key in PLATFORM_VARS:  # unsetting one is harmless
-                raise UserError(
-                    f"{key} cannot be set: the platform sets it in every dyno "
-                    f"({PLATFORM_VARS[key]}), over any config var. Nothing was changed."
-                )
+            check_config_var(key, value)
         made = await self._store.transaction(lambda db: release_config(db, app, changes))
         if made.release is not None:
             announce_release(self._services, app, made.description, made.release)

@@ -53,6 +53,8 @@ class FakeBackend:
     async def start(self, spec: DynoSpec) -> None:
         if self.start_gate is not None:
             await self.start_gate.wait()
+        if any("\0" in value for value in spec.env.values()):
+            raise ValueError("embedded null byte")  # as a real spawn's os.fsencode does
         self.running[spec.key] = spec
         self.started.append(spec)
         if spec.port is None:
