@@ -265,3 +265,42 @@ async def test_a_wrong_feature_request_is_refused_and_changes_nothing(client: Cl
         assert refused.status_code == 422, body
         assert refused.json()["id"] == "invalid_params"
     assert (await client.http.get(f"{base}/preboot")).json()["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DYNO=x": "1"},
+        {"NOT-A-NAME": "1"},
+        {"": "1"},
+        {"PORT": "80"},
+        {"DYNO": "web.1"},
+        {"OK": "1", "SECRET": "a\u0000b"},
+    ],
+    ids=["= in a name", "dash", "empty name", "PORT", "DYNO", "NUL in a value"],
+)
+@pytest.mark.parametrize("attach", [False, True])
+async def test_a_one_off_env_breaking_the_config_var_rules_starts_nothing(
+    client: Client, env: dict[str, str], attach: bool
+) -> None:
+    stage, app = client.stage, client.app
+    await stage.settle()
+    before = stage.dynos(app)
+
+    response = await client.http.post(
+        "/apps/shop/dynos", json={"command": "env", "attach": attach, "env": env}
+    )
+
+    assert (response.status_code, response.json()["id"]) == (422, "invalid_params"), response.text
+    assert "Nothing was changed" in response.json()["message"]
+    await stage.settle()
+    assert stage.dynos(app) == before
+    assert stage.api_lines(app) == []
+
+
+async def test_a_one_off_env_that_keeps_the_rules_runs(client: Client) -> None:
+    response = await client.http.post(
+        "/apps/shop/dynos", json={"command": "env", "env": {"DEBUG": "1", "_X2": 3}}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["type"] == "run"

@@ -34,6 +34,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dynos.api import shapes
 from dynos.api.params import json_object, optional_str
+from dynos.core.config_vars import check_config_var
 from dynos.core.rendezvous import attach_url
 from dynos.errors import DynosError, UserError
 from dynos.platform.models import Terminal
@@ -100,7 +101,10 @@ def _env(value: object) -> dict[str, str] | None:
         isinstance(k, str) and isinstance(v, str | int | float) for k, v in value.items()
     ):
         raise UserError('"env" must be an object of names to strings, e.g. {"DEBUG": "1"}.')
-    return {k: str(v) for k, v in value.items()}
+    env = {k: str(v) for k, v in value.items()}
+    for key, text in env.items():  # the config vars' rules, checked before anything starts
+        check_config_var(key, text, "Environment variable")
+    return env
 
 
 async def _bridge(websocket: WebSocket, terminal: Terminal, hang_up: Callable[[], None]) -> None:
