@@ -304,3 +304,20 @@ async def test_a_one_off_env_that_keeps_the_rules_runs(client: Client) -> None:
     )
     assert response.status_code == 201, response.text
     assert response.json()["type"] == "run"
+
+
+@pytest.mark.parametrize(
+    "value", [b'"inf"', b'"nan"', b"1e999", b"-1e999", b"NaN", b"1" + b"0" * 400]
+)
+async def test_an_idle_after_that_is_no_finite_number_is_refused(
+    client: Client, value: bytes
+) -> None:
+    before = (await client.http.get("/apps/shop/settings")).json()
+    response = await client.http.patch(
+        "/apps/shop/settings",
+        content=b'{"idle_after": ' + value + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert (response.status_code, response.json()["id"]) == (422, "invalid_params"), response.text
+    assert "finite number of seconds" in response.json()["message"]
+    assert (await client.http.get("/apps/shop/settings")).json() == before

@@ -25,6 +25,12 @@ def test_parse_setting_accepts_numbers_text_and_none(
     [
         ("idle_after", "soon"),
         ("idle_after", -1),
+        ("idle_after", "inf"),
+        ("idle_after", "nan"),
+        ("idle_after", float("inf")),  # JSON's 1e999
+        ("idle_after", float("nan")),
+        ("idle_after", 10**400),  # past a float's range
+        ("request_timeout", "nan"),
         ("request_timeout", 0),
         ("request_timeout", True),
         ("health_check_path", "health"),

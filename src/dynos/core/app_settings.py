@@ -7,6 +7,8 @@ idles), ``request_timeout`` (seconds the router waits for a dyno's response head
 
 from __future__ import annotations
 
+import math
+
 from dynos.errors import UserError
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
@@ -40,13 +42,19 @@ def parse_setting(name: str, value: object) -> object:
 
 
 def _number(name: str, value: object) -> float:
+    """A finite number of seconds: "inf", "nan" or 1e999 (JSON's infinity) would reach int()
+    or a timer as no number at all, and an integer past a float's range cannot be one."""
     if isinstance(value, bool):
         raise UserError(f"{name} must be a number of seconds, not {value!r}.")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip().removesuffix("s"))
-        except ValueError:
-            pass
-    raise UserError(f"{name} must be a number of seconds, e.g. 600, not {value!r}.")
+    seconds = None
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str):
+            seconds = float(value.strip().removesuffix("s"))
+    except (ValueError, OverflowError):
+        pass
+    if seconds is None or not math.isfinite(seconds):
+        shown = "a number that large" if isinstance(value, int) else repr(value)
+        raise UserError(f"{name} must be a finite number of seconds, e.g. 600, not {shown}.")
+    return seconds
