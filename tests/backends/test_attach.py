@@ -93,6 +93,22 @@ async def test_with_a_tty_resize_reaches_the_process(tmp_path: Path) -> None:
     assert "40 120" in out[STDOUT].decode()
 
 
+async def test_a_window_past_the_kernels_range_is_kept_within_9999(tmp_path: Path) -> None:
+    """70000 columns raised struct.error out of resize (the winsize holds 16-bit numbers)."""
+    terminal, _ = await attached(tmp_path, "read a; stty size; read b; stty size", tty=True)
+    output = terminal.output()
+    seen = ""
+    terminal.resize(70000, 24)
+    await terminal.write(b"\r")
+    while "24 9999" not in seen:
+        seen += (await anext(output))[1].decode()
+    terminal.resize(-5, 0)
+    await terminal.write(b"\r")
+    async for _, data in output:
+        seen += data.decode()
+    assert "1 1" in seen
+
+
 async def test_without_a_tty_stdout_and_stderr_stay_apart_and_stdin_ends(tmp_path: Path) -> None:
     terminal, _ = await attached(tmp_path, "cat; echo oops >&2; exit 3", tty=False)
     await terminal.write(b"line one\n")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
+from dynos.testing.harness import dyno_states
 from tests.integration.conftest import RunningServer, each_test, started, wait_for
 
 ENVECHO = Path(__file__).parent / "apps" / "envecho"
@@ -137,6 +138,32 @@ def test_attach_websocket_carries_input_output_and_the_exit_status(server: Runni
         assert json.loads(socket.recv(timeout=20)) == {"exit": 0}
     with connect(dyno["attach_websocket_url"], proxy=None) as again:  # used: the dyno is gone
         assert "error" in json.loads(again.recv(timeout=20))
+
+
+def test_attach_websocket_survives_bad_control_frames(server: RunningServer) -> None:
+    """A resize past the kernel's 16-bit window used to kill the socket's input task with a
+    traceback: the dyno then got no more input, nor a hang-up when its client left."""
+    deployed(server, "wsbad")
+    with server.api() as api:
+        response = api.post(
+            "/apps/wsbad/dynos", json={"command": "read a; stty size; cat", "attach": True}
+        )
+    assert response.status_code == 201, response.text
+    url = response.json()["attach_websocket_url"]
+    with connect(url, proxy=None) as socket:
+        socket.send(json.dumps({"resize": [70000, 24]}))
+        socket.send(json.dumps({"resize": [-1, 2**70]}))
+        socket.send("[" * 100_000)  # past the JSON parser's depth
+        socket.send(b"\r")
+        seen = b""
+        while b"9999 1" not in seen:  # rows, cols: the last resize, within 1..9999
+            try:
+                seen += socket.recv(timeout=20)
+            except TimeoutError:
+                raise AssertionError(f"{seen!r} {server.log_tail()}") from None
+    # The client left while the dyno (cat) is silent: the input task hangs it up.
+    one_offs = lambda: [d for d in dyno_states(server, "wsbad") if d.startswith("run.")]  # noqa: E731
+    wait_for(lambda: one_offs() == [], what="wsbad's one-off to end", timeout=30)
 
 
 def test_run_detached_logs_its_output_shows_first_in_ps_and_ps_stop_ends_it(

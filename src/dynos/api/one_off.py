@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -39,6 +40,8 @@ from dynos.core.rendezvous import attach_url
 from dynos.errors import DynosError, UserError
 from dynos.platform.models import Terminal
 from dynos.platform.platform import Platform
+
+log = logging.getLogger(__name__)
 
 
 def one_off_routes(
@@ -126,27 +129,35 @@ async def _bridge(websocket: WebSocket, terminal: Terminal, hang_up: Callable[[]
 async def _client_to_dyno(
     websocket: WebSocket, terminal: Terminal, hang_up: Callable[[], None]
 ) -> None:
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            hang_up()
-            return
-        if message.get("bytes") is not None:
-            await terminal.write(message["bytes"])
-        elif message.get("text") is not None:
-            _control(terminal, message["text"])
+    """The client's frames into the dyno until the client leaves (then ``hang_up()``). This
+    task is the only one that hears a silent dyno's client leave: should it fail, it hangs up
+    all the same, or the dyno would run on with nobody attached."""
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("bytes") is not None:
+                await terminal.write(message["bytes"])
+            elif message.get("text") is not None:
+                _control(terminal, message["text"])
+    except (WebSocketDisconnect, RuntimeError):  # the socket closed under it: the client left
+        pass
+    except Exception:  # a bug: logged, and still no dyno left running unattached
+        log.exception("the attach socket's input failed: hanging up its dyno")
+    hang_up()
 
 
 def _control(terminal: Terminal, text: str) -> None:
     """A client's text frame: a new window size, or the end of its input. Others are ignored."""
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         return
     if not isinstance(message, dict):
         return
     size = message.get("resize")
     if isinstance(size, list) and len(size) == 2 and all(isinstance(n, int) for n in size):
-        terminal.resize(max(1, size[0]), max(1, size[1]))
+        terminal.resize(size[0], size[1])  # kept within 1..9999 each way by the terminal
     if message.get("eof") is True:
         terminal.close_input()

@@ -34,6 +34,7 @@ from typing import Any
 STDOUT = 1  # the channel byte of an output chunk, as the WebSocket bridge frames it
 STDERR = 2
 READ_SIZE = 64 * 1024
+MAX_WINDOW = 9999  # columns or rows a client's terminal may have; more is taken as this
 OUTPUT_BACKLOG = 64  # chunks held for a slow client before the process is made to wait
 
 
@@ -42,7 +43,7 @@ class Terminal:
 
     def __init__(self, *, tty: bool, cols: int = 80, rows: int = 24) -> None:
         self.tty = tty
-        self._size = (cols, rows)
+        self._size = window(cols, rows)
         self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(OUTPUT_BACKLOG)
         self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._input: int | None = None  # where write() goes: the pty master or stdin's pipe
@@ -215,11 +216,12 @@ class Terminal:
         self._input = None
 
     def resize(self, cols: int, rows: int) -> None:
-        """The client's window changed: the process gets SIGWINCH (TTY only)."""
-        self._size = (cols, rows)
+        """The client's window changed: the process gets SIGWINCH (TTY only). Sizes out of
+        1..MAX_WINDOW are taken as the nearest that is in it."""
+        self._size = window(cols, rows)
         if self.tty and self._input is not None:
             with contextlib.suppress(OSError):
-                _set_window_size(self._input, cols, rows)
+                _set_window_size(self._input, *self._size)
 
     def hang_up(self) -> None:
         """The client went away: drop further output and send SIGHUP to the dyno's group."""
@@ -233,3 +235,9 @@ class Terminal:
 
 def _set_window_size(fd: int, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def window(cols: int, rows: int) -> tuple[int, int]:
+    """A client's window size within 1..MAX_WINDOW each way: the kernel's winsize holds
+    16-bit numbers (struct.pack raises past them), and no real terminal is wider."""
+    return min(max(1, cols), MAX_WINDOW), min(max(1, rows), MAX_WINDOW)
