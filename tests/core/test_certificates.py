@@ -81,6 +81,30 @@ def test_a_key_that_does_not_match_is_refused() -> None:
         check_installable(facts(key_matches=False), NOW, ["www.example.com"])
 
 
+@pytest.mark.parametrize(
+    ("key", "accepted"),
+    [
+        ({"key_type": "RSA", "key_size": 2048}, True),
+        ({"key_type": "RSA", "key_size": 3072}, True),
+        ({"key_type": "RSA", "key_size": 4096}, True),
+        ({"key_type": "EC", "key_size": 256, "key_curve": "secp256r1"}, True),
+        ({"key_type": "EC", "key_size": 384, "key_curve": "secp384r1"}, True),
+        ({"key_type": "RSA", "key_size": 1024}, False),
+        ({"key_type": "RSA", "key_size": 16384}, False),
+        ({"key_type": "EC", "key_size": 521, "key_curve": "secp521r1"}, False),
+        ({"key_type": "Ed25519", "key_size": 0}, False),
+    ],
+)
+def test_only_rsa_2048_to_4096_and_ec_p256_or_p384_keys_are_installable(
+    key: dict[str, object], accepted: bool
+) -> None:
+    if accepted:
+        check_installable(facts(**key), NOW, ["www.example.com"])
+        return
+    with pytest.raises(UserError, match=r"only RSA keys of 2048 to 4096 bits, or EC .* P-384"):
+        check_installable(facts(**key, key_matches=False), NOW, ["www.example.com"])
+
+
 def test_an_expired_certificate_is_refused() -> None:
     with pytest.raises(UserError, match="expired"):
         check_installable(facts(not_after=NOW - datetime.timedelta(seconds=1)), NOW, [])

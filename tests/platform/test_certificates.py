@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 from dynos.core.certificates import CertificateSource, ServedCertificate
@@ -26,10 +27,16 @@ NOW = datetime.datetime.now(datetime.UTC)
 
 
 def self_signed(
-    names: list[str], *, days: int = 30, start: datetime.datetime | None = None
+    names: list[str],
+    *,
+    days: int = 30,
+    start: datetime.datetime | None = None,
+    key: CertificateIssuerPrivateKeyTypes | None = None,
 ) -> tuple[str, str]:
-    """A self-signed certificate for ``names`` and its key, as PEM text."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    """A self-signed certificate for ``names`` and its key (P-256 unless one is given), as
+    PEM text."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    signing = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     start = start or NOW - datetime.timedelta(days=1)
     cert = (
@@ -41,7 +48,7 @@ def self_signed(
         .not_valid_before(start)
         .not_valid_after(start + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
-        .sign(key, hashes.SHA256())
+        .sign(key, signing)
     )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -157,6 +164,26 @@ async def test_an_own_certificate_is_stored_served_and_removed(
     assert not Path(own[0].key_path).exists()
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rsa.generate_private_key(65537, 2048),
+        lambda: rsa.generate_private_key(65537, 4096),
+        lambda: ec.generate_private_key(ec.SECP384R1()),
+    ],
+    ids=["RSA-2048", "RSA-4096", "P-384"],
+)
+async def test_rsa_and_p384_certificates_are_installed(
+    stage: Stage, tmp_path: Path, make: object
+) -> None:
+    app = await stage.platform.create_app("foo")
+    keeper = Certificates(tmp_path / "tls", "localhost", stage.store)
+    await keeper.start()
+    chain, key = self_signed(["foo.localhost"], key=make())  # type: ignore[operator]
+    await keeper.install(app, chain, key)
+    assert len(await keeper.list(app)) == 1
+
+
 async def test_an_acme_certificate_comes_in_the_same_way(stage: Stage, tmp_path: Path) -> None:
     app = await stage.platform.create_app("foo")
     keeper = Certificates(tmp_path / "tls", "localhost", stage.store)
@@ -177,6 +204,36 @@ async def test_an_acme_certificate_comes_in_the_same_way(stage: Stage, tmp_path:
         (lambda: self_signed(["www.example.com"]), r"covers none of the app's domains"),
         (lambda: ("not a certificate", self_signed(["x"])[1]), "not PEM"),
         (lambda: (self_signed(["foo.localhost"])[0], "no key"), "not a PEM private key"),
+        (
+            lambda: (
+                self_signed(["foo.localhost"], key=ed25519.Ed25519PrivateKey.generate())[0],
+                self_signed(["x"])[1],
+            ),
+            "has a key of type Ed25519: only RSA keys of 2048 to 4096 bits",
+        ),
+        (
+            lambda: self_signed(["foo.localhost"], key=ed25519.Ed25519PrivateKey.generate()),
+            "must be one of RSA keys of 2048 to 4096 bits",
+        ),
+        (
+            lambda: self_signed(["foo.localhost"], key=rsa.generate_private_key(65537, 1024)),
+            "has an RSA key of 1024 bits",
+        ),
+        (
+            lambda: self_signed(["foo.localhost"], key=rsa.generate_private_key(65537, 4160)),
+            "has an RSA key of 4160 bits",
+        ),
+        (
+            lambda: self_signed(["foo.localhost"], key=ec.generate_private_key(ec.SECP521R1())),
+            "has an EC key on secp521r1: only .* P-256 or P-384",
+        ),
+        (
+            lambda: (
+                self_signed(["foo.localhost"])[0],
+                self_signed(["x"], key=rsa.generate_private_key(65537, 2048))[1],
+            ),
+            "does not match",
+        ),
     ],
 )
 async def test_a_certificate_that_cannot_serve_the_app_is_refused_and_changes_nothing(

@@ -101,6 +101,30 @@ class CertificateFacts:
     issuer: str
     self_signed: bool
     ca_signed: bool = False  # its chain leads to a CA this machine trusts
+    # The leaf's public key: "RSA", "EC" or another algorithm's name, and its size (RSA: the
+    # modulus's bits) or curve (EC: "secp256r1"...). Defaults for a stored chain, never checked.
+    key_type: str = "RSA"
+    key_size: int = 2048
+    key_curve: str = ""
+
+
+# What a user's certificate key may be. The router's one event loop signs every handshake of
+# the host: an RSA key of 16384 bits would cost it a slow signature each time.
+ACCEPTED_KEYS = "RSA keys of 2048 to 4096 bits, or EC (ECDSA) keys on P-256 or P-384"
+RSA_BITS = (2048, 4096)
+EC_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
+
+
+def key_refusal(key_type: str, key_size: int, key_curve: str) -> str | None:
+    """Why a certificate's key cannot serve (a message naming what is accepted), or None."""
+    if key_type == "RSA" and RSA_BITS[0] <= key_size <= RSA_BITS[1]:
+        return None
+    if key_type == "EC" and key_curve in EC_CURVES:
+        return None
+    have = {"RSA": f"an RSA key of {key_size} bits", "EC": f"an EC key on {key_curve}"}.get(
+        key_type, f"a key of type {key_type}"
+    )
+    return f"The certificate has {have}: only {ACCEPTED_KEYS} are accepted. Issue it for one."
 
 
 def check_installable(
@@ -114,6 +138,9 @@ def check_installable(
     return None when it can. ``hosts``: the app's hostnames (its own and its custom domains),
     of which the certificate must cover one at least; ``pinned``: the domains that chose
     this certificate (an update must still cover each)."""
+    refusal = key_refusal(facts.key_type, facts.key_size, facts.key_curve)
+    if refusal is not None:
+        raise UserError(refusal)
     if not facts.key_matches:
         raise UserError(
             "The private key does not match the certificate: pass the key the certificate "

@@ -22,17 +22,17 @@ import ipaddress
 import os
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from dynos.core.certificates import CertificateFacts
+from dynos.core.certificates import ACCEPTED_KEYS, CertificateFacts
 from dynos.errors import UserError
 
 CA_LIFETIME = datetime.timedelta(days=3650)
@@ -236,7 +236,7 @@ def read_upload(chain_pem: str, key_pem: str) -> Uploaded:
             "The private key is not a PEM private key (-----BEGIN PRIVATE KEY-----)."
         ) from None
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
-        raise UserError("The private key must be an RSA or an EC (ECDSA) key.")
+        raise UserError(f"The private key must be one of {ACCEPTED_KEYS}.")
     if not chain:
         raise UserError("The certificate chain holds no certificate.")
     return Uploaded(
@@ -261,9 +261,13 @@ def facts_of(
     except x509.ExtensionNotFound:
         common = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         names = tuple(str(a.value) for a in common)
-    matches = key is not None and key.public_key().public_numbers() == (
-        leaf.public_key().public_numbers()  # type: ignore[union-attr]
-    )
+    try:
+        public = leaf.public_key()
+    except (ValueError, UnsupportedAlgorithm):  # an algorithm cryptography cannot read
+        public = None
+    # The same key whatever its type: the DER SubjectPublicKeyInfo of both, compared.
+    matches = key is not None and public is not None and _spki(key.public_key()) == _spki(public)
+    key_type, key_size, key_curve = _key_kind(public)
     return CertificateFacts(
         names=tuple(n.lower() for n in names),
         not_before=leaf.not_valid_before_utc,
@@ -272,7 +276,30 @@ def facts_of(
         subject=leaf.subject.rfc4514_string(),
         issuer=leaf.issuer.rfc4514_string(),
         self_signed=_self_signed(leaf),
+        key_type=key_type,
+        key_size=key_size,
+        key_curve=key_curve,
     )
+
+
+def _spki(public: object) -> bytes:
+    return public.public_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _key_kind(public: object) -> tuple[str, int, str]:
+    """A public key as core/certificates.py's ``key_refusal`` weighs it."""
+    if isinstance(public, rsa.RSAPublicKey):
+        return "RSA", public.key_size, ""
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return "EC", public.key_size, public.curve.name
+    others: list[tuple[type, str]] = [
+        (ed25519.Ed25519PublicKey, "Ed25519"),
+        (ed448.Ed448PublicKey, "Ed448"),
+        (dsa.DSAPublicKey, "DSA"),
+    ]
+    return next((name for kind, name in others if isinstance(public, kind)), "unknown"), 0, ""
 
 
 def facts_of_pem(chain_pem: str, now: datetime.datetime) -> CertificateFacts:
@@ -280,14 +307,9 @@ def facts_of_pem(chain_pem: str, now: datetime.datetime) -> CertificateFacts:
     with whether this machine's trusted CAs vouch for it."""
     chain = x509.load_pem_x509_certificates(chain_pem.encode())
     facts = facts_of(chain, None)
-    return CertificateFacts(
-        facts.names,
-        facts.not_before,
-        facts.not_after,
-        True,
-        facts.subject,
-        facts.issuer,
-        facts.self_signed,
+    return replace(
+        facts,
+        key_matches=True,
         ca_signed=not facts.self_signed and system_trusted(chain, facts.names, now),
     )
 
