@@ -80,6 +80,23 @@ def test_other_addresses_are_reachable(address: str) -> None:
     assert refused_address(ipaddress.ip_address(address), allow_loopback=False) is None
 
 
+def test_the_machines_own_addresses_only_when_allowed() -> None:
+    """Its LAN address reaches the dynos' ports as loopback does, skipping the router."""
+    own = {ipaddress.ip_address("192.168.1.20"), ipaddress.ip_address("2001:db8::20")}
+    for address in ("192.168.1.20", "2001:db8::20", "::ffff:192.168.1.20"):
+        ip = ipaddress.ip_address(address)
+        reason = refused_address(ip, allow_loopback=False, own=own) or ""
+        assert "an address of this server" in reason and "--drains-allow-loopback" in reason
+        assert refused_address(ip, allow_loopback=True, own=own) is None
+    assert (
+        refused_address(ipaddress.ip_address("192.168.1.21"), allow_loopback=False, own=own) is None
+    )
+    url = parse_drain_url("syslog://192.168.1.20:514")
+    with pytest.raises(UserError, match="an address of this server"):
+        check_target(url, allow_loopback=False, own=own)
+    check_target(url, allow_loopback=False)  # another machine's, as far as it knows
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -20,6 +20,7 @@ from dynos.platform.drain_transports import (
     HttpTransport,
     SyslogTransport,
     drain_tls,
+    own_addresses,
 )
 from dynos.testing.drain_receivers import HttpReceiver, SyslogReceiver
 
@@ -90,6 +91,31 @@ async def test_a_loopback_address_is_refused_at_connection_time() -> None:
         )
         with pytest.raises(DeliveryFailed, match="loopback"):
             await syslog.send("F", 1, b"3 abc")
+    finally:
+        receiver.stop()
+    assert receiver.posts == []
+
+
+async def test_the_machines_own_lan_address_is_refused_at_connection_time() -> None:
+    """A receiver on all interfaces stands for the dynos' and the server's ports there."""
+    own = sorted(
+        str(a) for a in own_addresses() if a.version == 4 and not (a.is_loopback or a.is_link_local)
+    )
+    if not own:
+        pytest.skip("this machine has no IPv4 address besides loopback")
+    receiver = HttpReceiver(host="0.0.0.0")
+    receiver.start()
+    try:
+        for url in (f"http://{own[0]}:{receiver.port}/", f"syslog://{own[0]}:{receiver.port}"):
+            target = parse_drain_url(url)
+            transport: HttpTransport | SyslogTransport = (
+                HttpTransport(target, "d.x", drain_tls(None), allow_loopback=False)
+                if url.startswith("http")
+                else SyslogTransport(target, drain_tls(None), allow_loopback=False)
+            )
+            with pytest.raises(DeliveryFailed, match="an address of this server"):
+                await transport.send("F", 1, b"3 abc")
+            await transport.close()
     finally:
         receiver.stop()
     assert receiver.posts == []

@@ -9,8 +9,11 @@ resolves to is checked again before each connection (the name may point anywhere
 Never reachable: the unspecified, multicast and broadcast addresses. Reachable only when the
 server allows it (``--drains-allow-loopback``, for tests and single-machine setups): loopback
 (the platform's own API, git service, add-on servers and the dynos' ports listen there) and
-link-local (cloud metadata services answer at 169.254.169.254). Private networks (10/8,
-192.168/16 ...) are allowed: a log server on the LAN is a normal target.
+link-local (cloud metadata services answer at 169.254.169.254), and the machine's own
+interface addresses, its LAN address among them (every port listening on all interfaces,
+the dynos' too, answers there as on loopback, without the router; the shell reads them at
+each connection and passes them in). Private networks (10/8, 192.168/16 ...) are allowed: a
+log server on another machine of the LAN is a normal target.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -118,8 +122,12 @@ def _request_target(parts: SplitResult) -> str:
     return f"{target}?{parts.query}" if parts.query else target
 
 
-def refused_address(address: Address, *, allow_loopback: bool) -> str | None:
-    """Why a drain may not connect to ``address``, or None when it may."""
+def refused_address(
+    address: Address, *, allow_loopback: bool, own: Collection[Address] = ()
+) -> str | None:
+    """Why a drain may not connect to ``address``, or None when it may. ``own``: this
+    machine's interface addresses, read by the caller (its LAN address reaches every port the
+    server and the dynos listen on, as loopback does, without passing the router)."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
     if address.is_unspecified or address.is_multicast:
@@ -134,12 +142,21 @@ def refused_address(address: Address, *, allow_loopback: bool) -> str | None:
             f"{address} is {kind} address: the server's own services listen there, so drains "
             "may not reach it (a server started with --drains-allow-loopback allows it)"
         )
+    if address in own and not allow_loopback:
+        return (
+            f"{address} is an address of this server: its services and the dynos' ports listen "
+            "there, so drains may not reach it (a server started with --drains-allow-loopback "
+            "allows it)"
+        )
     return None
 
 
-def check_target(target: DrainTarget, *, allow_loopback: bool) -> None:
+def check_target(
+    target: DrainTarget, *, allow_loopback: bool, own: Collection[Address] = ()
+) -> None:
     """Refuse, when the drain is added, a host that is a refused address or a loopback name
-    (its resolved addresses are checked again before each connection)."""
+    (its resolved addresses are checked again before each connection); ``own`` as for
+    :func:`refused_address`."""
     name = target.host.lower()
     if not allow_loopback and (name == "localhost" or name.endswith(".localhost")):
         raise UserError(
@@ -150,7 +167,7 @@ def check_target(target: DrainTarget, *, allow_loopback: bool) -> None:
     address = literal_address(target.host)
     if address is None:
         return
-    reason = refused_address(address, allow_loopback=allow_loopback)
+    reason = refused_address(address, allow_loopback=allow_loopback, own=own)
     if reason is not None:
         raise UserError(f"The drain URL {target.url} is refused: {reason}.")
 

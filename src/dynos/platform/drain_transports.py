@@ -4,9 +4,10 @@ octet-counted frames written on a syslog TCP (or TLS) connection.
 Both connect only to an address :func:`dynos.core.drains.refused_address` lets through: the
 drain's host is resolved before each new connection and every address it has is checked, and
 the connection goes to the checked address (TLS still checks the certificate against the
-host's name), so a name cannot be switched to a loopback address between the check and the
-connection. TLS trusts the system's CAs and the platform's own CA (an app of this platform
-can be a drain).
+host's name), so a name cannot be switched to a loopback address, or one of this machine's
+own, between the check and the connection. TLS trusts the system's CAs and the platform's
+own CA (an app of this platform can be a drain, where --drains-allow-loopback lets a drain
+reach this machine).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import socket
 import ssl
 from pathlib import Path
 from typing import Protocol
+
+import psutil
 
 from dynos import __version__
 from dynos.core.drains import Address, DrainTarget, refused_address
@@ -43,6 +46,18 @@ def drain_tls(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
+def own_addresses() -> frozenset[Address]:
+    """This machine's interface addresses now (an interface may come up or change after the
+    drain was added): a drain may not reach them (core/drains.py)."""
+    found: set[Address] = set()
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(ValueError):  # fe80::1%eth0: the zone is not needed
+                    found.add(ipaddress.ip_address(entry.address.split("%")[0]))
+    return frozenset(found)
+
+
 async def checked_address(target: DrainTarget, *, allow_loopback: bool) -> Address:
     """The first address of the drain's host, once every one of them is allowed."""
     loop = asyncio.get_running_loop()
@@ -53,8 +68,9 @@ async def checked_address(target: DrainTarget, *, allow_loopback: bool) -> Addre
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if not addresses:
         raise DeliveryFailed(f"{target.host} has no address")
+    own = own_addresses()
     for address in addresses:
-        reason = refused_address(address, allow_loopback=allow_loopback)
+        reason = refused_address(address, allow_loopback=allow_loopback, own=own)
         if reason is not None:
             raise DeliveryFailed(f"{target.host} resolves to {reason}")
     return addresses[0]

@@ -26,6 +26,7 @@ from dynos.platform.drain_transports import (
     SyslogTransport,
     Transport,
     drain_tls,
+    own_addresses,
 )
 from dynos.store.database import Database
 from dynos.store.drains import LogDrain
@@ -62,7 +63,7 @@ class Drains:
 
     async def add(self, app: App, url: object) -> LogDrain:
         target = parse_drain_url(url)
-        check_target(target, allow_loopback=self.allow_loopback)
+        check_target(target, allow_loopback=self.allow_loopback, own=own_addresses())
         token = f"d.{uuid.uuid4()}"
         drain = await self._services.store.transaction(
             lambda db: db.add_log_drain(app.id, target.url, token)
