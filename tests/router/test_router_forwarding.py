@@ -65,6 +65,57 @@ def test_client_values_of_router_set_headers_are_dropped() -> None:
     assert value(headers, b"X-Request-Start") == b"1700000000123"
 
 
+# Other headers frameworks read for the scheme or the client's address: Rack's ``ssl?`` reads
+# X-Forwarded-Ssl before X-Forwarded-Proto, Rack 2 X-Forwarded-Scheme, Rack 3 Forwarded first.
+FORGED_CLAIMS: Headers = [
+    (b"X-Forwarded-Ssl", b"on"),
+    (b"X-Forwarded-Scheme", b"https"),
+    (b"Forwarded", b"proto=https;for=6.6.6.6"),
+    (b"forwarded", b"for=6.6.6.6"),
+    (b"FORWARDED", b"proto=https"),
+]
+
+
+@pytest.mark.parametrize("forged", FORGED_CLAIMS, ids=lambda h: h[0].decode())
+def test_other_claims_of_scheme_or_address_are_dropped(forged: tuple[bytes, bytes]) -> None:
+    headers, _ = forward([(b"Host", b"foo.localhost"), forged, (b"X-Public", b"1")])
+    assert value(headers, forged[0]) is None
+    assert value(headers, b"X-Forwarded-Proto") == b"http"
+    assert value(headers, b"X-Public") == b"1"
+
+
+# Servers that turn names into CGI variables (HTTP_X_FORWARDED_PROTO: gunicorn before 22,
+# uWSGI, PHP) merge these with the router's header, and Django takes the first value.
+UNDERSCORED: Headers = [
+    (b"X_Forwarded_Proto", b"https"),
+    (b"x_forwarded_proto", b"https"),
+    (b"X-Forwarded_Proto", b"https"),
+    (b"X_Forwarded-Port", b"443"),
+    (b"X_FORWARDED_FOR", b"6.6.6.6"),
+    (b"X_Request_Start", b"1"),
+    (b"X_Request_Id", b"r" * 24),
+    (b"X_Forwarded_Ssl", b"on"),
+    (b"X_Forwarded_Scheme", b"https"),
+]
+
+
+@pytest.mark.parametrize("forged", UNDERSCORED, ids=lambda h: h[0].decode())
+def test_underscore_spellings_of_router_and_scheme_headers_are_dropped(
+    forged: tuple[bytes, bytes],
+) -> None:
+    headers, request_id = forward([forged, (b"X_Custom_Header", b"kept")])
+    assert [k for k, _ in headers if b"_" in k] == [b"X_Custom_Header"]
+    assert value(headers, b"X-Forwarded-Proto") == b"http"
+    assert value(headers, b"X-Forwarded-For") == b"198.51.100.4"
+    assert request_id == "new-id"
+
+
+def test_forwarded_host_is_passed_on_as_heroku_does() -> None:
+    # The router never writes it, and the Host header still routes the request (forwarding.py).
+    headers, _ = forward([(b"X-Forwarded-Host", b"www.example.com")])
+    assert value(headers, b"X-Forwarded-Host") == b"www.example.com"
+
+
 def test_every_incoming_forwarded_for_is_kept_in_order() -> None:
     headers, _ = forward([(b"X-Forwarded-For", b"10.0.0.1"), (b"x-forwarded-for", b"10.0.0.2")])
     assert value(headers, b"X-Forwarded-For") == b"10.0.0.1, 10.0.0.2, 198.51.100.4"

@@ -95,6 +95,33 @@ async def test_client_cannot_claim_https_through_forwarded_proto() -> None:
     assert dyno.requests[0].header("X-Forwarded-Proto") == "http"
 
 
+@pytest.mark.parametrize(
+    ("name", "forged"),
+    [
+        ("X-Forwarded-Ssl", "on"),
+        ("X-Forwarded-Scheme", "https"),
+        ("Forwarded", "proto=https;for=6.6.6.6"),
+        ("X_Forwarded_Proto", "https"),
+        ("X_Forwarded_Port", "443"),
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("X_Request_Start", "1"),
+        ("X_Request_Id", "r" * 24),
+        ("X_Forwarded_Ssl", "on"),
+        ("X_Forwarded_Scheme", "https"),
+    ],
+)
+async def test_client_cannot_claim_https_or_an_address_through_other_headers(
+    name: str, forged: str
+) -> None:
+    async with one_dyno() as (dyno, _, http):
+        await http.get("/", headers={name: forged, "X-Forwarded-Host": "www.example.com"})
+    got = dyno.requests[0]
+    assert got.header(name) is None
+    assert got.header("X-Forwarded-Proto") == "http"
+    assert got.header("X-Forwarded-For") == "127.0.0.1"
+    assert got.header("X-Forwarded-Host") == "www.example.com"  # as on Heroku: passed on
+
+
 async def test_hop_by_hop_headers_are_not_forwarded() -> None:
     async with (
         fake_dynos("web.1") as [dyno],

@@ -292,6 +292,8 @@ OTHER_HEADERS = [
     ("X-Forwarded-Proto", "https"),
     ("X-Forwarded-Port", "443"),
     ("X-Request-Start", "1"),
+    ("X_Forwarded_Proto", "https"),
+    ("Forwarded", "for=6.6.6.6"),
     ("Via", "1.1 cdn"),
     ("Keep-Alive", "timeout=5"),
     ("TE", "trailers"),

@@ -4,6 +4,12 @@ To the dyno: ``X-Request-Id`` (the client's if it looks like one, else a new uui
 ``X-Forwarded-For`` (the client's address appended), ``X-Forwarded-Proto``,
 ``X-Forwarded-Port``, ``X-Request-Start`` (ms since the epoch) and ``Via``. A client's own
 ``X-Forwarded-Proto``/``-Port``/``X-Request-Start`` are dropped: only the router may say them.
+So are the other headers frameworks read for the scheme or the client's address
+(``X-Forwarded-Ssl``, ``X-Forwarded-Scheme``, ``Forwarded``: ``_CLAIMS``), and any header
+whose name, with ``_`` for ``-``, is one of these or one the router sets or rebuilds
+(``X_Forwarded_Proto``, ``X-Request_Id``): servers that turn header names into CGI variables
+(``HTTP_X_FORWARDED_PROTO``: uWSGI, PHP, gunicorn before 22) read both spellings as one
+header, the client's value first.
 Hop-by-hop headers are removed both ways, and so are the headers a ``Connection`` header
 names, except the ones that frame or route the message and the ones the router writes itself
 (``UNREMOVABLE_REQUEST``): a client that lists ``Content-Length`` in ``Connection`` must not
@@ -13,8 +19,10 @@ it parsed, so what the dyno reads as the body is what the router counted as the 
 functions: the caller passes the clock reading and the id factory.
 
 Both run for every request, so they write the head in one pass over the headers, straight
-into the list of pieces that becomes it: one lower-casing and one set lookup per header in
-the common case.
+into the list of pieces that becomes it: one length check per header, and for a name of a
+length some special header has, one lower-casing and one set lookup. The underscore spellings
+are in that set too (every mix of ``-`` and ``_``, made once at import), so they cost an
+ordinary header nothing: their lengths are those of the names they spell.
 """
 
 from __future__ import annotations
@@ -37,8 +45,36 @@ ROUTER_REQUEST_HEADERS = _SET_BY_ROUTER | _REBUILT | {b"content-length", b"trans
 UNREMOVABLE_REQUEST = ROUTER_REQUEST_HEADERS | {b"host", b"connection", b"upgrade"}
 # The same for a dyno's response: its framing, and the Via the router extends.
 UNREMOVABLE_RESPONSE = frozenset({b"content-length", b"transfer-encoding", b"via", b"connection"})
+# Other ways a client could tell the app how the request came, which apps trust because a
+# router in front would have set them: X-Forwarded-Ssl (Rack's ssl? reads it before
+# X-Forwarded-Proto), X-Forwarded-Scheme (Rack 2), Forwarded (RFC 7239: proto=, for=; Rack 3
+# reads it first). Heroku's router sets none of them: under these names an app there reads
+# only what a client said. Here they are dropped, so an app that trusts them (Rack does, by
+# default) is not told HTTPS, or another address, by a client on the plain-HTTP port.
+# X-Forwarded-Host is passed on, as Heroku's router does (its documented headers are the six
+# of _ROUTER_TAIL): it says nothing of the scheme or the client's address, the Host header
+# still routes the request, an app behind a CDN reads it, and frameworks trust it only when
+# told to (Django's USE_X_FORWARDED_HOST), the app's choice to make knowing it is client-set.
+_CLAIMS = frozenset({b"x-forwarded-ssl", b"x-forwarded-scheme", b"forwarded"})
+
+
+def _underscore_spellings(names: frozenset[bytes]) -> frozenset[bytes]:
+    """Each name of ``names`` with some or all of its ``-`` written ``_`` (not the name itself:
+    ``x_forwarded-for``, ``x-forwarded_for``, ``x_forwarded_for`` for ``x-forwarded-for``)."""
+    spellings: set[bytes] = set()
+    for name in names:
+        words = name.split(b"-")
+        mixes = [words[0]]
+        for word in words[1:]:
+            mixes = [mix + sep + word for mix in mixes for sep in (b"-", b"_")]
+        spellings.update(mixes)
+    return frozenset(spellings - names)
+
+
+# A client header under one of these names is dropped, whatever it says.
+_DROPPED = _SET_BY_ROUTER | _CLAIMS | _underscore_spellings(_SET_BY_ROUTER | _REBUILT | _CLAIMS)
 # Request headers that need more than copying: one lookup tells the common ones apart.
-_REQUEST_SPECIAL = HOP_BY_HOP | _SET_BY_ROUTER | _REBUILT | {b"host", b"content-length"}
+_REQUEST_SPECIAL = HOP_BY_HOP | _DROPPED | _REBUILT | {b"host", b"content-length"}
 _RESPONSE_SPECIAL = HOP_BY_HOP | {b"via"}
 # Connection options that remove nothing more (hop-by-hop headers are dropped anyway).
 _NOT_OPTIONS_REQUEST = HOP_BY_HOP | UNREMOVABLE_REQUEST
@@ -164,7 +200,7 @@ def forward_request(
         elif lname == b"via":
             value = value.strip()
             via = via + b", " + value if via else value
-        # other hop-by-hop headers, and those only the router may set, are dropped
+        # other hop-by-hop headers, and _DROPPED (those only the router may say), are dropped
     if options:
         parts = _without_options(parts, 4, options)
 
