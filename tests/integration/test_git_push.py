@@ -57,11 +57,14 @@ class Checkout:
         if trust_ca:
             self.env["GIT_SSL_CAINFO"] = str(server.ca)
 
-    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def git(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             ["git", *args],
             cwd=self.path,
             env=self.env,
+            input=input,
             capture_output=True,
             text=True,
             timeout=300,
@@ -404,16 +407,7 @@ def test_a_pushed_tree_of_a_trillion_files_is_refused_quickly_and_moves_nothing(
     work.commit(WEB)
 
     def git_in(*args: str, data: str) -> str:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=work.path,
-            env=work.env,
-            input=data,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return done.stdout.strip()
+        return work.git(*args, input=data).stdout.strip()
 
     blob = git_in("hash-object", "-w", "--stdin", data="x\n")
     tree = git_in("mktree", data="".join(f"100644 blob {blob}\tf{n:03}\n" for n in range(1000)))
